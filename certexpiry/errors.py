@@ -1,0 +1,186 @@
+"""The exceptions of certexpiry, and which failures are worth retrying.
+
+    CertexpiryError
+    ├── InvalidMessage        a Pub/Sub message that is not ours: acknowledged, never retried
+    ├── SettingsError         a setting is missing or malformed: fix the deployment
+    ├── StoreError            a call to the SQL API failed (`operation` names the RPC)
+    │   ├── RpcError          through Supabase's HTTP API: HTTP status, body, PostgREST code
+    │   │   └── RpcTimeout    no answer in time
+    │   └── DatabaseError     through a direct Postgres connection: SQLSTATE
+    ├── RunBusy               another invocation holds the run's lease: retry later
+    └── PublishError          the continuation could not be published
+
+Each error knows its catalogued log code and the context fields it contributes, so the code
+that logs it does not have to know which adapter raised it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from certexpiry.codes import Code
+
+# Transient failures, retried with backoff: PostgREST could not reach or use its pool
+# (PGRST000-003), gateway errors, and the SQLSTATE classes of connection loss (08), resource
+# exhaustion (53), serialization failure (40001), deadlock (40P01) and admin shutdown (57P01).
+TRANSIENT_HTTP_STATUSES = frozenset({502, 503, 504, 520})
+TRANSIENT_POSTGREST_CODES = frozenset({"PGRST000", "PGRST001", "PGRST002", "PGRST003"})
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01"})
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "53")
+
+
+def is_transient_sqlstate(sqlstate: str | None) -> bool:
+    """True for the SQLSTATEs that a retry can cure."""
+    if not sqlstate:
+        return False
+    return sqlstate in _TRANSIENT_SQLSTATES or sqlstate.startswith(_TRANSIENT_SQLSTATE_CLASSES)
+
+
+class CertexpiryError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    code: Code = Code.UNEXPECTED_EXCEPTION
+
+    def log_context(self) -> dict[str, Any]:
+        """System fields for the log line's context (never row values)."""
+        return {}
+
+
+class InvalidMessage(CertexpiryError):
+    """The event is not a message this function accepts; `reason` says why."""
+
+    code = Code.INVALID_MESSAGE
+
+    def __init__(self, reason: str, message_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.message_id = message_id
+
+    def log_context(self) -> dict[str, Any]:
+        context: dict[str, Any] = {"reason": self.reason}
+        if self.message_id is not None:
+            context["message_id"] = self.message_id
+        return context
+
+
+class SettingsError(CertexpiryError):
+    """A setting is missing or malformed; `setting` names it."""
+
+    code = Code.INVALID_SETTINGS
+
+    def __init__(self, setting: str, reason: str) -> None:
+        super().__init__(f"setting {setting} is invalid: {reason}")
+        self.setting = setting
+        self.reason = reason
+
+    def log_context(self) -> dict[str, Any]:
+        return {"setting": self.setting, "reason": self.reason}
+
+
+class StoreError(CertexpiryError):
+    """A call to the SQL API failed."""
+
+    code = Code.DB_OPERATION_FAILED
+
+    def __init__(self, operation: str, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.transient = transient
+
+    def log_context(self) -> dict[str, Any]:
+        return {"operation": self.operation}
+
+
+class RpcError(StoreError):
+    """Supabase's HTTP API answered with an error, or the connection failed."""
+
+    code = Code.SUPABASE_RPC_FAILED
+
+    def __init__(
+        self,
+        operation: str,
+        message: str,
+        *,
+        http_status: int | None = None,
+        response_body: str | None = None,
+        postgrest_code: str | None = None,
+        details: str | None = None,
+        hint: str | None = None,
+        transient: bool = False,
+    ) -> None:
+        super().__init__(operation, message, transient=transient)
+        self.http_status = http_status
+        self.response_body = response_body
+        self.postgrest_code = postgrest_code
+        self.details = details
+        self.hint = hint
+
+    def log_context(self) -> dict[str, Any]:
+        fields = {
+            "operation": self.operation,
+            "http_status": self.http_status,
+            "response_body": self.response_body,
+            "postgrest_code": self.postgrest_code,
+            "details": self.details,
+            "hint": self.hint,
+        }
+        return {key: value for key, value in fields.items() if value is not None}
+
+
+class RpcTimeout(RpcError):
+    """The HTTP call did not complete in time."""
+
+    code = Code.SUPABASE_TIMEOUT
+
+    def __init__(self, operation: str, message: str, *, elapsed_ms: int) -> None:
+        super().__init__(operation, message, transient=True)
+        self.elapsed_ms = elapsed_ms
+
+    def log_context(self) -> dict[str, Any]:
+        return {**super().log_context(), "elapsed_ms": self.elapsed_ms}
+
+
+class DatabaseError(StoreError):
+    """A direct Postgres call failed; `sqlstate` is Postgres' error code."""
+
+    code = Code.DB_OPERATION_FAILED
+
+    def __init__(
+        self, operation: str, message: str, *, sqlstate: str | None, connection_lost: bool = False
+    ) -> None:
+        transient = connection_lost or is_transient_sqlstate(sqlstate)
+        super().__init__(operation, message, transient=transient)
+        self.sqlstate = sqlstate
+
+    def log_context(self) -> dict[str, Any]:
+        context: dict[str, Any] = {"operation": self.operation}
+        if self.sqlstate:
+            context["sqlstate"] = self.sqlstate
+        return context
+
+
+class RunBusy(CertexpiryError):
+    """Another invocation holds the run's lease: raising makes Pub/Sub redeliver later."""
+
+    code = Code.RUN_BUSY
+
+    def __init__(self, run_id: str, segment: int) -> None:
+        super().__init__(f"run {run_id} segment {segment} is held by a live invocation")
+        self.run_id = run_id
+        self.segment = segment
+
+    def log_context(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "segment": self.segment}
+
+
+class PublishError(CertexpiryError):
+    """The continuation message could not be published (after bounded retries)."""
+
+    code = Code.CONTINUATION_PUBLISH_FAILED
+
+    def __init__(self, topic: str, message: str) -> None:
+        super().__init__(message)
+        self.topic = topic
+
+    def log_context(self) -> dict[str, Any]:
+        return {"topic": self.topic}

@@ -1,0 +1,127 @@
+"""Decode the Pub/Sub CloudEvent into one of the two messages this function accepts.
+
+Eventarc delivers `google.cloud.pubsub.topic.v1.messagePublished` with the Pub/Sub message in
+`data.message` (`data` base64, `attributes`, `messageId`, `publishTime`). Anything that is not
+a nightly trigger or one of our continuations raises InvalidMessage: the caller acknowledges
+it and logs it once, so a bad message can never cause a retry loop or touch data.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from certexpiry.errors import InvalidMessage
+
+MAX_BODY_BYTES = 4_096
+MAX_AGE = timedelta(hours=24)
+PUBSUB_EVENT_TYPE = "google.cloud.pubsub.topic.v1.messagePublished"
+
+
+class NightlyTrigger(BaseModel):
+    """Cloud Scheduler's nightly message: start (or join) tonight's run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["nightly"] = "nightly"
+
+
+class Resume(BaseModel):
+    """A continuation the function published for itself: carry on with segment `segment`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["resume"]
+    run_id: UUID
+    segment: int = Field(ge=1, le=100_000)
+    cursor: UUID | None
+
+    def to_bytes(self) -> bytes:
+        """The message body as published."""
+        return self.model_dump_json().encode()
+
+
+Message = Annotated[NightlyTrigger | Resume, Field(discriminator="kind")]
+_MESSAGE = TypeAdapter(Message)
+
+
+class Envelope(BaseModel):
+    """What the function learned about the delivery, for logs (system fields only)."""
+
+    model_config = ConfigDict(frozen=True)
+    message_id: str | None
+    publish_time: datetime | None
+    attributes: Mapping[str, str]
+
+
+def decode(event_type: str | None, data: Any, *, now: datetime | None = None) -> tuple[Envelope, NightlyTrigger | Resume]:
+    """Validate a CloudEvent's type and data; raise InvalidMessage with a reason otherwise."""
+    envelope = _envelope(data)
+    if event_type is not None and event_type != PUBSUB_EVENT_TYPE:
+        raise _invalid("unexpected event type", envelope)
+    if envelope.publish_time is not None:
+        age = (now or datetime.now(UTC)) - envelope.publish_time
+        if age > MAX_AGE:
+            raise _invalid("message older than 24 hours", envelope)
+        if age < -timedelta(minutes=5):
+            raise _invalid("message published in the future", envelope)
+    raw = data["message"].get("data") or ""
+    if not isinstance(raw, str):
+        raise _invalid("message data is not a base64 string", envelope)
+    if len(raw) > MAX_BODY_BYTES * 4 // 3 + 4:
+        raise _invalid("message body too large", envelope)
+    try:
+        body = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise _invalid("message data is not valid base64", envelope) from None
+    if not body.strip():
+        return envelope, NightlyTrigger()
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _invalid("message body is not UTF-8", envelope) from None
+    try:
+        payload = json.loads(text)
+    except (ValueError, RecursionError):
+        raise _invalid("message body is not JSON", envelope) from None
+    try:
+        return envelope, _MESSAGE.validate_python(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ())) or "body"
+        raise _invalid(f"message body has the wrong shape at {where}", envelope) from None
+
+
+def _envelope(data: Any) -> Envelope:
+    if not isinstance(data, Mapping) or not isinstance(data.get("message"), Mapping):
+        raise InvalidMessage("event data has no Pub/Sub message")
+    message = data["message"]
+    message_id = message.get("messageId") or message.get("message_id")
+    attributes = message.get("attributes") or {}
+    if not isinstance(attributes, Mapping):
+        attributes = {}
+    publish_time = _publish_time(message.get("publishTime") or message.get("publish_time"))
+    return Envelope(
+        message_id=str(message_id)[:100] if message_id is not None else None,
+        publish_time=publish_time,
+        attributes={str(k)[:100]: str(v)[:200] for k, v in list(attributes.items())[:20]},
+    )
+
+
+def _publish_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _invalid(reason: str, envelope: Envelope) -> InvalidMessage:
+    return InvalidMessage(reason, envelope.message_id)

@@ -1,0 +1,100 @@
+"""The end of a run: the monitoring query, its WARNING, and the audit row.
+
+This section never raises. A broken monitoring query or audit upsert is logged as a WARNING and
+the run's outcome stands: a failure here must not mask what the sweep did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from uuid import UUID
+
+from certexpiry.codes import Code
+from certexpiry.log import JsonLogger
+from certexpiry.store import AuditRow, MissedReport, Store
+
+REMEDIATION = (
+    "Run `python -m certexpiry remediate {run_id}` to auto-pause exactly these certifications, "
+    "then `python -m certexpiry audit resolve {run_id}` once monitoring reports none left."
+)
+
+
+def remediation_for(run_id: UUID) -> str:
+    """The instruction the MISSED_AUTO_PAUSE warning carries."""
+    return REMEDIATION.format(run_id=run_id)
+
+
+@dataclass(frozen=True)
+class MonitoringOutcome:
+    """What the end of the run found and wrote."""
+
+    report: MissedReport | None
+    audit_written: bool
+
+
+def monitor_and_audit(
+    store: Store,
+    log: JsonLogger,
+    *,
+    run_id: UUID,
+    timezone: str,
+    today: date | None,
+    segments: int,
+    totals: Mapping[str, int],
+    duration_ms: int,
+) -> MonitoringOutcome:
+    """Run the monitoring query, warn about missed auto-pauses, upsert the audit row."""
+    report: MissedReport | None
+    try:
+        report = store.missed_auto_pauses(timezone, today)
+    except Exception as exc:  # noqa: BLE001  # monitoring must never mask the sweep's outcome
+        report = None
+        log.warning(
+            Code.MONITORING_FAILED,
+            "The monitoring query failed; missed auto-pauses could not be checked for this run.",
+            error_type=type(exc).__name__,
+            **_error_context(exc),
+        )
+    else:
+        if report.missed_pause_count > 0:
+            log.warning(
+                Code.MISSED_AUTO_PAUSE,
+                f"{report.missed_pause_count} expired certifications are still not paused.",
+                missed_pause_count=report.missed_pause_count,
+                missed_ids=list(report.missed_ids),
+                remediation=remediation_for(run_id),
+            )
+        else:
+            log.info(Code.MONITORING_CLEAN, "Monitoring found no missed auto-pauses.",
+                     missed_pause_count=0)
+
+    row = AuditRow(
+        run_id=run_id,
+        missed_pause_count=report.missed_pause_count if report else 0,
+        missed_ids=list(report.missed_ids) if report else [],
+        status="completed" if report else "monitoring_failed",
+        nightly_key=today,
+        segments=segments,
+        totals=dict(totals),
+        duration_ms=duration_ms,
+    )
+    try:
+        store.upsert_audit(row)
+    except Exception as exc:  # noqa: BLE001  # the audit row is a report, not the work itself
+        log.warning(
+            Code.AUDIT_FAILED,
+            "The cron_audit_log row could not be written for this run.",
+            error_type=type(exc).__name__,
+            **_error_context(exc),
+        )
+        return MonitoringOutcome(report=report, audit_written=False)
+    log.info(Code.AUDIT_WRITTEN, "The cron_audit_log row for this run is written.",
+             missed_pause_count=row.missed_pause_count, status=row.status)
+    return MonitoringOutcome(report=report, audit_written=True)
+
+
+def _error_context(exc: Exception) -> dict[str, object]:
+    log_context = getattr(exc, "log_context", None)
+    return dict(log_context()) if callable(log_context) else {}

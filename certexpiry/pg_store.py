@@ -1,0 +1,106 @@
+"""The direct-Postgres adapter of the store (psycopg 3), used with DATABASE_URL and locally.
+
+Each call runs in its own transaction shaped like PostgREST's: `set local role service_role`
+and `request.jwt.claims`, so the grants and row level security that production sees are the
+ones the tests and the demo exercise.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from certexpiry.errors import DatabaseError
+from certexpiry.retry import DEFAULT_RETRY, RetryPolicy
+from certexpiry.store import RPC_SIGNATURES, RpcStore
+
+SERVICE_ROLE_CLAIMS = {"role": "service_role"}
+
+
+@contextmanager
+def as_api_role(
+    conn: psycopg.Connection[Any], role: str = "service_role", claims: Mapping[str, Any] | None = None
+) -> Iterator[psycopg.Connection[Any]]:
+    """A transaction as PostgREST opens it for a request with this role and these JWT claims."""
+    with conn.transaction():
+        conn.execute(sql.SQL("set local role {}").format(sql.Identifier(role)))
+        conn.execute(
+            "select set_config('request.jwt.claims', %s, true)",
+            (json.dumps(dict(claims) if claims is not None else {"role": role}),),
+        )
+        yield conn
+
+
+def _rpc_statement(operation: str) -> sql.Composed:
+    """`select public.fn(p_a => %(p_a)s::type, ...)` for a known RPC (names are not input)."""
+    signature = RPC_SIGNATURES[operation]
+    arguments = sql.SQL(", ").join(
+        sql.SQL("{} => {}::{}").format(sql.Identifier(name), sql.Placeholder(name), sql.SQL(pg_type))
+        for name, pg_type in signature.items()
+    )
+    return sql.SQL("select public.{}({})").format(sql.Identifier(operation), arguments)
+
+
+class PgTransport:
+    """Calls the SQL API over one lazily (re)opened connection."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        connect_timeout_s: int = 10,
+        statement_timeout_ms: int = 60_000,
+        retry: RetryPolicy = DEFAULT_RETRY,
+    ) -> None:
+        self.conninfo = conninfo
+        self.retry = retry
+        self.connect_timeout_s = connect_timeout_s
+        self.statement_timeout_ms = statement_timeout_ms
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = psycopg.connect(
+                self.conninfo,
+                connect_timeout=self.connect_timeout_s,
+                options=f"-c statement_timeout={self.statement_timeout_ms}",
+                application_name="certexpiry",
+                autocommit=True,
+            )
+        return self._conn
+
+    def call(self, operation: str, params: Mapping[str, Any]) -> Any:
+        statement = _rpc_statement(operation)
+        values = {name: params.get(name) for name in RPC_SIGNATURES[operation]}
+        for name, pg_type in RPC_SIGNATURES[operation].items():
+            if pg_type == "jsonb" and values[name] is not None:
+                values[name] = json.dumps(values[name])
+
+        def attempt() -> Any:
+            try:
+                conn = self._connection()
+                with as_api_role(conn, "service_role", SERVICE_ROLE_CLAIMS):
+                    row = conn.execute(statement, values).fetchone()
+            except psycopg.Error as exc:
+                lost = isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None
+                raise DatabaseError(
+                    operation, str(exc), sqlstate=exc.sqlstate, connection_lost=lost
+                ) from exc
+            return None if row is None else row[0]
+
+        return self.retry.call(attempt)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def pg_store(conninfo: str, **options: Any) -> RpcStore:
+    """The store over a direct Postgres connection."""
+    return RpcStore(PgTransport(conninfo, **options))

@@ -1,0 +1,235 @@
+"""Redaction of secrets and personal data from text before it is logged.
+
+Why: log lines leave the process (Cloud Logging, Error Reporting, whoever reads them) and
+must carry no secret and no PII.  Exception texts from psycopg and PostgREST quote row
+values, so pattern rules alone are not enough: secret values known at run time (the
+service-role key, passwords) are registered and redacted by value first, then the
+pattern rules run.
+
+Speed: one regex alternation tried at every character costs ~0.5 us per character in
+CPython's engine, far over the per-line budget.  So each rule sits behind a cheap gate
+(a substring test, or a one-class regex the engine can skip through) and only the rules
+whose gate fires are run, each as its own compiled regex, most encompassing first.
+
+Rules are greedy where a miss would leak (tokens, passwords, connection strings) and
+guarded where over-matching would garble the log: UUIDs, hashes, timestamps, dates,
+SQLSTATEs, HTTP statuses and small counts are left alone.  A digit run glued to a hex
+digit or letter is read as part of an identifier, not as a phone or national id.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from urllib.parse import quote
+
+MIN_SECRET_LENGTH = 6
+"""Registered values shorter than this are ignored: redacting them would garble text."""
+
+SECRET_MARK = "[REDACTED:secret]"
+_CACHED_MAX_LENGTH = 200
+_CACHE_MAX_ENTRIES = 4_096
+
+_PEM = re.compile(
+    r"-----BEGIN[A-Z ]*PRIVATE KEY-----(?s:.*?)(?:-----END[A-Z ]*PRIVATE KEY-----|\Z)"
+)
+_CONNECTION = re.compile(
+    r"(?i:(?<![a-z0-9+.-])(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|rediss?|amqps?)://)"
+    r"[^\s\"'`<>]*"
+)
+_URL_USERINFO = re.compile(r"(?i:(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://))[^\s/?#@\"'`<>]+@")
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)?")
+_VENDOR_KEY = re.compile(r"(?:sb_secret_|sb_publishable_|sbp_|AIza)[A-Za-z0-9_-]{8,}")
+# Postgres DETAIL texts quote whole rows / key values (names, national ids): drop them.
+_ROW = re.compile(r"(\bFailing row contains |\bKey \([^)\n]*\)=)\([^\n]*\)")
+# key=value, key: value, "key": "value", 'key': 'value', \"key\": \"value\", key => value.
+# Candidates are found with str.find on the lower-cased text (a keyword alternation tried
+# at every character costs ~10x more), then checked with an anchored match.  The key must
+# end in one of these names; "key" only alone or after a qualifier (api_key,
+# service_role_key...), so that nightly_key or monkey are left alone.
+_KEY_WORDS = ("key", "secret", "passw", "pwd", "token", "auth", "credential")
+_KEY_NAME = re.compile(
+    r"(?i:passw(?:or)?d|pwd|token|secret|auth(?:orization)?|credentials?|key)"
+    r"(?:\\?[\"'])?[ \t]*(?:=>|[:=])"
+)
+_KEY_QUALIFIER = re.compile(
+    r"(?i:(?:api|service[_-]?role|secret|access|private|signing|master|encryption|anon"
+    r"|supabase|sb)[_-]?)\Z"
+)
+# Fallback when lower() changes the length (rare non-ASCII): the same rule, reversed text.
+_ASSIGNMENT_REVERSED = re.compile(
+    r"[:=][ \t]*(?:[\"']\\?)?(?i:yek(?:[_-]?(?:ipa|elor[_-]?ecivres|terces|ssecca|etavirp"
+    r"|gningis|retsam|noitpyrcne|nona|esabapus|bs)|(?![a-z0-9_-]))|terces|drowssap|dwssap"
+    r"|dwp|nekot|noitazirohtua|htua|slaitnederc|laitnederc)"
+)
+_ASSIGNED_VALUE = re.compile(
+    r"[ \t]*(?:(?i:bearer|basic)[ \t]+)?"
+    r"(\"(?:[^\"\\\n]|\\.)*\"|\\\"(?:[^\"\\\n]|\\[^\"\n])*\\\"|'[^'\n]*'"
+    r"|[^\s\"'`,;&<>(){}\[\]]+)"
+)
+_BEARER = re.compile(r"(?i:\b(bearer)[ \t]+)[^\s\"'`,;<>\[]+")
+# Emails are found domain-first ("@" is rare), then the local part is read backwards.
+_EMAIL_DOMAIN = re.compile(r"@(?:[\w-]+\.)+[\w-]{2,}")
+_EMAIL_LOCAL_REVERSED = re.compile(r"[.'\w!#$%&*+?^`{|}~-]*")
+_EMAIL_LOCAL_MAX = 64
+_PHONE_INTL = re.compile(r"\+[1-9](?:[ .()-]{0,2}[0-9]){6,14}(?![0-9])")
+# A canonical UUID can hold no digit run the rules below would take (each run touches a
+# hex letter, a dash-framed UUID group or is 12 long), so it is passed through at once.
+_UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+_HEX_ONLY = re.compile(r"[0-9A-Fa-f-]*")
+# Eight or more digits, spaces and dashes from digit to digit: a cheap gate (no nested
+# optional groups to backtrack through) for the two rules below.
+_DIGIT_RUN = re.compile(r"[0-9][0-9 -]{6,}[0-9]")
+_NOT_AFTER_ID = r"(?![0-9A-Fa-f])(?!\.[0-9])"
+# Norwegian national identity number: 11 digits, also written "DDMMYY NNNNN".
+_NATIONAL_ID = re.compile(
+    rf"[0-9](?<![0-9A-Fa-f][0-9])(?<![0-9]\.[0-9])(?<!0x[0-9])[0-9]{{5}}[ -]?[0-9]{{5}}"
+    rf"{_NOT_AFTER_ID}"
+)
+# Norwegian phone numbers: 8 digits starting 2-9, as 12345678, 123 45 678, 12 34 56 78.
+# Not a compact date (20250101) and not the first group of a UUID.
+_PHONE_NO = re.compile(
+    r"(?:[3-9]|2(?!0[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])))"
+    r"(?<![0-9A-Fa-f][0-9])(?<![0-9]\.[0-9])(?<!0x[0-9])"
+    r"(?:[0-9]{7}|[0-9]{2} [0-9]{2} [0-9]{3}|[0-9](?: [0-9]{2}){3})"
+    rf"(?!-[0-9A-Fa-f]{{4}}-){_NOT_AFTER_ID}"
+)
+
+
+def _assignment_starts(text: str) -> list[int]:
+    """Where the value of each secret-bearing assignment starts, in text order."""
+    lower = text.lower()
+    if len(lower) != len(text):
+        last = len(text) - 1
+        separators = [last - found.start() for found in _ASSIGNMENT_REVERSED.finditer(text[::-1])]
+        return [at + 2 if text.startswith("=>", at) else at + 1 for at in reversed(separators)]
+    starts = []
+    for word in _KEY_WORDS:
+        at = lower.find(word)
+        while at >= 0:
+            name = _KEY_NAME.match(text, at)
+            if name is not None and (
+                word != "key"
+                or at == 0
+                or not (text[at - 1].isalnum() or text[at - 1] in "_-")
+                or _KEY_QUALIFIER.search(text, max(0, at - 24), at) is not None
+            ):
+                starts.append(name.end())
+            at = lower.find(word, at + 1)
+    return sorted(set(starts))
+
+
+def _redact_assignments(text: str) -> str:
+    """Replace the value of every ``secret_key <sep> value`` with a marker, keeping quotes."""
+    parts: list[str] = []
+    done = 0
+    for start in _assignment_starts(text):
+        if start <= done:  # inside a value already redacted
+            continue
+        value = _ASSIGNED_VALUE.match(text, start)
+        if value is None:
+            continue
+        raw = value.group(1)
+        quote_char = '\\"' if raw.startswith('\\"') else raw[0] if raw[0] in "\"'" else ""
+        parts += (text[done : value.start(1)], quote_char, "[REDACTED:credential]", quote_char)
+        done = value.end()
+    return "".join(parts) + text[done:] if parts else text
+
+
+def _redact_emails(text: str) -> str:
+    """Replace every email address with a marker."""
+    parts: list[str] = []
+    done = 0
+    for domain in _EMAIL_DOMAIN.finditer(text):
+        at = domain.start()
+        window = text[max(done, at - _EMAIL_LOCAL_MAX) : at]
+        local = _EMAIL_LOCAL_REVERSED.match(window[::-1])
+        start = at - (local.end() if local else 0)
+        while start < at and text[start] in ".'":
+            start += 1
+        if start == at:
+            continue
+        parts += (text[done:start], "[REDACTED:email]")
+        done = domain.end()
+    return "".join(parts) + text[done:] if parts else text
+
+
+def _redact_digit_runs(text: str) -> str:
+    """National identity numbers and Norwegian phone numbers."""
+    text = _NATIONAL_ID.sub("[REDACTED:national_id]", text)
+    return _PHONE_NO.sub("[REDACTED:phone]", text)
+
+
+class Sanitizer:
+    """Redacts registered secret values, then secret and PII patterns, from text.
+
+    One instance is created per process and injected into the logger, so that the
+    configuration code can register the secrets it loads (by value) on the same object.
+    """
+
+    def __init__(self) -> None:
+        self._secrets: list[str] = []
+        self._cache: dict[str, str] = {}
+
+    def register_secret(self, value: str) -> None:
+        """Redact ``value`` (and its JSON- and URL-escaped forms) wherever it appears.
+
+        Surrounding whitespace is ignored (secret files often end in a newline); values
+        shorter than MIN_SECRET_LENGTH are ignored, since redacting them would garble text.
+        """
+        value = value.strip()
+        if len(value) < MIN_SECRET_LENGTH:
+            return
+        forms = {
+            value,
+            json.dumps(value)[1:-1],
+            json.dumps(value, ensure_ascii=False)[1:-1],
+            quote(value, safe=""),
+        }
+        # Longest first, so a secret containing another is replaced whole.
+        self._secrets = sorted(set(self._secrets) | forms, key=len, reverse=True)
+        self._cache = {}
+
+    def clean(self, text: str) -> str:
+        """Return ``text`` with every registered secret and every pattern redacted.
+
+        Short texts repeat (messages, operation names, run ids), so their results are
+        cached; the cache is dropped whenever a secret is registered.
+        """
+        if len(text) > _CACHED_MAX_LENGTH:
+            return self._clean(text)
+        cached = self._cache.get(text)
+        if cached is None:
+            if len(self._cache) >= _CACHE_MAX_ENTRIES:
+                self._cache = {}
+            cached = self._cache[text] = self._clean(text)
+        return cached
+
+    def _clean(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, SECRET_MARK)
+        if _UUID.fullmatch(text):
+            return text
+        if _HEX_ONLY.fullmatch(text):  # ids, hashes: only a digit run can be personal data
+            return _redact_digit_runs(text) if _DIGIT_RUN.search(text) else text
+        if "PRIVATE KEY" in text:
+            text = _PEM.sub("[REDACTED:private_key]", text)
+        if "://" in text:
+            text = _CONNECTION.sub("[REDACTED:connection_string]", text)
+            text = _URL_USERINFO.sub(r"\1[REDACTED:credentials]@", text)
+        if "eyJ" in text:
+            text = _JWT.sub("[REDACTED:jwt]", text)
+        if "sb_" in text or "sbp_" in text or "AIza" in text:
+            text = _VENDOR_KEY.sub("[REDACTED:api_key]", text)
+        if "row contains" in text or "Key (" in text:
+            text = _ROW.sub(r"\1([REDACTED:row])", text)
+        if ":" in text or "=" in text:
+            text = _redact_assignments(text)
+        if "earer" in text or "EARER" in text:
+            text = _BEARER.sub(r"\1 [REDACTED:bearer]", text)
+        if "@" in text:
+            text = _redact_emails(text)
+        if "+" in text:
+            text = _PHONE_INTL.sub("[REDACTED:phone]", text)
+        return _redact_digit_runs(text) if _DIGIT_RUN.search(text) else text

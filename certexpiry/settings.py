@@ -1,0 +1,101 @@
+"""The function's settings, from environment variables (pydantic-settings).
+
+A bad setting fails the invocation with one ERROR line naming it (see `load_settings`), never
+a traceback. Secret values are handed to the log sanitiser so they are redacted by value.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from certexpiry.errors import SettingsError
+
+FUNCTION_TIMEOUT_S = 540
+
+
+class Settings(BaseSettings):
+    """Environment variables of the function (names are the field names, upper-cased)."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    database_url: SecretStr | None = None
+    supabase_url: str | None = None
+    supabase_service_role_key: SecretStr | None = None
+    continuation_topic: str | None = Field(default=None, pattern=r"^projects/[^/]+/topics/[^/]+$")
+    time_budget_s: float = Field(default=420.0, gt=0, lt=FUNCTION_TIMEOUT_S)
+    batch_size: int = Field(default=50, ge=1, le=1000)
+    reminder_days: Annotated[tuple[int, ...], NoDecode] = (30, 7, 1)
+    org_timezone: str = "Europe/Oslo"
+    google_cloud_project: str | None = None
+    lease_s: int = Field(default=120, ge=10, le=3600)
+    monitoring_reserve_s: float = Field(default=15.0, ge=0)
+    service_name: str = Field(default="certexpiry", alias="K_SERVICE")
+    service_version: str = Field(default="dev")
+
+    @field_validator("reminder_days", mode="before")
+    @classmethod
+    def _parse_days(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+            try:
+                return tuple(int(part) for part in parts)
+            except ValueError as exc:
+                raise ValueError("expected comma-separated whole numbers of days, e.g. 30,7,1") from exc
+        return value
+
+    @field_validator("reminder_days")
+    @classmethod
+    def _check_days(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value:
+            raise ValueError("at least one reminder offset is required")
+        if any(day < 0 or day > 365 for day in value):
+            raise ValueError("each offset must be between 0 and 365 days")
+        return tuple(sorted(set(value), reverse=True))
+
+    @field_validator("org_timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _check_store(self) -> Self:
+        if self.supabase_url and self.supabase_service_role_key is None:
+            raise ValueError("SUPABASE_SERVICE_ROLE_KEY is required with SUPABASE_URL")
+        if self.supabase_service_role_key is not None and not self.supabase_url:
+            raise ValueError("SUPABASE_URL is required with SUPABASE_SERVICE_ROLE_KEY")
+        return self
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret, for redaction by value."""
+        secrets = [self.database_url, self.supabase_service_role_key]
+        return [secret.get_secret_value() for secret in secrets if secret is not None]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings; a ValidationError becomes a SettingsError naming the first bad one."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]  # pydantic-settings reads the environment
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        location = [str(part) for part in error.get("loc", ()) if part != "__root__"]
+        setting = location[0].upper() if location else _setting_from_message(str(error.get("msg")))
+        raise SettingsError(setting, _reason(error)) from None
+
+
+def _setting_from_message(message: str) -> str:
+    """Whole-model checks start their message with the setting they are about."""
+    first = message.removeprefix("Value error, ").split(" ", 1)[0]
+    return first if first.isupper() else "SETTINGS"
+
+
+def _reason(error: object) -> str:
+    message = str(error.get("msg", "invalid value")) if isinstance(error, dict) else "invalid value"
+    return message.removeprefix("Value error, ")

@@ -1,0 +1,113 @@
+"""The Supabase adapter of the store: the same RPCs through PostgREST, with supabase-py.
+
+supabase-py's APIError carries neither the HTTP status nor the raw body, and postgrest-py
+never retries a POST. So the client is given our own httpx.Client (HTTP/1.1, explicit
+timeouts, a response hook that keeps the last response), every failure becomes an RpcError
+with `http_status`, the body, and PostgREST's `code`/`details`/`hint`, and transient failures
+are retried with backoff here (every RPC is idempotent, so a retried POST is safe).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from certexpiry.errors import (
+    TRANSIENT_HTTP_STATUSES,
+    TRANSIENT_POSTGREST_CODES,
+    RpcError,
+    RpcTimeout,
+    is_transient_sqlstate,
+)
+from certexpiry.retry import DEFAULT_RETRY, RetryPolicy
+from certexpiry.store import RpcStore
+
+BODY_CAP = 2_000
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+class SupabaseTransport:
+    """Calls the SQL API as `POST /rest/v1/rpc/<name>` with the service-role key."""
+
+    def __init__(
+        self,
+        url: str,
+        service_role_key: str,
+        *,
+        timeout: httpx.Timeout | None = None,
+        transport: httpx.BaseTransport | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
+    ) -> None:
+        self.retry = retry
+        from supabase import create_client  # heavy: imported only when Supabase is used
+        from supabase.lib.client_options import SyncClientOptions
+
+        self._last_response: httpx.Response | None = None
+        self.http = httpx.Client(
+            http1=True,
+            http2=False,
+            timeout=timeout or httpx.Timeout(30.0, connect=5.0),
+            event_hooks={"response": [self._keep_response]},
+            transport=transport,
+        )
+        options = SyncClientOptions(httpx_client=self.http, postgrest_client_retry=False)
+        self.client = create_client(url, service_role_key, options=options)
+
+    def _keep_response(self, response: httpx.Response) -> None:
+        response.read()
+        self._last_response = response
+
+    def call(self, operation: str, params: Mapping[str, Any]) -> Any:
+        from postgrest.exceptions import APIError
+
+        def attempt() -> Any:
+            self._last_response = None
+            started = time.monotonic()
+            try:
+                return self.client.rpc(operation, dict(params)).execute().data
+            except httpx.TimeoutException as exc:
+                elapsed_ms = int((time.monotonic() - started) * 1000)
+                raise RpcTimeout(operation, f"{type(exc).__name__}", elapsed_ms=elapsed_ms) from exc
+            except httpx.TransportError as exc:
+                raise RpcError(operation, f"{type(exc).__name__}: {exc}", transient=True) from exc
+            except APIError as exc:
+                raise self._api_error(operation, exc) from exc
+
+        return self.retry.call(attempt)
+
+    def _api_error(self, operation: str, exc: Any) -> RpcError:
+        response = self._last_response
+        status = response.status_code if response is not None else None
+        body = response.text[:BODY_CAP] if response is not None else None
+        code = _text(exc.code)
+        transient = (
+            (status in TRANSIENT_HTTP_STATUSES)
+            or (code in TRANSIENT_POSTGREST_CODES)
+            or is_transient_sqlstate(code)
+        )
+        return RpcError(
+            operation,
+            _text(exc.message) or "PostgREST error",
+            http_status=status,
+            response_body=body,
+            postgrest_code=code,
+            details=_text(exc.details),
+            hint=_text(exc.hint),
+            transient=transient,
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def supabase_store(url: str, service_role_key: str, **options: Any) -> RpcStore:
+    """The store over Supabase's HTTP API."""
+    return RpcStore(SupabaseTransport(url, service_role_key, **options))

@@ -1,0 +1,56 @@
+"""Cloud Functions entry point: `nightly_sweep`, triggered by Pub/Sub through Eventarc.
+
+Only wiring lives here. The settings, store, publisher and logger are built once per instance
+(on the first event, so a bad setting is reported as one JSON line instead of a crash at
+import), then each event is handed to `certexpiry.sweep.handle_event`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flask
+import functions_framework
+from werkzeug.exceptions import ServiceUnavailable
+
+from certexpiry.codes import Code
+from certexpiry.errors import SettingsError
+from certexpiry.log import JsonLogger, install_process_logging, trace_from_headers
+from certexpiry.sanitize import Sanitizer
+from certexpiry.settings import load_settings
+from certexpiry.sweep import Job, Outcome, handle_event
+from certexpiry.wiring import make_job, make_logger
+
+_sanitizer = Sanitizer()
+_log: JsonLogger = make_logger(_sanitizer)
+install_process_logging(_log)
+_job: Job | None = None
+
+
+def _get_job() -> Job | None:
+    global _job
+    if _job is None:
+        try:
+            settings = load_settings()
+        except SettingsError as exc:
+            _log.error(Code.INVALID_SETTINGS, "The function's settings are invalid.",
+                       **exc.log_context())
+            return None
+        log = make_logger(_sanitizer, settings)
+        install_process_logging(log)
+        _job = make_job(settings, log)
+    return _job
+
+
+@functions_framework.cloud_event
+def nightly_sweep(cloud_event: Any) -> None:
+    """Handle one Pub/Sub message: the nightly trigger or a continuation."""
+    headers = dict(flask.request.headers) if flask.has_request_context() else {}
+    trace = trace_from_headers(headers)
+    job = _get_job()
+    if job is None:
+        raise ServiceUnavailable("invalid settings; see the INVALID_SETTINGS log line")
+    outcome = handle_event(job, cloud_event.get("type"), cloud_event.get_data(), trace=trace)
+    if outcome is Outcome.RETRY:
+        # An HTTP error without a traceback: Eventarc redelivers with backoff.
+        raise ServiceUnavailable("retry later")

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The README's test command: lint, types, the whole test suite with the coverage gates,
+# Terraform format and the checkov scan. Exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/venv.sh
+export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
+
+echo "== ruff"
+.venv/bin/ruff check .
+echo "== mypy --strict"
+.venv/bin/mypy
+echo "== pytest"
+set +e
+.venv/bin/python -m pytest -q -p no:cacheprovider \
+  --cov --cov-branch --cov-report=term:skip-covered "$@"
+status=$?
+set -e
+if [ $status -eq 5 ]; then
+  echo "pytest collected no test: failing" >&2
+  exit 1
+fi
+[ $status -eq 0 ] || exit $status
+echo "== 100% branch coverage: logging, sanitiser, monitoring"
+.venv/bin/python -m coverage report --fail-under=100 \
+  --include='certexpiry/log.py,certexpiry/sanitize.py,certexpiry/monitoring.py'
+echo "== terraform fmt"
+if command -v terraform >/dev/null 2>&1; then
+  terraform fmt -check -recursive terraform
+else
+  echo "terraform binary not present: fmt check not run"
+fi
+echo "== checkov"
+bash scripts/checkov.sh

@@ -1,0 +1,124 @@
+# One dashboard so ops can look rather than read logs: runs, duration,
+# segments, reminders, pauses, missed pauses, errors and the trigger backlog.
+
+locals {
+  user_metric = { for k, v in local.metric_names : k => "metric.type=\"logging.googleapis.com/user/${v}\" AND resource.type=\"cloud_run_revision\"" }
+
+  # A chart of one metric: per-hour value, summed across revisions.
+  dashboard_chart = {
+    for k, c in {
+      runs        = { title = "Runs completed (per hour)", metric = "run_completed", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", plot = "STACKED_BAR" }
+      duration    = { title = "Run duration, ms (mean per hour)", metric = "duration_ms", aligner = "ALIGN_MEAN", reducer = "REDUCE_MEAN", plot = "LINE" }
+      segments    = { title = "Segments per run (mean per hour)", metric = "segments", aligner = "ALIGN_MEAN", reducer = "REDUCE_MEAN", plot = "LINE" }
+      reminders   = { title = "Reminders queued per run", metric = "reminders", aligner = "ALIGN_MEAN", reducer = "REDUCE_MEAN", plot = "STACKED_BAR" }
+      paused      = { title = "Certifications auto-paused per run", metric = "paused", aligner = "ALIGN_MEAN", reducer = "REDUCE_MEAN", plot = "STACKED_BAR" }
+      missed      = { title = "Missed auto-pauses (MISSED_AUTO_PAUSE lines per hour)", metric = "missed_pause", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", plot = "STACKED_BAR" }
+      missed_runs = { title = "Missed pause count per run (RUN_COMPLETED)", metric = "missed_count", aligner = "ALIGN_MEAN", reducer = "REDUCE_MEAN", plot = "STACKED_BAR" }
+      } : k => {
+      title = c.title
+      xyChart = {
+        dataSets = [{
+          plotType = c.plot
+          timeSeriesQuery = {
+            timeSeriesFilter = {
+              filter = local.user_metric[c.metric]
+              aggregation = {
+                alignmentPeriod    = "3600s"
+                perSeriesAligner   = c.aligner
+                crossSeriesReducer = c.reducer
+              }
+            }
+          }
+        }]
+        yAxis = { scale = "LINEAR" }
+      }
+    }
+  }
+
+  # Charts grouped by error_code.
+  dashboard_by_code = {
+    for k, c in {
+      errors = { title = "ERROR log lines by error_code (per hour)", metric = "errors" }
+      events = { title = "All events by error_code (per hour)", metric = "events" }
+      } : k => {
+      title = c.title
+      xyChart = {
+        dataSets = [{
+          plotType = "STACKED_BAR"
+          timeSeriesQuery = {
+            timeSeriesFilter = {
+              filter = local.user_metric[c.metric]
+              aggregation = {
+                alignmentPeriod    = "3600s"
+                perSeriesAligner   = "ALIGN_SUM"
+                crossSeriesReducer = "REDUCE_SUM"
+                groupByFields      = ["metric.label.error_code"]
+              }
+            }
+          }
+        }]
+        yAxis = { scale = "LINEAR" }
+      }
+    }
+  }
+
+  dashboard_backlog = {
+    title = "Trigger subscription: oldest unacked message age (s)"
+    xyChart = {
+      dataSets = [{
+        plotType = "LINE"
+        timeSeriesQuery = {
+          timeSeriesFilter = {
+            filter = "metric.type=\"pubsub.googleapis.com/subscription/oldest_unacked_message_age\" AND resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=monitoring.regex.full_match(\"${local.trigger_subscription_regex}\")"
+            aggregation = {
+              alignmentPeriod    = "300s"
+              perSeriesAligner   = "ALIGN_MAX"
+              crossSeriesReducer = "REDUCE_MAX"
+            }
+          }
+        }
+      }]
+      yAxis = { scale = "LINEAR" }
+    }
+  }
+
+  # Reading order, two charts per row (mosaic grid is 48 columns wide).
+  dashboard_widgets = [
+    local.dashboard_chart.runs,
+    local.dashboard_chart.duration,
+    local.dashboard_chart.segments,
+    local.dashboard_chart.reminders,
+    local.dashboard_chart.paused,
+    local.dashboard_chart.missed,
+    local.dashboard_chart.missed_runs,
+    local.dashboard_by_code.errors,
+    local.dashboard_by_code.events,
+    local.dashboard_backlog,
+  ]
+}
+
+resource "google_monitoring_dashboard" "sweep" {
+  dashboard_json = jsonencode({
+    displayName = "certexpiry nightly sweep"
+    mosaicLayout = {
+      columns = 48
+      tiles = [
+        for i, w in local.dashboard_widgets : {
+          xPos   = (i % 2) * 24
+          yPos   = floor(i / 2) * 16
+          width  = 24
+          height = 16
+          widget = w
+        }
+      ]
+    }
+  })
+
+  depends_on = [
+    google_logging_metric.errors,
+    google_logging_metric.events,
+    google_logging_metric.missed_auto_pause,
+    google_logging_metric.run_completed,
+    google_logging_metric.run_context,
+  ]
+}

@@ -1,0 +1,103 @@
+# Service accounts and every role they get. No primitive roles
+# (owner/editor/viewer); each grant is on the narrowest resource that the API
+# allows, and says why it exists.
+
+# --- Runtime identity of the function -------------------------------------
+
+resource "google_service_account" "function" {
+  account_id   = "${var.function_name}-fn"
+  display_name = "certexpiry nightly sweep (runtime)"
+  description  = "Identity the nightly_sweep function runs as: reads its DB secret, publishes its own continuation messages."
+
+  depends_on = [google_project_service.apis]
+}
+
+# Continuation: before its timeout the sweep republishes a resume message to
+# the same topic. Publisher on that one topic only.
+resource "google_pubsub_topic_iam_member" "function_publisher" {
+  topic  = google_pubsub_topic.sweep.id
+  role   = "roles/pubsub.publisher"
+  member = "serviceAccount:${google_service_account.function.email}"
+}
+
+# The Supabase service-role key / DATABASE_URL, mounted as an environment
+# variable: accessor on that one secret only.
+resource "google_secret_manager_secret_iam_member" "function_secret_accessor" {
+  secret_id = google_secret_manager_secret.db.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.function.email}"
+}
+
+# Logging: JSON lines on stdout are collected by Cloud Run without any role,
+# but if the app logs through the Cloud Logging API (google-cloud-logging's
+# CloudLoggingHandler) it needs logging.logEntries.create, which exists only
+# at project level. logWriter can write entries and nothing else (no read).
+resource "google_project_iam_member" "function_log_writer" {
+  count = var.grant_log_writer ? 1 : 0
+
+  project = var.project_id
+  role    = "roles/logging.logWriter"
+  member  = "serviceAccount:${google_service_account.function.email}"
+}
+
+# --- Identity of the Eventarc trigger -------------------------------------
+
+resource "google_service_account" "trigger" {
+  account_id   = "${var.function_name}-evt"
+  display_name = "certexpiry nightly sweep (Eventarc trigger)"
+  description  = "Identity Eventarc uses to push Pub/Sub messages to the nightly_sweep function."
+
+  depends_on = [google_project_service.apis]
+}
+
+# Eventarc delivers each message as an authenticated HTTP request to the
+# function's Cloud Run service: invoker on that service only. (Pub/Sub-sourced
+# triggers do not need roles/eventarc.eventReceiver.)
+resource "google_cloud_run_service_iam_member" "trigger_invoker" {
+  project  = var.project_id
+  location = google_cloudfunctions2_function.sweep.location
+  service  = google_cloudfunctions2_function.sweep.service_config[0].service
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.trigger.email}"
+}
+
+# Old projects only (Pub/Sub service agent enabled on or before 2021-04-08):
+# the agent must mint OIDC tokens for the trigger account to authenticate the
+# push. Granted on that one service account, not project-wide.
+resource "google_service_account_iam_member" "pubsub_token_creator" {
+  count = var.grant_pubsub_token_creator ? 1 : 0
+
+  service_account_id = google_service_account.trigger.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = "serviceAccount:${local.pubsub_service_agent}"
+}
+
+# --- Identity of the build -------------------------------------------------
+
+# Cloud Build turns the source archive into the function's image. Without a
+# build service account of its own it runs as the project's default compute
+# account, which often holds the Editor basic role; this one holds only the build role.
+resource "google_service_account" "build" {
+  account_id   = "${var.function_name}-bld"
+  display_name = "certexpiry nightly sweep (Cloud Build)"
+  description  = "Identity Cloud Build uses to build the nightly_sweep function image."
+
+  depends_on = [google_project_service.apis]
+}
+
+# roles/run.builder is Google's documented minimal role for building a
+# function from source: write build logs, read the source that Cloud Functions
+# copies into its own gcf-v2-sources-* bucket, push the image to the
+# gcf-artifacts repository. Those bucket and repository are created by the
+# service on first deploy, so the grant cannot be scoped to them beforehand
+# and has to be project-level.
+resource "google_project_iam_member" "build_builder" {
+  project = var.project_id
+  role    = "roles/run.builder"
+  member  = "serviceAccount:${google_service_account.build.email}"
+}
+
+# --- Cloud Scheduler --------------------------------------------------------
+# No grant: the scheduler job publishes as the Cloud Scheduler service agent,
+# whose Google-granted role (roles/cloudscheduler.serviceAgent) already holds
+# pubsub.topics.publish. Do not remove that role from the agent.

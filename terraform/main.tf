@@ -1,0 +1,41 @@
+# Shared names and derived values. Everything that two resources must agree on
+# is computed here once.
+
+data "google_project" "this" {
+  project_id = var.project_id
+}
+
+locals {
+  # The sweep stops taking new batches after TIME_BUDGET_S seconds and
+  # publishes its continuation while budget_reserve_s seconds remain before the
+  # function timeout. Derived in this one place so the two cannot drift.
+  time_budget_s = var.timeout_seconds - var.budget_reserve_s
+
+  scheduler_region = coalesce(var.scheduler_region, var.region)
+
+  # Google-managed service agents of this project (they exist once the
+  # corresponding API is enabled).
+  pubsub_service_agent = "service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+
+  # Log lines of this function: a 2nd gen function runs as a Cloud Run service
+  # of the same name and its stdout JSON lands in jsonPayload.
+  function_log_filter = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${var.function_name}\""
+
+  # The nightly trigger body, exactly {"kind":"nightly"}.
+  nightly_message = jsonencode({ kind = "nightly" })
+
+  service_version = coalesce(var.service_version, substr(data.archive_file.source.output_md5, 0, 12))
+
+  # App settings, always set. SUPABASE_URL is added only in the service-role
+  # key mode: the app rejects a SUPABASE_URL without its key (settings.py).
+  base_env = {
+    CONTINUATION_TOPIC   = google_pubsub_topic.sweep.id
+    TIME_BUDGET_S        = tostring(local.time_budget_s)
+    BATCH_SIZE           = tostring(var.batch_size)
+    REMINDER_DAYS        = var.reminder_days
+    ORG_TIMEZONE         = var.org_timezone
+    GOOGLE_CLOUD_PROJECT = var.project_id
+    SERVICE_VERSION      = local.service_version
+  }
+  optional_env = var.secret_env_var_name == "SUPABASE_SERVICE_ROLE_KEY" ? { SUPABASE_URL = trimsuffix(var.supabase_url, "/") } : {}
+}

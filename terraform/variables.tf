@@ -1,0 +1,343 @@
+# ---------------------------------------------------------------------------
+# Where
+# ---------------------------------------------------------------------------
+
+variable "project_id" {
+  type        = string
+  description = "Google Cloud project ID that hosts the function, topic, scheduler job, secret and alerting."
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a Google Cloud project ID: 6-30 chars, lowercase letters, digits and hyphens, starting with a letter."
+  }
+}
+
+variable "region" {
+  type        = string
+  description = "Region of the function, its Eventarc trigger, the source bucket, the secret replica and (by default) the scheduler job. Default europe-north1 (Finland) keeps data in the EU near Oslo."
+  default     = "europe-north1"
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]$", var.region))
+    error_message = "region must be a Google Cloud region name such as europe-north1 or europe-west1."
+  }
+}
+
+variable "scheduler_region" {
+  type        = string
+  description = "Region of the Cloud Scheduler job, when Cloud Scheduler is not offered in var.region. null means var.region."
+  default     = null
+
+  validation {
+    condition     = var.scheduler_region == null || can(regex("^[a-z]+-[a-z]+[0-9]$", var.scheduler_region))
+    error_message = "scheduler_region must be null or a region name such as europe-west1."
+  }
+}
+
+variable "labels" {
+  type        = map(string)
+  description = "Extra labels put on every labelled resource (merged with app=certexpiry, managed-by=terraform)."
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k, v in var.labels : can(regex("^[a-z][a-z0-9_-]{0,62}$", k)) && can(regex("^[a-z0-9_-]{0,63}$", v))])
+    error_message = "Label keys must start with a lowercase letter; keys and values may hold only lowercase letters, digits, _ and -, at most 63 chars."
+  }
+}
+
+variable "enable_apis" {
+  type        = bool
+  description = "Enable the Google APIs this stack needs (Cloud Functions, Run, Build, Artifact Registry, Eventarc, Pub/Sub, Scheduler, Secret Manager, Logging, Monitoring, IAM). Set false when a platform team manages APIs."
+  default     = true
+}
+
+# ---------------------------------------------------------------------------
+# The function
+# ---------------------------------------------------------------------------
+
+variable "function_name" {
+  type        = string
+  description = "Name of the Cloud Function (2nd gen); also the name of its Cloud Run service and the prefix of every other resource name."
+  default     = "certexpiry-nightly-sweep"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,24}[a-z0-9]$", var.function_name))
+    error_message = "function_name must be 2-26 chars of lowercase letters, digits and hyphens, start with a letter and not end with a hyphen: it prefixes service account IDs (30 chars max) and the bucket name (63 chars max)."
+  }
+}
+
+variable "runtime" {
+  type        = string
+  description = "Python runtime of the function."
+  default     = "python312"
+
+  validation {
+    condition     = contains(["python312", "python313"], var.runtime)
+    error_message = "runtime must be python312 or python313."
+  }
+}
+
+variable "timeout_seconds" {
+  type        = number
+  description = "Function timeout in seconds (540 is the maximum for event-driven functions). TIME_BUDGET_S is derived from it: timeout_seconds - budget_reserve_s."
+  default     = 540
+
+  validation {
+    condition     = var.timeout_seconds >= 60 && var.timeout_seconds <= 540 && floor(var.timeout_seconds) == var.timeout_seconds
+    error_message = "timeout_seconds must be a whole number from 60 to 540 (the event-driven maximum)."
+  }
+}
+
+variable "budget_reserve_s" {
+  type        = number
+  description = "Seconds kept back from the timeout for finishing the current batch and publishing the continuation message; TIME_BUDGET_S = timeout_seconds - budget_reserve_s (default 540 - 120 = 420)."
+  default     = 120
+
+  validation {
+    condition     = var.budget_reserve_s >= 30 && floor(var.budget_reserve_s) == var.budget_reserve_s
+    error_message = "budget_reserve_s must be a whole number of at least 30 seconds (one batch plus a publish must fit in it)."
+  }
+}
+
+variable "memory" {
+  type        = string
+  description = "Memory of one function instance, with unit (M, Mi, G or Gi), e.g. 512M or 1Gi."
+  default     = "512M"
+
+  validation {
+    condition     = can(regex("^[1-9][0-9]*(M|Mi|G|Gi)$", var.memory))
+    error_message = "memory must be a number followed by M, Mi, G or Gi, e.g. 512M."
+  }
+}
+
+variable "max_instance_count" {
+  type        = number
+  description = "Maximum number of function instances. The sweep is one chain of segments, so 1 keeps it single-flight; a message arriving while the instance is busy is retried by Pub/Sub."
+  default     = 1
+
+  validation {
+    condition     = var.max_instance_count >= 1 && var.max_instance_count <= 10 && floor(var.max_instance_count) == var.max_instance_count
+    error_message = "max_instance_count must be a whole number from 1 to 10."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# App settings (environment variables)
+# ---------------------------------------------------------------------------
+
+variable "supabase_url" {
+  type        = string
+  description = "Supabase project URL (https://<ref>.supabase.co), exported as SUPABASE_URL. Required when secret_env_var_name is SUPABASE_SERVICE_ROLE_KEY; must stay empty with DATABASE_URL (the app refuses a URL without its key)."
+  default     = ""
+
+  validation {
+    condition     = var.supabase_url == "" || can(regex("^https://[^/\\s]+/?$", var.supabase_url))
+    error_message = "supabase_url must be empty or an https:// URL with no path, e.g. https://abcd.supabase.co."
+  }
+}
+
+variable "secret_env_var_name" {
+  type        = string
+  description = "Which credential the secret holds and under which environment variable it is mounted: SUPABASE_SERVICE_ROLE_KEY (PostgREST) or DATABASE_URL (direct Postgres)."
+  default     = "SUPABASE_SERVICE_ROLE_KEY"
+
+  validation {
+    condition     = contains(["SUPABASE_SERVICE_ROLE_KEY", "DATABASE_URL"], var.secret_env_var_name)
+    error_message = "secret_env_var_name must be SUPABASE_SERVICE_ROLE_KEY or DATABASE_URL."
+  }
+}
+
+variable "secret_id" {
+  type        = string
+  description = "Secret Manager secret ID holding the credential. Terraform creates only the empty secret and its IAM; add the value with `gcloud secrets versions add` (see docs/deploy.md)."
+  default     = "certexpiry-db-credential"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-]{1,255}$", var.secret_id))
+    error_message = "secret_id may hold only letters, digits, _ and -, at most 255 chars."
+  }
+}
+
+variable "secret_version" {
+  type        = string
+  description = "Secret version mounted into the function: a version number (pinned, changes need a re-apply) or latest (read when an instance starts)."
+  default     = "latest"
+
+  validation {
+    condition     = can(regex("^(latest|[1-9][0-9]*)$", var.secret_version))
+    error_message = "secret_version must be latest or a positive version number."
+  }
+}
+
+variable "batch_size" {
+  type        = number
+  description = "BATCH_SIZE: rows fetched per page of the sweep."
+  default     = 50
+
+  validation {
+    condition     = var.batch_size >= 1 && var.batch_size <= 1000 && floor(var.batch_size) == var.batch_size
+    error_message = "batch_size must be a whole number from 1 to 1000."
+  }
+}
+
+variable "reminder_days" {
+  type        = string
+  description = "REMINDER_DAYS: comma-separated days before expiry on which reminders are queued, e.g. 30,7,1."
+  default     = "30,7,1"
+
+  validation {
+    condition     = can(regex("^[0-9]{1,3}(,[0-9]{1,3})*$", var.reminder_days))
+    error_message = "reminder_days must be comma-separated whole numbers without spaces, e.g. 30,7,1."
+  }
+}
+
+variable "org_timezone" {
+  type        = string
+  description = "ORG_TIMEZONE: IANA time zone in which the app computes 'today' for expiry dates."
+  default     = "Europe/Oslo"
+
+  validation {
+    condition     = can(regex("^(UTC|[A-Za-z_]+(/[A-Za-z0-9_+-]+)+)$", var.org_timezone))
+    error_message = "org_timezone must be an IANA time zone name such as Europe/Oslo or UTC."
+  }
+}
+
+variable "service_version" {
+  type        = string
+  description = "SERVICE_VERSION reported in logs, e.g. a git commit SHA (terraform apply -var service_version=$(git rev-parse --short HEAD)). Empty means the first 12 hex digits of the source archive's MD5."
+  default     = ""
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9._+-]{0,64}$", var.service_version))
+    error_message = "service_version may hold only letters, digits and . _ + -, at most 64 chars."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Schedule and messaging
+# ---------------------------------------------------------------------------
+
+variable "schedule" {
+  type        = string
+  description = "Cron schedule (5 fields) of the nightly trigger, interpreted in var.time_zone."
+  default     = "0 2 * * *"
+
+  validation {
+    condition     = length(split(" ", trimspace(var.schedule))) == 5
+    error_message = "schedule must be a 5-field cron expression such as \"0 2 * * *\"."
+  }
+}
+
+variable "time_zone" {
+  type        = string
+  description = "IANA time zone of the scheduler's cron schedule."
+  default     = "Europe/Oslo"
+
+  validation {
+    condition     = can(regex("^(UTC|[A-Za-z_]+(/[A-Za-z0-9_+-]+)+)$", var.time_zone))
+    error_message = "time_zone must be an IANA time zone name such as Europe/Oslo or UTC."
+  }
+}
+
+variable "scheduler_retry_count" {
+  type        = number
+  description = "How many times Cloud Scheduler retries a failed publish of the nightly message (publishing, not the run itself: the run's retries are Pub/Sub's)."
+  default     = 3
+
+  validation {
+    condition     = var.scheduler_retry_count >= 0 && var.scheduler_retry_count <= 5 && floor(var.scheduler_retry_count) == var.scheduler_retry_count
+    error_message = "scheduler_retry_count must be a whole number from 0 to 5."
+  }
+}
+
+variable "topic_message_retention" {
+  type        = string
+  description = "How long the sweep topic keeps messages (also acknowledged ones), so a subscription can be seeked back to replay a night. Seconds with an s suffix, 600s to 2678400s (31 days)."
+  default     = "604800s"
+
+  validation {
+    condition     = can(regex("^[0-9]+s$", var.topic_message_retention)) && try(tonumber(trimsuffix(var.topic_message_retention, "s")) >= 600 && tonumber(trimsuffix(var.topic_message_retention, "s")) <= 2678400, false)
+    error_message = "topic_message_retention must be seconds with an s suffix, from 600s to 2678400s."
+  }
+}
+
+variable "dead_letter_retention" {
+  type        = string
+  description = "How long the dead-letter hold subscription keeps undelivered messages for inspection and replay. Seconds with an s suffix, 600s to 604800s (7 days)."
+  default     = "604800s"
+
+  validation {
+    condition     = can(regex("^[0-9]+s$", var.dead_letter_retention)) && try(tonumber(trimsuffix(var.dead_letter_retention, "s")) >= 600 && tonumber(trimsuffix(var.dead_letter_retention, "s")) <= 604800, false)
+    error_message = "dead_letter_retention must be seconds with an s suffix, from 600s to 604800s."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# IAM switches
+# ---------------------------------------------------------------------------
+
+variable "grant_log_writer" {
+  type        = bool
+  description = "Grant the function's service account roles/logging.logWriter on the project. Needed only if the app writes through the Cloud Logging API (google-cloud-logging's CloudLoggingHandler) instead of JSON on stdout; kept on by default because losing logs would blind every alert."
+  default     = true
+}
+
+variable "grant_pubsub_token_creator" {
+  type        = bool
+  description = "Let the Pub/Sub service agent mint tokens for the trigger service account (roles/iam.serviceAccountTokenCreator on that account only). Needed only in projects whose Pub/Sub service agent was enabled on or before 2021-04-08."
+  default     = false
+}
+
+# ---------------------------------------------------------------------------
+# Alerting
+# ---------------------------------------------------------------------------
+
+variable "notification_channels" {
+  type        = list(string)
+  description = "Cloud Monitoring notification channel IDs (projects/P/notificationChannels/N) that every alert policy notifies. Empty: incidents open in the console only."
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.notification_channels : can(regex("^projects/[^/]+/notificationChannels/[0-9]+$", c))])
+    error_message = "Each notification channel must look like projects/PROJECT/notificationChannels/NUMBER."
+  }
+}
+
+variable "completion_deadline_utc_hour" {
+  type        = number
+  description = "UTC hour (0-23) by which the night's RUN_COMPLETED must have been logged; the 'run not completed' alert is evaluated during this hour. Default 5 = 06:00 Oslo in winter, 07:00 in summer, for a 02:00 Oslo schedule."
+  default     = 5
+
+  validation {
+    condition     = var.completion_deadline_utc_hour >= 0 && var.completion_deadline_utc_hour <= 23 && floor(var.completion_deadline_utc_hour) == var.completion_deadline_utc_hour
+    error_message = "completion_deadline_utc_hour must be a whole number from 0 to 23."
+  }
+}
+
+variable "completion_lookback_hours" {
+  type        = number
+  description = "How far back from the deadline hour a RUN_COMPLETED counts for tonight. Must cover the scheduled start (default 6 h: 23:00-05:59 UTC contains 02:00 Oslo in both winter and summer) and stay under 24 h so last night's run does not count."
+  default     = 6
+
+  validation {
+    condition     = var.completion_lookback_hours >= 1 && var.completion_lookback_hours <= 20 && floor(var.completion_lookback_hours) == var.completion_lookback_hours
+    error_message = "completion_lookback_hours must be a whole number from 1 to 20."
+  }
+}
+
+variable "max_message_age_s" {
+  type        = number
+  description = "Alert when the oldest unacknowledged message on the trigger's subscription is older than this many seconds: a sweep or continuation message that keeps failing and being retried."
+  default     = 3600
+
+  validation {
+    condition     = var.max_message_age_s >= 300 && var.max_message_age_s <= 86400
+    error_message = "max_message_age_s must be from 300 to 86400 seconds."
+  }
+}
+
+variable "force_destroy_source_bucket" {
+  type        = bool
+  description = "Let terraform destroy delete the source bucket even when it still holds archives. Keep false in production."
+  default     = false
+}

@@ -1,0 +1,68 @@
+"""Shared fixtures: one embedded PostgreSQL per test session, a fresh database per test.
+
+The server starts once; bootstrap + migrations are applied once to a template database; each
+test that asks for `database_url` gets its own copy of the template (CREATE DATABASE ...
+TEMPLATE is a file copy, a few tens of milliseconds), so tests are independent and can commit.
+Set CERTEXPIRY_TEST_DATABASE_URL to run them against another server (it must allow CREATE
+DATABASE).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from certexpiry import embedded, schema
+
+TEMPLATE = "certexpiry_template"
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    """A superuser connection string to the test server, with the template database ready."""
+    external = os.environ.get("CERTEXPIRY_TEST_DATABASE_URL")
+    server = None
+    data_dir = None
+    if external:
+        admin = external
+    else:
+        data_dir = tempfile.mkdtemp(prefix="certexpiry-test-pg-")
+        server = embedded.start(data_dir)
+        admin = server.uri
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(TEMPLATE)))
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(TEMPLATE)))
+    schema.apply(make_conninfo(admin, dbname=TEMPLATE))
+    yield admin
+    if server is not None:
+        server.stop()
+    if data_dir is not None:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def database_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh database with the schema applied, dropped after the test."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("create database {} template {}").format(sql.Identifier(name), sql.Identifier(TEMPLATE))
+        )
+    yield make_conninfo(pg_admin_url, dbname=name)
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    """A superuser autocommit connection to the test's database, for seeding and checking."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn

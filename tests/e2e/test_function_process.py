@@ -1,0 +1,80 @@
+"""End to end: functions-framework serving main.nightly_sweep, driven like Pub/Sub would."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+
+from certexpiry.harness import FunctionProcess, follow_chain, function_env
+from certexpiry.pubsub_fake import FakePubSub
+from tests.seeding import add_cert, add_mentor
+
+Conn = psycopg.Connection[Any]
+
+
+@pytest.fixture
+def pubsub() -> Iterator[FakePubSub]:
+    server = FakePubSub().start()
+    yield server
+    server.stop()
+
+
+def _seed(db: Conn, mentors: int) -> None:
+    today = datetime.now(ZoneInfo("Europe/Oslo")).date()
+    for i in range(mentors):
+        mentor = add_mentor(db, name=f"Ola Testesen {i}")
+        add_cert(db, mentor, today - timedelta(days=1 + i % 3))
+        add_cert(db, mentor, today + timedelta(days=i % 10))
+
+
+def test_chain_through_the_framework_and_fake_pubsub(db: Conn, database_url: str, pubsub: FakePubSub) -> None:
+    """The trigger and every continuation run through HTTP; all output lines are JSON; the run completes."""
+    _seed(db, 30)
+    function = FunctionProcess(env=function_env(database_url, pubsub, time_budget_s=0.001, batch_size=5,
+                                                monitoring_reserve_s=0)).start()
+    try:
+        report = follow_chain(function, pubsub)
+        # A duplicate of the nightly trigger after the run is acknowledged and does nothing.
+        duplicate = function.deliver(b'{"kind":"nightly"}')
+        # A malformed message is acknowledged (200), never retried.
+        bad = function.deliver(b"{not json")
+    finally:
+        function.stop()
+    assert all(d.status == 200 for d in report.deliveries)
+    assert report.segments >= 6  # one batch of 5 mentors per segment
+    assert len(pubsub.messages) == report.segments - 1
+    assert duplicate.status == 200 and bad.status == 200
+
+    entries = []
+    for stream, line in function.lines:
+        assert line.strip(), f"empty line on {stream}"
+        entries.append(json.loads(line))  # every line on stdout and stderr is JSON
+    codes = [e["error_code"] for e in entries]
+    assert codes.count("RUN_COMPLETED") == 1
+    assert codes.count("CONTINUATION_PUBLISHED") == report.segments - 1
+    assert "INVALID_MESSAGE" in codes and "DUPLICATE_DELIVERY" in codes
+    run_ids = {e["cron_run_id"] for e in entries if e["error_code"] in ("BATCH_DONE", "RUN_COMPLETED")}
+    assert len(run_ids) == 1
+    assert "Ola Testesen" not in "\n".join(line for _, line in function.lines)
+    assert db.execute("select count(*) from public.certifications where status = 'paused'").fetchone() == (30,)
+    assert db.execute("select status, segments from public.cron_audit_log").fetchall() == [("completed", report.segments)]
+
+
+def test_traceparent_header_reaches_the_log(db: Conn, database_url: str, pubsub: FakePubSub) -> None:
+    """A W3C traceparent on the push request puts the trace and span on the entries."""
+    function = FunctionProcess(env=function_env(database_url, pubsub)).start()
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    try:
+        function.deliver(b"{not json", headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
+    finally:
+        function.stop()
+    entries = [json.loads(line) for _, line in function.lines]
+    invalid = [e for e in entries if e["error_code"] == "INVALID_MESSAGE"]
+    assert invalid[0]["logging.googleapis.com/trace"] == f"projects/local-demo/traces/{trace_id}"
+    assert invalid[0]["logging.googleapis.com/spanId"] == "00f067aa0ba902b7"

@@ -1,0 +1,208 @@
+"""The whole invocation (decode, claim, sweep, hand off, monitor, audit) on the embedded Postgres."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from certexpiry.local import LOCAL_TOPIC, pubsub_event_data, run_chain
+from certexpiry.messages import PUBSUB_EVENT_TYPE
+from certexpiry.pg_store import pg_store
+from certexpiry.publisher import InMemoryPublisher
+from certexpiry.settings import Settings
+from certexpiry.store import RpcStore
+from certexpiry.sweep import Job, Outcome, handle_event
+from tests.logcapture import CapturedLog
+
+Conn = psycopg.Connection[Any]
+
+
+def _today() -> date:
+    return datetime.now(ZoneInfo("Europe/Oslo")).date()
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[RpcStore]:
+    s = pg_store(database_url)
+    yield s
+    s.close()
+
+
+class StepClock:
+    """A monotonic clock that advances a fixed step on every reading (forces many segments)."""
+
+    def __init__(self, step: float) -> None:
+        self._ticks = itertools.count()
+        self.step = step
+
+    def __call__(self) -> float:
+        return next(self._ticks) * self.step
+
+
+def make_job(store: RpcStore, log: CapturedLog, publisher: InMemoryPublisher, **overrides: Any) -> Job:
+    settings = Settings(continuation_topic=LOCAL_TOPIC, **overrides)
+    return Job(settings=settings, store=store, publisher=publisher, log=log.logger)
+
+
+def seed_night(db: Conn, mentors: int = 30) -> dict[str, list[Any]]:
+    """Per mentor: one expired, one due within the offsets, one far ahead (deterministic IDs)."""
+    today = _today()
+    seeded: dict[str, list[Any]] = {"expired": [], "due": [], "later": []}
+    for i in range(mentors):
+        mentor = uuid.uuid5(uuid.NAMESPACE_URL, f"mentor/{i}")
+        db.execute("insert into public.peer_mentors (id, full_name) values (%s, %s)", (mentor, f"Mentor {i}"))
+        for kind, expiry in (("expired", today - timedelta(days=1 + i % 5)),
+                             ("due", today + timedelta(days=i % 30)),
+                             ("later", today + timedelta(days=60))):
+            cert = uuid.uuid5(uuid.NAMESPACE_URL, f"cert/{kind}/{i}")
+            db.execute("insert into public.certifications (id, peer_mentor_id, expiry_date) values (%s, %s, %s)",
+                       (cert, mentor, expiry))
+            seeded[kind].append(cert)
+    return seeded
+
+
+def snapshot(db: Conn) -> dict[str, Any]:
+    """The observable end state: statuses and effects (ignoring run ids and timestamps)."""
+    return {
+        "certs": db.execute("select id, status from public.certifications order by id").fetchall(),
+        "mentors": db.execute("select id, status, paused_reason from public.peer_mentors order by id").fetchall(),
+        "log": db.execute("select certification_id, action, expiry_date, outcome from public.certification_idempotency_log order by 1, 2").fetchall(),
+        "outbox": db.execute("select certification_id, kind, payload from public.notification_outbox order by 1, 2").fetchall(),
+    }
+
+
+def test_clean_run_writes_audit_with_zero_missed(db: Conn, store: RpcStore) -> None:
+    """A clean run logs no WARNING and writes an audit row with missed_pause_count=0 (spec test 3)."""
+    seed_night(db, 10)
+    log, publisher = CapturedLog(), InMemoryPublisher()
+    result = run_chain(make_job(store, log, publisher), publisher)
+    assert result.outcomes == [Outcome.ACK]
+    assert "WARNING" not in log.severities() and "ERROR" not in log.severities()
+    assert log.codes()[0] == "RUN_STARTED" and log.codes()[-1] == "RUN_COMPLETED"
+    rows = db.execute("select missed_pause_count, missed_ids, resolved, status, segments from public.cron_audit_log").fetchall()
+    assert rows == [(0, [], False, "completed", 1)]
+    completed = log.with_code("RUN_COMPLETED")[0]["context"]
+    assert completed["certifications_paused"] == 10 and completed["mentors_paused"] == 10
+
+
+def test_many_segments_reach_the_same_state_as_one(database_url: str, pg_admin_url: str, db: Conn, store: RpcStore) -> None:
+    """A run forced through many segments by a tiny budget ends in the same state as one segment."""
+    seed_night(db, 40)
+    # One-segment reference on a second database seeded with the same rows.
+    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+        admin.execute("drop database if exists ref_copy with (force)")
+        admin.execute("create database ref_copy template certexpiry_template")
+    ref_url = make_conninfo(pg_admin_url, dbname="ref_copy")
+    with psycopg.connect(ref_url, autocommit=True) as ref:
+        seed_night(ref, 40)
+    ref_store = pg_store(ref_url)
+    ref_pub = InMemoryPublisher()
+    run_chain(make_job(ref_store, CapturedLog(), ref_pub), ref_pub)
+    ref_store.close()
+
+    log, publisher = CapturedLog(), InMemoryPublisher()
+    job = make_job(store, log, publisher, batch_size=3, time_budget_s=10, monitoring_reserve_s=1)
+    job.clock = StepClock(2.0)  # every batch "takes" 2 s: about two batches per segment
+    result = run_chain(job, publisher)
+    assert result.invocations > 5
+    assert log.codes().count("CONTINUATION_PUBLISHED") == result.invocations - 1
+    with psycopg.connect(ref_url, autocommit=True) as ref:
+        assert snapshot(db) == snapshot(ref)
+    audit = db.execute("select segments, missed_pause_count from public.cron_audit_log").fetchall()
+    assert audit == [(result.invocations, 0)]
+    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+        admin.execute("drop database if exists ref_copy with (force)")
+
+
+def test_every_message_delivered_twice_still_one_chain(db: Conn, store: RpcStore) -> None:
+    """Delivering every message twice (retried ones again later) yields one chain and no duplicate effect."""
+    seed_night(db, 20)
+    log, publisher = CapturedLog(), InMemoryPublisher()
+    job = make_job(store, log, publisher, batch_size=4, time_budget_s=10, monitoring_reserve_s=1)
+    job.clock = StepClock(3.0)
+    pending: list[tuple[bytes, int]] = [(b'{"kind": "nightly"}', 2)]  # (body, deliveries)
+    later: list[tuple[bytes, int]] = []
+    invocations = 0
+    while (pending or later) and invocations < 500:
+        body, deliveries = pending.pop(0) if pending else later.pop(0)
+        for _ in range(deliveries):
+            invocations += 1
+            if handle_event(job, PUBSUB_EVENT_TYPE, pubsub_event_data(body)) is Outcome.RETRY:
+                later.append((body, 1))
+        while publisher.messages:
+            pending.append((publisher.messages.pop(0)[1], 2))
+    assert invocations < 500
+    reminders = db.execute(
+        "select certification_id, count(*) from public.notification_outbox group by 1, kind having count(*) > 1"
+    ).fetchall()
+    assert reminders == []
+    assert len(log.with_code("RUN_COMPLETED")) == 1
+    assert len(log.with_code("RUN_BUSY")) >= 1
+    assert db.execute("select count(*) from public.cron_audit_log").fetchone() == (1,)
+
+
+def test_failing_rows_reported_and_flagged_by_monitoring(db: Conn, store: RpcStore) -> None:
+    """A trigger raising for chosen IDs: those are logged by ID and flagged; all others processed."""
+    seeded = seed_night(db, 12)
+    bad = seeded["expired"][:2]
+    db.execute(
+        """
+        create function public.refuse() returns trigger language plpgsql as $$
+        begin
+          if new.id = any (string_to_array(current_setting('test.bad_ids'), ',')::uuid[]) then
+            raise exception 'refused by test trigger';
+          end if;
+          return new;
+        end $$;
+        create trigger refuse before update on public.certifications for each row execute function public.refuse();
+        """
+    )
+    db.execute(f"alter database \"{db.info.dbname}\" set test.bad_ids = '{','.join(map(str, bad))}'")
+    store.close()  # reconnect so the new database setting applies
+    log, publisher = CapturedLog(), InMemoryPublisher()
+    run_chain(make_job(store, log, publisher), publisher)
+    failures = log.with_code("DB_OPERATION_FAILED")
+    assert sorted(f["context"]["certification_id"] for f in failures) == sorted(map(str, bad))
+    assert all(f["severity"] == "ERROR" and f["context"]["operation"] == "auto_pause" for f in failures)
+    missed = log.with_code("MISSED_AUTO_PAUSE")
+    assert len(missed) == 1 and missed[0]["severity"] == "WARNING"
+    assert sorted(missed[0]["context"]["missed_ids"]) == sorted(map(str, bad))
+    assert "python -m certexpiry remediate" in missed[0]["context"]["remediation"]
+    paused = db.execute("select count(*) from public.certifications where status = 'paused'").fetchone()
+    assert paused == (10,)
+    audit = db.execute("select missed_pause_count, missed_ids from public.cron_audit_log").fetchone()
+    assert audit is not None and audit[0] == 2 and sorted(audit[1]) == sorted(map(str, bad))
+
+
+def test_second_trigger_same_night_sends_nothing(db: Conn, store: RpcStore) -> None:
+    """Running the nightly trigger again after completion is a duplicate: nothing new is written."""
+    seed_night(db, 5)
+    publisher = InMemoryPublisher()
+    run_chain(make_job(store, CapturedLog(), publisher), publisher)
+    before = snapshot(db)
+    log = CapturedLog()
+    run_chain(make_job(store, log, publisher), publisher)
+    assert log.codes() == ["DUPLICATE_DELIVERY"]
+    assert snapshot(db) == before
+
+
+def test_invalid_message_touches_nothing(db: Conn, store: RpcStore) -> None:
+    """A malformed message is logged once as INVALID_MESSAGE and changes no data."""
+    seed_night(db, 3)
+    before = snapshot(db)
+    log = CapturedLog()
+    outcome = handle_event(make_job(store, log, InMemoryPublisher()), PUBSUB_EVENT_TYPE,
+                           pubsub_event_data(b'{"kind": "resume", "run_id": "nope"}', message_id="m-1"))
+    assert outcome is Outcome.ACK
+    assert log.codes() == ["INVALID_MESSAGE"]
+    assert log.entries[0]["context"]["message_id"] == "m-1"
+    assert snapshot(db) == before
+    assert db.execute("select count(*) from public.cron_runs").fetchone() == (0,)

@@ -1,0 +1,39 @@
+"""A JsonLogger writing into memory, and helpers to read its lines back."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from certexpiry.log import JsonLogger
+from certexpiry.sanitize import Sanitizer
+
+
+class CapturedLog:
+    """The logger under test and the JSON entries it wrote."""
+
+    def __init__(self, secrets: tuple[str, ...] = ()) -> None:
+        self.stream = io.StringIO()
+        sanitizer = Sanitizer()
+        for secret in secrets:
+            sanitizer.register_secret(secret)
+        self.logger = JsonLogger(sanitizer=sanitizer, service="certexpiry-test", version="test",
+                                 project="test-project", stream=self.stream)
+
+    @property
+    def raw_lines(self) -> list[str]:
+        return self.stream.getvalue().splitlines()
+
+    @property
+    def entries(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.raw_lines]
+
+    def codes(self) -> list[str]:
+        return [entry["error_code"] for entry in self.entries]
+
+    def with_code(self, code: str) -> list[dict[str, Any]]:
+        return [entry for entry in self.entries if entry["error_code"] == code]
+
+    def severities(self) -> set[str]:
+        return {entry["severity"] for entry in self.entries}

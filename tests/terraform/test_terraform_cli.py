@@ -1,0 +1,139 @@
+"""Checks that run the terraform CLI offline: fmt, variable validation, the archive allow-list.
+
+No provider can be downloaded here, so `terraform validate`/`plan` of the whole module is out of
+reach. These tests copy only provider-free files (variables.tf, source_files.tf) into a scratch
+module, which `terraform init` accepts without any download, and let Terraform evaluate them.
+When no terraform binary is installed they are skipped with that reason (pytest -ra prints it).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.terraform.tfmodule import TERRAFORM_DIR, run_terraform, terraform_binary
+
+needs_terraform = pytest.mark.skipif(
+    terraform_binary() is None,
+    reason="terraform CLI not installed: fmt/validation/allow-list checks of terraform/ NOT run",
+)
+
+BUDGET_OUTPUT = """
+locals {
+  time_budget_s = var.timeout_seconds - var.budget_reserve_s
+}
+output "time_budget_s" {
+  value = local.time_budget_s
+}
+"""
+
+
+def _scratch_module(tmp_path: Path, *files: str, extra: str = "") -> Path:
+    """A provider-free module with copies of `files` from terraform/, initialised."""
+    module = tmp_path / "terraform"
+    module.mkdir(parents=True)
+    for name in files:
+        shutil.copy(TERRAFORM_DIR / name, module / name)
+    if extra:
+        (module / "extra.tf").write_text(extra)
+    init = run_terraform(["init", "-input=false", "-no-color", "-backend=false"], module)
+    assert init.returncode == 0, init.stdout + init.stderr
+    return module
+
+
+def _plan(module: Path, *args: str) -> tuple[int, str]:
+    result = run_terraform(["plan", "-input=false", "-no-color", "-refresh=false", *args], module)
+    return result.returncode, result.stdout + result.stderr
+
+
+@needs_terraform
+def test_terraform_fmt_is_clean() -> None:
+    """`terraform fmt -check -recursive terraform/` reports no file to reformat."""
+    result = run_terraform(
+        ["fmt", "-check", "-recursive", "-diff", "-no-color", str(TERRAFORM_DIR)],
+        TERRAFORM_DIR.parent,
+    )
+    assert result.returncode == 0, f"terraform fmt would change:\n{result.stdout}{result.stderr}"
+
+
+@needs_terraform
+def test_example_tfvars_pass_every_variable_validation(tmp_path: Path) -> None:
+    """terraform.tfvars.example satisfies every validation rule and yields TIME_BUDGET_S 420."""
+    module = _scratch_module(tmp_path, "variables.tf", extra=BUDGET_OUTPUT)
+    example = str(TERRAFORM_DIR / "terraform.tfvars.example")
+    code, out = _plan(module, f"-var-file={example}", f"-out={module / 'plan'}")
+    assert code == 0, out
+    shown = run_terraform(["show", "-json", str(module / "plan")], module)
+    assert shown.returncode == 0, shown.stderr
+    outputs = json.loads(shown.stdout)["planned_values"]["outputs"]
+    assert outputs["time_budget_s"]["value"] == 420
+
+
+@needs_terraform
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("timeout_seconds=600", "timeout_seconds must be"),
+        ("runtime=python311", "runtime must be"),
+        ("budget_reserve_s=5", "budget_reserve_s must be"),
+        ("memory=512", "memory must be"),
+        ("secret_env_var_name=SUPABASE_KEY", "secret_env_var_name must be"),
+        ("schedule=0 2 * *", "schedule must be"),
+        ("reminder_days=30, 7", "reminder_days must be"),
+        ('notification_channels=["email"]', "notification channel must"),
+        ("completion_deadline_utc_hour=24", "completion_deadline_utc_hour must"),
+        ("function_name=Nightly_Sweep", "function_name must be"),
+    ],
+)
+def test_bad_values_are_rejected_by_validation(
+    tmp_path: Path, assignment: str, message: str
+) -> None:
+    """A wrong value for a variable stops the plan with that variable's own error message."""
+    module = _scratch_module(tmp_path, "variables.tf")
+    code, out = _plan(module, "-var=project_id=certexpiry-test", f"-var={assignment}")
+    assert code != 0
+    assert message in " ".join(out.split()), out
+
+
+@needs_terraform
+def test_archive_allow_list_as_terraform_evaluates_it(tmp_path: Path) -> None:
+    """Terraform's fileset()/regex pick main.py, requirements.txt and certexpiry/ sources only."""
+    for path in [
+        "main.py",
+        "requirements.txt",
+        "requirements-dev.txt",
+        "pyproject.toml",
+        "certexpiry/__init__.py",
+        "certexpiry/sweep.py",
+        "certexpiry/sql/rules.sql",
+        "certexpiry/__pycache__/sweep.cpython-312.pyc",
+        "certexpiry/stale.pyc",
+        "certexpiry/.mypy_cache/3.12/x.json",
+        "certexpiry/.DS_Store",
+        "tests/unit/test_sweep.py",
+        "tests/terraform/test_wiring.py",
+        "bench/bench_sweep.py",
+        ".venv/lib/python3.12/site.py",
+        ".git/HEAD",
+        "supabase/migrations/001.sql",
+        "docs/deploy.md",
+    ]:
+        target = tmp_path / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("x\n")
+    module = _scratch_module(tmp_path, "source_files.tf")
+    result = run_terraform(
+        ["console", "-no-color"], module, stdin="jsonencode(local.source_files)\n"
+    )
+    assert result.returncode == 0, result.stderr
+    files = json.loads(json.loads(result.stdout.strip()))
+    assert files == [
+        "certexpiry/__init__.py",
+        "certexpiry/sql/rules.sql",
+        "certexpiry/sweep.py",
+        "main.py",
+        "requirements.txt",
+    ]

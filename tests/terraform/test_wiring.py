@@ -1,0 +1,330 @@
+"""Static wiring checks of terraform/, read with python-hcl2 (no provider, no cloud needed)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.terraform.tfmodule import (
+    TERRAFORM_DIR,
+    Module,
+    block,
+    expr,
+    is_expr,
+    load_module,
+    strings_in,
+)
+
+FUNCTION = "google_cloudfunctions2_function"
+TOPIC_REF = "${google_pubsub_topic.sweep.id}"
+SECRET_NAMES = {"SUPABASE_SERVICE_ROLE_KEY", "DATABASE_URL"}
+PRIMITIVE_ROLE = re.compile(r"roles/(owner|editor|viewer)\b")
+# Project-level grants that cannot be scoped lower (each commented in iam.tf).
+ALLOWED_PROJECT_ROLES = {"roles/logging.logWriter", "roles/run.builder"}
+
+
+@pytest.fixture(scope="module")
+def tf() -> Module:
+    """The parsed terraform/ module."""
+    return load_module()
+
+
+def _function(tf: Module) -> dict[str, Any]:
+    functions = tf.of_type(FUNCTION)
+    assert len(functions) == 1, f"expected one {FUNCTION}, found {sorted(functions)}"
+    return next(iter(functions.values()))
+
+
+def _sa_of(email_ref: str) -> str:
+    """`${google_service_account.X.email}` -> X."""
+    match = re.fullmatch(r"\$\{google_service_account\.([a-z0-9_]+)\.email\}", email_ref)
+    assert match, f"expected a google_service_account email reference, got {email_ref!r}"
+    return match.group(1)
+
+
+def _member_sa(member: str) -> str:
+    """`serviceAccount:${google_service_account.X.email}` -> X."""
+    match = re.fullmatch(
+        r"serviceAccount:\$\{google_service_account\.([a-z0-9_]+)\.email\}", member
+    )
+    assert match, f"expected a member naming a google_service_account, got {member!r}"
+    return match.group(1)
+
+
+def _default(tf: Module, name: str) -> Any:
+    assert name in tf.variables, f"no variable {name}"
+    return tf.variables[name].get("default")
+
+
+def _function_env(tf: Module) -> dict[str, Any]:
+    """The function's plain environment variables: local.base_env plus local.optional_env."""
+    service = block(_function(tf), "service_config")
+    assert service["environment_variables"] == "${merge(local.base_env, local.optional_env)}"
+    base = tf.locals["base_env"]
+    assert isinstance(base, dict)
+    return base
+
+
+def test_every_variable_has_a_description(tf: Module) -> None:
+    """Every variable declares a type and a non-trivial description."""
+    assert tf.variables
+    for name, body in tf.variables.items():
+        assert "type" in body, f"variable {name} has no type"
+        description = body.get("description")
+        assert isinstance(description, str) and len(description) >= 20, f"{name}: no description"
+        assert not is_expr(description), f"{name}: description must be a literal"
+
+
+def test_every_non_boolean_variable_is_validated(tf: Module) -> None:
+    """Each variable that can hold a wrong value (everything but bools) has a validation block."""
+    for name, body in tf.variables.items():
+        if body["type"] == "${bool}" or body["type"] == "bool":
+            continue
+        validations = body.get("validation", [])
+        assert validations, f"variable {name} has no validation"
+        for rule in validations:
+            assert is_expr(rule["condition"]) and rule["error_message"], name
+
+
+def test_trigger_topic_is_the_continuation_topic_and_the_scheduler_target(tf: Module) -> None:
+    """The trigger, CONTINUATION_TOPIC and the scheduler all name the same topic resource."""
+    trigger = block(_function(tf), "event_trigger")
+    assert trigger["pubsub_topic"] == TOPIC_REF
+    assert trigger["event_type"] == "google.cloud.pubsub.topic.v1.messagePublished"
+    assert _function_env(tf)["CONTINUATION_TOPIC"] == TOPIC_REF
+    jobs = tf.of_type("google_cloud_scheduler_job")
+    assert len(jobs) == 1
+    target = block(next(iter(jobs.values())), "pubsub_target")
+    assert target["topic_name"] == TOPIC_REF
+    assert "sweep" in tf.of_type("google_pubsub_topic")
+
+
+def test_function_service_account_can_publish_to_its_topic(tf: Module) -> None:
+    """The function's runtime account is publisher on the trigger topic itself."""
+    runtime_sa = _sa_of(block(_function(tf), "service_config")["service_account_email"])
+    grants = [
+        g
+        for g in tf.of_type("google_pubsub_topic_iam_member").values()
+        if g["topic"] == TOPIC_REF and g["role"] == "roles/pubsub.publisher"
+    ]
+    assert [_member_sa(g["member"]) for g in grants] == [runtime_sa]
+
+
+def test_secret_is_mounted_from_secret_manager_and_never_plain(tf: Module) -> None:
+    """The DB credential is a secret_environment_variable; only the function may read it."""
+    service = block(_function(tf), "service_config")
+    mounted = block(service, "secret_environment_variables")
+    assert mounted["key"] == "${var.secret_env_var_name}"
+    assert _default(tf, "secret_env_var_name") in SECRET_NAMES
+    rule = tf.variables["secret_env_var_name"]["validation"][0]["condition"]
+    assert all(f'"{name}"' in rule for name in SECRET_NAMES)
+    secret_ref = expr(mounted["secret"])
+    match = re.fullmatch(r"google_secret_manager_secret\.([a-z0-9_]+)\.secret_id", secret_ref)
+    assert match, secret_ref
+    secret = match.group(1)
+
+    assert not set(_function_env(tf)) & SECRET_NAMES, "a secret must not be a plain env var"
+    optional = tf.locals["optional_env"]
+    assert re.findall(r"([A-Z_]+)\s*=\s*[^=]", optional) == ["SUPABASE_URL"], optional
+    assert "google_secret_manager_secret_version" not in tf.resources, "values stay out of state"
+    credential = re.compile(r"service_role|password|database_url|api_key|secret_value|secret_data")
+    assert not [v for v in tf.variables if credential.search(v)], (
+        "no variable may carry a credential"
+    )
+
+    runtime_sa = _sa_of(service["service_account_email"])
+    accessors = [
+        g
+        for g in tf.of_type("google_secret_manager_secret_iam_member").values()
+        if g["role"] == "roles/secretmanager.secretAccessor"
+    ]
+    assert len(accessors) == 1
+    assert accessors[0]["secret_id"] == f"${{google_secret_manager_secret.{secret}.id}}"
+    assert _member_sa(accessors[0]["member"]) == runtime_sa
+
+
+def test_time_budget_is_derived_from_the_timeout_in_one_place(tf: Module) -> None:
+    """TIME_BUDGET_S = timeout_seconds - budget_reserve_s, computed once; 420 < 540 by default."""
+    assert expr(tf.locals["time_budget_s"]) == "var.timeout_seconds - var.budget_reserve_s"
+    assert _function_env(tf)["TIME_BUDGET_S"] == "${tostring(local.time_budget_s)}"
+    service = block(_function(tf), "service_config")
+    assert service["timeout_seconds"] == "${var.timeout_seconds}"
+    timeout, reserve = _default(tf, "timeout_seconds"), _default(tf, "budget_reserve_s")
+    assert timeout == 540
+    assert 0 < timeout - reserve < timeout
+    assert timeout - reserve == 420
+    conditions = [p["condition"] for p in block(_function(tf), "lifecycle")["precondition"]]
+    assert "${local.time_budget_s > 0 && local.time_budget_s < var.timeout_seconds}" in conditions
+    everything = "\n".join(tf.files.values())
+    assert len(re.findall(r"var\.timeout_seconds\s*-\s*var\.budget_reserve_s", everything)) == 1
+
+
+def test_retry_policy_is_retry(tf: Module) -> None:
+    """Failed deliveries are retried (RETRY_POLICY_RETRY) through a dedicated trigger account."""
+    trigger = block(_function(tf), "event_trigger")
+    assert trigger["retry_policy"] == "RETRY_POLICY_RETRY"
+    assert _sa_of(trigger["service_account_email"]) != _sa_of(
+        block(_function(tf), "service_config")["service_account_email"]
+    )
+
+
+def test_runtime_and_entry_point(tf: Module) -> None:
+    """The function runs Python 3.12/3.13, entry point nightly_sweep, memory/instances as vars."""
+    build = block(_function(tf), "build_config")
+    assert build["entry_point"] == "nightly_sweep"
+    assert build["runtime"] == "${var.runtime}"
+    assert _default(tf, "runtime") in {"python312", "python313"}
+    assert "python312" in tf.variables["runtime"]["validation"][0]["condition"]
+    service = block(_function(tf), "service_config")
+    assert service["available_memory"] == "${var.memory}"
+    assert service["max_instance_count"] == "${var.max_instance_count}"
+    storage = block(block(build, "source"), "storage_source")
+    assert storage["object"] == "${google_storage_bucket_object.source.name}"
+
+
+def test_trigger_may_invoke_only_the_function_service(tf: Module) -> None:
+    """roles/run.invoker goes to the trigger account on the function's own Cloud Run service."""
+    trigger_sa = _sa_of(block(_function(tf), "event_trigger")["service_account_email"])
+    invokers = tf.of_type("google_cloud_run_service_iam_member")
+    assert len(invokers) == 1
+    grant = next(iter(invokers.values()))
+    assert grant["role"] == "roles/run.invoker"
+    assert grant["service"] == f"${{{FUNCTION}.sweep.service_config[0].service}}"
+    assert _member_sa(grant["member"]) == trigger_sa
+
+
+def test_no_primitive_roles_and_minimal_project_grants(tf: Module) -> None:
+    """No owner/editor/viewer anywhere, no authoritative IAM, project-level roles allow-listed."""
+    for rtype, by_name in tf.resources.items():
+        for name, body in by_name.items():
+            for text in strings_in(body):
+                assert not PRIMITIVE_ROLE.search(text), f"{rtype}.{name} uses {text!r}"
+    for text in tf.files.values():  # comments included
+        assert not PRIMITIVE_ROLE.search(text)
+    authoritative = [r for r in tf.resources if r.endswith(("_iam_binding", "_iam_policy"))]
+    assert not authoritative, f"authoritative IAM would remove others' grants: {authoritative}"
+    project_roles = {g["role"] for g in tf.of_type("google_project_iam_member").values()}
+    assert project_roles <= ALLOWED_PROJECT_ROLES
+
+
+def test_every_iam_grant_is_explained(tf: Module) -> None:
+    """Each IAM member resource is preceded by a comment saying why it exists."""
+    for name, text in tf.files.items():
+        for match in re.finditer(
+            r'^resource "google_[a-z0-9_]*_iam_member" "([a-z0-9_]+)"', text, re.M
+        ):
+            before = text[: match.start()].rstrip("\n").splitlines()
+            assert before and before[-1].lstrip().startswith("#"), f"{name}: {match.group(1)}"
+
+
+def test_source_archive_is_an_allow_list_without_tests_or_bench(tf: Module, tmp_path: Path) -> None:
+    """The archive holds main.py, requirements.txt and certexpiry/ only (never tests/ or bench/)."""
+    archive = tf.data["archive_file"]["source"]
+    assert "source_dir" not in archive and "source_file" not in archive
+    dynamic = archive["dynamic"][0]["source"]
+    assert dynamic["for_each"] == "${toset(local.source_files)}"
+    assert tf.locals["source_top_level_files"] == ["main.py", "requirements.txt"]
+    assert tf.locals["source_package_glob"] == "certexpiry/**"
+
+    # Apply the same allow-list (glob + exclusion regex) to a tree that has everything.
+    for path in [
+        "main.py",
+        "requirements.txt",
+        "requirements-dev.txt",
+        "certexpiry/__init__.py",
+        "certexpiry/sub/mod.py",
+        "certexpiry/__pycache__/m.cpython-312.pyc",
+        "certexpiry/x.pyc",
+        "certexpiry/.mypy_cache/x",
+        "tests/test_x.py",
+        "bench/bench.py",
+        "terraform/main.tf",
+        ".venv/lib/site.py",
+    ]:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("x\n")
+    exclude = re.compile(tf.locals["source_exclude_regex"])
+    package = tf.locals["source_package_glob"].removesuffix("/**")
+    chosen = set(tf.locals["source_top_level_files"]) | {
+        p.relative_to(tmp_path).as_posix()
+        for p in (tmp_path / package).rglob("*")
+        if p.is_file() and not exclude.search(p.relative_to(tmp_path).as_posix())
+    }
+    assert chosen == {
+        "main.py",
+        "requirements.txt",
+        "certexpiry/__init__.py",
+        "certexpiry/sub/mod.py",
+    }
+
+
+def test_scheduler_publishes_the_nightly_message(tf: Module) -> None:
+    """The nightly job sends {"kind":"nightly"} on a configurable schedule, with retries."""
+    job = next(iter(tf.of_type("google_cloud_scheduler_job").values()))
+    assert job["schedule"] == "${var.schedule}" and job["time_zone"] == "${var.time_zone}"
+    assert _default(tf, "schedule") == "0 2 * * *"
+    assert _default(tf, "time_zone") == "Europe/Oslo"
+    assert block(job, "pubsub_target")["data"] == "${base64encode(local.nightly_message)}"
+    assert re.fullmatch(
+        r'\$\{jsonencode\(\{\s*kind\s*=\s*"nightly"\s*\}\)\}', tf.locals["nightly_message"]
+    )
+    retry = block(job, "retry_config")
+    assert retry["retry_count"] == "${var.scheduler_retry_count}"
+
+
+def test_alerting_metrics_and_policies(tf: Module) -> None:
+    """Log-based metrics feed alerts on errors, missed auto-pauses and a run not completed."""
+    metrics = tf.of_type("google_logging_metric")
+    errors = metrics["errors"]
+    assert "severity>=ERROR" in errors["filter"]
+    assert errors["label_extractors"] == {"error_code": "EXTRACT(jsonPayload.error_code)"}
+    assert 'jsonPayload.error_code="MISSED_AUTO_PAUSE"' in metrics["missed_auto_pause"]["filter"]
+    assert metrics["run_completed"]["filter"] == "${local.run_completed_filter}"
+    assert "RUN_COMPLETED" in tf.locals["run_completed_filter"]
+    context_fields = {v["field"] for v in tf.locals["run_context_metrics"].values()}
+    assert context_fields == {
+        "duration_ms",
+        "segments",
+        "reminders_queued",
+        "certifications_paused",
+        "missed_pause_count",
+    }
+    distribution = metrics["run_context"]
+    assert distribution["value_extractor"] == "EXTRACT(jsonPayload.context.${each.value.field})"
+
+    policies = tf.of_type("google_monitoring_alert_policy")
+    assert {"errors", "missed_auto_pause", "run_not_completed"} <= set(policies)
+    for name, policy in policies.items():
+        assert policy["notification_channels"] == "${var.notification_channels}", name
+    promql = block(
+        block(policies["run_not_completed"], "conditions"), "condition_prometheus_query_language"
+    )
+    assert promql["query"] == "${local.run_not_completed_promql}"
+    assert "hour() == ${var.completion_deadline_utc_hour}" in "".join(
+        tf.locals["run_not_completed_promql"]
+    )
+    assert "google_monitoring_dashboard" in tf.resources
+
+
+def test_outputs_and_provider_pins(tf: Module) -> None:
+    """Outputs expose the function URI, topic and scheduler job; google and archive are pinned."""
+    assert {"function_uri", "sweep_topic", "scheduler_job"} <= set(tf.outputs)
+    for output in tf.outputs.values():
+        assert output.get("description")
+    providers = tf.terraform[0]["required_providers"][0]
+    for name in ("google", "archive"):
+        assert providers[name]["version"].startswith("~>"), f"{name} must be pinned with ~>"
+    assert (TERRAFORM_DIR / "terraform.tfvars.example").is_file()
+
+
+def test_checkov_skips_are_justified(tf: Module) -> None:
+    """Every inline checkov skip names a check and gives a real reason."""
+    for name, text in tf.files.items():
+        for line in text.splitlines():
+            if "checkov:skip" in line:
+                assert re.search(r"#checkov:skip=CKV2?_[A-Z]+_\d+:.{40,}", line), (
+                    f"{name}: {line.strip()}"
+                )

