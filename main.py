@@ -33,8 +33,9 @@ def _get_job() -> Job | None:
         try:
             settings = load_settings()
         except SettingsError as exc:
-            _log.error(Code.INVALID_SETTINGS, "The function's settings are invalid.",
-                       **exc.log_context())
+            _log.error(
+                Code.INVALID_SETTINGS, "The function's settings are invalid.", **exc.log_context()
+            )
             return None
         log = make_logger(_sanitizer, settings)
         install_process_logging(log)

@@ -11,7 +11,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import psycopg
@@ -27,7 +27,9 @@ TODAY = date(2026, 11, 28)
 
 def _fresh_db(admin: str, name: str) -> str:
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+        )
         conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
     url = make_conninfo(admin, dbname=name)
     schema.apply(url)
@@ -42,11 +44,14 @@ def monitoring_median_ms(url: str, size: int, repeats: int = 21) -> dict[str, An
         for _ in range(repeats):
             started = time.perf_counter()
             with as_api_role(conn):
-                row = conn.execute("select public.get_missed_auto_pauses('Europe/Oslo', %s)", (TODAY,)).fetchone()
+                row = conn.execute(
+                    "select public.get_missed_auto_pauses('Europe/Oslo', %s)", (TODAY,)
+                ).fetchone()
             timings.append((time.perf_counter() - started) * 1000)
         assert row is not None
         plan = "\n".join(
-            str(r[0]) for r in conn.execute(
+            str(r[0])
+            for r in conn.execute(
                 "explain select * from certexpiry.missed_auto_pauses(%s)", (TODAY,)
             ).fetchall()
         )
@@ -82,7 +87,12 @@ def sweep_throughput(url: str, batch_size: int = 50) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     store.close()
     count = actionable[0] if actionable else 0
-    return {"certifications": count, "seconds": seconds, "per_s": count / seconds, "batches": batches}
+    return {
+        "certifications": count,
+        "seconds": seconds,
+        "per_s": count / seconds,
+        "batches": batches,
+    }
 
 
 def row_at_a_time(url: str) -> dict[str, Any]:
@@ -92,7 +102,8 @@ def row_at_a_time(url: str) -> dict[str, Any]:
     with psycopg.connect(url, autocommit=True) as conn:
         today = conn.execute("select certexpiry.org_today('Europe/Oslo')").fetchone()[0]  # type: ignore[index]
         rows = conn.execute(
-            "select certification_id from certexpiry.actionable_certifications(%s, '{30,7,1}')", (today,)
+            "select certification_id from certexpiry.actionable_certifications(%s, '{30,7,1}')",
+            (today,),
         ).fetchall()
         for (cert_id,) in rows:
             with as_api_role(conn):
@@ -137,16 +148,25 @@ def run(sizes: list[int], actionable: int) -> dict[str, Any]:
                 )
                 conn.execute("analyze")
             results[name] = sweep_throughput(url) if name == "sweep" else row_at_a_time(url)
-        return {"monitoring": monitoring, "sweep": results["sweep"], "baseline": results["baseline"],
-                "speedup": results["sweep"]["per_s"] / results["baseline"]["per_s"]}
+        return {
+            "monitoring": monitoring,
+            "sweep": results["sweep"],
+            "baseline": results["baseline"],
+            "speedup": results["sweep"]["per_s"] / results["baseline"]["per_s"],
+        }
     finally:
         server.stop()
 
 
 def markdown(figures: dict[str, Any]) -> str:
-    lines = ["| certifications | monitoring median (ms) | missed found | index scan |", "|---:|---:|---:|:-:|"]
+    lines = [
+        "| certifications | monitoring median (ms) | missed found | index scan |",
+        "|---:|---:|---:|:-:|",
+    ]
     for item in figures["monitoring"]:
-        lines.append(f"| {item['size']:,} | {item['median_ms']:.2f} | {item['missed']} | {'yes' if item['index_scan'] else 'NO'} |")
+        lines.append(
+            f"| {item['size']:,} | {item['median_ms']:.2f} | {item['missed']} | {'yes' if item['index_scan'] else 'NO'} |"
+        )
     sweep, base = figures["sweep"], figures["baseline"]
     lines += [
         "",
@@ -166,7 +186,7 @@ def main() -> None:
     parser.add_argument("--actionable", type=int, default=10_000)
     args = parser.parse_args()
     figures = run([int(s) for s in args.sizes.split(",")], args.actionable)
-    print(markdown(figures))  # noqa: T201  # a report for a person
+    print(markdown(figures))  # a report for a person
 
 
 if __name__ == "__main__":

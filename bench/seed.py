@@ -12,7 +12,9 @@ from typing import Any
 import psycopg
 
 
-def seed_certifications(conn: psycopg.Connection[Any], count: int, today: date, *, paused_share: float = 0.3) -> None:
+def seed_certifications(
+    conn: psycopg.Connection[Any], count: int, today: date, *, paused_share: float = 0.3
+) -> None:
     """Insert `count` certifications (and count/2 mentors), then ANALYZE."""
     mentors = max(1, count // 2)
     conn.execute(

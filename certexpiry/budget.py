@@ -38,7 +38,9 @@ class TimeBudget:
     def record_batch(self, duration_s: float) -> None:
         """Remember a batch's duration so the next estimate follows reality."""
         self.batches += 1
-        self._slowest_s = duration_s if self._slowest_s is None else max(self._slowest_s, duration_s)
+        self._slowest_s = (
+            duration_s if self._slowest_s is None else max(self._slowest_s, duration_s)
+        )
 
     def next_batch_estimate_s(self) -> float:
         if self._slowest_s is None:

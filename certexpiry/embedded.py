@@ -25,6 +25,7 @@ class EmbeddedPostgres:
     uri: str
     _server: Any = field(default=None, repr=False)
     _pg_ctl: str | None = field(default=None, repr=False)
+    _prefix: list[str] = field(default_factory=list, repr=False)
 
     def stop(self) -> None:
         """Stop the server; the data directory is left for the caller to remove."""
@@ -32,7 +33,7 @@ class EmbeddedPostgres:
             self._server.cleanup()
         elif self._pg_ctl is not None:
             subprocess.run(
-                [self._pg_ctl, "-D", str(self.data_dir), "-m", "fast", "stop"],
+                [*self._prefix, self._pg_ctl, "-D", str(self.data_dir), "-m", "fast", "stop"],
                 check=False,
                 capture_output=True,
             )
@@ -40,14 +41,37 @@ class EmbeddedPostgres:
 
 def start(data_dir: str | Path | None = None) -> EmbeddedPostgres:
     """Start (or reattach to) a local server in `data_dir` (a new temp dir when None)."""
-    path = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="certexpiry-pg-"))
+    path = (
+        Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="certexpiry-pg-"))
+    )
     path.mkdir(parents=True, exist_ok=True)
     try:
-        import pgserver
+        from pgserver import get_server  # type: ignore[attr-defined]  # re-exported, no __all__
     except ImportError:
         return _start_from_path(path)
-    server = pgserver.get_server(path, cleanup_mode="stop")
+    server = get_server(path, cleanup_mode="stop")
     return EmbeddedPostgres(data_dir=path, uri=str(server.get_uri()), _server=server)
+
+
+SERVER_USER = "certexpiry-pg"
+
+
+def _as_server_user(path: Path) -> list[str]:
+    """Postgres refuses to run as root: as root, run it as an unprivileged user, as pgserver does."""
+    if os.geteuid() != 0:
+        return []
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(SERVER_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", SERVER_USER], check=True, capture_output=True)
+        entry = pwd.getpwnam(SERVER_USER)
+    # The user must be able to reach and own the data directory.
+    for parent in path.parents:
+        parent.chmod(parent.stat().st_mode | 0o055)
+    os.chown(path, entry.pw_uid, entry.pw_gid)
+    return ["runuser", "-u", SERVER_USER, "--"]
 
 
 def _start_from_path(path: Path) -> EmbeddedPostgres:
@@ -58,23 +82,19 @@ def _start_from_path(path: Path) -> EmbeddedPostgres:
             "no embedded PostgreSQL: pgserver has no wheel for this Python and initdb/pg_ctl "
             "are not on PATH; use Python 3.11/3.12 or set DATABASE_URL"
         )
+    prefix = _as_server_user(path)
     pgdata = path / "pgdata"
+    env = {**os.environ, "LC_ALL": "C"}
     if not (pgdata / "PG_VERSION").exists():
         subprocess.run(
-            [initdb, "-D", str(pgdata), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+            [*prefix, initdb, "-D", str(pgdata), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
             check=True,
             capture_output=True,
+            env=env,
         )
-    socket_dir = path
-    subprocess.run(
-        [
-            pg_ctl, "-D", str(pgdata), "-w", "-l", str(path / "postgres.log"),
-            "-o", f"-k {socket_dir} -c listen_addresses=''",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-        env={**os.environ, "LC_ALL": "C"},
-    )
-    uri = f"postgresql://postgres@/postgres?host={socket_dir}"
-    return EmbeddedPostgres(data_dir=pgdata, uri=uri, _pg_ctl=pg_ctl)
+    options = f"-k {path} -c listen_addresses=''"
+    log_file = path / "postgres.log"
+    command = [*prefix, pg_ctl, "-D", str(pgdata), "-w", "-l", str(log_file), "-o", options]
+    subprocess.run([*command, "start"], check=True, capture_output=True, env=env)
+    uri = f"postgresql://postgres@/postgres?host={path}"
+    return EmbeddedPostgres(data_dir=pgdata, uri=uri, _pg_ctl=pg_ctl, _prefix=prefix)

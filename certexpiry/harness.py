@@ -64,13 +64,27 @@ class FunctionProcess:
 
     def start(self, timeout_s: float = 30.0) -> FunctionProcess:
         command = [
-            sys.executable, "-m", "functions_framework", "--target", "nightly_sweep",
-            "--signature-type", "cloudevent", "--host", "127.0.0.1", "--port", str(self.port),
-            "--source", str(ROOT / "main.py"),
+            sys.executable,
+            "-m",
+            "functions_framework",
+            "--target",
+            "nightly_sweep",
+            "--signature-type",
+            "cloudevent",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--source",
+            str(ROOT / "main.py"),
         ]
         self._process = subprocess.Popen(
-            command, cwd=ROOT, env={**os.environ, **self.env}, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            command,
+            cwd=ROOT,
+            env={**os.environ, **self.env},
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         for name, stream in (("stdout", self._process.stdout), ("stderr", self._process.stderr)):
             reader = threading.Thread(target=self._read, args=(name, stream), daemon=True)
@@ -112,8 +126,14 @@ class FunctionProcess:
         for reader in self._readers:
             reader.join(timeout=5)
 
-    def deliver(self, body: bytes, *, message_id: str | None = None,
-                headers: Mapping[str, str] | None = None, timeout_s: float = 600.0) -> Delivery:
+    def deliver(
+        self,
+        body: bytes,
+        *,
+        message_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout_s: float = 600.0,
+    ) -> Delivery:
         """POST a Pub/Sub message as Eventarc does (binary-mode CloudEvent)."""
         message_id = message_id or str(uuid.uuid4())
         ce_headers = {
@@ -142,8 +162,14 @@ class ChainReport:
         return sum(1 for d in self.deliveries if d.status == 200)
 
 
-def follow_chain(function: FunctionProcess, pubsub: FakePubSub, *, first: bytes = b'{"kind":"nightly"}',
-                 max_deliveries: int = 1_000, retry_pause_s: float = 0.5) -> ChainReport:
+def follow_chain(
+    function: FunctionProcess,
+    pubsub: FakePubSub,
+    *,
+    first: bytes = b'{"kind":"nightly"}',
+    max_deliveries: int = 1_000,
+    retry_pause_s: float = 0.5,
+) -> ChainReport:
     """Deliver `first`, then every continuation the function publishes, until none is left."""
     report = ChainReport()
     seen = 0

@@ -23,9 +23,13 @@ LOCAL_TOPIC = "projects/local/topics/certexpiry-nightly"
 _ids = itertools.count(1)
 
 
-def pubsub_event_data(body: bytes, *, message_id: str | None = None,
-                      publish_time: datetime | None = None,
-                      attributes: dict[str, str] | None = None) -> dict[str, Any]:
+def pubsub_event_data(
+    body: bytes,
+    *,
+    message_id: str | None = None,
+    publish_time: datetime | None = None,
+    attributes: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """The `data` of the CloudEvent Eventarc delivers for a Pub/Sub message."""
     when = publish_time or datetime.now(UTC)
     return {
@@ -47,9 +51,14 @@ class ChainResult:
     outcomes: list[Outcome] = field(default_factory=list)
 
 
-def run_chain(job: Job, publisher: InMemoryPublisher, *, max_invocations: int = 10_000,
-              retry_delay_s: float = 1.0,
-              on_invocation: Callable[[int], None] | None = None) -> ChainResult:
+def run_chain(
+    job: Job,
+    publisher: InMemoryPublisher,
+    *,
+    max_invocations: int = 10_000,
+    retry_delay_s: float = 1.0,
+    on_invocation: Callable[[int], None] | None = None,
+) -> ChainResult:
     """Deliver the nightly trigger, then every published continuation, until none is left."""
     result = ChainResult()
     pending: list[bytes] = [b'{"kind": "nightly"}']

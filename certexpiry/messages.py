@@ -59,7 +59,9 @@ class Envelope(BaseModel):
     attributes: Mapping[str, str]
 
 
-def decode(event_type: str | None, data: Any, *, now: datetime | None = None) -> tuple[Envelope, NightlyTrigger | Resume]:
+def decode(
+    event_type: str | None, data: Any, *, now: datetime | None = None
+) -> tuple[Envelope, NightlyTrigger | Resume]:
     """Validate a CloudEvent's type and data; raise InvalidMessage with a reason otherwise."""
     envelope = _envelope(data)
     if event_type is not None and event_type != PUBSUB_EVENT_TYPE:

@@ -67,8 +67,11 @@ def monitor_and_audit(
                 remediation=remediation_for(run_id),
             )
         else:
-            log.info(Code.MONITORING_CLEAN, "Monitoring found no missed auto-pauses.",
-                     missed_pause_count=0)
+            log.info(
+                Code.MONITORING_CLEAN,
+                "Monitoring found no missed auto-pauses.",
+                missed_pause_count=0,
+            )
 
     row = AuditRow(
         run_id=run_id,
@@ -90,8 +93,12 @@ def monitor_and_audit(
             **_error_context(exc),
         )
         return MonitoringOutcome(report=report, audit_written=False)
-    log.info(Code.AUDIT_WRITTEN, "The cron_audit_log row for this run is written.",
-             missed_pause_count=row.missed_pause_count, status=row.status)
+    log.info(
+        Code.AUDIT_WRITTEN,
+        "The cron_audit_log row for this run is written.",
+        missed_pause_count=row.missed_pause_count,
+        status=row.status,
+    )
     return MonitoringOutcome(report=report, audit_written=True)
 
 

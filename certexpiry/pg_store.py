@@ -24,7 +24,9 @@ SERVICE_ROLE_CLAIMS = {"role": "service_role"}
 
 @contextmanager
 def as_api_role(
-    conn: psycopg.Connection[Any], role: str = "service_role", claims: Mapping[str, Any] | None = None
+    conn: psycopg.Connection[Any],
+    role: str = "service_role",
+    claims: Mapping[str, Any] | None = None,
 ) -> Iterator[psycopg.Connection[Any]]:
     """A transaction as PostgREST opens it for a request with this role and these JWT claims."""
     with conn.transaction():
@@ -40,7 +42,9 @@ def _rpc_statement(operation: str) -> sql.Composed:
     """`select public.fn(p_a => %(p_a)s::type, ...)` for a known RPC (names are not input)."""
     signature = RPC_SIGNATURES[operation]
     arguments = sql.SQL(", ").join(
-        sql.SQL("{} => {}::{}").format(sql.Identifier(name), sql.Placeholder(name), sql.SQL(pg_type))
+        sql.SQL("{} => {}::{}").format(
+            sql.Identifier(name), sql.Placeholder(name), sql.SQL(pg_type)
+        )
         for name, pg_type in signature.items()
     )
     return sql.SQL("select public.{}({})").format(sql.Identifier(operation), arguments)

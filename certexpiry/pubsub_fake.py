@@ -84,6 +84,6 @@ class FakePubSub:
                 self.messages.append(published)
                 ids.append(published.message_id)
         if self.on_publish is not None:
-            for item in self.messages[-len(ids):]:
+            for item in self.messages[-len(ids) :]:
                 self.on_publish(item)
         return PublishResponse(message_ids=ids)

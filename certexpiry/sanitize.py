@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+import string
 from urllib.parse import quote
 
 MIN_SECRET_LENGTH = 6
@@ -43,25 +44,19 @@ _VENDOR_KEY = re.compile(r"(?:sb_secret_|sb_publishable_|sbp_|AIza)[A-Za-z0-9_-]
 # Postgres DETAIL texts quote whole rows / key values (names, national ids): drop them.
 _ROW = re.compile(r"(\bFailing row contains |\bKey \([^)\n]*\)=)\([^\n]*\)")
 # key=value, key: value, "key": "value", 'key': 'value', \"key\": \"value\", key => value.
-# Candidates are found with str.find on the lower-cased text (a keyword alternation tried
-# at every character costs ~10x more), then checked with an anchored match.  The key must
-# end in one of these names; "key" only alone or after a qualifier (api_key,
+# Matched on the lower-cased text reversed, separator first: ":" and "=" are rare literals
+# the engine finds with a fast scan, and the key names are tried only there (a keyword
+# alternation tried at every character of the text costs several times more).  The key
+# must end in one of these names; "key" only alone or after a qualifier (api_key,
 # service_role_key...), so that nightly_key or monkey are left alone.
-_KEY_WORDS = ("key", "secret", "passw", "pwd", "token", "auth", "credential")
-_KEY_NAME = re.compile(
-    r"(?i:passw(?:or)?d|pwd|token|secret|auth(?:orization)?|credentials?|key)"
-    r"(?:\\?[\"'])?[ \t]*(?:=>|[:=])"
+_KEY_BEFORE = (
+    r"[ \t]*(?:[\"']\\?)?(?:yek(?:[_-]?(?:ipa|elor[_-]?ecivres|terces|ssecca|etavirp|gningis"
+    r"|retsam|noitpyrcne|nona|esabapus|bs)|(?![a-z0-9_-]))|terces|drowssap|dwssap|dwp|nekot"
+    r"|noitazirohtua|htua|slaitnederc|laitnederc)"
 )
-_KEY_QUALIFIER = re.compile(
-    r"(?i:(?:api|service[_-]?role|secret|access|private|signing|master|encryption|anon"
-    r"|supabase|sb)[_-]?)\Z"
-)
-# Fallback when lower() changes the length (rare non-ASCII): the same rule, reversed text.
-_ASSIGNMENT_REVERSED = re.compile(
-    r"[:=][ \t]*(?:[\"']\\?)?(?i:yek(?:[_-]?(?:ipa|elor[_-]?ecivres|terces|ssecca|etavirp"
-    r"|gningis|retsam|noitpyrcne|nona|esabapus|bs)|(?![a-z0-9_-]))|terces|drowssap|dwssap"
-    r"|dwp|nekot|noitazirohtua|htua|slaitnederc|laitnederc)"
-)
+_ASSIGNED_BY_COLON = re.compile(":" + _KEY_BEFORE)
+_ASSIGNED_BY_EQUALS = re.compile("=" + _KEY_BEFORE)
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 _ASSIGNED_VALUE = re.compile(
     r"[ \t]*(?:(?i:bearer|basic)[ \t]+)?"
     r"(\"(?:[^\"\\\n]|\\.)*\"|\\\"(?:[^\"\\\n]|\\[^\"\n])*\\\"|'[^'\n]*'"
@@ -77,46 +72,36 @@ _PHONE_INTL = re.compile(r"\+[1-9](?:[ .()-]{0,2}[0-9]){6,14}(?![0-9])")
 # hex letter, a dash-framed UUID group or is 12 long), so it is passed through at once.
 _UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 _HEX_ONLY = re.compile(r"[0-9A-Fa-f-]*")
-# Eight or more digits, spaces and dashes from digit to digit: a cheap gate (no nested
-# optional groups to backtrack through) for the two rules below.
-_DIGIT_RUN = re.compile(r"[0-9][0-9 -]{6,}[0-9]")
+# Digit-run gate: digits mapped to "0" in the UTF-8 bytes (bytes.translate is ~10x faster
+# than a regex scan), then a substring test for every shape the rule below can match.
+_ZERO_DIGITS = bytes.maketrans(b"123456789", b"000000000")
 _NOT_AFTER_ID = r"(?![0-9A-Fa-f])(?!\.[0-9])"
-# Norwegian national identity number: 11 digits, also written "DDMMYY NNNNN".
-_NATIONAL_ID = re.compile(
-    rf"[0-9](?<![0-9A-Fa-f][0-9])(?<![0-9]\.[0-9])(?<!0x[0-9])[0-9]{{5}}[ -]?[0-9]{{5}}"
-    rf"{_NOT_AFTER_ID}"
-)
-# Norwegian phone numbers: 8 digits starting 2-9, as 12345678, 123 45 678, 12 34 56 78.
-# Not a compact date (20250101) and not the first group of a UUID.
-_PHONE_NO = re.compile(
-    r"(?:[3-9]|2(?!0[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])))"
-    r"(?<![0-9A-Fa-f][0-9])(?<![0-9]\.[0-9])(?<!0x[0-9])"
+# One scan for both: Norwegian national identity numbers (11 digits, also "DDMMYY NNNNN")
+# and Norwegian phone numbers (8 digits starting 2-9: 12345678, 123 45 678, 12 34 56 78,
+# not a compact date such as 20250101 and not the first group of a UUID).
+_DIGIT_PII = re.compile(
+    r"[0-9](?<![0-9A-Fa-f][0-9])(?<![0-9]\.[0-9])(?<!0x[0-9])(?:"
+    rf"(?P<national_id>[0-9]{{5}}[ -]?[0-9]{{5}}{_NOT_AFTER_ID})"
+    r"|(?:(?<=[3-9])|(?<=2)(?!0[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])))"
     r"(?:[0-9]{7}|[0-9]{2} [0-9]{2} [0-9]{3}|[0-9](?: [0-9]{2}){3})"
-    rf"(?!-[0-9A-Fa-f]{{4}}-){_NOT_AFTER_ID}"
+    rf"(?!-[0-9A-Fa-f]{{4}}-){_NOT_AFTER_ID})"
 )
 
 
 def _assignment_starts(text: str) -> list[int]:
     """Where the value of each secret-bearing assignment starts, in text order."""
     lower = text.lower()
-    if len(lower) != len(text):
-        last = len(text) - 1
-        separators = [last - found.start() for found in _ASSIGNMENT_REVERSED.finditer(text[::-1])]
-        return [at + 2 if text.startswith("=>", at) else at + 1 for at in reversed(separators)]
-    starts = []
-    for word in _KEY_WORDS:
-        at = lower.find(word)
-        while at >= 0:
-            name = _KEY_NAME.match(text, at)
-            if name is not None and (
-                word != "key"
-                or at == 0
-                or not (text[at - 1].isalnum() or text[at - 1] in "_-")
-                or _KEY_QUALIFIER.search(text, max(0, at - 24), at) is not None
-            ):
-                starts.append(name.end())
-            at = lower.find(word, at + 1)
-    return sorted(set(starts))
+    if len(lower) != len(text):  # a few non-ASCII letters lower-case to two characters
+        lower = text.translate(_ASCII_LOWER)
+    backwards = lower[::-1]
+    last = len(text) - 1
+    separators = []
+    if ":" in text:
+        separators += [last - found.start() for found in _ASSIGNED_BY_COLON.finditer(backwards)]
+    if "=" in text:
+        separators += [last - found.start() for found in _ASSIGNED_BY_EQUALS.finditer(backwards)]
+    separators.sort()
+    return [at + 2 if text.startswith("=>", at) else at + 1 for at in separators]
 
 
 def _redact_assignments(text: str) -> str:
@@ -140,24 +125,37 @@ def _redact_emails(text: str) -> str:
     """Replace every email address with a marker."""
     parts: list[str] = []
     done = 0
-    for domain in _EMAIL_DOMAIN.finditer(text):
-        at = domain.start()
-        window = text[max(done, at - _EMAIL_LOCAL_MAX) : at]
-        local = _EMAIL_LOCAL_REVERSED.match(window[::-1])
-        start = at - (local.end() if local else 0)
-        while start < at and text[start] in ".'":
-            start += 1
-        if start == at:
-            continue
-        parts += (text[done:start], "[REDACTED:email]")
-        done = domain.end()
+    at = text.find("@")
+    while at >= 0:
+        domain = _EMAIL_DOMAIN.match(text, at)
+        if domain is not None:
+            local = _EMAIL_LOCAL_REVERSED.match(text[max(done, at - _EMAIL_LOCAL_MAX) : at][::-1])
+            # The local part is the run of address characters before "@", minus leading
+            # dots and quotes (those belong to the sentence: 'ola@x.no').
+            start = at - len(local.group().rstrip(".'") if local else "")
+            if start < at:
+                parts += (text[done:start], "[REDACTED:email]")
+                done = domain.end()
+        at = text.find("@", max(done, at + 1))
     return "".join(parts) + text[done:] if parts else text
 
 
+def _digit_mark(match: re.Match[str]) -> str:
+    return "[REDACTED:national_id]" if match.group("national_id") else "[REDACTED:phone]"
+
+
 def _redact_digit_runs(text: str) -> str:
-    """National identity numbers and Norwegian phone numbers."""
-    text = _NATIONAL_ID.sub("[REDACTED:national_id]", text)
-    return _PHONE_NO.sub("[REDACTED:phone]", text)
+    """National identity numbers and Norwegian phone numbers, if a digit run is there."""
+    shape = text.encode("utf-8", "surrogatepass").translate(_ZERO_DIGITS)
+    if (
+        b"00000000" in shape
+        or b"000 00 000" in shape
+        or b"00 00 00 00" in shape
+        or b"000000 00000" in shape
+        or b"000000-00000" in shape
+    ):
+        return _DIGIT_PII.sub(_digit_mark, text)
+    return text
 
 
 class Sanitizer:
@@ -196,6 +194,8 @@ class Sanitizer:
         Short texts repeat (messages, operation names, run ids), so their results are
         cached; the cache is dropped whenever a secret is registered.
         """
+        if len(text) == 36 and _UUID.fullmatch(text):  # ids, the commonest value: no cache
+            return self._clean(text)
         if len(text) > _CACHED_MAX_LENGTH:
             return self._clean(text)
         cached = self._cache.get(text)
@@ -209,10 +209,8 @@ class Sanitizer:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, SECRET_MARK)
-        if _UUID.fullmatch(text):
-            return text
         if _HEX_ONLY.fullmatch(text):  # ids, hashes: only a digit run can be personal data
-            return _redact_digit_runs(text) if _DIGIT_RUN.search(text) else text
+            return text if _UUID.fullmatch(text) else _redact_digit_runs(text)
         if "PRIVATE KEY" in text:
             text = _PEM.sub("[REDACTED:private_key]", text)
         if "://" in text:
@@ -220,9 +218,9 @@ class Sanitizer:
             text = _URL_USERINFO.sub(r"\1[REDACTED:credentials]@", text)
         if "eyJ" in text:
             text = _JWT.sub("[REDACTED:jwt]", text)
-        if "sb_" in text or "sbp_" in text or "AIza" in text:
+        if ("sb" in text and ("sb_" in text or "sbp_" in text)) or "AIza" in text:
             text = _VENDOR_KEY.sub("[REDACTED:api_key]", text)
-        if "row contains" in text or "Key (" in text:
+        if "(" in text and ("row contains" in text or "Key (" in text):
             text = _ROW.sub(r"\1([REDACTED:row])", text)
         if ":" in text or "=" in text:
             text = _redact_assignments(text)
@@ -232,4 +230,4 @@ class Sanitizer:
             text = _redact_emails(text)
         if "+" in text:
             text = _PHONE_INTL.sub("[REDACTED:phone]", text)
-        return _redact_digit_runs(text) if _DIGIT_RUN.search(text) else text
+        return _redact_digit_runs(text)

@@ -33,13 +33,16 @@ def migration_files() -> list[Path]:
 
 
 def apply(conninfo: str, *, bootstrap: bool = True) -> list[str]:
-    """Apply the bootstrap (optional) and every migration not yet applied; return the new versions."""
+    """Apply the bootstrap (optional) and every pending migration; return the new versions."""
     applied: list[str] = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
         if bootstrap:
             conn.execute(BOOTSTRAP.read_text())
         conn.execute(_TRACKING)
-        done = {row[0] for row in conn.execute("select version from supabase_migrations.schema_migrations")}
+        done = {
+            row[0]
+            for row in conn.execute("select version from supabase_migrations.schema_migrations")
+        }
         for path in migration_files():
             version, _, name = path.stem.partition("_")
             if version in done:
@@ -47,7 +50,8 @@ def apply(conninfo: str, *, bootstrap: bool = True) -> list[str]:
             with conn.transaction():
                 conn.execute(path.read_text())
                 conn.execute(
-                    "insert into supabase_migrations.schema_migrations (version, name) values (%s, %s)",
+                    "insert into supabase_migrations.schema_migrations (version, name)"
+                    " values (%s, %s)",
                     (version, name),
                 )
             applied.append(version)

@@ -44,7 +44,9 @@ class Settings(BaseSettings):
             try:
                 return tuple(int(part) for part in parts)
             except ValueError as exc:
-                raise ValueError("expected comma-separated whole numbers of days, e.g. 30,7,1") from exc
+                raise ValueError(
+                    "expected comma-separated whole numbers of days, e.g. 30,7,1"
+                ) from exc
         return value
 
     @field_validator("reminder_days")

@@ -18,26 +18,45 @@ from uuid import UUID
 # Supabase adapter sends the same names as JSON, which PostgREST resolves the same way.
 RPC_SIGNATURES: Mapping[str, Mapping[str, str]] = {
     "claim_nightly_run": {
-        "p_run_id": "uuid", "p_timezone": "text", "p_lease_seconds": "integer",
+        "p_run_id": "uuid",
+        "p_timezone": "text",
+        "p_lease_seconds": "integer",
     },
     "claim_continuation": {
-        "p_run_id": "uuid", "p_segment": "integer", "p_lease_seconds": "integer",
+        "p_run_id": "uuid",
+        "p_segment": "integer",
+        "p_lease_seconds": "integer",
     },
     "process_expiry_batch": {
-        "p_run_id": "uuid", "p_segment": "integer", "p_cursor": "uuid", "p_limit": "integer",
-        "p_reminder_days": "integer[]", "p_lease_seconds": "integer",
+        "p_run_id": "uuid",
+        "p_segment": "integer",
+        "p_cursor": "uuid",
+        "p_limit": "integer",
+        "p_reminder_days": "integer[]",
+        "p_lease_seconds": "integer",
     },
     "handoff_run": {"p_run_id": "uuid", "p_segment": "integer", "p_lease_seconds": "integer"},
     "complete_run": {"p_run_id": "uuid", "p_segment": "integer"},
     "get_missed_auto_pauses": {"p_timezone": "text", "p_today": "date"},
     "upsert_cron_audit": {
-        "p_run_id": "uuid", "p_missed_pause_count": "integer", "p_missed_ids": "jsonb",
-        "p_status": "text", "p_nightly_key": "date", "p_segments": "integer",
-        "p_totals": "jsonb", "p_duration_ms": "bigint",
+        "p_run_id": "uuid",
+        "p_missed_pause_count": "integer",
+        "p_missed_ids": "jsonb",
+        "p_status": "text",
+        "p_nightly_key": "date",
+        "p_segments": "integer",
+        "p_totals": "jsonb",
+        "p_duration_ms": "bigint",
     },
     "remediate_auto_pauses": {
-        "p_run_id": "uuid", "p_certification_ids": "uuid[]", "p_timezone": "text",
+        "p_run_id": "uuid",
+        "p_certification_ids": "uuid[]",
+        "p_timezone": "text",
     },
+    # The ops command line (certexpiry.ops, migration 20261128000400_ops_api.sql).
+    "list_cron_audit": {"p_limit": "integer"},
+    "get_cron_audit": {"p_run_id": "uuid"},
+    "resolve_cron_audit": {"p_run_id": "uuid", "p_force": "boolean"},
 }
 
 ClaimOutcome = Literal["started", "resumed", "claimed", "busy", "duplicate", "completed", "unknown"]
@@ -126,8 +145,15 @@ class AuditRow:
 
 
 COUNT_KEYS = (
-    "mentors", "certifications", "reminders_queued", "reminders_superseded",
-    "certifications_paused", "mentors_paused", "notices_queued", "failures", "batches",
+    "mentors",
+    "certifications",
+    "reminders_queued",
+    "reminders_superseded",
+    "certifications_paused",
+    "mentors_paused",
+    "notices_queued",
+    "failures",
+    "batches",
 )
 
 
@@ -161,8 +187,13 @@ class Store(Protocol):
     def claim_continuation(self, run_id: UUID, segment: int, lease_s: int) -> Claim: ...
 
     def process_batch(
-        self, run_id: UUID, segment: int, cursor: UUID | None, limit: int,
-        reminder_days: Sequence[int], lease_s: int,
+        self,
+        run_id: UUID,
+        segment: int,
+        cursor: UUID | None,
+        limit: int,
+        reminder_days: Sequence[int],
+        lease_s: int,
     ) -> BatchResult: ...
 
     def handoff(self, run_id: UUID, segment: int, lease_s: int) -> bool: ...
@@ -293,7 +324,9 @@ class RpcStore:
             },
         )
 
-    def remediate(self, run_id: UUID, certification_ids: Sequence[str], timezone: str) -> dict[str, int]:
+    def remediate(
+        self, run_id: UUID, certification_ids: Sequence[str], timezone: str
+    ) -> dict[str, int]:
         data = self.transport.call(
             "remediate_auto_pauses",
             {

@@ -47,8 +47,9 @@ class SupabaseTransport:
         retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
         self.retry = retry
-        from supabase import create_client  # heavy: imported only when Supabase is used
         from supabase.lib.client_options import SyncClientOptions
+
+        from supabase import create_client  # heavy: imported only when Supabase is used
 
         self._last_response: httpx.Response | None = None
         self.http = httpx.Client(

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -64,29 +65,43 @@ def handle_event(
         try:
             envelope, message = decode(event_type, data)
         except InvalidMessage as exc:
-            log.error(Code.INVALID_MESSAGE, "Ignored a message this function does not accept.",
-                      **exc.log_context())
+            log.error(
+                Code.INVALID_MESSAGE,
+                "Ignored a message this function does not accept.",
+                **exc.log_context(),
+            )
             return Outcome.ACK
         if isinstance(message, NightlyTrigger):
             return _nightly(job, log, envelope.message_id)
         return _resume(job, log, message, envelope.message_id)
     except RunBusy as exc:
-        log.info(Code.RUN_BUSY, "The run is held by a live invocation; Pub/Sub will redeliver.",
-                 **exc.log_context())
+        log.info(
+            Code.RUN_BUSY,
+            "The run is held by a live invocation; Pub/Sub will redeliver.",
+            **exc.log_context(),
+        )
         return Outcome.RETRY
     except StoreError as exc:
         log.error(exc.code, "A call to the database failed.", exc=exc, **exc.log_context())
         return Outcome.RETRY if exc.transient else Outcome.ACK
     except PublishError as exc:
-        log.error(exc.code, "The continuation could not be published; Pub/Sub will redeliver.",
-                  exc=exc, **exc.log_context())
+        log.error(
+            exc.code,
+            "The continuation could not be published; Pub/Sub will redeliver.",
+            exc=exc,
+            **exc.log_context(),
+        )
         return Outcome.RETRY
     except CertexpiryError as exc:
         log.error(exc.code, str(exc), **exc.log_context())
         return Outcome.ACK
     except Exception as exc:  # noqa: BLE001  # the top-level catch the spec asks for
-        log.error(Code.UNEXPECTED_EXCEPTION, "Unexpected exception in the nightly sweep.", exc=exc,
-                  error_type=type(exc).__name__)
+        log.error(
+            Code.UNEXPECTED_EXCEPTION,
+            "Unexpected exception in the nightly sweep.",
+            exc=exc,
+            error_type=type(exc).__name__,
+        )
         return Outcome.ACK
 
 
@@ -95,18 +110,30 @@ def _nightly(job: Job, log: JsonLogger, message_id: str | None) -> Outcome:
     claim = job.store.claim_nightly_run(job.new_run_id(), settings.org_timezone, settings.lease_s)
     log = log.bind(run_id=str(claim.run_id))
     for abandoned in claim.abandoned:
-        log.warning(Code.RUN_ABANDONED,
-                    "An earlier run was left unfinished; tonight's run supersedes it.",
-                    run_id=str(abandoned))
+        log.warning(
+            Code.RUN_ABANDONED,
+            "An earlier run was left unfinished; tonight's run supersedes it.",
+            run_id=str(abandoned),
+        )
     if claim.outcome == "completed":
-        log.info(Code.DUPLICATE_DELIVERY, "Tonight's run has already completed; nothing to do.",
-                 message_id=message_id, nightly_key=_iso(claim.today))
+        log.info(
+            Code.DUPLICATE_DELIVERY,
+            "Tonight's run has already completed; nothing to do.",
+            message_id=message_id,
+            nightly_key=_iso(claim.today),
+        )
         return Outcome.ACK
     if claim.outcome == "busy":
         raise RunBusy(str(claim.run_id), claim.segment)
     code = Code.RUN_STARTED if claim.outcome == "started" else Code.RUN_RESUMED
-    log.info(code, f"Nightly run {claim.outcome}.", message_id=message_id, segment=claim.segment,
-             nightly_key=_iso(claim.today), timezone=settings.org_timezone)
+    log.info(
+        code,
+        f"Nightly run {claim.outcome}.",
+        message_id=message_id,
+        segment=claim.segment,
+        nightly_key=_iso(claim.today),
+        timezone=settings.org_timezone,
+    )
     return _run_segment(job, _Segment(claim=claim, log=log, totals=dict(claim.totals)))
 
 
@@ -114,17 +141,30 @@ def _resume(job: Job, log: JsonLogger, message: Resume, message_id: str | None) 
     log = log.bind(run_id=str(message.run_id))
     claim = job.store.claim_continuation(message.run_id, message.segment, job.settings.lease_s)
     if claim.outcome == "unknown":
-        log.error(Code.INVALID_MESSAGE, "Ignored a continuation for a run that does not exist.",
-                  message_id=message_id, segment=message.segment)
+        log.error(
+            Code.INVALID_MESSAGE,
+            "Ignored a continuation for a run that does not exist.",
+            message_id=message_id,
+            segment=message.segment,
+        )
         return Outcome.ACK
     if claim.outcome == "duplicate":
-        log.info(Code.DUPLICATE_DELIVERY, "Ignored a duplicate or stale continuation.",
-                 message_id=message_id, segment=message.segment)
+        log.info(
+            Code.DUPLICATE_DELIVERY,
+            "Ignored a duplicate or stale continuation.",
+            message_id=message_id,
+            segment=message.segment,
+        )
         return Outcome.ACK
     if claim.outcome == "busy":
         raise RunBusy(str(claim.run_id), claim.segment)
-    log.info(Code.SEGMENT_STARTED, "Continuation claimed; resuming from the checkpoint.",
-             message_id=message_id, segment=claim.segment, nightly_key=_iso(claim.today))
+    log.info(
+        Code.SEGMENT_STARTED,
+        "Continuation claimed; resuming from the checkpoint.",
+        message_id=message_id,
+        segment=claim.segment,
+        nightly_key=_iso(claim.today),
+    )
     return _run_segment(job, _Segment(claim=claim, log=log, totals=dict(claim.totals)))
 
 
@@ -139,24 +179,40 @@ def _run_segment(job: Job, segment: _Segment) -> Outcome:
             return _hand_off(job, segment, cursor, budget)
         started = job.clock()
         result = job.store.process_batch(
-            claim.run_id, claim.segment, cursor, settings.batch_size, settings.reminder_days,
+            claim.run_id,
+            claim.segment,
+            cursor,
+            settings.batch_size,
+            settings.reminder_days,
             settings.lease_s,
         )
         duration_s = job.clock() - started
         budget.record_batch(duration_s)
         if result.fenced:
-            log.warning(Code.RUN_FENCED, "Another invocation took over this run; stopping.",
-                        segment=claim.segment)
+            log.warning(
+                Code.RUN_FENCED,
+                "Another invocation took over this run; stopping.",
+                segment=claim.segment,
+            )
             return Outcome.ACK
         for failure in result.failures:
-            log.error(Code.DB_OPERATION_FAILED,
-                      "A certification could not be processed; the rest of the batch was kept.",
-                      operation=failure.operation, certification_id=failure.certification_id,
-                      peer_mentor_id=failure.peer_mentor_id, sqlstate=failure.sqlstate,
-                      details=failure.message)
+            log.error(
+                Code.DB_OPERATION_FAILED,
+                "A certification could not be processed; the rest of the batch was kept.",
+                operation=failure.operation,
+                certification_id=failure.certification_id,
+                peer_mentor_id=failure.peer_mentor_id,
+                sqlstate=failure.sqlstate,
+                details=failure.message,
+            )
         _add(segment.totals, result.counts)
-        log.info(Code.BATCH_DONE, "Batch processed.", segment=claim.segment,
-                 duration_ms=int(duration_s * 1000), **_counts(result.counts))
+        log.info(
+            Code.BATCH_DONE,
+            "Batch processed.",
+            segment=claim.segment,
+            duration_ms=int(duration_s * 1000),
+            **_counts(result.counts),
+        )
         cursor = result.next_cursor
         if result.done:
             return _finish(job, segment, budget)
@@ -165,22 +221,32 @@ def _run_segment(job: Job, segment: _Segment) -> Outcome:
 def _hand_off(job: Job, segment: _Segment, cursor: UUID | None, budget: TimeBudget) -> Outcome:
     settings, log, claim = job.settings, segment.log, segment.claim
     if not job.store.handoff(claim.run_id, claim.segment, settings.lease_s):
-        log.warning(Code.RUN_FENCED, "Another invocation took over this run; stopping.",
-                    segment=claim.segment)
+        log.warning(
+            Code.RUN_FENCED,
+            "Another invocation took over this run; stopping.",
+            segment=claim.segment,
+        )
         return Outcome.ACK
     if settings.continuation_topic is None:
-        log.error(Code.INVALID_SETTINGS,
-                  "CONTINUATION_TOPIC is not set; the run stays handed off until redelivery.",
-                  setting="CONTINUATION_TOPIC")
+        log.error(
+            Code.INVALID_SETTINGS,
+            "CONTINUATION_TOPIC is not set; the run stays handed off until redelivery.",
+            setting="CONTINUATION_TOPIC",
+        )
         return Outcome.RETRY
     message = Resume(kind="resume", run_id=claim.run_id, segment=claim.segment + 1, cursor=cursor)
     published_id = job.publisher.publish(
         settings.continuation_topic, message.to_bytes(), {"cron_run_id": str(claim.run_id)}
     )
-    log.info(Code.CONTINUATION_PUBLISHED, "Time budget reached; continuation published.",
-             segment=message.segment, published_message_id=published_id,
-             elapsed_ms=int(budget.elapsed_s() * 1000), batches=budget.batches,
-             topic=settings.continuation_topic)
+    log.info(
+        Code.CONTINUATION_PUBLISHED,
+        "Time budget reached; continuation published.",
+        segment=message.segment,
+        published_message_id=published_id,
+        elapsed_ms=int(budget.elapsed_s() * 1000),
+        batches=budget.batches,
+        topic=settings.continuation_topic,
+    )
     return Outcome.ACK
 
 
@@ -188,24 +254,37 @@ def _finish(job: Job, segment: _Segment, budget: TimeBudget) -> Outcome:
     settings, log, claim = job.settings, segment.log, segment.claim
     duration_ms = _run_duration_ms(claim)
     monitor_and_audit(
-        job.store, log, run_id=claim.run_id, timezone=settings.org_timezone, today=claim.today,
-        segments=claim.segment + 1, totals=segment.totals, duration_ms=duration_ms,
+        job.store,
+        log,
+        run_id=claim.run_id,
+        timezone=settings.org_timezone,
+        today=claim.today,
+        segments=claim.segment + 1,
+        totals=segment.totals,
+        duration_ms=duration_ms,
     )
     completion = job.store.complete(claim.run_id, claim.segment)
     if completion.fenced:
-        log.warning(Code.RUN_FENCED, "Another invocation took over this run; stopping.",
-                    segment=claim.segment)
+        log.warning(
+            Code.RUN_FENCED,
+            "Another invocation took over this run; stopping.",
+            segment=claim.segment,
+        )
         return Outcome.ACK
-    log.info(Code.RUN_COMPLETED, "Nightly run completed.", segments=completion.segments,
-             duration_ms=duration_ms, segment=claim.segment, **_counts(completion.totals))
+    log.info(
+        Code.RUN_COMPLETED,
+        "Nightly run completed.",
+        segments=completion.segments,
+        duration_ms=duration_ms,
+        segment=claim.segment,
+        **_counts(completion.totals),
+    )
     return Outcome.ACK
 
 
 def _run_duration_ms(claim: Claim) -> int:
     if claim.started_at is None:
         return 0
-    from datetime import UTC, datetime
-
     return max(0, int((datetime.now(UTC) - claim.started_at).total_seconds() * 1000))
 
 

@@ -24,7 +24,9 @@ def make_logger(sanitizer: Sanitizer, settings: Settings | None = None) -> JsonL
     return JsonLogger(
         sanitizer=sanitizer,
         service=settings.service_name if settings else "certexpiry",
-        version=settings.service_version if settings and settings.service_version != "dev" else __version__,
+        version=settings.service_version
+        if settings and settings.service_version != "dev"
+        else __version__,
         project=settings.google_cloud_project if settings else None,
     )
 
@@ -41,7 +43,9 @@ def make_store(settings: Settings) -> RpcStore:
         return supabase_store(
             settings.supabase_url, settings.supabase_service_role_key.get_secret_value()
         )
-    raise SettingsError("DATABASE_URL", "set DATABASE_URL, or SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY")
+    raise SettingsError(
+        "DATABASE_URL", "set DATABASE_URL, or SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY"
+    )
 
 
 def make_job(settings: Settings, log: JsonLogger, publisher: Publisher | None = None) -> Job:

@@ -22,6 +22,8 @@ from psycopg.conninfo import make_conninfo
 
 from certexpiry import embedded, schema
 
+pytest_plugins = ["tests.leak_plugin"]  # the session-wide PII/secret leak scan
+
 TEMPLATE = "certexpiry_template"
 
 

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from typing import Any
 
 from certexpiry.log import JsonLogger
 from certexpiry.sanitize import Sanitizer
+
+_observers: list[Callable[[CapturedLog], None]] = []
+
+
+def observe(callback: Callable[[CapturedLog], None]) -> None:
+    """Call `callback` with every CapturedLog created from now on (the leak scan uses it)."""
+    _observers.append(callback)
 
 
 class CapturedLog:
@@ -15,11 +23,14 @@ class CapturedLog:
 
     def __init__(self, secrets: tuple[str, ...] = ()) -> None:
         self.stream = io.StringIO()
+        self.secrets = secrets
         sanitizer = Sanitizer()
         for secret in secrets:
             sanitizer.register_secret(secret)
         self.logger = JsonLogger(sanitizer=sanitizer, service="certexpiry-test", version="test",
                                  project="test-project", stream=self.stream)
+        for callback in _observers:
+            callback(self)
 
     @property
     def raw_lines(self) -> list[str]:

@@ -9,7 +9,9 @@ from typing import Any
 import psycopg
 
 
-def add_mentor(conn: psycopg.Connection[Any], *, status: str = "active", name: str = "Kari Nordmann") -> uuid.UUID:
+def add_mentor(
+    conn: psycopg.Connection[Any], *, status: str = "active", name: str = "Kari Nordmann"
+) -> uuid.UUID:
     mentor_id = uuid.uuid4()
     conn.execute(
         "insert into public.peer_mentors (id, full_name, national_id, email, status) values (%s, %s, %s, %s, %s)",

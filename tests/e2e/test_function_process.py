@@ -33,11 +33,16 @@ def _seed(db: Conn, mentors: int) -> None:
         add_cert(db, mentor, today + timedelta(days=i % 10))
 
 
-def test_chain_through_the_framework_and_fake_pubsub(db: Conn, database_url: str, pubsub: FakePubSub) -> None:
+def test_chain_through_the_framework_and_fake_pubsub(
+    db: Conn, database_url: str, pubsub: FakePubSub
+) -> None:
     """The trigger and every continuation run through HTTP; all output lines are JSON; the run completes."""
     _seed(db, 30)
-    function = FunctionProcess(env=function_env(database_url, pubsub, time_budget_s=0.001, batch_size=5,
-                                                monitoring_reserve_s=0)).start()
+    function = FunctionProcess(
+        env=function_env(
+            database_url, pubsub, time_budget_s=0.001, batch_size=5, monitoring_reserve_s=0
+        )
+    ).start()
     try:
         report = follow_chain(function, pubsub)
         # A duplicate of the nightly trigger after the run is acknowledged and does nothing.
@@ -59,19 +64,29 @@ def test_chain_through_the_framework_and_fake_pubsub(db: Conn, database_url: str
     assert codes.count("RUN_COMPLETED") == 1
     assert codes.count("CONTINUATION_PUBLISHED") == report.segments - 1
     assert "INVALID_MESSAGE" in codes and "DUPLICATE_DELIVERY" in codes
-    run_ids = {e["cron_run_id"] for e in entries if e["error_code"] in ("BATCH_DONE", "RUN_COMPLETED")}
+    run_ids = {
+        e["cron_run_id"] for e in entries if e["error_code"] in ("BATCH_DONE", "RUN_COMPLETED")
+    }
     assert len(run_ids) == 1
     assert "Ola Testesen" not in "\n".join(line for _, line in function.lines)
-    assert db.execute("select count(*) from public.certifications where status = 'paused'").fetchone() == (30,)
-    assert db.execute("select status, segments from public.cron_audit_log").fetchall() == [("completed", report.segments)]
+    assert db.execute(
+        "select count(*) from public.certifications where status = 'paused'"
+    ).fetchone() == (30,)
+    assert db.execute("select status, segments from public.cron_audit_log").fetchall() == [
+        ("completed", report.segments)
+    ]
 
 
-def test_traceparent_header_reaches_the_log(db: Conn, database_url: str, pubsub: FakePubSub) -> None:
+def test_traceparent_header_reaches_the_log(
+    db: Conn, database_url: str, pubsub: FakePubSub
+) -> None:
     """A W3C traceparent on the push request puts the trace and span on the entries."""
     function = FunctionProcess(env=function_env(database_url, pubsub)).start()
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     try:
-        function.deliver(b"{not json", headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
+        function.deliver(
+            b"{not json", headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
+        )
     finally:
         function.stop()
     entries = [json.loads(line) for _, line in function.lines]

@@ -20,7 +20,13 @@ def rpc(conn: psycopg.Connection[Any], query: str, params: dict[str, Any] | None
     return row[0]
 
 
-def claim(conn: psycopg.Connection[Any], now: datetime, *, run_id: uuid.UUID | None = None, lease: int = 120) -> dict[str, Any]:
+def claim(
+    conn: psycopg.Connection[Any],
+    now: datetime,
+    *,
+    run_id: uuid.UUID | None = None,
+    lease: int = 120,
+) -> dict[str, Any]:
     result: dict[str, Any] = rpc(
         conn,
         "select public.claim_nightly_run(p_run_id => %(r)s, p_timezone => 'Europe/Oslo', "
@@ -31,7 +37,11 @@ def claim(conn: psycopg.Connection[Any], now: datetime, *, run_id: uuid.UUID | N
 
 
 def batch(
-    conn: psycopg.Connection[Any], run_id: Any, segment: int = 0, cursor: Any = None, limit: int = 50,
+    conn: psycopg.Connection[Any],
+    run_id: Any,
+    segment: int = 0,
+    cursor: Any = None,
+    limit: int = 50,
     days: list[int] | None = None,
 ) -> dict[str, Any]:
     result: dict[str, Any] = rpc(
@@ -43,7 +53,9 @@ def batch(
     return result
 
 
-def sweep_all(conn: psycopg.Connection[Any], now: datetime, *, limit: int = 50, days: list[int] | None = None) -> dict[str, Any]:
+def sweep_all(
+    conn: psycopg.Connection[Any], now: datetime, *, limit: int = 50, days: list[int] | None = None
+) -> dict[str, Any]:
     """Claim tonight's run and page through every batch; returns the summed counts."""
     c = claim(conn, now)
     assert c["outcome"] in ("started", "resumed"), c
@@ -65,7 +77,8 @@ def sweep_all(conn: psycopg.Connection[Any], now: datetime, *, limit: int = 50, 
 
 def missed(conn: psycopg.Connection[Any], today: str | None = None) -> dict[str, Any]:
     result: dict[str, Any] = rpc(
-        conn, "select public.get_missed_auto_pauses(p_timezone => 'Europe/Oslo', p_today => %(t)s::date)",
+        conn,
+        "select public.get_missed_auto_pauses(p_timezone => 'Europe/Oslo', p_today => %(t)s::date)",
         {"t": today},
     )
     return result

@@ -25,7 +25,9 @@ def _continuation(conn: Conn, run_id: Any, segment: int, now: datetime) -> dict[
 
 def _handoff(conn: Conn, run_id: Any, segment: int) -> dict[str, Any]:
     result: dict[str, Any] = rpc(
-        conn, "select public.handoff_run(p_run_id => %(r)s::uuid, p_segment => %(s)s)", {"r": str(run_id), "s": segment}
+        conn,
+        "select public.handoff_run(p_run_id => %(r)s::uuid, p_segment => %(s)s)",
+        {"r": str(run_id), "s": segment},
     )
     return result
 
@@ -35,7 +37,11 @@ def test_second_nightly_trigger_is_busy_then_completed(db: Conn) -> None:
     first = claim(db, NOW)
     assert first["outcome"] == "started"
     assert claim(db, NOW + timedelta(seconds=5))["outcome"] == "busy"
-    rpc(db, "select public.complete_run(p_run_id => %(r)s::uuid, p_segment => 0)", {"r": first["run_id"]})
+    rpc(
+        db,
+        "select public.complete_run(p_run_id => %(r)s::uuid, p_segment => 0)",
+        {"r": first["run_id"]},
+    )
     again = claim(db, NOW + timedelta(seconds=10))
     assert again["outcome"] == "completed" and again["run_id"] == first["run_id"]
 
@@ -91,7 +97,9 @@ def test_next_night_abandons_an_unfinished_run(db: Conn) -> None:
     new = claim(db, NOW)
     assert new["outcome"] == "started"
     assert new["abandoned"] == [old["run_id"]]
-    status = db.execute("select status from public.cron_runs where run_id = %s", (old["run_id"],)).fetchone()
+    status = db.execute(
+        "select status from public.cron_runs where run_id = %s", (old["run_id"],)
+    ).fetchone()
     assert status == ("abandoned",)
 
 
@@ -99,10 +107,19 @@ def test_batch_checkpoints_the_cursor_and_totals(db: Conn) -> None:
     """The batch RPC stores the cursor and adds its counts to the run's totals atomically."""
     mentor = uuid.UUID("00000000-0000-4000-8000-000000000001")
     db.execute("insert into public.peer_mentors (id, full_name) values (%s, 'x')", (mentor,))
-    db.execute("insert into public.certifications (peer_mentor_id, expiry_date) values (%s, date '2026-11-20')", (mentor,))
+    db.execute(
+        "insert into public.certifications (peer_mentor_id, expiry_date) values (%s, date '2026-11-20')",
+        (mentor,),
+    )
     run = claim(db, NOW)
-    rpc(db, "select public.process_expiry_batch(p_run_id => %(r)s::uuid, p_segment => 0)", {"r": run["run_id"]})
-    row = db.execute("select cursor, totals from public.cron_runs where run_id = %s", (run["run_id"],)).fetchone()
+    rpc(
+        db,
+        "select public.process_expiry_batch(p_run_id => %(r)s::uuid, p_segment => 0)",
+        {"r": run["run_id"]},
+    )
+    row = db.execute(
+        "select cursor, totals from public.cron_runs where run_id = %s", (run["run_id"],)
+    ).fetchone()
     assert row is not None
     assert row[0] == mentor
     assert row[1]["certifications_paused"] == 1 and row[1]["batches"] == 1

@@ -15,7 +15,10 @@ Conn = psycopg.Connection[Any]
 ROLES = {
     "anon": ("anon", {"role": "anon"}),
     "authenticated": ("authenticated", {"role": "authenticated", "sub": str(uuid.uuid4())}),
-    "ops_admin": ("authenticated", {"role": "authenticated", "sub": str(uuid.uuid4()), "user_role": "ops-admin"}),
+    "ops_admin": (
+        "authenticated",
+        {"role": "authenticated", "sub": str(uuid.uuid4()), "user_role": "ops-admin"},
+    ),
     "service_role": ("service_role", {"role": "service_role"}),
 }
 
@@ -73,7 +76,14 @@ def test_cron_audit_log_role_matrix(db: Conn, role_key: str, operation: str) -> 
 
 @pytest.mark.parametrize(
     "table",
-    ["peer_mentors", "certifications", "certification_idempotency_log", "notification_outbox", "cron_runs", "cron_audit_log"],
+    [
+        "peer_mentors",
+        "certifications",
+        "certification_idempotency_log",
+        "notification_outbox",
+        "cron_runs",
+        "cron_audit_log",
+    ],
 )
 def test_anon_sees_nothing_anywhere(db: Conn, table: str) -> None:
     """anon has no privilege on any table of the job."""

@@ -59,7 +59,11 @@ def test_expiry_boundary_yesterday_today_tomorrow(db: Conn) -> None:
     assert actions_of(db, yesterday) == [("auto_pause", "done")]
     assert [kind for kind, _ in outbox_of(db, yesterday)] == ["pause_notice"]
     # Today and tomorrow are inside the 1-day offset: one reminder each, larger offsets superseded.
-    assert actions_of(db, today) == [("reminder_1d", "done"), ("reminder_30d", "superseded"), ("reminder_7d", "superseded")]
+    assert actions_of(db, today) == [
+        ("reminder_1d", "done"),
+        ("reminder_30d", "superseded"),
+        ("reminder_7d", "superseded"),
+    ]
     assert [kind for kind, _ in outbox_of(db, tomorrow)] == ["reminder"]
 
 
@@ -113,7 +117,10 @@ def test_renewal_starts_a_new_cycle(db: Conn) -> None:
     mentor = add_mentor(db)
     cert = add_cert(db, mentor, TODAY + timedelta(days=3))
     sweep_all(db, NOW)
-    db.execute("update public.certifications set expiry_date = %s where id = %s", (TODAY + timedelta(days=6), cert))
+    db.execute(
+        "update public.certifications set expiry_date = %s where id = %s",
+        (TODAY + timedelta(days=6), cert),
+    )
     sweep_all(db, NOW + timedelta(days=1))
     reminders = [p["expiry_date"] for k, p in outbox_of(db, cert) if k == "reminder"]
     assert reminders == [str(TODAY + timedelta(days=3)), str(TODAY + timedelta(days=6))]
@@ -138,16 +145,26 @@ def test_second_batch_run_changes_nothing(db: Conn) -> None:
         "select certexpiry.apply_effects(%(r)s, %(t)s, '{30,7,1}', array(select id from public.certifications))",
         {"r": uuid.uuid4(), "t": TODAY},
     )
-    assert replay == {"certifications_paused": 0, "mentors_paused": 0, "notices_queued": 0,
-                      "reminders_queued": 0, "reminders_superseded": 0}
-    assert db.execute(
-        "select (select count(*) from public.notification_outbox), (select count(*) from public.certification_idempotency_log)"
-    ).fetchone() == effects
+    assert replay == {
+        "certifications_paused": 0,
+        "mentors_paused": 0,
+        "notices_queued": 0,
+        "reminders_queued": 0,
+        "reminders_superseded": 0,
+    }
+    assert (
+        db.execute(
+            "select (select count(*) from public.notification_outbox), (select count(*) from public.certification_idempotency_log)"
+        ).fetchone()
+        == effects
+    )
 
 
 def test_paused_and_far_future_certifications_are_not_touched(db: Conn) -> None:
     """Already-paused certifications and those beyond the largest offset are left alone."""
-    paused = add_cert(db, add_mentor(db, status="paused"), TODAY - timedelta(days=10), status="paused")
+    paused = add_cert(
+        db, add_mentor(db, status="paused"), TODAY - timedelta(days=10), status="paused"
+    )
     far = add_cert(db, add_mentor(db), TODAY + timedelta(days=31))
     totals = sweep_all(db, NOW)
     assert totals.get("mentors", 0) == 0
@@ -170,24 +187,29 @@ def test_failing_row_is_isolated_and_reported(db: Conn) -> None:
     bad = add_cert(db, bad_mentor, TODAY - timedelta(days=2))
     good = [add_cert(db, add_mentor(db), TODAY - timedelta(days=2)) for _ in range(3)]
     db.execute(
-        """
+        f"""
         create function public.refuse_pause() returns trigger language plpgsql as $$
         begin
-          if new.id = '%s' and new.status = 'paused' then
+          if new.id = '{bad}' and new.status = 'paused' then
             raise exception 'refusing to pause' using errcode = 'P0001';
           end if;
           return new;
         end $$;
         create trigger refuse_pause before update on public.certifications
           for each row execute function public.refuse_pause();
-        """ % bad  # noqa: UP031  # DDL cannot take bind parameters
+        """  # DDL cannot take bind parameters
     )
     totals = sweep_all(db, NOW)
     assert [status_of(db, "certifications", c) for c in good] == ["paused"] * 3
     assert status_of(db, "certifications", bad) == "active"
     assert totals["failures_detail"] == [
-        {"certification_id": str(bad), "peer_mentor_id": str(bad_mentor), "operation": "auto_pause",
-         "sqlstate": "P0001", "message": "refusing to pause"}
+        {
+            "certification_id": str(bad),
+            "peer_mentor_id": str(bad_mentor),
+            "operation": "auto_pause",
+            "sqlstate": "P0001",
+            "message": "refusing to pause",
+        }
     ]
     assert actions_of(db, bad) == []
     report = missed(db, str(TODAY))
@@ -239,7 +261,8 @@ def test_monitoring_query_uses_an_index(db: Conn) -> None:
     )
     db.execute("analyze public.certifications; analyze public.certification_idempotency_log")
     plan = "\n".join(
-        str(r[0]) for r in db.execute(
+        str(r[0])
+        for r in db.execute(
             "explain select * from certexpiry.missed_auto_pauses(date '2026-11-28')"
         ).fetchall()
     )
@@ -267,4 +290,6 @@ def test_batch_is_fenced_for_a_stale_segment(db: Conn) -> None:
     c = claim(db, NOW)
     result = batch(db, c["run_id"], segment=5)
     assert result["fenced"] is True
-    assert db.execute("select count(*) from public.certification_idempotency_log").fetchone() == (0,)
+    assert db.execute("select count(*) from public.certification_idempotency_log").fetchone() == (
+        0,
+    )

@@ -47,7 +47,9 @@ class StepClock:
         return next(self._ticks) * self.step
 
 
-def make_job(store: RpcStore, log: CapturedLog, publisher: InMemoryPublisher, **overrides: Any) -> Job:
+def make_job(
+    store: RpcStore, log: CapturedLog, publisher: InMemoryPublisher, **overrides: Any
+) -> Job:
     settings = Settings(continuation_topic=LOCAL_TOPIC, **overrides)
     return Job(settings=settings, store=store, publisher=publisher, log=log.logger)
 
@@ -58,13 +60,20 @@ def seed_night(db: Conn, mentors: int = 30) -> dict[str, list[Any]]:
     seeded: dict[str, list[Any]] = {"expired": [], "due": [], "later": []}
     for i in range(mentors):
         mentor = uuid.uuid5(uuid.NAMESPACE_URL, f"mentor/{i}")
-        db.execute("insert into public.peer_mentors (id, full_name) values (%s, %s)", (mentor, f"Mentor {i}"))
-        for kind, expiry in (("expired", today - timedelta(days=1 + i % 5)),
-                             ("due", today + timedelta(days=i % 30)),
-                             ("later", today + timedelta(days=60))):
+        db.execute(
+            "insert into public.peer_mentors (id, full_name) values (%s, %s)",
+            (mentor, f"Mentor {i}"),
+        )
+        for kind, expiry in (
+            ("expired", today - timedelta(days=1 + i % 5)),
+            ("due", today + timedelta(days=i % 30)),
+            ("later", today + timedelta(days=60)),
+        ):
             cert = uuid.uuid5(uuid.NAMESPACE_URL, f"cert/{kind}/{i}")
-            db.execute("insert into public.certifications (id, peer_mentor_id, expiry_date) values (%s, %s, %s)",
-                       (cert, mentor, expiry))
+            db.execute(
+                "insert into public.certifications (id, peer_mentor_id, expiry_date) values (%s, %s, %s)",
+                (cert, mentor, expiry),
+            )
             seeded[kind].append(cert)
     return seeded
 
@@ -73,9 +82,15 @@ def snapshot(db: Conn) -> dict[str, Any]:
     """The observable end state: statuses and effects (ignoring run ids and timestamps)."""
     return {
         "certs": db.execute("select id, status from public.certifications order by id").fetchall(),
-        "mentors": db.execute("select id, status, paused_reason from public.peer_mentors order by id").fetchall(),
-        "log": db.execute("select certification_id, action, expiry_date, outcome from public.certification_idempotency_log order by 1, 2").fetchall(),
-        "outbox": db.execute("select certification_id, kind, payload from public.notification_outbox order by 1, 2").fetchall(),
+        "mentors": db.execute(
+            "select id, status, paused_reason from public.peer_mentors order by id"
+        ).fetchall(),
+        "log": db.execute(
+            "select certification_id, action, expiry_date, outcome from public.certification_idempotency_log order by 1, 2"
+        ).fetchall(),
+        "outbox": db.execute(
+            "select certification_id, kind, payload from public.notification_outbox order by 1, 2"
+        ).fetchall(),
     }
 
 
@@ -87,13 +102,17 @@ def test_clean_run_writes_audit_with_zero_missed(db: Conn, store: RpcStore) -> N
     assert result.outcomes == [Outcome.ACK]
     assert "WARNING" not in log.severities() and "ERROR" not in log.severities()
     assert log.codes()[0] == "RUN_STARTED" and log.codes()[-1] == "RUN_COMPLETED"
-    rows = db.execute("select missed_pause_count, missed_ids, resolved, status, segments from public.cron_audit_log").fetchall()
+    rows = db.execute(
+        "select missed_pause_count, missed_ids, resolved, status, segments from public.cron_audit_log"
+    ).fetchall()
     assert rows == [(0, [], False, "completed", 1)]
     completed = log.with_code("RUN_COMPLETED")[0]["context"]
     assert completed["certifications_paused"] == 10 and completed["mentors_paused"] == 10
 
 
-def test_many_segments_reach_the_same_state_as_one(database_url: str, pg_admin_url: str, db: Conn, store: RpcStore) -> None:
+def test_many_segments_reach_the_same_state_as_one(
+    database_url: str, pg_admin_url: str, db: Conn, store: RpcStore
+) -> None:
     """A run forced through many segments by a tiny budget ends in the same state as one segment."""
     seed_night(db, 40)
     # One-segment reference on a second database seeded with the same rows.
@@ -165,20 +184,28 @@ def test_failing_rows_reported_and_flagged_by_monitoring(db: Conn, store: RpcSto
         create trigger refuse before update on public.certifications for each row execute function public.refuse();
         """
     )
-    db.execute(f"alter database \"{db.info.dbname}\" set test.bad_ids = '{','.join(map(str, bad))}'")
+    db.execute(
+        f"alter database \"{db.info.dbname}\" set test.bad_ids = '{','.join(map(str, bad))}'"
+    )
     store.close()  # reconnect so the new database setting applies
     log, publisher = CapturedLog(), InMemoryPublisher()
     run_chain(make_job(store, log, publisher), publisher)
     failures = log.with_code("DB_OPERATION_FAILED")
     assert sorted(f["context"]["certification_id"] for f in failures) == sorted(map(str, bad))
-    assert all(f["severity"] == "ERROR" and f["context"]["operation"] == "auto_pause" for f in failures)
+    assert all(
+        f["severity"] == "ERROR" and f["context"]["operation"] == "auto_pause" for f in failures
+    )
     missed = log.with_code("MISSED_AUTO_PAUSE")
     assert len(missed) == 1 and missed[0]["severity"] == "WARNING"
     assert sorted(missed[0]["context"]["missed_ids"]) == sorted(map(str, bad))
     assert "python -m certexpiry remediate" in missed[0]["context"]["remediation"]
-    paused = db.execute("select count(*) from public.certifications where status = 'paused'").fetchone()
+    paused = db.execute(
+        "select count(*) from public.certifications where status = 'paused'"
+    ).fetchone()
     assert paused == (10,)
-    audit = db.execute("select missed_pause_count, missed_ids from public.cron_audit_log").fetchone()
+    audit = db.execute(
+        "select missed_pause_count, missed_ids from public.cron_audit_log"
+    ).fetchone()
     assert audit is not None and audit[0] == 2 and sorted(audit[1]) == sorted(map(str, bad))
 
 
@@ -199,8 +226,11 @@ def test_invalid_message_touches_nothing(db: Conn, store: RpcStore) -> None:
     seed_night(db, 3)
     before = snapshot(db)
     log = CapturedLog()
-    outcome = handle_event(make_job(store, log, InMemoryPublisher()), PUBSUB_EVENT_TYPE,
-                           pubsub_event_data(b'{"kind": "resume", "run_id": "nope"}', message_id="m-1"))
+    outcome = handle_event(
+        make_job(store, log, InMemoryPublisher()),
+        PUBSUB_EVENT_TYPE,
+        pubsub_event_data(b'{"kind": "resume", "run_id": "nope"}', message_id="m-1"),
+    )
     assert outcome is Outcome.ACK
     assert log.codes() == ["INVALID_MESSAGE"]
     assert log.entries[0]["context"]["message_id"] == "m-1"

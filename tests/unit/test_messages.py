@@ -45,8 +45,17 @@ def test_continuation_round_trips() -> None:
         ({"message": {"data": "not base64!!", "messageId": "1"}}, "not valid base64"),
         (_data(b"\xff\xfe"), "not UTF-8"),
         (_data(b"{nope"), "not JSON"),
-        (_data(b'{"kind": "resume", "run_id": "x", "segment": 1, "cursor": null}'), "wrong shape at resume.run_id"),
-        (_data(b'{"kind": "resume", "run_id": "%s", "segment": 1, "cursor": "zzz"}' % str(uuid.uuid4()).encode()), "wrong shape"),
+        (
+            _data(b'{"kind": "resume", "run_id": "x", "segment": 1, "cursor": null}'),
+            "wrong shape at resume.run_id",
+        ),
+        (
+            _data(
+                b'{"kind": "resume", "run_id": "%s", "segment": 1, "cursor": "zzz"}'
+                % str(uuid.uuid4()).encode()
+            ),
+            "wrong shape",
+        ),
         (_data(b'{"kind": "nightly", "extra": 1}'), "wrong shape"),
         (_data(b'{"kind": "other"}'), "wrong shape"),
         (_data(b"[1, 2]"), "wrong shape"),
@@ -84,12 +93,17 @@ def test_message_id_is_carried_in_the_error() -> None:
     """The InvalidMessage carries the Pub/Sub message id for the log line."""
     with pytest.raises(InvalidMessage) as caught:
         decode(PUBSUB_EVENT_TYPE, _data(b"{bad"), now=NOW)
-    assert caught.value.log_context() == {"reason": "message body is not JSON", "message_id": "m-42"}
+    assert caught.value.log_context() == {
+        "reason": "message body is not JSON",
+        "message_id": "m-42",
+    }
 
 
 def test_segment_bounds() -> None:
     """A continuation's segment must be a positive whole number."""
-    body = json.dumps({"kind": "resume", "run_id": str(uuid.uuid4()), "segment": 0, "cursor": None}).encode()
+    body = json.dumps(
+        {"kind": "resume", "run_id": str(uuid.uuid4()), "segment": 0, "cursor": None}
+    ).encode()
     with pytest.raises(InvalidMessage):
         decode(PUBSUB_EVENT_TYPE, _data(body), now=NOW)
     assert base64  # the module's encoding is what pubsub_event_data uses

@@ -24,7 +24,9 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePubSub]:
 
 def test_publish_returns_the_server_message_id(fake: FakePubSub) -> None:
     """A publish waits for the server's confirmation and returns its message id."""
-    message_id = PubSubPublisher(deadline_s=5).publish(TOPIC, b'{"kind": "resume"}', {"cron_run_id": "r-1"})
+    message_id = PubSubPublisher(deadline_s=5).publish(
+        TOPIC, b'{"kind": "resume"}', {"cron_run_id": "r-1"}
+    )
     assert message_id == "1"
     assert fake.messages[0].topic == TOPIC
     assert fake.messages[0].data == b'{"kind": "resume"}'

@@ -45,7 +45,9 @@ def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
         ("SUPABASE_URL", "https://x.supabase.co", "SUPABASE_SERVICE_ROLE_KEY"),
     ],
 )
-def test_bad_setting_names_itself(monkeypatch: pytest.MonkeyPatch, name: str, value: str, setting: str) -> None:
+def test_bad_setting_names_itself(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, setting: str
+) -> None:
     """A bad value raises SettingsError naming the setting, never a pydantic traceback."""
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError) as caught:

@@ -37,7 +37,9 @@ def transport() -> Iterator[SupabaseTransport]:
 def test_rpc_request_shape_and_json_answer(transport: SupabaseTransport) -> None:
     """An RPC is POST /rest/v1/rpc/<name> with the key headers and the params as a JSON body."""
     route = respx.post(RPC).mock(
-        return_value=httpx.Response(200, json={"missed_pause_count": 1, "missed_ids": ["a"], "today": "2026-11-28"})
+        return_value=httpx.Response(
+            200, json={"missed_pause_count": 1, "missed_ids": ["a"], "today": "2026-11-28"}
+        )
     )
     report = RpcStore(transport).missed_auto_pauses("Europe/Oslo", None)
     assert report.missed_pause_count == 1 and list(report.missed_ids) == ["a"]
@@ -49,7 +51,9 @@ def test_rpc_request_shape_and_json_answer(transport: SupabaseTransport) -> None
 
 
 @respx.mock
-def test_postgrest_json_error_keeps_status_body_code_details_hint(transport: SupabaseTransport) -> None:
+def test_postgrest_json_error_keeps_status_body_code_details_hint(
+    transport: SupabaseTransport,
+) -> None:
     """A 404 PGRST202 (function missing after a bad migration) is not retried and keeps every field."""
     body = {
         "code": "PGRST202",
@@ -73,15 +77,60 @@ def test_postgrest_json_error_keeps_status_body_code_details_hint(transport: Sup
     ("status", "body", "transient"),
     [
         (500, {"code": "P0001", "details": None, "hint": None, "message": "boom"}, False),
-        (503, {"code": "PGRST002", "details": None, "hint": None, "message": "Could not query the database for the schema cache. Retrying."}, True),
-        (504, {"code": "PGRST003", "details": None, "hint": None, "message": "Timed out acquiring connection from connection pool."}, True),
-        (500, {"code": "40001", "details": None, "hint": None, "message": "could not serialize access"}, True),
-        (401, {"message": "Invalid API key", "hint": "Double check your Supabase `anon` or `service_role` API key."}, False),
-        (403, {"code": "42501", "details": None, "hint": None, "message": "permission denied for function get_missed_auto_pauses"}, False),
+        (
+            503,
+            {
+                "code": "PGRST002",
+                "details": None,
+                "hint": None,
+                "message": "Could not query the database for the schema cache. Retrying.",
+            },
+            True,
+        ),
+        (
+            504,
+            {
+                "code": "PGRST003",
+                "details": None,
+                "hint": None,
+                "message": "Timed out acquiring connection from connection pool.",
+            },
+            True,
+        ),
+        (
+            500,
+            {
+                "code": "40001",
+                "details": None,
+                "hint": None,
+                "message": "could not serialize access",
+            },
+            True,
+        ),
+        (
+            401,
+            {
+                "message": "Invalid API key",
+                "hint": "Double check your Supabase `anon` or `service_role` API key.",
+            },
+            False,
+        ),
+        (
+            403,
+            {
+                "code": "42501",
+                "details": None,
+                "hint": None,
+                "message": "permission denied for function get_missed_auto_pauses",
+            },
+            False,
+        ),
     ],
 )
 @respx.mock
-def test_error_statuses_are_classified(transport: SupabaseTransport, status: int, body: dict[str, object], transient: bool) -> None:
+def test_error_statuses_are_classified(
+    transport: SupabaseTransport, status: int, body: dict[str, object], transient: bool
+) -> None:
     """Transient PostgREST/SQLSTATE errors are retried to the bound; 4xx and other 5xx are not."""
     route = respx.post(RPC).mock(return_value=httpx.Response(status, json=body))
     with pytest.raises(RpcError) as caught:
@@ -94,22 +143,31 @@ def test_error_statuses_are_classified(transport: SupabaseTransport, status: int
 @respx.mock
 def test_gateway_html_502_is_kept_as_body_and_retried(transport: SupabaseTransport) -> None:
     """A 502 HTML page from the gateway becomes an RpcError with the page as body, after retries."""
-    route = respx.post(RPC).mock(return_value=httpx.Response(502, text=HTML_502, headers={"content-type": "text/html"}))
+    route = respx.post(RPC).mock(
+        return_value=httpx.Response(502, text=HTML_502, headers={"content-type": "text/html"})
+    )
     with pytest.raises(RpcError) as caught:
         transport.call("get_missed_auto_pauses", {})
     assert route.call_count == FAST.attempts
     assert caught.value.http_status == 502
-    assert caught.value.response_body is not None and "502 Bad Gateway" in caught.value.response_body
+    assert (
+        caught.value.response_body is not None and "502 Bad Gateway" in caught.value.response_body
+    )
 
 
 @respx.mock
 def test_transient_failure_then_success(transport: SupabaseTransport) -> None:
     """A 503 followed by a 200 succeeds: the idempotent RPC is retried."""
-    respx.post(RPC).mock(side_effect=[
-        httpx.Response(503, json={"code": "PGRST001", "message": "no connection"}),
-        httpx.Response(200, json={"missed_pause_count": 0, "missed_ids": []}),
-    ])
-    assert transport.call("get_missed_auto_pauses", {}) == {"missed_pause_count": 0, "missed_ids": []}
+    respx.post(RPC).mock(
+        side_effect=[
+            httpx.Response(503, json={"code": "PGRST001", "message": "no connection"}),
+            httpx.Response(200, json={"missed_pause_count": 0, "missed_ids": []}),
+        ]
+    )
+    assert transport.call("get_missed_auto_pauses", {}) == {
+        "missed_pause_count": 0,
+        "missed_ids": [],
+    }
 
 
 @respx.mock
@@ -126,7 +184,9 @@ def test_read_timeout_becomes_supabase_timeout(transport: SupabaseTransport) -> 
 @respx.mock
 def test_connection_reset_is_a_transient_rpc_error(transport: SupabaseTransport) -> None:
     """A reset connection is retried, then reported as SUPABASE_RPC_FAILED without an HTTP status."""
-    route = respx.post(RPC).mock(side_effect=httpx.RemoteProtocolError("Server disconnected without sending a response."))
+    route = respx.post(RPC).mock(
+        side_effect=httpx.RemoteProtocolError("Server disconnected without sending a response.")
+    )
     with pytest.raises(RpcError) as caught:
         transport.call("get_missed_auto_pauses", {})
     assert route.call_count == FAST.attempts
@@ -137,12 +197,29 @@ def test_connection_reset_is_a_transient_rpc_error(transport: SupabaseTransport)
 def test_batch_answer_is_parsed(transport: SupabaseTransport) -> None:
     """process_expiry_batch's JSON (counts, cursor, failures) becomes a BatchResult."""
     cert, mentor, cursor = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    respx.post(f"{URL}/rest/v1/rpc/process_expiry_batch").mock(return_value=httpx.Response(200, json={
-        "fenced": False, "mentors": 2, "reminders_queued": 1, "certifications_paused": 1, "batches": 1,
-        "next_cursor": str(cursor), "done": True,
-        "failures_detail": [{"certification_id": str(cert), "peer_mentor_id": str(mentor),
-                             "operation": "auto_pause", "sqlstate": "P0001", "message": "no"}],
-    }))
+    respx.post(f"{URL}/rest/v1/rpc/process_expiry_batch").mock(
+        return_value=httpx.Response(
+            200,
+            json={
+                "fenced": False,
+                "mentors": 2,
+                "reminders_queued": 1,
+                "certifications_paused": 1,
+                "batches": 1,
+                "next_cursor": str(cursor),
+                "done": True,
+                "failures_detail": [
+                    {
+                        "certification_id": str(cert),
+                        "peer_mentor_id": str(mentor),
+                        "operation": "auto_pause",
+                        "sqlstate": "P0001",
+                        "message": "no",
+                    }
+                ],
+            },
+        )
+    )
     result = RpcStore(transport).process_batch(uuid.uuid4(), 0, None, 50, (30, 7, 1), 120)
     assert result.next_cursor == cursor and result.done is True
     assert result.counts["mentors"] == 2 and result.counts["certifications_paused"] == 1

@@ -1,0 +1,107 @@
+"""A hand-written in-memory store for unit tests of the sweep's sequencing.
+
+It does not re-implement the SQL rules (integration tests run those on Postgres); it scripts
+what the RPCs answer and records what was asked, and lets a test make any method raise.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+from uuid import UUID
+
+from certexpiry.store import AuditRow, BatchResult, Claim, Completion, MissedReport
+
+
+@dataclass
+class FakeStore:
+    """Answers claims with `claim_outcome`, serves `pages` of batch results, records calls."""
+
+    claim_outcome: str = "started"
+    pages: list[BatchResult] = field(
+        default_factory=lambda: [
+            BatchResult(
+                fenced=False,
+                counts={
+                    "mentors": 2,
+                    "reminders_queued": 1,
+                    "certifications_paused": 1,
+                    "batches": 1,
+                },
+                next_cursor=uuid.uuid4(),
+                done=True,
+            )
+        ]
+    )
+    missed: MissedReport = field(default_factory=lambda: MissedReport(0, []))
+    handoff_ok: bool = True
+    completion_fenced: bool = False
+    raises: dict[str, BaseException] = field(default_factory=dict)
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    audits: list[AuditRow] = field(default_factory=list)
+    run_id: UUID = field(default_factory=uuid.uuid4)
+    on_call: Callable[[str], None] | None = None
+
+    def _enter(self, name: str, args: Any) -> None:
+        self.calls.append((name, args))
+        if self.on_call is not None:
+            self.on_call(name)
+        if name in self.raises:
+            raise self.raises[name]
+
+    def _claim(self, segment: int) -> Claim:
+        return Claim(
+            outcome=self.claim_outcome,
+            run_id=self.run_id,
+            segment=segment,  # type: ignore[arg-type]  # scripted
+            today=date(2026, 11, 28),
+            started_at=datetime.now(UTC),
+        )
+
+    def claim_nightly_run(self, run_id: UUID, timezone: str, lease_s: int) -> Claim:
+        self._enter("claim_nightly_run", (run_id, timezone, lease_s))
+        return self._claim(0)
+
+    def claim_continuation(self, run_id: UUID, segment: int, lease_s: int) -> Claim:
+        self._enter("claim_continuation", (run_id, segment, lease_s))
+        return self._claim(segment)
+
+    def process_batch(
+        self,
+        run_id: UUID,
+        segment: int,
+        cursor: UUID | None,
+        limit: int,
+        reminder_days: Sequence[int],
+        lease_s: int,
+    ) -> BatchResult:
+        self._enter("process_batch", (run_id, segment, cursor, limit, tuple(reminder_days)))
+        return self.pages.pop(0)
+
+    def handoff(self, run_id: UUID, segment: int, lease_s: int) -> bool:
+        self._enter("handoff", (run_id, segment))
+        return self.handoff_ok
+
+    def complete(self, run_id: UUID, segment: int) -> Completion:
+        self._enter("complete", (run_id, segment))
+        return Completion(
+            fenced=self.completion_fenced,
+            totals={"certifications_paused": 1},
+            segments=segment + 1,
+            started_at=None,
+            finished_at=None,
+        )
+
+    def missed_auto_pauses(self, timezone: str, today: date | None) -> MissedReport:
+        self._enter("missed_auto_pauses", (timezone, today))
+        return self.missed
+
+    def upsert_audit(self, row: AuditRow) -> None:
+        self._enter("upsert_audit", row)
+        self.audits.append(row)
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]

@@ -1,0 +1,342 @@
+"""The ops command line (`python -m certexpiry ...`) in process, against the embedded Postgres."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from types import SimpleNamespace
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+from google.auth.exceptions import DefaultCredentialsError
+
+from certexpiry import demo_seed
+from certexpiry.cli import CliIO, main
+from certexpiry.pg_store import pg_store
+from tests.leak_plugin import register_lines, register_pii, register_secret
+
+Conn = psycopg.Connection[Any]
+REMOTE_PASSWORD = "remote-db-s3cret"  # harvested by the leak scan as a secret value
+REMOTE_URL = f"postgresql://ops:{REMOTE_PASSWORD}@db.example.com:5432/postgres"
+
+
+def _today() -> date:
+    return datetime.now(ZoneInfo("Europe/Oslo")).date()
+
+
+@dataclass
+class Result:
+    """What one command printed and returned."""
+
+    code: int
+    out: str
+    err: str
+
+    @property
+    def entries(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.out.splitlines() if line.strip()]
+
+    def codes(self) -> list[str]:
+        return [str(entry.get("error_code")) for entry in self.entries]
+
+    def with_code(self, code: str) -> list[dict[str, Any]]:
+        return [entry for entry in self.entries if entry.get("error_code") == code]
+
+
+Cli = Callable[..., Result]
+
+
+def invoke(*args: str, logging_client: Callable[[str | None], Any] | None = None) -> Result:
+    """Run the CLI with captured (non-terminal) streams; every line is handed to the leak scan."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    cli_io = CliIO(stdout=stdout, stderr=stderr)
+    if logging_client is not None:
+        cli_io.logging_client = logging_client
+    code = main(list(args), cli_io=cli_io)
+    register_lines(stdout.getvalue().splitlines(), f"cli {' '.join(args[:2])} [stdout]")
+    register_lines(stderr.getvalue().splitlines(), f"cli {' '.join(args[:2])} [stderr]")
+    return Result(code, stdout.getvalue(), stderr.getvalue())
+
+
+@pytest.fixture
+def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
+    """The CLI pointed at the test's database through DATABASE_URL, with small settings."""
+    for name in ("SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY", "CONTINUATION_TOPIC"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("BATCH_SIZE", "10")
+    yield invoke
+
+
+def seed(db: Conn, mentors: int = 60, seed_value: int = 3) -> None:
+    """The demo generator into the test database; its people are registered with the leak scan."""
+    demo_seed.seed(db, mentors=mentors, seed=seed_value, today=_today())
+    people = demo_seed.generate(mentors, seed_value, _today()).mentors
+    register_pii([v for m in people for v in (m.full_name, m.national_id, m.email, m.phone)])
+
+
+def refuse_two(db: Conn, database_url: str) -> list[str]:
+    """Install the demo trigger on two of tonight's pause candidates; return their IDs."""
+    store = pg_store(database_url)
+    try:
+        ids = sorted(store.missed_auto_pauses("Europe/Oslo", None).missed_ids)[:2]
+    finally:
+        store.close()
+    demo_seed.install_refusal(db, ids)
+    return ids
+
+
+def test_help_on_every_command() -> None:
+    """Every command and subcommand answers --help with its usage and exits 0."""
+    for command in (["--help"], ["demo", "--help"], ["run", "--help"], ["seed", "--help"],
+                    ["audit", "--help"], ["audit", "list", "--help"], ["audit", "show", "--help"],
+                    ["audit", "resolve", "--help"], ["remediate", "--help"], ["check", "--help"],
+                    ["logs", "--help"]):
+        result = invoke(*command)
+        assert result.code == 0, command
+        assert "usage: python -m certexpiry" in result.out, command
+    assert invoke().code == 2  # no command: usage error
+    assert invoke("audit", "show", "not-a-uuid").code == 2
+
+
+def test_run_writes_json_lines_then_second_run_is_a_duplicate(
+    cli: Cli, db: Conn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run` self-resumes to the end, printing only JSON lines; a second run is a no-op."""
+    seed(db)
+    monkeypatch.setenv("TIME_BUDGET_S", "0.001")  # one batch per segment
+    monkeypatch.setenv("MONITORING_RESERVE_S", "0")
+    first = cli("run")
+    assert first.code == 0, first.err
+    codes = first.codes()  # every stdout line parses as JSON
+    assert codes[0] == "RUN_STARTED" and codes[-1] == "RUN_COMPLETED"
+    assert codes.count("CONTINUATION_PUBLISHED") >= 1 and "MONITORING_CLEAN" in codes
+    run_id = first.with_code("RUN_COMPLETED")[0]["cron_run_id"]
+    audit = db.execute("select segments, missed_pause_count from public.cron_audit_log "
+                       "where run_id = %s", (run_id,)).fetchone()
+    assert audit is not None and audit[0] == codes.count("CONTINUATION_PUBLISHED") + 1
+    outbox = db.execute("select count(*) from public.notification_outbox").fetchone()
+
+    second = cli("run")
+    assert second.code == 0 and second.codes() == ["DUPLICATE_DELIVERY"]
+    assert db.execute("select count(*) from public.notification_outbox").fetchone() == outbox
+
+
+def test_run_text_mode_prints_a_summary(cli: Cli, db: Conn) -> None:
+    """With --format text the log is rendered for a human and a summary follows."""
+    seed(db, mentors=20)
+    result = cli("run", "--format", "text")
+    assert result.code == 0
+    assert "RUN_COMPLETED" in result.out and "completed: 1 segment(s)" in result.out
+    assert "missed auto-pauses now: 0" in result.out and "audit show" in result.out
+
+
+def test_remediation_walkthrough(cli: Cli, db: Conn, database_url: str) -> None:
+    """MISSED_AUTO_PAUSE → check → resolve refused → remediate → monitoring clean → resolve."""
+    seed(db)
+    refused = refuse_two(db, database_url)
+    run = cli("run")
+    assert run.code == 1  # missed auto-pauses remain
+    failed = run.with_code("DB_OPERATION_FAILED")
+    assert sorted(f["context"]["certification_id"] for f in failed) == refused
+    missed = run.with_code("MISSED_AUTO_PAUSE")[0]
+    run_id = missed["cron_run_id"]
+    assert sorted(missed["context"]["missed_ids"]) == refused
+    assert f"python -m certexpiry remediate {run_id}" in missed["context"]["remediation"]
+
+    check = cli("check")
+    assert check.code == 1 and check.codes() == ["MISSED_AUTO_PAUSE"]
+    assert sorted(check.entries[0]["context"]["missed_ids"]) == refused
+    listing = cli("audit", "list", "--json")
+    assert listing.code == 0 and listing.entries[0]["run_id"] == run_id
+    assert listing.entries[0]["unresolved"] is True
+    show = cli("audit", "show", run_id, "--json")
+    assert show.code == 1 and sorted(show.entries[0]["still_missed"]) == refused
+
+    resolve = cli("audit", "resolve", run_id)
+    assert resolve.code == 1 and "refusing to resolve" in resolve.err
+    assert db.execute("select resolved from public.cron_audit_log").fetchone() == (False,)
+
+    blocked = cli("remediate", run_id)  # the trigger still refuses: each ID reported, exit 1
+    assert blocked.code == 1
+    assert sorted(e["context"]["certification_id"]
+                  for e in blocked.with_code("DB_OPERATION_FAILED")) == refused
+    assert blocked.with_code("REMEDIATION_DONE")[0]["context"]["certifications_paused"] == 0
+
+    fixed = cli("remediate", run_id, "--drop-demo-trigger")
+    assert fixed.code == 0, fixed.err
+    assert fixed.codes() == ["REMEDIATION_DONE", "MONITORING_CLEAN"]
+    done = fixed.with_code("REMEDIATION_DONE")[0]
+    assert done["cron_run_id"] == run_id and done["context"]["certifications_paused"] == 2
+    assert not demo_seed.has_refusal(db)
+    records = db.execute(
+        "select count(*) from public.certification_idempotency_log "
+        "where action = 'auto_pause' and run_id = %s and certification_id = any(%s::uuid[])",
+        (run_id, refused)).fetchone()
+    assert records == (2,)
+
+    assert cli("check").codes() == ["MONITORING_CLEAN"]
+    assert cli("audit", "show", run_id).code == 0
+    resolved = cli("audit", "resolve", run_id, "--json")
+    assert resolved.code == 0 and resolved.entries[0]["resolved"] is True
+    row = db.execute("select resolved, resolved_at is not null from public.cron_audit_log")
+    assert row.fetchone() == (True, True)
+    again = cli("remediate", run_id)  # idempotent: nothing left to pause
+    assert again.code == 0
+    assert again.with_code("REMEDIATION_DONE")[0]["context"]["certifications_paused"] == 0
+
+
+def test_resolve_force_and_remediate_by_ids(cli: Cli, db: Conn, database_url: str) -> None:
+    """`audit resolve --force` acknowledges a run despite unpaused IDs; `remediate --ids` works."""
+    seed(db, mentors=30)
+    refused = refuse_two(db, database_url)
+    run_id = cli("run").with_code("MISSED_AUTO_PAUSE")[0]["cron_run_id"]
+    forced = cli("audit", "resolve", run_id, "--force", "--format", "text")
+    assert forced.code == 0 and "Forced: 2 certification(s)" in forced.out
+    listing = cli("audit", "list", "--format", "text")
+    assert run_id in listing.out and "yes" in listing.out
+
+    demo_seed.drop_refusal(db)
+    one = cli("remediate", "--ids", refused[0])
+    assert one.code == 1  # the other one is still missed
+    assert one.with_code("MISSED_AUTO_PAUSE")[0]["context"]["missed_ids"] == [refused[1]]
+    assert cli("remediate", "--ids", ",".join(refused)).code == 0
+    assert cli("remediate", "--ids", "nope").code == 2
+    assert cli("remediate").code == 2
+
+
+def test_audit_text_views_mark_unresolved_runs(cli: Cli, db: Conn, database_url: str) -> None:
+    """`audit list` marks an unresolved run with '!'; `audit show` lists its IDs as still missed."""
+    assert cli("audit", "list", "--format", "text").out.strip() == "No audit rows yet."
+    seed(db, mentors=30)
+    refused = refuse_two(db, database_url)
+    run_id = cli("run").with_code("MISSED_AUTO_PAUSE")[0]["cron_run_id"]
+    listing = cli("audit", "list", "--format", "text").out.splitlines()
+    assert any(line.startswith("!") and run_id in line and "NO" in line for line in listing)
+    show = cli("audit", "show", run_id, "--format", "text")
+    assert show.code == 1
+    assert all(f"{cert_id}  STILL MISSED" in show.out for cert_id in refused)
+    assert f"remediate {run_id}" in show.out
+    assert cli("audit", "show", str(uuid.uuid4())).code == 2
+
+
+def test_seed_fills_an_empty_local_database_once(cli: Cli, db: Conn) -> None:
+    """`seed` writes the generated organisation (counts only in its output), and only once."""
+    result = cli("seed", "--mentors", "150", "--seed", "9")
+    assert result.code == 0, result.err
+    report = result.entries[0]
+    people = demo_seed.generate(150, 9, _today()).mentors
+    register_pii([value for m in people for value in (m.full_name, m.national_id, m.email)])
+    assert report["mentors"] == 150
+    assert db.execute("select count(*) from public.peer_mentors").fetchone() == (150,)
+    assert db.execute("select count(*) from public.certifications").fetchone() == (
+        report["certifications"],)
+    again = cli("seed", "--mentors", "10")
+    assert again.code == 2 and "already has peer mentors" in again.err
+
+
+def test_seed_refuses_a_remote_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`seed` will not write generated people to a non-local database without --allow-remote."""
+    register_secret(REMOTE_PASSWORD)
+    monkeypatch.setenv("DATABASE_URL", REMOTE_URL)
+    result = invoke("seed", "--mentors", "10")
+    assert result.code == 2
+    assert "not local" in result.err and "db.example.com" in result.err
+    assert REMOTE_PASSWORD not in result.err + result.out
+    monkeypatch.delenv("DATABASE_URL")
+    monkeypatch.setenv("SUPABASE_URL", "https://project.supabase.co")
+    assert invoke("seed").code == 2
+
+
+@pytest.mark.parametrize(("conninfo", "local"), [
+    ("postgresql://postgres:@/postgres?host=/tmp/pg", True),
+    ("host=/var/run/postgresql dbname=x", True),
+    ("postgresql://u@localhost:5432/x", True),
+    ("postgresql://u@127.0.0.1/x", True),
+    ("postgresql://u@[::1]/x", True),
+    ("dbname=x", True),  # default Unix socket
+    ("postgresql://u@db.example.com/x", False),
+    ("host=localhost,db.example.com dbname=x", False),
+    ("host=localhost hostaddr=10.0.0.5 dbname=x", False),
+])
+def test_is_local(conninfo: str, local: bool) -> None:
+    """Only Unix sockets and the loopback interface count as local."""
+    assert demo_seed.is_local(conninfo, environ={}) is local
+
+
+def test_run_reports_an_unreachable_database(tmp_path: Any,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run` exits 2 with a clear message when the database cannot be reached."""
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@/postgres?host={tmp_path}")
+    result = invoke("run")
+    assert result.code == 2 and "cannot use the database" in result.err
+    assert result.out == ""
+
+
+class FakeLoggingClient:
+    """A hand-written stand-in for google.cloud.logging.Client."""
+
+    def __init__(self, entries: list[Any]) -> None:
+        self.entries = entries
+        self.calls: list[dict[str, Any]] = []
+
+    def list_entries(self, *, filter_: str, order_by: str) -> Iterator[Any]:
+        self.calls.append({"filter_": filter_, "order_by": order_by})
+        return iter(self.entries)
+
+
+def _entry(second: int, code: str, run_id: str) -> Any:
+    return SimpleNamespace(
+        timestamp=datetime(2026, 11, 28, 1, 0, second, tzinfo=UTC), severity="INFO",
+        payload={"message": f"{code} line", "error_code": code, "cron_run_id": run_id,
+                 "context": {"segment": 0}},
+        insert_id=f"id-{second}", trace=None, labels={"cron_run_id": run_id},
+    )
+
+
+def test_logs_prints_a_runs_entries_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`logs RUN_ID` queries Cloud Logging by cron_run_id, oldest first, and prints JSON lines."""
+    from google.cloud.logging import ASCENDING
+
+    run_id = str(uuid.uuid4())
+    client = FakeLoggingClient([_entry(1, "RUN_STARTED", run_id), _entry(2, "BATCH_DONE", run_id),
+                                _entry(3, "RUN_COMPLETED", run_id)])
+    projects: list[str | None] = []
+
+    def factory(project: str | None) -> FakeLoggingClient:
+        projects.append(project)
+        return client
+
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "env-project")
+    result = invoke("logs", run_id, logging_client=factory)
+    assert result.code == 0, result.err
+    assert [e["error_code"] for e in result.entries] == ["RUN_STARTED", "BATCH_DONE",
+                                                          "RUN_COMPLETED"]
+    first = result.entries[0]
+    assert first["timestamp"] == "2026-11-28T01:00:01+00:00" and first["severity"] == "INFO"
+    assert first["cron_run_id"] == run_id and first["insertId"] == "id-1"
+    assert f'jsonPayload.cron_run_id="{run_id}"' in client.calls[0]["filter_"]
+    assert "timestamp>=" in client.calls[0]["filter_"]
+    assert client.calls[0]["order_by"] == ASCENDING
+    assert invoke("logs", run_id, "--project", "flag-project", logging_client=factory).code == 0
+    assert projects == ["env-project", "flag-project"]
+
+    empty = invoke("logs", run_id, logging_client=lambda project: FakeLoggingClient([]))
+    assert empty.code == 0 and empty.out == "" and "no log entries" in empty.err
+
+
+def test_logs_without_credentials_is_a_clear_error() -> None:
+    """Without Application Default Credentials `logs` exits 2 and says how to log in."""
+    def no_credentials(project: str | None) -> Any:
+        raise DefaultCredentialsError("Your default credentials were not found.")  # type: ignore[no-untyped-call]
+
+    result = invoke("logs", str(uuid.uuid4()), logging_client=no_credentials)
+    assert result.code == 2
+    assert "no Google Cloud credentials" in result.err and "gcloud auth" in result.err
+    assert invoke("logs", "not-a-uuid", logging_client=no_credentials).code == 2

@@ -1,0 +1,89 @@
+"""The end of a run: monitoring, its WARNING, the audit row, and never raising."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+
+from certexpiry.errors import RpcError
+from certexpiry.monitoring import monitor_and_audit, remediation_for
+from certexpiry.store import MissedReport
+from tests.fakes.store import FakeStore
+from tests.logcapture import CapturedLog
+
+RUN = uuid.UUID("6f1c8f4e-8a0e-4d7e-9a53-3f4a2b1c0d9e")
+
+
+def _run(store: FakeStore, log: CapturedLog) -> object:
+    return monitor_and_audit(
+        store,
+        log.logger,
+        run_id=RUN,
+        timezone="Europe/Oslo",
+        today=date(2026, 11, 28),
+        segments=3,
+        totals={"certifications_paused": 4},
+        duration_ms=1234,
+    )
+
+
+def test_clean_run_logs_info_and_writes_zero_row() -> None:
+    """No missed transitions: no WARNING, an audit row with missed_pause_count=0."""
+    store, log = FakeStore(), CapturedLog()
+    outcome = _run(store, log)
+    assert log.codes() == ["MONITORING_CLEAN", "AUDIT_WRITTEN"]
+    assert "WARNING" not in log.severities()
+    assert store.audits[0].missed_pause_count == 0 and store.audits[0].status == "completed"
+    assert store.audits[0].segments == 3 and store.audits[0].duration_ms == 1234
+    assert outcome.audit_written  # type: ignore[attr-defined]
+
+
+def test_missed_transitions_warn_with_ids_and_remediation() -> None:
+    """Missed auto-pauses produce one WARNING with the IDs and the remediation command."""
+    ids = [str(uuid.uuid4()) for _ in range(2)]
+    store, log = FakeStore(missed=MissedReport(2, ids)), CapturedLog()
+    _run(store, log)
+    warning = log.with_code("MISSED_AUTO_PAUSE")[0]
+    assert warning["severity"] == "WARNING"
+    assert warning["context"]["missed_pause_count"] == 2
+    assert warning["context"]["missed_ids"] == ids
+    assert warning["context"]["remediation"] == remediation_for(RUN)
+    assert f"remediate {RUN}" in warning["context"]["remediation"]
+    assert store.audits[0].missed_ids == ids
+
+
+def test_many_missed_ids_are_capped_in_the_line_but_full_in_the_row() -> None:
+    """Over a hundred IDs: the log line is capped and flagged, the audit row has them all."""
+    ids = [str(uuid.uuid4()) for _ in range(250)]
+    store, log = FakeStore(missed=MissedReport(250, ids)), CapturedLog()
+    _run(store, log)
+    context = log.with_code("MISSED_AUTO_PAUSE")[0]["context"]
+    assert len(context["missed_ids"]) < 250 and context["truncated"] is True
+    assert context["total_count"] == 250
+    assert len(store.audits[0].missed_ids) == 250
+
+
+def test_monitoring_failure_is_a_warning_and_the_row_says_so() -> None:
+    """A failing monitoring query logs MONITORING_FAILED (WARNING) and never raises."""
+    error = RpcError(
+        "get_missed_auto_pauses", "boom", http_status=500, response_body='{"code":"XX000"}'
+    )
+    store, log = FakeStore(raises={"missed_auto_pauses": error}), CapturedLog()
+    outcome = _run(store, log)
+    failed = log.with_code("MONITORING_FAILED")[0]
+    assert failed["severity"] == "WARNING"
+    assert (
+        failed["context"]["http_status"] == 500
+        and failed["context"]["operation"] == "get_missed_auto_pauses"
+    )
+    assert store.audits[0].status == "monitoring_failed"
+    assert outcome.report is None  # type: ignore[attr-defined]
+
+
+def test_audit_failure_is_a_warning() -> None:
+    """A failing audit upsert logs AUDIT_FAILED (WARNING) and the outcome stands."""
+    store, log = FakeStore(raises={"upsert_audit": RuntimeError("down")}), CapturedLog()
+    outcome = _run(store, log)
+    assert log.codes() == ["MONITORING_CLEAN", "AUDIT_FAILED"]
+    assert log.with_code("AUDIT_FAILED")[0]["context"]["error_type"] == "RuntimeError"
+    assert outcome.audit_written is False  # type: ignore[attr-defined]

@@ -1,0 +1,259 @@
+"""The invocation's sequencing with a hand-written fake store: claims, hand-off, errors."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import traceback
+import uuid
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from certexpiry.errors import DatabaseError, PublishError, RpcError, RpcTimeout
+from certexpiry.local import LOCAL_TOPIC, pubsub_event_data
+from certexpiry.messages import PUBSUB_EVENT_TYPE, Resume
+from certexpiry.publisher import InMemoryPublisher
+from certexpiry.settings import Settings
+from certexpiry.store import BatchResult, RecordFailure
+from certexpiry.sweep import Job, Outcome, handle_event
+from tests.fakes.store import FakeStore
+from tests.logcapture import CapturedLog
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "log-entry.schema.json"
+NIGHTLY = pubsub_event_data(b'{"kind": "nightly"}', message_id="msg-1")
+
+
+def _schema() -> Any:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+class FailingPublisher:
+    def publish(self, topic: str, data: bytes, attributes: Any) -> str:
+        raise PublishError(topic, "UNAVAILABLE")
+
+
+def _job(
+    store: FakeStore, log: CapturedLog, publisher: Any = None, clock: Any = None, **settings: Any
+) -> Job:
+    job = Job(
+        settings=Settings(continuation_topic=LOCAL_TOPIC, **settings),
+        store=store,
+        publisher=publisher or InMemoryPublisher(),
+        log=log.logger,
+    )
+    if clock is not None:
+        job.clock = clock
+    return job
+
+
+def _page(done: bool, **counts: int) -> BatchResult:
+    return BatchResult(
+        fenced=False, counts={"batches": 1, **counts}, next_cursor=uuid.uuid4(), done=done
+    )
+
+
+def test_postgrest_error_yields_schema_valid_error_line() -> None:
+    """A store raising a PostgREST error gives an ERROR line with error_code, HTTP status and body (spec test 1)."""
+    error = RpcError(
+        "claim_nightly_run",
+        "Internal Server Error",
+        http_status=500,
+        response_body='{"code":"XX000","message":"internal error"}',
+        postgrest_code="XX000",
+    )
+    store, log = FakeStore(raises={"claim_nightly_run": error}), CapturedLog()
+    assert handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    (entry,) = log.entries
+    jsonschema.validate(entry, _schema())
+    assert entry["severity"] == "ERROR" and entry["error_code"] == "SUPABASE_RPC_FAILED"
+    assert entry["context"]["http_status"] == 500
+    assert "XX000" in entry["context"]["response_body"]
+    assert entry["context"]["operation"] == "claim_nightly_run"
+    assert entry["@type"].endswith("ReportedErrorEvent")
+
+
+def test_unexpected_exception_yields_stack_trace() -> None:
+    """An injected runtime exception is caught at the top and logged with a stack trace (spec test 4)."""
+    store, log = (
+        FakeStore(raises={"process_batch": ZeroDivisionError("division by zero")}),
+        CapturedLog(),
+    )
+    assert handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    entry = log.with_code("UNEXPECTED_EXCEPTION")[0]
+    jsonschema.validate(entry, _schema())
+    assert entry["severity"] == "ERROR"
+    assert entry["stack_trace"].startswith("Traceback (most recent call last):")
+    assert entry["stack_trace"].rstrip().endswith("ZeroDivisionError: division by zero")
+    assert traceback  # the format is traceback.format_exception's
+
+
+def test_transient_store_error_asks_for_redelivery() -> None:
+    """A transient failure before any publish is logged and answered RETRY."""
+    store = FakeStore(
+        raises={
+            "claim_nightly_run": RpcTimeout("claim_nightly_run", "ReadTimeout", elapsed_ms=30_000)
+        }
+    )
+    log = CapturedLog()
+    assert handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.RETRY
+    entry = log.entries[0]
+    assert entry["error_code"] == "SUPABASE_TIMEOUT" and entry["context"]["elapsed_ms"] == 30_000
+
+
+def test_database_error_is_logged_with_operation_and_sqlstate() -> None:
+    """A direct-Postgres failure is DB_OPERATION_FAILED with the RPC name and SQLSTATE."""
+    store = FakeStore(
+        raises={
+            "process_batch": DatabaseError(
+                "process_expiry_batch", "deadlock detected", sqlstate="40P01"
+            )
+        }
+    )
+    log = CapturedLog()
+    assert handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.RETRY
+    entry = log.with_code("DB_OPERATION_FAILED")[0]
+    assert (
+        entry["context"]["operation"] == "process_expiry_batch"
+        and entry["context"]["sqlstate"] == "40P01"
+    )
+
+
+def test_record_failures_are_logged_by_id_and_the_run_goes_on() -> None:
+    """Rows the batch reports as failed become DB_OPERATION_FAILED lines with their IDs."""
+    cert, mentor = str(uuid.uuid4()), str(uuid.uuid4())
+    page = BatchResult(
+        fenced=False,
+        counts={"batches": 1, "failures": 1},
+        next_cursor=None,
+        done=True,
+        failures=[RecordFailure(cert, mentor, "auto_pause", "P0001", "refused")],
+    )
+    store, log = FakeStore(pages=[page]), CapturedLog()
+    handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY)
+    failure = log.with_code("DB_OPERATION_FAILED")[0]
+    assert (
+        failure["context"]["certification_id"] == cert
+        and failure["context"]["peer_mentor_id"] == mentor
+    )
+    assert failure["context"]["operation"] == "auto_pause"
+    assert log.codes()[-1] == "RUN_COMPLETED"
+
+
+def test_budget_reached_hands_off_and_publishes_the_cursor() -> None:
+    """When the next batch would overrun the budget, the run checkpoints and publishes a continuation."""
+    first = _page(False, mentors=50)
+    store, log, publisher = FakeStore(pages=[first]), CapturedLog(), InMemoryPublisher()
+    ticks = itertools.count()
+    job = _job(
+        store,
+        log,
+        publisher,
+        clock=lambda: next(ticks) * 100.0,
+        time_budget_s=420,
+        monitoring_reserve_s=15,
+    )
+    assert handle_event(job, PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    assert store.names() == ["claim_nightly_run", "process_batch", "handoff"]
+    (topic, data, attributes) = publisher.messages[0]
+    message = Resume.model_validate_json(data)
+    assert topic == LOCAL_TOPIC and message.segment == 1 and message.cursor == first.next_cursor
+    assert attributes["cron_run_id"] == str(store.run_id)
+    assert log.codes()[-1] == "CONTINUATION_PUBLISHED"
+
+
+def test_publish_failure_after_checkpoint_asks_for_redelivery() -> None:
+    """If the continuation cannot be published, the handoff stays stored and Pub/Sub is asked to redeliver."""
+    store, log = FakeStore(pages=[_page(False)]), CapturedLog()
+    ticks = itertools.count()
+    job = _job(store, log, FailingPublisher(), clock=lambda: next(ticks) * 100.0)
+    assert handle_event(job, PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.RETRY
+    assert "handoff" in store.names()
+    assert log.with_code("CONTINUATION_PUBLISH_FAILED")[0]["context"]["topic"] == LOCAL_TOPIC
+
+
+@pytest.mark.parametrize(
+    ("outcome", "code", "expected"),
+    [
+        ("busy", "RUN_BUSY", Outcome.RETRY),
+        ("completed", "DUPLICATE_DELIVERY", Outcome.ACK),
+    ],
+)
+def test_nightly_claim_outcomes(outcome: str, code: str, expected: Outcome) -> None:
+    """A busy run asks for redelivery; a completed run acknowledges the duplicate trigger."""
+    store, log = FakeStore(claim_outcome=outcome), CapturedLog()
+    assert handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY) is expected
+    assert log.codes() == [code]
+    assert store.names() == ["claim_nightly_run"]
+
+
+@pytest.mark.parametrize(
+    ("outcome", "code", "expected"),
+    [
+        ("busy", "RUN_BUSY", Outcome.RETRY),
+        ("duplicate", "DUPLICATE_DELIVERY", Outcome.ACK),
+        ("unknown", "INVALID_MESSAGE", Outcome.ACK),
+        ("claimed", "RUN_COMPLETED", Outcome.ACK),
+    ],
+)
+def test_continuation_claim_outcomes(outcome: str, code: str, expected: Outcome) -> None:
+    """Each answer of the continuation claim leads to the right log line and acknowledgement."""
+    store, log = FakeStore(claim_outcome=outcome), CapturedLog()
+    body = Resume(kind="resume", run_id=store.run_id, segment=2, cursor=None).to_bytes()
+    assert handle_event(_job(store, log), PUBSUB_EVENT_TYPE, pubsub_event_data(body)) is expected
+    assert log.codes()[-1] == code
+
+
+def test_fenced_batch_stops_without_writing() -> None:
+    """A batch fenced out (another invocation took over) stops the segment quietly."""
+    store = FakeStore(pages=[BatchResult(fenced=True, counts={}, next_cursor=None, done=False)])
+    log = CapturedLog()
+    assert handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    assert log.codes()[-1] == "RUN_FENCED"
+    assert "complete" not in store.names()
+
+
+def test_fenced_handoff_and_completion() -> None:
+    """A lost fence at handoff or completion is logged as RUN_FENCED and nothing is published."""
+    ticks = itertools.count()
+    store, log, publisher = (
+        FakeStore(pages=[_page(False)], handoff_ok=False),
+        CapturedLog(),
+        InMemoryPublisher(),
+    )
+    handle_event(
+        _job(store, log, publisher, clock=lambda: next(ticks) * 100.0), PUBSUB_EVENT_TYPE, NIGHTLY
+    )
+    assert log.codes()[-1] == "RUN_FENCED" and publisher.messages == []
+    store, log = FakeStore(completion_fenced=True), CapturedLog()
+    handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY)
+    assert log.codes()[-1] == "RUN_FENCED"
+
+
+def test_missing_topic_on_handoff_is_a_settings_error() -> None:
+    """Without CONTINUATION_TOPIC a handoff cannot publish: INVALID_SETTINGS and a retry."""
+    ticks = itertools.count()
+    store, log = FakeStore(pages=[_page(False)]), CapturedLog()
+    job = _job(store, log, clock=lambda: next(ticks) * 100.0)
+    job.settings = job.settings.model_copy(update={"continuation_topic": None})
+    assert handle_event(job, PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.RETRY
+    assert log.with_code("INVALID_SETTINGS")[0]["context"]["setting"] == "CONTINUATION_TOPIC"
+
+
+def test_clean_run_emits_started_batches_monitoring_audit_completed() -> None:
+    """A one-segment run logs its whole story in order, all lines valid against the schema."""
+    store, log = FakeStore(pages=[_page(False, mentors=50), _page(True, mentors=3)]), CapturedLog()
+    handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY)
+    assert log.codes() == [
+        "RUN_STARTED",
+        "BATCH_DONE",
+        "BATCH_DONE",
+        "MONITORING_CLEAN",
+        "AUDIT_WRITTEN",
+        "RUN_COMPLETED",
+    ]
+    for entry in log.entries:
+        jsonschema.validate(entry, _schema())
+        assert entry["cron_run_id"] == str(store.run_id)
