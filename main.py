@@ -28,18 +28,20 @@ _job: Job | None = None
 
 
 def _get_job() -> Job | None:
+    """The instance's job, built on first use; None (after one ERROR line) if settings are bad."""
     global _job
     if _job is None:
         try:
             settings = load_settings()
+            log = make_logger(_sanitizer, settings)
+            job = make_job(settings, log)
         except SettingsError as exc:
             _log.error(
                 Code.INVALID_SETTINGS, "The function's settings are invalid.", **exc.log_context()
             )
             return None
-        log = make_logger(_sanitizer, settings)
         install_process_logging(log)
-        _job = make_job(settings, log)
+        _job = job
     return _job
 
 

@@ -30,7 +30,6 @@ class Code(StrEnum):
     RUN_RESUMED = "RUN_RESUMED"
     SEGMENT_STARTED = "SEGMENT_STARTED"
     BATCH_DONE = "BATCH_DONE"
-    RECORD_FAILED = "RECORD_FAILED"
     CONTINUATION_PUBLISHED = "CONTINUATION_PUBLISHED"
     CONTINUATION_PUBLISH_FAILED = "CONTINUATION_PUBLISH_FAILED"
     DUPLICATE_DELIVERY = "DUPLICATE_DELIVERY"
@@ -73,23 +72,22 @@ CATALOGUE: Mapping[Code, CodeInfo] = MappingProxyType(
         ),
         Code.RUN_RESUMED: CodeInfo(
             _I,
-            "A continuation message resumed an existing run from its stored cursor.",
-            "None. Many resumes for one run mean segments hit their time budget early.",
+            "A nightly trigger took over tonight's unfinished run after its lease lapsed (the "
+            "invocation holding it died); it resumes from the stored checkpoint with a new "
+            "segment.",
+            "None if rare. Read the previous invocation's last lines (crash, timeout, out of "
+            "memory).",
         ),
         Code.SEGMENT_STARTED: CodeInfo(
             _I,
-            "A time-boxed segment of the run began (segment, cursor, budget_s).",
+            "A continuation message claimed the next segment of a run; it resumes from the "
+            "checkpoint the previous segment stored.",
             "None.",
         ),
         Code.BATCH_DONE: CodeInfo(
             _I,
             "A batch of certifications was processed (counts in context).",
             "None.",
-        ),
-        Code.RECORD_FAILED: CodeInfo(
-            _W,
-            "One certification could not be processed; the run carried on without it.",
-            "Look up certification_id; it is retried by the next run. Escalate if it repeats.",
         ),
         Code.CONTINUATION_PUBLISHED: CodeInfo(
             _I,
@@ -98,14 +96,17 @@ CATALOGUE: Mapping[Code, CodeInfo] = MappingProxyType(
         ),
         Code.CONTINUATION_PUBLISH_FAILED: CodeInfo(
             _E,
-            "Publishing the continuation message failed; the run is stuck at its cursor.",
-            "Check Pub/Sub topic IAM and quota; the delivery is retried, or resume the run "
-            "with the CLI.",
+            "The continuation could not be published after a bounded retry. The checkpoint is "
+            "stored; the function answered 503, so Pub/Sub redelivers this message, which resumes "
+            "the run once its lease lapses.",
+            "Check that the function's service account may publish to the topic, and Pub/Sub's "
+            "status. Runs resume by themselves; to finish one now: python -m certexpiry run.",
         ),
         Code.DUPLICATE_DELIVERY: CodeInfo(
             _I,
-            "Pub/Sub delivered a message already handled (same message_id/nightly_key).",
-            "None: at-least-once delivery; the duplicate was acknowledged and skipped.",
+            "A message for a run that has moved past it or completed (a Pub/Sub redelivery or a "
+            "second scheduler trigger); acknowledged and skipped.",
+            "None: delivery is at least once.",
         ),
         Code.RUN_FENCED: CodeInfo(
             _W,
@@ -127,18 +128,23 @@ CATALOGUE: Mapping[Code, CodeInfo] = MappingProxyType(
         ),
         Code.MONITORING_CLEAN: CodeInfo(
             _I,
-            "Post-run check: no expired certification is left with an active mentor.",
+            "The post-run monitoring query found no expired certification left unpaused.",
             "None.",
         ),
         Code.MISSED_AUTO_PAUSE: CodeInfo(
-            _E,
-            "Post-run check found expired certifications whose mentor was not paused.",
-            "Run the remediation CLI for missed_ids; investigate why the sweep skipped them.",
+            _W,
+            "The post-run monitoring query found expired certifications that are not paused and "
+            "have no auto_pause record (missed_ids, capped in the line; complete in "
+            "cron_audit_log).",
+            "python -m certexpiry remediate RUN_ID, then python -m certexpiry check, then python "
+            "-m certexpiry audit resolve RUN_ID. DB_OPERATION_FAILED lines of the same run give "
+            "the cause.",
         ),
         Code.MONITORING_FAILED: CodeInfo(
-            _E,
-            "The post-run monitoring query itself failed; the run's result is unverified.",
-            "Re-run the monitoring check from the CLI; see the sqlstate/http_status in context.",
+            _W,
+            "The monitoring query itself failed; the run's outcome stands but is unverified (the "
+            "audit row says monitoring_failed).",
+            "Run python -m certexpiry check; see operation, sqlstate or http_status in context.",
         ),
         Code.AUDIT_WRITTEN: CodeInfo(
             _I,
@@ -146,9 +152,10 @@ CATALOGUE: Mapping[Code, CodeInfo] = MappingProxyType(
             "None.",
         ),
         Code.AUDIT_FAILED: CodeInfo(
-            _E,
-            "The audit row could not be written; the run's work is done but not recorded.",
-            "Write the audit row with the CLI from this run's RUN_COMPLETED figures.",
+            _W,
+            "The cron_audit_log row could not be written; the run's work is done, and its totals "
+            "are in its RUN_COMPLETED line and in cron_runs.",
+            "Check the upsert_cron_audit RPC (migration applied, execute granted to service_role).",
         ),
         Code.RUN_COMPLETED: CodeInfo(
             _I,
@@ -157,18 +164,25 @@ CATALOGUE: Mapping[Code, CodeInfo] = MappingProxyType(
         ),
         Code.SUPABASE_RPC_FAILED: CodeInfo(
             _E,
-            "A Supabase PostgREST call returned an error (http_status, postgrest_code, hint).",
-            "Check the function/RPC named in operation and Supabase status; details are sanitised.",
+            "A call to Supabase's API failed (operation, http_status, postgrest_code, details, "
+            "hint, sanitised response_body). Transient ones (502/503/504, PGRST000-003) are "
+            "retried, then redelivered by Pub/Sub.",
+            "404 PGRST202: a migration is missing. 401/403: the service-role key or grants. 5xx: "
+            "Supabase status.",
         ),
         Code.SUPABASE_TIMEOUT: CodeInfo(
-            _W,
-            "A Supabase call timed out; it is retried with back-off.",
-            "None if followed by success. Repeated: check Supabase status and query plans.",
+            _E,
+            "A call to Supabase's API timed out after its retries (operation, elapsed_ms); "
+            "Pub/Sub redelivers the message.",
+            "Check Supabase status and the RPC's query plan; the run resumes by itself.",
         ),
         Code.DB_OPERATION_FAILED: CodeInfo(
             _E,
-            "A direct Postgres operation failed (sqlstate in context).",
-            "Look up the SQLSTATE; constraint errors point at data, 08xxx at connectivity.",
+            "A direct Postgres call failed (operation, sqlstate), or a batch reported a "
+            "certification it could not process (certification_id, peer_mentor_id, operation); "
+            "the rest of the batch was kept.",
+            "Look up the SQLSTATE: 23xxx or P0001 point at the row or a trigger (monitoring flags "
+            "it), 08xxx and 53xxx at connectivity (retried).",
         ),
         Code.INVALID_MESSAGE: CodeInfo(
             _E,
@@ -182,8 +196,11 @@ CATALOGUE: Mapping[Code, CodeInfo] = MappingProxyType(
         ),
         Code.UNEXPECTED_EXCEPTION: CodeInfo(
             _E,
-            "An exception escaped the handler, a thread or a library (stack_trace attached).",
-            "Open the Error Reporting group; fix the bug. The delivery may be retried.",
+            "An exception escaped (stack_trace attached). The message is acknowledged, since a "
+            "bug fails every retry; the run is resumed by a redelivery or superseded the next "
+            "night.",
+            "Open the Error Reporting group and fix the bug; then python -m certexpiry run "
+            "finishes tonight's run.",
         ),
         Code.LOG_LINES_DROPPED: CodeInfo(
             _W,

@@ -57,7 +57,7 @@ SERVER_USER = "certexpiry-pg"
 
 
 def _as_server_user(path: Path) -> list[str]:
-    """Postgres refuses to run as root: as root, run it as an unprivileged user, as pgserver does."""
+    """Postgres refuses to run as root: run it as an unprivileged user then, as pgserver does."""
     if os.geteuid() != 0:
         return []
     import pwd

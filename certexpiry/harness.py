@@ -8,8 +8,10 @@ tests and the demo both use it, so the demo shows exactly what production runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -85,6 +87,8 @@ class FunctionProcess:
             text=True,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            # Its own process group, so a kill reaches gunicorn's worker and not just the master.
+            start_new_session=True,
         )
         for name, stream in (("stdout", self._process.stdout), ("stderr", self._process.stderr)):
             reader = threading.Thread(target=self._read, args=(name, stream), daemon=True)
@@ -110,19 +114,23 @@ class FunctionProcess:
                 self.on_line(name, line)
 
     def kill(self) -> None:
-        """SIGKILL: no clean-up, as a crashed instance."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
+        """SIGKILL the process group (master and worker): no clean-up, as a crashed instance."""
+        if self._process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGKILL)
             self._process.wait(timeout=10)
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGTERM)
             try:
                 self._process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=10)
+                self.kill()
+        if self._process is not None:  # a worker outliving its master must not linger
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGKILL)
         for reader in self._readers:
             reader.join(timeout=5)
 

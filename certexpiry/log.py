@@ -342,17 +342,13 @@ class _Caps:
         self.total = max(self.total, total)
 
 
-class _RawJson(str):
-    """Already-encoded JSON, inserted as is by _encode_context."""
-
-
 class _Where(NamedTuple):
-    """A source location with its ready-made ``sourceLocation`` member and
-    ``reportLocation`` value (Error Reporting needs the latter on entries without a
-    stack trace)."""
+    """A source location as ready-made JSON members: ``sourceLocation`` for the entry and
+    ``reportLocation`` for the context (Error Reporting needs the latter on entries
+    without a stack trace)."""
 
     json: str
-    report: _RawJson
+    report: str
 
 
 _ENCODE = json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular=False).encode
@@ -369,7 +365,9 @@ def _where(file: str, line: int, function: str, key: tuple[object, ...] | None =
             _WHERE_CACHE.clear()
         member = _ENCODE({"file": file, "line": str(line), "function": function})
         report = _ENCODE({"filePath": file, "lineNumber": line, "functionName": function})
-        found = _Where(f',"logging.googleapis.com/sourceLocation":{member}', _RawJson(report))
+        found = _Where(
+            f',"logging.googleapis.com/sourceLocation":{member}', f'"reportLocation":{report}'
+        )
         _WHERE_CACHE[cache_key] = found
     return found
 
@@ -433,14 +431,18 @@ class _Shared:
         self.error_json = f',"@type":"{ERROR_EVENT_TYPE}","serviceContext":' + _ENCODE(
             {"service": service, "version": version}
         )
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # one line at a time on the stream
+        self.count_lock = threading.Lock()
         self.dropped = 0
         self.unreported = 0
         self.clock = (-1, "")
 
 
 _ERROR = Severity.ERROR
+_time_ns = time.time_ns  # module-level, so tests can move the clock
 _STACK_KEY = ',"stack_trace":'
+# Allowed context keys -> whether the logger sets the key too (then the values are merged).
+_KEY_KIND = {key: key in ("truncated", "total_count") for key in ALLOWED_CONTEXT_KEYS}
 _ID_LIMIT = 10**10  # ints of 11 digits could be national ids; smaller ones pass as they are
 
 
@@ -589,60 +591,78 @@ class JsonLogger:
         stack: str | None,
         where: _Where | None,
     ) -> str:
-        """Serialise one entry, shrinking it if it exceeds MAX_LINE."""
+        """Serialise one entry, shrinking it if it exceeds MAX_LINE.
+
+        The context JSON is built in the same pass that cleans the values (keys are
+        allow-listed identifiers and need no escaping); strings and small ints, nearly
+        every value, are handled inline because a call per value costs more than the work.
+        """
         caps = _Caps()
         sanitize = self._shared.sanitizer.clean
-        ctx: dict[str, object] = {}
+        members: list[str] = []
+        reserved: dict[str, str] = {}  # truncated / total_count given by the caller
         dropped_keys = 0
-        for key, value in context.items():  # strings and small ints (most values) inline
-            if key not in ALLOWED_CONTEXT_KEYS:
+        for key, value in context.items():
+            kind = _KEY_KIND.get(key)
+            if kind is None:
                 dropped_keys += 1
-            elif type(value) is str:
+                continue
+            if type(value) is str:
                 text = sanitize(value[:_PRE_CUT])
                 if len(text) > MAX_STRING:
                     caps.truncated = True
                     text = text[:MAX_STRING] + TRUNCATION_MARK
-                ctx[key] = text
+                encoded = _QUOTE(text)
             elif type(value) is int and -_ID_LIMIT < value < _ID_LIMIT:
-                ctx[key] = value
+                encoded = str(value)
             else:
-                ctx[key] = self._clean(value, 1, caps)
-        text = self._clean_text(message if type(message) is str else str(message), caps)
+                encoded = _ENCODE(self._clean(value, 1, caps))
+            if kind:
+                reserved[key] = encoded
+            else:
+                members.append(f'"{key}":{encoded}')
+        text = sanitize((message if type(message) is str else str(message))[:_PRE_CUT])
+        if len(text) > MAX_STRING:
+            caps.truncated = True
+            text = text[:MAX_STRING] + TRUNCATION_MARK
         if stack is not None:
             stack = self._clean_stack(stack)
-        if dropped_keys:
-            ctx["dropped_keys"] = dropped_keys
         if caps.truncated:
-            ctx["truncated"] = True
+            reserved["truncated"] = "true"
             if caps.total:
-                ctx["total_count"] = caps.total
+                reserved["total_count"] = str(caps.total)
+        for key, encoded in reserved.items():
+            members.append(f'"{key}":{encoded}')
+        if dropped_keys:
+            members.append(f'"dropped_keys":{dropped_keys}')
         is_error = severity is _ERROR
         if is_error and stack is None and where is not None:
-            ctx["reportLocation"] = where.report
+            members.append(where.report)
         timestamp = self._timestamp()
         code_value = code._value_ if type(code) is Code else _code_value(code)
         # The common case assembled inline (as in _assemble): a call costs ~2% of a line.
         line = (
             f'{{"timestamp":"{timestamp}","time":"{timestamp}","severity":"{severity._value_}"'
             f',"message":{_QUOTE(text)}{self._run_id_json},"error_code":"{code_value}"'
-            f',"context":{_encode_context(ctx)}'
+            f',"context":{{{",".join(members)}}}'
             f"{'' if stack is None else _STACK_KEY + _QUOTE(stack)}{self._fixed_json}"
             f"{'' if where is None else where.json}"
             f"{self._shared.error_json if is_error else ''}}}"
         )
-        parts = (timestamp, severity._value_, code_value, where, is_error)
         if len(line) > MAX_LINE:
-            line = self._assemble(parts, text, _ids_only(ctx), stack)
-        if len(line) > MAX_LINE:
-            short_stack = None if stack is None else _cut_middle(stack, 2_000)
-            line = self._assemble(parts, text[:200] + TRUNCATION_MARK, _ids_only(ctx), short_stack)
+            parts = (timestamp, severity._value_, code_value, where, is_error)
+            ids = _ENCODE(self._ids_only(context))
+            line = self._assemble(parts, text, ids, stack)
+            if len(line) > MAX_LINE:
+                short_stack = None if stack is None else _cut_middle(stack, 2_000)
+                line = self._assemble(parts, text[:200] + TRUNCATION_MARK, ids, short_stack)
         return line
 
     def _assemble(
         self,
         parts: tuple[str, str, str, _Where | None, bool],
         text: str,
-        ctx: dict[str, object],
+        context_json: str,
         stack: str | None,
     ) -> str:
         """The JSON line: fixed members are precomputed fragments, the rest is encoded."""
@@ -653,9 +673,20 @@ class JsonLogger:
         return (
             f'{{"timestamp":"{timestamp}","time":"{timestamp}","severity":"{severity}"'
             f',"message":{_QUOTE(text)}{self._run_id_json},"error_code":"{code}"'
-            f',"context":{_encode_context(ctx)}{stack_json}{self._fixed_json}{where_json}'
-            f"{error_json}}}"
+            f',"context":{context_json}{stack_json}{self._fixed_json}{where_json}{error_json}}}'
         )
+
+    def _ids_only(self, context: Mapping[str, object]) -> dict[str, object]:
+        """The context reduced to short identifying scalars, for a line over MAX_LINE."""
+        reduced: dict[str, object] = {}
+        for key in _ID_CONTEXT_KEYS:
+            value = context.get(key)
+            if isinstance(value, str):
+                reduced[key] = self._shared.sanitizer.clean(value[:_ID_VALUE_MAX])
+            elif isinstance(value, (int, float)):
+                reduced[key] = self._clean(value, 1, _Caps())
+        reduced["truncated"] = True
+        return reduced
 
     def _clean_text(self, text: str, caps: _Caps) -> str:
         """Sanitise a string and cap it at MAX_STRING characters."""
@@ -711,7 +742,7 @@ class JsonLogger:
 
     def _timestamp(self) -> str:
         """RFC 3339 UTC with microseconds; the seconds part is formatted once a second."""
-        seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+        seconds, nanos = divmod(_time_ns(), 1_000_000_000)
         shared = self._shared
         cached_second, text = shared.clock
         if cached_second != seconds:
@@ -722,7 +753,7 @@ class JsonLogger:
     def _fallback_line(self, severity: Severity, failure: Exception) -> str:
         """A minimal, always-encodable entry for when building the real one failed."""
         parts = (self._timestamp(), severity._value_, Code.UNEXPECTED_EXCEPTION.value, None, False)
-        context: dict[str, object] = {"error_type": type(failure).__name__}
+        context = _ENCODE({"error_type": type(failure).__name__})
         return self._assemble(parts, "log entry could not be built", context, None)
 
     # -- writing ----------------------------------------------------------------------
@@ -747,7 +778,7 @@ class JsonLogger:
                 known is not None
                 and known[0] is stream
                 and known[1] is None
-                and not (shared.unreported)
+                and not shared.unreported
             ):  # the common case, inline: a plain stream, nothing to report first
                 try:
                     stream.write(line + "\n")  # type: ignore[attr-defined]
@@ -768,7 +799,8 @@ class JsonLogger:
                 if not _put(stream, notice + "\n"):
                     self._count_drop()
                     return
-                shared.unreported -= pending
+                with shared.count_lock:
+                    shared.unreported -= pending
             if not _put(stream, line + "\n"):
                 self._count_drop()
         finally:
@@ -778,25 +810,9 @@ class JsonLogger:
     def _count_drop(self) -> None:
         """Count a dropped line; it is reported by the next line that gets through."""
         shared = self._shared
-        shared.dropped += 1
-        shared.unreported += 1
-
-
-def _encode_context(ctx: Mapping[str, object]) -> str:
-    """JSON of a cleaned context; keys are allow-listed identifiers, so need no escaping.
-
-    Strings and ints, nearly every value, are encoded inline: a JSONEncoder call per
-    context costs more than the rest of the line.
-    """
-    members = []
-    for key, value in ctx.items():
-        if type(value) is str:
-            members.append(f'"{key}":{_QUOTE(value)}')
-        elif type(value) is int or type(value) is _RawJson:
-            members.append(f'"{key}":{value}')
-        else:
-            members.append(f'"{key}":{_ENCODE(value)}')
-    return "{" + ",".join(members) + "}"
+        with shared.count_lock:  # also called without the write lock
+            shared.dropped += 1
+            shared.unreported += 1
 
 
 def _code_value(code: object) -> str:
@@ -805,19 +821,6 @@ def _code_value(code: object) -> str:
         return Code(str(code)).value
     except ValueError:
         return Code.UNEXPECTED_EXCEPTION.value
-
-
-def _ids_only(context: Mapping[str, object]) -> dict[str, object]:
-    """The context reduced to short identifying scalars, for a line over MAX_LINE."""
-    reduced: dict[str, object] = {}
-    for key in _ID_CONTEXT_KEYS:
-        value = context.get(key)
-        if isinstance(value, str):
-            reduced[key] = value[:_ID_VALUE_MAX]
-        elif isinstance(value, (int, float)):
-            reduced[key] = value
-    reduced["truncated"] = True
-    return reduced
 
 
 def _describe(exc: BaseException) -> str:
@@ -889,7 +892,7 @@ class _JsonHandler(logging.Handler):
             stack = _format_exception(record.exc_info[1])
         elif record.stack_info:
             stack = record.stack_info
-        where = _where(record.pathname, record.lineno, record.funcName)
+        where = _where(str(record.pathname), record.lineno or 0, record.funcName or "<unknown>")
         self._installation.logger._log(
             _severity_for(record.levelno),
             Code.LIBRARY_LOG,
@@ -1004,7 +1007,7 @@ class _CapturedStream(io.TextIOBase):
             self._traceback = [line]
         elif line.strip():
             self._installation.logger._log(
-                self._severity, Code.LIBRARY_LOG, line, {"logger": self._name}, None, None
+                self._severity, Code.LIBRARY_LOG, _unwrap(line), {"logger": self._name}, None, None
             )
 
     def _emit_traceback(self) -> None:
@@ -1019,6 +1022,22 @@ class _CapturedStream(io.TextIOBase):
             None,
             stack="\n".join(group) + "\n",
         )
+
+
+def _unwrap(line: str) -> str:
+    """The message of a line another wrapper already made JSON, else the line itself.
+
+    functions-framework's LOG_EXECUTION_ID stream turns a plain print into
+    ``{"message": ..., labels}`` before it reaches us; we log that message, not the JSON.
+    """
+    if line.startswith("{") and line.endswith("}"):
+        try:
+            payload = json.loads(line)
+        except ValueError:
+            return line
+        if isinstance(payload, dict) and isinstance(payload.get("message"), str):
+            return cast(str, payload["message"])
+    return line
 
 
 class _LoggerState(NamedTuple):
@@ -1109,13 +1128,13 @@ _installed: _Installation | None = None
 
 
 def _library_loggers() -> list[logging.Logger]:
-    """The configured library loggers and every existing child of theirs."""
-    found = [logging.getLogger(name) for name in LIBRARY_LOGGERS]
+    """The configured library loggers and every existing child of theirs, once each."""
+    found = {name: logging.getLogger(name) for name in LIBRARY_LOGGERS}
     prefixes = tuple(f"{name}." for name in LIBRARY_LOGGERS)
     for name, candidate in list(logging.Logger.manager.loggerDict.items()):
         if name.startswith(prefixes) and isinstance(candidate, logging.Logger):
-            found.append(candidate)
-    return found
+            found[name] = candidate
+    return list(found.values())
 
 
 def install_process_logging(logger: JsonLogger, *, level: int = logging.INFO) -> None:
@@ -1136,10 +1155,9 @@ def install_process_logging(logger: JsonLogger, *, level: int = logging.INFO) ->
     installation = _Installation(logger)
     root = logging.getLogger()
     for library in _library_loggers():
-        if library.name not in installation.loggers:
-            installation.loggers[library.name] = _LoggerState(
-                list(library.handlers), library.propagate, library.disabled
-            )
+        installation.loggers[library.name] = _LoggerState(
+            list(library.handlers), library.propagate, library.disabled
+        )
         library.handlers = []
         library.propagate = True
         library.disabled = False

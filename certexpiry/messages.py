@@ -72,7 +72,9 @@ def decode(
             raise _invalid("message older than 24 hours", envelope)
         if age < -timedelta(minutes=5):
             raise _invalid("message published in the future", envelope)
-    raw = data["message"].get("data") or ""
+    raw = data["message"].get("data")
+    if raw is None:  # no data at all: an attributes-only message, read as an empty body
+        raw = ""
     if not isinstance(raw, str):
         raise _invalid("message data is not a base64 string", envelope)
     if len(raw) > MAX_BODY_BYTES * 4 // 3 + 4:
@@ -81,6 +83,8 @@ def decode(
         body = base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError):
         raise _invalid("message data is not valid base64", envelope) from None
+    if len(body) > MAX_BODY_BYTES:  # the length check above lets up to 2 bytes more through
+        raise _invalid("message body too large", envelope)
     if not body.strip():
         return envelope, NightlyTrigger()
     try:

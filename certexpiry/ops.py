@@ -14,7 +14,7 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from certexpiry.store import COUNT_KEYS, RpcTransport
+from certexpiry.store import COUNT_KEYS, RpcTransport, parse_date, parse_datetime
 
 DEFAULT_LIST_LIMIT = 20
 
@@ -55,18 +55,6 @@ class Resolution:
     resolved_at: datetime | None
 
 
-def _datetime(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value))
-
-
-def _date(value: Any) -> date | None:
-    return None if value is None else date.fromisoformat(str(value))
-
-
 def _int(value: Any) -> int | None:
     return None if value is None else int(value)
 
@@ -81,13 +69,13 @@ def _entry(data: Mapping[str, Any]) -> AuditEntry:
     still = data.get("still_missed")
     return AuditEntry(
         run_id=UUID(str(data["run_id"])),
-        run_at=_datetime(data.get("run_at")),
-        nightly_key=_date(data.get("nightly_key")),
+        run_at=parse_datetime(data.get("run_at")),
+        nightly_key=parse_date(data.get("nightly_key")),
         status=str(data.get("status") or ""),
         segments=_int(data.get("segments")),
         missed_pause_count=int(data.get("missed_pause_count") or 0),
         resolved=bool(data.get("resolved")),
-        resolved_at=_datetime(data.get("resolved_at")),
+        resolved_at=parse_datetime(data.get("resolved_at")),
         duration_ms=_int(data.get("duration_ms")),
         totals=_totals(data.get("totals")),
         missed_ids=tuple(str(item) for item in data.get("missed_ids") or ()),
@@ -122,5 +110,5 @@ class OpsStore:
             refused=bool(data["refused"]),
             forced=bool(data.get("forced")),
             still_missed=tuple(str(item) for item in data.get("still_missed") or ()),
-            resolved_at=_datetime(data.get("resolved_at")),
+            resolved_at=parse_datetime(data.get("resolved_at")),
         )

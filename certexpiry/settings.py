@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     service_name: str = Field(default="certexpiry", alias="K_SERVICE")
     service_version: str = Field(default="dev")
 
+    @field_validator("database_url", "supabase_url", "supabase_service_role_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """An empty connection setting (e.g. `DATABASE_URL=`) means "not configured"."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("reminder_days", mode="before")
     @classmethod
     def _parse_days(cls, value: object) -> object:

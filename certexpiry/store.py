@@ -161,11 +161,13 @@ def _uuid(value: Any) -> UUID | None:
     return None if value is None else UUID(str(value))
 
 
-def _date(value: Any) -> date | None:
+def parse_date(value: Any) -> date | None:
+    """An RPC's ISO date (or null)."""
     return None if value is None else date.fromisoformat(str(value))
 
 
-def _datetime(value: Any) -> datetime | None:
+def parse_datetime(value: Any) -> datetime | None:
+    """An RPC's ISO timestamp (or null); psycopg may already hand back a datetime."""
     if value is None:
         return None
     if isinstance(value, datetime):
@@ -235,10 +237,10 @@ class RpcStore:
             run_id=UUID(str(data["run_id"])),
             segment=int(data.get("segment") or 0),
             cursor=_uuid(data.get("cursor")),
-            today=_date(data.get("today")),
+            today=parse_date(data.get("today")),
             totals=_counts(data.get("totals")),
             abandoned=[UUID(str(item)) for item in data.get("abandoned") or []],
-            started_at=_datetime(data.get("started_at")),
+            started_at=parse_datetime(data.get("started_at")),
         )
 
     def process_batch(
@@ -295,8 +297,8 @@ class RpcStore:
             fenced=bool(data["fenced"]),
             totals=_counts(data.get("totals")),
             segments=int(data.get("segments") or 0),
-            started_at=_datetime(data.get("started_at")),
-            finished_at=_datetime(data.get("finished_at")),
+            started_at=parse_datetime(data.get("started_at")),
+            finished_at=parse_datetime(data.get("finished_at")),
         )
 
     def missed_auto_pauses(self, timezone: str, today: date | None) -> MissedReport:

@@ -189,12 +189,7 @@ def _run_segment(job: Job, segment: _Segment) -> Outcome:
         duration_s = job.clock() - started
         budget.record_batch(duration_s)
         if result.fenced:
-            log.warning(
-                Code.RUN_FENCED,
-                "Another invocation took over this run; stopping.",
-                segment=claim.segment,
-            )
-            return Outcome.ACK
+            return _fenced(segment)
         for failure in result.failures:
             log.error(
                 Code.DB_OPERATION_FAILED,
@@ -221,12 +216,7 @@ def _run_segment(job: Job, segment: _Segment) -> Outcome:
 def _hand_off(job: Job, segment: _Segment, cursor: UUID | None, budget: TimeBudget) -> Outcome:
     settings, log, claim = job.settings, segment.log, segment.claim
     if not job.store.handoff(claim.run_id, claim.segment, settings.lease_s):
-        log.warning(
-            Code.RUN_FENCED,
-            "Another invocation took over this run; stopping.",
-            segment=claim.segment,
-        )
-        return Outcome.ACK
+        return _fenced(segment)
     if settings.continuation_topic is None:
         log.error(
             Code.INVALID_SETTINGS,
@@ -265,12 +255,7 @@ def _finish(job: Job, segment: _Segment, budget: TimeBudget) -> Outcome:
     )
     completion = job.store.complete(claim.run_id, claim.segment)
     if completion.fenced:
-        log.warning(
-            Code.RUN_FENCED,
-            "Another invocation took over this run; stopping.",
-            segment=claim.segment,
-        )
-        return Outcome.ACK
+        return _fenced(segment)
     log.info(
         Code.RUN_COMPLETED,
         "Nightly run completed.",
@@ -278,6 +263,16 @@ def _finish(job: Job, segment: _Segment, budget: TimeBudget) -> Outcome:
         duration_ms=duration_ms,
         segment=claim.segment,
         **_counts(completion.totals),
+    )
+    return Outcome.ACK
+
+
+def _fenced(segment: _Segment) -> Outcome:
+    """Another invocation holds the run now: stop without writing anything more."""
+    segment.log.warning(
+        Code.RUN_FENCED,
+        "Another invocation took over this run; stopping.",
+        segment=segment.claim.segment,
     )
     return Outcome.ACK
 

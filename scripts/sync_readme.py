@@ -1,4 +1,4 @@
-"""Rewrite the README's error-code table from certexpiry/codes.py (the one source)."""
+"""Rewrite the error-code tables (README.md, docs/logging.md) from certexpiry/codes.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from certexpiry.codes import runbook_markdown  # after the path set-up
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+TARGETS = (ROOT / "README.md", ROOT / "docs" / "logging.md")
 BLOCK = re.compile(r"(<!-- codes:begin -->\n).*?(<!-- codes:end -->)", re.S)
 
 
@@ -21,4 +22,5 @@ def synced(text: str) -> str:
 
 
 if __name__ == "__main__":
-    README.write_text(synced(README.read_text()))
+    for target in TARGETS:
+        target.write_text(synced(target.read_text()))

@@ -36,8 +36,9 @@ SEEDED_PII: tuple[str, ...] = ("Kari Nordmann", "01017012345", "kari@example.org
 """The personal data tests/seeding.py and the end-to-end tests put in the database."""
 
 PATTERNS: dict[str, re.Pattern[str]] = {
+    # Not part of a longer id, a decimal number or a timestamp (the sanitiser's own guards).
     "national id (11 digits)": re.compile(
-        r"(?<![0-9A-Za-z_.:+-])[0-9]{6}[ ]?[0-9]{5}(?![0-9A-Za-z_])"
+        r"(?<![0-9A-Za-z_.:+-])[0-9]{6}[ ]?[0-9]{5}(?![0-9A-Za-z_])(?!\.[0-9])"
     ),
     "e-mail address at an example domain": re.compile(
         r"[A-Za-z0-9._%+-]+@example\.(?:org|com|net|no)\b"
@@ -107,12 +108,13 @@ class LeakScanner:
     def scan_line(self, line: str, source: str, line_number: int = 0) -> list[Hit]:
         """Hits in one line (recorded on this scanner, and returned)."""
         with self._lock:
-            literal = self._needles()
+            self._needles()
             found: list[tuple[int, int, str]] = []
-            if literal is not None:
-                found += [
-                    (m.start(), m.end(), self._kinds[m.group(0)]) for m in literal.finditer(line)
-                ]
+            for value, kind in self._kinds.items():  # `in` is C speed; a regex alternation is not
+                at = line.find(value)
+                while at >= 0:
+                    found.append((at, at + len(value), kind))
+                    at = line.find(value, at + 1)
             for kind, pattern in self.patterns.items():
                 found += [(m.start(), m.end(), kind) for m in pattern.finditer(line)]
             self.lines_scanned += 1

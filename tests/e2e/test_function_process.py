@@ -93,3 +93,29 @@ def test_traceparent_header_reaches_the_log(
     invalid = [e for e in entries if e["error_code"] == "INVALID_MESSAGE"]
     assert invalid[0]["logging.googleapis.com/trace"] == f"projects/local-demo/traces/{trace_id}"
     assert invalid[0]["logging.googleapis.com/spanId"] == "00f067aa0ba902b7"
+
+
+@pytest.mark.parametrize(
+    ("env", "setting"),
+    [
+        ({"REMINDER_DAYS": "30,x"}, "REMINDER_DAYS"),
+        ({"DATABASE_URL": "", "SUPABASE_URL": ""}, "DATABASE_URL"),
+    ],
+)
+def test_bad_settings_give_one_error_line_and_a_503(
+    database_url: str, pubsub: FakePubSub, env: dict[str, str], setting: str
+) -> None:
+    """A bad or missing setting answers 503 (so Pub/Sub retries after a fix) with one JSON ERROR line naming it."""
+    base = function_env(database_url, pubsub)
+    base.pop("DATABASE_URL")
+    function = FunctionProcess(env={**base, **env}).start()
+    try:
+        delivery = function.deliver(b'{"kind":"nightly"}')
+    finally:
+        function.stop()
+    assert delivery.status == 503
+    entries = [json.loads(line) for _, line in function.lines]
+    errors = [e for e in entries if e["severity"] == "ERROR"]
+    assert [e["error_code"] for e in errors] == ["INVALID_SETTINGS"]
+    assert errors[0]["context"]["setting"] == setting
+    assert "stack_trace" not in errors[0]

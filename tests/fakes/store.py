@@ -13,14 +13,14 @@ from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
-from certexpiry.store import AuditRow, BatchResult, Claim, Completion, MissedReport
+from certexpiry.store import AuditRow, BatchResult, Claim, ClaimOutcome, Completion, MissedReport
 
 
 @dataclass
 class FakeStore:
     """Answers claims with `claim_outcome`, serves `pages` of batch results, records calls."""
 
-    claim_outcome: str = "started"
+    claim_outcome: ClaimOutcome = "started"
     pages: list[BatchResult] = field(
         default_factory=lambda: [
             BatchResult(
@@ -56,7 +56,7 @@ class FakeStore:
         return Claim(
             outcome=self.claim_outcome,
             run_id=self.run_id,
-            segment=segment,  # type: ignore[arg-type]  # scripted
+            segment=segment,
             today=date(2026, 11, 28),
             started_at=datetime.now(UTC),
         )

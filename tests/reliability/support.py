@@ -10,6 +10,7 @@ recorded or queued more than once), missed effects and unexpected ones.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -78,7 +79,7 @@ def sized(variant: str, reduced: int, full: int, env: str | None = None) -> int:
 def report(title: str, figures: dict[str, Any]) -> None:
     """Print the figures (shown with -s / -rP) and append them to $CERTEXPIRY_RELIABILITY_REPORT."""
     line = json.dumps({"suite": title, **figures}, default=str)
-    print(line)  # noqa: T201  # figures for a person reading the run
+    print(line)  # figures for a person reading the run
     path = os.environ.get("CERTEXPIRY_RELIABILITY_REPORT")
     if path:
         with open(path, "a", encoding="utf-8") as out:
@@ -408,15 +409,13 @@ def hard_kill(function: FunctionProcess) -> None:
     except psutil.NoSuchProcess:
         workers = []
     for worker in workers:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             worker.kill()
-        except psutil.NoSuchProcess:
-            pass
     function.kill()
-    wait_for(lambda: not any(_running(worker) for worker in workers), 5)
+    wait_for(lambda: not any(is_running(worker) for worker in workers), 5)
 
 
-def _running(process: psutil.Process) -> bool:
+def is_running(process: psutil.Process) -> bool:
     """Alive and not a zombie (an orphaned worker may never be reaped in a container)."""
     try:
         return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
@@ -435,10 +434,8 @@ def stop(function: FunctionProcess) -> None:
             workers = []
     function.stop()
     for worker in workers:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             worker.kill()
-        except psutil.NoSuchProcess:
-            pass
 
 
 def entries(function: FunctionProcess) -> list[dict[str, Any]]:

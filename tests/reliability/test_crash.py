@@ -3,9 +3,11 @@ Pub/Sub recovers it; the end state must equal a clean run on identical data.
 
 Each kill point: restore the seeded night, drive the chain through functions-framework and the
 fake Pub/Sub, kill the instance (a random delay; right at a publish, with the message kept or
-lost; or just after a chosen log line: the claim, a batch's checkpoint, a continuation's
-publish, the last batch before monitoring, the monitoring query, the audit upsert), start a
-new instance and recover in one of two ways:
+lost; or just after a chosen log line: the claim (in a batch), a batch's checkpoint (before
+the handoff and publish), a continuation's publish (before the answer), the last batch (in the
+monitoring query), the monitoring line (in the audit upsert), the audit line (in the run's
+completion); triggers slow the database down a little so that those windows are wide), start
+a new instance and recover in one of two ways:
 
 * redeliver: Pub/Sub redelivers the unacknowledged message and every published continuation,
   in random order, sometimes with a late duplicate; a 503 (live lease) is redelivered after
@@ -24,6 +26,7 @@ run, no run left in progress, the runs' totals equal to the effects, every line 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import threading
@@ -41,13 +44,13 @@ from certexpiry.harness import FunctionProcess, function_env
 from certexpiry.pubsub_fake import FakePubSub, Published
 from tests.reliability.support import (
     NIGHTLY,
-    _running,
     Driver,
     entries,
     env_int,
     expected_effects,
     expire_leases,
     hard_kill,
+    is_running,
     non_json_lines,
     org_today,
     report,
@@ -68,6 +71,21 @@ from tests.reliability.support import (
 
 Conn = psycopg.Connection[Any]
 DB_PASSWORD = "rel-crash-db-password-7f3a9c"  # trust auth ignores it; the leak scan must never see it
+END_OF_RUN_SLEEP_S = 0.04
+PAUSE_SLEEP_S = 0.004
+SLOW_END_OF_RUN = f"""
+create function public.slow_end_of_run() returns trigger language plpgsql as $$
+begin perform pg_sleep({END_OF_RUN_SLEEP_S}); return new; end $$;
+create trigger slow_audit before insert or update on public.cron_audit_log
+    for each row execute function public.slow_end_of_run();
+create trigger slow_completion before update on public.cron_runs
+    for each row when (new.status = 'completed' and old.status <> 'completed')
+    execute function public.slow_end_of_run();
+create function public.slow_pause() returns trigger language plpgsql as $$
+begin perform pg_sleep({PAUSE_SLEEP_S}); return new; end $$;
+create trigger slow_pause before update on public.certifications
+    for each row execute function public.slow_pause();
+"""
 
 MODES = (
     "delay",
@@ -194,9 +212,13 @@ def plan_for(index: int, rng: random.Random, ref: dict[str, Any]) -> Plan:
         return Plan(mode, occurrence=rng.randint(1, batches - 1), delay_s=small, recovery=recovery)
     if mode == "line:SEGMENT_STARTED":
         return Plan(mode, occurrence=rng.randint(1, publishes), delay_s=small, recovery=recovery)
+    if mode == "line:RUN_STARTED":
+        return Plan(mode, occurrence=1, delay_s=small, recovery=recovery)
     if mode == "last_batch":
         return Plan(mode, occurrence=batches, delay_s=small, recovery=recovery)
-    return Plan(mode, occurrence=1, delay_s=0.0, recovery=recovery)  # the window is ~1 ms
+    # MONITORING_CLEAN is followed by the audit upsert, AUDIT_WRITTEN by complete_run: each
+    # made to take END_OF_RUN_SLEEP_S, so the kill lands inside it.
+    return Plan(mode, occurrence=1, delay_s=rng.uniform(0, END_OF_RUN_SLEEP_S * 0.75), recovery=recovery)
 
 
 @dataclass
@@ -237,6 +259,11 @@ class Instance:
         self._spawn()
         return self.current
 
+    def settle(self) -> None:
+        """Wait for the standby to finish booting (so it does not slow what is measured)."""
+        if self._booting is not None:
+            self._booting.join(60)
+
     def close(self) -> None:
         if self._booting is not None:
             self._booting.join(60)
@@ -256,6 +283,10 @@ def test_sigkill_at_random_points_then_recover(
     today = org_today()
     seed_night(db, mentors, today)
     save_seed(db)
+    # A batch, the audit upsert and the completion take a few ms; a slower database (a sleep
+    # per paused certification, and before the audit row and the completion) widens the windows
+    # so that a kill after RUN_STARTED, MONITORING_CLEAN or AUDIT_WRITTEN lands inside them.
+    db.execute(SLOW_END_OF_RUN)
     expected = expected_effects(db, today)
     assert expected.size > mentors  # the night has work of every kind
 
@@ -272,6 +303,7 @@ def test_sigkill_at_random_points_then_recover(
     try:
         # The clean run on the same data: the reference end state and the chain's shape.
         function = instance.start()
+        instance.settle()
         started = time.monotonic()
         clean = Driver(function, pubsub)
         clean.run()
@@ -314,7 +346,7 @@ def test_sigkill_at_random_points_then_recover(
         "expected_effects": expected.size, "instances_started": instance.started,
         "clean_chain_s": round(ref["seconds"], 2), "segments": ref["publishes"] + 1,
         **stats, "last_line_before_kill": dict(phases), "failures": len(failures),
-        "points": points if len(points) <= 20 else points[:20] + ["..."],
+        "points": points if len(points) <= 20 else [*points[:20], "..."],
     })
     assert failures == [], "\n".join(failures[:20])
     assert stats["duplicates"] == 0 and stats["missed"] == 0
@@ -350,7 +382,8 @@ def _one_kill_point(index: int, plan: Plan, rng: random.Random, instance: Instan
     if not killer.fired.wait(1.0):
         killer._take()
         killer.fire()  # the trigger was not reached: kill after the chain (still a valid point)
-    wait_for(lambda: function._process is not None and function._process.poll() is not None, 10)
+    killed = function
+    wait_for(lambda: killed._process is not None and killed._process.poll() is not None, 10)
     function.stop()  # reaps the killed child and drains its output
     codes = [entry["error_code"] for entry in entries(function)
              if entry["error_code"] != "INVALID_MESSAGE"]  # the warm-up message
@@ -396,34 +429,32 @@ def _alive(function: FunctionProcess) -> bool:
     if child is None:
         return False
     try:
-        return any(_running(process) for process in psutil.Process(child.pid).children(recursive=True))
+        return any(is_running(process) for process in psutil.Process(child.pid).children(recursive=True))
     except psutil.NoSuchProcess:
         return False
 
 
-def test_harness_kill_leaves_the_worker_running(db: Conn, database_url: str, pubsub: FakePubSub) -> None:
-    """FunctionProcess.kill() must crash the instance; it only kills gunicorn's arbiter.
+def test_harness_kill_takes_the_whole_instance_down(db: Conn, database_url: str, pubsub: FakePubSub) -> None:
+    """FunctionProcess.kill() must crash the instance: gunicorn's arbiter *and* its worker.
 
     functions-framework serves through gunicorn: the child FunctionProcess starts is the
-    arbiter, the handler runs in a forked worker. SIGKILL of the arbiter leaves the worker
-    running the request in flight to completion (it even answers 200), so a "crash" test built
-    on kill() observes no crash at all. The suites here use support.hard_kill instead.
-    Fix (certexpiry/harness.py): start the child with start_new_session=True and kill with
-    os.killpg(pid, SIGKILL).
+    arbiter, the handler runs in a forked worker. A SIGKILL of the arbiter alone left the
+    worker running the request in flight to completion (it even answered 200), so a crash
+    test observed no crash at all. (Found by this suite; harness.py now kills the group.)
     """
     function = FunctionProcess(env=function_env(database_url, pubsub)).start()
+    workers: list[psutil.Process] = []
     try:
         assert function.deliver(NIGHTLY).status == 200  # the worker is up
-        arbiter = psutil.Process(function._process.pid)  # type: ignore[union-attr]
-        workers = arbiter.children(recursive=True)
+        assert function._process is not None
+        workers = psutil.Process(function._process.pid).children(recursive=True)
+        assert workers
         function.kill()
-        survivors = [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+        wait_for(lambda: not any(is_running(worker) for worker in workers), 5)
+        survivors = [worker.pid for worker in workers if is_running(worker)]
     finally:
         for worker in workers:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 worker.kill()
-            except psutil.NoSuchProcess:
-                pass
         stop(function)
-    if survivors:
-        pytest.xfail("known harness bug: FunctionProcess.kill() leaves the gunicorn worker running")
+    assert survivors == []

@@ -17,7 +17,7 @@ from certexpiry.local import LOCAL_TOPIC, pubsub_event_data
 from certexpiry.messages import PUBSUB_EVENT_TYPE, Resume
 from certexpiry.publisher import InMemoryPublisher
 from certexpiry.settings import Settings
-from certexpiry.store import BatchResult, RecordFailure
+from certexpiry.store import BatchResult, ClaimOutcome, MissedReport, RecordFailure
 from certexpiry.sweep import Job, Outcome, handle_event
 from tests.fakes.store import FakeStore
 from tests.logcapture import CapturedLog
@@ -181,7 +181,7 @@ def test_publish_failure_after_checkpoint_asks_for_redelivery() -> None:
         ("completed", "DUPLICATE_DELIVERY", Outcome.ACK),
     ],
 )
-def test_nightly_claim_outcomes(outcome: str, code: str, expected: Outcome) -> None:
+def test_nightly_claim_outcomes(outcome: ClaimOutcome, code: str, expected: Outcome) -> None:
     """A busy run asks for redelivery; a completed run acknowledges the duplicate trigger."""
     store, log = FakeStore(claim_outcome=outcome), CapturedLog()
     assert handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY) is expected
@@ -198,7 +198,7 @@ def test_nightly_claim_outcomes(outcome: str, code: str, expected: Outcome) -> N
         ("claimed", "RUN_COMPLETED", Outcome.ACK),
     ],
 )
-def test_continuation_claim_outcomes(outcome: str, code: str, expected: Outcome) -> None:
+def test_continuation_claim_outcomes(outcome: ClaimOutcome, code: str, expected: Outcome) -> None:
     """Each answer of the continuation claim leads to the right log line and acknowledgement."""
     store, log = FakeStore(claim_outcome=outcome), CapturedLog()
     body = Resume(kind="resume", run_id=store.run_id, segment=2, cursor=None).to_bytes()
@@ -257,3 +257,29 @@ def test_clean_run_emits_started_batches_monitoring_audit_completed() -> None:
     for entry in log.entries:
         jsonschema.validate(entry, _schema())
         assert entry["cron_run_id"] == str(store.run_id)
+
+
+def test_logged_severities_match_the_catalogue() -> None:
+    """Every line the sweep writes has the severity the runbook's catalogue gives its code."""
+    from certexpiry.codes import CATALOGUE, Code
+
+    scenarios: list[FakeStore] = [
+        FakeStore(pages=[_page(True)]),
+        FakeStore(pages=[_page(True)], missed=MissedReport(1, [str(uuid.uuid4())])),
+        FakeStore(raises={"missed_auto_pauses": RuntimeError("x"), "upsert_audit": RuntimeError("y")}),
+        FakeStore(claim_outcome="busy"),
+        FakeStore(claim_outcome="completed"),
+        FakeStore(raises={"process_batch": ZeroDivisionError()}),
+        FakeStore(raises={"claim_nightly_run": RpcTimeout("claim_nightly_run", "t", elapsed_ms=1)}),
+        FakeStore(raises={"claim_nightly_run": RpcError("claim_nightly_run", "e", http_status=500)}),
+        FakeStore(raises={"claim_nightly_run": DatabaseError("x", "e", sqlstate="23505")}),
+    ]
+    seen: set[str] = set()
+    for store in scenarios:
+        log = CapturedLog()
+        handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY)
+        for entry in log.entries:
+            seen.add(entry["error_code"])
+            expected = CATALOGUE[Code(entry["error_code"])].severity.value
+            assert entry["severity"] == expected, entry["error_code"]
+    assert {"MISSED_AUTO_PAUSE", "MONITORING_FAILED", "AUDIT_FAILED", "RUN_BUSY"} <= seen

@@ -1,0 +1,110 @@
+"""The session leak scan (tests/leak_plugin.py) catches what it must: planted PII and secrets in
+a line, and a whole pytest session that leaks fails with a report that does not repeat the
+value. The suite's own output is scanned by the plugin at the end of every session."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from certexpiry.codes import Code
+from certexpiry.log import JsonLogger
+from certexpiry.sanitize import Sanitizer
+from tests.leak_plugin import PATTERNS, SEEDED_PII, LeakScanner
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "svc-role-secret-value-for-the-scanner-test"
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2lnbmF0dXJlLW5vdC1yZWFs"
+PLANTED = {
+    "a seeded name": "details: mentor Kari Nordmann could not be paused",
+    "a seeded national id": '{"details":"Key (national_id)=(01017012345) already exists"}',
+    "a seeded e-mail": "notify kari@example.org",
+    "the e2e name": "row (Ola Testesen 3, active)",
+    "a registered secret": f"connecting with {SECRET}",
+    "a national id written with a space": "fnr 010170 12345 on file",
+    "another example e-mail": "reply-to: someone.else+tag@example.no",
+    "a JWT": f"Authorization: Bearer {JWT}",
+    "a Supabase secret key": "apikey=sb_secret_abcdefghijklmnop123456",
+    "a password in a URL": "postgresql://svc:hunter2pass@db.example.internal:5432/postgres",
+}
+
+
+@pytest.mark.leak_scan_exempt("plants PII and secrets to prove the scanner finds them")
+@pytest.mark.parametrize("what", sorted(PLANTED))
+def test_scanner_finds_a_planted_leak(what: str) -> None:
+    scanner = LeakScanner()
+    scanner.register_secret([SECRET])
+    hits = scanner.scan_line(PLANTED[what], "synthetic")
+    assert hits, what
+    for hit in hits:  # the report names the kind, never the value
+        for value in (*SEEDED_PII, SECRET, JWT, "hunter2pass", "someone.else"):
+            assert value not in hit.excerpt
+
+
+def test_scanner_passes_clean_log_lines() -> None:
+    """Ids, timestamps, SQLSTATEs, counts and durations are not mistaken for PII."""
+    scanner = LeakScanner()
+    stream = io.StringIO()
+    log = JsonLogger(sanitizer=Sanitizer(), stream=stream, project="p").bind(
+        run_id="5f0c6a3e-8d1b-4c53-9a44-0e6b2d8f1a77")
+    log.info(Code.BATCH_DONE, "Batch processed.", segment=12, duration_ms=1234567, mentors=50,
+             reminders_queued=17)
+    log.error(Code.DB_OPERATION_FAILED, "A certification could not be processed.", sqlstate="40001",
+              certification_id="00000000-0000-4000-8000-0000000004d2", details="could not serialize")
+    log.info(Code.CONTINUATION_PUBLISHED, "Continuation published.", published_message_id="17245896312345678",
+             elapsed_ms=20000000001)
+    assert scanner.scan_text(stream.getvalue(), "clean") == []
+
+
+@pytest.mark.leak_scan_exempt("feeds PII and secrets through the logger on purpose")
+def test_sanitised_lines_leave_only_names() -> None:
+    """What the logger's sanitiser leaves of the planted data: ids, e-mails, keys, JWTs and
+    URL passwords are redacted; personal names are not (they are not recognisable by pattern),
+    so a name must never reach a log line in the first place."""
+    sanitizer = Sanitizer()
+    sanitizer.register_secret(SECRET)
+    stream = io.StringIO()
+    log = JsonLogger(sanitizer=sanitizer, stream=stream)
+    for text in PLANTED.values():
+        log.error(Code.DB_OPERATION_FAILED, text, details=text)
+    scanner = LeakScanner()
+    scanner.register_secret([SECRET])
+    kinds = {hit.kind for hit in scanner.scan_text(stream.getvalue(), "sanitised")}
+    assert kinds == {"seeded PII value #1", "seeded PII value #4"}  # "Kari Nordmann", "Ola Testesen"
+
+
+@pytest.mark.leak_scan_exempt("runs an inner session that leaks on purpose")
+def test_a_leaking_session_fails(tmp_path: Path) -> None:
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "test_inner.py").write_text(
+        "import sys\n"
+        "def test_clean():\n"
+        "    print('nothing to see')\n"
+        "def test_leaks_to_stdout():\n"
+        "    print('paused mentor Kari Nordmann')\n"
+        "def test_leaks_to_stderr():\n"
+        "    print('token sb_secret_abcdefghijklmnop123456', file=sys.stderr)\n"
+    )
+    (tmp_path / "test_clean_only.py").write_text("def test_clean():\n    print('all good')\n")
+    command = [sys.executable, "-m", "pytest", "-p", "tests.leak_plugin", "-p", "no:cacheprovider",
+               "-c", str(tmp_path / "pytest.ini"), "--rootdir", str(tmp_path)]
+    leaking = subprocess.run([*command, str(tmp_path / "test_inner.py")], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+    clean = subprocess.run([*command, str(tmp_path / "test_clean_only.py")], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+    assert leaking.returncode == 1, leaking.stdout[-2000:]
+    assert "3 passed" in leaking.stdout and "leak scan FAILED" in leaking.stdout
+    assert "test_leaks_to_stdout [Captured stdout call]" in leaking.stdout
+    assert "test_leaks_to_stderr [Captured stderr call]" in leaking.stdout
+    assert "Kari Nordmann" not in leaking.stdout and "sb_secret_abcdefghijklmnop" not in leaking.stdout
+    assert clean.returncode == 0, clean.stdout[-2000:]
+    assert "0 hits" in clean.stdout
+
+
+def test_patterns_cover_the_kinds_of_data_seeded() -> None:
+    assert set(PATTERNS) >= {"national id (11 digits)", "e-mail address at an example domain", "JWT",
+                             "Supabase secret key", "password in a URL"}
