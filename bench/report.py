@@ -133,6 +133,10 @@ def build(args: argparse.Namespace) -> str:
         "",
         bench_overhead.markdown(overhead),
         "",
+        "A line costs more inside the run than in the logging microbenchmark's tight loop: "
+        "between two lines the process has been waiting on the database, so the logger's code "
+        "and data are no longer warm in the CPU caches; the in-run figure is the one that counts.",
+        "",
         "## Cold start (bench/bench_coldstart.py)",
         "",
         bench_coldstart.markdown(coldstart),

@@ -22,10 +22,11 @@ from certexpiry.codes import Code
 
 # Transient failures, retried with backoff: PostgREST could not reach or use its pool
 # (PGRST000-003), gateway errors, and the SQLSTATE classes of connection loss (08), resource
-# exhaustion (53), serialization failure (40001), deadlock (40P01) and admin shutdown (57P01).
+# exhaustion (53), serialization failure (40001), deadlock (40P01), admin shutdown (57P01) and
+# statement timeout (57014: a lock held for a while; failing the night for it would stall it).
 TRANSIENT_HTTP_STATUSES = frozenset({502, 503, 504, 520})
 TRANSIENT_POSTGREST_CODES = frozenset({"PGRST000", "PGRST001", "PGRST002", "PGRST003"})
-_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01"})
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57014"})
 _TRANSIENT_SQLSTATE_CLASSES = ("08", "53")
 
 

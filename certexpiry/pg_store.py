@@ -8,6 +8,7 @@ ones the tests and the demo exercise.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -51,7 +52,11 @@ def _rpc_statement(operation: str) -> sql.Composed:
 
 
 class PgTransport:
-    """Calls the SQL API over one lazily (re)opened connection."""
+    """Calls the SQL API over one lazily (re)opened connection.
+
+    A psycopg connection is not safe for concurrent transactions, so calls are serialised: a
+    local functions-framework server handling concurrent requests shares one instance.
+    """
 
     def __init__(
         self,
@@ -66,6 +71,7 @@ class PgTransport:
         self.connect_timeout_s = connect_timeout_s
         self.statement_timeout_ms = statement_timeout_ms
         self._conn: psycopg.Connection[Any] | None = None
+        self._lock = threading.Lock()
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:
@@ -87,9 +93,10 @@ class PgTransport:
 
         def attempt() -> Any:
             try:
-                conn = self._connection()
-                with as_api_role(conn, "service_role", SERVICE_ROLE_CLAIMS):
-                    row = conn.execute(statement, values).fetchone()
+                with self._lock:
+                    conn = self._connection()
+                    with as_api_role(conn, "service_role", SERVICE_ROLE_CLAIMS):
+                        row = conn.execute(statement, values).fetchone()
             except psycopg.Error as exc:
                 lost = isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None
                 raise DatabaseError(

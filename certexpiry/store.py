@@ -109,6 +109,7 @@ class BatchResult:
     next_cursor: UUID | None
     done: bool
     failures: Sequence[RecordFailure] = ()
+    run_totals: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -281,6 +282,7 @@ class RpcStore:
             next_cursor=_uuid(data.get("next_cursor")),
             done=bool(data["done"]),
             failures=failures,
+            run_totals=_counts(data.get("run_totals")),
         )
 
     def handoff(self, run_id: UUID, segment: int, lease_s: int) -> bool:

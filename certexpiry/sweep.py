@@ -200,7 +200,7 @@ def _run_segment(job: Job, segment: _Segment) -> Outcome:
                 sqlstate=failure.sqlstate,
                 details=failure.message,
             )
-        _add(segment.totals, result.counts)
+        segment.totals = dict(result.run_totals)
         log.info(
             Code.BATCH_DONE,
             "Batch processed.",
@@ -285,11 +285,6 @@ def _run_duration_ms(claim: Claim) -> int:
 
 def _counts(counts: Mapping[str, int]) -> dict[str, int]:
     return {key: int(counts.get(key, 0)) for key in COUNT_KEYS}
-
-
-def _add(totals: dict[str, int], counts: Mapping[str, int]) -> None:
-    for key, value in counts.items():
-        totals[key] = totals.get(key, 0) + int(value)
 
 
 def _iso(value: object) -> str | None:

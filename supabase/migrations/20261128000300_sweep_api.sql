@@ -199,10 +199,14 @@ begin
     set cursor = v_next, heartbeat_at = now(),
         lease_until = greatest(lease_until, now() + make_interval(secs => p_lease_seconds)),
         totals = certexpiry.sum_counts(totals, v_counts)
-    where run_id = p_run_id;
+    where run_id = p_run_id
+    returning * into v_run;
 
+    -- run_totals: the run's totals as committed, across segments and retried calls, so the
+    -- caller never has to add them up itself (a lost answer would make its sum wrong).
     return v_counts || jsonb_build_object(
-        'fenced', false, 'next_cursor', v_next, 'done', v_done, 'failures_detail', v_failures);
+        'fenced', false, 'next_cursor', v_next, 'done', v_done, 'failures_detail', v_failures,
+        'run_totals', v_run.totals);
 end
 $$;
 

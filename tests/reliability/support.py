@@ -28,8 +28,6 @@ import psutil
 import psycopg
 import pytest
 from _pytest.mark.structures import ParameterSet
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 from certexpiry.harness import FunctionProcess
 from certexpiry.pubsub_fake import FakePubSub
@@ -84,23 +82,6 @@ def report(title: str, figures: dict[str, Any]) -> None:
     if path:
         with open(path, "a", encoding="utf-8") as out:
             out.write(line + "\n")
-
-
-# --------------------------------------------------------------------------- databases
-
-
-def create_database(admin_url: str, name: str, template: str = "certexpiry_template") -> str:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
-        conn.execute(
-            sql.SQL("create database {} template {}").format(sql.Identifier(name), sql.Identifier(template))
-        )
-    return make_conninfo(admin_url, dbname=name)
-
-
-def drop_database(admin_url: str, name: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
 
 
 # --------------------------------------------------------------------------- seeding
