@@ -25,17 +25,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import os
 import sys
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn, TextIO, cast
+from typing import Any, NoReturn
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -43,13 +42,14 @@ import psycopg
 
 from certexpiry import __version__
 from certexpiry.codes import Code
+from certexpiry.console import CliIO, Console, json_default
 from certexpiry.errors import CertexpiryError, SettingsError, StoreError
 from certexpiry.log import JsonLogger
 from certexpiry.monitoring import remediation_for
 from certexpiry.ops import DEFAULT_LIST_LIMIT, AuditEntry, OpsStore
 from certexpiry.sanitize import Sanitizer
 from certexpiry.settings import Settings
-from certexpiry.store import COUNT_KEYS, RpcStore
+from certexpiry.store import RpcStore
 
 EXIT_OK = 0
 EXIT_MISSED = 1
@@ -68,31 +68,8 @@ CHECK_REMEDIATION = (
 )
 
 
-def _default_logging_client(project: str | None) -> Any:
-    """google-cloud-logging's client (Application Default Credentials)."""
-    from google.cloud import logging as cloud_logging
-
-    return cloud_logging.Client(project=project)  # type: ignore[no-untyped-call]
-
-
-@dataclass
-class CliIO:
-    """What the command line writes to and talks to; tests pass their own."""
-
-    stdout: TextIO = field(default_factory=lambda: sys.stdout)
-    stderr: TextIO = field(default_factory=lambda: sys.stderr)
-    logging_client: Callable[[str | None], Any] = _default_logging_client
-
-
 class UsageError(Exception):
     """A usage, configuration or connection problem: message on stderr, exit 2."""
-
-
-def _isatty(stream: object) -> bool:
-    try:
-        return bool(stream.isatty())  # type: ignore[attr-defined]
-    except Exception:  # noqa: BLE001  # closed or odd stream: not a terminal
-        return False
 
 
 def _parse_uuid(value: str, what: str = "RUN_ID") -> UUID:
@@ -100,143 +77,6 @@ def _parse_uuid(value: str, what: str = "RUN_ID") -> UUID:
         return UUID(value.strip())
     except ValueError:
         raise UsageError(f"{what} must be a UUID, got {value!r}") from None
-
-
-# --------------------------------------------------------------------------- output
-
-
-class _Sink(io.TextIOBase):
-    """The CLI logger's stream: each JSON line goes to the console."""
-
-    def __init__(self, console: Console) -> None:
-        super().__init__()
-        self.console = console
-        self._buffer = ""
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        self._buffer += text
-        while "\n" in self._buffer:
-            line, self._buffer = self._buffer.split("\n", 1)
-            if line:
-                self.console.entry(line)
-        return len(text)
-
-
-class Console:
-    """JSON lines (piped, or --json) or a human rendering (terminal), plus a progress line."""
-
-    def __init__(self, cli_io: CliIO, output: str, *, progress: bool = False) -> None:
-        self.io = cli_io
-        self.json = output == "json" or (output == "auto" and not _isatty(cli_io.stdout))
-        self.progress = progress and _isatty(cli_io.stderr)
-        self.entries: list[dict[str, Any]] = []
-        self.sanitizer = Sanitizer()
-        self._progress_shown = False
-        self._counts: dict[str, int] = {}
-        self._segment = 0
-
-    def logger(self, settings: Settings | None = None) -> JsonLogger:
-        """A logger whose lines come back through `entry`."""
-        if settings is not None:
-            for secret in settings.secret_values():
-                self.sanitizer.register_secret(secret)
-        return JsonLogger(
-            sanitizer=self.sanitizer, service="certexpiry-cli", version=__version__,
-            project=settings.google_cloud_project if settings else None,
-            stream=cast(TextIO, _Sink(self)),
-        )
-
-    def entry(self, line: str) -> None:
-        """One sanitised JSON log line from the logger."""
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            entry = {"message": line}
-        self.entries.append(entry)
-        code = str(entry.get("error_code", ""))
-        if code == "BATCH_DONE":
-            for key, value in (entry.get("context") or {}).items():
-                if isinstance(value, int) and key in COUNT_KEYS:
-                    self._counts[key] = self._counts.get(key, 0) + value
-        if code in ("SEGMENT_STARTED", "CONTINUATION_PUBLISHED"):
-            self._segment = int((entry.get("context") or {}).get("segment") or self._segment)
-        if self.json:
-            self._clear_progress()
-            self.io.stdout.write(line + "\n")
-            self.io.stdout.flush()
-        elif code != "BATCH_DONE" or not self.progress:
-            self._clear_progress()
-            self.out(_render(entry))
-        self._show_progress()
-
-    def out(self, text: str) -> None:
-        """Text for a human (terminal mode only)."""
-        if not self.json:
-            self.io.stdout.write(text + "\n")
-            self.io.stdout.flush()
-
-    def data(self, value: Mapping[str, Any]) -> None:
-        """One JSON object on stdout (JSON mode only)."""
-        if self.json:
-            self.io.stdout.write(json.dumps(value, default=_json_default) + "\n")
-            self.io.stdout.flush()
-
-    def _show_progress(self) -> None:
-        if not self.progress:
-            return
-        counts = self._counts
-        self.io.stderr.write(
-            f"\r\x1b[Ksegment {self._segment}  batches {counts.get('batches', 0):,}  "
-            f"mentors {counts.get('mentors', 0):,}  reminders {counts.get('reminders_queued', 0):,}"
-            f"  paused {counts.get('certifications_paused', 0):,}"
-        )
-        self.io.stderr.flush()
-        self._progress_shown = True
-
-    def _clear_progress(self) -> None:
-        if self._progress_shown:
-            self.io.stderr.write("\r\x1b[K")
-            self.io.stderr.flush()
-            self._progress_shown = False
-
-    def finish(self) -> None:
-        self._clear_progress()
-
-
-def _render(entry: Mapping[str, Any]) -> str:
-    """A log entry for a human: severity, code, message and the context that matters."""
-    context = entry.get("context") or {}
-    severity, code = entry.get("severity", ""), entry.get("error_code", "")
-    text = f"{severity:<7} {code:<22} {entry.get('message', '')}"
-    details = [
-        f"{key}={context[key]}"
-        for key in ("certification_id", "operation", "sqlstate", "missed_pause_count",
-                    "certifications_paused", "mentors_paused", "segment", "details")
-        if key in context
-    ]
-    if details:
-        text += "  (" + ", ".join(details) + ")"
-    ids = context.get("missed_ids")
-    if ids and entry.get("severity") != "INFO":
-        shown = ", ".join(str(item) for item in ids[:5])
-        more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
-        text += f"\n        missed: {shown}{more}"
-    if "remediation" in context and entry.get("severity") != "INFO":
-        text += f"\n        next: {context['remediation']}"
-    return text
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, UUID):
-        return str(value)
-    if isinstance(value, (tuple, frozenset, set)):
-        return list(value)
-    return str(value)
 
 
 def _entry_dict(entry: AuditEntry) -> dict[str, Any]:
@@ -628,7 +468,7 @@ def cmd_logs(args: argparse.Namespace, cli_io: CliIO) -> int:
     try:
         client = cli_io.logging_client(project)
         for entry in client.list_entries(filter_=filter_, order_by=ASCENDING):
-            line = json.dumps(_clean(sanitizer, _log_entry_json(entry)), default=_json_default)
+            line = json.dumps(_clean(sanitizer, _log_entry_json(entry)), default=json_default)
             cli_io.stdout.write(line + "\n")
             count += 1
         cli_io.stdout.flush()

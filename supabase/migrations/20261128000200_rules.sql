@@ -38,17 +38,17 @@ returns text
 language sql immutable
 as $$ select 'reminder_' || p_offset || 'd' $$;
 
--- Has this effect already been recorded for this expiry date?
-create or replace function certexpiry.already_done(p_certification_id uuid, p_action text, p_expiry_date date)
-returns boolean
+-- The record of an effect already applied for this expiry date (empty if none). A set-returning
+-- function used as `not exists (select from certexpiry.recorded(...))`: unlike a boolean
+-- function wrapping EXISTS, the planner inlines it, so the check is an index probe.
+create or replace function certexpiry.recorded(p_certification_id uuid, p_action text, p_expiry_date date)
+returns setof public.certification_idempotency_log
 language sql stable
 as $$
-    select exists (
-        select 1 from public.certification_idempotency_log l
-        where l.certification_id = p_certification_id
-          and l.action = p_action
-          and l.expiry_date = p_expiry_date
-    )
+    select l.* from public.certification_idempotency_log l
+    where l.certification_id = p_certification_id
+      and l.action = p_action
+      and l.expiry_date = p_expiry_date
 $$;
 
 -- Active certifications with an effect still to apply today: an auto-pause, or a reminder
@@ -63,11 +63,12 @@ as $$
       and c.expiry_date <= p_today + (select coalesce(max(n), 0) from unnest(p_reminder_days) n)
       and (
             (certexpiry.is_expired(c.expiry_date, p_today)
-             and not certexpiry.already_done(c.id, 'auto_pause', c.expiry_date))
+             and not exists (select from certexpiry.recorded(c.id, 'auto_pause', c.expiry_date)))
          or exists (
                 select 1 from unnest(p_reminder_days) n
                 where certexpiry.reminder_due(c.expiry_date, p_today, n)
-                  and not certexpiry.already_done(c.id, certexpiry.reminder_action(n), c.expiry_date))
+                  and not exists (
+                      select from certexpiry.recorded(c.id, certexpiry.reminder_action(n), c.expiry_date)))
       )
 $$;
 
@@ -80,7 +81,7 @@ as $$
     from public.certifications c
     where c.status <> 'paused'
       and certexpiry.is_expired(c.expiry_date, p_today)
-      and not certexpiry.already_done(c.id, 'auto_pause', c.expiry_date)
+      and not exists (select from certexpiry.recorded(c.id, 'auto_pause', c.expiry_date))
 $$;
 
 -- Auto-pause the given certifications where the rule holds: certification paused, its mentor
@@ -88,8 +89,11 @@ $$;
 -- the caller's transaction. Set-based; returns counts.
 create or replace function certexpiry.apply_auto_pauses(p_run_id uuid, p_today date, p_certification_ids uuid[])
 returns jsonb
-language sql
+language plpgsql
 as $$
+declare
+    v_counts jsonb;
+begin
     with expired as (
         select c.id, c.peer_mentor_id, c.expiry_date
         from public.certifications c
@@ -126,6 +130,9 @@ as $$
         'mentors_paused', (select count(*) from mentors),
         'notices_queued', (select count(*) from notices)
     )
+    into v_counts;
+    return v_counts;
+end
 $$;
 
 -- Reminders for the given certifications: at most one per certification per night, the
@@ -134,8 +141,11 @@ $$;
 create or replace function certexpiry.apply_reminders(
     p_run_id uuid, p_today date, p_reminder_days integer[], p_certification_ids uuid[])
 returns jsonb
-language sql
+language plpgsql
 as $$
+declare
+    v_counts jsonb;
+begin
     with candidates as (
         select c.id, c.peer_mentor_id, c.expiry_date, certexpiry.days_left(c.expiry_date, p_today) as days_left
         from public.certifications c
@@ -170,6 +180,9 @@ as $$
         'reminders_queued', (select count(*) from queued),
         'reminders_superseded', (select count(*) from superseded)
     )
+    into v_counts;
+    return v_counts;
+end
 $$;
 
 -- Apply every effect due today to the given certifications. One place for "what happens".

@@ -151,15 +151,16 @@ begin
     end if;
     v_today := v_run.nightly_key;
 
-    select array_agg(m.peer_mentor_id order by m.peer_mentor_id) into v_mentors
+    -- The page: the next p_limit mentors with something due, in keyset order (an index range
+    -- scan that stops at the limit), then their actionable certifications.
+    select coalesce(array_agg(m.peer_mentor_id order by m.peer_mentor_id), '{}') into v_mentors
     from (
         select distinct a.peer_mentor_id
         from certexpiry.actionable_certifications(v_today, p_reminder_days) a
-        where p_cursor is null or a.peer_mentor_id > p_cursor
+        where a.peer_mentor_id > coalesce(p_cursor, '00000000-0000-0000-0000-000000000000'::uuid)
         order by a.peer_mentor_id
         limit p_limit
     ) m;
-    v_mentors := coalesce(v_mentors, '{}');
     v_done := cardinality(v_mentors) < p_limit;
     v_next := case when cardinality(v_mentors) > 0 then v_mentors[cardinality(v_mentors)] else p_cursor end;
 

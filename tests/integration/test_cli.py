@@ -17,7 +17,8 @@ import pytest
 from google.auth.exceptions import DefaultCredentialsError
 
 from certexpiry import demo_seed
-from certexpiry.cli import CliIO, main
+from certexpiry.cli import main
+from certexpiry.console import CliIO
 from certexpiry.pg_store import pg_store
 from tests.leak_plugin import register_lines, register_pii, register_secret
 
