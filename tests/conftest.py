@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from hypothesis import settings
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
@@ -25,6 +26,12 @@ from certexpiry import embedded, schema
 pytest_plugins = ["tests.leak_plugin"]  # the session-wide PII/secret leak scan
 
 TEMPLATE = "certexpiry_template"
+
+# Property tests: no per-example deadline (a loaded 2-core machine is not a failing test), and on
+# CI the same examples every run, so a red build always means a real, reproducible failure.
+settings.register_profile("default", deadline=None)
+settings.register_profile("ci", deadline=None, derandomize=True, database=None)
+settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 
 @pytest.fixture(scope="session")
