@@ -44,12 +44,12 @@ from certexpiry import __version__
 from certexpiry.codes import Code
 from certexpiry.console import CliIO, Console, json_default
 from certexpiry.errors import CertexpiryError, SettingsError, StoreError
-from certexpiry.log import JsonLogger
 from certexpiry.monitoring import remediation_for
 from certexpiry.ops import DEFAULT_LIST_LIMIT, AuditEntry, OpsStore
 from certexpiry.sanitize import Sanitizer
 from certexpiry.settings import Settings
 from certexpiry.store import RpcStore
+from certexpiry.sweep import log_record_failures
 
 EXIT_OK = 0
 EXIT_MISSED = 1
@@ -355,7 +355,10 @@ def cmd_remediate(args: argparse.Namespace, cli_io: CliIO) -> int:
             _drop_demo_trigger(target, console)
         remediation_id = run_id or uuid.uuid4()  # recorded on the auto_pause rows
         log = console.logger(settings).bind(run_id=str(remediation_id))
-        counts = _remediate(target.store, log, remediation_id, targets, settings.org_timezone)
+        result = _call(target.store.remediate, remediation_id, targets, settings.org_timezone)
+        log_record_failures(log, result.failures)
+        counts = {key: result.counts.get(key, 0)
+                  for key in ("certifications_paused", "mentors_paused", "failures")}
         log.info(Code.REMEDIATION_DONE,
                  f"Remediation auto-paused {counts['certifications_paused']} of "
                  f"{len(targets)} certifications.",
@@ -399,47 +402,6 @@ def cmd_check(args: argparse.Namespace, cli_io: CliIO) -> int:
     log.info(Code.MONITORING_CLEAN, "Monitoring found no missed auto-pauses.",
              missed_pause_count=0)
     return EXIT_OK
-
-
-def _remediate(store: RpcStore, log: JsonLogger, run_id: UUID, ids: Sequence[str],
-               timezone: str) -> dict[str, int]:
-    """All at once through the sweep's SQL; on a failure, one by one, so one bad row cannot
-    hold back the others (as the sweep's batches do)."""
-    counts = {"certifications_paused": 0, "mentors_paused": 0, "failures": 0}
-    if not ids:
-        return counts
-    try:
-        result = store.remediate(run_id, ids, timezone)
-    except StoreError as exc:
-        if exc.transient or len(ids) == 1:
-            return _one_failed(log, counts, ids[0] if len(ids) == 1 else None, exc)
-        for cert_id in ids:
-            try:
-                result = store.remediate(run_id, [cert_id], timezone)
-            except StoreError as single:
-                _one_failed(log, counts, cert_id, single)
-            else:
-                _add_counts(counts, result)
-        return counts
-    _add_counts(counts, result)
-    return counts
-
-
-def _add_counts(counts: dict[str, int], result: Mapping[str, int]) -> None:
-    for key in ("certifications_paused", "mentors_paused"):
-        counts[key] += int(result.get(key, 0))
-
-
-def _one_failed(log: JsonLogger, counts: dict[str, int], cert_id: str | None,
-                exc: StoreError) -> dict[str, int]:
-    counts["failures"] += 1
-    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    context: dict[str, Any] = {**exc.log_context(), "operation": "auto_pause",
-                               "details": first_line}
-    if cert_id is not None:
-        context["certification_id"] = cert_id
-    log.error(exc.code, "A certification could not be auto-paused by the remediation.", **context)
-    return counts
 
 
 def _drop_demo_trigger(target: Target, console: Console) -> None:

@@ -182,6 +182,28 @@ def _counts(value: Any) -> dict[str, int]:
     return {key: int(value.get(key, 0) or 0) for key in COUNT_KEYS if key in value}
 
 
+def _failures(data: Mapping[str, Any]) -> list[RecordFailure]:
+    """The rows an RPC could not process (`failures_detail`), the rest having been kept."""
+    return [
+        RecordFailure(
+            certification_id=str(item["certification_id"]),
+            peer_mentor_id=str(item["peer_mentor_id"]),
+            operation=str(item["operation"]),
+            sqlstate=str(item["sqlstate"]),
+            message=str(item["message"]),
+        )
+        for item in data.get("failures_detail") or []
+    ]
+
+
+@dataclass(frozen=True)
+class Remediation:
+    """What a remediation paused, and the certifications it could not."""
+
+    counts: Mapping[str, int]
+    failures: Sequence[RecordFailure]
+
+
 class Store(Protocol):
     """What the sweep needs from the database (RpcStore over either adapter; fakes in tests)."""
 
@@ -266,22 +288,12 @@ class RpcStore:
         )
         if data.get("fenced"):
             return BatchResult(fenced=True, counts={}, next_cursor=cursor, done=False)
-        failures = [
-            RecordFailure(
-                certification_id=str(item["certification_id"]),
-                peer_mentor_id=str(item["peer_mentor_id"]),
-                operation=str(item["operation"]),
-                sqlstate=str(item["sqlstate"]),
-                message=str(item["message"]),
-            )
-            for item in data.get("failures_detail") or []
-        ]
         return BatchResult(
             fenced=False,
             counts=_counts(data),
             next_cursor=_uuid(data.get("next_cursor")),
             done=bool(data["done"]),
-            failures=failures,
+            failures=_failures(data),
             run_totals=_counts(data.get("run_totals")),
         )
 
@@ -330,7 +342,7 @@ class RpcStore:
 
     def remediate(
         self, run_id: UUID, certification_ids: Sequence[str], timezone: str
-    ) -> dict[str, int]:
+    ) -> Remediation:
         data = self.transport.call(
             "remediate_auto_pauses",
             {
@@ -339,4 +351,4 @@ class RpcStore:
                 "p_timezone": timezone,
             },
         )
-        return {key: int(value) for key, value in data.items()}
+        return Remediation(counts=_counts(data), failures=_failures(data))

@@ -195,6 +195,51 @@ as $$
         || certexpiry.apply_reminders(p_run_id, p_today, p_reminder_days, p_certification_ids)
 $$;
 
+-- Apply every effect due today to the given certifications without letting one bad row (a
+-- constraint, a trigger, a lock timeout) hold back the others: set-based in a subtransaction,
+-- and if that fails, each certification alone. Returns the counts, `failures` and
+-- `failures_detail` (certification_id, peer_mentor_id, operation, sqlstate, message). The sweep
+-- and remediation both use it, so both isolate failures the same way.
+create or replace function certexpiry.apply_effects_isolated(
+    p_run_id uuid, p_today date, p_reminder_days integer[], p_certification_ids uuid[])
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_counts jsonb;
+    v_failures jsonb := '[]'::jsonb;
+    v_row record;
+    v_sqlstate text;
+    v_message text;
+begin
+    begin
+        v_counts := certexpiry.apply_effects(p_run_id, p_today, p_reminder_days, p_certification_ids);
+    exception when others then
+        v_counts := '{}'::jsonb;
+        for v_row in
+            select c.id, c.peer_mentor_id, c.expiry_date from public.certifications c
+            where c.id = any (p_certification_ids) order by c.id
+        loop
+            begin
+                v_counts := certexpiry.sum_counts(v_counts,
+                    certexpiry.apply_effects(p_run_id, p_today, p_reminder_days, array[v_row.id]));
+            exception when others then
+                get stacked diagnostics v_sqlstate = returned_sqlstate, v_message = message_text;
+                v_failures := v_failures || jsonb_build_object(
+                    'certification_id', v_row.id,
+                    'peer_mentor_id', v_row.peer_mentor_id,
+                    'operation', case when certexpiry.is_expired(v_row.expiry_date, p_today)
+                                      then 'auto_pause' else 'reminder' end,
+                    'sqlstate', v_sqlstate,
+                    'message', left(v_message, 500));
+            end;
+        end loop;
+    end;
+    return v_counts || jsonb_build_object(
+        'failures', jsonb_array_length(v_failures), 'failures_detail', v_failures);
+end
+$$;
+
 -- Add two flat JSON objects of counts key by key.
 create or replace function certexpiry.sum_counts(p_a jsonb, p_b jsonb)
 returns jsonb

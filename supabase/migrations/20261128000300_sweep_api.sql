@@ -114,9 +114,8 @@ $$;
 
 -- Process the next page of at most p_limit mentors with something due, in keyset order after
 -- p_cursor, and checkpoint the run in the same transaction. Fenced: only the invocation that
--- holds (p_run_id, p_segment) may write. A failing row does not sink the batch: the set-based
--- fast path runs in a subtransaction and, if it fails, each certification is retried alone and
--- failures are reported with their IDs.
+-- holds (p_run_id, p_segment) may write. A failing row does not sink the batch
+-- (certexpiry.apply_effects_isolated): failures are reported with their IDs.
 create or replace function public.process_expiry_batch(
     p_run_id uuid,
     p_segment integer,
@@ -136,9 +135,6 @@ declare
     v_certs uuid[];
     v_counts jsonb := '{}'::jsonb;
     v_failures jsonb := '[]'::jsonb;
-    v_row record;
-    v_sqlstate text;
-    v_message text;
     v_next uuid;
     v_done boolean;
 begin
@@ -168,33 +164,13 @@ begin
     from certexpiry.actionable_certifications(v_today, p_reminder_days) a
     where a.peer_mentor_id = any (v_mentors);
 
-    begin
-        v_counts := certexpiry.apply_effects(p_run_id, v_today, p_reminder_days, v_certs);
-    exception when others then
-        v_counts := '{}'::jsonb;
-        for v_row in
-            select c.id, c.peer_mentor_id, c.expiry_date from public.certifications c
-            where c.id = any (v_certs) order by c.id
-        loop
-            begin
-                v_counts := certexpiry.sum_counts(v_counts,
-                    certexpiry.apply_effects(p_run_id, v_today, p_reminder_days, array[v_row.id]));
-            exception when others then
-                get stacked diagnostics v_sqlstate = returned_sqlstate, v_message = message_text;
-                v_failures := v_failures || jsonb_build_object(
-                    'certification_id', v_row.id,
-                    'peer_mentor_id', v_row.peer_mentor_id,
-                    'operation', case when certexpiry.is_expired(v_row.expiry_date, v_today)
-                                      then 'auto_pause' else 'reminder' end,
-                    'sqlstate', v_sqlstate,
-                    'message', left(v_message, 500));
-            end;
-        end loop;
-    end;
+    v_counts := certexpiry.apply_effects_isolated(p_run_id, v_today, p_reminder_days, v_certs);
+    v_failures := v_counts -> 'failures_detail';
+    v_counts := v_counts - 'failures_detail';
 
     v_counts := certexpiry.sum_counts(
         jsonb_build_object('mentors', cardinality(v_mentors), 'certifications', cardinality(v_certs),
-                           'failures', jsonb_array_length(v_failures), 'batches', 1),
+                           'batches', 1),
         v_counts);
     update public.cron_runs
     set cursor = v_next, heartbeat_at = now(),
@@ -301,8 +277,9 @@ as $$
         'resolved', a.resolved)
 $$;
 
--- Remediation (ops): auto-pause exactly the given certifications through the same rule as the
--- sweep; only those that still qualify are touched.
+-- Remediation (ops): auto-pause exactly the given certifications through the same rule and the
+-- same failure isolation as the sweep (no reminder offsets: pauses only); only those that still
+-- qualify are touched.
 create or replace function public.remediate_auto_pauses(
     p_run_id uuid,
     p_certification_ids uuid[],
@@ -312,7 +289,8 @@ language sql
 security invoker
 set search_path = ''
 as $$
-    select certexpiry.apply_auto_pauses(p_run_id, certexpiry.org_today(p_timezone), p_certification_ids)
+    select certexpiry.apply_effects_isolated(
+        p_run_id, certexpiry.org_today(p_timezone), '{}', p_certification_ids)
 $$;
 
 revoke execute on function
