@@ -39,7 +39,9 @@ with open(sys.argv[1], "w") as out:
 
 
 def _child_env() -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTEST", "COV_"))}
+    env = {
+        key: value for key, value in os.environ.items() if not key.startswith(("PYTEST", "COV_"))
+    }
     env["PYTHONPATH"] = str(ROOT)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
@@ -48,8 +50,13 @@ def _child_env() -> dict[str, str]:
 def _once(module: str, out: Path) -> tuple[float, float]:
     body = f"import {module}" if module else "pass"
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", _CHILD.format(body=body), str(out)], cwd=ROOT, env=_child_env(),
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-c", _CHILD.format(body=body), str(out)],
+        cwd=ROOT,
+        env=_child_env(),
+        check=True,
+        capture_output=True,
+    )
     process_s = time.perf_counter() - started
     return float(out.read_text()), process_s
 
@@ -60,8 +67,14 @@ def heaviest_imports(module: str = "main", top: int = 8) -> list[tuple[str, floa
     importtime prints post-order ("| main" after everything it imported), two spaces of
     indent per level: the children of `module` are the depth-1 lines just before it.
     """
-    done = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {module}"], cwd=ROOT,
-                          env=_child_env(), capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+        cwd=ROOT,
+        env=_child_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     children: list[tuple[str, float]] = []
     for line in done.stderr.splitlines():
         parts = line.split("|")
@@ -72,7 +85,10 @@ def heaviest_imports(module: str = "main", top: int = 8) -> list[tuple[str, floa
         seconds = int(parts[1]) / 1e6
         if depth == 0:
             if name == module:
-                return [("(all of main)", seconds), *sorted(children, key=lambda c: c[1], reverse=True)[:top]]
+                return [
+                    ("(all of main)", seconds),
+                    *sorted(children, key=lambda c: c[1], reverse=True)[:top],
+                ]
             children = []
         elif depth == 1:
             children.append((name.strip(), seconds))
@@ -111,7 +127,8 @@ def markdown(figures: dict[str, Any]) -> str:
         f"**{figures['main_over_framework_ms']:.0f} ms** more than functions-framework alone.",
         "",
         "Heaviest imports under `import main` (one `-X importtime` run, cumulative): "
-        + ", ".join(f"`{name}` {seconds * 1000:.0f} ms" for name, seconds in figures["heaviest"]) + ".",
+        + ", ".join(f"`{name}` {seconds * 1000:.0f} ms" for name, seconds in figures["heaviest"])
+        + ".",
     ]
     return "\n".join(rows)
 

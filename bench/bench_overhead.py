@@ -29,15 +29,15 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from certexpiry import embedded, schema
-from certexpiry.local import LOCAL_TOPIC, run_chain
 from certexpiry.log import JsonLogger
 from certexpiry.pg_store import pg_store
-from certexpiry.publisher import InMemoryPublisher
 from certexpiry.sanitize import Sanitizer
 from certexpiry.settings import Settings
 from certexpiry.store import AuditRow, BatchResult, Claim, Completion, MissedReport, RpcStore
 from certexpiry.sweep import Job, Outcome
+from certexpiry_ops import embedded, schema
+from certexpiry_ops.fakes import InMemoryPublisher
+from certexpiry_ops.local import LOCAL_TOPIC, run_chain
 
 SPEC_MS = 500.0
 GOAL_MS = 50.0
@@ -72,8 +72,15 @@ class TimedStore:
     def claim_continuation(self, run_id: UUID, segment: int, lease_s: int) -> Claim:
         return self.inner.claim_continuation(run_id, segment, lease_s)
 
-    def process_batch(self, run_id: UUID, segment: int, cursor: UUID | None, limit: int,
-                      reminder_days: Sequence[int], lease_s: int) -> BatchResult:
+    def process_batch(
+        self,
+        run_id: UUID,
+        segment: int,
+        cursor: UUID | None,
+        limit: int,
+        reminder_days: Sequence[int],
+        lease_s: int,
+    ) -> BatchResult:
         return self.inner.process_batch(run_id, segment, cursor, limit, reminder_days, lease_s)
 
     def handoff(self, run_id: UUID, segment: int, lease_s: int) -> bool:
@@ -133,12 +140,17 @@ def seed_actionable(conn: psycopg.Connection[Any], count: int) -> None:
 
 def _create(admin: str, name: str, template: str | None = None) -> str:
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+        )
         if template is None:
             conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
         else:
-            conn.execute(sql.SQL("create database {} template {}").format(sql.Identifier(name),
-                                                                          sql.Identifier(template)))
+            conn.execute(
+                sql.SQL("create database {} template {}").format(
+                    sql.Identifier(name), sql.Identifier(template)
+                )
+            )
     return make_conninfo(admin, dbname=name)
 
 
@@ -148,12 +160,21 @@ def one_run(url: str) -> dict[str, float]:
     sanitizer = Sanitizer()
     sanitizer.register_secret(url)
     with open(os.devnull, "w", encoding="utf-8") as devnull:
-        logger = JsonLogger(sanitizer=sanitizer, service="certexpiry", version="bench", project="bench",
-                            stream=devnull)
+        logger = JsonLogger(
+            sanitizer=sanitizer,
+            service="certexpiry",
+            version="bench",
+            project="bench",
+            stream=devnull,
+        )
         store = pg_store(url)
         publisher = InMemoryPublisher()
-        job = Job(settings=Settings(continuation_topic=LOCAL_TOPIC), store=TimedStore(store, timer),
-                  publisher=publisher, log=logger)
+        job = Job(
+            settings=Settings(continuation_topic=LOCAL_TOPIC),
+            store=TimedStore(store, timer),
+            publisher=publisher,
+            log=logger,
+        )
         with timed_logging(timer):
             started = time.perf_counter()
             result = run_chain(job, publisher)
@@ -186,8 +207,11 @@ def run(actionable: int = 10_000, repeats: int = 3, admin_url: str | None = None
             runs.append(one_run(url))
         with psycopg.connect(admin_url, autocommit=True) as conn:
             for index in range(repeats):
-                conn.execute(sql.SQL("drop database if exists {} with (force)").format(
-                    sql.Identifier(f"bench_overhead_{index}")))
+                conn.execute(
+                    sql.SQL("drop database if exists {} with (force)").format(
+                        sql.Identifier(f"bench_overhead_{index}")
+                    )
+                )
             conn.execute("drop database if exists bench_overhead_seed with (force)")
     finally:
         if server is not None:

@@ -26,7 +26,7 @@ import psutil
 import psycopg
 
 from bench import bench_coldstart, bench_overhead, bench_sql
-from certexpiry import embedded
+from certexpiry_ops import embedded
 
 OUT = Path(__file__).resolve().parent / "report.md"
 
@@ -147,7 +147,9 @@ def build(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="small sizes: finishes in under a minute")
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes: finishes in under a minute"
+    )
     parser.add_argument("--sizes", help="monitoring sizes, e.g. 10000,100000,1000000")
     parser.add_argument("--actionable", type=int, help="certifications in the throughput night")
     parser.add_argument("--lines", type=int, help="log lines per case and sink")

@@ -13,17 +13,8 @@ from uuid import UUID
 
 from certexpiry.codes import Code
 from certexpiry.log import JsonLogger
+from certexpiry.reports import remediation_for, report_missed
 from certexpiry.store import AuditRow, MissedReport, Store
-
-REMEDIATION = (
-    "Run `python -m certexpiry remediate {run_id}` to auto-pause exactly these certifications, "
-    "then `python -m certexpiry audit resolve {run_id}` once monitoring reports none left."
-)
-
-
-def remediation_for(run_id: UUID) -> str:
-    """The instruction the MISSED_AUTO_PAUSE warning carries."""
-    return REMEDIATION.format(run_id=run_id)
 
 
 @dataclass(frozen=True)
@@ -58,20 +49,7 @@ def monitor_and_audit(
             **_error_context(exc),
         )
     else:
-        if report.missed_pause_count > 0:
-            log.warning(
-                Code.MISSED_AUTO_PAUSE,
-                f"{report.missed_pause_count} expired certifications are still not paused.",
-                missed_pause_count=report.missed_pause_count,
-                missed_ids=list(report.missed_ids),
-                remediation=remediation_for(run_id),
-            )
-        else:
-            log.info(
-                Code.MONITORING_CLEAN,
-                "Monitoring found no missed auto-pauses.",
-                missed_pause_count=0,
-            )
+        report_missed(log, report, remediation_for(run_id))
 
     row = AuditRow(
         run_id=run_id,

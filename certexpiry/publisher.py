@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from certexpiry.errors import PublishError
@@ -67,16 +66,3 @@ class PubSubPublisher:
             return str(future.result(timeout=self.deadline_s + 5))
         except Exception as exc:  # any failure to publish means the same thing
             raise PublishError(topic, f"{type(exc).__name__}: {exc}") from exc
-
-
-@dataclass
-class InMemoryPublisher:
-    """A local stand-in (demo, tests): messages wait in a list until the driver delivers them."""
-
-    messages: list[tuple[str, bytes, dict[str, str]]] = field(default_factory=list)
-    _next_id: int = 0
-
-    def publish(self, topic: str, data: bytes, attributes: Mapping[str, str]) -> str:
-        self._next_id += 1
-        self.messages.append((topic, data, dict(attributes)))
-        return f"local-{self._next_id}"

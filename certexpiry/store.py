@@ -53,7 +53,7 @@ RPC_SIGNATURES: Mapping[str, Mapping[str, str]] = {
         "p_certification_ids": "uuid[]",
         "p_timezone": "text",
     },
-    # The ops command line (certexpiry.ops, migration 20261128000400_ops_api.sql).
+    # The ops command line (certexpiry_ops.ops, migration 20261128000400_ops_api.sql).
     "list_cron_audit": {"p_limit": "integer"},
     "get_cron_audit": {"p_run_id": "uuid"},
     "resolve_cron_audit": {"p_run_id": "uuid", "p_force": "boolean"},

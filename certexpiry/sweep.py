@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -24,8 +24,9 @@ from certexpiry.log import JsonLogger, TraceContext
 from certexpiry.messages import NightlyTrigger, Resume, decode
 from certexpiry.monitoring import monitor_and_audit
 from certexpiry.publisher import Publisher
+from certexpiry.reports import log_record_failures
 from certexpiry.settings import Settings
-from certexpiry.store import COUNT_KEYS, Claim, RecordFailure, Store
+from certexpiry.store import COUNT_KEYS, Claim, Store
 
 
 class Outcome(enum.Enum):
@@ -256,20 +257,6 @@ def _finish(job: Job, segment: _Segment, budget: TimeBudget) -> Outcome:
         **_counts(completion.totals),
     )
     return Outcome.ACK
-
-
-def log_record_failures(log: JsonLogger, failures: Sequence[RecordFailure]) -> None:
-    """One DB_OPERATION_FAILED line per certification an RPC could not process."""
-    for failure in failures:
-        log.error(
-            Code.DB_OPERATION_FAILED,
-            "A certification could not be processed; the others were kept.",
-            operation=failure.operation,
-            certification_id=failure.certification_id,
-            peer_mentor_id=failure.peer_mentor_id,
-            sqlstate=failure.sqlstate,
-            details=failure.message,
-        )
 
 
 def _fenced(segment: _Segment) -> Outcome:

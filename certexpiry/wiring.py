@@ -12,7 +12,7 @@ from certexpiry.log import JsonLogger
 from certexpiry.publisher import Publisher, PubSubPublisher
 from certexpiry.sanitize import Sanitizer
 from certexpiry.settings import Settings
-from certexpiry.store import RpcStore
+from certexpiry.store import RpcStore, RpcTransport
 from certexpiry.sweep import Job
 
 
@@ -31,21 +31,26 @@ def make_logger(sanitizer: Sanitizer, settings: Settings | None = None) -> JsonL
     )
 
 
-def make_store(settings: Settings) -> RpcStore:
+def make_transport(settings: Settings) -> RpcTransport:
     """Direct Postgres when DATABASE_URL is set, else Supabase's HTTP API."""
     if settings.database_url is not None:
-        from certexpiry.pg_store import pg_store
+        from certexpiry.pg_store import PgTransport
 
-        return pg_store(settings.database_url.get_secret_value())
+        return PgTransport(settings.database_url.get_secret_value())
     if settings.supabase_url and settings.supabase_service_role_key is not None:
-        from certexpiry.supabase_store import supabase_store
+        from certexpiry.supabase_store import SupabaseTransport
 
-        return supabase_store(
+        return SupabaseTransport(
             settings.supabase_url, settings.supabase_service_role_key.get_secret_value()
         )
     raise SettingsError(
         "DATABASE_URL", "set DATABASE_URL, or SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY"
     )
+
+
+def make_store(settings: Settings) -> RpcStore:
+    """The sweep's store over the configured transport."""
+    return RpcStore(make_transport(settings))
 
 
 def make_job(settings: Settings, log: JsonLogger, publisher: Publisher | None = None) -> Job:

@@ -8,6 +8,9 @@ export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
 
 echo "== ruff"
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
+echo "== import contracts (the runtime never imports the tooling)"
+.venv/bin/lint-imports
 echo "== mypy --strict"
 .venv/bin/mypy
 echo "== pytest"
@@ -21,9 +24,9 @@ if [ $status -eq 5 ]; then
   exit 1
 fi
 [ $status -eq 0 ] || exit $status
-echo "== 100% branch coverage: logging, sanitiser, monitoring"
+echo "== 100% branch coverage: logging, sanitiser, monitoring, reports"
 .venv/bin/python -m coverage report --fail-under=100 \
-  --include='certexpiry/log.py,certexpiry/sanitize.py,certexpiry/monitoring.py'
+  --include='certexpiry/log.py,certexpiry/sanitize.py,certexpiry/monitoring.py,certexpiry/reports.py'
 echo "== terraform fmt"
 if command -v terraform >/dev/null 2>&1; then
   terraform fmt -check -recursive terraform

@@ -1,25 +1,40 @@
-# The function's source archive: main.py, requirements.txt and the certexpiry/
-# package, nothing else. It is an allow-list (explicit files plus one package
-# tree) rather than the repo root minus excludes, so tests/, bench/, .venv/,
-# .git/, terraform/ or any file added to the repo later can never leak into
-# the upload. Byte-code caches and hidden files inside the package are
-# dropped by the regex below.
+# The function's source archive: main.py, requirements.txt and the runtime
+# modules of certexpiry/, each named. An explicit allow-list rather than a
+# glob, so the ops toolkit (certexpiry_ops/: CLI, demo, embedded Postgres,
+# fakes), tests/, bench/, .venv/ or any file added to the repo later can never
+# reach production. A new runtime module is deployed once it is listed here;
+# tests/terraform/test_wiring.py fails until every module of certexpiry/ is
+# either listed or named as not deployed.
 
 locals {
   # terraform/ sits next to main.py, requirements.txt and certexpiry/.
   repo_root = abspath("${path.module}/..")
 
   source_top_level_files = ["main.py", "requirements.txt"]
-  source_package_glob    = "certexpiry/**"
-  # Paths matching this (RE2) are left out: __pycache__/, hidden files or
-  # directories (.mypy_cache, .DS_Store, ...) and compiled byte code.
-  source_exclude_regex = "(^|/)(__pycache__|\\.[^/]+)(/|$)|\\.py[cod]$"
+
+  # certexpiry/__main__.py is not listed: it only opens the ops command line.
+  runtime_modules = [
+    "__init__",
+    "budget",
+    "codes",
+    "errors",
+    "log",
+    "messages",
+    "monitoring",
+    "pg_store",
+    "publisher",
+    "reports",
+    "retry",
+    "sanitize",
+    "settings",
+    "store",
+    "supabase_store",
+    "sweep",
+    "wiring",
+  ]
 
   source_files = sort(concat(
     local.source_top_level_files,
-    [
-      for f in fileset(local.repo_root, local.source_package_glob) : f
-      if length(regexall(local.source_exclude_regex, f)) == 0
-    ],
+    [for module in local.runtime_modules : "certexpiry/${module}.py"],
   ))
 }

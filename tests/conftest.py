@@ -21,7 +21,7 @@ from hypothesis import settings
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from certexpiry import embedded, schema
+from certexpiry_ops import embedded, schema
 
 pytest_plugins = ["tests.leak_plugin"]  # the session-wide PII/secret leak scan
 
@@ -47,7 +47,9 @@ def pg_admin_url() -> Iterator[str]:
         server = embedded.start(data_dir)
         admin = server.uri
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(TEMPLATE)))
+        conn.execute(
+            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(TEMPLATE))
+        )
         conn.execute(sql.SQL("create database {}").format(sql.Identifier(TEMPLATE)))
     schema.apply(make_conninfo(admin, dbname=TEMPLATE))
     yield admin
@@ -63,11 +65,15 @@ def database_url(pg_admin_url: str) -> Iterator[str]:
     name = f"t_{uuid.uuid4().hex[:16]}"
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(
-            sql.SQL("create database {} template {}").format(sql.Identifier(name), sql.Identifier(TEMPLATE))
+            sql.SQL("create database {} template {}").format(
+                sql.Identifier(name), sql.Identifier(TEMPLATE)
+            )
         )
     yield make_conninfo(pg_admin_url, dbname=name)
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 Everything the suite's code under test writes is scanned:
 
 * the captured stdout, stderr and log sections of every test phase (``report.sections``);
-* every line of every function process (``certexpiry.harness.FunctionProcess``), both
+* every line of every function process (``certexpiry_ops.harness.FunctionProcess``), both
   streams, including processes killed mid-run;
 * every ``tests.logcapture.CapturedLog`` (the in-memory JSON loggers of the tests);
 * anything a test hands to ``register_lines`` (e.g. a load test's streaming sink).
@@ -119,8 +119,10 @@ class LeakScanner:
                 found += [(m.start(), m.end(), kind) for m in pattern.finditer(line)]
             self.lines_scanned += 1
             self.sources.add(source)
-            hits = [Hit(source, line_number, kind, self._excerpt(line, start, end, kind))
-                    for start, end, kind in found]
+            hits = [
+                Hit(source, line_number, kind, self._excerpt(line, start, end, kind))
+                for start, end, kind in found
+            ]
             self.hits += hits
             return hits
 
@@ -135,7 +137,7 @@ class LeakScanner:
     def _excerpt(self, line: str, start: int, end: int, kind: str) -> str:
         """The line around the hit with the hit (and any other needle) masked."""
         left = max(0, start - _EXCERPT // 2)
-        text = line[left:start] + f"<{kind}>" + line[end:end + _EXCERPT // 2]
+        text = line[left:start] + f"<{kind}>" + line[end : end + _EXCERPT // 2]
         literal = self._literal
         if literal is not None:
             text = literal.sub("<masked>", text)
@@ -203,7 +205,7 @@ class _Watch:
         except Exception:  # noqa: BLE001  # a closed stream has nothing more to give
             return
         lines = content.splitlines() if isinstance(content, str) else [text for _, text in content]
-        fresh = lines[self.offset:]
+        fresh = lines[self.offset :]
         # A StringIO line still being written (no newline yet) is rescanned next time.
         if isinstance(content, str) and fresh and not content.endswith("\n"):
             fresh = fresh[:-1]
@@ -267,7 +269,7 @@ def _patch_function_process() -> None:
         return
     import sys
 
-    harness: ModuleType | None = sys.modules.get("certexpiry.harness")
+    harness: ModuleType | None = sys.modules.get("certexpiry_ops.harness")
     if harness is None:
         return  # patched as soon as a test module imports the harness
     cls = harness.FunctionProcess
@@ -281,8 +283,10 @@ def _patch_function_process() -> None:
             def finished() -> bool:
                 child = getattr(process, "_process", None)
                 readers = getattr(process, "_readers", [])
-                return child is not None and child.poll() is not None and not any(
-                    reader.is_alive() for reader in readers
+                return (
+                    child is not None
+                    and child.poll() is not None
+                    and not any(reader.is_alive() for reader in readers)
                 )
 
             watch = _Watch(

@@ -27,8 +27,13 @@ class CapturedLog:
         sanitizer = Sanitizer()
         for secret in secrets:
             sanitizer.register_secret(secret)
-        self.logger = JsonLogger(sanitizer=sanitizer, service="certexpiry-test", version="test",
-                                 project="test-project", stream=self.stream)
+        self.logger = JsonLogger(
+            sanitizer=sanitizer,
+            service="certexpiry-test",
+            version="test",
+            project="test-project",
+            stream=self.stream,
+        )
         for callback in _observers:
             callback(self)
 

@@ -9,19 +9,33 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from certexpiry import demo_seed
-from certexpiry.demo import SEPARATOR
-from certexpiry.harness import ROOT
+from certexpiry_ops import demo_seed
+from certexpiry_ops.demo import SEPARATOR
+from certexpiry_ops.harness import ROOT
 from tests.leak_plugin import register_lines, register_pii
 
 MENTORS, SEED = 200, 7
 
 
 def _demo(data_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("DATABASE_URL", "SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY")}
-    command = [sys.executable, "-m", "certexpiry", "demo", "--data-dir", str(data_dir),
-               "--mentors", str(MENTORS), "--seed", str(SEED), *extra]
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY")
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "certexpiry",
+        "demo",
+        "--data-dir",
+        str(data_dir),
+        "--mentors",
+        str(MENTORS),
+        "--seed",
+        str(SEED),
+        *extra,
+    ]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     register_lines(done.stdout.splitlines(), "demo [stdout]")
     register_lines(done.stderr.splitlines(), "demo [stderr]")

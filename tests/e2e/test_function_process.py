@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from certexpiry.harness import FunctionProcess, follow_chain, function_env
-from certexpiry.pubsub_fake import FakePubSub
+from certexpiry_ops.harness import FunctionProcess, follow_chain, function_env
+from certexpiry_ops.pubsub_fake import FakePubSub
 from tests.seeding import add_cert, add_mentor
 
 Conn = psycopg.Connection[Any]

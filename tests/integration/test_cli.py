@@ -16,10 +16,10 @@ import psycopg
 import pytest
 from google.auth.exceptions import DefaultCredentialsError
 
-from certexpiry import demo_seed
-from certexpiry.cli import main
-from certexpiry.console import CliIO
 from certexpiry.pg_store import pg_store
+from certexpiry_ops import demo_seed
+from certexpiry_ops.cli import main
+from certexpiry_ops.console import CliIO
 from tests.leak_plugin import register_lines, register_pii, register_secret
 
 Conn = psycopg.Connection[Any]
@@ -95,10 +95,19 @@ def refuse_two(db: Conn, database_url: str) -> list[str]:
 
 def test_help_on_every_command() -> None:
     """Every command and subcommand answers --help with its usage and exits 0."""
-    for command in (["--help"], ["demo", "--help"], ["run", "--help"], ["seed", "--help"],
-                    ["audit", "--help"], ["audit", "list", "--help"], ["audit", "show", "--help"],
-                    ["audit", "resolve", "--help"], ["remediate", "--help"], ["check", "--help"],
-                    ["logs", "--help"]):
+    for command in (
+        ["--help"],
+        ["demo", "--help"],
+        ["run", "--help"],
+        ["seed", "--help"],
+        ["audit", "--help"],
+        ["audit", "list", "--help"],
+        ["audit", "show", "--help"],
+        ["audit", "resolve", "--help"],
+        ["remediate", "--help"],
+        ["check", "--help"],
+        ["logs", "--help"],
+    ):
         result = invoke(*command)
         assert result.code == 0, command
         assert "usage: python -m certexpiry" in result.out, command
@@ -119,8 +128,10 @@ def test_run_writes_json_lines_then_second_run_is_a_duplicate(
     assert codes[0] == "RUN_STARTED" and codes[-1] == "RUN_COMPLETED"
     assert codes.count("CONTINUATION_PUBLISHED") >= 1 and "MONITORING_CLEAN" in codes
     run_id = first.with_code("RUN_COMPLETED")[0]["cron_run_id"]
-    audit = db.execute("select segments, missed_pause_count from public.cron_audit_log "
-                       "where run_id = %s", (run_id,)).fetchone()
+    audit = db.execute(
+        "select segments, missed_pause_count from public.cron_audit_log where run_id = %s",
+        (run_id,),
+    ).fetchone()
     assert audit is not None and audit[0] == codes.count("CONTINUATION_PUBLISHED") + 1
     outbox = db.execute("select count(*) from public.notification_outbox").fetchone()
 
@@ -166,8 +177,10 @@ def test_remediation_walkthrough(cli: Cli, db: Conn, database_url: str) -> None:
 
     blocked = cli("remediate", run_id)  # the trigger still refuses: each ID reported, exit 1
     assert blocked.code == 1
-    assert sorted(e["context"]["certification_id"]
-                  for e in blocked.with_code("DB_OPERATION_FAILED")) == refused
+    assert (
+        sorted(e["context"]["certification_id"] for e in blocked.with_code("DB_OPERATION_FAILED"))
+        == refused
+    )
     assert blocked.with_code("REMEDIATION_DONE")[0]["context"]["certifications_paused"] == 0
 
     fixed = cli("remediate", run_id, "--drop-demo-trigger")
@@ -179,7 +192,8 @@ def test_remediation_walkthrough(cli: Cli, db: Conn, database_url: str) -> None:
     records = db.execute(
         "select count(*) from public.certification_idempotency_log "
         "where action = 'auto_pause' and run_id = %s and certification_id = any(%s::uuid[])",
-        (run_id, refused)).fetchone()
+        (run_id, refused),
+    ).fetchone()
     assert records == (2,)
 
     assert cli("check").codes() == ["MONITORING_CLEAN"]
@@ -237,7 +251,8 @@ def test_seed_fills_an_empty_local_database_once(cli: Cli, db: Conn) -> None:
     assert report["mentors"] == 150
     assert db.execute("select count(*) from public.peer_mentors").fetchone() == (150,)
     assert db.execute("select count(*) from public.certifications").fetchone() == (
-        report["certifications"],)
+        report["certifications"],
+    )
     again = cli("seed", "--mentors", "10")
     assert again.code == 2 and "already has peer mentors" in again.err
 
@@ -255,24 +270,28 @@ def test_seed_refuses_a_remote_database(monkeypatch: pytest.MonkeyPatch) -> None
     assert invoke("seed").code == 2
 
 
-@pytest.mark.parametrize(("conninfo", "local"), [
-    ("postgresql://postgres:@/postgres?host=/tmp/pg", True),
-    ("host=/var/run/postgresql dbname=x", True),
-    ("postgresql://u@localhost:5432/x", True),
-    ("postgresql://u@127.0.0.1/x", True),
-    ("postgresql://u@[::1]/x", True),
-    ("dbname=x", True),  # default Unix socket
-    ("postgresql://u@db.example.com/x", False),
-    ("host=localhost,db.example.com dbname=x", False),
-    ("host=localhost hostaddr=10.0.0.5 dbname=x", False),
-])
+@pytest.mark.parametrize(
+    ("conninfo", "local"),
+    [
+        ("postgresql://postgres:@/postgres?host=/tmp/pg", True),
+        ("host=/var/run/postgresql dbname=x", True),
+        ("postgresql://u@localhost:5432/x", True),
+        ("postgresql://u@127.0.0.1/x", True),
+        ("postgresql://u@[::1]/x", True),
+        ("dbname=x", True),  # default Unix socket
+        ("postgresql://u@db.example.com/x", False),
+        ("host=localhost,db.example.com dbname=x", False),
+        ("host=localhost hostaddr=10.0.0.5 dbname=x", False),
+    ],
+)
 def test_is_local(conninfo: str, local: bool) -> None:
     """Only Unix sockets and the loopback interface count as local."""
     assert demo_seed.is_local(conninfo, environ={}) is local
 
 
-def test_run_reports_an_unreachable_database(tmp_path: Any,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_reports_an_unreachable_database(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`run` exits 2 with a clear message when the database cannot be reached."""
     monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@/postgres?host={tmp_path}")
     result = invoke("run")
@@ -294,10 +313,17 @@ class FakeLoggingClient:
 
 def _entry(second: int, code: str, run_id: str) -> Any:
     return SimpleNamespace(
-        timestamp=datetime(2026, 11, 28, 1, 0, second, tzinfo=UTC), severity="INFO",
-        payload={"message": f"{code} line", "error_code": code, "cron_run_id": run_id,
-                 "context": {"segment": 0}},
-        insert_id=f"id-{second}", trace=None, labels={"cron_run_id": run_id},
+        timestamp=datetime(2026, 11, 28, 1, 0, second, tzinfo=UTC),
+        severity="INFO",
+        payload={
+            "message": f"{code} line",
+            "error_code": code,
+            "cron_run_id": run_id,
+            "context": {"segment": 0},
+        },
+        insert_id=f"id-{second}",
+        trace=None,
+        labels={"cron_run_id": run_id},
     )
 
 
@@ -306,8 +332,13 @@ def test_logs_prints_a_runs_entries_in_order(monkeypatch: pytest.MonkeyPatch) ->
     from google.cloud.logging import ASCENDING
 
     run_id = str(uuid.uuid4())
-    client = FakeLoggingClient([_entry(1, "RUN_STARTED", run_id), _entry(2, "BATCH_DONE", run_id),
-                                _entry(3, "RUN_COMPLETED", run_id)])
+    client = FakeLoggingClient(
+        [
+            _entry(1, "RUN_STARTED", run_id),
+            _entry(2, "BATCH_DONE", run_id),
+            _entry(3, "RUN_COMPLETED", run_id),
+        ]
+    )
     projects: list[str | None] = []
 
     def factory(project: str | None) -> FakeLoggingClient:
@@ -317,8 +348,11 @@ def test_logs_prints_a_runs_entries_in_order(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "env-project")
     result = invoke("logs", run_id, logging_client=factory)
     assert result.code == 0, result.err
-    assert [e["error_code"] for e in result.entries] == ["RUN_STARTED", "BATCH_DONE",
-                                                          "RUN_COMPLETED"]
+    assert [e["error_code"] for e in result.entries] == [
+        "RUN_STARTED",
+        "BATCH_DONE",
+        "RUN_COMPLETED",
+    ]
     first = result.entries[0]
     assert first["timestamp"] == "2026-11-28T01:00:01+00:00" and first["severity"] == "INFO"
     assert first["cron_run_id"] == run_id and first["insertId"] == "id-1"
@@ -334,6 +368,7 @@ def test_logs_prints_a_runs_entries_in_order(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_logs_without_credentials_is_a_clear_error() -> None:
     """Without Application Default Credentials `logs` exits 2 and says how to log in."""
+
     def no_credentials(project: str | None) -> Any:
         raise DefaultCredentialsError("Your default credentials were not found.")  # type: ignore[no-untyped-call]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from certexpiry import embedded, schema
+from certexpiry_ops import embedded, schema
 
 
 @pytest.mark.skipif(

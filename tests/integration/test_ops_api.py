@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from certexpiry.ops import OpsStore
 from certexpiry.pg_store import PgTransport, as_api_role
+from certexpiry_ops.ops import OpsStore
 from tests.seeding import add_cert, add_mentor, status_of
 
 Conn = psycopg.Connection[Any]
@@ -30,8 +30,13 @@ def ops(database_url: str) -> Iterator[OpsStore]:
     transport.close()
 
 
-def add_audit(db: Conn, *, missed: list[Any] | None = None, run_at: datetime | None = None,
-              resolved: bool = False) -> uuid.UUID:
+def add_audit(
+    db: Conn,
+    *,
+    missed: list[Any] | None = None,
+    run_at: datetime | None = None,
+    resolved: bool = False,
+) -> uuid.UUID:
     """One cron_audit_log row (as the sweep writes them) with these missed IDs."""
     run_id = uuid.uuid4()
     ids = [str(item) for item in missed or []]
@@ -39,8 +44,15 @@ def add_audit(db: Conn, *, missed: list[Any] | None = None, run_at: datetime | N
         "insert into public.cron_audit_log (run_id, run_at, missed_pause_count, missed_ids, "
         "resolved, nightly_key, segments, totals, duration_ms) "
         "values (%s, %s, %s, %s::jsonb, %s, %s, 2, %s::jsonb, 1234)",
-        (run_id, run_at or datetime.now(UTC), len(ids), json.dumps(ids), resolved, _today(),
-         json.dumps({"reminders_queued": 3, "certifications_paused": 1})),
+        (
+            run_id,
+            run_at or datetime.now(UTC),
+            len(ids),
+            json.dumps(ids),
+            resolved,
+            _today(),
+            json.dumps({"reminders_queued": 3, "certifications_paused": 1}),
+        ),
     )
     return run_id
 
@@ -70,8 +82,10 @@ def test_get_reports_which_missed_ids_are_still_missed(db: Conn, ops: OpsStore) 
     """get_cron_audit lists missed_ids and still_missed; paused or renewed ones drop out."""
     still, paused, renewed = missed_cert(db), missed_cert(db), missed_cert(db)
     db.execute("update public.certifications set status = 'paused' where id = %s", (paused,))
-    db.execute("update public.certifications set expiry_date = %s where id = %s",
-               (_today() + timedelta(days=300), renewed))
+    db.execute(
+        "update public.certifications set expiry_date = %s where id = %s",
+        (_today() + timedelta(days=300), renewed),
+    )
     run_id = add_audit(db, missed=[still, paused, renewed])
     entry = ops.get_audit(run_id)
     assert entry is not None
@@ -101,8 +115,9 @@ def test_resolve_refuses_while_missed_then_resolves(db: Conn, ops: OpsStore) -> 
     refused = ops.resolve_audit(run_id)
     assert refused.found and refused.refused and not refused.resolved
     assert refused.still_missed == (str(cert),)
-    assert db.execute("select resolved, resolved_at from public.cron_audit_log where run_id = %s",
-                      (run_id,)).fetchone() == (False, None)
+    assert db.execute(
+        "select resolved, resolved_at from public.cron_audit_log where run_id = %s", (run_id,)
+    ).fetchone() == (False, None)
 
     db.execute("update public.certifications set status = 'paused' where id = %s", (cert,))
     done = ops.resolve_audit(run_id)
@@ -126,9 +141,13 @@ def test_resolve_with_force_and_unknown_run(db: Conn, ops: OpsStore) -> None:
 @pytest.mark.parametrize("role", ["anon", "authenticated"])
 def test_only_service_role_may_call_the_ops_rpcs(db: Conn, role: str) -> None:
     """anon and authenticated cannot execute the ops RPCs."""
-    for statement in ("select public.list_cron_audit(5)",
-                      "select public.get_cron_audit(gen_random_uuid())",
-                      "select public.resolve_cron_audit(gen_random_uuid(), false)"):
-        with pytest.raises(psycopg.errors.InsufficientPrivilege), \
-                as_api_role(db, role, {"role": role}):
+    for statement in (
+        "select public.list_cron_audit(5)",
+        "select public.get_cron_audit(gen_random_uuid())",
+        "select public.resolve_cron_audit(gen_random_uuid(), false)",
+    ):
+        with (
+            pytest.raises(psycopg.errors.InsufficientPrivilege),
+            as_api_role(db, role, {"role": role}),
+        ):
             db.execute(statement)

@@ -13,13 +13,13 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from certexpiry.local import LOCAL_TOPIC, pubsub_event_data, run_chain
 from certexpiry.messages import PUBSUB_EVENT_TYPE
 from certexpiry.pg_store import pg_store
-from certexpiry.publisher import InMemoryPublisher
 from certexpiry.settings import Settings
 from certexpiry.store import RpcStore
 from certexpiry.sweep import Job, Outcome, handle_event
+from certexpiry_ops.fakes import InMemoryPublisher
+from certexpiry_ops.local import LOCAL_TOPIC, pubsub_event_data, run_chain
 from tests.logcapture import CapturedLog
 
 Conn = psycopg.Connection[Any]

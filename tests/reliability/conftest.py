@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from certexpiry.pubsub_fake import FakePubSub
+from certexpiry_ops.pubsub_fake import FakePubSub
 
 
 @pytest.fixture

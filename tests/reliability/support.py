@@ -29,8 +29,8 @@ import psycopg
 import pytest
 from _pytest.mark.structures import ParameterSet
 
-from certexpiry.harness import FunctionProcess
-from certexpiry.pubsub_fake import FakePubSub
+from certexpiry_ops.harness import FunctionProcess
+from certexpiry_ops.pubsub_fake import FakePubSub
 from tests import leak_plugin
 
 Conn = psycopg.Connection[Any]
@@ -114,8 +114,9 @@ def seed_night(conn: Conn, mentors: int, today: date | None = None, *, tag: str 
         name, national_id, email = mentor_pii(i)
         people.append((mentor, name, national_id, email, "paused" if i % 11 == 5 else "active"))
 
-        def cert(kind: str, expiry: date, status: str = "active", i: int = i,
-                 mentor: uuid.UUID = mentor) -> uuid.UUID:
+        def cert(
+            kind: str, expiry: date, status: str = "active", i: int = i, mentor: uuid.UUID = mentor
+        ) -> uuid.UUID:
             cert_id = uuid.uuid5(NAMESPACE, f"{tag}/cert/{kind}/{i}")
             certs.append((cert_id, mentor, expiry, status))
             return cert_id
@@ -253,7 +254,9 @@ def verdict(conn: Conn, expected: Expectation) -> Verdict:
             "select certification_id, kind, (payload ->> 'offset_days')::int from public.notification_outbox"
         ).fetchall()
     )
-    per_kind = Counter((cert, kind) for (cert, kind, _), count in queued.items() for _ in range(count))
+    per_kind = Counter(
+        (cert, kind) for (cert, kind, _), count in queued.items() for _ in range(count)
+    )
     for (cert, kind), count in per_kind.items():
         if count > 1:
             result.duplicates += count - 1
@@ -261,7 +264,8 @@ def verdict(conn: Conn, expected: Expectation) -> Verdict:
     reminders = {(cert, offset) for cert, kind, offset in queued if kind == "reminder"}
     notices = {cert for cert, kind, _ in queued if kind == "pause_notice"}
     paused_by_run = {
-        str(row[0]) for row in conn.execute(
+        str(row[0])
+        for row in conn.execute(
             """
             select l.certification_id from public.certification_idempotency_log l
             join public.certifications c on c.id = l.certification_id and c.expiry_date = l.expiry_date
@@ -270,7 +274,8 @@ def verdict(conn: Conn, expected: Expectation) -> Verdict:
         ).fetchall()
     }
     mentors = {
-        str(row[0]) for row in conn.execute(
+        str(row[0])
+        for row in conn.execute(
             "select id from public.peer_mentors where status = 'paused' and paused_reason = 'certification_expired'"
         ).fetchall()
     }
@@ -284,16 +289,22 @@ def verdict(conn: Conn, expected: Expectation) -> Verdict:
         result.missed += len(missing)
         result.unexpected += len(extra)
         if missing:
-            result.details.append(f"{len(missing)} {label}(s) missed, e.g. {sorted(map(str, missing))[:3]}")
+            result.details.append(
+                f"{len(missing)} {label}(s) missed, e.g. {sorted(map(str, missing))[:3]}"
+            )
         if extra:
-            result.details.append(f"{len(extra)} unexpected {label}(s), e.g. {sorted(map(str, extra))[:3]}")
+            result.details.append(
+                f"{len(extra)} unexpected {label}(s), e.g. {sorted(map(str, extra))[:3]}"
+            )
     return result
 
 
 def snapshot(conn: Conn) -> dict[str, Any]:
     """The observable end state, without run ids, row ids or timestamps (for clean-run equality)."""
     return {
-        "certs": conn.execute("select id, status from public.certifications order by id").fetchall(),
+        "certs": conn.execute(
+            "select id, status from public.certifications order by id"
+        ).fetchall(),
         "mentors": conn.execute(
             "select id, status, paused_reason from public.peer_mentors order by id"
         ).fetchall(),
@@ -358,7 +369,9 @@ def totals_problems(conn: Conn) -> list[str]:
 
 def expire_leases(conn: Conn) -> None:
     """Let every lease lapse at once: what waiting LEASE_S would do, without the wait."""
-    conn.execute("update public.cron_runs set lease_until = '-infinity' where status in ('running', 'handoff')")
+    conn.execute(
+        "update public.cron_runs set lease_until = '-infinity' where status in ('running', 'handoff')"
+    )
 
 
 def shift_runs_to_yesterday(conn: Conn) -> None:
@@ -468,7 +481,7 @@ class Driver:
     def pull(self) -> list[bytes]:
         """Messages published since the last pull (Pub/Sub now holds them for delivery)."""
         messages = list(self.pubsub.messages)
-        new = [item.data for item in messages[self.seen:]]
+        new = [item.data for item in messages[self.seen :]]
         self.seen = len(messages)
         return new
 

@@ -40,8 +40,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from certexpiry.harness import FunctionProcess, function_env
-from certexpiry.pubsub_fake import FakePubSub, Published
+from certexpiry_ops.harness import FunctionProcess, function_env
+from certexpiry_ops.pubsub_fake import FakePubSub, Published
 from tests.reliability.support import (
     NIGHTLY,
     Driver,
@@ -70,7 +70,9 @@ from tests.reliability.support import (
 )
 
 Conn = psycopg.Connection[Any]
-DB_PASSWORD = "rel-crash-db-password-7f3a9c"  # trust auth ignores it; the leak scan must never see it
+DB_PASSWORD = (
+    "rel-crash-db-password-7f3a9c"  # trust auth ignores it; the leak scan must never see it
+)
 END_OF_RUN_SLEEP_S = 0.04
 PAUSE_SLEEP_S = 0.004
 SLOW_END_OF_RUN = f"""
@@ -218,7 +220,9 @@ def plan_for(index: int, rng: random.Random, ref: dict[str, Any]) -> Plan:
         return Plan(mode, occurrence=batches, delay_s=small, recovery=recovery)
     # MONITORING_CLEAN is followed by the audit upsert, AUDIT_WRITTEN by complete_run: each
     # made to take END_OF_RUN_SLEEP_S, so the kill lands inside it.
-    return Plan(mode, occurrence=1, delay_s=rng.uniform(0, END_OF_RUN_SLEEP_S * 0.75), recovery=recovery)
+    return Plan(
+        mode, occurrence=1, delay_s=rng.uniform(0, END_OF_RUN_SLEEP_S * 0.75), recovery=recovery
+    )
 
 
 @dataclass
@@ -293,8 +297,9 @@ def test_sigkill_at_random_points_then_recover(
     killer = Killer(pubsub=pubsub)
     pubsub.on_publish = killer.on_publish
     url = make_conninfo(database_url, password=DB_PASSWORD)
-    env = function_env(url, pubsub, time_budget_s=0.001, batch_size=4, monitoring_reserve_s=0,
-                       lease_s=10)
+    env = function_env(
+        url, pubsub, time_budget_s=0.001, batch_size=4, monitoring_reserve_s=0, lease_s=10
+    )
     instance = Instance(env=env, killer=killer)
     stats: Counter[str] = Counter()
     phases: Counter[str] = Counter()
@@ -309,8 +314,11 @@ def test_sigkill_at_random_points_then_recover(
         clean.run()
         seconds = time.monotonic() - started
         codes = Counter(entry["error_code"] for entry in entries(function))
-        ref = {"seconds": seconds, "batches": codes["BATCH_DONE"],
-               "publishes": codes["CONTINUATION_PUBLISHED"]}
+        ref = {
+            "seconds": seconds,
+            "batches": codes["BATCH_DONE"],
+            "publishes": codes["CONTINUATION_PUBLISHED"],
+        }
         assert ref["publishes"] >= 5 and codes["RUN_COMPLETED"] == 1
         clean_verdict = verdict(db, expected)
         assert clean_verdict.ok, clean_verdict.details
@@ -322,8 +330,10 @@ def test_sigkill_at_random_points_then_recover(
             reset_to_seed(db)
             outcome = _one_kill_point(index, plan, rng, instance, pubsub, db)
             phases[outcome["phase"]] += 1
-            points.append(f"{plan.describe()} -> {outcome['phase']}"
-                          f"{'' if outcome['mid_chain'] else ' (after its answer)'}")
+            points.append(
+                f"{plan.describe()} -> {outcome['phase']}"
+                f"{'' if outcome['mid_chain'] else ' (after its answer)'}"
+            )
             stats["killed_mid_chain"] += int(outcome["mid_chain"])
             stats["deliveries"] += outcome["deliveries"]
             stats["retries_503"] += outcome["retries"]
@@ -336,30 +346,47 @@ def test_sigkill_at_random_points_then_recover(
             if snapshot(db) != reference:
                 problems.append("end state differs from the clean run")
             if problems:
-                failures.append(f"kill point {index} ({plan.describe()}, phase {outcome['phase']}): "
-                                + "; ".join(problems[:5]))
+                failures.append(
+                    f"kill point {index} ({plan.describe()}, phase {outcome['phase']}): "
+                    + "; ".join(problems[:5])
+                )
     finally:
         instance.close()
 
-    report("crash", {
-        "variant": variant, "seed": seed, "kill_points": kill_points, "mentors": mentors,
-        "expected_effects": expected.size, "instances_started": instance.started,
-        "clean_chain_s": round(ref["seconds"], 2), "segments": ref["publishes"] + 1,
-        **stats, "last_line_before_kill": dict(phases), "failures": len(failures),
-        "points": points if len(points) <= 20 else [*points[:20], "..."],
-    })
+    report(
+        "crash",
+        {
+            "variant": variant,
+            "seed": seed,
+            "kill_points": kill_points,
+            "mentors": mentors,
+            "expected_effects": expected.size,
+            "instances_started": instance.started,
+            "clean_chain_s": round(ref["seconds"], 2),
+            "segments": ref["publishes"] + 1,
+            **stats,
+            "last_line_before_kill": dict(phases),
+            "failures": len(failures),
+            "points": points if len(points) <= 20 else [*points[:20], "..."],
+        },
+    )
     assert failures == [], "\n".join(failures[:20])
     assert stats["duplicates"] == 0 and stats["missed"] == 0
     # The kills landed where they were meant to: in a batch (after a claim), between a
     # checkpoint and its publish, at the publish, and in the end-of-run monitoring and audit.
     assert stats["killed_mid_chain"] >= kill_points * 0.7, points
-    for phase_group in ({"RUN_STARTED", "SEGMENT_STARTED"}, {"BATCH_DONE"}, {"PUBLISH"},
-                        {"MONITORING_CLEAN", "AUDIT_WRITTEN"}):
+    for phase_group in (
+        {"RUN_STARTED", "SEGMENT_STARTED"},
+        {"BATCH_DONE"},
+        {"PUBLISH"},
+        {"MONITORING_CLEAN", "AUDIT_WRITTEN"},
+    ):
         assert phase_group & set(phases), (phase_group, points)
 
 
-def _one_kill_point(index: int, plan: Plan, rng: random.Random, instance: Instance,
-                    pubsub: FakePubSub, db: Conn) -> dict[str, Any]:
+def _one_kill_point(
+    index: int, plan: Plan, rng: random.Random, instance: Instance, pubsub: FakePubSub, db: Conn
+) -> dict[str, Any]:
     function = instance.current
     assert function is not None
     killer = instance.killer
@@ -385,14 +412,21 @@ def _one_kill_point(index: int, plan: Plan, rng: random.Random, instance: Instan
     killed = function
     wait_for(lambda: killed._process is not None and killed._process.poll() is not None, 10)
     function.stop()  # reaps the killed child and drains its output
-    codes = [entry["error_code"] for entry in entries(function)
-             if entry["error_code"] != "INVALID_MESSAGE"]  # the warm-up message
+    codes = [
+        entry["error_code"]
+        for entry in entries(function)
+        if entry["error_code"] != "INVALID_MESSAGE"
+    ]  # the warm-up message
     phase = "PUBLISH" if plan.mode.startswith("publish_") else (codes[-1] if codes else "none")
     problems = [f"non-JSON line: {line}" for line in non_json_lines(function, killed=True)]
     assert not _alive(function), "the killed instance is still running"
 
     # Pub/Sub's view: the unacknowledged message, and whatever was published but not delivered.
-    pending = ([driver.in_flight] if driver.in_flight is not None else []) + driver.pending + driver.pull()
+    pending = (
+        ([driver.in_flight] if driver.in_flight is not None else [])
+        + driver.pending
+        + driver.pull()
+    )
     delivered_before = driver.delivered or [NIGHTLY]
     function = instance.start()
     recovery = Driver(function, pubsub, on_busy=lambda: expire_leases(db))
@@ -410,7 +444,9 @@ def _one_kill_point(index: int, plan: Plan, rng: random.Random, instance: Instan
         late = Driver(function, pubsub)
         late.run(first=pending)
         if late.statuses[200] != late.deliveries or snapshot(db) != before:
-            problems.append("a late message of the superseded run changed data or was not acknowledged")
+            problems.append(
+                "a late message of the superseded run changed data or was not acknowledged"
+            )
     problems += [f"non-JSON line: {line}" for line in non_json_lines(function, killed=False)]
     completed = Counter(entry["error_code"] for entry in entries(function))["RUN_COMPLETED"]
     if completed > 1:
@@ -429,12 +465,16 @@ def _alive(function: FunctionProcess) -> bool:
     if child is None:
         return False
     try:
-        return any(is_running(process) for process in psutil.Process(child.pid).children(recursive=True))
+        return any(
+            is_running(process) for process in psutil.Process(child.pid).children(recursive=True)
+        )
     except psutil.NoSuchProcess:
         return False
 
 
-def test_harness_kill_takes_the_whole_instance_down(db: Conn, database_url: str, pubsub: FakePubSub) -> None:
+def test_harness_kill_takes_the_whole_instance_down(
+    db: Conn, database_url: str, pubsub: FakePubSub
+) -> None:
     """FunctionProcess.kill() must crash the instance: gunicorn's arbiter *and* its worker.
 
     functions-framework serves through gunicorn: the child FunctionProcess starts is the

@@ -21,15 +21,15 @@ from typing import Any
 import psycopg
 import pytest
 
-from certexpiry.harness import FunctionProcess, function_env
-from certexpiry.local import LOCAL_TOPIC, pubsub_event_data
 from certexpiry.messages import PUBSUB_EVENT_TYPE
 from certexpiry.pg_store import pg_store
-from certexpiry.pubsub_fake import FakePubSub
 from certexpiry.retry import RetryPolicy
 from certexpiry.settings import Settings
 from certexpiry.store import RpcStore
 from certexpiry.sweep import Job, Outcome, handle_event
+from certexpiry_ops.harness import FunctionProcess, function_env
+from certexpiry_ops.local import LOCAL_TOPIC, pubsub_event_data
+from certexpiry_ops.pubsub_fake import FakePubSub
 from tests.integration.test_sweep import StepClock
 from tests.logcapture import CapturedLog
 from tests.reliability.support import (
@@ -107,7 +107,9 @@ def chaotic_delivery(
                     chaos.concurrent_groups += 1
                     barrier = threading.Barrier(copies)
 
-                    def at_once(slot: int, body: bytes = body, barrier: threading.Barrier = barrier) -> bool:
+                    def at_once(
+                        slot: int, body: bytes = body, barrier: threading.Barrier = barrier
+                    ) -> bool:
                         barrier.wait(10)
                         return deliver(body, slot)
 
@@ -150,11 +152,18 @@ def one_chain_problems(codes: list[dict[str, Any]]) -> list[str]:
     """Exactly one chain: one start, segments 1..n-1 each claimed and published once, one end."""
     count = Counter(entry["error_code"] for entry in codes)
     problems = []
-    for code, want in (("RUN_STARTED", 1), ("RUN_COMPLETED", 1), ("RUN_RESUMED", 0), ("RUN_FENCED", 0)):
+    for code, want in (
+        ("RUN_STARTED", 1),
+        ("RUN_COMPLETED", 1),
+        ("RUN_RESUMED", 0),
+        ("RUN_FENCED", 0),
+    ):
         if count[code] != want:
             problems.append(f"{count[code]} {code} lines, expected {want}")
     for code in ("SEGMENT_STARTED", "CONTINUATION_PUBLISHED"):
-        segments = sorted(entry["context"]["segment"] for entry in codes if entry["error_code"] == code)
+        segments = sorted(
+            entry["context"]["segment"] for entry in codes if entry["error_code"] == code
+        )
         if segments != list(range(1, len(segments) + 1)):
             problems.append(f"{code} segments {segments}")
     errors = [entry["error_code"] for entry in codes if entry["severity"] == "ERROR"]
@@ -164,8 +173,13 @@ def one_chain_problems(codes: list[dict[str, Any]]) -> list[str]:
 
 
 def _job(store: RpcStore, log: CapturedLog, publisher: LockedPublisher) -> Job:
-    settings = Settings(continuation_topic=LOCAL_TOPIC, batch_size=3, time_budget_s=10,
-                        monitoring_reserve_s=1, lease_s=10)
+    settings = Settings(
+        continuation_topic=LOCAL_TOPIC,
+        batch_size=3,
+        time_budget_s=10,
+        monitoring_reserve_s=1,
+        lease_s=10,
+    )
     job = Job(settings=settings, store=store, publisher=publisher, log=log.logger)
     job.clock = StepClock(3.0)  # every batch "takes" 3 s: one or two batches a segment
     return job
@@ -209,30 +223,59 @@ def test_in_process_instances_every_message_two_or_three_times(
                 seen = len(publisher.messages)
             return new
 
-        chaos = chaotic_delivery(deliver, pull, rng, instances=len(jobs), on_stuck=lambda: expire_leases(db))
+        chaos = chaotic_delivery(
+            deliver, pull, rng, instances=len(jobs), on_stuck=lambda: expire_leases(db)
+        )
         result = verdict(db, expected)
         problems = result.details + run_state_problems(db) + totals_problems(db)
         problems += one_chain_problems(log.entries)
         if problems:
             failures.append(f"night {night}: " + "; ".join(problems))
         codes = Counter(log.codes())
-        totals.update({"deliveries": chaos.deliveries, "concurrent_groups": chaos.concurrent_groups,
-                       "late": chaos.late, "retried": chaos.retries, "lease_expiries": chaos.lease_expiries,
-                       "RUN_BUSY": codes["RUN_BUSY"], "DUPLICATE_DELIVERY": codes["DUPLICATE_DELIVERY"],
-                       "segments": codes["CONTINUATION_PUBLISHED"] + 1,
-                       "duplicates": result.duplicates, "missed": result.missed})
-    report("delivery/in-process", {"variant": variant, "nights": nights, **totals, "failures": len(failures)})
+        totals.update(
+            {
+                "deliveries": chaos.deliveries,
+                "concurrent_groups": chaos.concurrent_groups,
+                "late": chaos.late,
+                "retried": chaos.retries,
+                "lease_expiries": chaos.lease_expiries,
+                "RUN_BUSY": codes["RUN_BUSY"],
+                "DUPLICATE_DELIVERY": codes["DUPLICATE_DELIVERY"],
+                "segments": codes["CONTINUATION_PUBLISHED"] + 1,
+                "duplicates": result.duplicates,
+                "missed": result.missed,
+            }
+        )
+    report(
+        "delivery/in-process",
+        {"variant": variant, "nights": nights, **totals, "failures": len(failures)},
+    )
     assert failures == [], "\n".join(failures[:10])
-    assert totals["RUN_BUSY"] > 0 and totals["DUPLICATE_DELIVERY"] > 0 and totals["concurrent_groups"] > 0
+    assert (
+        totals["RUN_BUSY"] > 0
+        and totals["DUPLICATE_DELIVERY"] > 0
+        and totals["concurrent_groups"] > 0
+    )
 
 
-def test_function_instances_concurrent_http_posts(db: Conn, database_url: str, pubsub: FakePubSub) -> None:
+def test_function_instances_concurrent_http_posts(
+    db: Conn, database_url: str, pubsub: FakePubSub
+) -> None:
     """Three functions-framework instances; copies POSTed at the same moment to different ones."""
     today = org_today()
     seed_night(db, 24, today)
     expected = expected_effects(db, today)
-    env = {**function_env(database_url, pubsub, time_budget_s=0.001, batch_size=4,
-                          monitoring_reserve_s=0, lease_s=10), "THREADS": "1"}
+    env = {
+        **function_env(
+            database_url,
+            pubsub,
+            time_budget_s=0.001,
+            batch_size=4,
+            monitoring_reserve_s=0,
+            lease_s=10,
+        ),
+        "THREADS": "1",
+    }
     instances: list[FunctionProcess] = []
     try:
         with ThreadPoolExecutor(max_workers=3) as pool:
@@ -249,17 +292,28 @@ def test_function_instances_concurrent_http_posts(db: Conn, database_url: str, p
             seen = len(messages)
             return new
 
-        chaos = chaotic_delivery(deliver, pull, random.Random(env_int("CERTEXPIRY_SEED", 7)),
-                                 instances=3, on_stuck=lambda: expire_leases(db))
+        chaos = chaotic_delivery(
+            deliver,
+            pull,
+            random.Random(env_int("CERTEXPIRY_SEED", 7)),
+            instances=3,
+            on_stuck=lambda: expire_leases(db),
+        )
     finally:
         for instance in instances:
             stop(instance)
     lines = [entry for instance in instances for entry in entries(instance)]
     result = verdict(db, expected)
-    report("delivery/function-processes", {"deliveries": chaos.deliveries,
-                                           "concurrent_groups": chaos.concurrent_groups,
-                                           "late": chaos.late, "duplicates": result.duplicates,
-                                           "missed": result.missed})
+    report(
+        "delivery/function-processes",
+        {
+            "deliveries": chaos.deliveries,
+            "concurrent_groups": chaos.concurrent_groups,
+            "late": chaos.late,
+            "duplicates": result.duplicates,
+            "missed": result.missed,
+        },
+    )
     assert result.ok, result.details
     assert run_state_problems(db) == [] and totals_problems(db) == []
     assert one_chain_problems(lines) == []

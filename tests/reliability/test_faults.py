@@ -31,18 +31,19 @@ import pytest
 import respx
 
 from certexpiry.errors import DatabaseError
-from certexpiry.local import pubsub_event_data
 from certexpiry.log import JsonLogger
 from certexpiry.messages import PUBSUB_EVENT_TYPE
 from certexpiry.pg_store import PgTransport, pg_store
-from certexpiry.publisher import InMemoryPublisher, Publisher, PubSubPublisher
-from certexpiry.pubsub_fake import FakePubSub
+from certexpiry.publisher import Publisher, PubSubPublisher
 from certexpiry.retry import RetryPolicy
 from certexpiry.sanitize import Sanitizer
 from certexpiry.settings import Settings
 from certexpiry.store import AuditRow, RpcStore, Store
 from certexpiry.supabase_store import SupabaseTransport
 from certexpiry.sweep import Job, Outcome, handle_event
+from certexpiry_ops.fakes import InMemoryPublisher
+from certexpiry_ops.local import pubsub_event_data
+from certexpiry_ops.pubsub_fake import FakePubSub
 from tests import leak_plugin
 from tests.integration.test_sweep import StepClock
 from tests.logcapture import CapturedLog
@@ -88,18 +89,35 @@ def night(db: Conn, database_url: str) -> Night:
     return Night(db, database_url, today, expected_effects(db, today))
 
 
-def make_job(store: Store, log: JsonLogger, publisher: Publisher | None = None, **settings: Any) -> Job:
-    options: dict[str, Any] = {"continuation_topic": TOPIC, "lease_s": 10, "batch_size": 4, **settings}
-    return Job(settings=Settings(**options), store=store,
-               publisher=publisher if publisher is not None else InMemoryPublisher(), log=log)
+def make_job(
+    store: Store, log: JsonLogger, publisher: Publisher | None = None, **settings: Any
+) -> Job:
+    options: dict[str, Any] = {
+        "continuation_topic": TOPIC,
+        "lease_s": 10,
+        "batch_size": 4,
+        **settings,
+    }
+    return Job(
+        settings=Settings(**options),
+        store=store,
+        publisher=publisher if publisher is not None else InMemoryPublisher(),
+        log=log,
+    )
 
 
 def deliver(job: Job, body: bytes = NIGHTLY) -> Outcome:
     return handle_event(job, PUBSUB_EVENT_TYPE, pubsub_event_data(body))
 
 
-def drive(job: Job, db: Conn, first: list[bytes] | None = None, *, stop_on_retry: bool = False,
-          max_deliveries: int = 200) -> tuple[list[Outcome], list[bytes]]:
+def drive(
+    job: Job,
+    db: Conn,
+    first: list[bytes] | None = None,
+    *,
+    stop_on_retry: bool = False,
+    max_deliveries: int = 200,
+) -> tuple[list[Outcome], list[bytes]]:
     """Deliver `first` and every continuation published; a RETRY is redelivered once the leases
     are expired (or, with stop_on_retry, left pending). Returns the outcomes and what is pending."""
     publisher = job.publisher
@@ -156,7 +174,9 @@ def effects_count(db: Conn) -> int:
 
 
 def run_statuses(db: Conn) -> list[str]:
-    return [str(row[0]) for row in db.execute("select status from public.cron_runs order by started_at")]
+    return [
+        str(row[0]) for row in db.execute("select status from public.cron_runs order by started_at")
+    ]
 
 
 # --------------------------------------------------------------------------- PostgREST stand-in
@@ -171,7 +191,9 @@ class Fault:
     after_commit: bool = False  # the RPC runs and commits; then the answer is lost
 
 
-def status(code: int, body: dict[str, Any] | None = None, *, html: str | None = None) -> Callable[[httpx.Request], httpx.Response]:
+def status(
+    code: int, body: dict[str, Any] | None = None, *, html: str | None = None
+) -> Callable[[httpx.Request], httpx.Response]:
     def respond(request: httpx.Request) -> httpx.Response:
         if html is not None:
             return httpx.Response(code, text=html, headers={"content-type": "text/html"})
@@ -180,7 +202,9 @@ def status(code: int, body: dict[str, Any] | None = None, *, html: str | None = 
     return respond
 
 
-def raises(error: type[httpx.TransportError], message: str) -> Callable[[httpx.Request], httpx.Response]:
+def raises(
+    error: type[httpx.TransportError], message: str
+) -> Callable[[httpx.Request], httpx.Response]:
     def respond(request: httpx.Request) -> httpx.Response:
         raise error(message, request=request)
 
@@ -201,8 +225,12 @@ class FakePostgrest:
         self.router.post(path__regex=r"^/rest/v1/rpc/(?P<name>\w+)$").mock(side_effect=self._handle)
 
     def store(self) -> RpcStore:
-        transport = SupabaseTransport(SUPABASE_URL, SERVICE_ROLE_KEY, retry=FAST,
-                                      transport=httpx.MockTransport(self.router.handler))
+        transport = SupabaseTransport(
+            SUPABASE_URL,
+            SERVICE_ROLE_KEY,
+            retry=FAST,
+            transport=httpx.MockTransport(self.router.handler),
+        )
         return RpcStore(transport)
 
     def _handle(self, request: httpx.Request, name: str) -> httpx.Response:
@@ -223,8 +251,9 @@ class FakePostgrest:
         try:
             data = self.pg.call(name, json.loads(request.content or b"{}"))
         except DatabaseError as exc:
-            return httpx.Response(400, json={"code": exc.sqlstate, "message": str(exc),
-                                             "details": None, "hint": None})
+            return httpx.Response(
+                400, json={"code": exc.sqlstate, "message": str(exc), "details": None, "hint": None}
+            )
         return httpx.Response(200, json=data)
 
     def close(self) -> None:
@@ -242,52 +271,139 @@ def postgrest(night: Night) -> Iterator[FakePostgrest]:
 PGRST202 = {
     "code": "PGRST202",
     "details": "Searched for the function public.process_expiry_batch with parameters p_cursor, p_lease_seconds, "
-               "p_limit, p_reminder_days, p_run_id, p_segment or with a single unnamed json/jsonb parameter, "
-               "but no matches were found in the schema cache.",
+    "p_limit, p_reminder_days, p_run_id, p_segment or with a single unnamed json/jsonb parameter, "
+    "but no matches were found in the schema cache.",
     "hint": None,
     "message": "Could not find the function public.process_expiry_batch(p_cursor, p_lease_seconds, p_limit, "
-               "p_reminder_days, p_run_id, p_segment) in the schema cache",
+    "p_reminder_days, p_run_id, p_segment) in the schema cache",
 }
 
 
 POSTGREST_FAULTS = [
-        ("500 P0001", "process_expiry_batch",
-         status(500, {"code": "P0001", "message": "boom", "details": None, "hint": None}),
-         "SUPABASE_RPC_FAILED", {"http_status": 500, "postgrest_code": "P0001"}, Outcome.ACK),
-        ("502 HTML", "process_expiry_batch", status(502, html=HTML_502),
-         "SUPABASE_RPC_FAILED", {"http_status": 502, "response_body": lambda v: "502 Bad Gateway" in v},
-         Outcome.RETRY),
-        ("503 PGRST002", "claim_nightly_run",
-         status(503, {"code": "PGRST002", "message": "Could not query the database for the schema cache. "
-                      "Retrying.", "details": None, "hint": None}),
-         "SUPABASE_RPC_FAILED", {"http_status": 503, "postgrest_code": "PGRST002"}, Outcome.RETRY),
-        ("504 PGRST003", "complete_run",
-         status(504, {"code": "PGRST003", "message": "Timed out acquiring connection from connection pool.",
-                      "details": None, "hint": None}),
-         "SUPABASE_RPC_FAILED", {"http_status": 504, "postgrest_code": "PGRST003"}, Outcome.RETRY),
-        ("401 invalid key", "claim_nightly_run",
-         status(401, {"message": "Invalid API key",
-                      "hint": "Double check your Supabase `anon` or `service_role` API key."}),
-         "SUPABASE_RPC_FAILED", {"http_status": 401, "hint": lambda v: "service_role" in v}, Outcome.ACK),
-        ("403 42501", "process_expiry_batch",
-         status(403, {"code": "42501", "message": "permission denied for function process_expiry_batch",
-                      "details": None, "hint": None}),
-         "SUPABASE_RPC_FAILED", {"http_status": 403, "postgrest_code": "42501"}, Outcome.ACK),
-        ("404 PGRST202 function missing", "process_expiry_batch", status(404, PGRST202),
-         "SUPABASE_RPC_FAILED", {"http_status": 404, "postgrest_code": "PGRST202",
-                                 "details": lambda v: "schema cache" in v}, Outcome.ACK),
-        ("read timeout", "process_expiry_batch", raises(httpx.ReadTimeout, "timed out"),
-         "SUPABASE_TIMEOUT", {"elapsed_ms": lambda v: isinstance(v, int) and v >= 0}, Outcome.RETRY),
-        ("connection reset", "claim_nightly_run",
-         raises(httpx.RemoteProtocolError, "Server disconnected without sending a response."),
-         "SUPABASE_RPC_FAILED", {"http_status": None}, Outcome.RETRY),
+    (
+        "500 P0001",
+        "process_expiry_batch",
+        status(500, {"code": "P0001", "message": "boom", "details": None, "hint": None}),
+        "SUPABASE_RPC_FAILED",
+        {"http_status": 500, "postgrest_code": "P0001"},
+        Outcome.ACK,
+    ),
+    (
+        "502 HTML",
+        "process_expiry_batch",
+        status(502, html=HTML_502),
+        "SUPABASE_RPC_FAILED",
+        {"http_status": 502, "response_body": lambda v: "502 Bad Gateway" in v},
+        Outcome.RETRY,
+    ),
+    (
+        "503 PGRST002",
+        "claim_nightly_run",
+        status(
+            503,
+            {
+                "code": "PGRST002",
+                "message": "Could not query the database for the schema cache. Retrying.",
+                "details": None,
+                "hint": None,
+            },
+        ),
+        "SUPABASE_RPC_FAILED",
+        {"http_status": 503, "postgrest_code": "PGRST002"},
+        Outcome.RETRY,
+    ),
+    (
+        "504 PGRST003",
+        "complete_run",
+        status(
+            504,
+            {
+                "code": "PGRST003",
+                "message": "Timed out acquiring connection from connection pool.",
+                "details": None,
+                "hint": None,
+            },
+        ),
+        "SUPABASE_RPC_FAILED",
+        {"http_status": 504, "postgrest_code": "PGRST003"},
+        Outcome.RETRY,
+    ),
+    (
+        "401 invalid key",
+        "claim_nightly_run",
+        status(
+            401,
+            {
+                "message": "Invalid API key",
+                "hint": "Double check your Supabase `anon` or `service_role` API key.",
+            },
+        ),
+        "SUPABASE_RPC_FAILED",
+        {"http_status": 401, "hint": lambda v: "service_role" in v},
+        Outcome.ACK,
+    ),
+    (
+        "403 42501",
+        "process_expiry_batch",
+        status(
+            403,
+            {
+                "code": "42501",
+                "message": "permission denied for function process_expiry_batch",
+                "details": None,
+                "hint": None,
+            },
+        ),
+        "SUPABASE_RPC_FAILED",
+        {"http_status": 403, "postgrest_code": "42501"},
+        Outcome.ACK,
+    ),
+    (
+        "404 PGRST202 function missing",
+        "process_expiry_batch",
+        status(404, PGRST202),
+        "SUPABASE_RPC_FAILED",
+        {
+            "http_status": 404,
+            "postgrest_code": "PGRST202",
+            "details": lambda v: "schema cache" in v,
+        },
+        Outcome.ACK,
+    ),
+    (
+        "read timeout",
+        "process_expiry_batch",
+        raises(httpx.ReadTimeout, "timed out"),
+        "SUPABASE_TIMEOUT",
+        {"elapsed_ms": lambda v: isinstance(v, int) and v >= 0},
+        Outcome.RETRY,
+    ),
+    (
+        "connection reset",
+        "claim_nightly_run",
+        raises(httpx.RemoteProtocolError, "Server disconnected without sending a response."),
+        "SUPABASE_RPC_FAILED",
+        {"http_status": None},
+        Outcome.RETRY,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("name", "rpc", "fault", "code", "fields", "outcome"), POSTGREST_FAULTS,
-                         ids=[case[0] for case in POSTGREST_FAULTS])
-def test_postgrest_fault(name: str, rpc: str, fault: Callable[[httpx.Request], httpx.Response], code: str,
-                         fields: dict[str, Any], outcome: Outcome, night: Night, postgrest: FakePostgrest) -> None:
+@pytest.mark.parametrize(
+    ("name", "rpc", "fault", "code", "fields", "outcome"),
+    POSTGREST_FAULTS,
+    ids=[case[0] for case in POSTGREST_FAULTS],
+)
+def test_postgrest_fault(
+    name: str,
+    rpc: str,
+    fault: Callable[[httpx.Request], httpx.Response],
+    code: str,
+    fields: dict[str, Any],
+    outcome: Outcome,
+    night: Night,
+    postgrest: FakePostgrest,
+) -> None:
     """A persistent fault on one RPC: one line with its fields, ACK/RETRY by kind, data consistent;
     then the recovery (a redelivery for RETRY, the next night for ACK) does exactly the clean run."""
     store = postgrest.store()
@@ -321,10 +437,16 @@ def test_postgrest_fault(name: str, rpc: str, fault: Callable[[httpx.Request], h
     store.close()
 
 
-def test_postgrest_transient_fault_then_success_is_silent(night: Night, postgrest: FakePostgrest) -> None:
+def test_postgrest_transient_fault_then_success_is_silent(
+    night: Night, postgrest: FakePostgrest
+) -> None:
     """A 503 once on the claim: retried inside the call, no ERROR line, the run completes."""
     postgrest.faults["claim_nightly_run"] = Fault(
-        status(503, {"code": "PGRST001", "message": "no connection", "details": None, "hint": None}), times=1)
+        status(
+            503, {"code": "PGRST001", "message": "no connection", "details": None, "hint": None}
+        ),
+        times=1,
+    )
     log = CapturedLog()
     outcomes, _ = drive(make_job(postgrest.store(), log.logger), night.db)
     assert outcomes == [Outcome.ACK] and postgrest.calls["claim_nightly_run"] == 2
@@ -332,11 +454,14 @@ def test_postgrest_transient_fault_then_success_is_silent(night: Night, postgres
     assert_clean_result(night)
 
 
-def test_postgrest_answer_lost_after_commit_doubles_nothing(night: Night, postgrest: FakePostgrest) -> None:
+def test_postgrest_answer_lost_after_commit_doubles_nothing(
+    night: Night, postgrest: FakePostgrest
+) -> None:
     """The batch committed but its answer was lost (read timeout): the retried call must not
     double any effect, and RUN_COMPLETED (the run's checkpointed totals) matches the data."""
-    postgrest.faults["process_expiry_batch"] = Fault(raises(httpx.ReadTimeout, "timed out"), times=1,
-                                                     after_commit=True)
+    postgrest.faults["process_expiry_batch"] = Fault(
+        raises(httpx.ReadTimeout, "timed out"), times=1, after_commit=True
+    )
     log = CapturedLog()
     outcomes, _ = drive(make_job(postgrest.store(), log.logger), night.db)
     assert outcomes == [Outcome.ACK] and "ERROR" not in log.severities()
@@ -346,13 +471,16 @@ def test_postgrest_answer_lost_after_commit_doubles_nothing(night: Night, postgr
     assert completed["certifications_paused"] == len(night.expected.pauses)
 
 
-def test_postgrest_answer_lost_after_commit_audit_totals(night: Night, postgrest: FakePostgrest) -> None:
+def test_postgrest_answer_lost_after_commit_audit_totals(
+    night: Night, postgrest: FakePostgrest
+) -> None:
     """The same lost answer: the audit row's totals must equal the run's (and the data).
 
     (Found by this suite: the audit row was written from the segment's own sum of the batch
     answers, which missed the lost one; the batch RPC now returns the run's totals.)"""
-    postgrest.faults["process_expiry_batch"] = Fault(raises(httpx.ReadTimeout, "timed out"), times=1,
-                                                     after_commit=True)
+    postgrest.faults["process_expiry_batch"] = Fault(
+        raises(httpx.ReadTimeout, "timed out"), times=1, after_commit=True
+    )
     log = CapturedLog()
     drive(make_job(postgrest.store(), log.logger), night.db)
     completed = the_line(log, "RUN_COMPLETED")["context"]
@@ -366,14 +494,23 @@ def test_postgrest_answer_lost_after_commit_audit_totals(night: Night, postgrest
 def test_postgrest_monitoring_function_missing(night: Night, postgrest: FakePostgrest) -> None:
     """404 PGRST202 on the monitoring RPC (a bad migration): MONITORING_FAILED, the audit row
     says monitoring_failed, the sweep's work stands."""
-    postgrest.faults["get_missed_auto_pauses"] = Fault(status(404, {**PGRST202, "code": "PGRST202"}))
+    postgrest.faults["get_missed_auto_pauses"] = Fault(
+        status(404, {**PGRST202, "code": "PGRST202"})
+    )
     log = CapturedLog()
     outcomes, _ = drive(make_job(postgrest.store(), log.logger), night.db)
     assert outcomes == [Outcome.ACK]
-    check_line(the_line(log, "MONITORING_FAILED"), "WARNING", operation="get_missed_auto_pauses",
-               http_status=404, postgrest_code="PGRST202", error_type="RpcError")
-    assert night.db.execute("select status, missed_pause_count from public.cron_audit_log").fetchall() == [
-        ("monitoring_failed", 0)]
+    check_line(
+        the_line(log, "MONITORING_FAILED"),
+        "WARNING",
+        operation="get_missed_auto_pauses",
+        http_status=404,
+        postgrest_code="PGRST202",
+        error_type="RpcError",
+    )
+    assert night.db.execute(
+        "select status, missed_pause_count from public.cron_audit_log"
+    ).fetchall() == [("monitoring_failed", 0)]
     assert verdict(night.db, night.expected).ok and run_statuses(night.db) == ["completed"]
 
 
@@ -396,8 +533,12 @@ def test_postgres_connection_refused(night: Night) -> None:
     started = time.monotonic()
     assert deliver(make_job(store, log.logger)) is Outcome.RETRY
     assert time.monotonic() - started < 5
-    check_line(the_line(log, "DB_OPERATION_FAILED"), "ERROR", operation="claim_nightly_run",
-               error_type="DatabaseError")
+    check_line(
+        the_line(log, "DB_OPERATION_FAILED"),
+        "ERROR",
+        operation="claim_nightly_run",
+        error_type="DatabaseError",
+    )
     text = "\n".join(log.raw_lines)
     assert password not in text and "127.0.0.1:" not in text.replace('"127.0.0.1", port', "")
     assert run_statuses(night.db) == []
@@ -418,8 +559,12 @@ def test_postgres_statement_timeout(night: Night) -> None:
     store = RpcStore(PgTransport(night.url, statement_timeout_ms=100, retry=FAST))
     job = make_job(store, log.logger)
     assert deliver(job) is Outcome.RETRY
-    check_line(the_line(log, "DB_OPERATION_FAILED"), "ERROR", operation="process_expiry_batch",
-               sqlstate="57014")
+    check_line(
+        the_line(log, "DB_OPERATION_FAILED"),
+        "ERROR",
+        operation="process_expiry_batch",
+        sqlstate="57014",
+    )
     assert effects_count(night.db) == 0 and run_statuses(night.db) == ["running"]
     night.db.execute("drop trigger slow_down on public.certifications")
     night.db.execute("update public.cron_runs set lease_until = '-infinity'")  # the lease lapses
@@ -465,8 +610,12 @@ def test_postgres_serialization_failure_persisting(night: Night) -> None:
     job = make_job(pg_store(night.url, retry=FAST), log.logger)
     outcomes, pending = drive(job, night.db, stop_on_retry=True)
     assert outcomes == [Outcome.RETRY]
-    check_line(the_line(log, "DB_OPERATION_FAILED"), "ERROR", operation="process_expiry_batch",
-               sqlstate="40001")
+    check_line(
+        the_line(log, "DB_OPERATION_FAILED"),
+        "ERROR",
+        operation="process_expiry_batch",
+        sqlstate="40001",
+    )
     assert effects_count(night.db) == 0
     night.db.execute("drop trigger serialize_fail on public.cron_runs")
     expire_leases(night.db)
@@ -474,8 +623,13 @@ def test_postgres_serialization_failure_persisting(night: Night) -> None:
     assert_clean_result(night)
 
 
-def _refuse_certifications(db: Conn, ids: list[str], *, table: str = "certifications",
-                           message: str = "'refused by test trigger'") -> None:
+def _refuse_certifications(
+    db: Conn,
+    ids: list[str],
+    *,
+    table: str = "certifications",
+    message: str = "'refused by test trigger'",
+) -> None:
     db.execute("create table public.refused (id uuid primary key)")
     db.execute("insert into public.refused select unnest(%s::uuid[])", (ids,))
     db.execute(
@@ -506,18 +660,32 @@ def test_trigger_raising_on_some_rows(night: Night) -> None:
     failures = log.with_code("DB_OPERATION_FAILED")
     assert sorted(f["context"]["certification_id"] for f in failures) == refused
     for failure in failures:
-        check_line(failure, "ERROR", operation="auto_pause", sqlstate="P0001",
-                   peer_mentor_id=lambda v: isinstance(v, str) and len(v) == 36,
-                   details="refused by test trigger")
+        check_line(
+            failure,
+            "ERROR",
+            operation="auto_pause",
+            sqlstate="P0001",
+            peer_mentor_id=lambda v: isinstance(v, str) and len(v) == 36,
+            details="refused by test trigger",
+        )
     missed = the_line(log, "MISSED_AUTO_PAUSE")
     check_line(missed, "WARNING", missed_pause_count=3, missed_ids=lambda v: sorted(v) == refused)
-    mentors = {str(row[0]) for row in night.db.execute(
-        "select peer_mentor_id from public.certifications where id = any(%s::uuid[])", (refused,))}
-    rest = Expectation(pauses=night.expected.pauses - set(refused),
-                       mentors=night.expected.mentors - mentors, reminders=night.expected.reminders)
+    mentors = {
+        str(row[0])
+        for row in night.db.execute(
+            "select peer_mentor_id from public.certifications where id = any(%s::uuid[])",
+            (refused,),
+        )
+    }
+    rest = Expectation(
+        pauses=night.expected.pauses - set(refused),
+        mentors=night.expected.mentors - mentors,
+        reminders=night.expected.reminders,
+    )
     assert verdict(night.db, rest).ok
-    assert night.db.execute("select missed_pause_count, status from public.cron_audit_log").fetchall() == [
-        (3, "completed")]
+    assert night.db.execute(
+        "select missed_pause_count, status from public.cron_audit_log"
+    ).fetchall() == [(3, "completed")]
 
 
 @pytest.mark.leak_scan_exempt("plants a mentor row in an error message on purpose")
@@ -525,11 +693,16 @@ def test_trigger_error_quoting_the_mentor_row_leaks_no_pii(night: Night) -> None
     """A trigger refusing a mentor with `RAISE ... '%', NEW` quotes the whole row (name,
     national id, e-mail) in the error that becomes DB_OPERATION_FAILED.details: no field of it
     may reach the log. (Found by this suite: the name used to pass the sanitiser.)"""
-    mentor_ids = [str(row[0]) for row in night.db.execute(
-        "select distinct peer_mentor_id from public.certifications where id = any(%s::uuid[])",
-        (sorted(night.expected.pauses),))]
-    _refuse_certifications(night.db, mentor_ids[:2], table="peer_mentors",
-                           message="'mentor row rejected: %', new")
+    mentor_ids = [
+        str(row[0])
+        for row in night.db.execute(
+            "select distinct peer_mentor_id from public.certifications where id = any(%s::uuid[])",
+            (sorted(night.expected.pauses),),
+        )
+    ]
+    _refuse_certifications(
+        night.db, mentor_ids[:2], table="peer_mentors", message="'mentor row rejected: %', new"
+    )
     stream = io.StringIO()
     logger = JsonLogger(sanitizer=Sanitizer(), stream=stream)
     drive(make_job(pg_store(night.url, retry=FAST), logger), night.db)
@@ -563,14 +736,20 @@ def real_publisher(pubsub: FakePubSub, monkeypatch: pytest.MonkeyPatch) -> _Coll
 
 
 def _segmented_job(night: Night, log: CapturedLog, publisher: Publisher) -> Job:
-    job = make_job(pg_store(night.url, retry=FAST), log.logger, publisher, time_budget_s=10,
-                   monitoring_reserve_s=1)
+    job = make_job(
+        pg_store(night.url, retry=FAST),
+        log.logger,
+        publisher,
+        time_budget_s=10,
+        monitoring_reserve_s=1,
+    )
     job.clock = StepClock(3.0)  # a batch or two per segment: several continuations
     return job
 
 
-def test_publish_fails_transiently_then_succeeds(night: Night, pubsub: FakePubSub,
-                                                 real_publisher: _Collecting) -> None:
+def test_publish_fails_transiently_then_succeeds(
+    night: Night, pubsub: FakePubSub, real_publisher: _Collecting
+) -> None:
     """UNAVAILABLE twice: the client's bounded retry publishes; no ERROR; the chain completes."""
     pubsub.failures = [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAVAILABLE]
     log = CapturedLog()
@@ -580,10 +759,14 @@ def test_publish_fails_transiently_then_succeeds(night: Night, pubsub: FakePubSu
     assert_clean_result(night)
 
 
-@pytest.mark.parametrize("failures", [[grpc.StatusCode.PERMISSION_DENIED], [grpc.StatusCode.UNAVAILABLE] * 200],
-                         ids=["permanent", "transient-past-deadline"])
-def test_publish_fails(failures: list[grpc.StatusCode], night: Night, pubsub: FakePubSub,
-                       real_publisher: _Collecting) -> None:
+@pytest.mark.parametrize(
+    "failures",
+    [[grpc.StatusCode.PERMISSION_DENIED], [grpc.StatusCode.UNAVAILABLE] * 200],
+    ids=["permanent", "transient-past-deadline"],
+)
+def test_publish_fails(
+    failures: list[grpc.StatusCode], night: Night, pubsub: FakePubSub, real_publisher: _Collecting
+) -> None:
     """Publishing the continuation fails: CONTINUATION_PUBLISH_FAILED with the topic, RETRY, the
     run waits handed off; the redelivery after its lease re-runs the segment and the chain ends."""
     pubsub.failures = list(failures)
@@ -593,8 +776,12 @@ def test_publish_fails(failures: list[grpc.StatusCode], night: Night, pubsub: Fa
     outcomes, pending = drive(job, night.db, stop_on_retry=True)
     assert time.monotonic() - started < 10
     assert outcomes == [Outcome.RETRY]
-    check_line(the_line(log, "CONTINUATION_PUBLISH_FAILED"), "ERROR", topic=TOPIC,
-               error_type="PublishError")
+    check_line(
+        the_line(log, "CONTINUATION_PUBLISH_FAILED"),
+        "ERROR",
+        topic=TOPIC,
+        error_type="PublishError",
+    )
     assert run_statuses(night.db) == ["handoff"]
     pubsub.failures = []
     expire_leases(night.db)
@@ -622,8 +809,12 @@ def _broken_pipe() -> io.TextIOWrapper:
     return open(write_end, "w", encoding="utf-8")  # closed by the test
 
 
-@pytest.mark.parametrize("make_stream", [_Raising, _closed, _broken_pipe], ids=["raising", "closed", "broken-pipe"])
-def test_stdout_failing_the_sweep_still_completes(make_stream: Callable[[], Any], night: Night) -> None:
+@pytest.mark.parametrize(
+    "make_stream", [_Raising, _closed, _broken_pipe], ids=["raising", "closed", "broken-pipe"]
+)
+def test_stdout_failing_the_sweep_still_completes(
+    make_stream: Callable[[], Any], night: Night
+) -> None:
     stream = make_stream()
     logger = JsonLogger(sanitizer=Sanitizer(), stream=stream)
     outcomes, _ = drive(make_job(pg_store(night.url, retry=FAST), logger), night.db)
@@ -665,7 +856,11 @@ def test_stdout_blocked_costs_one_budget_then_recovers(night: Night) -> None:
     reader.join(5)
     text = drained.decode("utf-8", "replace")
     notice = [json.loads(line) for line in text.splitlines() if '"LOG_LINES_DROPPED"' in line]
-    assert notice and notice[0]["context"]["lines_dropped"] == dropped and notice[0]["severity"] == "WARNING"
+    assert (
+        notice
+        and notice[0]["context"]["lines_dropped"] == dropped
+        and notice[0]["severity"] == "WARNING"
+    )
 
 
 def _drain(fd: int, into: bytearray) -> None:
@@ -689,13 +884,22 @@ def _code(name: str) -> Any:
 
 
 def test_monitoring_query_failing(night: Night) -> None:
-    night.db.execute("revoke execute on function public.get_missed_auto_pauses(text, date) from service_role")
+    night.db.execute(
+        "revoke execute on function public.get_missed_auto_pauses(text, date) from service_role"
+    )
     log = CapturedLog()
     outcomes, _ = drive(make_job(pg_store(night.url, retry=FAST), log.logger), night.db)
     assert outcomes == [Outcome.ACK]
-    check_line(the_line(log, "MONITORING_FAILED"), "WARNING", operation="get_missed_auto_pauses",
-               sqlstate="42501", error_type="DatabaseError")
-    assert night.db.execute("select status from public.cron_audit_log").fetchall() == [("monitoring_failed",)]
+    check_line(
+        the_line(log, "MONITORING_FAILED"),
+        "WARNING",
+        operation="get_missed_auto_pauses",
+        sqlstate="42501",
+        error_type="DatabaseError",
+    )
+    assert night.db.execute("select status from public.cron_audit_log").fetchall() == [
+        ("monitoring_failed",)
+    ]
     assert verdict(night.db, night.expected).ok and run_statuses(night.db) == ["completed"]
     assert len(log.with_code("RUN_COMPLETED")) == 1
 
@@ -708,7 +912,9 @@ def test_audit_upsert_failing(night: Night) -> None:
     log = CapturedLog()
     outcomes, _ = drive(make_job(pg_store(night.url, retry=FAST), log.logger), night.db)
     assert outcomes == [Outcome.ACK]
-    check_line(the_line(log, "AUDIT_FAILED"), "WARNING", operation="upsert_cron_audit", sqlstate="42501")
+    check_line(
+        the_line(log, "AUDIT_FAILED"), "WARNING", operation="upsert_cron_audit", sqlstate="42501"
+    )
     assert night.db.execute("select count(*) from public.cron_audit_log").fetchone() == (0,)
     assert verdict(night.db, night.expected).ok and run_statuses(night.db) == ["completed"]
     assert len(log.with_code("RUN_COMPLETED")) == 1
@@ -739,7 +945,9 @@ def test_audit_upsert_raising_unexpectedly(night: Night) -> None:
 def test_unknown_run_id_never_reaches_data(night: Night) -> None:
     """A continuation naming a run that does not exist is INVALID_MESSAGE and writes nothing."""
     log = CapturedLog()
-    body = json.dumps({"kind": "resume", "run_id": str(uuid.uuid4()), "segment": 3, "cursor": None}).encode()
+    body = json.dumps(
+        {"kind": "resume", "run_id": str(uuid.uuid4()), "segment": 3, "cursor": None}
+    ).encode()
     assert deliver(make_job(pg_store(night.url, retry=FAST), log.logger), body) is Outcome.ACK
     check_line(the_line(log, "INVALID_MESSAGE"), "ERROR", segment=3)
     assert run_statuses(night.db) == [] and effects_count(night.db) == 0

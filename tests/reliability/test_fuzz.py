@@ -24,13 +24,13 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from certexpiry.local import LOCAL_TOPIC
 from certexpiry.messages import MAX_BODY_BYTES, PUBSUB_EVENT_TYPE
 from certexpiry.pg_store import pg_store
-from certexpiry.publisher import InMemoryPublisher
 from certexpiry.settings import Settings
 from certexpiry.store import RpcStore
 from certexpiry.sweep import Job, Outcome, handle_event
+from certexpiry_ops.fakes import InMemoryPublisher
+from certexpiry_ops.local import LOCAL_TOPIC
 from tests.logcapture import CapturedLog
 from tests.reliability.support import NIGHTLY, org_today, report, seed_night, sized, variants
 
@@ -59,7 +59,9 @@ def _json(value: Any) -> bytes:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=16),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 noise_attributes = st.one_of(
@@ -73,12 +75,18 @@ near_times = st.datetimes(
 recent_times = st.timedeltas(min_value=timedelta(hours=-20), max_value=timedelta(minutes=2)).map(
     lambda delta: (datetime.now(UTC) + delta).isoformat().replace("+00:00", "Z")
 )
-uuid_texts = st.uuids().map(str) | st.uuids().map(lambda u: u.hex) | st.uuids().map(lambda u: "{" + str(u).upper() + "}") \
+uuid_texts = (
+    st.uuids().map(str)
+    | st.uuids().map(lambda u: u.hex)
+    | st.uuids().map(lambda u: "{" + str(u).upper() + "}")
     | st.uuids().map(lambda u: u.urn)
+)
 
 
 @st.composite
-def envelope(draw: st.DrawFn, data_field: Any, *, time: Any = None, with_data: bool = True) -> dict[str, Any]:
+def envelope(
+    draw: st.DrawFn, data_field: Any, *, time: Any = None, with_data: bool = True
+) -> dict[str, Any]:
     """A Pub/Sub push body around `data_field`, with random system-field noise."""
     message: dict[str, Any] = {}
     if with_data:
@@ -86,7 +94,9 @@ def envelope(draw: st.DrawFn, data_field: Any, *, time: Any = None, with_data: b
     if draw(st.booleans()):
         message["attributes"] = draw(noise_attributes)
     if draw(st.booleans()):
-        message[draw(st.sampled_from(["messageId", "message_id"]))] = draw(json_values | st.text(max_size=300))
+        message[draw(st.sampled_from(["messageId", "message_id"]))] = draw(
+            json_values | st.text(max_size=300)
+        )
     if time is not None:
         message["publishTime"] = time
     elif draw(st.booleans()):
@@ -99,12 +109,18 @@ def envelope(draw: st.DrawFn, data_field: Any, *, time: Any = None, with_data: b
 
 @st.composite
 def not_a_pubsub_event(draw: st.DrawFn) -> Case:
-    data = draw(st.one_of(
-        json_values.filter(lambda v: not isinstance(v, dict)),
-        st.binary(max_size=64),
-        st.dictionaries(st.text(max_size=10).filter(lambda k: k != "message"), json_values, max_size=5),
-        st.fixed_dictionaries({"message": json_values.filter(lambda v: not isinstance(v, dict))}),
-    ))
+    data = draw(
+        st.one_of(
+            json_values.filter(lambda v: not isinstance(v, dict)),
+            st.binary(max_size=64),
+            st.dictionaries(
+                st.text(max_size=10).filter(lambda k: k != "message"), json_values, max_size=5
+            ),
+            st.fixed_dictionaries(
+                {"message": json_values.filter(lambda v: not isinstance(v, dict))}
+            ),
+        )
+    )
     return ("not a Pub/Sub event", PUBSUB_EVENT_TYPE, data, INVALID)
 
 
@@ -151,20 +167,31 @@ def deep_json(draw: st.DrawFn) -> Case:
 
 @st.composite
 def wrong_shape(draw: st.DrawFn) -> Case:
-    value = draw(json_values | st.dictionaries(st.sampled_from(["kind", "run_id", "segment", "cursor", "x"]),
-                                               json_values, max_size=5))
+    value = draw(
+        json_values
+        | st.dictionaries(
+            st.sampled_from(["kind", "run_id", "segment", "cursor", "x"]), json_values, max_size=5
+        )
+    )
     assume(value != {"kind": "nightly"})
     text = json.dumps(value) if draw(st.booleans()) else draw(st.text(min_size=1, max_size=100))
     assume(text.strip())
     with contextlib.suppress(ValueError):
         assume(json.loads(text) != {"kind": "nightly"})
-    return ("JSON of the wrong shape", PUBSUB_EVENT_TYPE, draw(envelope(b64(text.encode()))), INVALID)
+    return (
+        "JSON of the wrong shape",
+        PUBSUB_EVENT_TYPE,
+        draw(envelope(b64(text.encode()))),
+        INVALID,
+    )
 
 
 @st.composite
 def resume_with_wrong_types(draw: st.DrawFn) -> Case:
     fields: dict[str, Any] = {
-        "kind": draw(st.sampled_from(["resume", "Resume", "RESUME", "resume ", "nightly", ""]) | json_values),
+        "kind": draw(
+            st.sampled_from(["resume", "Resume", "RESUME", "resume ", "nightly", ""]) | json_values
+        ),
         "run_id": draw(uuid_texts | json_values),
         "segment": draw(st.integers(min_value=-10, max_value=10**12) | json_values),
         "cursor": draw(uuid_texts | st.none() | json_values),
@@ -174,7 +201,12 @@ def resume_with_wrong_types(draw: st.DrawFn) -> Case:
     for key in draw(st.sets(st.sampled_from(sorted(fields)), max_size=2)):
         fields.pop(key, None)
     assume(fields != {"kind": "nightly"})
-    return ("continuation with wrong types", PUBSUB_EVENT_TYPE, draw(envelope(b64(_json(fields)))), INVALID)
+    return (
+        "continuation with wrong types",
+        PUBSUB_EVENT_TYPE,
+        draw(envelope(b64(_json(fields)))),
+        INVALID,
+    )
 
 
 @st.composite
@@ -194,29 +226,52 @@ def forged_continuation(draw: st.DrawFn, known_run: str) -> Case:
 @st.composite
 def out_of_time(draw: st.DrawFn) -> Case:
     """A valid nightly trigger published more than 24 h ago or more than 5 min ahead."""
-    late = draw(st.timedeltas(min_value=timedelta(hours=24, seconds=1), max_value=timedelta(days=3650)))
-    early = draw(st.timedeltas(min_value=timedelta(minutes=5, seconds=2), max_value=timedelta(days=3650)))
+    late = draw(
+        st.timedeltas(min_value=timedelta(hours=24, seconds=1), max_value=timedelta(days=3650))
+    )
+    early = draw(
+        st.timedeltas(min_value=timedelta(minutes=5, seconds=2), max_value=timedelta(days=3650))
+    )
     when = datetime.now(UTC) + (early if draw(st.booleans()) else -late)
     stamp = when.isoformat()
     if draw(st.booleans()):
         stamp = stamp.replace("+00:00", "Z")
     body = draw(st.sampled_from([NIGHTLY, b"", b"  \n"]))
-    return ("old or future message", PUBSUB_EVENT_TYPE, draw(envelope(b64(body), time=stamp)), INVALID)
+    return (
+        "old or future message",
+        PUBSUB_EVENT_TYPE,
+        draw(envelope(b64(body), time=stamp)),
+        INVALID,
+    )
 
 
 @st.composite
 def wrong_event_type(draw: st.DrawFn) -> Case:
-    event_type = draw(st.text(max_size=80).filter(lambda t: t != PUBSUB_EVENT_TYPE)
-                      | st.sampled_from(["google.cloud.storage.object.v1.finalized",
-                                         "google.cloud.pubsub.topic.v1.messagePublished ",
-                                         "GOOGLE.CLOUD.PUBSUB.TOPIC.V1.MESSAGEPUBLISHED"]))
+    event_type = draw(
+        st.text(max_size=80).filter(lambda t: t != PUBSUB_EVENT_TYPE)
+        | st.sampled_from(
+            [
+                "google.cloud.storage.object.v1.finalized",
+                "google.cloud.pubsub.topic.v1.messagePublished ",
+                "GOOGLE.CLOUD.PUBSUB.TOPIC.V1.MESSAGEPUBLISHED",
+            ]
+        )
+    )
     return ("wrong event type", event_type, draw(envelope(b64(NIGHTLY))), INVALID)
 
 
 def cases(known_run: str) -> st.SearchStrategy[Case]:
     return st.one_of(
-        not_a_pubsub_event(), data_of_wrong_type(), bad_base64(), not_utf8(), huge(), deep_json(),
-        wrong_shape(), resume_with_wrong_types(), forged_continuation(known_run), out_of_time(),
+        not_a_pubsub_event(),
+        data_of_wrong_type(),
+        bad_base64(),
+        not_utf8(),
+        huge(),
+        deep_json(),
+        wrong_shape(),
+        resume_with_wrong_types(),
+        forged_continuation(known_run),
+        out_of_time(),
         wrong_event_type(),
     )
 
@@ -250,13 +305,19 @@ def store(database_url: str) -> Iterator[RpcStore]:
 
 
 @pytest.mark.parametrize("variant", variants())
-def test_bad_messages_are_invalid_once_and_change_nothing(variant: str, db: Conn, store: RpcStore) -> None:
+def test_bad_messages_are_invalid_once_and_change_nothing(
+    variant: str, db: Conn, store: RpcStore
+) -> None:
     examples = sized(variant, 300, 10_000, env="CERTEXPIRY_FUZZ_EXAMPLES")
     seed_night(db, 8, org_today())
-    base = Job(settings=Settings(continuation_topic=LOCAL_TOPIC), store=store,
-               publisher=InMemoryPublisher(), log=CapturedLog().logger)
+    base = Job(
+        settings=Settings(continuation_topic=LOCAL_TOPIC),
+        store=store,
+        publisher=InMemoryPublisher(),
+        log=CapturedLog().logger,
+    )
     # Tonight's run exists and is complete, so forged continuations can name a real run.
-    from certexpiry.local import pubsub_event_data
+    from certexpiry_ops.local import pubsub_event_data
 
     assert handle_event(base, PUBSUB_EVENT_TYPE, pubsub_event_data(NIGHTLY)) is Outcome.ACK
     run = db.execute("select run_id::text from public.cron_runs").fetchone()
@@ -264,8 +325,9 @@ def test_bad_messages_are_invalid_once_and_change_nothing(variant: str, db: Conn
     before = fingerprint(db)
     seen: dict[str, int] = {}
 
-    @settings(max_examples=examples, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     @given(case=cases(run[0]))
     def check(case: Case) -> None:
         category, event_type, data, allowed = case
@@ -293,8 +355,12 @@ def test_falsy_data_of_a_wrong_type_is_invalid(value: Any, db: Conn, store: RpcS
 
     It used to be read as an empty body (`data or ""`), i.e. as a nightly trigger."""
     log = CapturedLog()
-    job = Job(settings=Settings(continuation_topic=LOCAL_TOPIC), store=store,
-              publisher=InMemoryPublisher(), log=log.logger)
+    job = Job(
+        settings=Settings(continuation_topic=LOCAL_TOPIC),
+        store=store,
+        publisher=InMemoryPublisher(),
+        log=log.logger,
+    )
     assert handle_event(job, PUBSUB_EVENT_TYPE, {"message": {"data": value}}) is Outcome.ACK
     assert log.codes() == ["INVALID_MESSAGE"]
     assert db.execute("select count(*) from public.cron_runs").fetchone() == (0,)
@@ -302,14 +368,20 @@ def test_falsy_data_of_a_wrong_type_is_invalid(value: Any, db: Conn, store: RpcS
 
 @pytest.mark.parametrize("size", [MAX_BODY_BYTES + 1, MAX_BODY_BYTES + 2, MAX_BODY_BYTES + 3])
 @pytest.mark.parametrize("filler", [b" ", b"{"], ids=["blank", "json"])
-def test_body_just_over_the_limit_is_too_large(size: int, filler: bytes, db: Conn, store: RpcStore) -> None:
+def test_body_just_over_the_limit_is_too_large(
+    size: int, filler: bytes, db: Conn, store: RpcStore
+) -> None:
     """A body of 4,097-4,099 bytes is over MAX_BODY_BYTES: INVALID_MESSAGE "too large".
 
     The base64 length check alone let 4,097 and 4,098 bytes through (found by the fuzz run:
     4,097 spaces were read as an empty body, i.e. a nightly trigger)."""
     log = CapturedLog()
-    job = Job(settings=Settings(continuation_topic=LOCAL_TOPIC), store=store,
-              publisher=InMemoryPublisher(), log=log.logger)
+    job = Job(
+        settings=Settings(continuation_topic=LOCAL_TOPIC),
+        store=store,
+        publisher=InMemoryPublisher(),
+        log=log.logger,
+    )
     data = {"message": {"data": b64(filler * size)}}
     assert handle_event(job, PUBSUB_EVENT_TYPE, data) is Outcome.ACK
     assert log.codes() == ["INVALID_MESSAGE"]

@@ -50,13 +50,29 @@ def test_scanner_passes_clean_log_lines() -> None:
     scanner = LeakScanner()
     stream = io.StringIO()
     log = JsonLogger(sanitizer=Sanitizer(), stream=stream, project="p").bind(
-        run_id="5f0c6a3e-8d1b-4c53-9a44-0e6b2d8f1a77")
-    log.info(Code.BATCH_DONE, "Batch processed.", segment=12, duration_ms=1234567, mentors=50,
-             reminders_queued=17)
-    log.error(Code.DB_OPERATION_FAILED, "A certification could not be processed.", sqlstate="40001",
-              certification_id="00000000-0000-4000-8000-0000000004d2", details="could not serialize")
-    log.info(Code.CONTINUATION_PUBLISHED, "Continuation published.", published_message_id="17245896312345678",
-             elapsed_ms=20000000001)
+        run_id="5f0c6a3e-8d1b-4c53-9a44-0e6b2d8f1a77"
+    )
+    log.info(
+        Code.BATCH_DONE,
+        "Batch processed.",
+        segment=12,
+        duration_ms=1234567,
+        mentors=50,
+        reminders_queued=17,
+    )
+    log.error(
+        Code.DB_OPERATION_FAILED,
+        "A certification could not be processed.",
+        sqlstate="40001",
+        certification_id="00000000-0000-4000-8000-0000000004d2",
+        details="could not serialize",
+    )
+    log.info(
+        Code.CONTINUATION_PUBLISHED,
+        "Continuation published.",
+        published_message_id="17245896312345678",
+        elapsed_ms=20000000001,
+    )
     assert scanner.scan_text(stream.getvalue(), "clean") == []
 
 
@@ -74,7 +90,10 @@ def test_sanitised_lines_leave_only_names() -> None:
     scanner = LeakScanner()
     scanner.register_secret([SECRET])
     kinds = {hit.kind for hit in scanner.scan_text(stream.getvalue(), "sanitised")}
-    assert kinds == {"seeded PII value #1", "seeded PII value #4"}  # "Kari Nordmann", "Ola Testesen"
+    assert kinds == {
+        "seeded PII value #1",
+        "seeded PII value #4",
+    }  # "Kari Nordmann", "Ola Testesen"
 
 
 @pytest.mark.leak_scan_exempt("runs an inner session that leaks on purpose")
@@ -90,21 +109,49 @@ def test_a_leaking_session_fails(tmp_path: Path) -> None:
         "    print('token sb_secret_abcdefghijklmnop123456', file=sys.stderr)\n"
     )
     (tmp_path / "test_clean_only.py").write_text("def test_clean():\n    print('all good')\n")
-    command = [sys.executable, "-m", "pytest", "-p", "tests.leak_plugin", "-p", "no:cacheprovider",
-               "-c", str(tmp_path / "pytest.ini"), "--rootdir", str(tmp_path)]
-    leaking = subprocess.run([*command, str(tmp_path / "test_inner.py")], cwd=ROOT,
-                             capture_output=True, text=True, timeout=120)
-    clean = subprocess.run([*command, str(tmp_path / "test_clean_only.py")], cwd=ROOT,
-                           capture_output=True, text=True, timeout=120)
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "tests.leak_plugin",
+        "-p",
+        "no:cacheprovider",
+        "-c",
+        str(tmp_path / "pytest.ini"),
+        "--rootdir",
+        str(tmp_path),
+    ]
+    leaking = subprocess.run(
+        [*command, str(tmp_path / "test_inner.py")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    clean = subprocess.run(
+        [*command, str(tmp_path / "test_clean_only.py")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert leaking.returncode == 1, leaking.stdout[-2000:]
     assert "3 passed" in leaking.stdout and "leak scan FAILED" in leaking.stdout
     assert "test_leaks_to_stdout [Captured stdout call]" in leaking.stdout
     assert "test_leaks_to_stderr [Captured stderr call]" in leaking.stdout
-    assert "Kari Nordmann" not in leaking.stdout and "sb_secret_abcdefghijklmnop" not in leaking.stdout
+    assert (
+        "Kari Nordmann" not in leaking.stdout and "sb_secret_abcdefghijklmnop" not in leaking.stdout
+    )
     assert clean.returncode == 0, clean.stdout[-2000:]
     assert "0 hits" in clean.stdout
 
 
 def test_patterns_cover_the_kinds_of_data_seeded() -> None:
-    assert set(PATTERNS) >= {"national id (11 digits)", "e-mail address at an example domain", "JWT",
-                             "Supabase secret key", "password in a URL"}
+    assert set(PATTERNS) >= {
+        "national id (11 digits)",
+        "e-mail address at an example domain",
+        "JWT",
+        "Supabase secret key",
+        "password in a URL",
+    }

@@ -22,13 +22,13 @@ import psycopg
 import pytest
 
 from bench.seed import seed_certifications
-from certexpiry.local import LOCAL_TOPIC, run_chain
 from certexpiry.log import JsonLogger
 from certexpiry.pg_store import pg_store
-from certexpiry.publisher import InMemoryPublisher
 from certexpiry.sanitize import Sanitizer
 from certexpiry.settings import Settings
 from certexpiry.sweep import Job, Outcome
+from certexpiry_ops.fakes import InMemoryPublisher
+from certexpiry_ops.local import LOCAL_TOPIC, run_chain
 from tests import leak_plugin
 from tests.reliability.support import org_today, report, sized, variants
 
@@ -95,8 +95,14 @@ def actual_counts(db: Conn) -> dict[str, int]:
         """
     ).fetchone()
     assert row is not None
-    return {"certifications_paused": row[0], "mentors_paused": row[1], "reminders_queued": row[2],
-            "notices_queued": row[3], "duplicates": row[4], "expired_still_active": row[5]}
+    return {
+        "certifications_paused": row[0],
+        "mentors_paused": row[1],
+        "reminders_queued": row[2],
+        "notices_queued": row[3],
+        "duplicates": row[4],
+        "expired_still_active": row[5],
+    }
 
 
 @pytest.mark.parametrize("variant", variants())
@@ -113,15 +119,23 @@ def test_large_night_through_continuations(variant: str, db: Conn, database_url:
     )
     seed_s = time.monotonic() - started
     expected = expected_counts(db)
-    assert expected["certifications_paused"] > count // 10 and expected["reminders_queued"] > count // 10
+    assert (
+        expected["certifications_paused"] > count // 10
+        and expected["reminders_queued"] > count // 10
+    )
 
     sink = LineSink(f"load {variant}")
     store = pg_store(database_url)
     publisher = InMemoryPublisher()
-    settings = Settings(continuation_topic=LOCAL_TOPIC, time_budget_s=budget_s, monitoring_reserve_s=0,
-                        lease_s=600)
-    job = Job(settings=settings, store=store, publisher=publisher,
-              log=JsonLogger(sanitizer=Sanitizer(), stream=sink))
+    settings = Settings(
+        continuation_topic=LOCAL_TOPIC, time_budget_s=budget_s, monitoring_reserve_s=0, lease_s=600
+    )
+    job = Job(
+        settings=settings,
+        store=store,
+        publisher=publisher,
+        log=JsonLogger(sanitizer=Sanitizer(), stream=sink),
+    )
     process = psutil.Process()
     rss: list[int] = []
     peak: list[int] = []
@@ -136,28 +150,51 @@ def test_large_night_through_continuations(variant: str, db: Conn, database_url:
     store.close()
 
     actual = actual_counts(db)
-    audit = db.execute("select status, missed_pause_count, segments from public.cron_audit_log").fetchall()
+    audit = db.execute(
+        "select status, missed_pause_count, segments from public.cron_audit_log"
+    ).fetchall()
     settle = min(3, len(rss) - 1)  # the first segments warm caches, pools and the sanitiser
     growth = max(rss[settle:]) - rss[settle]
     every = max(1, len(peak) // 12)
-    report("load", {
-        "variant": variant, "certifications": count, "seed_s": round(seed_s, 1), "sweep_s": round(sweep_s, 1),
-        "per_s": round((expected["certifications_paused"] + expected["reminders_queued"]) / sweep_s),
-        "segments": result.invocations, "batches": sink.completed.get("batches"), **expected,
-        "rss_mib_first_settled_last": [round(rss[0] / MiB, 1), round(rss[settle] / MiB, 1), round(rss[-1] / MiB, 1)],
-        "rss_growth_after_warmup_mib": round(growth / MiB, 2),
-        "rss_median_mib": round(statistics.median(rss) / MiB, 1),
-        "rss_mib_per_segment": [round(value / MiB, 1) for value in rss[::every]] + [round(rss[-1] / MiB, 1)],
-        # ru_maxrss is the process's peak so far (earlier tests included): flat = no new peak.
-        "peak_rss_mib_per_segment": [round(value / MiB, 1) for value in peak[::every]] + [round(peak[-1] / MiB, 1)],
-    })
+    report(
+        "load",
+        {
+            "variant": variant,
+            "certifications": count,
+            "seed_s": round(seed_s, 1),
+            "sweep_s": round(sweep_s, 1),
+            "per_s": round(
+                (expected["certifications_paused"] + expected["reminders_queued"]) / sweep_s
+            ),
+            "segments": result.invocations,
+            "batches": sink.completed.get("batches"),
+            **expected,
+            "rss_mib_first_settled_last": [
+                round(rss[0] / MiB, 1),
+                round(rss[settle] / MiB, 1),
+                round(rss[-1] / MiB, 1),
+            ],
+            "rss_growth_after_warmup_mib": round(growth / MiB, 2),
+            "rss_median_mib": round(statistics.median(rss) / MiB, 1),
+            "rss_mib_per_segment": [round(value / MiB, 1) for value in rss[::every]]
+            + [round(rss[-1] / MiB, 1)],
+            # ru_maxrss is the process's peak so far (earlier tests included): flat = no new peak.
+            "peak_rss_mib_per_segment": [round(value / MiB, 1) for value in peak[::every]]
+            + [round(peak[-1] / MiB, 1)],
+        },
+    )
     assert set(result.outcomes) == {Outcome.ACK} and result.invocations > 3
     assert sink.bad == []
-    assert sink.codes["RUN_COMPLETED"] == 1 and sink.codes["CONTINUATION_PUBLISHED"] == result.invocations - 1
+    assert (
+        sink.codes["RUN_COMPLETED"] == 1
+        and sink.codes["CONTINUATION_PUBLISHED"] == result.invocations - 1
+    )
     for key, value in expected.items():
         assert actual[key] == value, (key, actual, expected)
         assert sink.completed[key] == value, (key, sink.completed)
     assert actual["notices_queued"] == expected["certifications_paused"]
     assert actual["duplicates"] == 0 and actual["expired_still_active"] == 0
     assert audit == [("completed", 0, result.invocations)]
-    assert growth < (32 if variant == "full" else 24) * MiB, [round(value / MiB, 1) for value in rss]
+    assert growth < (32 if variant == "full" else 24) * MiB, [
+        round(value / MiB, 1) for value in rss
+    ]

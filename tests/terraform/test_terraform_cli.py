@@ -9,12 +9,16 @@ When no terraform binary is installed they are skipped with that reason (pytest 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from tests.terraform.tfmodule import TERRAFORM_DIR, run_terraform, terraform_binary
+from tests.terraform.tfmodule import REPO_ROOT, TERRAFORM_DIR, run_terraform, terraform_binary
 
 needs_terraform = pytest.mark.skipif(
     terraform_binary() is None,
@@ -99,41 +103,64 @@ def test_bad_values_are_rejected_by_validation(
 
 
 @needs_terraform
-def test_archive_allow_list_as_terraform_evaluates_it(tmp_path: Path) -> None:
-    """Terraform's fileset()/regex pick main.py, requirements.txt and certexpiry/ sources only."""
-    for path in [
-        "main.py",
-        "requirements.txt",
-        "requirements-dev.txt",
-        "pyproject.toml",
-        "certexpiry/__init__.py",
-        "certexpiry/sweep.py",
-        "certexpiry/sql/rules.sql",
-        "certexpiry/__pycache__/sweep.cpython-312.pyc",
-        "certexpiry/stale.pyc",
-        "certexpiry/.mypy_cache/3.12/x.json",
-        "certexpiry/.DS_Store",
-        "tests/unit/test_sweep.py",
-        "tests/terraform/test_wiring.py",
-        "bench/bench_sweep.py",
-        ".venv/lib/python3.12/site.py",
-        ".git/HEAD",
-        "supabase/migrations/001.sql",
-        "docs/deploy.md",
-    ]:
-        target = tmp_path / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text("x\n")
+def test_archive_holds_the_runtime_and_no_tooling(tmp_path: Path) -> None:
+    """The archive Terraform builds lists existing runtime files only: no certexpiry_ops, no
+    __main__, no tests or bench, and every listed file exists."""
     module = _scratch_module(tmp_path, "source_files.tf")
+    for path in REPO_ROOT.glob("certexpiry*/**/*.py"):
+        target = tmp_path / path.relative_to(REPO_ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
+    for name in ("main.py", "requirements.txt", "requirements-dev.txt", "pyproject.toml"):
+        shutil.copy(REPO_ROOT / name, tmp_path / name)
     result = run_terraform(
         ["console", "-no-color"], module, stdin="jsonencode(local.source_files)\n"
     )
     assert result.returncode == 0, result.stderr
     files = json.loads(json.loads(result.stdout.strip()))
-    assert files == [
-        "certexpiry/__init__.py",
-        "certexpiry/sql/rules.sql",
-        "certexpiry/sweep.py",
-        "main.py",
-        "requirements.txt",
-    ]
+    assert files[:2] == ["certexpiry/__init__.py", "certexpiry/budget.py"]
+    assert "main.py" in files and "requirements.txt" in files
+    assert not [f for f in files if f.startswith(("certexpiry_ops", "tests", "bench"))]
+    assert "certexpiry/__main__.py" not in files
+    assert all((REPO_ROOT / f).is_file() for f in files), files
+
+
+@needs_terraform
+def test_the_archive_runs_without_the_tooling(tmp_path: Path) -> None:
+    """main.py imports from an unpacked archive with no certexpiry_ops beside it, and loads none
+    of the tooling's modules or libraries."""
+    module = _scratch_module(tmp_path / "tf", "source_files.tf")
+    shutil.copytree(REPO_ROOT / "certexpiry", tmp_path / "certexpiry")
+    for name in ("main.py", "requirements.txt"):
+        shutil.copy(REPO_ROOT / name, tmp_path / name)
+    result = run_terraform(
+        ["console", "-no-color"], module, stdin="jsonencode(local.source_files)\n"
+    )
+    assert result.returncode == 0, result.stderr
+    files = json.loads(json.loads(result.stdout.strip()))
+    archive = tmp_path / "source.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for name in files:
+            zipped.write(tmp_path / name, name)
+    unpacked = tmp_path / "unpacked"
+    with zipfile.ZipFile(archive) as zipped:
+        zipped.extractall(unpacked)
+    probe = (
+        "import os, sys; sys.path.insert(0, os.getcwd()); import main, certexpiry; "
+        "assert certexpiry.__file__.startswith(os.getcwd()), certexpiry.__file__; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('certexpiry_ops', 'pgserver', 'grpc', 'psutil', 'tests', 'bench') "
+        "or m.startswith('google.cloud.logging')); "
+        "print(repr(bad)); assert not bad, bad"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=unpacked,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONSAFEPATH": "1"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    # main.py routes stdout through the JSON logger, so the probe's answer is a log line.
+    assert json.loads(done.stdout.strip().splitlines()[-1])["message"] == "[]"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.terraform.tfmodule import (
+    REPO_ROOT,
     TERRAFORM_DIR,
     Module,
     block,
@@ -220,45 +220,24 @@ def test_every_iam_grant_is_explained(tf: Module) -> None:
             assert before and before[-1].lstrip().startswith("#"), f"{name}: {match.group(1)}"
 
 
-def test_source_archive_is_an_allow_list_without_tests_or_bench(tf: Module, tmp_path: Path) -> None:
-    """The archive holds main.py, requirements.txt and certexpiry/ only (never tests/ or bench/)."""
+# certexpiry/ modules that are in the repository but not deployed, and why.
+NOT_DEPLOYED = {"__main__": "only opens the ops command line (certexpiry_ops)"}
+
+
+def test_source_archive_lists_every_runtime_module_and_nothing_else(tf: Module) -> None:
+    """The archive is main.py, requirements.txt and each runtime module by name: a module added
+    to certexpiry/ must be listed (or named as not deployed), and no tooling is listed."""
     archive = tf.data["archive_file"]["source"]
     assert "source_dir" not in archive and "source_file" not in archive
     dynamic = archive["dynamic"][0]["source"]
     assert dynamic["for_each"] == "${toset(local.source_files)}"
     assert tf.locals["source_top_level_files"] == ["main.py", "requirements.txt"]
-    assert tf.locals["source_package_glob"] == "certexpiry/**"
-
-    # Apply the same allow-list (glob + exclusion regex) to a tree that has everything.
-    for path in [
-        "main.py",
-        "requirements.txt",
-        "requirements-dev.txt",
-        "certexpiry/__init__.py",
-        "certexpiry/sub/mod.py",
-        "certexpiry/__pycache__/m.cpython-312.pyc",
-        "certexpiry/x.pyc",
-        "certexpiry/.mypy_cache/x",
-        "tests/test_x.py",
-        "bench/bench.py",
-        "terraform/main.tf",
-        ".venv/lib/site.py",
-    ]:
-        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / path).write_text("x\n")
-    exclude = re.compile(tf.locals["source_exclude_regex"])
-    package = tf.locals["source_package_glob"].removesuffix("/**")
-    chosen = set(tf.locals["source_top_level_files"]) | {
-        p.relative_to(tmp_path).as_posix()
-        for p in (tmp_path / package).rglob("*")
-        if p.is_file() and not exclude.search(p.relative_to(tmp_path).as_posix())
-    }
-    assert chosen == {
-        "main.py",
-        "requirements.txt",
-        "certexpiry/__init__.py",
-        "certexpiry/sub/mod.py",
-    }
+    listed = set(tf.locals["runtime_modules"])
+    on_disk = {p.stem for p in (REPO_ROOT / "certexpiry").glob("*.py")}
+    assert listed == on_disk - set(NOT_DEPLOYED), listed ^ (on_disk - set(NOT_DEPLOYED))
+    assert not list((REPO_ROOT / "certexpiry").glob("*/")), "the runtime is a flat package"
+    tooling = {p.stem for p in (REPO_ROOT / "certexpiry_ops").rglob("*.py")}
+    assert not (listed & tooling - {"__init__"}), listed & tooling
 
 
 def test_scheduler_publishes_the_nightly_message(tf: Module) -> None:

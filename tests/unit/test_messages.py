@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from certexpiry.errors import InvalidMessage
-from certexpiry.local import pubsub_event_data
 from certexpiry.messages import PUBSUB_EVENT_TYPE, NightlyTrigger, Resume, decode
+from certexpiry_ops.local import pubsub_event_data
 
 NOW = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)
 

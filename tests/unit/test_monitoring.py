@@ -6,9 +6,10 @@ import uuid
 from datetime import date
 
 from certexpiry.errors import RpcError
-from certexpiry.monitoring import monitor_and_audit, remediation_for
+from certexpiry.monitoring import monitor_and_audit
+from certexpiry.reports import remediation_for
 from certexpiry.store import MissedReport
-from tests.fakes.store import FakeStore
+from certexpiry_ops.fakes import FakeStore
 from tests.logcapture import CapturedLog
 
 RUN = uuid.UUID("6f1c8f4e-8a0e-4d7e-9a53-3f4a2b1c0d9e")

@@ -9,7 +9,7 @@ import pytest
 
 from certexpiry.errors import PublishError
 from certexpiry.publisher import PubSubPublisher
-from certexpiry.pubsub_fake import FakePubSub
+from certexpiry_ops.pubsub_fake import FakePubSub
 
 TOPIC = "projects/test-project/topics/certexpiry-nightly"
 

@@ -13,13 +13,12 @@ import jsonschema
 import pytest
 
 from certexpiry.errors import DatabaseError, PublishError, RpcError, RpcTimeout
-from certexpiry.local import LOCAL_TOPIC, pubsub_event_data
 from certexpiry.messages import PUBSUB_EVENT_TYPE, Resume
-from certexpiry.publisher import InMemoryPublisher
 from certexpiry.settings import Settings
 from certexpiry.store import BatchResult, ClaimOutcome, MissedReport, RecordFailure
 from certexpiry.sweep import Job, Outcome, handle_event
-from tests.fakes.store import FakeStore
+from certexpiry_ops.fakes import FakeStore, InMemoryPublisher
+from certexpiry_ops.local import LOCAL_TOPIC, pubsub_event_data
 from tests.logcapture import CapturedLog
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "log-entry.schema.json"
@@ -266,12 +265,16 @@ def test_logged_severities_match_the_catalogue() -> None:
     scenarios: list[FakeStore] = [
         FakeStore(pages=[_page(True)]),
         FakeStore(pages=[_page(True)], missed=MissedReport(1, [str(uuid.uuid4())])),
-        FakeStore(raises={"missed_auto_pauses": RuntimeError("x"), "upsert_audit": RuntimeError("y")}),
+        FakeStore(
+            raises={"missed_auto_pauses": RuntimeError("x"), "upsert_audit": RuntimeError("y")}
+        ),
         FakeStore(claim_outcome="busy"),
         FakeStore(claim_outcome="completed"),
         FakeStore(raises={"process_batch": ZeroDivisionError()}),
         FakeStore(raises={"claim_nightly_run": RpcTimeout("claim_nightly_run", "t", elapsed_ms=1)}),
-        FakeStore(raises={"claim_nightly_run": RpcError("claim_nightly_run", "e", http_status=500)}),
+        FakeStore(
+            raises={"claim_nightly_run": RpcError("claim_nightly_run", "e", http_status=500)}
+        ),
         FakeStore(raises={"claim_nightly_run": DatabaseError("x", "e", sqlstate="23505")}),
     ]
     seen: set[str] = set()

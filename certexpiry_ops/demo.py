@@ -4,7 +4,7 @@ Starts the embedded PostgreSQL (data directory `.pgdata/` in the repository by d
 between runs), applies the migrations, seeds a generated organisation when the database is
 empty, then drives `main.nightly_sweep` over HTTP exactly as Eventarc delivers Pub/Sub
 messages: the nightly trigger, then every continuation the function publishes to a fake
-Pub/Sub server (certexpiry.harness). A small time budget makes the run hand off to itself a few
+Pub/Sub server (certexpiry_ops.harness). A small time budget makes the run hand off to itself a few
 times. The function's JSON log lines are printed as they come; a short human summary follows a
 separator line, and is the only non-JSON output.
 
@@ -29,53 +29,16 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import psycopg
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 from certexpiry import __version__
 from certexpiry.codes import Code, Severity
-from certexpiry.embedded import EmbeddedPostgres
 from certexpiry.log import JsonLogger
-from certexpiry.ops import AuditEntry, OpsStore
 from certexpiry.sanitize import Sanitizer
+from certexpiry_ops.embedded import default_data_dir, open_embedded
+from certexpiry_ops.ops import AuditEntry, OpsStore
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA_DIR = ROOT / ".pgdata"
-DATABASE = "certexpiry"
 SEPARATOR = "=" * 25 + " certexpiry demo: summary " + "=" * 25
 _STRIPPED_ENV = ("SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY")
-
-
-def default_data_dir() -> Path:
-    """Where the embedded server keeps its data: $CERTEXPIRY_DATA_DIR, else .pgdata/."""
-    configured = os.environ.get("CERTEXPIRY_DATA_DIR")
-    return Path(configured) if configured else DEFAULT_DATA_DIR
-
-
-def open_embedded(data_dir: Path, *, fresh: bool = False) -> tuple[EmbeddedPostgres, str]:
-    """Start (or attach to) the embedded server and return it with the migrated database's URL.
-
-    The job's data lives in its own database (`certexpiry`), so `fresh` simply drops it.
-    """
-    from certexpiry import embedded, schema
-
-    data_dir = data_dir.expanduser().resolve()
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    server = embedded.start(data_dir)
-    try:
-        with psycopg.connect(server.uri, autocommit=True) as conn:
-            if fresh:
-                conn.execute(sql.SQL("drop database if exists {} with (force)").format(
-                    sql.Identifier(DATABASE)))
-            if conn.execute("select 1 from pg_database where datname = %s",
-                            (DATABASE,)).fetchone() is None:
-                conn.execute(sql.SQL("create database {}").format(sql.Identifier(DATABASE)))
-        url = make_conninfo(server.uri, dbname=DATABASE)
-        schema.apply(url)
-    except BaseException:
-        server.stop()
-        raise
-    return server, url
 
 
 @dataclass(frozen=True)
@@ -145,34 +108,44 @@ def _without_env(names: tuple[str, ...]) -> Iterator[None]:
 
 def run_demo(options: DemoOptions, out: TextIO) -> int:
     """Run the demo; 0 when done and clean, 1 when missed auto-pauses remain, 2 on failure."""
-    from certexpiry import demo_seed
-    from certexpiry.harness import FunctionProcess, follow_chain, function_env
-    from certexpiry.pg_store import pg_store
-    from certexpiry.pubsub_fake import FakePubSub
+    from certexpiry.pg_store import PgTransport
+    from certexpiry.store import RpcStore
+    from certexpiry_ops import demo_seed
+    from certexpiry_ops.harness import FunctionProcess, follow_chain, function_env
+    from certexpiry_ops.pubsub_fake import FakePubSub
 
     started = time.monotonic()
     timezone = os.environ.get("ORG_TIMEZONE") or "Europe/Oslo"
     today = datetime.now(ZoneInfo(timezone)).date()
     sanitizer = Sanitizer()
-    printer = _Printer(out, JsonLogger(sanitizer=sanitizer, service="certexpiry-demo",
-                                       version=__version__, stream=out))
+    printer = _Printer(
+        out,
+        JsonLogger(sanitizer=sanitizer, service="certexpiry-demo", version=__version__, stream=out),
+    )
     server, url = open_embedded(options.data_dir, fresh=options.fresh)
-    store = pg_store(url)
+    transport = PgTransport(url)
+    store = RpcStore(transport)
     try:
         seeded = None
         refused: list[str] = []
         with psycopg.connect(url, autocommit=True) as conn:
             if demo_seed.is_empty(conn):
-                seeded = demo_seed.seed(conn, mentors=options.mentors, seed=options.seed,
-                                        today=today)
+                seeded = demo_seed.seed(
+                    conn, mentors=options.mentors, seed=options.seed, today=today
+                )
             if options.with_failures:
                 refused = list(store.missed_auto_pauses(timezone, today).missed_ids)[:2]
                 if refused:
                     demo_seed.install_refusal(conn, refused)
         pubsub = FakePubSub().start()
         env = function_env(
-            url, pubsub, time_budget_s=options.time_budget_s, batch_size=options.batch_size,
-            monitoring_reserve_s=options.monitoring_reserve_s, org_timezone=timezone, lease_s=10,
+            url,
+            pubsub,
+            time_budget_s=options.time_budget_s,
+            batch_size=options.batch_size,
+            monitoring_reserve_s=options.monitoring_reserve_s,
+            org_timezone=timezone,
+            lease_s=10,
             service_version=f"{__version__}-demo",
         )
         function = FunctionProcess(env=env, on_line=printer)
@@ -184,14 +157,21 @@ def run_demo(options: DemoOptions, out: TextIO) -> int:
             function.stop()
             pubsub.stop()
         run_id = printer.run_id()
-        audit = OpsStore(store.transport).get_audit(UUID(run_id)) if run_id else None
-        summary = _Summary(options, printer, audit, seeded, refused, len(chain.deliveries),
-                           time.monotonic() - started)
+        audit = OpsStore(transport).get_audit(UUID(run_id)) if run_id else None
+        summary = _Summary(
+            options,
+            printer,
+            audit,
+            seeded,
+            refused,
+            len(chain.deliveries),
+            time.monotonic() - started,
+        )
         out.write("\n" + SEPARATOR + "\n" + summary.text() + "\n")
         out.flush()
         return summary.exit_code()
     finally:
-        store.close()
+        transport.close()
         server.stop()
 
 
@@ -222,13 +202,16 @@ class _Summary:
             lines.append(
                 f"Organisation   seeded now: {s.mentors:,} mentors, {s.certifications:,} "
                 f"certifications ({s.already_paused:,} already paused, {s.renewed:,} renewed), "
-                f"seed {self.options.seed}, in {s.seconds:.2f} s")
+                f"seed {self.options.seed}, in {s.seconds:.2f} s"
+            )
         else:
-            lines.append(f"Organisation   existing data in {where} (not re-seeded; --fresh "
-                         "starts over)")
+            lines.append(
+                f"Organisation   existing data in {where} (not re-seeded; --fresh starts over)"
+            )
         if self.refused:
-            lines.append(f"Demo trigger   to pause {len(self.refused)} "
-                         "certifications (--with-failures)")
+            lines.append(
+                f"Demo trigger   to pause {len(self.refused)} certifications (--with-failures)"
+            )
         run_id = self.printer.run_id() or "(none)"
         lines.append(f"Run id         {run_id}")
         audit = self.audit
@@ -250,14 +233,17 @@ class _Summary:
                 f"{self.wall_s:.1f} s wall time for the demo",
             ]
         elif "DUPLICATE_DELIVERY" in codes:
-            lines.append("Outcome        tonight's run had already completed: the trigger was a "
-                         "duplicate and nothing new was sent (idempotent)")
+            lines.append(
+                "Outcome        tonight's run had already completed: the trigger was a "
+                "duplicate and nothing new was sent (idempotent)"
+            )
             if audit is not None:
                 totals = audit.totals
                 lines.append(
                     f"That run       {totals.get('reminders_queued', 0):,} reminders, "
                     f"{totals.get('certifications_paused', 0):,} certifications paused, "
-                    f"{audit.missed_pause_count:,} missed, {audit.segments} segments")
+                    f"{audit.missed_pause_count:,} missed, {audit.segments} segments"
+                )
             lines.append(f"Duration       {self.wall_s:.1f} s wall time for the demo")
         else:
             lines.append("Outcome        the run did not complete: see the ERROR lines above")

@@ -45,28 +45,176 @@ DEMO_SCHEMA = "certexpiry_demo"
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 FIRST_NAMES = (
-    "Kari", "Ola", "Ingrid", "Lars", "Nora", "Jakob", "Emma", "Filip", "Sofie", "Henrik",
-    "Ella", "Magnus", "Maja", "Sander", "Olivia", "Elias", "Leah", "Aksel", "Sara", "Mathias",
-    "Ingeborg", "Tobias", "Astrid", "Johannes", "Frida", "Sindre", "Hedda", "Eirik", "Thea",
-    "Håkon", "Sigrid", "Øystein", "Solveig", "Bjørn", "Ragnhild", "Kjetil", "Marit", "Torbjørn",
-    "Gunnhild", "Åse", "Anne", "Per", "Liv", "Knut", "Hilde", "Trond", "Ida", "Vetle", "Tuva",
-    "Ahmed", "Amina", "Mohammed", "Fatima", "Piotr", "Agnieszka", "Linh", "Tomas", "Hanna",
-    "Mikkel", "Julie", "Even", "Synnøve", "Arne", "Ellinor", "Jonas", "Malin",
+    "Kari",
+    "Ola",
+    "Ingrid",
+    "Lars",
+    "Nora",
+    "Jakob",
+    "Emma",
+    "Filip",
+    "Sofie",
+    "Henrik",
+    "Ella",
+    "Magnus",
+    "Maja",
+    "Sander",
+    "Olivia",
+    "Elias",
+    "Leah",
+    "Aksel",
+    "Sara",
+    "Mathias",
+    "Ingeborg",
+    "Tobias",
+    "Astrid",
+    "Johannes",
+    "Frida",
+    "Sindre",
+    "Hedda",
+    "Eirik",
+    "Thea",
+    "Håkon",
+    "Sigrid",
+    "Øystein",
+    "Solveig",
+    "Bjørn",
+    "Ragnhild",
+    "Kjetil",
+    "Marit",
+    "Torbjørn",
+    "Gunnhild",
+    "Åse",
+    "Anne",
+    "Per",
+    "Liv",
+    "Knut",
+    "Hilde",
+    "Trond",
+    "Ida",
+    "Vetle",
+    "Tuva",
+    "Ahmed",
+    "Amina",
+    "Mohammed",
+    "Fatima",
+    "Piotr",
+    "Agnieszka",
+    "Linh",
+    "Tomas",
+    "Hanna",
+    "Mikkel",
+    "Julie",
+    "Even",
+    "Synnøve",
+    "Arne",
+    "Ellinor",
+    "Jonas",
+    "Malin",
 )
 LAST_NAMES = (
-    "Hansen", "Johansen", "Olsen", "Larsen", "Andersen", "Pedersen", "Nilsen", "Kristiansen",
-    "Jensen", "Karlsen", "Johnsen", "Pettersen", "Eriksen", "Berg", "Haugen", "Hagen",
-    "Johannessen", "Andreassen", "Jacobsen", "Dahl", "Jørgensen", "Halvorsen", "Henriksen",
-    "Lund", "Sørensen", "Jakobsen", "Moen", "Gundersen", "Iversen", "Strand", "Solberg",
-    "Svendsen", "Eide", "Knutsen", "Martinsen", "Paulsen", "Bakken", "Kristoffersen",
-    "Mathisen", "Lie", "Amundsen", "Nguyen", "Rasmussen", "Ali", "Lunde", "Solheim", "Berge",
-    "Moe", "Nygård", "Bakke", "Kristensen", "Fredriksen", "Holm", "Lien", "Hauge", "Christensen",
-    "Andresen", "Nielsen", "Knudsen", "Evensen", "Sæther", "Aas", "Myhre", "Hanssen", "Ahmed",
-    "Haugland", "Thomassen", "Sivertsen", "Simonsen", "Danielsen", "Berntsen", "Sandvik",
-    "Rønning", "Arnesen", "Antonsen", "Næss", "Vik", "Haug", "Ellingsen", "Thorsen", "Edvardsen",
-    "Birkeland", "Isaksen", "Gulbrandsen", "Ruud", "Aasen", "Strøm", "Myklebust", "Tangen",
-    "Ødegård", "Eliassen", "Helland", "Bøe", "Jenssen", "Aune", "Mikkelsen", "Tveit", "Brekke",
-    "Abrahamsen", "Madsen", "Kowalski", "Tran",
+    "Hansen",
+    "Johansen",
+    "Olsen",
+    "Larsen",
+    "Andersen",
+    "Pedersen",
+    "Nilsen",
+    "Kristiansen",
+    "Jensen",
+    "Karlsen",
+    "Johnsen",
+    "Pettersen",
+    "Eriksen",
+    "Berg",
+    "Haugen",
+    "Hagen",
+    "Johannessen",
+    "Andreassen",
+    "Jacobsen",
+    "Dahl",
+    "Jørgensen",
+    "Halvorsen",
+    "Henriksen",
+    "Lund",
+    "Sørensen",
+    "Jakobsen",
+    "Moen",
+    "Gundersen",
+    "Iversen",
+    "Strand",
+    "Solberg",
+    "Svendsen",
+    "Eide",
+    "Knutsen",
+    "Martinsen",
+    "Paulsen",
+    "Bakken",
+    "Kristoffersen",
+    "Mathisen",
+    "Lie",
+    "Amundsen",
+    "Nguyen",
+    "Rasmussen",
+    "Ali",
+    "Lunde",
+    "Solheim",
+    "Berge",
+    "Moe",
+    "Nygård",
+    "Bakke",
+    "Kristensen",
+    "Fredriksen",
+    "Holm",
+    "Lien",
+    "Hauge",
+    "Christensen",
+    "Andresen",
+    "Nielsen",
+    "Knudsen",
+    "Evensen",
+    "Sæther",
+    "Aas",
+    "Myhre",
+    "Hanssen",
+    "Ahmed",
+    "Haugland",
+    "Thomassen",
+    "Sivertsen",
+    "Simonsen",
+    "Danielsen",
+    "Berntsen",
+    "Sandvik",
+    "Rønning",
+    "Arnesen",
+    "Antonsen",
+    "Næss",
+    "Vik",
+    "Haug",
+    "Ellingsen",
+    "Thorsen",
+    "Edvardsen",
+    "Birkeland",
+    "Isaksen",
+    "Gulbrandsen",
+    "Ruud",
+    "Aasen",
+    "Strøm",
+    "Myklebust",
+    "Tangen",
+    "Ødegård",
+    "Eliassen",
+    "Helland",
+    "Bøe",
+    "Jenssen",
+    "Aune",
+    "Mikkelsen",
+    "Tveit",
+    "Brekke",
+    "Abrahamsen",
+    "Madsen",
+    "Kowalski",
+    "Tran",
 )
 EMAIL_DOMAINS = ("example.org", "example.com", "example.net", "post.example", "frivillig.example")
 _K1_WEIGHTS = (3, 7, 6, 1, 8, 9, 4, 5, 2)
@@ -174,8 +322,10 @@ def _person(
         email = f"{local}{number}@{email.split('@', 1)[1]}"
         number += 1
     taken_emails.add(email)
-    phone = f"+47 {rng.choice('49')}{rng.randrange(10):d}{rng.randrange(10):d} " \
-            f"{rng.randrange(100):02d} {rng.randrange(1000):03d}"
+    phone = (
+        f"+47 {rng.choice('49')}{rng.randrange(10):d}{rng.randrange(10):d} "
+        f"{rng.randrange(100):02d} {rng.randrange(1000):03d}"
+    )
     return full_name, _national_id(rng, taken_ids), email, phone
 
 
@@ -183,8 +333,9 @@ def _uuid(rng: random.Random) -> uuid.UUID:
     return uuid.UUID(int=rng.getrandbits(128), version=4)
 
 
-def generate(mentors: int = DEFAULT_MENTORS, seed: int = DEFAULT_SEED,
-             today: date | None = None) -> Organisation:
+def generate(
+    mentors: int = DEFAULT_MENTORS, seed: int = DEFAULT_SEED, today: date | None = None
+) -> Organisation:
     """The organisation for `mentors` peer mentors, reproducible from `seed` and `today`."""
     today = today or date.today()
     rng = random.Random(seed)
@@ -205,19 +356,36 @@ def generate(mentors: int = DEFAULT_MENTORS, seed: int = DEFAULT_SEED,
                 day = cert.paused_at.date()
                 paused_on = day if paused_on is None else min(paused_on, day)
         if paused_on is not None:
-            mentor = Mentor(mentor_id, full_name, national_id, email, phone, "paused",
-                            _night(paused_on), "certification_expired")
+            mentor = Mentor(
+                mentor_id,
+                full_name,
+                national_id,
+                email,
+                phone,
+                "paused",
+                _night(paused_on),
+                "certification_expired",
+            )
         elif rng.random() < 0.02:
-            mentor = Mentor(mentor_id, full_name, national_id, email, phone, "paused",
-                            _night(today - timedelta(days=rng.randrange(1, 200))), "on_leave")
+            mentor = Mentor(
+                mentor_id,
+                full_name,
+                national_id,
+                email,
+                phone,
+                "paused",
+                _night(today - timedelta(days=rng.randrange(1, 200))),
+                "on_leave",
+            )
         else:
             mentor = Mentor(mentor_id, full_name, national_id, email, phone)
         org.mentors.append(mentor)
     return org
 
 
-def _certification(rng: random.Random, mentor_id: uuid.UUID,
-                   today: date) -> tuple[Certification, list[Record], int]:
+def _certification(
+    rng: random.Random, mentor_id: uuid.UUID, today: date
+) -> tuple[Certification, list[Record], int]:
     """One certification, the records earlier nights wrote for it, and 1 if it was renewed."""
     cert_id = _uuid(rng)
     records: list[Record] = []
@@ -226,8 +394,10 @@ def _certification(rng: random.Random, mentor_id: uuid.UUID,
         # expiry date is in the future and starts a fresh cycle.
         expiry = today + timedelta(days=rng.randint(0, 90))
         old = expiry - timedelta(days=365)
-        records += [Record(cert_id, f"reminder_{n}d", old, _night(old - timedelta(days=n)))
-                    for n in REMINDER_OFFSETS]
+        records += [
+            Record(cert_id, f"reminder_{n}d", old, _night(old - timedelta(days=n)))
+            for n in REMINDER_OFFSETS
+        ]
         if rng.random() < 0.6:
             records.append(Record(cert_id, "auto_pause", old, _night(old + timedelta(days=1))))
         return Certification(cert_id, mentor_id, expiry), records, 1
@@ -278,8 +448,12 @@ def _has_column(conn: psycopg.Connection[Any], table: str, column: str) -> bool:
     return bool(row and row[0])
 
 
-def _copy(conn: psycopg.Connection[Any], table: str, columns: Sequence[str],
-          rows: Iterable[Sequence[object]]) -> None:
+def _copy(
+    conn: psycopg.Connection[Any],
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[object]],
+) -> None:
     statement = sql.SQL("copy public.{} ({}) from stdin").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
@@ -288,41 +462,79 @@ def _copy(conn: psycopg.Connection[Any], table: str, columns: Sequence[str],
             copy.write_row(row)
 
 
-def seed(conn: psycopg.Connection[Any], *, mentors: int = DEFAULT_MENTORS,
-         seed: int = DEFAULT_SEED, today: date | None = None) -> SeedReport:
+def seed(
+    conn: psycopg.Connection[Any],
+    *,
+    mentors: int = DEFAULT_MENTORS,
+    seed: int = DEFAULT_SEED,
+    today: date | None = None,
+) -> SeedReport:
     """Insert the generated organisation (as service_role, one transaction) and ANALYZE."""
     started = time.monotonic()
     today = today or date.today()
     org = generate(mentors, seed, today)
     with_phone = _has_column(conn, "peer_mentors", "phone")  # stored where the schema has it
     mentor_columns = [
-        "id", "full_name", "national_id", "email", "status", "paused_at", "paused_reason",
+        "id",
+        "full_name",
+        "national_id",
+        "email",
+        "status",
+        "paused_at",
+        "paused_reason",
     ]
     if with_phone:
         mentor_columns.append("phone")
     with as_api_role(conn, "service_role"):
-        _copy(conn, "peer_mentors", mentor_columns, (
-            (m.id, m.full_name, m.national_id, m.email, m.status, m.paused_at, m.paused_reason,
-             *((m.phone,) if with_phone else ()))
-            for m in org.mentors))
-        _copy(conn, "certifications",
-              ("id", "peer_mentor_id", "expiry_date", "status", "paused_at"),
-              ((c.id, c.peer_mentor_id, c.expiry_date, c.status, c.paused_at)
-               for c in org.certifications))
-        _copy(conn, "certification_idempotency_log",
-              ("certification_id", "action", "expiry_date", "outcome", "created_at"),
-              ((r.certification_id, r.action, r.expiry_date, "done", r.created_at)
-               for r in org.records))
-    conn.execute("analyze public.peer_mentors, public.certifications, "
-                 "public.certification_idempotency_log")
+        _copy(
+            conn,
+            "peer_mentors",
+            mentor_columns,
+            (
+                (
+                    m.id,
+                    m.full_name,
+                    m.national_id,
+                    m.email,
+                    m.status,
+                    m.paused_at,
+                    m.paused_reason,
+                    *((m.phone,) if with_phone else ()),
+                )
+                for m in org.mentors
+            ),
+        )
+        _copy(
+            conn,
+            "certifications",
+            ("id", "peer_mentor_id", "expiry_date", "status", "paused_at"),
+            (
+                (c.id, c.peer_mentor_id, c.expiry_date, c.status, c.paused_at)
+                for c in org.certifications
+            ),
+        )
+        _copy(
+            conn,
+            "certification_idempotency_log",
+            ("certification_id", "action", "expiry_date", "outcome", "created_at"),
+            (
+                (r.certification_id, r.action, r.expiry_date, "done", r.created_at)
+                for r in org.records
+            ),
+        )
+    conn.execute(
+        "analyze public.peer_mentors, public.certifications, public.certification_idempotency_log"
+    )
     paused_now = {r.certification_id for r in org.records if r.action == "auto_pause"}
     return SeedReport(
         mentors=len(org.mentors),
         certifications=len(org.certifications),
         already_paused=sum(1 for c in org.certifications if c.status == "paused"),
-        to_pause_tonight=sum(1 for c in org.certifications
-                             if c.status == "active" and c.expiry_date < today
-                             and c.id not in paused_now),
+        to_pause_tonight=sum(
+            1
+            for c in org.certifications
+            if c.status == "active" and c.expiry_date < today and c.id not in paused_now
+        ),
         renewed=org.renewed,
         records=len(org.records),
         seconds=time.monotonic() - started,
@@ -336,8 +548,9 @@ def install_refusal(conn: psycopg.Connection[Any], certification_ids: Sequence[s
     Needs a role that may create schemas (the embedded server's superuser).
     """
     ids = "{" + ",".join(str(uuid.UUID(str(item))) for item in certification_ids) + "}"
-    conn.execute(sql.SQL(
-        """
+    conn.execute(
+        sql.SQL(
+            """
         create schema if not exists {schema};
         create or replace function {schema}.refuse_pause() returns trigger
         language plpgsql set search_path = '' as $fn$
@@ -355,7 +568,8 @@ def install_refusal(conn: psycopg.Connection[Any], certification_ids: Sequence[s
         create trigger certexpiry_demo_refuse_pause before update on public.certifications
             for each row execute function {schema}.refuse_pause();
         """
-    ).format(schema=sql.Identifier(DEMO_SCHEMA), ids=sql.Literal(ids)))
+        ).format(schema=sql.Identifier(DEMO_SCHEMA), ids=sql.Literal(ids))
+    )
 
 
 def has_refusal(conn: psycopg.Connection[Any]) -> bool:

@@ -26,9 +26,9 @@ from typing import IO, Any
 
 import httpx
 
-from certexpiry.local import pubsub_event_data
 from certexpiry.messages import PUBSUB_EVENT_TYPE
-from certexpiry.pubsub_fake import FakePubSub
+from certexpiry_ops.local import pubsub_event_data
+from certexpiry_ops.pubsub_fake import FakePubSub
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPIC = "projects/local-demo/topics/certexpiry-nightly"

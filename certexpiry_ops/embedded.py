@@ -16,6 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from certexpiry_ops import schema
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = ROOT / ".pgdata"
+DATABASE = "certexpiry"  # the job's own database inside the embedded server
+
 
 @dataclass
 class EmbeddedPostgres:
@@ -98,3 +108,38 @@ def _start_from_path(path: Path) -> EmbeddedPostgres:
     subprocess.run([*command, "start"], check=True, capture_output=True, env=env)
     uri = f"postgresql://postgres@/postgres?host={path}"
     return EmbeddedPostgres(data_dir=pgdata, uri=uri, _pg_ctl=pg_ctl, _prefix=prefix)
+
+
+def default_data_dir() -> Path:
+    """Where the embedded server keeps its data: $CERTEXPIRY_DATA_DIR, else .pgdata/."""
+    configured = os.environ.get("CERTEXPIRY_DATA_DIR")
+    return Path(configured) if configured else DEFAULT_DATA_DIR
+
+
+def open_embedded(data_dir: Path, *, fresh: bool = False) -> tuple[EmbeddedPostgres, str]:
+    """Start (or attach to) the embedded server and return it with the migrated database's URL.
+
+    The job's data lives in its own database (`certexpiry`), so `fresh` simply drops it.
+    """
+    data_dir = data_dir.expanduser().resolve()
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    server = start(data_dir)
+    try:
+        with psycopg.connect(server.uri, autocommit=True) as conn:
+            if fresh:
+                conn.execute(
+                    sql.SQL("drop database if exists {} with (force)").format(
+                        sql.Identifier(DATABASE)
+                    )
+                )
+            if (
+                conn.execute("select 1 from pg_database where datname = %s", (DATABASE,)).fetchone()
+                is None
+            ):
+                conn.execute(sql.SQL("create database {}").format(sql.Identifier(DATABASE)))
+        url = make_conninfo(server.uri, dbname=DATABASE)
+        schema.apply(url)
+    except BaseException:
+        server.stop()
+        raise
+    return server, url

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from certexpiry.messages import PUBSUB_EVENT_TYPE
-from certexpiry.publisher import InMemoryPublisher
 from certexpiry.sweep import Job, Outcome, handle_event
+from certexpiry_ops.fakes import InMemoryPublisher
 
 LOCAL_TOPIC = "projects/local/topics/certexpiry-nightly"
 _ids = itertools.count(1)

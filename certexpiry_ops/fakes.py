@@ -1,4 +1,6 @@
-"""A hand-written in-memory store for unit tests of the sweep's sequencing.
+"""Hand-written in-memory stand-ins for the store and the publisher (tests, demo, CLI `run`).
+
+The store fake is for unit tests of the sweep's sequencing.
 
 It does not re-implement the SQL rules (integration tests run those on Postgres); it scripts
 what the RPCs answer and records what was asked, and lets a test make any method raise.
@@ -7,7 +9,7 @@ what the RPCs answer and records what was asked, and lets a test make any method
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -105,3 +107,16 @@ class FakeStore:
 
     def names(self) -> list[str]:
         return [name for name, _ in self.calls]
+
+
+@dataclass
+class InMemoryPublisher:
+    """A local stand-in (demo, tests): messages wait in a list until the driver delivers them."""
+
+    messages: list[tuple[str, bytes, dict[str, str]]] = field(default_factory=list)
+    _next_id: int = 0
+
+    def publish(self, topic: str, data: bytes, attributes: Mapping[str, str]) -> str:
+        self._next_id += 1
+        self.messages.append((topic, data, dict(attributes)))
+        return f"local-{self._next_id}"

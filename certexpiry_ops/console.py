@@ -85,7 +85,9 @@ class Console:
             for secret in settings.secret_values():
                 self.sanitizer.register_secret(secret)
         return JsonLogger(
-            sanitizer=self.sanitizer, service="certexpiry-cli", version=__version__,
+            sanitizer=self.sanitizer,
+            service="certexpiry-cli",
+            version=__version__,
             project=settings.google_cloud_project if settings else None,
             stream=cast(TextIO, _Sink(self)),
         )
@@ -154,8 +156,16 @@ def _render(entry: Mapping[str, Any]) -> str:
     text = f"{severity:<7} {code:<22} {entry.get('message', '')}"
     details = [
         f"{key}={context[key]}"
-        for key in ("certification_id", "operation", "sqlstate", "missed_pause_count",
-                    "certifications_paused", "mentors_paused", "segment", "details")
+        for key in (
+            "certification_id",
+            "operation",
+            "sqlstate",
+            "missed_pause_count",
+            "certifications_paused",
+            "mentors_paused",
+            "segment",
+            "details",
+        )
         if key in context
     ]
     if details:
@@ -178,3 +188,14 @@ def json_default(value: object) -> object:
     if isinstance(value, (tuple, frozenset, set)):
         return list(value)
     return str(value)
+
+
+def totals_text(totals: Mapping[str, int]) -> str:
+    """A run's totals in one line for a person."""
+    return (
+        f"reminders queued {totals.get('reminders_queued', 0):,} "
+        f"(superseded {totals.get('reminders_superseded', 0):,}), "
+        f"certifications paused {totals.get('certifications_paused', 0):,}, "
+        f"mentors paused {totals.get('mentors_paused', 0):,}, "
+        f"failures {totals.get('failures', 0):,}"
+    )

@@ -1,0 +1,63 @@
+"""The ops command line: `certexpiry COMMAND` (or `python -m certexpiry COMMAND`).
+
+    demo                  the real function over HTTP on a seeded local database (make demo)
+    run                   one sweep, in process, against the configured database
+    seed                  generate a demo organisation into an empty local database
+    audit list|show|resolve   the cron_audit_log rows; acknowledge a remediated run
+    remediate RUN_ID      auto-pause exactly the certifications a run missed
+    check                 the monitoring query, now (exit 1 if missed auto-pauses remain)
+    logs RUN_ID           every Cloud Logging entry of a run, in order, as JSON lines
+
+The database is DATABASE_URL, else Supabase (SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY), else
+the embedded PostgreSQL the demo uses (`--data-dir`, default .pgdata/). Data is read and
+written only through the SQL API (certexpiry.store, certexpiry_ops.ops); `seed` is the one
+exception, and refuses any database that is not local.
+
+Output: on a terminal, tables and summaries (and a progress line on stderr for `run`); piped,
+or with --json, JSON lines on stdout. Errors go to stderr. No personal data is ever printed:
+log lines pass the sanitiser, and the SQL API returns IDs and counts only.
+
+Exit codes: 0 ok; 1 missed auto-pauses remain (or resolve refused); 2 usage, configuration,
+connection or credential error.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import psycopg
+
+from certexpiry.errors import CertexpiryError
+from certexpiry.sanitize import Sanitizer
+from certexpiry_ops.console import CliIO
+from certexpiry_ops.parser import build_parser
+from certexpiry_ops.usage import EXIT_USAGE, PROG, UsageError
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None, *, cli_io: CliIO | None = None) -> int:
+    """Parse the arguments, run the command, return the exit code."""
+    cli_io = cli_io or CliIO()
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")  # pgserver's platformdirs
+    parser = build_parser(cli_io)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
+    try:
+        return int(args.handler(args, cli_io))
+    except UsageError as exc:
+        cli_io.stderr.write(f"{PROG}: error: {exc}\n")
+        return EXIT_USAGE
+    except CertexpiryError as exc:
+        cli_io.stderr.write(f"{PROG}: error: {Sanitizer().clean(str(exc))}\n")
+        return EXIT_USAGE
+    except (psycopg.Error, RuntimeError, OSError) as exc:  # no database / embedded server
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        cli_io.stderr.write(f"{PROG}: error: {Sanitizer().clean(first_line)}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        cli_io.stderr.write(f"{PROG}: interrupted\n")
+        return 130

@@ -1,0 +1,41 @@
+"""`check`: the monitoring query, now (exit 1 if missed auto-pauses remain)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from certexpiry.reports import report_missed
+from certexpiry_ops.console import CliIO, Console
+from certexpiry_ops.target import call_store, open_target
+from certexpiry_ops.usage import EXIT_MISSED, EXIT_OK, PROG
+
+CHECK_REMEDIATION = (
+    f"Find the run that reported them (`{PROG} audit list`), then `{PROG} remediate RUN_ID`; "
+    f"or pause exactly these with `{PROG} remediate --ids ID,ID,...`."
+)
+
+
+def cmd_check(args: argparse.Namespace, cli_io: CliIO) -> int:
+    console = Console(cli_io, args.output)
+    with open_target(args) as target:
+        settings = target.settings
+        log = console.logger(settings)
+        report = call_store(target.store.missed_auto_pauses, settings.org_timezone, None)
+    report_missed(log, report, CHECK_REMEDIATION)
+    return EXIT_MISSED if report.missed_pause_count else EXIT_OK
+
+
+def register(
+    commands: Any, common: argparse.ArgumentParser, output: argparse.ArgumentParser
+) -> None:
+    """Add `check` to the command line."""
+    check = commands.add_parser(
+        "check",
+        parents=[common, output],
+        help="run the monitoring query now",
+        description="The monitoring query the sweep runs at its end (get_missed_auto_pauses), "
+        "now: expired certifications that are neither paused nor recorded as "
+        "auto-paused. Exit 1 if there are any. Writes nothing.",
+    )
+    check.set_defaults(handler=cmd_check)

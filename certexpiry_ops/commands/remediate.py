@@ -1,0 +1,105 @@
+"""`remediate`: auto-pause exactly the certifications a run missed, through the sweep's SQL."""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+from typing import Any
+
+import psycopg
+
+from certexpiry.codes import Code
+from certexpiry.reports import log_record_failures, remediation_for, report_missed
+from certexpiry_ops import demo_seed
+from certexpiry_ops.console import CliIO, Console
+from certexpiry_ops.target import Target, call_store, open_target
+from certexpiry_ops.usage import EXIT_MISSED, EXIT_OK, PROG, UsageError, parse_uuid
+
+
+def cmd_remediate(args: argparse.Namespace, cli_io: CliIO) -> int:
+    console = Console(cli_io, args.output)
+    run_id = parse_uuid(args.run_id) if args.run_id else None
+    ids = [
+        str(parse_uuid(item, "--ids entry")) for item in (args.ids or "").split(",") if item.strip()
+    ]
+    if run_id is None and not ids:
+        raise UsageError("give a RUN_ID (its missed certifications) or --ids a,b,c")
+    with open_target(args, direct=args.drop_demo_trigger) as target:
+        settings = target.settings
+        if run_id is not None:
+            entry = call_store(target.ops.get_audit, run_id)
+            if entry is None:
+                raise UsageError(f"no audit row for run {run_id}")
+            targets = ids or list(entry.missed_ids)
+        else:
+            targets = ids
+        if args.drop_demo_trigger:
+            _drop_demo_trigger(target, console)
+        remediation_id = run_id or uuid.uuid4()  # recorded on the auto_pause rows
+        log = console.logger(settings).bind(run_id=str(remediation_id))
+        result = call_store(target.store.remediate, remediation_id, targets, settings.org_timezone)
+        log_record_failures(log, result.failures)
+        counts = {
+            key: result.counts.get(key, 0)
+            for key in ("certifications_paused", "mentors_paused", "failures")
+        }
+        log.info(
+            Code.REMEDIATION_DONE,
+            f"Remediation auto-paused {counts['certifications_paused']} of "
+            f"{len(targets)} certifications.",
+            remediation="auto_pause",
+            certifications_paused=counts["certifications_paused"],
+            mentors_paused=counts["mentors_paused"],
+            failures=counts["failures"],
+            missed_ids=targets,
+        )
+        report = call_store(target.store.missed_auto_pauses, settings.org_timezone, None)
+        report_missed(log, report, remediation_for(remediation_id))
+    left = set(report.missed_ids)
+    of_run = [item for item in targets if item in left]
+    console.out("")
+    console.out(
+        f"Remediated {counts['certifications_paused']} of {len(targets)} certification(s) "
+        f"({counts['mentors_paused']} mentor(s) paused); monitoring now finds "
+        f"{report.missed_pause_count} missed auto-pause(s), {len(of_run)} of them among "
+        "the certifications remediated here."
+    )
+    if run_id is not None and not of_run:
+        console.out(f"Next: {PROG} audit resolve {run_id}")
+    return EXIT_MISSED if report.missed_pause_count else EXIT_OK
+
+
+def _drop_demo_trigger(target: Target, console: Console) -> None:
+    assert target.conninfo is not None
+    if not demo_seed.is_local(target.conninfo):
+        raise UsageError("--drop-demo-trigger only works on a local database")
+    with psycopg.connect(target.conninfo, autocommit=True) as conn:
+        dropped = demo_seed.drop_refusal(conn)
+    console.out("Dropped the demo trigger." if dropped else "No demo trigger to drop.")
+
+
+def register(
+    commands: Any, common: argparse.ArgumentParser, output: argparse.ArgumentParser
+) -> None:
+    """Add `remediate` to the command line."""
+    remediate = commands.add_parser(
+        "remediate",
+        parents=[common, output],
+        help="auto-pause exactly the certifications a run missed",
+        description="Auto-pause the certifications a run reported as missed (or those given "
+        "with --ids) through the same SQL as the sweep (remediate_auto_pauses; "
+        "idempotent: only those still expired and active are touched), then re-run "
+        "the monitoring query. Exit 1 if it still finds missed auto-pauses.",
+    )
+    remediate.add_argument(
+        "run_id", metavar="RUN_ID", nargs="?", help="the run whose missed_ids to remediate"
+    )
+    remediate.add_argument(
+        "--ids", metavar="ID,ID,...", help="only these certification IDs (comma-separated)"
+    )
+    remediate.add_argument(
+        "--drop-demo-trigger",
+        action="store_true",
+        help="first remove the trigger `demo --with-failures` installed (local databases only)",
+    )
+    remediate.set_defaults(handler=cmd_remediate)
