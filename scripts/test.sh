@@ -26,7 +26,7 @@ fi
 [ $status -eq 0 ] || exit $status
 echo "== 100% branch coverage: logging, sanitiser, monitoring, reports"
 .venv/bin/python -m coverage report --fail-under=100 \
-  --include='certexpiry/log.py,certexpiry/sanitize.py,certexpiry/monitoring.py,certexpiry/reports.py'
+  --include='certexpiry/log*.py,certexpiry/sanitize.py,certexpiry/monitoring.py,certexpiry/reports.py'
 echo "== terraform fmt"
 if command -v terraform >/dev/null 2>&1; then
   terraform fmt -check -recursive terraform
