@@ -1,20 +1,26 @@
 """A realistic, generated organisation for the demo and for local trials (`certexpiry seed`).
 
 Peer mentors with Norwegian-style names, valid-looking 11-digit national identity numbers
-(fødselsnummer, with both check digits), e-mail addresses under reserved example domains and
-mobile numbers, and 1-3 certifications each, spread from 60 days expired to 90 days ahead:
+(fødselsnummer, with both check digits), example-domain e-mail addresses and mobile numbers,
+about 2% of them paused on leave, and 1-3 certifications each, expiring from 60 days ago to 90
+days ahead. All drawn from `random.Random(seed)`: `generate(n, seed, today)` is reproducible,
+and the tests use it to look for the seeded personal data in the output.
 
-* about half of the expired certifications were already auto-paused by "earlier nights"
-  (paused, with their auto_pause and reminder records; their mentors paused too), the rest
-  are what tonight's sweep must pause;
-* certifications inside the reminder window already carry the reminders earlier nights sent;
-* about 5% were renewed: their idempotency log has rows for last year's expiry date, and the
-  new date starts a fresh cycle;
-* about 2% of mentors are paused for another reason (on leave).
+The history comes from the SQL rules, not from here: what a night does is defined once, in
+supabase/migrations/*_rules.sql, and a Python copy would drift. The rows go in all active
+(COPY); then, for every night from `today - 90` until an outage that began `outage_days` ago,
+one set-based `certexpiry.apply_effects` over `certexpiry.actionable_certifications` for that
+date, under the night's own run id (`night_run_id`). With the default outage about half of the
+expired certifications end up paused; the rest, and some late reminders, are tonight's work.
 
-Everything is drawn from `random.Random(seed)`, so `generate(n, seed, today)` is reproducible
-(the tests use that to look for the seeded personal data in the output). Rows go in with COPY
-as service_role, in one transaction: 5,000 mentors take well under a second.
+About 5% of the certifications were renewed after the job's last run: their earlier expiry date
+(8-60 days ago) went through the simulated nights, then an UPDATE gave them the new date (back
+to active, and the mentor too when that was its only reason to be paused). The idempotency key
+includes the expiry date, so the new date starts a fresh cycle.
+
+Rows the SQL writes carry `now()` (this transaction's time) in created_at and paused_at, not
+the simulated night's: the rules take the date, not the clock. The notices those nights queued
+are stamped dispatched, as the delivery service would have done.
 
 This module writes test data straight into the tables: the SQL API deliberately has no function
 for that, and `seed` refuses any database that is not local (see `is_local`).
@@ -27,9 +33,8 @@ import random
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
-from datetime import time as dtime
 from typing import Any
 
 import psycopg
@@ -40,186 +45,74 @@ from certexpiry.pg_store import as_api_role
 
 DEFAULT_MENTORS = 5_000
 DEFAULT_SEED = 42
-REMINDER_OFFSETS = (30, 7, 1)
+REMINDER_OFFSETS = (30, 7, 1)  # the job's default REMINDER_DAYS
+HISTORY_DAYS = 90  # the simulated job ran every night from today - 90 ...
+DEFAULT_OUTAGE_DAYS = 30  # ... until an outage this many days ago (measured: ~half paused)
+RENEWED_AGO = (8, 60)  # a renewed certification's earlier expiry date, in days before today
+MAX_OUTAGE_DAYS = RENEWED_AGO[0] + max(REMINDER_OFFSETS) - 1  # so their earlier cycle ran
+RUN_ID_NAMESPACE = uuid.UUID("5f0c7d2e-8f4b-4d53-9a51-6a3e0c2b9d17")
 DEMO_SCHEMA = "certexpiry_demo"
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
+# fmt: off
 FIRST_NAMES = (
-    "Kari",
-    "Ola",
-    "Ingrid",
-    "Lars",
-    "Nora",
-    "Jakob",
-    "Emma",
-    "Filip",
-    "Sofie",
-    "Henrik",
-    "Ella",
-    "Magnus",
-    "Maja",
-    "Sander",
-    "Olivia",
-    "Elias",
-    "Leah",
-    "Aksel",
-    "Sara",
-    "Mathias",
-    "Ingeborg",
-    "Tobias",
-    "Astrid",
-    "Johannes",
-    "Frida",
-    "Sindre",
-    "Hedda",
-    "Eirik",
-    "Thea",
-    "Håkon",
-    "Sigrid",
-    "Øystein",
-    "Solveig",
-    "Bjørn",
-    "Ragnhild",
-    "Kjetil",
-    "Marit",
-    "Torbjørn",
-    "Gunnhild",
-    "Åse",
-    "Anne",
-    "Per",
-    "Liv",
-    "Knut",
-    "Hilde",
-    "Trond",
-    "Ida",
-    "Vetle",
-    "Tuva",
-    "Ahmed",
-    "Amina",
-    "Mohammed",
-    "Fatima",
-    "Piotr",
-    "Agnieszka",
-    "Linh",
-    "Tomas",
-    "Hanna",
-    "Mikkel",
-    "Julie",
-    "Even",
-    "Synnøve",
-    "Arne",
-    "Ellinor",
-    "Jonas",
-    "Malin",
+    "Kari", "Ola", "Ingrid", "Lars", "Nora", "Jakob", "Emma", "Filip", "Sofie", "Henrik", "Ella",
+    "Magnus", "Maja", "Sander", "Olivia", "Elias", "Leah", "Aksel", "Sara", "Mathias", "Ingeborg",
+    "Tobias", "Astrid", "Johannes", "Frida", "Sindre", "Hedda", "Eirik", "Thea", "Håkon", "Sigrid",
+    "Øystein", "Solveig", "Bjørn", "Ragnhild", "Kjetil", "Marit", "Torbjørn", "Gunnhild", "Åse",
+    "Anne", "Per", "Liv", "Knut", "Hilde", "Trond", "Ida", "Vetle", "Tuva", "Ahmed", "Amina",
+    "Mohammed", "Fatima", "Piotr", "Agnieszka", "Linh", "Tomas", "Hanna", "Mikkel", "Julie",
+    "Even", "Synnøve", "Arne", "Ellinor", "Jonas", "Malin",
 )
 LAST_NAMES = (
-    "Hansen",
-    "Johansen",
-    "Olsen",
-    "Larsen",
-    "Andersen",
-    "Pedersen",
-    "Nilsen",
-    "Kristiansen",
-    "Jensen",
-    "Karlsen",
-    "Johnsen",
-    "Pettersen",
-    "Eriksen",
-    "Berg",
-    "Haugen",
-    "Hagen",
-    "Johannessen",
-    "Andreassen",
-    "Jacobsen",
-    "Dahl",
-    "Jørgensen",
-    "Halvorsen",
-    "Henriksen",
-    "Lund",
-    "Sørensen",
-    "Jakobsen",
-    "Moen",
-    "Gundersen",
-    "Iversen",
-    "Strand",
-    "Solberg",
-    "Svendsen",
-    "Eide",
-    "Knutsen",
-    "Martinsen",
-    "Paulsen",
-    "Bakken",
-    "Kristoffersen",
-    "Mathisen",
-    "Lie",
-    "Amundsen",
-    "Nguyen",
-    "Rasmussen",
-    "Ali",
-    "Lunde",
-    "Solheim",
-    "Berge",
-    "Moe",
-    "Nygård",
-    "Bakke",
-    "Kristensen",
-    "Fredriksen",
-    "Holm",
-    "Lien",
-    "Hauge",
-    "Christensen",
-    "Andresen",
-    "Nielsen",
-    "Knudsen",
-    "Evensen",
-    "Sæther",
-    "Aas",
-    "Myhre",
-    "Hanssen",
-    "Ahmed",
-    "Haugland",
-    "Thomassen",
-    "Sivertsen",
-    "Simonsen",
-    "Danielsen",
-    "Berntsen",
-    "Sandvik",
-    "Rønning",
-    "Arnesen",
-    "Antonsen",
-    "Næss",
-    "Vik",
-    "Haug",
-    "Ellingsen",
-    "Thorsen",
-    "Edvardsen",
-    "Birkeland",
-    "Isaksen",
-    "Gulbrandsen",
-    "Ruud",
-    "Aasen",
-    "Strøm",
-    "Myklebust",
-    "Tangen",
-    "Ødegård",
-    "Eliassen",
-    "Helland",
-    "Bøe",
-    "Jenssen",
-    "Aune",
-    "Mikkelsen",
-    "Tveit",
-    "Brekke",
-    "Abrahamsen",
-    "Madsen",
-    "Kowalski",
-    "Tran",
+    "Hansen", "Johansen", "Olsen", "Larsen", "Andersen", "Pedersen", "Nilsen", "Kristiansen",
+    "Jensen", "Karlsen", "Johnsen", "Pettersen", "Eriksen", "Berg", "Haugen", "Hagen",
+    "Johannessen", "Andreassen", "Jacobsen", "Dahl", "Jørgensen", "Halvorsen", "Henriksen", "Lund",
+    "Sørensen", "Jakobsen", "Moen", "Gundersen", "Iversen", "Strand", "Solberg", "Svendsen",
+    "Eide", "Knutsen", "Martinsen", "Paulsen", "Bakken", "Kristoffersen", "Mathisen", "Lie",
+    "Amundsen", "Nguyen", "Rasmussen", "Ali", "Lunde", "Solheim", "Berge", "Moe", "Nygård",
+    "Bakke", "Kristensen", "Fredriksen", "Holm", "Lien", "Hauge", "Christensen", "Andresen",
+    "Nielsen", "Knudsen", "Evensen", "Sæther", "Aas", "Myhre", "Hanssen", "Ahmed", "Haugland",
+    "Thomassen", "Sivertsen", "Simonsen", "Danielsen", "Berntsen", "Sandvik", "Rønning", "Arnesen",
+    "Antonsen", "Næss", "Vik", "Haug", "Ellingsen", "Thorsen", "Edvardsen", "Birkeland", "Isaksen",
+    "Gulbrandsen", "Ruud", "Aasen", "Strøm", "Myklebust", "Tangen", "Ødegård", "Eliassen",
+    "Helland", "Bøe", "Jenssen", "Aune", "Mikkelsen", "Tveit", "Brekke", "Abrahamsen", "Madsen",
+    "Kowalski", "Tran",
 )
+# fmt: on
 EMAIL_DOMAINS = ("example.org", "example.com", "example.net", "post.example", "frivillig.example")
 _K1_WEIGHTS = (3, 7, 6, 1, 8, 9, 4, 5, 2)
 _K2_WEIGHTS = (5, 4, 3, 2, 7, 6, 5, 4, 3, 2)
 _ASCII = str.maketrans({"æ": "ae", "ø": "o", "å": "aa", "é": "e", "ü": "u", " ": ""})
+
+_NIGHT = """
+    select certexpiry.apply_effects(
+        %(run_id)s::uuid, %(night)s::date, %(days)s::integer[],
+        array(select a.certification_id
+              from certexpiry.actionable_certifications(%(night)s::date, %(days)s::integer[]) a))
+"""
+_RENEW = """
+    update public.certifications c
+    set expiry_date = r.expiry_date, status = 'active', paused_at = null, updated_at = now()
+    from unnest(%(ids)s::uuid[], %(dates)s::date[]) as r (id, expiry_date)
+    where c.id = r.id
+"""
+_REINSTATE = """
+    update public.peer_mentors m
+    set status = 'active', paused_at = null, paused_reason = null, updated_at = now()
+    where m.id = any (%(mentors)s::uuid[]) and m.paused_reason = 'certification_expired'
+      and not exists (select from public.certifications c
+                      where c.peer_mentor_id = m.id and c.status = 'paused')
+"""
+_SENT = "update public.notification_outbox set dispatched_at = now() where dispatched_at is null"
+_ANALYZE = (
+    "analyze public.peer_mentors, public.certifications, public.certification_idempotency_log"
+)
+_COUNTS = """
+    select (select count(*) from public.certifications where status = 'paused'),
+           (select count(*) from certexpiry.missed_auto_pauses(%(today)s::date)),
+           (select count(*) from public.certification_idempotency_log)
+"""
 
 
 @dataclass(frozen=True)
@@ -238,38 +131,25 @@ class Mentor:
 
 @dataclass(frozen=True)
 class Certification:
-    """One generated certification."""
+    """One generated certification; `renewed_from` is its expiry date before a renewal."""
 
     id: uuid.UUID
     peer_mentor_id: uuid.UUID
     expiry_date: date
-    status: str = "active"
-    paused_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Record:
-    """One certification_idempotency_log row an earlier night would have written."""
-
-    certification_id: uuid.UUID
-    action: str
-    expiry_date: date
-    created_at: datetime
+    renewed_from: date | None = None
 
 
 @dataclass
 class Organisation:
-    """The generated rows, in insertion order."""
+    """The generated rows, in insertion order (as they are before the simulated nights)."""
 
     mentors: list[Mentor] = field(default_factory=list)
     certifications: list[Certification] = field(default_factory=list)
-    records: list[Record] = field(default_factory=list)
-    renewed: int = 0
 
 
 @dataclass(frozen=True)
 class SeedReport:
-    """What `seed` wrote (counts only: no personal data)."""
+    """What `seed` wrote (counts only: no personal data); the counts are read back from SQL."""
 
     mentors: int
     certifications: int
@@ -280,9 +160,19 @@ class SeedReport:
     seconds: float
 
 
+def simulated_nights(today: date, outage_days: int = DEFAULT_OUTAGE_DAYS) -> list[date]:
+    """The nights the job ran, oldest first: `today - HISTORY_DAYS` up to the outage."""
+    return [today - timedelta(days=ago) for ago in range(HISTORY_DAYS, outage_days, -1)]
+
+
+def night_run_id(seed: int, night: date) -> uuid.UUID:
+    """The run id of one simulated night: reproducible, and recognisable as the demo's."""
+    return uuid.uuid5(RUN_ID_NAMESPACE, f"demo-night:{seed}:{night.isoformat()}")
+
+
 def _night(day: date) -> datetime:
-    """02:00 UTC on `day`: when an earlier nightly run would have written its rows."""
-    return datetime.combine(day, dtime(2, 0), tzinfo=UTC)
+    """02:00 UTC on `day`: when an on-leave mentor's pause is dated."""
+    return datetime(day.year, day.month, day.day, 2, tzinfo=UTC)
 
 
 def _national_id(rng: random.Random, taken: set[str]) -> str:
@@ -346,73 +236,24 @@ def generate(
         mentor_id = _uuid(rng)
         full_name, national_id, email, phone = _person(rng, taken_ids, taken_emails)
         count = rng.choices((1, 2, 3), weights=(60, 30, 10))[0]
-        paused_on: date | None = None
-        for _ in range(count):
-            cert, records, renewed = _certification(rng, mentor_id, today)
-            org.certifications.append(cert)
-            org.records.extend(records)
-            org.renewed += renewed
-            if cert.status == "paused" and cert.paused_at is not None:
-                day = cert.paused_at.date()
-                paused_on = day if paused_on is None else min(paused_on, day)
-        if paused_on is not None:
-            mentor = Mentor(
-                mentor_id,
-                full_name,
-                national_id,
-                email,
-                phone,
-                "paused",
-                _night(paused_on),
-                "certification_expired",
-            )
-        elif rng.random() < 0.02:
-            mentor = Mentor(
-                mentor_id,
-                full_name,
-                national_id,
-                email,
-                phone,
-                "paused",
-                _night(today - timedelta(days=rng.randrange(1, 200))),
-                "on_leave",
-            )
-        else:
-            mentor = Mentor(mentor_id, full_name, national_id, email, phone)
-        org.mentors.append(mentor)
+        org.certifications.extend(_certification(rng, mentor_id, today) for _ in range(count))
+        on_leave = rng.random() < 0.02
+        since = _night(today - timedelta(days=rng.randrange(1, 200))) if on_leave else None
+        status, reason = ("paused", "on_leave") if on_leave else ("active", None)
+        org.mentors.append(
+            Mentor(mentor_id, full_name, national_id, email, phone, status, since, reason)
+        )
     return org
 
 
-def _certification(
-    rng: random.Random, mentor_id: uuid.UUID, today: date
-) -> tuple[Certification, list[Record], int]:
-    """One certification, the records earlier nights wrote for it, and 1 if it was renewed."""
+def _certification(rng: random.Random, mentor_id: uuid.UUID, today: date) -> Certification:
+    """One certification: its expiry date, and for about 5% the date it had before renewal."""
     cert_id = _uuid(rng)
-    records: list[Record] = []
     if rng.random() < 0.05:
-        # Renewed: last year's cycle ran to its end (reminders, often an auto-pause); the new
-        # expiry date is in the future and starts a fresh cycle.
         expiry = today + timedelta(days=rng.randint(0, 90))
-        old = expiry - timedelta(days=365)
-        records += [
-            Record(cert_id, f"reminder_{n}d", old, _night(old - timedelta(days=n)))
-            for n in REMINDER_OFFSETS
-        ]
-        if rng.random() < 0.6:
-            records.append(Record(cert_id, "auto_pause", old, _night(old + timedelta(days=1))))
-        return Certification(cert_id, mentor_id, expiry), records, 1
-    expiry = today + timedelta(days=rng.randint(-60, 90))
-    days_left = (expiry - today).days
-    # Reminders earlier nights sent: each offset whose day has passed, most of the time.
-    for n in REMINDER_OFFSETS:
-        if expiry - timedelta(days=n) < today and rng.random() < 0.8:
-            sent = _night(expiry - timedelta(days=n))
-            records.append(Record(cert_id, f"reminder_{n}d", expiry, sent))
-    if days_left <= -2 and rng.random() < 0.5:
-        paused_day = expiry + timedelta(days=1)
-        records.append(Record(cert_id, "auto_pause", expiry, _night(paused_day)))
-        return Certification(cert_id, mentor_id, expiry, "paused", _night(paused_day)), records, 0
-    return Certification(cert_id, mentor_id, expiry), records, 0
+        earlier = today - timedelta(days=rng.randint(*RENEWED_AGO))
+        return Certification(cert_id, mentor_id, expiry, earlier)
+    return Certification(cert_id, mentor_id, today + timedelta(days=rng.randint(-60, 90)))
 
 
 def is_local(conninfo: str, environ: dict[str, str] | None = None) -> bool:
@@ -468,75 +309,49 @@ def seed(
     mentors: int = DEFAULT_MENTORS,
     seed: int = DEFAULT_SEED,
     today: date | None = None,
+    outage_days: int = DEFAULT_OUTAGE_DAYS,
 ) -> SeedReport:
-    """Insert the generated organisation (as service_role, one transaction) and ANALYZE."""
+    """Insert the organisation and run the SQL rules for its earlier nights, then ANALYZE.
+
+    One transaction as service_role, the job's role: an organisation is seeded whole or not
+    at all, and the rules run with exactly the privileges they have in production.
+    """
+    if not 0 <= outage_days <= MAX_OUTAGE_DAYS:
+        raise ValueError(f"outage_days must be between 0 and {MAX_OUTAGE_DAYS}")
     started = time.monotonic()
     today = today or date.today()
     org = generate(mentors, seed, today)
     with_phone = _has_column(conn, "peer_mentors", "phone")  # stored where the schema has it
-    mentor_columns = [
-        "id",
-        "full_name",
-        "national_id",
-        "email",
-        "status",
-        "paused_at",
-        "paused_reason",
-    ]
-    if with_phone:
-        mentor_columns.append("phone")
+    columns = [f.name for f in fields(Mentor) if with_phone or f.name != "phone"]
+    renewed = [c for c in org.certifications if c.renewed_from is not None]
+    days = list(REMINDER_OFFSETS)
     with as_api_role(conn, "service_role"):
         _copy(
-            conn,
-            "peer_mentors",
-            mentor_columns,
-            (
-                (
-                    m.id,
-                    m.full_name,
-                    m.national_id,
-                    m.email,
-                    m.status,
-                    m.paused_at,
-                    m.paused_reason,
-                    *((m.phone,) if with_phone else ()),
-                )
-                for m in org.mentors
-            ),
+            conn, "peer_mentors", columns, ([getattr(m, c) for c in columns] for m in org.mentors)
         )
         _copy(
             conn,
             "certifications",
-            ("id", "peer_mentor_id", "expiry_date", "status", "paused_at"),
-            (
-                (c.id, c.peer_mentor_id, c.expiry_date, c.status, c.paused_at)
-                for c in org.certifications
-            ),
+            ("id", "peer_mentor_id", "expiry_date"),
+            ((c.id, c.peer_mentor_id, c.renewed_from or c.expiry_date) for c in org.certifications),
         )
-        _copy(
-            conn,
-            "certification_idempotency_log",
-            ("certification_id", "action", "expiry_date", "outcome", "created_at"),
-            (
-                (r.certification_id, r.action, r.expiry_date, "done", r.created_at)
-                for r in org.records
-            ),
+        for night in simulated_nights(today, outage_days):
+            run = {"run_id": night_run_id(seed, night), "night": night, "days": days}
+            conn.execute(_NIGHT, run)
+        conn.execute(
+            _RENEW, {"ids": [c.id for c in renewed], "dates": [c.expiry_date for c in renewed]}
         )
-    conn.execute(
-        "analyze public.peer_mentors, public.certifications, public.certification_idempotency_log"
-    )
-    paused_now = {r.certification_id for r in org.records if r.action == "auto_pause"}
+        conn.execute(_REINSTATE, {"mentors": [c.peer_mentor_id for c in renewed]})
+        conn.execute(_SENT)
+        row = conn.execute(_COUNTS, {"today": today}).fetchall()[0]
+    conn.execute(_ANALYZE)  # the rows changed wholesale: fresh statistics for tonight's plans
     return SeedReport(
         mentors=len(org.mentors),
         certifications=len(org.certifications),
-        already_paused=sum(1 for c in org.certifications if c.status == "paused"),
-        to_pause_tonight=sum(
-            1
-            for c in org.certifications
-            if c.status == "active" and c.expiry_date < today and c.id not in paused_now
-        ),
-        renewed=org.renewed,
-        records=len(org.records),
+        already_paused=int(row[0]),
+        to_pause_tonight=int(row[1]),
+        renewed=len(renewed),
+        records=int(row[2]),
         seconds=time.monotonic() - started,
     )
 
