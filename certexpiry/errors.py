@@ -6,7 +6,8 @@
     ├── StoreError            a call to the SQL API failed (`operation` names the RPC)
     │   ├── RpcError          through Supabase's HTTP API: HTTP status, body, PostgREST code
     │   │   └── RpcTimeout    no answer in time
-    │   └── DatabaseError     through a direct Postgres connection: SQLSTATE
+    │   ├── DatabaseError     through a direct Postgres connection: SQLSTATE
+    │   └── ContractError     an answer outside the typed SQL contract (certexpiry.contract)
     ├── RunBusy               another invocation holds the run's lease: retry later
     └── PublishError          the continuation could not be published
 
@@ -16,6 +17,7 @@ that logs it does not have to know which adapter raised it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from certexpiry.codes import Code
@@ -158,6 +160,33 @@ class DatabaseError(StoreError):
         if self.sqlstate:
             context["sqlstate"] = self.sqlstate
         return context
+
+
+class ContractError(StoreError):
+    """An RPC answered outside the SQL contract: a key missing, renamed or mistyped, or an
+    outcome or status this code does not know.
+
+    The SQL and the Python disagree (a migration and a deploy of different releases); a retry
+    gets the same answer, so it is never transient. `fields` lists each offending field path
+    with pydantic's error type; neither they nor the message ever carry a value (values may be
+    personal data).
+    """
+
+    code = Code.DB_OPERATION_FAILED
+
+    def __init__(self, operation: str, fields: Sequence[str]) -> None:
+        self.fields = tuple(fields)
+        super().__init__(
+            operation,
+            f"{operation} answered outside the SQL contract: {'; '.join(self.fields)}",
+            transient=False,
+        )
+
+    def log_context(self) -> dict[str, Any]:
+        return {
+            "operation": self.operation,
+            "details": "answer outside the SQL contract: " + "; ".join(self.fields),
+        }
 
 
 class RunBusy(CertexpiryError):

@@ -11,14 +11,16 @@ import json
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from certexpiry.contract import RPC_SIGNATURES
 from certexpiry.errors import DatabaseError
 from certexpiry.retry import DEFAULT_RETRY, RetryPolicy
-from certexpiry.store import RPC_SIGNATURES, RpcStore
+from certexpiry.store import RpcStore
 
 SERVICE_ROLE_CLAIMS = {"role": "service_role"}
 
@@ -39,14 +41,23 @@ def as_api_role(
         yield conn
 
 
-def _rpc_statement(operation: str) -> sql.Composed:
-    """`select public.fn(p_a => %(p_a)s::type, ...)` for a known RPC (names are not input)."""
+@lru_cache(maxsize=64)
+def _rpc_statement(operation: str, names: frozenset[str]) -> sql.Composed:
+    """`select public.fn(p_a => %(p_a)s::type, ...)` for a known RPC and the arguments given.
+
+    The arguments come in the signature's order; those not given take their SQL default, as
+    they do through PostgREST. Names are never input: an unknown one is a programming error.
+    """
     signature = RPC_SIGNATURES[operation]
+    unknown = names - signature.keys()
+    if unknown:
+        raise ValueError(f"{operation} has no argument {', '.join(sorted(unknown))}")
     arguments = sql.SQL(", ").join(
         sql.SQL("{} => {}::{}").format(
             sql.Identifier(name), sql.Placeholder(name), sql.SQL(pg_type)
         )
         for name, pg_type in signature.items()
+        if name in names
     )
     return sql.SQL("select public.{}({})").format(sql.Identifier(operation), arguments)
 
@@ -85,11 +96,12 @@ class PgTransport:
         return self._conn
 
     def call(self, operation: str, params: Mapping[str, Any]) -> Any:
-        statement = _rpc_statement(operation)
-        values = {name: params.get(name) for name in RPC_SIGNATURES[operation]}
-        for name, pg_type in RPC_SIGNATURES[operation].items():
-            if pg_type == "jsonb" and values[name] is not None:
-                values[name] = json.dumps(values[name])
+        statement = _rpc_statement(operation, frozenset(params))
+        signature = RPC_SIGNATURES[operation]
+        values = {
+            name: json.dumps(value) if signature[name] == "jsonb" and value is not None else value
+            for name, value in params.items()
+        }
 
         def attempt() -> Any:
             try:

@@ -1,65 +1,26 @@
 """The store port: what the sweep needs from the database, as the SQL API defines it.
 
-Every business rule lives in SQL (supabase/migrations). This module only names the RPCs, their
-parameter types, and turns their JSON answers into typed values. The two adapters (direct
-Postgres, Supabase HTTP) implement the one-method `RpcTransport`, so both call exactly the same
-functions with exactly the same parameters.
+Every business rule lives in SQL (supabase/migrations). The RPCs' signatures and the models of
+their answers are the contract (certexpiry.contract); this module turns those answers into the
+values the sweep works with. The two adapters (direct Postgres, Supabase HTTP) implement the
+one-method `RpcTransport`, which returns the raw JSON: `RpcStore` checks it against the contract
+at once, so an answer of any other shape is a `ContractError`, never a silent default.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
-# RPC name -> parameter name -> Postgres type. The Postgres adapter casts to these types; the
-# Supabase adapter sends the same names as JSON, which PostgREST resolves the same way.
-RPC_SIGNATURES: Mapping[str, Mapping[str, str]] = {
-    "claim_nightly_run": {
-        "p_run_id": "uuid",
-        "p_timezone": "text",
-        "p_lease_seconds": "integer",
-    },
-    "claim_continuation": {
-        "p_run_id": "uuid",
-        "p_segment": "integer",
-        "p_lease_seconds": "integer",
-    },
-    "process_expiry_batch": {
-        "p_run_id": "uuid",
-        "p_segment": "integer",
-        "p_cursor": "uuid",
-        "p_limit": "integer",
-        "p_reminder_days": "integer[]",
-        "p_lease_seconds": "integer",
-    },
-    "handoff_run": {"p_run_id": "uuid", "p_segment": "integer", "p_lease_seconds": "integer"},
-    "complete_run": {"p_run_id": "uuid", "p_segment": "integer"},
-    "get_missed_auto_pauses": {"p_timezone": "text", "p_today": "date"},
-    "upsert_cron_audit": {
-        "p_run_id": "uuid",
-        "p_missed_pause_count": "integer",
-        "p_missed_ids": "jsonb",
-        "p_status": "text",
-        "p_nightly_key": "date",
-        "p_segments": "integer",
-        "p_totals": "jsonb",
-        "p_duration_ms": "bigint",
-    },
-    "remediate_auto_pauses": {
-        "p_run_id": "uuid",
-        "p_certification_ids": "uuid[]",
-        "p_timezone": "text",
-    },
-    # The ops command line (certexpiry_ops.ops, migration 20261128000400_ops_api.sql).
-    "list_cron_audit": {"p_limit": "integer"},
-    "get_cron_audit": {"p_run_id": "uuid"},
-    "resolve_cron_audit": {"p_run_id": "uuid", "p_force": "boolean"},
-}
+from certexpiry import contract
+from certexpiry.contract import COUNT_KEYS as COUNT_KEYS
+from certexpiry.contract import AuditStatus, Counts
+from certexpiry.contract import ClaimOutcome as ClaimOutcome
 
-ClaimOutcome = Literal["started", "resumed", "claimed", "busy", "duplicate", "completed", "unknown"]
+T = TypeVar("T")
 
 
 class RpcTransport(Protocol):
@@ -79,7 +40,7 @@ class Claim:
     segment: int
     cursor: UUID | None = None
     today: date | None = None
-    totals: Mapping[str, int] = field(default_factory=dict)
+    totals: Mapping[str, int] = field(default_factory=Counts)
     abandoned: Sequence[UUID] = ()
     started_at: datetime | None = None
 
@@ -100,6 +61,7 @@ class RecordFailure:
     message: str
 
 
+# Counts are `Counts` (a Mapping) from the RPCs; fakes may script any mapping of the same keys.
 @dataclass(frozen=True)
 class BatchResult:
     """What one batch did, and where the next one starts."""
@@ -109,7 +71,7 @@ class BatchResult:
     next_cursor: UUID | None
     done: bool
     failures: Sequence[RecordFailure] = ()
-    run_totals: Mapping[str, int] = field(default_factory=dict)
+    run_totals: Mapping[str, int] = field(default_factory=Counts)
 
 
 @dataclass(frozen=True)
@@ -133,67 +95,16 @@ class MissedReport:
 
 @dataclass(frozen=True)
 class AuditRow:
-    """One row of cron_audit_log."""
+    """One row of cron_audit_log, as the end of a run writes it."""
 
     run_id: UUID
     missed_pause_count: int
     missed_ids: Sequence[str]
-    status: str
+    status: AuditStatus
     nightly_key: date | None
     segments: int | None
     totals: Mapping[str, int]
     duration_ms: int | None
-
-
-COUNT_KEYS = (
-    "mentors",
-    "certifications",
-    "reminders_queued",
-    "reminders_superseded",
-    "certifications_paused",
-    "mentors_paused",
-    "notices_queued",
-    "failures",
-    "batches",
-)
-
-
-def _uuid(value: Any) -> UUID | None:
-    return None if value is None else UUID(str(value))
-
-
-def parse_date(value: Any) -> date | None:
-    """An RPC's ISO date (or null)."""
-    return None if value is None else date.fromisoformat(str(value))
-
-
-def parse_datetime(value: Any) -> datetime | None:
-    """An RPC's ISO timestamp (or null); psycopg may already hand back a datetime."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value))
-
-
-def _counts(value: Any) -> dict[str, int]:
-    if not isinstance(value, Mapping):
-        return {}
-    return {key: int(value.get(key, 0) or 0) for key in COUNT_KEYS if key in value}
-
-
-def _failures(data: Mapping[str, Any]) -> list[RecordFailure]:
-    """The rows an RPC could not process (`failures_detail`), the rest having been kept."""
-    return [
-        RecordFailure(
-            certification_id=str(item["certification_id"]),
-            peer_mentor_id=str(item["peer_mentor_id"]),
-            operation=str(item["operation"]),
-            sqlstate=str(item["sqlstate"]),
-            message=str(item["message"]),
-        )
-        for item in data.get("failures_detail") or []
-    ]
 
 
 @dataclass(frozen=True)
@@ -202,6 +113,38 @@ class Remediation:
 
     counts: Mapping[str, int]
     failures: Sequence[RecordFailure]
+
+
+def _failures(details: Sequence[contract.RecordFailure]) -> list[RecordFailure]:
+    """The rows an RPC could not process (`failures_detail`), the rest having been kept."""
+    return [
+        RecordFailure(
+            certification_id=str(item.certification_id),
+            peer_mentor_id=str(item.peer_mentor_id),
+            operation=item.operation,
+            sqlstate=item.sqlstate,
+            message=item.message,
+        )
+        for item in details
+    ]
+
+
+def _claim(answer: contract.NightlyClaim | contract.SegmentClaim) -> Claim:
+    """One claim, whichever RPC and outcome it came from; what an outcome lacks stays empty."""
+    claim = Claim(outcome=answer.outcome, run_id=answer.run_id, segment=answer.segment)
+    if isinstance(answer, contract.NightlyCompleted | contract.NightlyBusy):
+        return replace(claim, today=answer.today, abandoned=answer.abandoned)
+    if isinstance(answer, contract.NightlyOwned | contract.SegmentClaimed):
+        claim = replace(
+            claim,
+            cursor=answer.cursor,
+            today=answer.today,
+            totals=answer.totals,
+            started_at=answer.started_at,
+        )
+    if isinstance(answer, contract.NightlyOwned):
+        return replace(claim, abandoned=answer.abandoned)
+    return claim
 
 
 class Store(Protocol):
@@ -239,31 +182,24 @@ class RpcStore:
     def close(self) -> None:
         self.transport.close()
 
+    def _call(self, answer: contract.Answer[T], params: Mapping[str, Any]) -> T:
+        """Call the RPC and check its answer against the contract (ContractError if off)."""
+        return answer.parse(self.transport.call(answer.rpc, params))
+
     def claim_nightly_run(self, run_id: UUID, timezone: str, lease_s: int) -> Claim:
-        data = self.transport.call(
-            "claim_nightly_run",
-            {"p_run_id": str(run_id), "p_timezone": timezone, "p_lease_seconds": lease_s},
+        return _claim(
+            self._call(
+                contract.CLAIM_NIGHTLY_RUN,
+                {"p_run_id": str(run_id), "p_timezone": timezone, "p_lease_seconds": lease_s},
+            )
         )
-        return self._claim(data)
 
     def claim_continuation(self, run_id: UUID, segment: int, lease_s: int) -> Claim:
-        data = self.transport.call(
-            "claim_continuation",
-            {"p_run_id": str(run_id), "p_segment": segment, "p_lease_seconds": lease_s},
-        )
-        return self._claim(data)
-
-    @staticmethod
-    def _claim(data: Any) -> Claim:
-        return Claim(
-            outcome=data["outcome"],
-            run_id=UUID(str(data["run_id"])),
-            segment=int(data.get("segment") or 0),
-            cursor=_uuid(data.get("cursor")),
-            today=parse_date(data.get("today")),
-            totals=_counts(data.get("totals")),
-            abandoned=[UUID(str(item)) for item in data.get("abandoned") or []],
-            started_at=parse_datetime(data.get("started_at")),
+        return _claim(
+            self._call(
+                contract.CLAIM_CONTINUATION,
+                {"p_run_id": str(run_id), "p_segment": segment, "p_lease_seconds": lease_s},
+            )
         )
 
     def process_batch(
@@ -275,8 +211,8 @@ class RpcStore:
         reminder_days: Sequence[int],
         lease_s: int,
     ) -> BatchResult:
-        data = self.transport.call(
-            "process_expiry_batch",
+        answer = self._call(
+            contract.PROCESS_EXPIRY_BATCH,
             {
                 "p_run_id": str(run_id),
                 "p_segment": segment,
@@ -286,48 +222,52 @@ class RpcStore:
                 "p_lease_seconds": lease_s,
             },
         )
-        if data.get("fenced"):
-            return BatchResult(fenced=True, counts={}, next_cursor=cursor, done=False)
+        if isinstance(answer, contract.BatchFenced):
+            return BatchResult(fenced=True, counts=Counts(), next_cursor=cursor, done=False)
         return BatchResult(
             fenced=False,
-            counts=_counts(data),
-            next_cursor=_uuid(data.get("next_cursor")),
-            done=bool(data["done"]),
-            failures=_failures(data),
-            run_totals=_counts(data.get("run_totals")),
+            counts=answer.counts,
+            next_cursor=answer.next_cursor,
+            done=answer.done,
+            failures=_failures(answer.failures_detail),
+            run_totals=answer.run_totals,
         )
 
     def handoff(self, run_id: UUID, segment: int, lease_s: int) -> bool:
         """Mark the run as handed to the next segment; False when fenced out."""
-        data = self.transport.call(
-            "handoff_run",
+        answer = self._call(
+            contract.HANDOFF_RUN,
             {"p_run_id": str(run_id), "p_segment": segment, "p_lease_seconds": lease_s},
         )
-        return not data["fenced"]
+        return not answer.fenced
 
     def complete(self, run_id: UUID, segment: int) -> Completion:
-        data = self.transport.call("complete_run", {"p_run_id": str(run_id), "p_segment": segment})
+        answer = self._call(contract.COMPLETE_RUN, {"p_run_id": str(run_id), "p_segment": segment})
+        if isinstance(answer, contract.CompletionFenced):
+            return Completion(
+                fenced=True, totals=Counts(), segments=0, started_at=None, finished_at=None
+            )
         return Completion(
-            fenced=bool(data["fenced"]),
-            totals=_counts(data.get("totals")),
-            segments=int(data.get("segments") or 0),
-            started_at=parse_datetime(data.get("started_at")),
-            finished_at=parse_datetime(data.get("finished_at")),
+            fenced=False,
+            totals=answer.totals,
+            segments=answer.segments,
+            started_at=answer.started_at,
+            finished_at=answer.finished_at,
         )
 
     def missed_auto_pauses(self, timezone: str, today: date | None) -> MissedReport:
-        data = self.transport.call(
-            "get_missed_auto_pauses",
+        answer = self._call(
+            contract.GET_MISSED_AUTO_PAUSES,
             {"p_timezone": timezone, "p_today": None if today is None else today.isoformat()},
         )
         return MissedReport(
-            missed_pause_count=int(data["missed_pause_count"]),
-            missed_ids=[str(item) for item in data["missed_ids"]],
+            missed_pause_count=answer.missed_pause_count,
+            missed_ids=[str(item) for item in answer.missed_ids],
         )
 
     def upsert_audit(self, row: AuditRow) -> None:
-        self.transport.call(
-            "upsert_cron_audit",
+        self._call(
+            contract.UPSERT_CRON_AUDIT,
             {
                 "p_run_id": str(row.run_id),
                 "p_missed_pause_count": row.missed_pause_count,
@@ -343,12 +283,12 @@ class RpcStore:
     def remediate(
         self, run_id: UUID, certification_ids: Sequence[str], timezone: str
     ) -> Remediation:
-        data = self.transport.call(
-            "remediate_auto_pauses",
+        answer = self._call(
+            contract.REMEDIATE_AUTO_PAUSES,
             {
                 "p_run_id": str(run_id),
                 "p_certification_ids": list(certification_ids),
                 "p_timezone": timezone,
             },
         )
-        return Remediation(counts=_counts(data), failures=_failures(data))
+        return Remediation(counts=answer.counts, failures=_failures(answer.failures_detail))

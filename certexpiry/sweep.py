@@ -19,7 +19,14 @@ from uuid import UUID
 
 from certexpiry.budget import TimeBudget
 from certexpiry.codes import Code
-from certexpiry.errors import CertexpiryError, InvalidMessage, PublishError, RunBusy, StoreError
+from certexpiry.errors import (
+    CertexpiryError,
+    ContractError,
+    InvalidMessage,
+    PublishError,
+    RunBusy,
+    StoreError,
+)
 from certexpiry.log import JsonLogger, TraceContext
 from certexpiry.messages import NightlyTrigger, Resume, decode
 from certexpiry.monitoring import monitor_and_audit
@@ -126,6 +133,8 @@ def _nightly(job: Job, log: JsonLogger, message_id: str | None) -> Outcome:
         return Outcome.ACK
     if claim.outcome == "busy":
         raise RunBusy(str(claim.run_id), claim.segment)
+    if claim.outcome not in ("started", "resumed"):  # not an answer of claim_nightly_run
+        raise ContractError("claim_nightly_run", ["outcome (literal_error)"])
     code = Code.RUN_STARTED if claim.outcome == "started" else Code.RUN_RESUMED
     log.info(
         code,

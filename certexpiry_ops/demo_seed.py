@@ -41,8 +41,6 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from certexpiry.pg_store import as_api_role
-
 DEFAULT_MENTORS = 5_000
 DEFAULT_SEED = 42
 REMINDER_OFFSETS = (30, 7, 1)  # the job's default REMINDER_DAYS
@@ -313,8 +311,10 @@ def seed(
 ) -> SeedReport:
     """Insert the organisation and run the SQL rules for its earlier nights, then ANALYZE.
 
-    One transaction as service_role, the job's role: an organisation is seeded whole or not
-    at all, and the rules run with exactly the privileges they have in production.
+    One transaction as the connecting role (the local database's owner: `seed` refuses any
+    database that is not local): an organisation is seeded whole or not at all. It writes
+    what the job never writes (people, certifications, delivered notices), so it does not run
+    as service_role, which keeps only the job's own privileges.
     """
     if not 0 <= outage_days <= MAX_OUTAGE_DAYS:
         raise ValueError(f"outage_days must be between 0 and {MAX_OUTAGE_DAYS}")
@@ -325,7 +325,7 @@ def seed(
     columns = [f.name for f in fields(Mentor) if with_phone or f.name != "phone"]
     renewed = [c for c in org.certifications if c.renewed_from is not None]
     days = list(REMINDER_OFFSETS)
-    with as_api_role(conn, "service_role"):
+    with conn.transaction():
         _copy(
             conn, "peer_mentors", columns, ([getattr(m, c) for c in columns] for m in org.mentors)
         )

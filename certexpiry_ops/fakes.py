@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
+from certexpiry.contract import Counts
 from certexpiry.store import AuditRow, BatchResult, Claim, ClaimOutcome, Completion, MissedReport
 
 
@@ -27,12 +28,7 @@ class FakeStore:
         default_factory=lambda: [
             BatchResult(
                 fenced=False,
-                counts={
-                    "mentors": 2,
-                    "reminders_queued": 1,
-                    "certifications_paused": 1,
-                    "batches": 1,
-                },
+                counts=Counts(mentors=2, reminders_queued=1, certifications_paused=1, batches=1),
                 next_cursor=uuid.uuid4(),
                 done=True,
             )
@@ -91,7 +87,7 @@ class FakeStore:
         self._enter("complete", (run_id, segment))
         return Completion(
             fenced=self.completion_fenced,
-            totals={"certifications_paused": 1},
+            totals=Counts(certifications_paused=1),
             segments=segment + 1,
             started_at=None,
             finished_at=None,

@@ -17,6 +17,7 @@ locals {
     "__init__",
     "budget",
     "codes",
+    "contract",
     "errors",
     "log",
     "log_capture",

@@ -22,6 +22,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from certexpiry_ops import embedded, schema
+from tests.clock import OrgDay, org_day
 
 pytest_plugins = ["tests.leak_plugin"]  # the session-wide PII/secret leak scan
 
@@ -81,3 +82,10 @@ def db(database_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     """A superuser autocommit connection to the test's database, for seeding and checking."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture
+def org(db: psycopg.Connection[tuple[object, ...]]) -> OrgDay:
+    """The organisation's zone and today, from the database's clock, clear of midnight for
+    hours (tests/clock.py): seed against `org.today`, run the job with `org_timezone=org.timezone`."""
+    return org_day(db)

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
 from datetime import UTC
 from typing import Any
 
 from certexpiry_ops.console import CliIO, Console, totals_text
-from certexpiry_ops.ops import DEFAULT_LIST_LIMIT, AuditEntry
+from certexpiry_ops.ops import DEFAULT_LIST_LIMIT, AuditSummary
 from certexpiry_ops.target import call_store, open_target
 from certexpiry_ops.usage import EXIT_MISSED, EXIT_OK, PROG, UsageError, parse_uuid, positive_int
 
 
-def entry_dict(entry: AuditEntry) -> dict[str, Any]:
-    data = asdict(entry)
+def entry_dict(entry: AuditSummary) -> dict[str, Any]:
+    data = entry.model_dump()
     data["unresolved"] = entry.unresolved
     return data
 
@@ -57,7 +56,7 @@ def cmd_audit_show(args: argparse.Namespace, cli_io: CliIO) -> int:
         entry = call_store(target.ops.get_audit, run_id)
     if entry is None:
         raise UsageError(f"no audit row for run {run_id}")
-    still = set(entry.still_missed or ())
+    still = {str(cert_id) for cert_id in entry.still_missed}
     console.data(entry_dict(entry))
     duration = f"{entry.duration_ms / 1000:.2f} s" if entry.duration_ms is not None else "-"
     console.out(f"Run          {entry.run_id}")
@@ -97,11 +96,11 @@ def cmd_audit_resolve(args: argparse.Namespace, cli_io: CliIO) -> int:
         result = call_store(target.ops.resolve_audit, run_id, force=args.force)
     if not result.found:
         raise UsageError(f"no audit row for run {run_id}")
-    console.data({"run_id": str(run_id), **asdict(result)})
+    console.data({"run_id": str(run_id), **result.model_dump()})
     if result.refused:
         cli_io.stderr.write(
             f"{PROG}: refusing to resolve run {run_id}: {len(result.still_missed)} of its missed "
-            f"certifications are still not paused ({', '.join(result.still_missed[:5])}"
+            f"certifications are still not paused ({', '.join(map(str, result.still_missed[:5]))}"
             f"{' ...' if len(result.still_missed) > 5 else ''}).\n"
             f"Run `{PROG} remediate {run_id}` first, or pass --force to acknowledge anyway.\n"
         )

@@ -6,23 +6,33 @@ import json
 import os
 import subprocess
 import sys
-from datetime import date
 from pathlib import Path
+
+import pytest
 
 from certexpiry_ops import demo_seed
 from certexpiry_ops.demo import SEPARATOR
 from certexpiry_ops.harness import ROOT
+from tests.clock import OrgDay, machine_org_day
 from tests.leak_plugin import register_lines, register_pii
 
 MENTORS, SEED = 200, 7
 
 
-def _demo(data_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+@pytest.fixture
+def org() -> OrgDay:
+    """The demo brings its own database on this machine: the organisation's zone and today from
+    this machine's clock, where it is midday (so both runs of a test fall on the same night)."""
+    return machine_org_day()
+
+
+def _demo(data_dir: Path, org: OrgDay, *extra: str) -> subprocess.CompletedProcess[str]:
     env = {
         key: value
         for key, value in os.environ.items()
         if key not in ("DATABASE_URL", "SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY")
     }
+    env["ORG_TIMEZONE"] = org.timezone
     command = [
         sys.executable,
         "-m",
@@ -55,15 +65,15 @@ def _split(stdout: str) -> tuple[list[dict[str, object]], str]:
     return entries, summary
 
 
-def test_demo_runs_to_the_end_and_again_idempotently(tmp_path: Path) -> None:
+def test_demo_runs_to_the_end_and_again_idempotently(tmp_path: Path, org: OrgDay) -> None:
     """The demo seeds, self-resumes to completion with only JSON before its summary, no seeded PII
     anywhere, and a second run the same day sends nothing new."""
-    people = demo_seed.generate(MENTORS, SEED, date.today()).mentors
+    people = demo_seed.generate(MENTORS, SEED, org.today).mentors
     needles = [value for m in people for value in (m.full_name, m.national_id, m.email, m.phone)]
     register_pii(needles)
     data_dir = tmp_path / "pg"
 
-    first = _demo(data_dir, "--batch-size", "10", "--time-budget", "0.001")
+    first = _demo(data_dir, org, "--batch-size", "10", "--time-budget", "0.001")
     assert first.returncode == 0, first.stderr[-2000:]
     assert first.stderr == ""
     entries, summary = _split(first.stdout)
@@ -77,18 +87,18 @@ def test_demo_runs_to_the_end_and_again_idempotently(tmp_path: Path) -> None:
     output = first.stdout + first.stderr
     assert not [needle for needle in needles if needle in output]
 
-    second = _demo(data_dir)
+    second = _demo(data_dir, org)
     assert second.returncode == 0, second.stderr[-2000:]
     entries, summary = _split(second.stdout)
     assert [entry["error_code"] for entry in entries] == ["DUPLICATE_DELIVERY"]
     assert "nothing new was sent" in summary and run_id in summary
 
 
-def test_demo_with_failures_ends_with_missed_auto_pauses(tmp_path: Path) -> None:
+def test_demo_with_failures_ends_with_missed_auto_pauses(tmp_path: Path, org: OrgDay) -> None:
     """`demo --with-failures` shows two refused pauses, MISSED_AUTO_PAUSE, exit 1 and the fix."""
-    people = demo_seed.generate(MENTORS, SEED, date.today()).mentors
+    people = demo_seed.generate(MENTORS, SEED, org.today).mentors
     register_pii([value for m in people for value in (m.full_name, m.national_id, m.email)])
-    done = _demo(tmp_path / "pg", "--with-failures")
+    done = _demo(tmp_path / "pg", org, "--with-failures")
     assert done.returncode == 1, done.stderr[-2000:]
     entries, summary = _split(done.stdout)
     failed = [e for e in entries if e["error_code"] == "DB_OPERATION_FAILED"]

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
 
-from certexpiry_ops.harness import FunctionProcess, follow_chain, function_env
+from certexpiry_ops.harness import FunctionProcess, function_env
 from certexpiry_ops.pubsub_fake import FakePubSub
+from tests.chain import NIGHTLY, over_http
+from tests.clock import OrgDay
 from tests.seeding import add_cert, add_mentor
 
 Conn = psycopg.Connection[Any]
@@ -25,8 +26,7 @@ def pubsub() -> Iterator[FakePubSub]:
     server.stop()
 
 
-def _seed(db: Conn, mentors: int) -> None:
-    today = datetime.now(ZoneInfo("Europe/Oslo")).date()
+def _seed(db: Conn, mentors: int, today: date) -> None:
     for i in range(mentors):
         mentor = add_mentor(db, name=f"Ola Testesen {i}")
         add_cert(db, mentor, today - timedelta(days=1 + i % 3))
@@ -34,26 +34,32 @@ def _seed(db: Conn, mentors: int) -> None:
 
 
 def test_chain_through_the_framework_and_fake_pubsub(
-    db: Conn, database_url: str, pubsub: FakePubSub
+    db: Conn, database_url: str, pubsub: FakePubSub, org: OrgDay
 ) -> None:
     """The trigger and every continuation run through HTTP; all output lines are JSON; the run completes."""
-    _seed(db, 30)
+    _seed(db, 30, org.today)
     function = FunctionProcess(
         env=function_env(
-            database_url, pubsub, time_budget_s=0.001, batch_size=5, monitoring_reserve_s=0
+            database_url,
+            pubsub,
+            org_timezone=org.timezone,
+            time_budget_s=0.001,
+            batch_size=5,
+            monitoring_reserve_s=0,
         )
     ).start()
     try:
-        report = follow_chain(function, pubsub)
+        statuses = over_http(function, pubsub).run()
         # A duplicate of the nightly trigger after the run is acknowledged and does nothing.
-        duplicate = function.deliver(b'{"kind":"nightly"}')
+        duplicate = function.deliver(NIGHTLY)
         # A malformed message is acknowledged (200), never retried.
         bad = function.deliver(b"{not json")
     finally:
         function.stop()
-    assert all(d.status == 200 for d in report.deliveries)
-    assert report.segments >= 6  # one batch of 5 mentors per segment
-    assert len(pubsub.messages) == report.segments - 1
+    segments = len(statuses)
+    assert statuses == [200] * segments  # no delivery refused
+    assert segments >= 6  # one batch of 5 mentors per segment
+    assert len(pubsub.messages) == segments - 1
     assert duplicate.status == 200 and bad.status == 200
 
     entries = []
@@ -62,7 +68,7 @@ def test_chain_through_the_framework_and_fake_pubsub(
         entries.append(json.loads(line))  # every line on stdout and stderr is JSON
     codes = [e["error_code"] for e in entries]
     assert codes.count("RUN_COMPLETED") == 1
-    assert codes.count("CONTINUATION_PUBLISHED") == report.segments - 1
+    assert codes.count("CONTINUATION_PUBLISHED") == segments - 1
     assert "INVALID_MESSAGE" in codes and "DUPLICATE_DELIVERY" in codes
     run_ids = {
         e["cron_run_id"] for e in entries if e["error_code"] in ("BATCH_DONE", "RUN_COMPLETED")
@@ -73,7 +79,7 @@ def test_chain_through_the_framework_and_fake_pubsub(
         "select count(*) from public.certifications where status = 'paused'"
     ).fetchone() == (30,)
     assert db.execute("select status, segments from public.cron_audit_log").fetchall() == [
-        ("completed", report.segments)
+        ("completed", segments)
     ]
 
 

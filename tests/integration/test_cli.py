@@ -7,10 +7,9 @@ import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -20,15 +19,12 @@ from certexpiry.pg_store import pg_store
 from certexpiry_ops import demo_seed
 from certexpiry_ops.cli import main
 from certexpiry_ops.console import CliIO
+from tests.clock import OrgDay
 from tests.leak_plugin import register_lines, register_pii, register_secret
 
 Conn = psycopg.Connection[Any]
 REMOTE_PASSWORD = "remote-db-s3cret"  # harvested by the leak scan as a secret value
 REMOTE_URL = f"postgresql://ops:{REMOTE_PASSWORD}@db.example.com:5432/postgres"
-
-
-def _today() -> date:
-    return datetime.now(ZoneInfo("Europe/Oslo")).date()
 
 
 @dataclass
@@ -66,27 +62,30 @@ def invoke(*args: str, logging_client: Callable[[str | None], Any] | None = None
 
 
 @pytest.fixture
-def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
-    """The CLI pointed at the test's database through DATABASE_URL, with small settings."""
+def cli(database_url: str, org: OrgDay, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
+    """The CLI pointed at the test's database through DATABASE_URL, in the organisation's zone,
+    with small settings."""
     for name in ("SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY", "CONTINUATION_TOPIC"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("ORG_TIMEZONE", org.timezone)
     monkeypatch.setenv("BATCH_SIZE", "10")
     yield invoke
 
 
-def seed(db: Conn, mentors: int = 60, seed_value: int = 3) -> None:
-    """The demo generator into the test database; its people are registered with the leak scan."""
-    demo_seed.seed(db, mentors=mentors, seed=seed_value, today=_today())
-    people = demo_seed.generate(mentors, seed_value, _today()).mentors
+def seed(db: Conn, org: OrgDay, mentors: int = 60, seed_value: int = 3) -> None:
+    """The demo generator into the test database for the organisation's today; its people are
+    registered with the leak scan."""
+    demo_seed.seed(db, mentors=mentors, seed=seed_value, today=org.today)
+    people = demo_seed.generate(mentors, seed_value, org.today).mentors
     register_pii([v for m in people for v in (m.full_name, m.national_id, m.email, m.phone)])
 
 
-def refuse_two(db: Conn, database_url: str) -> list[str]:
+def refuse_two(db: Conn, database_url: str, org: OrgDay) -> list[str]:
     """Install the demo trigger on two of tonight's pause candidates; return their IDs."""
     store = pg_store(database_url)
     try:
-        ids = sorted(store.missed_auto_pauses("Europe/Oslo", None).missed_ids)[:2]
+        ids = sorted(store.missed_auto_pauses(org.timezone, org.today).missed_ids)[:2]
     finally:
         store.close()
     demo_seed.install_refusal(db, ids)
@@ -116,10 +115,10 @@ def test_help_on_every_command() -> None:
 
 
 def test_run_writes_json_lines_then_second_run_is_a_duplicate(
-    cli: Cli, db: Conn, monkeypatch: pytest.MonkeyPatch
+    cli: Cli, db: Conn, org: OrgDay, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`run` self-resumes to the end, printing only JSON lines; a second run is a no-op."""
-    seed(db)
+    seed(db, org)
     monkeypatch.setenv("TIME_BUDGET_S", "0.001")  # one batch per segment
     monkeypatch.setenv("MONITORING_RESERVE_S", "0")
     first = cli("run")
@@ -140,19 +139,19 @@ def test_run_writes_json_lines_then_second_run_is_a_duplicate(
     assert db.execute("select count(*) from public.notification_outbox").fetchone() == outbox
 
 
-def test_run_text_mode_prints_a_summary(cli: Cli, db: Conn) -> None:
+def test_run_text_mode_prints_a_summary(cli: Cli, db: Conn, org: OrgDay) -> None:
     """With --format text the log is rendered for a human and a summary follows."""
-    seed(db, mentors=20)
+    seed(db, org, mentors=20)
     result = cli("run", "--format", "text")
     assert result.code == 0
     assert "RUN_COMPLETED" in result.out and "completed: 1 segment(s)" in result.out
     assert "missed auto-pauses now: 0" in result.out and "audit show" in result.out
 
 
-def test_remediation_walkthrough(cli: Cli, db: Conn, database_url: str) -> None:
+def test_remediation_walkthrough(cli: Cli, db: Conn, database_url: str, org: OrgDay) -> None:
     """MISSED_AUTO_PAUSE → check → resolve refused → remediate → monitoring clean → resolve."""
-    seed(db)
-    refused = refuse_two(db, database_url)
+    seed(db, org)
+    refused = refuse_two(db, database_url, org)
     run = cli("run")
     assert run.code == 1  # missed auto-pauses remain
     failed = run.with_code("DB_OPERATION_FAILED")
@@ -207,10 +206,12 @@ def test_remediation_walkthrough(cli: Cli, db: Conn, database_url: str) -> None:
     assert again.with_code("REMEDIATION_DONE")[0]["context"]["certifications_paused"] == 0
 
 
-def test_resolve_force_and_remediate_by_ids(cli: Cli, db: Conn, database_url: str) -> None:
+def test_resolve_force_and_remediate_by_ids(
+    cli: Cli, db: Conn, database_url: str, org: OrgDay
+) -> None:
     """`audit resolve --force` acknowledges a run despite unpaused IDs; `remediate --ids` works."""
-    seed(db, mentors=30)
-    refused = refuse_two(db, database_url)
+    seed(db, org, mentors=30)
+    refused = refuse_two(db, database_url, org)
     run_id = cli("run").with_code("MISSED_AUTO_PAUSE")[0]["cron_run_id"]
     forced = cli("audit", "resolve", run_id, "--force", "--format", "text")
     assert forced.code == 0 and "Forced: 2 certification(s)" in forced.out
@@ -226,11 +227,13 @@ def test_resolve_force_and_remediate_by_ids(cli: Cli, db: Conn, database_url: st
     assert cli("remediate").code == 2
 
 
-def test_audit_text_views_mark_unresolved_runs(cli: Cli, db: Conn, database_url: str) -> None:
+def test_audit_text_views_mark_unresolved_runs(
+    cli: Cli, db: Conn, database_url: str, org: OrgDay
+) -> None:
     """`audit list` marks an unresolved run with '!'; `audit show` lists its IDs as still missed."""
     assert cli("audit", "list", "--format", "text").out.strip() == "No audit rows yet."
-    seed(db, mentors=30)
-    refused = refuse_two(db, database_url)
+    seed(db, org, mentors=30)
+    refused = refuse_two(db, database_url, org)
     run_id = cli("run").with_code("MISSED_AUTO_PAUSE")[0]["cron_run_id"]
     listing = cli("audit", "list", "--format", "text").out.splitlines()
     assert any(line.startswith("!") and run_id in line and "NO" in line for line in listing)
@@ -241,12 +244,12 @@ def test_audit_text_views_mark_unresolved_runs(cli: Cli, db: Conn, database_url:
     assert cli("audit", "show", str(uuid.uuid4())).code == 2
 
 
-def test_seed_fills_an_empty_local_database_once(cli: Cli, db: Conn) -> None:
+def test_seed_fills_an_empty_local_database_once(cli: Cli, db: Conn, org: OrgDay) -> None:
     """`seed` writes the generated organisation (counts only in its output), and only once."""
     result = cli("seed", "--mentors", "150", "--seed", "9")
     assert result.code == 0, result.err
     report = result.entries[0]
-    people = demo_seed.generate(150, 9, _today()).mentors
+    people = demo_seed.generate(150, 9, org.today).mentors
     register_pii([value for m in people for value in (m.full_name, m.national_id, m.email)])
     assert report["mentors"] == 150
     assert db.execute("select count(*) from public.peer_mentors").fetchone() == (150,)

@@ -12,8 +12,10 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
+from certexpiry.contract import Counts
+from certexpiry.errors import ContractError
 from certexpiry.pg_store import PgTransport, as_api_role
-from certexpiry_ops.ops import OpsStore
+from certexpiry_ops.ops import AuditEntry, OpsStore
 from tests.seeding import add_cert, add_mentor, status_of
 
 Conn = psycopg.Connection[Any]
@@ -70,9 +72,9 @@ def test_list_is_newest_first_and_capped(db: Conn, ops: OpsStore) -> None:
     middle = add_audit(db, run_at=now - timedelta(days=1))
     entries = ops.list_audit(10)
     assert [e.run_id for e in entries] == [newest, middle, older]
-    assert entries[0].missed_pause_count == 1 and entries[0].missed_ids == ()
+    assert entries[0].missed_pause_count == 1 and not isinstance(entries[0], AuditEntry)
     assert entries[0].unresolved and not entries[1].unresolved
-    assert entries[0].totals == {"reminders_queued": 3, "certifications_paused": 1}
+    assert entries[0].totals == Counts(reminders_queued=3, certifications_paused=1)
     assert [e.run_id for e in ops.list_audit(2)] == [newest, middle]
     assert len(ops.list_audit(0)) == 1  # clamped to at least one row
     assert ops.list_audit(5000) == ops.list_audit(1000)
@@ -90,22 +92,28 @@ def test_get_reports_which_missed_ids_are_still_missed(db: Conn, ops: OpsStore) 
     entry = ops.get_audit(run_id)
     assert entry is not None
     assert sorted(entry.missed_ids) == sorted(map(str, (still, paused, renewed)))
-    assert entry.still_missed == (str(still),)
+    assert entry.still_missed == (still,)
     assert entry.segments == 2 and entry.duration_ms == 1234 and entry.nightly_key == _today()
     assert ops.get_audit(uuid.uuid4()) is None
 
 
 def test_get_ignores_malformed_missed_ids(db: Conn, ops: OpsStore) -> None:
-    """Elements of missed_ids that are not UUID strings are ignored, not an error."""
+    """Elements of missed_ids that are not UUID strings are ignored by still_missed, not an
+    error in SQL; through OpsStore a non-string element is outside the contract."""
     cert = missed_cert(db)
-    run_id = uuid.uuid4()
-    db.execute(
-        "insert into public.cron_audit_log (run_id, run_at, missed_pause_count, missed_ids) "
-        "values (%s, now(), 3, %s::jsonb)",
-        (run_id, json.dumps([str(cert), "not-a-uuid", 42])),
-    )
+    run_id, odd_run_id = uuid.uuid4(), uuid.uuid4()
+    for run, ids in ((run_id, [str(cert), "not-a-uuid"]), (odd_run_id, [str(cert), 42])):
+        db.execute(
+            "insert into public.cron_audit_log (run_id, run_at, missed_pause_count, missed_ids) "
+            "values (%s, now(), 2, %s::jsonb)",
+            (run, json.dumps(ids)),
+        )
     entry = ops.get_audit(run_id)
-    assert entry is not None and entry.still_missed == (str(cert),)
+    assert entry is not None and entry.still_missed == (cert,)
+    raw = ops.transport.call("get_cron_audit", {"p_run_id": str(odd_run_id)})
+    assert raw["still_missed"] == [str(cert)]
+    with pytest.raises(ContractError, match=r"get_cron_audit .*missed_ids\[1\] \(string_type\)"):
+        ops.get_audit(odd_run_id)
 
 
 def test_resolve_refuses_while_missed_then_resolves(db: Conn, ops: OpsStore) -> None:
@@ -114,7 +122,7 @@ def test_resolve_refuses_while_missed_then_resolves(db: Conn, ops: OpsStore) -> 
     run_id = add_audit(db, missed=[cert])
     refused = ops.resolve_audit(run_id)
     assert refused.found and refused.refused and not refused.resolved
-    assert refused.still_missed == (str(cert),)
+    assert refused.still_missed == (cert,)
     assert db.execute(
         "select resolved, resolved_at from public.cron_audit_log where run_id = %s", (run_id,)
     ).fetchone() == (False, None)
@@ -133,7 +141,7 @@ def test_resolve_with_force_and_unknown_run(db: Conn, ops: OpsStore) -> None:
     cert = missed_cert(db)
     run_id = add_audit(db, missed=[cert])
     forced = ops.resolve_audit(run_id, force=True)
-    assert forced.resolved and forced.forced and forced.still_missed == (str(cert),)
+    assert forced.resolved and forced.forced and forced.still_missed == (cert,)
     missing = ops.resolve_audit(uuid.uuid4())
     assert not missing.found and not missing.resolved
 

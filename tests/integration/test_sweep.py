@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
 import uuid
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -19,14 +17,12 @@ from certexpiry.settings import Settings
 from certexpiry.store import RpcStore
 from certexpiry.sweep import Job, Outcome, handle_event
 from certexpiry_ops.fakes import InMemoryPublisher
-from certexpiry_ops.local import LOCAL_TOPIC, pubsub_event_data, run_chain
+from certexpiry_ops.local import LOCAL_TOPIC, pubsub_event_data
+from tests.chain import in_process
+from tests.clock import OrgDay, StepClock
 from tests.logcapture import CapturedLog
 
 Conn = psycopg.Connection[Any]
-
-
-def _today() -> date:
-    return datetime.now(ZoneInfo("Europe/Oslo")).date()
 
 
 @pytest.fixture
@@ -36,27 +32,14 @@ def store(database_url: str) -> Iterator[RpcStore]:
     s.close()
 
 
-class StepClock:
-    """A monotonic clock that advances a fixed step on every reading (forces many segments)."""
-
-    def __init__(self, step: float) -> None:
-        self._ticks = itertools.count()
-        self.step = step
-
-    def __call__(self) -> float:
-        return next(self._ticks) * self.step
+def make_job(store: RpcStore, log: CapturedLog, org: OrgDay, **overrides: Any) -> Job:
+    """The job on the organisation's zone, with an in-memory publisher the driver reads."""
+    settings = Settings(continuation_topic=LOCAL_TOPIC, org_timezone=org.timezone, **overrides)
+    return Job(settings=settings, store=store, publisher=InMemoryPublisher(), log=log.logger)
 
 
-def make_job(
-    store: RpcStore, log: CapturedLog, publisher: InMemoryPublisher, **overrides: Any
-) -> Job:
-    settings = Settings(continuation_topic=LOCAL_TOPIC, **overrides)
-    return Job(settings=settings, store=store, publisher=publisher, log=log.logger)
-
-
-def seed_night(db: Conn, mentors: int = 30) -> dict[str, list[Any]]:
+def seed_night(db: Conn, today: date, mentors: int = 30) -> dict[str, list[Any]]:
     """Per mentor: one expired, one due within the offsets, one far ahead (deterministic IDs)."""
-    today = _today()
     seeded: dict[str, list[Any]] = {"expired": [], "due": [], "later": []}
     for i in range(mentors):
         mentor = uuid.uuid5(uuid.NAMESPACE_URL, f"mentor/{i}")
@@ -94,71 +77,65 @@ def snapshot(db: Conn) -> dict[str, Any]:
     }
 
 
-def test_clean_run_writes_audit_with_zero_missed(db: Conn, store: RpcStore) -> None:
+def test_clean_run_writes_audit_with_zero_missed(db: Conn, store: RpcStore, org: OrgDay) -> None:
     """A clean run logs no WARNING and writes an audit row with missed_pause_count=0 (spec test 3)."""
-    seed_night(db, 10)
-    log, publisher = CapturedLog(), InMemoryPublisher()
-    result = run_chain(make_job(store, log, publisher), publisher)
-    assert result.outcomes == [Outcome.ACK]
+    seed_night(db, org.today, 10)
+    log = CapturedLog()
+    assert in_process(make_job(store, log, org)).run() == [Outcome.ACK]
     assert "WARNING" not in log.severities() and "ERROR" not in log.severities()
     assert log.codes()[0] == "RUN_STARTED" and log.codes()[-1] == "RUN_COMPLETED"
     rows = db.execute(
         "select missed_pause_count, missed_ids, resolved, status, segments from public.cron_audit_log"
     ).fetchall()
     assert rows == [(0, [], False, "completed", 1)]
+    run = db.execute("select timezone, nightly_key from public.cron_runs").fetchall()
+    assert run == [(org.timezone, org.today)]  # the night the test seeded against
     completed = log.with_code("RUN_COMPLETED")[0]["context"]
     assert completed["certifications_paused"] == 10 and completed["mentors_paused"] == 10
 
 
 def test_many_segments_reach_the_same_state_as_one(
-    database_url: str, pg_admin_url: str, db: Conn, store: RpcStore
+    database_url: str, pg_admin_url: str, db: Conn, store: RpcStore, org: OrgDay
 ) -> None:
     """A run forced through many segments by a tiny budget ends in the same state as one segment."""
-    seed_night(db, 40)
+    seed_night(db, org.today, 40)
     # One-segment reference on a second database seeded with the same rows.
     with psycopg.connect(pg_admin_url, autocommit=True) as admin:
         admin.execute("drop database if exists ref_copy with (force)")
         admin.execute("create database ref_copy template certexpiry_template")
     ref_url = make_conninfo(pg_admin_url, dbname="ref_copy")
     with psycopg.connect(ref_url, autocommit=True) as ref:
-        seed_night(ref, 40)
+        seed_night(ref, org.today, 40)
     ref_store = pg_store(ref_url)
-    ref_pub = InMemoryPublisher()
-    run_chain(make_job(ref_store, CapturedLog(), ref_pub), ref_pub)
+    assert in_process(make_job(ref_store, CapturedLog(), org)).run() == [Outcome.ACK]
     ref_store.close()
 
-    log, publisher = CapturedLog(), InMemoryPublisher()
-    job = make_job(store, log, publisher, batch_size=3, time_budget_s=10, monitoring_reserve_s=1)
+    log = CapturedLog()
+    job = make_job(store, log, org, batch_size=3, time_budget_s=10, monitoring_reserve_s=1)
     job.clock = StepClock(2.0)  # every batch "takes" 2 s: about two batches per segment
-    result = run_chain(job, publisher)
-    assert result.invocations > 5
-    assert log.codes().count("CONTINUATION_PUBLISHED") == result.invocations - 1
+    invocations = len(in_process(job).run())
+    assert invocations > 5
+    assert log.codes().count("CONTINUATION_PUBLISHED") == invocations - 1
     with psycopg.connect(ref_url, autocommit=True) as ref:
         assert snapshot(db) == snapshot(ref)
     audit = db.execute("select segments, missed_pause_count from public.cron_audit_log").fetchall()
-    assert audit == [(result.invocations, 0)]
+    assert audit == [(invocations, 0)]
     with psycopg.connect(pg_admin_url, autocommit=True) as admin:
         admin.execute("drop database if exists ref_copy with (force)")
 
 
-def test_every_message_delivered_twice_still_one_chain(db: Conn, store: RpcStore) -> None:
+def test_every_message_delivered_twice_still_one_chain(
+    db: Conn, store: RpcStore, org: OrgDay
+) -> None:
     """Delivering every message twice (retried ones again later) yields one chain and no duplicate effect."""
-    seed_night(db, 20)
-    log, publisher = CapturedLog(), InMemoryPublisher()
-    job = make_job(store, log, publisher, batch_size=4, time_budget_s=10, monitoring_reserve_s=1)
+    seed_night(db, org.today, 20)
+    log = CapturedLog()
+    job = make_job(store, log, org, batch_size=4, time_budget_s=10, monitoring_reserve_s=1)
     job.clock = StepClock(3.0)
-    pending: list[tuple[bytes, int]] = [(b'{"kind": "nightly"}', 2)]  # (body, deliveries)
-    later: list[tuple[bytes, int]] = []
-    invocations = 0
-    while (pending or later) and invocations < 500:
-        body, deliveries = pending.pop(0) if pending else later.pop(0)
-        for _ in range(deliveries):
-            invocations += 1
-            if handle_event(job, PUBSUB_EVENT_TYPE, pubsub_event_data(body)) is Outcome.RETRY:
-                later.append((body, 1))
-        while publisher.messages:
-            pending.append((publisher.messages.pop(0)[1], 2))
-    assert invocations < 500
+    chain = in_process(job)
+    chain.run(copies=2, max_deliveries=500)  # raises if the deliveries do not settle
+    assert len(set(chain.delivered)) > 2  # a trigger and continuations
+    assert all(chain.delivered.count(body) >= 2 for body in chain.delivered)
     reminders = db.execute(
         "select certification_id, count(*) from public.notification_outbox group by 1, kind having count(*) > 1"
     ).fetchall()
@@ -168,9 +145,11 @@ def test_every_message_delivered_twice_still_one_chain(db: Conn, store: RpcStore
     assert db.execute("select count(*) from public.cron_audit_log").fetchone() == (1,)
 
 
-def test_failing_rows_reported_and_flagged_by_monitoring(db: Conn, store: RpcStore) -> None:
+def test_failing_rows_reported_and_flagged_by_monitoring(
+    db: Conn, store: RpcStore, org: OrgDay
+) -> None:
     """A trigger raising for chosen IDs: those are logged by ID and flagged; all others processed."""
-    seeded = seed_night(db, 12)
+    seeded = seed_night(db, org.today, 12)
     bad = seeded["expired"][:2]
     db.execute(
         """
@@ -188,8 +167,8 @@ def test_failing_rows_reported_and_flagged_by_monitoring(db: Conn, store: RpcSto
         f"alter database \"{db.info.dbname}\" set test.bad_ids = '{','.join(map(str, bad))}'"
     )
     store.close()  # reconnect so the new database setting applies
-    log, publisher = CapturedLog(), InMemoryPublisher()
-    run_chain(make_job(store, log, publisher), publisher)
+    log = CapturedLog()
+    in_process(make_job(store, log, org)).run()
     failures = log.with_code("DB_OPERATION_FAILED")
     assert sorted(f["context"]["certification_id"] for f in failures) == sorted(map(str, bad))
     assert all(
@@ -209,25 +188,24 @@ def test_failing_rows_reported_and_flagged_by_monitoring(db: Conn, store: RpcSto
     assert audit is not None and audit[0] == 2 and sorted(audit[1]) == sorted(map(str, bad))
 
 
-def test_second_trigger_same_night_sends_nothing(db: Conn, store: RpcStore) -> None:
+def test_second_trigger_same_night_sends_nothing(db: Conn, store: RpcStore, org: OrgDay) -> None:
     """Running the nightly trigger again after completion is a duplicate: nothing new is written."""
-    seed_night(db, 5)
-    publisher = InMemoryPublisher()
-    run_chain(make_job(store, CapturedLog(), publisher), publisher)
+    seed_night(db, org.today, 5)
+    in_process(make_job(store, CapturedLog(), org)).run()
     before = snapshot(db)
     log = CapturedLog()
-    run_chain(make_job(store, log, publisher), publisher)
+    assert in_process(make_job(store, log, org)).run() == [Outcome.ACK]
     assert log.codes() == ["DUPLICATE_DELIVERY"]
     assert snapshot(db) == before
 
 
-def test_invalid_message_touches_nothing(db: Conn, store: RpcStore) -> None:
+def test_invalid_message_touches_nothing(db: Conn, store: RpcStore, org: OrgDay) -> None:
     """A malformed message is logged once as INVALID_MESSAGE and changes no data."""
-    seed_night(db, 3)
+    seed_night(db, org.today, 3)
     before = snapshot(db)
     log = CapturedLog()
     outcome = handle_event(
-        make_job(store, log, InMemoryPublisher()),
+        make_job(store, log, org),
         PUBSUB_EVENT_TYPE,
         pubsub_event_data(b'{"kind": "resume", "run_id": "nope"}', message_id="m-1"),
     )

@@ -1,5 +1,6 @@
 """Shared pieces of the reliability suites: sizes, a seeded night with PII, the SQL oracle,
-state snapshots, and the function-process driver used by the crash and delivery tests.
+state snapshots, and the handling of function processes for the crash and delivery tests
+(the chain driver itself is tests/chain.py, the organisation's date tests/clock.py).
 
 The oracle (`expected_effects`) restates the business rules in plain SQL, independently of
 the `certexpiry.*` SQL functions the sweep uses, and is evaluated on the data *before* a run:
@@ -17,31 +18,22 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-import httpx
 import psutil
 import psycopg
 import pytest
 from _pytest.mark.structures import ParameterSet
 
 from certexpiry_ops.harness import FunctionProcess
-from certexpiry_ops.pubsub_fake import FakePubSub
 from tests import leak_plugin
 
 Conn = psycopg.Connection[Any]
-FULL = os.environ.get("CERTEXPIRY_FULL") == "1"
 DAYS = (30, 7, 1)
-NIGHTLY = b'{"kind":"nightly"}'
 NAMESPACE = uuid.UUID("6f1f4a52-3c1e-4d0c-9a57-2b1e0c7d9e11")
-
-
-def org_today() -> date:
-    return datetime.now(ZoneInfo("Europe/Oslo")).date()
 
 
 def env_int(name: str, default: int) -> int:
@@ -50,20 +42,12 @@ def env_int(name: str, default: int) -> int:
 
 
 def variants() -> list[ParameterSet]:
-    """`reduced` runs in every `pytest` run; `full` only with CERTEXPIRY_FULL=1 and -m slow."""
+    """`reduced` runs in every `pytest` run; `full` is marked `slow`, which the test command
+    deselects (`-m "not slow"` in pyproject's addopts) and
+    `.venv/bin/python -m pytest tests/reliability -m slow` runs."""
     return [
         pytest.param("reduced", id="reduced"),
-        pytest.param(
-            "full",
-            id="full",
-            marks=[
-                pytest.mark.slow,
-                pytest.mark.skipif(
-                    not FULL,
-                    reason="full size: CERTEXPIRY_FULL=1 .venv/bin/python -m pytest tests/reliability -m slow",
-                ),
-            ],
-        ),
+        pytest.param("full", id="full", marks=pytest.mark.slow),
     ]
 
 
@@ -98,7 +82,7 @@ def mentor_pii(i: int) -> tuple[str, str, str]:
 DUE_OFFSETS = (0, 1, 2, 6, 7, 8, 29, 30)
 
 
-def seed_night(conn: Conn, mentors: int, today: date | None = None, *, tag: str = "night") -> None:
+def seed_night(conn: Conn, mentors: int, today: date, *, tag: str = "night") -> None:
     """A night with every kind of certification the rules distinguish, for `mentors` mentors.
 
     Per mentor (by index): an expired certification (1-9 days), a certification due at one of
@@ -106,8 +90,8 @@ def seed_night(conn: Conn, mentors: int, today: date | None = None, *, tag: str 
     mentors already paused, some certifications already paused, some reminders sent on
     earlier nights, and renewed certifications whose previous expiry was auto-paused. Names,
     national ids and e-mails are PII-shaped and registered with the session's leak scan.
+    `today` is the organisation's date the run will claim (tests/clock.py).
     """
-    today = today or org_today()
     people, certs, log = [], [], []
     for i in range(mentors):
         mentor = uuid.uuid5(NAMESPACE, f"{tag}/mentor/{i}")
@@ -457,55 +441,6 @@ def non_json_lines(function: FunctionProcess, *, killed: bool) -> list[str]:
             continue
         bad.append(line[:200])
     return bad
-
-
-@dataclass
-class Driver:
-    """Pub/Sub, as the tests play it: delivers messages one at a time and queues what the
-    function publishes. A 503 is redelivered later, after `on_busy` (e.g. expiring leases)."""
-
-    function: FunctionProcess
-    pubsub: FakePubSub
-    on_busy: Callable[[], None] | None = None
-    pending: list[bytes] = field(default_factory=list)
-    seen: int = 0
-    in_flight: bytes | None = None
-    statuses: Counter[int] = field(default_factory=Counter)
-    deliveries: int = 0
-    delivered: list[bytes] = field(default_factory=list)
-    died: bool = False
-
-    def __post_init__(self) -> None:
-        self.seen = len(self.pubsub.messages)
-
-    def pull(self) -> list[bytes]:
-        """Messages published since the last pull (Pub/Sub now holds them for delivery)."""
-        messages = list(self.pubsub.messages)
-        new = [item.data for item in messages[self.seen :]]
-        self.seen = len(messages)
-        return new
-
-    def run(self, first: Iterable[bytes] = (NIGHTLY,), max_deliveries: int = 500) -> None:
-        """Deliver until nothing is pending, or the instance dies (then `in_flight` is set)."""
-        self.pending.extend(first)
-        while self.pending and self.deliveries < max_deliveries:
-            body = self.pending.pop(0)
-            self.in_flight = body
-            try:
-                delivery = self.function.deliver(body, timeout_s=120)
-            except httpx.TransportError:
-                self.died = True
-                return
-            self.in_flight = None
-            self.deliveries += 1
-            self.delivered.append(body)
-            self.statuses[delivery.status] += 1
-            if delivery.status != 200:
-                if self.on_busy is not None:
-                    self.on_busy()
-                self.pending.append(body)
-            self.pending.extend(self.pull())
-        assert not self.pending, f"chain did not settle in {max_deliveries} deliveries"
 
 
 def run_in_thread(target: Callable[[], None]) -> threading.Thread:

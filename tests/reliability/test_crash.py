@@ -20,7 +20,7 @@ once, every due reminder queued once (0 duplicates, 0 missed), one audit row per
 run, no run left in progress, the runs' totals equal to the effects, every line JSON.
 
     reduced (default run): 10 kill points, one of each kind
-    full: CERTEXPIRY_FULL=1 .venv/bin/python -m pytest tests/reliability -m slow
+    full (marked slow, deselected by default): .venv/bin/python -m pytest tests/reliability -m slow
           (CERTEXPIRY_KILL_POINTS=200, CERTEXPIRY_SEED to replay)
 """
 
@@ -42,9 +42,9 @@ from psycopg.conninfo import make_conninfo
 
 from certexpiry_ops.harness import FunctionProcess, function_env
 from certexpiry_ops.pubsub_fake import FakePubSub, Published
+from tests.chain import NIGHTLY, over_http
+from tests.clock import OrgDay
 from tests.reliability.support import (
-    NIGHTLY,
-    Driver,
     entries,
     env_int,
     expected_effects,
@@ -52,7 +52,6 @@ from tests.reliability.support import (
     hard_kill,
     is_running,
     non_json_lines,
-    org_today,
     report,
     reset_to_seed,
     run_in_thread,
@@ -278,13 +277,15 @@ class Instance:
 
 @pytest.mark.parametrize("variant", variants())
 def test_sigkill_at_random_points_then_recover(
-    variant: str, db: Conn, database_url: str, pubsub: FakePubSub
+    variant: str, db: Conn, database_url: str, pubsub: FakePubSub, org: OrgDay
 ) -> None:
+    """The function process SIGKILLed at each kind of point, then recovered by redelivery or by
+    the next night: the end state equals the clean run's, nothing doubled or missed."""
     kill_points = sized(variant, 10, 200, env="CERTEXPIRY_KILL_POINTS")
     mentors = sized(variant, 36, 60)
     seed = env_int("CERTEXPIRY_SEED", 20261128)
     rng = random.Random(seed)
-    today = org_today()
+    today = org.today
     seed_night(db, mentors, today)
     save_seed(db)
     # A batch, the audit upsert and the completion take a few ms; a slower database (a sleep
@@ -298,7 +299,13 @@ def test_sigkill_at_random_points_then_recover(
     pubsub.on_publish = killer.on_publish
     url = make_conninfo(database_url, password=DB_PASSWORD)
     env = function_env(
-        url, pubsub, time_budget_s=0.001, batch_size=4, monitoring_reserve_s=0, lease_s=10
+        url,
+        pubsub,
+        org_timezone=org.timezone,
+        time_budget_s=0.001,
+        batch_size=4,
+        monitoring_reserve_s=0,
+        lease_s=10,
     )
     instance = Instance(env=env, killer=killer)
     stats: Counter[str] = Counter()
@@ -310,7 +317,7 @@ def test_sigkill_at_random_points_then_recover(
         function = instance.start()
         instance.settle()
         started = time.monotonic()
-        clean = Driver(function, pubsub)
+        clean = over_http(function, pubsub)
         clean.run()
         seconds = time.monotonic() - started
         codes = Counter(entry["error_code"] for entry in entries(function))
@@ -391,7 +398,7 @@ def _one_kill_point(
     assert function is not None
     killer = instance.killer
     killer.arm(function, plan)
-    driver = Driver(function, pubsub)
+    driver = over_http(function, pubsub)
     done = threading.Event()
 
     def drive() -> None:
@@ -429,21 +436,21 @@ def _one_kill_point(
     )
     delivered_before = driver.delivered or [NIGHTLY]
     function = instance.start()
-    recovery = Driver(function, pubsub, on_busy=lambda: expire_leases(db))
+    recovery = over_http(function, pubsub, on_retry=lambda: expire_leases(db))
     if plan.recovery == "redeliver":
         rng.shuffle(pending)
         if rng.random() < 0.5:
             pending.append(rng.choice(delivered_before + pending))  # a late duplicate
         recovery.run(first=pending or [NIGHTLY])
-        if recovery.statuses[200] == 0 or rng.random() < 0.5:
+        if recovery.results.count(200) == 0 or rng.random() < 0.5:
             recovery.run(first=[NIGHTLY])  # tonight's trigger again (a scheduler retry)
     else:
         shift_runs_to_yesterday(db)
         recovery.run(first=[NIGHTLY])
         before = snapshot(db)
-        late = Driver(function, pubsub)
+        late = over_http(function, pubsub)
         late.run(first=pending)
-        if late.statuses[200] != late.deliveries or snapshot(db) != before:
+        if late.results.count(200) != late.deliveries or snapshot(db) != before:
             problems.append(
                 "a late message of the superseded run changed data or was not acknowledged"
             )
@@ -455,7 +462,7 @@ def _one_kill_point(
         "phase": phase,
         "mid_chain": mid_chain,
         "deliveries": driver.deliveries + recovery.deliveries,
-        "retries": recovery.statuses[503],
+        "retries": recovery.results.count(503),
         "problems": problems,
     }
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -30,15 +30,14 @@ from certexpiry.sweep import Job, Outcome, handle_event
 from certexpiry_ops.harness import FunctionProcess, function_env
 from certexpiry_ops.local import LOCAL_TOPIC, pubsub_event_data
 from certexpiry_ops.pubsub_fake import FakePubSub
-from tests.integration.test_sweep import StepClock
+from tests.chain import NIGHTLY, LockedPublisher, Subscription
+from tests.clock import OrgDay, StepClock
 from tests.logcapture import CapturedLog
 from tests.reliability.support import (
-    NIGHTLY,
     entries,
     env_int,
     expected_effects,
     expire_leases,
-    org_today,
     report,
     reset_to_seed,
     run_state_problems,
@@ -53,19 +52,6 @@ from tests.reliability.support import (
 
 Conn = psycopg.Connection[Any]
 FAST = RetryPolicy(attempts=3, max_seconds=2, initial_wait_s=0.001, max_wait_s=0.005)
-
-
-@dataclass
-class LockedPublisher:
-    """The in-memory publisher, safe for concurrent instances."""
-
-    messages: list[bytes] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def publish(self, topic: str, data: bytes, attributes: Mapping[str, str]) -> str:
-        with self.lock:
-            self.messages.append(data)
-            return f"local-{len(self.messages)}"
 
 
 @dataclass
@@ -90,7 +76,9 @@ def chaotic_delivery(
 ) -> Chaos:
     """Deliver every message 2-3 times (concurrently on different instances or one after the
     other), hold some copies back to deliver late, redeliver every RETRY; `deliver(body, slot)`
-    returns False for a RETRY."""
+    returns False for a RETRY, `pull` what was published since (a tests.chain.Subscription).
+
+    The chaotic counterpart of tests/chain.py's one-at-a-time `Chain.run`."""
     chaos = Chaos()
     fresh: list[bytes] = [NIGHTLY]
     retry: list[bytes] = []
@@ -172,8 +160,9 @@ def one_chain_problems(codes: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
-def _job(store: RpcStore, log: CapturedLog, publisher: LockedPublisher) -> Job:
+def _job(store: RpcStore, log: CapturedLog, publisher: LockedPublisher, org: OrgDay) -> Job:
     settings = Settings(
+        org_timezone=org.timezone,
         continuation_topic=LOCAL_TOPIC,
         batch_size=3,
         time_budget_s=10,
@@ -195,36 +184,30 @@ def stores(database_url: str) -> Iterator[list[RpcStore]]:
 
 @pytest.mark.parametrize("variant", variants())
 def test_in_process_instances_every_message_two_or_three_times(
-    variant: str, db: Conn, stores: list[RpcStore]
+    variant: str, db: Conn, stores: list[RpcStore], org: OrgDay
 ) -> None:
+    """Three in-process instances, every message delivered 2-3 times, some at once, some late:
+    one chain per night, no duplicate or missed effect."""
     nights = sized(variant, 4, 60, env="CERTEXPIRY_DELIVERY_NIGHTS")
     seed = env_int("CERTEXPIRY_SEED", 20261128)
-    today = org_today()
-    seed_night(db, 30, today)
+    seed_night(db, 30, org.today)
     save_seed(db)
-    expected = expected_effects(db, today)
+    expected = expected_effects(db, org.today)
     totals: Counter[str] = Counter()
     failures = []
     for night in range(nights):
         reset_to_seed(db)
         rng = random.Random(seed + night)
         log, publisher = CapturedLog(), LockedPublisher()
-        jobs = [_job(store, log, publisher) for store in stores]
-        seen = 0
+        jobs = [_job(store, log, publisher, org) for store in stores]
+        published = Subscription.to_publisher(publisher)
 
         def deliver(body: bytes, slot: int, jobs: list[Job] = jobs) -> bool:
             data = pubsub_event_data(body)
             return handle_event(jobs[slot], PUBSUB_EVENT_TYPE, data) is Outcome.ACK
 
-        def pull(publisher: LockedPublisher = publisher) -> list[bytes]:
-            nonlocal seen
-            with publisher.lock:
-                new = publisher.messages[seen:]
-                seen = len(publisher.messages)
-            return new
-
         chaos = chaotic_delivery(
-            deliver, pull, rng, instances=len(jobs), on_stuck=lambda: expire_leases(db)
+            deliver, published.pull, rng, instances=len(jobs), on_stuck=lambda: expire_leases(db)
         )
         result = verdict(db, expected)
         problems = result.details + run_state_problems(db) + totals_problems(db)
@@ -259,16 +242,16 @@ def test_in_process_instances_every_message_two_or_three_times(
 
 
 def test_function_instances_concurrent_http_posts(
-    db: Conn, database_url: str, pubsub: FakePubSub
+    db: Conn, database_url: str, pubsub: FakePubSub, org: OrgDay
 ) -> None:
     """Three functions-framework instances; copies POSTed at the same moment to different ones."""
-    today = org_today()
-    seed_night(db, 24, today)
-    expected = expected_effects(db, today)
+    seed_night(db, 24, org.today)
+    expected = expected_effects(db, org.today)
     env = {
         **function_env(
             database_url,
             pubsub,
+            org_timezone=org.timezone,
             time_budget_s=0.001,
             batch_size=4,
             monitoring_reserve_s=0,
@@ -280,21 +263,14 @@ def test_function_instances_concurrent_http_posts(
     try:
         with ThreadPoolExecutor(max_workers=3) as pool:
             instances = list(pool.map(lambda _: FunctionProcess(env=env).start(), range(3)))
-        seen = 0
+        published = Subscription.to_pubsub(pubsub)
 
         def deliver(body: bytes, slot: int) -> bool:
             return instances[slot].deliver(body, timeout_s=60).status == 200
 
-        def pull() -> list[bytes]:
-            nonlocal seen
-            messages = list(pubsub.messages)
-            new = [item.data for item in messages[seen:]]
-            seen = len(messages)
-            return new
-
         chaos = chaotic_delivery(
             deliver,
-            pull,
+            published.pull,
             random.Random(env_int("CERTEXPIRY_SEED", 7)),
             instances=3,
             on_stuck=lambda: expire_leases(db),

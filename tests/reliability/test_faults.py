@@ -13,11 +13,11 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import select
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,8 +30,9 @@ import psycopg
 import pytest
 import respx
 
+from certexpiry import log_writer
 from certexpiry.errors import DatabaseError
-from certexpiry.log import JsonLogger
+from certexpiry.log import WRITE_BUDGET_S, JsonLogger
 from certexpiry.messages import PUBSUB_EVENT_TYPE
 from certexpiry.pg_store import PgTransport, pg_store
 from certexpiry.publisher import Publisher, PubSubPublisher
@@ -45,14 +46,13 @@ from certexpiry_ops.fakes import InMemoryPublisher
 from certexpiry_ops.local import pubsub_event_data
 from certexpiry_ops.pubsub_fake import FakePubSub
 from tests import leak_plugin
-from tests.integration.test_sweep import StepClock
+from tests.chain import NIGHTLY, Chain, Subscription, in_process
+from tests.clock import OrgDay, StepClock
 from tests.logcapture import CapturedLog
 from tests.reliability.support import (
-    NIGHTLY,
     Expectation,
     expected_effects,
     expire_leases,
-    org_today,
     run_state_problems,
     seed_night,
     shift_runs_to_yesterday,
@@ -78,24 +78,32 @@ HTML_502 = (
 class Night:
     db: Conn
     url: str
-    today: date
+    org: OrgDay
     expected: Expectation
+
+    @property
+    def today(self) -> date:
+        return self.org.today
 
 
 @pytest.fixture
-def night(db: Conn, database_url: str) -> Night:
-    today = org_today()
-    seed_night(db, 16, today)
-    return Night(db, database_url, today, expected_effects(db, today))
+def night(db: Conn, database_url: str, org: OrgDay) -> Night:
+    seed_night(db, 16, org.today)
+    return Night(db, database_url, org, expected_effects(db, org.today))
 
 
 def make_job(
-    store: Store, log: JsonLogger, publisher: Publisher | None = None, **settings: Any
+    night: Night,
+    store: Store,
+    log: JsonLogger,
+    publisher: Publisher | None = None,
+    **settings: Any,
 ) -> Job:
     options: dict[str, Any] = {
         "continuation_topic": TOPIC,
         "lease_s": 10,
         "batch_size": 4,
+        "org_timezone": night.org.timezone,
         **settings,
     }
     return Job(
@@ -107,37 +115,15 @@ def make_job(
 
 
 def deliver(job: Job, body: bytes = NIGHTLY) -> Outcome:
+    """One delivery, no chain."""
     return handle_event(job, PUBSUB_EVENT_TYPE, pubsub_event_data(body))
 
 
-def drive(
-    job: Job,
-    db: Conn,
-    first: list[bytes] | None = None,
-    *,
-    stop_on_retry: bool = False,
-    max_deliveries: int = 200,
-) -> tuple[list[Outcome], list[bytes]]:
-    """Deliver `first` and every continuation published; a RETRY is redelivered once the leases
-    are expired (or, with stop_on_retry, left pending). Returns the outcomes and what is pending."""
-    publisher = job.publisher
-    assert isinstance(publisher, (InMemoryPublisher, _Collecting))
-    pending = list(first or [NIGHTLY])
-    outcomes: list[Outcome] = []
-    while pending and len(outcomes) < max_deliveries:
-        body = pending.pop(0)
-        outcome = deliver(job, body)
-        outcomes.append(outcome)
-        new = [message[1] for message in publisher.messages]
-        publisher.messages.clear()
-        if outcome is Outcome.RETRY:
-            if stop_on_retry:
-                return outcomes, [body, *pending, *new]
-            expire_leases(db)
-            pending.append(body)
-        pending += new
-    assert not pending, "the chain did not settle"
-    return outcomes, []
+def chain(night: Night, job: Job, published: Subscription | None = None) -> Chain[Outcome]:
+    """The shared driver (tests/chain.py); a RETRY is redelivered once the leases expired."""
+    driver = in_process(job, published, on_retry=lambda: expire_leases(night.db))
+    driver.max_deliveries = 200
+    return driver
 
 
 def the_line(log: CapturedLog, code: str) -> dict[str, Any]:
@@ -408,9 +394,9 @@ def test_postgrest_fault(
     then the recovery (a redelivery for RETRY, the next night for ACK) does exactly the clean run."""
     store = postgrest.store()
     log = CapturedLog(secrets=(SERVICE_ROLE_KEY,))
-    job = make_job(store, log.logger)
+    driver = chain(night, make_job(night, store, log.logger))
     postgrest.faults[rpc] = Fault(fault)
-    outcomes, pending = drive(job, night.db, stop_on_retry=True)
+    outcomes = driver.run(stop_on_retry=True)
     assert outcomes[-1] is outcome
     check_line(the_line(log, code), "ERROR", operation=rpc, **fields)
     expected_calls = FAST.attempts if outcome is Outcome.RETRY else 1
@@ -425,12 +411,14 @@ def test_postgrest_fault(
     assert SERVICE_ROLE_KEY not in "\n".join(log.raw_lines)
 
     del postgrest.faults[rpc]
-    if outcome is Outcome.RETRY:
+    if outcome is Outcome.RETRY:  # Pub/Sub redelivers what is pending once the lease lapsed
+        assert driver.pending
         expire_leases(night.db)
-        drive(job, night.db, pending)
+        driver.run(())
     else:  # acknowledged: nothing is redelivered; the next night's run supersedes this one
+        assert driver.pending == []
         shift_runs_to_yesterday(night.db)
-        drive(job, night.db)
+        driver.run()
         if rpc != "claim_nightly_run":
             check_line(the_line(log, "RUN_ABANDONED"), "WARNING")
     assert_clean_result(night)
@@ -448,7 +436,7 @@ def test_postgrest_transient_fault_then_success_is_silent(
         times=1,
     )
     log = CapturedLog()
-    outcomes, _ = drive(make_job(postgrest.store(), log.logger), night.db)
+    outcomes = chain(night, make_job(night, postgrest.store(), log.logger)).run()
     assert outcomes == [Outcome.ACK] and postgrest.calls["claim_nightly_run"] == 2
     assert "ERROR" not in log.severities()
     assert_clean_result(night)
@@ -463,7 +451,7 @@ def test_postgrest_answer_lost_after_commit_doubles_nothing(
         raises(httpx.ReadTimeout, "timed out"), times=1, after_commit=True
     )
     log = CapturedLog()
-    outcomes, _ = drive(make_job(postgrest.store(), log.logger), night.db)
+    outcomes = chain(night, make_job(night, postgrest.store(), log.logger)).run()
     assert outcomes == [Outcome.ACK] and "ERROR" not in log.severities()
     assert_clean_result(night)
     completed = the_line(log, "RUN_COMPLETED")["context"]
@@ -482,7 +470,7 @@ def test_postgrest_answer_lost_after_commit_audit_totals(
         raises(httpx.ReadTimeout, "timed out"), times=1, after_commit=True
     )
     log = CapturedLog()
-    drive(make_job(postgrest.store(), log.logger), night.db)
+    chain(night, make_job(night, postgrest.store(), log.logger)).run()
     completed = the_line(log, "RUN_COMPLETED")["context"]
     audit = night.db.execute("select totals from public.cron_audit_log").fetchone()
     assert audit is not None
@@ -498,7 +486,7 @@ def test_postgrest_monitoring_function_missing(night: Night, postgrest: FakePost
         status(404, {**PGRST202, "code": "PGRST202"})
     )
     log = CapturedLog()
-    outcomes, _ = drive(make_job(postgrest.store(), log.logger), night.db)
+    outcomes = chain(night, make_job(night, postgrest.store(), log.logger)).run()
     assert outcomes == [Outcome.ACK]
     check_line(
         the_line(log, "MONITORING_FAILED"),
@@ -523,16 +511,27 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])  # closed again when the block ends: nobody listens
 
 
-def test_postgres_connection_refused(night: Night) -> None:
-    """DATABASE_URL pointing at a closed port: DB_OPERATION_FAILED, RETRY, URL and password unlogged."""
+def test_postgres_connection_refused(night: Night, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DATABASE_URL pointing at a closed port: DB_OPERATION_FAILED after exactly the bounded
+    number of connection attempts, RETRY, URL and password unlogged."""
     password = "rel-refused-pw-51c0ffee"
     url = f"postgresql://certexpiry:{password}@127.0.0.1:{_closed_port()}/postgres"
     leak_plugin.register_secret(password, url)
     log = CapturedLog(secrets=(url,))
-    store = pg_store(url, retry=FAST, connect_timeout_s=2)
-    started = time.monotonic()
-    assert deliver(make_job(store, log.logger)) is Outcome.RETRY
-    assert time.monotonic() - started < 5
+    # Bounded by the attempt count alone (the time bound is far off), so the count is exact.
+    policy = RetryPolicy(attempts=3, max_seconds=600, initial_wait_s=0.001, max_wait_s=0.002)
+    attempts: list[str] = []
+    connect = psycopg.connect
+
+    def counting_connect(conninfo: str = "", **kwargs: Any) -> Any:
+        if conninfo == url:
+            attempts.append(conninfo)
+        return connect(conninfo, **kwargs)
+
+    monkeypatch.setattr(psycopg, "connect", counting_connect)  # what pg_store calls
+    store = pg_store(url, retry=policy, connect_timeout_s=2)
+    assert deliver(make_job(night, store, log.logger)) is Outcome.RETRY
+    assert len(attempts) == policy.attempts  # retried, and only to the bound
     check_line(
         the_line(log, "DB_OPERATION_FAILED"),
         "ERROR",
@@ -557,7 +556,7 @@ def test_postgres_statement_timeout(night: Night) -> None:
     )
     log = CapturedLog()
     store = RpcStore(PgTransport(night.url, statement_timeout_ms=100, retry=FAST))
-    job = make_job(store, log.logger)
+    job = make_job(night, store, log.logger)
     assert deliver(job) is Outcome.RETRY
     check_line(
         the_line(log, "DB_OPERATION_FAILED"),
@@ -568,7 +567,7 @@ def test_postgres_statement_timeout(night: Night) -> None:
     assert effects_count(night.db) == 0 and run_statuses(night.db) == ["running"]
     night.db.execute("drop trigger slow_down on public.certifications")
     night.db.execute("update public.cron_runs set lease_until = '-infinity'")  # the lease lapses
-    drive(job, night.db)
+    chain(night, job).run()  # Pub/Sub's redelivery of the trigger, and the chain after it
     assert_clean_result(night)
     store.close()
 
@@ -597,7 +596,7 @@ def test_postgres_serialization_failure_is_retried(night: Night) -> None:
     """40001 twice, then success: retried inside the call, no ERROR, nothing doubled."""
     _fail_cron_run_updates(night.db, 2)
     log = CapturedLog()
-    outcomes, _ = drive(make_job(pg_store(night.url, retry=FAST), log.logger), night.db)
+    outcomes = chain(night, make_job(night, pg_store(night.url, retry=FAST), log.logger)).run()
     assert outcomes == [Outcome.ACK] and "ERROR" not in log.severities()
     assert_clean_result(night)
 
@@ -607,8 +606,8 @@ def test_postgres_serialization_failure_persisting(night: Night) -> None:
     the redelivery after the failures stop completes the run exactly once."""
     _fail_cron_run_updates(night.db, None)
     log = CapturedLog()
-    job = make_job(pg_store(night.url, retry=FAST), log.logger)
-    outcomes, pending = drive(job, night.db, stop_on_retry=True)
+    driver = chain(night, make_job(night, pg_store(night.url, retry=FAST), log.logger))
+    outcomes = driver.run(stop_on_retry=True)
     assert outcomes == [Outcome.RETRY]
     check_line(
         the_line(log, "DB_OPERATION_FAILED"),
@@ -619,7 +618,7 @@ def test_postgres_serialization_failure_persisting(night: Night) -> None:
     assert effects_count(night.db) == 0
     night.db.execute("drop trigger serialize_fail on public.cron_runs")
     expire_leases(night.db)
-    drive(job, night.db, pending)
+    driver.run(())  # the redelivery of the refused trigger
     assert_clean_result(night)
 
 
@@ -655,7 +654,7 @@ def test_trigger_raising_on_some_rows(night: Night) -> None:
     refused = expired[:3]
     _refuse_certifications(night.db, refused)
     log = CapturedLog()
-    outcomes, _ = drive(make_job(pg_store(night.url, retry=FAST), log.logger), night.db)
+    outcomes = chain(night, make_job(night, pg_store(night.url, retry=FAST), log.logger)).run()
     assert outcomes == [Outcome.ACK]
     failures = log.with_code("DB_OPERATION_FAILED")
     assert sorted(f["context"]["certification_id"] for f in failures) == refused
@@ -705,7 +704,7 @@ def test_trigger_error_quoting_the_mentor_row_leaks_no_pii(night: Night) -> None
     )
     stream = io.StringIO()
     logger = JsonLogger(sanitizer=Sanitizer(), stream=stream)
-    drive(make_job(pg_store(night.url, retry=FAST), logger), night.db)
+    chain(night, make_job(night, pg_store(night.url, retry=FAST), logger)).run()
     scanner = leak_plugin.LeakScanner()
     hits = scanner.scan_text(stream.getvalue(), "trigger quoting the row")
     assert "DB_OPERATION_FAILED" in stream.getvalue()
@@ -715,28 +714,17 @@ def test_trigger_error_quoting_the_mentor_row_leaks_no_pii(night: Night) -> None
 # --------------------------------------------------------------------------- Pub/Sub
 
 
-@dataclass
-class _Collecting:
-    """Publishes through the real client, and keeps what was published for the driver."""
-
-    inner: PubSubPublisher
-    messages: list[tuple[str, bytes, dict[str, str]]] = field(default_factory=list)
-
-    def publish(self, topic: str, data: bytes, attributes: Any) -> str:
-        message_id = self.inner.publish(topic, data, attributes)
-        self.messages.append((topic, data, dict(attributes)))
-        return message_id
-
-
 @pytest.fixture
-def real_publisher(pubsub: FakePubSub, monkeypatch: pytest.MonkeyPatch) -> _Collecting:
+def real_publisher(pubsub: FakePubSub, monkeypatch: pytest.MonkeyPatch) -> PubSubPublisher:
+    """The real client, pointed at the fake Pub/Sub server (the driver reads the server)."""
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub.host)
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "local-demo")
-    return _Collecting(PubSubPublisher(deadline_s=1.5))
+    return PubSubPublisher(deadline_s=1.5)
 
 
 def _segmented_job(night: Night, log: CapturedLog, publisher: Publisher) -> Job:
     job = make_job(
+        night,
         pg_store(night.url, retry=FAST),
         log.logger,
         publisher,
@@ -748,12 +736,13 @@ def _segmented_job(night: Night, log: CapturedLog, publisher: Publisher) -> Job:
 
 
 def test_publish_fails_transiently_then_succeeds(
-    night: Night, pubsub: FakePubSub, real_publisher: _Collecting
+    night: Night, pubsub: FakePubSub, real_publisher: PubSubPublisher
 ) -> None:
     """UNAVAILABLE twice: the client's bounded retry publishes; no ERROR; the chain completes."""
     pubsub.failures = [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAVAILABLE]
     log = CapturedLog()
-    outcomes, _ = drive(_segmented_job(night, log, real_publisher), night.db)
+    job = _segmented_job(night, log, real_publisher)
+    outcomes = chain(night, job, Subscription.to_pubsub(pubsub)).run()
     assert set(outcomes) == {Outcome.ACK} and "ERROR" not in log.severities()
     assert pubsub.calls == len(pubsub.messages) + 2
     assert_clean_result(night)
@@ -765,17 +754,27 @@ def test_publish_fails_transiently_then_succeeds(
     ids=["permanent", "transient-past-deadline"],
 )
 def test_publish_fails(
-    failures: list[grpc.StatusCode], night: Night, pubsub: FakePubSub, real_publisher: _Collecting
+    failures: list[grpc.StatusCode],
+    night: Night,
+    pubsub: FakePubSub,
+    real_publisher: PubSubPublisher,
 ) -> None:
     """Publishing the continuation fails: CONTINUATION_PUBLISH_FAILED with the topic, RETRY, the
-    run waits handed off; the redelivery after its lease re-runs the segment and the chain ends."""
+    run waits handed off; the redelivery after its lease re-runs the segment and the chain ends.
+    The publish is given up on by itself: a permanent error at once, a transient one at the
+    client's deadline, long before the scripted failures would have run out."""
     pubsub.failures = list(failures)
     log = CapturedLog()
-    job = _segmented_job(night, log, real_publisher)
-    started = time.monotonic()
-    outcomes, pending = drive(job, night.db, stop_on_retry=True)
-    assert time.monotonic() - started < 10
+    driver = chain(
+        night, _segmented_job(night, log, real_publisher), Subscription.to_pubsub(pubsub)
+    )
+    outcomes = driver.run(stop_on_retry=True)
     assert outcomes == [Outcome.RETRY]
+    assert pubsub.messages == []
+    if failures[0] == grpc.StatusCode.PERMISSION_DENIED:
+        assert pubsub.calls == 1  # not retried
+    else:
+        assert 1 <= pubsub.calls < len(failures) and len(pubsub.failures) > 0
     check_line(
         the_line(log, "CONTINUATION_PUBLISH_FAILED"),
         "ERROR",
@@ -785,7 +784,7 @@ def test_publish_fails(
     assert run_statuses(night.db) == ["handoff"]
     pubsub.failures = []
     expire_leases(night.db)
-    drive(job, night.db, pending)
+    driver.run(())  # the redelivery of the segment that could not publish, and the rest
     assert_clean_result(night)
 
 
@@ -815,9 +814,11 @@ def _broken_pipe() -> io.TextIOWrapper:
 def test_stdout_failing_the_sweep_still_completes(
     make_stream: Callable[[], Any], night: Night
 ) -> None:
+    """A stdout that raises, is closed or has lost its reader drops lines (counted) and the sweep
+    completes with the right data."""
     stream = make_stream()
     logger = JsonLogger(sanitizer=Sanitizer(), stream=stream)
-    outcomes, _ = drive(make_job(pg_store(night.url, retry=FAST), logger), night.db)
+    outcomes = chain(night, make_job(night, pg_store(night.url, retry=FAST), logger)).run()
     assert outcomes == [Outcome.ACK]
     assert logger.dropped > 5
     assert_clean_result(night)
@@ -826,9 +827,24 @@ def test_stdout_failing_the_sweep_still_completes(
         stream.close()
 
 
-def test_stdout_blocked_costs_one_budget_then_recovers(night: Night) -> None:
-    """A reader that stops reading (a full pipe): the sweep is not held up, the data is right,
-    and once the pipe drains the next line reports how many lines were dropped."""
+@dataclass
+class _RecordingPoller:
+    """The log writer's poller, recording the timeout (ms) of every wait it asks for."""
+
+    inner: Any
+    waits: list[int] = field(default_factory=list)
+
+    def poll(self, timeout_ms: int) -> Any:
+        self.waits.append(timeout_ms)
+        return self.inner.poll(timeout_ms)
+
+
+def test_stdout_blocked_costs_one_budget_then_recovers(
+    night: Night, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader that stops reading (a full pipe): the sweep waits for it once, one write budget,
+    and never again, the data is right, and once the pipe drains the next line reports how many
+    lines were dropped."""
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
     try:
@@ -839,18 +855,28 @@ def test_stdout_blocked_costs_one_budget_then_recovers(night: Night) -> None:
     os.set_blocking(write_end, True)
     stream = open(write_end, "w", encoding="utf-8")  # noqa: SIM115  # closed below
     logger = JsonLogger(sanitizer=Sanitizer(), stream=stream)
-    started = time.monotonic()
-    outcomes, _ = drive(make_job(pg_store(night.url, retry=FAST), logger), night.db)
-    elapsed = time.monotonic() - started
+    writer = log_writer._fd_writer(stream)
+    assert writer is not None  # a pipe is written through the bounded writer
+    poller = _RecordingPoller(writer._poller)
+    monkeypatch.setattr(writer, "_poller", poller)
+    outcomes = chain(night, make_job(night, pg_store(night.url, retry=FAST), logger)).run()
     assert outcomes == [Outcome.ACK]
     assert_clean_result(night)
     dropped = logger.dropped
-    assert dropped > 5 and elapsed < 5, (dropped, elapsed)
+    assert dropped > 5, dropped
+    # What the sweep waited for, as asked of poll (not measured): the first dropped line waited
+    # out one budget, every later one gave up at once.
+    budget_ms = math.ceil(WRITE_BUDGET_S * 1000)
+    waited = [timeout_ms for timeout_ms in poller.waits if timeout_ms > 0]
+    assert len(waited) == 1 and waited[0] <= budget_ms, poller.waits
+    assert len(poller.waits) >= dropped  # every dropped line was tried, without waiting
 
     drained = bytearray()
     reader = threading.Thread(target=lambda: _drain(read_end, drained), daemon=True)
     reader.start()
-    time.sleep(0.05)
+    room = select.poll()
+    room.register(write_end, select.POLLOUT)
+    assert room.poll(10_000), "the reader did not make room in the pipe"
     logger.info(_code("RUN_COMPLETED"), "after the reader came back")
     stream.close()
     reader.join(5)
@@ -884,11 +910,13 @@ def _code(name: str) -> Any:
 
 
 def test_monitoring_query_failing(night: Night) -> None:
+    """The monitoring RPC refused (42501): MONITORING_FAILED (WARNING), the audit row says
+    monitoring_failed, and the sweep's work and completion stand."""
     night.db.execute(
         "revoke execute on function public.get_missed_auto_pauses(text, date) from service_role"
     )
     log = CapturedLog()
-    outcomes, _ = drive(make_job(pg_store(night.url, retry=FAST), log.logger), night.db)
+    outcomes = chain(night, make_job(night, pg_store(night.url, retry=FAST), log.logger)).run()
     assert outcomes == [Outcome.ACK]
     check_line(
         the_line(log, "MONITORING_FAILED"),
@@ -905,12 +933,14 @@ def test_monitoring_query_failing(night: Night) -> None:
 
 
 def test_audit_upsert_failing(night: Night) -> None:
+    """The audit upsert refused (42501): AUDIT_FAILED (WARNING), no audit row, and the sweep's
+    work and completion stand."""
     night.db.execute(
         "revoke execute on function public.upsert_cron_audit(uuid, integer, jsonb, text, date, integer, "
         "jsonb, bigint, timestamptz) from service_role"
     )
     log = CapturedLog()
-    outcomes, _ = drive(make_job(pg_store(night.url, retry=FAST), log.logger), night.db)
+    outcomes = chain(night, make_job(night, pg_store(night.url, retry=FAST), log.logger)).run()
     assert outcomes == [Outcome.ACK]
     check_line(
         the_line(log, "AUDIT_FAILED"), "WARNING", operation="upsert_cron_audit", sqlstate="42501"
@@ -934,9 +964,11 @@ class _AuditRaises:
 
 
 def test_audit_upsert_raising_unexpectedly(night: Night) -> None:
+    """An unexpected exception from the audit upsert is AUDIT_FAILED with its type; the run
+    still completes with the right data."""
     log = CapturedLog()
     store = _AuditRaises(pg_store(night.url, retry=FAST))
-    outcomes, _ = drive(make_job(store, log.logger), night.db)
+    outcomes = chain(night, make_job(night, store, log.logger)).run()
     assert outcomes == [Outcome.ACK]
     check_line(the_line(log, "AUDIT_FAILED"), "WARNING", error_type="RuntimeError")
     assert verdict(night.db, night.expected).ok and run_statuses(night.db) == ["completed"]
@@ -948,6 +980,8 @@ def test_unknown_run_id_never_reaches_data(night: Night) -> None:
     body = json.dumps(
         {"kind": "resume", "run_id": str(uuid.uuid4()), "segment": 3, "cursor": None}
     ).encode()
-    assert deliver(make_job(pg_store(night.url, retry=FAST), log.logger), body) is Outcome.ACK
+    assert (
+        deliver(make_job(night, pg_store(night.url, retry=FAST), log.logger), body) is Outcome.ACK
+    )
     check_line(the_line(log, "INVALID_MESSAGE"), "ERROR", segment=3)
     assert run_statuses(night.db) == [] and effects_count(night.db) == 0

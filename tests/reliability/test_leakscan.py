@@ -36,6 +36,7 @@ PLANTED = {
 @pytest.mark.leak_scan_exempt("plants PII and secrets to prove the scanner finds them")
 @pytest.mark.parametrize("what", sorted(PLANTED))
 def test_scanner_finds_a_planted_leak(what: str) -> None:
+    """Each kind of planted PII or secret is found, and the report never repeats the value."""
     scanner = LeakScanner()
     scanner.register_secret([SECRET])
     hits = scanner.scan_line(PLANTED[what], "synthetic")
@@ -98,6 +99,8 @@ def test_sanitised_lines_leave_only_names() -> None:
 
 @pytest.mark.leak_scan_exempt("runs an inner session that leaks on purpose")
 def test_a_leaking_session_fails(tmp_path: Path) -> None:
+    """An inner pytest session whose tests print PII or a secret fails with a report naming the
+    test, never the value; a clean session passes."""
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     (tmp_path / "test_inner.py").write_text(
         "import sys\n"
@@ -148,6 +151,7 @@ def test_a_leaking_session_fails(tmp_path: Path) -> None:
 
 
 def test_patterns_cover_the_kinds_of_data_seeded() -> None:
+    """The scanner has a pattern for every kind of sensitive value the suites seed."""
     assert set(PATTERNS) >= {
         "national id (11 digits)",
         "e-mail address at an example domain",

@@ -20,16 +20,22 @@ def _data(body: bytes, **kwargs: object) -> dict[str, object]:
     return pubsub_event_data(body, message_id="m-42", publish_time=NOW, **kwargs)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("body", [b"", b"  ", b'{"kind": "nightly"}', b"{}"])
+@pytest.mark.parametrize("body", [b"", b"  ", b"\n", b'{"kind": "nightly"}'])
 def test_scheduler_bodies_are_the_nightly_trigger(body: bytes) -> None:
-    """An empty body, {} or {"kind": "nightly"} is the nightly trigger."""
-    if body == b"{}":
-        with pytest.raises(InvalidMessage):
-            decode(PUBSUB_EVENT_TYPE, _data(body), now=NOW)
-        return
+    """An empty or blank body, or {"kind": "nightly"}, is the nightly trigger."""
     envelope, message = decode(PUBSUB_EVENT_TYPE, _data(body), now=NOW)
-    assert isinstance(message, NightlyTrigger)
+    assert message == NightlyTrigger()
     assert envelope.message_id == "m-42"
+
+
+def test_empty_json_object_is_not_a_trigger() -> None:
+    """`{}` names no kind, so it is an InvalidMessage (wrong shape), not the nightly trigger."""
+    with pytest.raises(InvalidMessage) as caught:
+        decode(PUBSUB_EVENT_TYPE, _data(b"{}"), now=NOW)
+    assert caught.value.log_context() == {
+        "reason": "message body has the wrong shape at body",
+        "message_id": "m-42",
+    }
 
 
 def test_continuation_round_trips() -> None:

@@ -7,7 +7,6 @@ from datetime import date
 
 from certexpiry.errors import RpcError
 from certexpiry.monitoring import monitor_and_audit
-from certexpiry.reports import remediation_for
 from certexpiry.store import MissedReport
 from certexpiry_ops.fakes import FakeStore
 from tests.logcapture import CapturedLog
@@ -48,8 +47,11 @@ def test_missed_transitions_warn_with_ids_and_remediation() -> None:
     assert warning["severity"] == "WARNING"
     assert warning["context"]["missed_pause_count"] == 2
     assert warning["context"]["missed_ids"] == ids
-    assert warning["context"]["remediation"] == remediation_for(RUN)
-    assert f"remediate {RUN}" in warning["context"]["remediation"]
+    remediation = warning["context"]["remediation"]
+    assert str(RUN) in remediation
+    assert f"python -m certexpiry remediate {RUN}" in remediation
+    assert f"python -m certexpiry audit resolve {RUN}" in remediation
+    assert remediation.index(f"remediate {RUN}") < remediation.index(f"audit resolve {RUN}")
     assert store.audits[0].missed_ids == ids
 
 

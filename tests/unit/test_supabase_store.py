@@ -36,13 +36,14 @@ def transport() -> Iterator[SupabaseTransport]:
 @respx.mock
 def test_rpc_request_shape_and_json_answer(transport: SupabaseTransport) -> None:
     """An RPC is POST /rest/v1/rpc/<name> with the key headers and the params as a JSON body."""
+    missed = str(uuid.uuid4())
     route = respx.post(RPC).mock(
         return_value=httpx.Response(
-            200, json={"missed_pause_count": 1, "missed_ids": ["a"], "today": "2026-11-28"}
+            200, json={"missed_pause_count": 1, "missed_ids": [missed], "today": "2026-11-28"}
         )
     )
     report = RpcStore(transport).missed_auto_pauses("Europe/Oslo", None)
-    assert report.missed_pause_count == 1 and list(report.missed_ids) == ["a"]
+    assert report.missed_pause_count == 1 and list(report.missed_ids) == [missed]
     request = route.calls.last.request
     assert request.headers["apikey"] == KEY
     assert request.headers["authorization"] == f"Bearer {KEY}"
@@ -208,6 +209,7 @@ def test_batch_answer_is_parsed(transport: SupabaseTransport) -> None:
                 "batches": 1,
                 "next_cursor": str(cursor),
                 "done": True,
+                "run_totals": {"mentors": 6, "certifications_paused": 2, "batches": 3},
                 "failures_detail": [
                     {
                         "certification_id": str(cert),
@@ -224,3 +226,4 @@ def test_batch_answer_is_parsed(transport: SupabaseTransport) -> None:
     assert result.next_cursor == cursor and result.done is True
     assert result.counts["mentors"] == 2 and result.counts["certifications_paused"] == 1
     assert result.failures[0].certification_id == str(cert)
+    assert result.run_totals["mentors"] == 6 and result.run_totals["failures"] == 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import traceback
 import uuid
 from pathlib import Path
 from typing import Any
@@ -84,9 +83,13 @@ def test_unexpected_exception_yields_stack_trace() -> None:
     entry = log.with_code("UNEXPECTED_EXCEPTION")[0]
     jsonschema.validate(entry, _schema())
     assert entry["severity"] == "ERROR"
-    assert entry["stack_trace"].startswith("Traceback (most recent call last):")
-    assert entry["stack_trace"].rstrip().endswith("ZeroDivisionError: division by zero")
-    assert traceback  # the format is traceback.format_exception's
+    trace = entry["stack_trace"]
+    assert trace.startswith("Traceback (most recent call last):")
+    assert trace.rstrip().endswith("ZeroDivisionError: division by zero")
+    assert entry["context"]["error_type"] == "ZeroDivisionError"
+    # The whole path, from the handler's top down to the frame that raised it.
+    assert trace.index(", in handle_event\n") < trace.index(", in process_batch\n")
+    assert trace.count('  File "') >= 3
 
 
 def test_transient_store_error_asks_for_redelivery() -> None:

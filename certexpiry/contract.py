@@ -1,0 +1,379 @@
+"""The typed contract between the SQL API and Python: every RPC's signature and answer.
+
+`RPC_SIGNATURES` is the one list of the SQL API's functions (supabase/migrations), argument by
+argument as `pg_proc` has them; tests/integration/test_contract.py holds it against the
+database. `ANSWERS` says what each one returns, as pydantic models that mirror the SQL's
+`jsonb_build_object` calls key by key: no unknown key (`extra="forbid"`), no missing one, outcomes
+and statuses as `Literal`s. `Answer.parse` turns any other shape into a `ContractError` that
+names the RPC and the field paths, never the values (they may be personal data).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import date, datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, TypeAdapter, ValidationError
+
+from certexpiry.errors import ContractError
+
+# RPC name -> argument name -> Postgres type (as format_type() spells it), in pg_proc's order.
+# Both adapters send only the arguments the caller names; the others take their SQL default
+# (p_now and p_run_at exist for tests that pin the clock; the job never sends them).
+RPC_SIGNATURES: Mapping[str, Mapping[str, str]] = {
+    "claim_nightly_run": {
+        "p_run_id": "uuid",
+        "p_timezone": "text",
+        "p_lease_seconds": "integer",
+        "p_now": "timestamp with time zone",
+    },
+    "claim_continuation": {
+        "p_run_id": "uuid",
+        "p_segment": "integer",
+        "p_lease_seconds": "integer",
+        "p_now": "timestamp with time zone",
+    },
+    "process_expiry_batch": {
+        "p_run_id": "uuid",
+        "p_segment": "integer",
+        "p_cursor": "uuid",
+        "p_limit": "integer",
+        "p_reminder_days": "integer[]",
+        "p_lease_seconds": "integer",
+    },
+    "handoff_run": {"p_run_id": "uuid", "p_segment": "integer", "p_lease_seconds": "integer"},
+    "complete_run": {"p_run_id": "uuid", "p_segment": "integer"},
+    "get_missed_auto_pauses": {"p_timezone": "text", "p_today": "date"},
+    "upsert_cron_audit": {
+        "p_run_id": "uuid",
+        "p_missed_pause_count": "integer",
+        "p_missed_ids": "jsonb",
+        "p_status": "text",
+        "p_nightly_key": "date",
+        "p_segments": "integer",
+        "p_totals": "jsonb",
+        "p_duration_ms": "bigint",
+        "p_run_at": "timestamp with time zone",
+    },
+    "remediate_auto_pauses": {
+        "p_run_id": "uuid",
+        "p_certification_ids": "uuid[]",
+        "p_timezone": "text",
+    },
+    # The ops command line (certexpiry_ops.ops, migration 20261128000400_ops_api.sql).
+    "list_cron_audit": {"p_limit": "integer"},
+    "get_cron_audit": {"p_run_id": "uuid"},
+    "resolve_cron_audit": {"p_run_id": "uuid", "p_force": "boolean"},
+}
+
+NightlyOutcome = Literal["started", "resumed", "busy", "completed"]
+ContinuationOutcome = Literal["claimed", "busy", "duplicate", "unknown"]
+ClaimOutcome = Literal[NightlyOutcome, ContinuationOutcome]
+RunStatus = Literal["running", "handoff", "completed", "abandoned"]  # cron_runs.status
+AuditStatus = Literal["completed", "monitoring_failed"]  # cron_audit_log.status
+
+Count = Annotated[int, Field(strict=True, ge=0)]
+Segment = Annotated[int, Field(strict=True, ge=0)]
+
+
+class ContractModel(BaseModel):
+    """An RPC answer, exactly: unknown keys are an error, and the error never shows a value."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+class CountFields(ContractModel):
+    """The counts of the job, as SQL adds them (certexpiry.sum_counts): an absent key is 0.
+
+    Absent is legitimate: a new run's totals are `{}`, and a batch whose every row failed
+    reports only `failures`. A renamed key, a null, a negative or a non-integer is an error.
+    """
+
+    mentors: Count = 0
+    certifications: Count = 0
+    reminders_queued: Count = 0
+    reminders_superseded: Count = 0
+    certifications_paused: Count = 0
+    mentors_paused: Count = 0
+    notices_queued: Count = 0
+    failures: Count = 0
+    batches: Count = 0
+
+
+class Counts(CountFields, Mapping[str, int]):
+    """The one counts model: batch counts, run and completion totals, remediation, audit rows.
+
+    Also a read-only `Mapping[str, int]` of all nine keys, so `dict(counts)`, `counts["mentors"]`
+    and `counts.get(...)` work wherever counts were plain dicts.
+    """
+
+    def __getitem__(self, key: str) -> int:
+        if key not in COUNT_KEYS:
+            raise KeyError(key)
+        value: int = getattr(self, key)
+        return value
+
+    def __iter__(self) -> Iterator[str]:  # type: ignore[override]  # keys, as a Mapping's
+        return iter(COUNT_KEYS)
+
+    def __len__(self) -> int:
+        return len(COUNT_KEYS)
+
+
+COUNT_KEYS: tuple[str, ...] = tuple(CountFields.model_fields)
+
+
+class RecordFailure(ContractModel):
+    """One element of `failures_detail` (certexpiry.apply_effects_isolated)."""
+
+    certification_id: UUID
+    peer_mentor_id: UUID
+    operation: Literal["auto_pause", "reminder"]
+    sqlstate: Annotated[str, Field(pattern=r"^[0-9A-Z]{5}$")]
+    message: str
+
+
+# claim_nightly_run: one model per outcome, each with exactly the keys the SQL sends.
+class NightlyOwned(ContractModel):
+    outcome: Literal["started", "resumed"]
+    run_id: UUID
+    segment: Segment
+    cursor: UUID | None
+    today: date
+    abandoned: tuple[UUID, ...]
+    totals: Counts
+    started_at: datetime
+
+
+class NightlyCompleted(ContractModel):
+    outcome: Literal["completed"]
+    run_id: UUID
+    segment: Segment
+    today: date
+    abandoned: tuple[UUID, ...]
+
+
+class NightlyBusy(ContractModel):
+    outcome: Literal["busy"]
+    run_id: UUID
+    segment: Segment
+    today: date
+    lease_until: datetime
+    abandoned: tuple[UUID, ...]
+
+
+# claim_continuation.
+class SegmentClaimed(ContractModel):
+    outcome: Literal["claimed"]
+    run_id: UUID
+    segment: Segment
+    cursor: UUID | None
+    today: date
+    totals: Counts
+    started_at: datetime
+
+
+class SegmentBusy(ContractModel):
+    outcome: Literal["busy"]
+    run_id: UUID
+    segment: Segment
+    lease_until: datetime
+
+
+class SegmentDuplicate(ContractModel):
+    outcome: Literal["duplicate"]
+    run_id: UUID
+    segment: Segment
+    status: RunStatus
+
+
+class SegmentUnknown(ContractModel):
+    outcome: Literal["unknown"]
+    run_id: UUID
+    segment: int  # the caller's, echoed: no run holds it
+
+
+# process_expiry_batch: fenced out, or this batch's counts (at the top level) and more.
+class BatchFenced(ContractModel):
+    fenced: Literal[True]
+    segment: Segment | None  # null when the run does not exist
+    status: RunStatus | None
+
+
+class CountedAnswer(CountFields):
+    """An answer with the counts at its top level, beside other keys."""
+
+    @property
+    def counts(self) -> Counts:
+        """Just the counts, as one `Counts`."""
+        return Counts(**{key: getattr(self, key) for key in COUNT_KEYS})
+
+
+class BatchProcessed(CountedAnswer):
+    fenced: Literal[False]
+    next_cursor: UUID | None
+    done: StrictBool
+    failures_detail: tuple[RecordFailure, ...]
+    run_totals: Counts
+
+
+class Handoff(ContractModel):
+    fenced: StrictBool
+    cursor: UUID | None
+    segment: int
+
+
+# complete_run: fenced out (every other key null), or the finished run.
+class CompletionFenced(ContractModel):
+    fenced: Literal[True]
+    totals: None
+    segments: None
+    started_at: None
+    finished_at: None
+    nightly_key: None
+
+
+class RunFinished(ContractModel):
+    fenced: Literal[False]
+    totals: Counts
+    segments: Annotated[int, Field(strict=True, ge=1)]
+    started_at: datetime
+    finished_at: datetime
+    nightly_key: date
+
+
+class MissedAnswer(ContractModel):
+    missed_pause_count: Count
+    missed_ids: tuple[UUID, ...]
+    today: date
+
+
+class AuditUpserted(ContractModel):
+    run_id: UUID
+    missed_pause_count: Count
+    resolved: StrictBool
+
+
+class RemediationAnswer(CountedAnswer):
+    failures_detail: tuple[RecordFailure, ...]
+
+
+class AuditSummary(ContractModel):
+    """One cron_audit_log row as list_cron_audit returns it (without its missed_ids)."""
+
+    run_id: UUID
+    run_at: datetime
+    nightly_key: date | None
+    status: AuditStatus
+    segments: int | None
+    missed_pause_count: Count
+    resolved: StrictBool
+    resolved_at: datetime | None
+    duration_ms: int | None
+    totals: Counts
+    updated_at: datetime
+
+    @property
+    def unresolved(self) -> bool:
+        """True when the run reported missed auto-pauses and ops has not resolved it."""
+        return self.missed_pause_count > 0 and not self.resolved
+
+
+class AuditEntry(AuditSummary):
+    """The whole row (get_cron_audit), and which missed_ids are still missed now."""
+
+    missed_ids: tuple[str, ...]  # jsonb as the sweep wrote it; not every element need be a UUID
+    still_missed: tuple[UUID, ...]
+
+
+class Resolution(ContractModel):
+    """resolve_cron_audit's answer."""
+
+    found: StrictBool
+    resolved: StrictBool
+    refused: StrictBool
+    forced: StrictBool
+    still_missed: tuple[UUID, ...]
+    resolved_at: datetime | None
+
+
+T = TypeVar("T")
+_TAG_ERRORS = ("union_tag_invalid", "union_tag_not_found")
+_MAX_LISTED = 10
+
+
+class Answer(Generic[T]):
+    """How one RPC's JSON answer is checked; `tag` names the key a union of models keys on."""
+
+    def __init__(self, rpc: str, shape: Any, *, tag: str | None = None) -> None:
+        self.rpc = rpc
+        self.tag = tag
+        keyed: Any = shape if tag is None else Annotated[shape, Field(discriminator=tag)]
+        self._adapter: TypeAdapter[T] = TypeAdapter(keyed)
+
+    def parse(self, data: Any) -> T:
+        """The answer as its model; ContractError (fields, never values) for any other shape."""
+        try:
+            return self._adapter.validate_python(data)
+        except ValidationError as exc:
+            problems = [self._problem(error) for error in exc.errors(include_url=False)]
+        # Raised outside the except block: the ValidationError (it quotes the values) is
+        # neither the cause nor the context of the ContractError.
+        raise ContractError(self.rpc, _listed(problems))
+
+    def _problem(self, error: Any) -> str:
+        loc: tuple[int | str, ...] = tuple(error["loc"])
+        if self.tag is not None:  # a union keyed on `tag`: pydantic puts the matched tag first
+            loc = (self.tag,) if error["type"] in _TAG_ERRORS else loc[1:]
+        path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+        return f"{path.lstrip('.') or '(answer)'} ({error['type']})"
+
+
+def _listed(problems: list[str]) -> list[str]:
+    if len(problems) <= _MAX_LISTED:
+        return problems
+    return [*problems[:_MAX_LISTED], f"and {len(problems) - _MAX_LISTED} more"]
+
+
+NightlyClaim = NightlyOwned | NightlyCompleted | NightlyBusy
+SegmentClaim = SegmentClaimed | SegmentBusy | SegmentDuplicate | SegmentUnknown
+
+CLAIM_NIGHTLY_RUN: Answer[NightlyClaim] = Answer("claim_nightly_run", NightlyClaim, tag="outcome")
+CLAIM_CONTINUATION: Answer[SegmentClaim] = Answer("claim_continuation", SegmentClaim, tag="outcome")
+PROCESS_EXPIRY_BATCH: Answer[BatchFenced | BatchProcessed] = Answer(
+    "process_expiry_batch", BatchFenced | BatchProcessed, tag="fenced"
+)
+HANDOFF_RUN: Answer[Handoff] = Answer("handoff_run", Handoff)
+COMPLETE_RUN: Answer[CompletionFenced | RunFinished] = Answer(
+    "complete_run", CompletionFenced | RunFinished, tag="fenced"
+)
+GET_MISSED_AUTO_PAUSES: Answer[MissedAnswer] = Answer("get_missed_auto_pauses", MissedAnswer)
+UPSERT_CRON_AUDIT: Answer[AuditUpserted] = Answer("upsert_cron_audit", AuditUpserted)
+REMEDIATE_AUTO_PAUSES: Answer[RemediationAnswer] = Answer(
+    "remediate_auto_pauses", RemediationAnswer
+)
+LIST_CRON_AUDIT: Answer[tuple[AuditSummary, ...]] = Answer(
+    "list_cron_audit", tuple[AuditSummary, ...]
+)
+GET_CRON_AUDIT: Answer[AuditEntry | None] = Answer("get_cron_audit", AuditEntry | None)
+RESOLVE_CRON_AUDIT: Answer[Resolution] = Answer("resolve_cron_audit", Resolution)
+
+# Every RPC's answer, by name (the keys are RPC_SIGNATURES').
+ANSWERS: Mapping[str, Answer[Any]] = {
+    answer.rpc: answer
+    for answer in (
+        CLAIM_NIGHTLY_RUN,
+        CLAIM_CONTINUATION,
+        PROCESS_EXPIRY_BATCH,
+        HANDOFF_RUN,
+        COMPLETE_RUN,
+        GET_MISSED_AUTO_PAUSES,
+        UPSERT_CRON_AUDIT,
+        REMEDIATE_AUTO_PAUSES,
+        LIST_CRON_AUDIT,
+        GET_CRON_AUDIT,
+        RESOLVE_CRON_AUDIT,
+    )
+}

@@ -1,0 +1,396 @@
+"""The SQL contract against the database: the RPC signatures as pg_proc has them, every answer
+shape the SQL gives, and the privileges of the schema PostgREST exposes (only service_role,
+only what the job uses, nothing from the default privileges of a hosted Supabase project)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, get_args
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from certexpiry.contract import ANSWERS, RPC_SIGNATURES, AuditStatus
+from certexpiry.pg_store import PgTransport, as_api_role
+from certexpiry.store import AuditRow, RpcStore
+from certexpiry_ops import schema
+from certexpiry_ops.ops import OpsStore
+from tests.seeding import add_cert, add_mentor
+
+Conn = psycopg.Connection[Any]
+
+# PostgREST's db-schemas. Supabase exposes public (and graphql_public, which holds only
+# Supabase's own graphql() and is not part of this project; certexpiry is deliberately not).
+EXPOSED_SCHEMAS = ["public"]
+API_ROLES = ("anon", "authenticated", "service_role")
+PRIVILEGES_MIGRATION = "20261130000100_privileges.sql"
+
+# service_role's table privileges (supabase/migrations/20261130000100_privileges.sql): what
+# the SECURITY INVOKER functions of the SQL API do, plus the two named extras marked below.
+SERVICE_ROLE_TABLES = {
+    "peer_mentors": {"SELECT", "UPDATE"},
+    "certifications": {"SELECT", "UPDATE"},
+    "certification_idempotency_log": {"SELECT", "INSERT"},
+    "notification_outbox": {"INSERT"},
+    "cron_runs": {"SELECT", "INSERT", "UPDATE"},
+    "cron_audit_log": {"SELECT", "INSERT", "UPDATE"},
+}
+SERVICE_ROLE_COLUMNS: dict[tuple[str, str], set[str]] = {}
+
+_GRANTEE = "case when a.grantee = 0 then 'PUBLIC' else pg_get_userbyid(a.grantee) end"
+
+
+def _rows(db: Conn, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+    return db.execute(query, params).fetchall()
+
+
+def _functions(db: Conn) -> list[tuple[Any, ...]]:
+    return _rows(
+        db,
+        """
+        select p.proname, p.oid::regprocedure::text, coalesce(p.proargnames, '{}'),
+               array(select format_type(t.type, null)
+                     from unnest(p.proargtypes::oid[]) with ordinality t(type, n) order by n),
+               p.proargmodes, format_type(p.prorettype, null), p.proretset, p.prokind,
+               p.pronargs, p.pronargdefaults
+        from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+        where n.nspname = any (%s)
+        """,
+        (EXPOSED_SCHEMAS,),
+    )
+
+
+def _function_grant_problems(db: Conn) -> list[str]:
+    """Every function of the exposed schemas that anyone but service_role may execute, or
+    service_role may not."""
+    rows = _rows(
+        db,
+        f"""
+        select p.oid::regprocedure::text
+        from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+        where n.nspname = any (%s)
+          and (not has_function_privilege('service_role', p.oid, 'EXECUTE')
+               or has_function_privilege('anon', p.oid, 'EXECUTE')
+               or has_function_privilege('authenticated', p.oid, 'EXECUTE')
+               or exists (
+                   select 1
+                   from aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+                   where {_GRANTEE} not in (pg_get_userbyid(p.proowner), 'service_role')))
+        """,
+        (EXPOSED_SCHEMAS,),
+    )
+    return sorted(row[0] for row in rows)
+
+
+def _relation_grants(db: Conn, kinds: str) -> dict[str, dict[str, set[str]]]:
+    """relation -> grantee (not its owner) -> privileges, for these relkinds."""
+    grants: dict[str, dict[str, set[str]]] = {}
+    for name, grantee, privilege in _rows(
+        db,
+        f"""
+        select c.relname, {_GRANTEE}, a.privilege_type
+        from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        cross join lateral aclexplode(coalesce(
+            c.relacl,
+            acldefault((case when c.relkind = 'S' then 's' else 'r' end)::"char", c.relowner))) a
+        where n.nspname = any (%s) and c.relkind = any (%s) and a.grantee <> c.relowner
+        """,
+        (EXPOSED_SCHEMAS, list(kinds)),
+    ):
+        grants.setdefault(name, {}).setdefault(grantee, set()).add(privilege)
+    return grants
+
+
+def _relations(db: Conn, kinds: str) -> set[str]:
+    return {
+        row[0]
+        for row in _rows(
+            db,
+            "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+            "where n.nspname = any (%s) and c.relkind = any (%s)",
+            (EXPOSED_SCHEMAS, list(kinds)),
+        )
+    }
+
+
+def test_signatures_match_pg_proc(db: Conn) -> None:
+    """RPC_SIGNATURES is every function of the exposed schemas, argument for argument in order,
+    each with IN arguments only and one jsonb value as its answer."""
+    functions = _functions(db)
+    names = [row[0] for row in functions]
+    assert len(names) == len(set(names)), "an overloaded RPC: PostgREST cannot tell them apart"
+    in_database = {row[0]: list(zip(row[2], row[3], strict=True)) for row in functions}
+    in_contract = {name: list(args.items()) for name, args in RPC_SIGNATURES.items()}
+    assert in_database == in_contract
+    for name, _, _, _, modes, returns, returns_set, kind, _, _ in functions:
+        assert (modes, returns, returns_set, kind) == (None, "jsonb", False, "f"), name
+
+
+class _Recorded(Exception):
+    pass
+
+
+class _RecordingTransport:
+    def __init__(self) -> None:
+        self.sent: dict[str, set[str]] = {}
+
+    def call(self, operation: str, params: Any) -> Any:
+        self.sent[operation] = set(params)
+        raise _Recorded
+
+    def close(self) -> None:
+        pass
+
+
+RUN = uuid.uuid4()
+# Every call the job makes, one per RPC.
+JOB_CALLS: list[Callable[[RpcStore, OpsStore], object]] = [
+    lambda s, o: s.claim_nightly_run(RUN, "Europe/Oslo", 120),
+    lambda s, o: s.claim_continuation(RUN, 1, 120),
+    lambda s, o: s.process_batch(RUN, 0, None, 50, [30, 7, 1], 120),
+    lambda s, o: s.handoff(RUN, 0, 120),
+    lambda s, o: s.complete(RUN, 0),
+    lambda s, o: s.missed_auto_pauses("Europe/Oslo", None),
+    lambda s, o: s.upsert_audit(AuditRow(RUN, 0, [], "completed", None, 1, {}, 1)),
+    lambda s, o: s.remediate(RUN, [], "Europe/Oslo"),
+    lambda s, o: o.list_audit(),
+    lambda s, o: o.get_audit(RUN),
+    lambda s, o: o.resolve_audit(RUN),
+]
+
+
+def test_arguments_the_job_omits_have_sql_defaults(db: Conn) -> None:
+    """Both adapters send only the arguments the job names; every other one has a default."""
+    transport = _RecordingTransport()
+    for call in JOB_CALLS:
+        with pytest.raises(_Recorded):
+            call(RpcStore(transport), OpsStore(transport))
+    assert set(transport.sent) == set(RPC_SIGNATURES)
+    for name, _, args, _, _, _, _, _, count, defaults in _functions(db):
+        omitted = [i for i, arg in enumerate(args) if arg not in transport.sent[name]]
+        assert all(i >= count - defaults for i in omitted), (name, omitted)
+
+
+@pytest.fixture
+def pg(database_url: str) -> Iterator[PgTransport]:
+    transport = PgTransport(database_url)
+    yield transport
+    transport.close()
+
+
+def test_every_answer_shape_the_sql_gives_parses(db: Conn, pg: PgTransport) -> None:
+    """Each outcome of each RPC, produced on Postgres, fits the contract's models."""
+    mentor = add_mentor(db)
+    expired = add_cert(db, mentor, datetime.now(UTC).date() - timedelta(days=3))
+    now = datetime.now(UTC)
+    seen: dict[str, list[Any]] = {}
+
+    def call(rpc: str, **params: Any) -> Any:
+        answer = ANSWERS[rpc].parse(pg.call(rpc, params))
+        seen.setdefault(rpc, []).append(answer)
+        return answer
+
+    def claim(at: datetime, lease: int = 60) -> Any:
+        return call(
+            "claim_nightly_run",
+            p_run_id=str(uuid.uuid4()),
+            p_timezone="Europe/Oslo",
+            p_lease_seconds=lease,
+            p_now=at,
+        )
+
+    def continuation(run_id: Any, segment: int, at: datetime) -> Any:
+        return call(
+            "claim_continuation",
+            p_run_id=str(run_id),
+            p_segment=segment,
+            p_lease_seconds=60,
+            p_now=at,
+        )
+
+    run = claim(now)
+    assert run.outcome == "started" and claim(now).outcome == "busy"
+    assert claim(now + timedelta(seconds=61)).outcome == "resumed"
+    assert continuation(uuid.uuid4(), 1, now).outcome == "unknown"
+    batch = call("process_expiry_batch", p_run_id=str(run.run_id), p_segment=0)
+    assert batch.fenced is True and batch.status == "running"  # segment 1 holds it now
+    assert call("process_expiry_batch", p_run_id=str(uuid.uuid4()), p_segment=0).segment is None
+    batch = call("process_expiry_batch", p_run_id=str(run.run_id), p_segment=1, p_limit=1)
+    assert batch.fenced is False and batch.counts["certifications_paused"] == 1
+    assert call("handoff_run", p_run_id=str(run.run_id), p_segment=0).fenced is True
+    assert call("handoff_run", p_run_id=str(run.run_id), p_segment=1).fenced is False
+    assert continuation(run.run_id, 2, now).outcome == "claimed"
+    assert continuation(run.run_id, 2, now).outcome == "busy"
+    assert continuation(run.run_id, 1, now).outcome == "duplicate"
+    assert call("complete_run", p_run_id=str(run.run_id), p_segment=1).fenced is True
+    done = call("complete_run", p_run_id=str(run.run_id), p_segment=2)
+    assert done.fenced is False and done.totals["batches"] == 1
+    assert claim(now + timedelta(seconds=200)).outcome == "completed"
+    missed = call("get_missed_auto_pauses", p_timezone="Europe/Oslo", p_today=None)
+    assert missed.missed_pause_count == 0
+    call(
+        "upsert_cron_audit",
+        p_run_id=str(run.run_id),
+        p_missed_pause_count=1,
+        p_missed_ids=[str(expired)],
+        p_status="completed",
+        p_nightly_key=run.today,
+        p_segments=3,
+        p_totals=dict(done.totals),
+        p_duration_ms=5,
+    )
+    remediation = call(
+        "remediate_auto_pauses",
+        p_run_id=str(run.run_id),
+        p_certification_ids=[str(expired)],
+        p_timezone="Europe/Oslo",
+    )
+    assert remediation.counts["certifications_paused"] == 0  # already paused by the batch
+    assert [e.run_id for e in call("list_cron_audit", p_limit=5)] == [run.run_id]
+    assert call("get_cron_audit", p_run_id=str(run.run_id)).totals == done.totals
+    assert call("get_cron_audit", p_run_id=str(uuid.uuid4())) is None
+    assert call("resolve_cron_audit", p_run_id=str(run.run_id), p_force=False).resolved
+    assert not call("resolve_cron_audit", p_run_id=str(uuid.uuid4()), p_force=False).found
+    assert set(seen) == set(RPC_SIGNATURES)
+
+
+def test_every_function_is_executable_by_service_role_only(db: Conn) -> None:
+    """service_role may execute each function of the exposed schemas; anon, authenticated and
+    PUBLIC may execute none (a new function that forgets its revoke fails here)."""
+    assert _functions(db)
+    assert _function_grant_problems(db) == []
+
+
+def test_a_function_that_forgets_its_revoke_is_caught(db: Conn) -> None:
+    """The check above is not vacuous: a function created the way a careless migration would
+    (PUBLIC keeps Postgres' default EXECUTE) is reported."""
+    db.execute(
+        "create function public.careless() returns jsonb language sql as 'select null::jsonb'"
+    )
+    assert _function_grant_problems(db) == ["careless()"]
+
+
+def test_table_privileges_are_what_the_job_uses(db: Conn) -> None:
+    """service_role holds exactly its listed privileges on each table of the exposed schemas;
+    no one else (anon, authenticated, PUBLIC) holds any, not even on a column."""
+    tables = _relations(db, "rpvmf")
+    assert tables == set(SERVICE_ROLE_TABLES), "a new table needs its privileges decided"
+    grants = _relation_grants(db, "rpvmf")
+    assert grants == {table: {"service_role": p} for table, p in SERVICE_ROLE_TABLES.items()}
+    columns = _rows(
+        db,
+        f"""
+        select c.relname, t.attname, {_GRANTEE}, a.privilege_type
+        from pg_attribute t join pg_class c on c.oid = t.attrelid
+        join pg_namespace n on n.oid = c.relnamespace
+        cross join lateral aclexplode(t.attacl) a
+        where n.nspname = any (%s) and t.attacl is not null
+        """,
+        (EXPOSED_SCHEMAS,),
+    )
+    by_column: dict[tuple[str, str], dict[str, set[str]]] = {}
+    for table, column, grantee, privilege in columns:
+        by_column.setdefault((table, column), {}).setdefault(grantee, set()).add(privilege)
+    assert by_column == {key: {"service_role": p} for key, p in SERVICE_ROLE_COLUMNS.items()}
+
+
+def test_no_one_may_delete_or_truncate(db: Conn) -> None:
+    """No API role may DELETE (audit rows are never deleted) or TRUNCATE anything."""
+    for table in _relations(db, "rpvmf"):
+        for role in API_ROLES:
+            assert db.execute(
+                "select has_table_privilege(%s, %s, 'DELETE, TRUNCATE')",
+                (role, f"public.{table}"),
+            ).fetchone() == (False,), (role, table)
+
+
+def test_sequences_are_revoked_from_the_api_roles(db: Conn) -> None:
+    """No grant on any sequence (the identity column needs none to insert)."""
+    assert _relations(db, "S") == {"notification_outbox_id_seq"}
+    assert _relation_grants(db, "S") == {}
+
+
+def test_anon_cannot_move_the_outbox_sequence(db: Conn) -> None:
+    """`set role anon; select setval(...)` succeeded with the hosted default privileges."""
+    with (
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+        as_api_role(db, "anon", {"role": "anon"}),
+    ):
+        db.execute("select setval('public.notification_outbox_id_seq', 1)")
+
+
+def test_new_objects_get_nothing_from_default_privileges(db: Conn) -> None:
+    """The hosted defaults are revoked: a table, sequence or function created later in public
+    by the migration role grants the API roles nothing (PUBLIC's built-in EXECUTE aside)."""
+    assert (
+        _rows(
+            db,
+            f"""
+        select pg_get_userbyid(d.defaclrole), d.defaclobjtype, {_GRANTEE}, a.privilege_type
+        from pg_default_acl d cross join lateral aclexplode(d.defaclacl) a
+        where d.defaclnamespace = any (select oid from pg_namespace where nspname = any (%s))
+          and {_GRANTEE} in ('anon', 'authenticated', 'service_role')
+        """,
+            (EXPOSED_SCHEMAS,),
+        )
+        == []
+    )
+    db.execute("create table public.probe (id int); create sequence public.probe_seq")
+    db.execute("create function public.probe_fn() returns int language sql as 'select 1'")
+    grants = _relation_grants(db, "rS")
+    assert "probe" not in grants and "probe_seq" not in grants
+    # The function keeps only Postgres' built-in EXECUTE for PUBLIC (no explicit ACL), which
+    # the function check reports (test_a_function_that_forgets_its_revoke_is_caught).
+    acl = db.execute("select proacl from pg_proc where proname = 'probe_fn'").fetchone()
+    assert acl == (None,)
+
+
+def _anon_setval(conn: Conn) -> bool:
+    try:
+        with as_api_role(conn, "anon", {"role": "anon"}):
+            conn.execute("select setval('public.notification_outbox_id_seq', 1)")
+    except psycopg.errors.InsufficientPrivilege:
+        return False
+    return True
+
+
+def test_the_privileges_migration_closes_what_hosted_defaults_open(pg_admin_url: str) -> None:
+    """On a database with the hosted default privileges (supabase/local/bootstrap.sql), the
+    earlier migrations leave the outbox sequence to anon; this migration takes it back."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    try:
+        with psycopg.connect(make_conninfo(pg_admin_url, dbname=name), autocommit=True) as conn:
+            conn.execute(schema.BOOTSTRAP.read_text())
+            migrations = schema.migration_files()
+            assert migrations[-1].name == PRIVILEGES_MIGRATION
+            for path in migrations[:-1]:
+                conn.execute(path.read_text())
+            assert _anon_setval(conn)
+            conn.execute(migrations[-1].read_text())
+            assert not _anon_setval(conn)
+            assert _function_grant_problems(conn) == []
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+            )
+
+
+@pytest.mark.parametrize("status", [*get_args(AuditStatus), "bogus"])
+def test_audit_status_check_matches_the_contract(db: Conn, status: str) -> None:
+    """cron_audit_log.status takes exactly the contract's AuditStatus values."""
+    insert = (
+        "insert into public.cron_audit_log (run_id, run_at, missed_pause_count, missed_ids, "
+        "status) values (gen_random_uuid(), now(), 0, '[]', %s)"
+    )
+    if status in get_args(AuditStatus):
+        db.execute(insert, (status,))
+    else:
+        with pytest.raises(psycopg.errors.CheckViolation):
+            db.execute(insert, (status,))

@@ -1,0 +1,391 @@
+"""The typed SQL contract without a database: every RPC's answer through RpcStore or OpsStore,
+from a hand-written transport. A renamed key or an unknown outcome is a ContractError that names
+the RPC and the field, never the value."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pytest
+
+from certexpiry.codes import Code
+from certexpiry.contract import ANSWERS, COUNT_KEYS, RPC_SIGNATURES, Counts
+from certexpiry.errors import ContractError, StoreError
+from certexpiry.messages import PUBSUB_EVENT_TYPE
+from certexpiry.settings import Settings
+from certexpiry.store import AuditRow, RpcStore
+from certexpiry.sweep import Job, Outcome, handle_event
+from certexpiry_ops.fakes import FakeStore, InMemoryPublisher
+from certexpiry_ops.local import LOCAL_TOPIC, pubsub_event_data
+from certexpiry_ops.ops import OpsStore
+from tests.logcapture import CapturedLog
+
+RUN, CERT, MENTOR, CURSOR = (str(uuid.uuid4()) for _ in range(4))
+AT = "2026-11-28T02:00:00.123456+01:00"
+TOTALS = {key: 1 for key in COUNT_KEYS}
+FAILURE = {
+    "certification_id": CERT,
+    "peer_mentor_id": MENTOR,
+    "operation": "auto_pause",
+    "sqlstate": "P0001",
+    "message": "refused",
+}
+ROW = {
+    "run_id": RUN,
+    "run_at": AT,
+    "nightly_key": "2026-11-28",
+    "status": "completed",
+    "segments": 2,
+    "missed_pause_count": 1,
+    "resolved": False,
+    "resolved_at": None,
+    "duration_ms": 1234,
+    "totals": TOTALS,
+    "updated_at": AT,
+}
+PII = "Kari Nordmann 01017012345"
+
+# One answer of each RPC, key for key as its SQL function builds it.
+VALID: dict[str, Any] = {
+    "claim_nightly_run": {
+        "outcome": "started",
+        "run_id": RUN,
+        "segment": 0,
+        "cursor": None,
+        "today": "2026-11-28",
+        "abandoned": [str(uuid.uuid4())],
+        "totals": {},
+        "started_at": AT,
+    },
+    "claim_continuation": {
+        "outcome": "duplicate",
+        "run_id": RUN,
+        "segment": 3,
+        "status": "completed",
+    },
+    "process_expiry_batch": {
+        **TOTALS,
+        "fenced": False,
+        "next_cursor": CURSOR,
+        "done": True,
+        "failures_detail": [FAILURE],
+        "run_totals": TOTALS,
+    },
+    "handoff_run": {"fenced": False, "cursor": CURSOR, "segment": 1},
+    "complete_run": {
+        "fenced": False,
+        "totals": TOTALS,
+        "segments": 2,
+        "started_at": AT,
+        "finished_at": AT,
+        "nightly_key": "2026-11-28",
+    },
+    "get_missed_auto_pauses": {
+        "missed_pause_count": 1,
+        "missed_ids": [CERT],
+        "today": "2026-11-28",
+    },
+    "upsert_cron_audit": {"run_id": RUN, "missed_pause_count": 1, "resolved": False},
+    "remediate_auto_pauses": {
+        "certifications_paused": 1,
+        "mentors_paused": 1,
+        "notices_queued": 1,
+        "reminders_queued": 0,
+        "reminders_superseded": 0,
+        "failures": 1,
+        "failures_detail": [FAILURE],
+    },
+    "list_cron_audit": [ROW],
+    "get_cron_audit": {**ROW, "missed_ids": [CERT], "still_missed": [CERT]},
+    "resolve_cron_audit": {
+        "found": True,
+        "resolved": False,
+        "refused": True,
+        "forced": False,
+        "still_missed": [CERT],
+        "resolved_at": None,
+    },
+}
+
+AUDIT = AuditRow(uuid.UUID(RUN), 0, [], "completed", None, 1, Counts(), 10)
+# How the job calls each RPC.
+CALLS: dict[str, Callable[[RpcStore, OpsStore], object]] = {
+    "claim_nightly_run": lambda s, o: s.claim_nightly_run(uuid.UUID(RUN), "Europe/Oslo", 120),
+    "claim_continuation": lambda s, o: s.claim_continuation(uuid.UUID(RUN), 3, 120),
+    "process_expiry_batch": lambda s, o: s.process_batch(uuid.UUID(RUN), 0, None, 50, [7], 120),
+    "handoff_run": lambda s, o: s.handoff(uuid.UUID(RUN), 0, 120),
+    "complete_run": lambda s, o: s.complete(uuid.UUID(RUN), 1),
+    "get_missed_auto_pauses": lambda s, o: s.missed_auto_pauses("Europe/Oslo", None),
+    "upsert_cron_audit": lambda s, o: s.upsert_audit(AUDIT),
+    "remediate_auto_pauses": lambda s, o: s.remediate(uuid.UUID(RUN), [CERT], "Europe/Oslo"),
+    "list_cron_audit": lambda s, o: o.list_audit(5),
+    "get_cron_audit": lambda s, o: o.get_audit(uuid.UUID(RUN)),
+    "resolve_cron_audit": lambda s, o: o.resolve_audit(uuid.UUID(RUN)),
+}
+
+# (RPC, path to a key, its new name): a renamed key, the motivating bug of `.get(k) or 0`.
+RENAMES = [
+    ("claim_nightly_run", ("run_id",), "runid"),
+    ("claim_continuation", ("segment",), "segment_no"),
+    ("process_expiry_batch", ("reminders_queued",), "reminders_sent"),
+    ("process_expiry_batch", ("run_totals", "mentors"), "mentor_count"),
+    ("process_expiry_batch", ("failures_detail", 0, "sqlstate"), "code"),
+    ("handoff_run", ("fenced",), "is_fenced"),
+    ("complete_run", ("totals",), "run_totals"),
+    ("get_missed_auto_pauses", ("missed_ids",), "ids"),
+    ("upsert_cron_audit", ("resolved",), "is_resolved"),
+    ("remediate_auto_pauses", ("certifications_paused",), "paused"),
+    ("list_cron_audit", (0, "missed_pause_count"), "missed"),
+    ("get_cron_audit", ("still_missed",), "still"),
+    ("resolve_cron_audit", ("refused",), "rejected"),
+]
+
+# (RPC, path, a value outside its Literal, the field path the error names).
+UNKNOWN = [
+    ("claim_nightly_run", ("outcome",), "claimed", "outcome (union_tag_invalid)"),
+    ("claim_continuation", ("outcome",), "resumed", "outcome (union_tag_invalid)"),
+    ("claim_continuation", ("status",), "paused", "status (literal_error)"),
+    (
+        "process_expiry_batch",
+        ("failures_detail", 0, "operation"),
+        "delete",
+        "failures_detail[0].operation (literal_error)",
+    ),
+    (
+        "remediate_auto_pauses",
+        ("failures_detail", 0, "operation"),
+        "delete",
+        "failures_detail[0].operation (literal_error)",
+    ),
+    ("list_cron_audit", (0, "status"), "exploded", "[0].status (literal_error)"),
+    ("get_cron_audit", ("status",), "exploded", "status (literal_error)"),
+]
+
+# RPCs without an outcome or status: the closest thing, a flag that is not a boolean.
+NOT_A_FLAG = [
+    ("process_expiry_batch", ("fenced",), "fenced (union_tag_invalid)"),
+    ("handoff_run", ("fenced",), "fenced (bool_type)"),
+    ("complete_run", ("fenced",), "fenced (union_tag_invalid)"),
+    ("get_missed_auto_pauses", ("missed_pause_count",), "missed_pause_count (int_type)"),
+    ("upsert_cron_audit", ("resolved",), "resolved (bool_type)"),
+    ("resolve_cron_audit", ("found",), "found (bool_type)"),
+]
+
+
+class CannedTransport:
+    """Answers each RPC with a copy of a scripted JSON value and records the parameters."""
+
+    def __init__(self, answers: Mapping[str, Any]) -> None:
+        self.answers = answers
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def call(self, operation: str, params: Mapping[str, Any]) -> Any:
+        self.calls.append((operation, dict(params)))
+        return copy.deepcopy(self.answers[operation])
+
+    def close(self) -> None:
+        pass
+
+
+def _call(rpc: str, answer: Any) -> CannedTransport:
+    transport = CannedTransport({rpc: answer})
+    CALLS[rpc](RpcStore(transport), OpsStore(transport))
+    return transport
+
+
+def _edited(rpc: str, path: tuple[int | str, ...], edit: Callable[[Any, Any], None]) -> Any:
+    answer = copy.deepcopy(VALID[rpc])
+    parent = answer
+    for part in path[:-1]:
+        parent = parent[part]
+    edit(parent, path[-1])
+    return answer
+
+
+def _contract_error(rpc: str, answer: Any) -> ContractError:
+    with pytest.raises(ContractError) as caught:
+        _call(rpc, answer)
+    error = caught.value
+    assert error.operation == rpc
+    assert str(error).startswith(f"{rpc} answered outside the SQL contract: ")
+    return error
+
+
+def test_every_rpc_has_a_signature_an_answer_and_a_case_here() -> None:
+    """The contract lists each RPC once: signature, answer model, and these tests' cases."""
+    assert set(RPC_SIGNATURES) == set(ANSWERS) == set(VALID) == set(CALLS)
+    assert {rpc for rpc, _, _ in RENAMES} == set(RPC_SIGNATURES)
+    assert {rpc for rpc, *_ in UNKNOWN} | {rpc for rpc, *_ in NOT_A_FLAG} == set(RPC_SIGNATURES)
+
+
+@pytest.mark.parametrize("rpc", sorted(VALID))
+def test_each_valid_answer_parses_and_the_call_names_known_arguments(rpc: str) -> None:
+    """The scripted answers are valid; the job names only arguments of the signature."""
+    ((operation, params),) = _call(rpc, VALID[rpc]).calls
+    assert operation == rpc and set(params) <= set(RPC_SIGNATURES[rpc])
+
+
+@pytest.mark.parametrize(("rpc", "path", "new"), RENAMES, ids=lambda v: str(v))
+def test_a_renamed_key_is_a_contract_error(rpc: str, path: tuple[Any, ...], new: str) -> None:
+    """A renamed key is reported where it is (extra) and, if required, where it is missing."""
+
+    def rename(parent: Any, key: Any) -> None:
+        parent[new] = parent.pop(key)
+
+    error = _contract_error(rpc, _edited(rpc, path, rename))
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path[:-1]).lstrip(".")
+    prefix = f"{where}." if where else ""
+    assert f"{prefix}{new} (extra_forbidden)" in error.fields
+    if path[-1] not in COUNT_KEYS:  # a count may be absent (it is 0); any other key is due
+        assert f"{prefix}{path[-1]} (missing)" in error.fields
+
+
+@pytest.mark.parametrize(("rpc", "path", "value", "field"), UNKNOWN, ids=lambda v: str(v))
+def test_an_unknown_outcome_or_status_is_a_contract_error(
+    rpc: str, path: tuple[Any, ...], value: str, field: str
+) -> None:
+    """A value outside the Literal (e.g. claim_continuation's `claimed` answering the nightly
+    claim, which the sweep once took for RUN_RESUMED) fails loudly, naming the field."""
+
+    def replace(parent: Any, key: Any) -> None:
+        parent[key] = value
+
+    error = _contract_error(rpc, _edited(rpc, path, replace))
+    assert field in error.fields and value not in str(error)
+
+
+@pytest.mark.parametrize(("rpc", "path", "field"), NOT_A_FLAG, ids=lambda v: str(v))
+def test_a_mistyped_value_is_named_but_never_shown(
+    rpc: str, path: tuple[Any, ...], field: str
+) -> None:
+    """Personal data in the wrong place is reported by field path only: not in the message, the
+    log context, nor a chained exception (pydantic's own error quotes the input)."""
+
+    def replace(parent: Any, key: Any) -> None:
+        parent[key] = PII
+
+    error = _contract_error(rpc, _edited(rpc, path, replace))
+    assert field in error.fields
+    shown = [str(error), repr(error), *map(str, error.log_context().values())]
+    assert not any(part in text for text in shown for part in PII.split())
+    assert error.__cause__ is None and error.__context__ is None
+
+
+def test_the_contract_error_is_a_permanent_store_error() -> None:
+    """A contract violation is a StoreError the sweep acknowledges (a retry gets the same
+    answer), catalogued as DB_OPERATION_FAILED with the RPC and the fields in its context."""
+    error = _contract_error("handoff_run", {"fenced": False, "segment": 1})
+    assert isinstance(error, StoreError) and not error.transient
+    assert error.code is Code.DB_OPERATION_FAILED
+    assert error.log_context() == {
+        "operation": "handoff_run",
+        "details": "answer outside the SQL contract: cursor (missing)",
+    }
+
+
+def test_an_answer_that_is_not_an_object_is_a_contract_error() -> None:
+    """null where an object is due names the whole answer."""
+    assert _contract_error("get_missed_auto_pauses", None).fields == ("(answer) (model_type)",)
+
+
+def test_counts_absent_keys_are_zero_but_nulls_and_negatives_are_errors() -> None:
+    """Absent counts are 0, as certexpiry.sum_counts adds them; null, negative, fractional,
+    boolean or textual counts are errors."""
+    batch = dict(VALID["process_expiry_batch"])
+    for key in ("reminders_queued", "reminders_superseded", "certifications_paused"):
+        del batch[key]
+    result = RpcStore(CannedTransport({"process_expiry_batch": batch})).process_batch(
+        uuid.UUID(RUN), 0, None, 50, [7], 120
+    )
+    assert result.counts["reminders_queued"] == 0 and result.counts["mentors"] == 1
+    for bad in (None, -1, 1.5, True, "3"):
+        error = _contract_error("process_expiry_batch", {**batch, "mentors": bad})
+        assert error.fields[0].startswith("mentors (")
+
+
+def test_counts_are_one_read_only_mapping_of_every_key() -> None:
+    """Counts is the Mapping the sweep, the console and the demo read counts through."""
+    counts = Counts(mentors=2, batches=1)
+    assert tuple(counts) == COUNT_KEYS and len(counts) == len(COUNT_KEYS)
+    assert dict(counts)["mentors"] == 2 and counts.get("failures") == 0
+    assert "mentors" in counts and "unknown" not in counts and counts.get("unknown") is None
+    with pytest.raises(KeyError):
+        counts["unknown"]
+    assert counts == Counts(mentors=2, batches=1) and hash(counts) == hash(Counts(**counts))
+
+
+def test_claims_keep_what_each_outcome_carries() -> None:
+    """A started run carries its cursor, totals and abandoned runs; a duplicate only its ids."""
+    started = _call("claim_nightly_run", VALID["claim_nightly_run"])
+    claim = RpcStore(started).claim_nightly_run(uuid.UUID(RUN), "Europe/Oslo", 120)
+    assert claim.outcome == "started" and claim.owns_run and claim.totals == Counts()
+    assert [str(run) for run in claim.abandoned] == VALID["claim_nightly_run"]["abandoned"]
+    duplicate = RpcStore(CannedTransport(VALID)).claim_continuation(uuid.UUID(RUN), 3, 120)
+    assert duplicate.outcome == "duplicate" and not duplicate.owns_run
+    assert duplicate.today is None and duplicate.cursor is None and duplicate.abandoned == ()
+
+
+def test_fenced_answers_carry_no_counts() -> None:
+    """A fenced batch or completion (every other key null) is read as fenced."""
+    store = RpcStore(
+        CannedTransport(
+            {
+                "process_expiry_batch": {"fenced": True, "segment": None, "status": None},
+                "complete_run": {
+                    "fenced": True,
+                    "totals": None,
+                    "segments": None,
+                    "started_at": None,
+                    "finished_at": None,
+                    "nightly_key": None,
+                },
+            }
+        )
+    )
+    batch = store.process_batch(uuid.UUID(RUN), 0, uuid.UUID(CURSOR), 50, [7], 120)
+    assert batch.fenced and batch.next_cursor == uuid.UUID(CURSOR)
+    assert not any(batch.counts.values())
+    assert store.complete(uuid.UUID(RUN), 0).fenced
+    with pytest.raises(ContractError, match=r"totals \(none_required\)"):
+        RpcStore(
+            CannedTransport(
+                {"complete_run": {**VALID["complete_run"], "fenced": True, "segments": None}}
+            )
+        ).complete(uuid.UUID(RUN), 0)
+
+
+def _job(store: Any, log: CapturedLog) -> Job:
+    return Job(
+        settings=Settings(continuation_topic=LOCAL_TOPIC),
+        store=store,
+        publisher=InMemoryPublisher(),
+        log=log.logger,
+    )
+
+
+NIGHTLY = pubsub_event_data(b'{"kind": "nightly"}', message_id="msg-1")
+
+
+def test_the_sweep_stops_on_an_answer_outside_the_contract() -> None:
+    """A nightly claim answered with another RPC's outcome is an ERROR and an ACK, never a
+    RUN_RESUMED, and the offending value does not reach the log."""
+    answer = {**VALID["claim_nightly_run"], "outcome": "claimed", "cursor": PII}
+    log = CapturedLog()
+    store = RpcStore(CannedTransport({"claim_nightly_run": answer}))
+    assert handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    (entry,) = log.entries
+    assert entry["error_code"] == "DB_OPERATION_FAILED" and entry["severity"] == "ERROR"
+    assert entry["context"]["operation"] == "claim_nightly_run"
+    assert "outcome (union_tag_invalid)" in entry["context"]["details"]
+    assert not any(part in line for line in log.raw_lines for part in PII.split())
+
+
+def test_the_sweep_never_takes_another_outcome_for_resumed() -> None:
+    """Even from a store that skips the contract, only `resumed` is logged as RUN_RESUMED."""
+    log = CapturedLog()
+    handle_event(_job(FakeStore(claim_outcome="claimed"), log), PUBSUB_EVENT_TYPE, NIGHTLY)
+    assert log.codes() == ["DB_OPERATION_FAILED"]
+    assert log.entries[0]["context"]["details"].endswith("outcome (literal_error)")
