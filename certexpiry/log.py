@@ -158,21 +158,21 @@ class JsonLogger(_LineBuilder):
 
     def debug(self, code: Code, message: str, **context: object) -> None:
         """Log a DEBUG entry."""
-        self._log(Severity.DEBUG, code, message, context, None, sys._getframe(1))
+        self._log(Severity.DEBUG, code, message, context, None, sys._getframe(1))  # noqa: SLF001  # CPython's public-by-convention frame accessor
 
     def info(self, code: Code, message: str, **context: object) -> None:
         """Log an INFO entry."""
-        self._log(Severity.INFO, code, message, context, None, sys._getframe(1))
+        self._log(Severity.INFO, code, message, context, None, sys._getframe(1))  # noqa: SLF001  # CPython's public-by-convention frame accessor
 
     def warning(self, code: Code, message: str, **context: object) -> None:
         """Log a WARNING entry."""
-        self._log(Severity.WARNING, code, message, context, None, sys._getframe(1))
+        self._log(Severity.WARNING, code, message, context, None, sys._getframe(1))  # noqa: SLF001  # CPython's public-by-convention frame accessor
 
     def error(
         self, code: Code, message: str, *, exc: BaseException | None = None, **context: object
     ) -> None:
         """Log an ERROR entry (Error Reporting); ``exc`` adds its sanitised stack_trace."""
-        self._log(Severity.ERROR, code, message, context, exc, sys._getframe(1))
+        self._log(Severity.ERROR, code, message, context, exc, sys._getframe(1))  # noqa: SLF001  # CPython's public-by-convention frame accessor
 
     def log(
         self,
@@ -185,7 +185,7 @@ class JsonLogger(_LineBuilder):
     ) -> None:
         """Log at ``severity``, by default the code's severity in the catalogue."""
         chosen = CATALOGUE[code].severity if severity is None else severity
-        self._log(chosen, code, message, context, exc, sys._getframe(1))
+        self._log(chosen, code, message, context, exc, sys._getframe(1))  # noqa: SLF001  # CPython's public-by-convention frame accessor
 
     # -- building lines ---------------------------------------------------------------
 

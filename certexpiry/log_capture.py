@@ -82,7 +82,7 @@ class _JsonHandler(logging.Handler):
         elif record.stack_info:
             stack = record.stack_info
         where = _where(str(record.pathname), record.lineno or 0, record.funcName or "<unknown>")
-        self._installation.logger._log(
+        self._installation.logger._log(  # noqa: SLF001  # the logger's own entry point, shared by its modules
             _severity_for(record.levelno),
             Code.LIBRARY_LOG,
             message,
@@ -195,14 +195,14 @@ class _CapturedStream(io.TextIOBase):
         if line.startswith("Traceback (most recent call last):"):
             self._traceback = [line]
         elif line.strip():
-            self._installation.logger._log(
+            self._installation.logger._log(  # noqa: SLF001  # the logger's own entry point, shared by its modules
                 self._severity, Code.LIBRARY_LOG, _unwrap(line), {"logger": self._name}, None, None
             )
 
     def _emit_traceback(self) -> None:
         group = self._traceback or []
         self._traceback = None
-        self._installation.logger._log(
+        self._installation.logger._log(  # noqa: SLF001  # the logger's own entry point, shared by its modules
             Severity.ERROR,
             Code.UNEXPECTED_EXCEPTION,
             group[-1],
@@ -301,7 +301,7 @@ class _Installation:
         except Exception:  # noqa: BLE001  # keep at least the type
             stack = f"{exc_type.__name__}\n"
         described = _describe(exc_value) if exc_value is not None else exc_type.__name__
-        self.logger._log(
+        self.logger._log(  # noqa: SLF001  # the logger's own entry point, shared by its modules
             Severity.ERROR,
             Code.UNEXPECTED_EXCEPTION,
             f"{prefix}: {described}",

@@ -221,12 +221,9 @@ def _uuid(rng: random.Random) -> uuid.UUID:
     return uuid.UUID(int=rng.getrandbits(128), version=4)
 
 
-def generate(
-    mentors: int = DEFAULT_MENTORS, seed: int = DEFAULT_SEED, today: date | None = None
-) -> Organisation:
+def generate(mentors: int, seed: int, today: date) -> Organisation:
     """The organisation for `mentors` peer mentors, reproducible from `seed` and `today`."""
-    today = today or date.today()
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311  # reproducible fake people, not secrets
     org = Organisation()
     taken_ids: set[str] = set()
     taken_emails: set[str] = set()
@@ -306,7 +303,7 @@ def seed(
     *,
     mentors: int = DEFAULT_MENTORS,
     seed: int = DEFAULT_SEED,
-    today: date | None = None,
+    today: date,
     outage_days: int = DEFAULT_OUTAGE_DAYS,
 ) -> SeedReport:
     """Insert the organisation and run the SQL rules for its earlier nights, then ANALYZE.
@@ -319,7 +316,6 @@ def seed(
     if not 0 <= outage_days <= MAX_OUTAGE_DAYS:
         raise ValueError(f"outage_days must be between 0 and {MAX_OUTAGE_DAYS}")
     started = time.monotonic()
-    today = today or date.today()
     org = generate(mentors, seed, today)
     with_phone = _has_column(conn, "peer_mentors", "phone")  # stored where the schema has it
     columns = [f.name for f in fields(Mentor) if with_phone or f.name != "phone"]

@@ -58,7 +58,7 @@ def start(data_dir: str | Path | None = None) -> EmbeddedPostgres:
     try:
         from pgserver import get_server  # type: ignore[attr-defined]  # re-exported, no __all__
     except ImportError:
-        return _start_from_path(path)
+        return start_from_path(path)
     server = get_server(path, cleanup_mode="stop")
     return EmbeddedPostgres(data_dir=path, uri=str(server.get_uri()), _server=server)
 
@@ -84,7 +84,7 @@ def _as_server_user(path: Path) -> list[str]:
     return ["runuser", "-u", SERVER_USER, "--"]
 
 
-def _start_from_path(path: Path) -> EmbeddedPostgres:
+def start_from_path(path: Path) -> EmbeddedPostgres:
     """Fallback for Pythons without a pgserver wheel: initdb + pg_ctl from PATH."""
     initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
     if initdb is None or pg_ctl is None:

@@ -106,7 +106,8 @@ class FunctionProcess:
         raise RuntimeError("functions-framework did not start listening in time")
 
     def _read(self, name: str, stream: IO[str] | None) -> None:
-        assert stream is not None
+        if stream is None:  # Popen was given PIPE for both streams
+            return
         for line in stream:
             line = line.rstrip("\n")
             self.lines.append((name, line))

@@ -70,7 +70,8 @@ def cmd_remediate(args: argparse.Namespace, cli_io: CliIO) -> int:
 
 
 def _drop_demo_trigger(target: Target, console: Console) -> None:
-    assert target.conninfo is not None
+    if target.conninfo is None:
+        raise UsageError("--drop-demo-trigger needs a direct Postgres connection: set DATABASE_URL")
     if not demo_seed.is_local(target.conninfo):
         raise UsageError("--drop-demo-trigger only works on a local database")
     with psycopg.connect(target.conninfo, autocommit=True) as conn:

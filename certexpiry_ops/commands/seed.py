@@ -29,7 +29,8 @@ def cmd_seed(args: argparse.Namespace, cli_io: CliIO) -> int:
             "you really mean to write generated people into it"
         )
     with open_target(args, direct=True) as target:
-        assert target.conninfo is not None
+        if target.conninfo is None:  # open_target(direct=True) refuses Supabase's HTTP API
+            raise UsageError("`seed` needs a direct Postgres connection: set DATABASE_URL")
         with psycopg.connect(target.conninfo, autocommit=True) as conn:
             if not demo_seed.is_empty(conn):
                 raise UsageError(

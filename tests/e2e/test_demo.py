@@ -78,11 +78,13 @@ def test_demo_runs_to_the_end_and_again_idempotently(tmp_path: Path, org: OrgDay
     assert first.stderr == ""
     entries, summary = _split(first.stdout)
     codes = [entry["error_code"] for entry in entries]
-    assert codes[0] == "RUN_STARTED" and codes[-1] == "RUN_COMPLETED"
+    assert codes[0] == "RUN_STARTED"
+    assert codes[-1] == "RUN_COMPLETED"
     assert codes.count("CONTINUATION_PUBLISHED") >= 2  # the run continued itself over Pub/Sub
     assert "ERROR" not in {entry["severity"] for entry in entries}
     run_id = str(entries[-1]["cron_run_id"])
-    assert f"Run id         {run_id}" in summary and f"{MENTORS:,} mentors" in summary
+    assert f"Run id         {run_id}" in summary
+    assert f"{MENTORS:,} mentors" in summary
     assert "audit show" in summary
     output = first.stdout + first.stderr
     assert not [needle for needle in needles if needle in output]
@@ -91,7 +93,8 @@ def test_demo_runs_to_the_end_and_again_idempotently(tmp_path: Path, org: OrgDay
     assert second.returncode == 0, second.stderr[-2000:]
     entries, summary = _split(second.stdout)
     assert [entry["error_code"] for entry in entries] == ["DUPLICATE_DELIVERY"]
-    assert "nothing new was sent" in summary and run_id in summary
+    assert "nothing new was sent" in summary
+    assert run_id in summary
 
 
 def test_demo_with_failures_ends_with_missed_auto_pauses(tmp_path: Path, org: OrgDay) -> None:
@@ -103,7 +106,8 @@ def test_demo_with_failures_ends_with_missed_auto_pauses(tmp_path: Path, org: Or
     entries, summary = _split(done.stdout)
     failed = [e for e in entries if e["error_code"] == "DB_OPERATION_FAILED"]
     missed = [e for e in entries if e["error_code"] == "MISSED_AUTO_PAUSE"]
-    assert len(failed) == 2 and len(missed) == 1
+    assert len(failed) == 2
+    assert len(missed) == 1
     run_id = str(missed[0]["cron_run_id"])
     assert "Still missed   2 certifications" in summary
     assert f"remediate {run_id} --drop-demo-trigger" in summary

@@ -60,7 +60,8 @@ def test_chain_through_the_framework_and_fake_pubsub(
     assert statuses == [200] * segments  # no delivery refused
     assert segments >= 6  # one batch of 5 mentors per segment
     assert len(pubsub.messages) == segments - 1
-    assert duplicate.status == 200 and bad.status == 200
+    assert duplicate.status == 200
+    assert bad.status == 200
 
     entries = []
     for stream, line in function.lines:
@@ -69,7 +70,8 @@ def test_chain_through_the_framework_and_fake_pubsub(
     codes = [e["error_code"] for e in entries]
     assert codes.count("RUN_COMPLETED") == 1
     assert codes.count("CONTINUATION_PUBLISHED") == segments - 1
-    assert "INVALID_MESSAGE" in codes and "DUPLICATE_DELIVERY" in codes
+    assert "INVALID_MESSAGE" in codes
+    assert "DUPLICATE_DELIVERY" in codes
     run_ids = {
         e["cron_run_id"] for e in entries if e["error_code"] in ("BATCH_DONE", "RUN_COMPLETED")
     }

@@ -62,7 +62,7 @@ def invoke(*args: str, logging_client: Callable[[str | None], Any] | None = None
 
 
 @pytest.fixture
-def cli(database_url: str, org: OrgDay, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
+def cli(database_url: str, org: OrgDay, monkeypatch: pytest.MonkeyPatch) -> Cli:
     """The CLI pointed at the test's database through DATABASE_URL, in the organisation's zone,
     with small settings."""
     for name in ("SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY", "CONTINUATION_TOPIC"):
@@ -70,7 +70,7 @@ def cli(database_url: str, org: OrgDay, monkeypatch: pytest.MonkeyPatch) -> Iter
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("ORG_TIMEZONE", org.timezone)
     monkeypatch.setenv("BATCH_SIZE", "10")
-    yield invoke
+    return invoke
 
 
 def seed(db: Conn, org: OrgDay, mentors: int = 60, seed_value: int = 3) -> None:
@@ -124,18 +124,22 @@ def test_run_writes_json_lines_then_second_run_is_a_duplicate(
     first = cli("run")
     assert first.code == 0, first.err
     codes = first.codes()  # every stdout line parses as JSON
-    assert codes[0] == "RUN_STARTED" and codes[-1] == "RUN_COMPLETED"
-    assert codes.count("CONTINUATION_PUBLISHED") >= 1 and "MONITORING_CLEAN" in codes
+    assert codes[0] == "RUN_STARTED"
+    assert codes[-1] == "RUN_COMPLETED"
+    assert codes.count("CONTINUATION_PUBLISHED") >= 1
+    assert "MONITORING_CLEAN" in codes
     run_id = first.with_code("RUN_COMPLETED")[0]["cron_run_id"]
     audit = db.execute(
         "select segments, missed_pause_count from public.cron_audit_log where run_id = %s",
         (run_id,),
     ).fetchone()
-    assert audit is not None and audit[0] == codes.count("CONTINUATION_PUBLISHED") + 1
+    assert audit is not None
+    assert audit[0] == codes.count("CONTINUATION_PUBLISHED") + 1
     outbox = db.execute("select count(*) from public.notification_outbox").fetchone()
 
     second = cli("run")
-    assert second.code == 0 and second.codes() == ["DUPLICATE_DELIVERY"]
+    assert second.code == 0
+    assert second.codes() == ["DUPLICATE_DELIVERY"]
     assert db.execute("select count(*) from public.notification_outbox").fetchone() == outbox
 
 
@@ -144,8 +148,10 @@ def test_run_text_mode_prints_a_summary(cli: Cli, db: Conn, org: OrgDay) -> None
     seed(db, org, mentors=20)
     result = cli("run", "--format", "text")
     assert result.code == 0
-    assert "RUN_COMPLETED" in result.out and "completed: 1 segment(s)" in result.out
-    assert "missed auto-pauses now: 0" in result.out and "audit show" in result.out
+    assert "RUN_COMPLETED" in result.out
+    assert "completed: 1 segment(s)" in result.out
+    assert "missed auto-pauses now: 0" in result.out
+    assert "audit show" in result.out
 
 
 def test_remediation_walkthrough(cli: Cli, db: Conn, database_url: str, org: OrgDay) -> None:
@@ -162,16 +168,20 @@ def test_remediation_walkthrough(cli: Cli, db: Conn, database_url: str, org: Org
     assert f"python -m certexpiry remediate {run_id}" in missed["context"]["remediation"]
 
     check = cli("check")
-    assert check.code == 1 and check.codes() == ["MISSED_AUTO_PAUSE"]
+    assert check.code == 1
+    assert check.codes() == ["MISSED_AUTO_PAUSE"]
     assert sorted(check.entries[0]["context"]["missed_ids"]) == refused
     listing = cli("audit", "list", "--json")
-    assert listing.code == 0 and listing.entries[0]["run_id"] == run_id
+    assert listing.code == 0
+    assert listing.entries[0]["run_id"] == run_id
     assert listing.entries[0]["unresolved"] is True
     show = cli("audit", "show", run_id, "--json")
-    assert show.code == 1 and sorted(show.entries[0]["still_missed"]) == refused
+    assert show.code == 1
+    assert sorted(show.entries[0]["still_missed"]) == refused
 
     resolve = cli("audit", "resolve", run_id)
-    assert resolve.code == 1 and "refusing to resolve" in resolve.err
+    assert resolve.code == 1
+    assert "refusing to resolve" in resolve.err
     assert db.execute("select resolved from public.cron_audit_log").fetchone() == (False,)
 
     blocked = cli("remediate", run_id)  # the trigger still refuses: each ID reported, exit 1
@@ -186,7 +196,8 @@ def test_remediation_walkthrough(cli: Cli, db: Conn, database_url: str, org: Org
     assert fixed.code == 0, fixed.err
     assert fixed.codes() == ["REMEDIATION_DONE", "MONITORING_CLEAN"]
     done = fixed.with_code("REMEDIATION_DONE")[0]
-    assert done["cron_run_id"] == run_id and done["context"]["certifications_paused"] == 2
+    assert done["cron_run_id"] == run_id
+    assert done["context"]["certifications_paused"] == 2
     assert not demo_seed.has_refusal(db)
     records = db.execute(
         "select count(*) from public.certification_idempotency_log "
@@ -198,7 +209,8 @@ def test_remediation_walkthrough(cli: Cli, db: Conn, database_url: str, org: Org
     assert cli("check").codes() == ["MONITORING_CLEAN"]
     assert cli("audit", "show", run_id).code == 0
     resolved = cli("audit", "resolve", run_id, "--json")
-    assert resolved.code == 0 and resolved.entries[0]["resolved"] is True
+    assert resolved.code == 0
+    assert resolved.entries[0]["resolved"] is True
     row = db.execute("select resolved, resolved_at is not null from public.cron_audit_log")
     assert row.fetchone() == (True, True)
     again = cli("remediate", run_id)  # idempotent: nothing left to pause
@@ -214,9 +226,11 @@ def test_resolve_force_and_remediate_by_ids(
     refused = refuse_two(db, database_url, org)
     run_id = cli("run").with_code("MISSED_AUTO_PAUSE")[0]["cron_run_id"]
     forced = cli("audit", "resolve", run_id, "--force", "--format", "text")
-    assert forced.code == 0 and "Forced: 2 certification(s)" in forced.out
+    assert forced.code == 0
+    assert "Forced: 2 certification(s)" in forced.out
     listing = cli("audit", "list", "--format", "text")
-    assert run_id in listing.out and "yes" in listing.out
+    assert run_id in listing.out
+    assert "yes" in listing.out
 
     demo_seed.drop_refusal(db)
     one = cli("remediate", "--ids", refused[0])
@@ -257,7 +271,8 @@ def test_seed_fills_an_empty_local_database_once(cli: Cli, db: Conn, org: OrgDay
         report["certifications"],
     )
     again = cli("seed", "--mentors", "10")
-    assert again.code == 2 and "already has peer mentors" in again.err
+    assert again.code == 2
+    assert "already has peer mentors" in again.err
 
 
 def test_seed_refuses_a_remote_database(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -266,7 +281,8 @@ def test_seed_refuses_a_remote_database(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("DATABASE_URL", REMOTE_URL)
     result = invoke("seed", "--mentors", "10")
     assert result.code == 2
-    assert "not local" in result.err and "db.example.com" in result.err
+    assert "not local" in result.err
+    assert "db.example.com" in result.err
     assert REMOTE_PASSWORD not in result.err + result.out
     monkeypatch.delenv("DATABASE_URL")
     monkeypatch.setenv("SUPABASE_URL", "https://project.supabase.co")
@@ -298,7 +314,8 @@ def test_run_reports_an_unreachable_database(
     """`run` exits 2 with a clear message when the database cannot be reached."""
     monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@/postgres?host={tmp_path}")
     result = invoke("run")
-    assert result.code == 2 and "cannot use the database" in result.err
+    assert result.code == 2
+    assert "cannot use the database" in result.err
     assert result.out == ""
 
 
@@ -357,8 +374,10 @@ def test_logs_prints_a_runs_entries_in_order(monkeypatch: pytest.MonkeyPatch) ->
         "RUN_COMPLETED",
     ]
     first = result.entries[0]
-    assert first["timestamp"] == "2026-11-28T01:00:01+00:00" and first["severity"] == "INFO"
-    assert first["cron_run_id"] == run_id and first["insertId"] == "id-1"
+    assert first["timestamp"] == "2026-11-28T01:00:01+00:00"
+    assert first["severity"] == "INFO"
+    assert first["cron_run_id"] == run_id
+    assert first["insertId"] == "id-1"
     assert f'jsonPayload.cron_run_id="{run_id}"' in client.calls[0]["filter_"]
     assert "timestamp>=" in client.calls[0]["filter_"]
     assert client.calls[0]["order_by"] == ASCENDING
@@ -366,7 +385,9 @@ def test_logs_prints_a_runs_entries_in_order(monkeypatch: pytest.MonkeyPatch) ->
     assert projects == ["env-project", "flag-project"]
 
     empty = invoke("logs", run_id, logging_client=lambda project: FakeLoggingClient([]))
-    assert empty.code == 0 and empty.out == "" and "no log entries" in empty.err
+    assert empty.code == 0
+    assert empty.out == ""
+    assert "no log entries" in empty.err
 
 
 def test_logs_without_credentials_is_a_clear_error() -> None:
@@ -377,5 +398,6 @@ def test_logs_without_credentials_is_a_clear_error() -> None:
 
     result = invoke("logs", str(uuid.uuid4()), logging_client=no_credentials)
     assert result.code == 2
-    assert "no Google Cloud credentials" in result.err and "gcloud auth" in result.err
+    assert "no Google Cloud credentials" in result.err
+    assert "gcloud auth" in result.err
     assert invoke("logs", "not-a-uuid", logging_client=no_credentials).code == 2

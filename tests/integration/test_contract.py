@@ -213,14 +213,17 @@ def test_every_answer_shape_the_sql_gives_parses(db: Conn, pg: PgTransport) -> N
         )
 
     run = claim(now)
-    assert run.outcome == "started" and claim(now).outcome == "busy"
+    assert run.outcome == "started"
+    assert claim(now).outcome == "busy"
     assert claim(now + timedelta(seconds=61)).outcome == "resumed"
     assert continuation(uuid.uuid4(), 1, now).outcome == "unknown"
     batch = call("process_expiry_batch", p_run_id=str(run.run_id), p_segment=0)
-    assert batch.fenced is True and batch.status == "running"  # segment 1 holds it now
+    assert batch.fenced is True
+    assert batch.status == "running"
     assert call("process_expiry_batch", p_run_id=str(uuid.uuid4()), p_segment=0).segment is None
     batch = call("process_expiry_batch", p_run_id=str(run.run_id), p_segment=1, p_limit=1)
-    assert batch.fenced is False and batch.counts["certifications_paused"] == 1
+    assert batch.fenced is False
+    assert batch.counts["certifications_paused"] == 1
     assert call("handoff_run", p_run_id=str(run.run_id), p_segment=0).fenced is True
     assert call("handoff_run", p_run_id=str(run.run_id), p_segment=1).fenced is False
     assert continuation(run.run_id, 2, now).outcome == "claimed"
@@ -228,7 +231,8 @@ def test_every_answer_shape_the_sql_gives_parses(db: Conn, pg: PgTransport) -> N
     assert continuation(run.run_id, 1, now).outcome == "duplicate"
     assert call("complete_run", p_run_id=str(run.run_id), p_segment=1).fenced is True
     done = call("complete_run", p_run_id=str(run.run_id), p_segment=2)
-    assert done.fenced is False and done.totals["batches"] == 1
+    assert done.fenced is False
+    assert done.totals["batches"] == 1
     assert claim(now + timedelta(seconds=200)).outcome == "completed"
     missed = call("get_missed_auto_pauses", p_timezone="Europe/Oslo", p_today=None)
     assert missed.missed_pause_count == 0
@@ -342,7 +346,8 @@ def test_new_objects_get_nothing_from_default_privileges(db: Conn) -> None:
     db.execute("create table public.probe (id int); create sequence public.probe_seq")
     db.execute("create function public.probe_fn() returns int language sql as 'select 1'")
     grants = _relation_grants(db, "rS")
-    assert "probe" not in grants and "probe_seq" not in grants
+    assert "probe" not in grants
+    assert "probe_seq" not in grants
     # The function keeps only Postgres' built-in EXECUTE for PUBLIC (no explicit ACL), which
     # the function check reports (test_a_function_that_forgets_its_revoke_is_caught).
     acl = db.execute("select proacl from pg_proc where proname = 'probe_fn'").fetchone()

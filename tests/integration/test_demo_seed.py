@@ -51,7 +51,8 @@ def test_tonights_pauses_are_counted_by_sql(db: Conn) -> None:
     report = _seed(db)
     row = db.execute("select count(*) from certexpiry.missed_auto_pauses(%s)", (TODAY,)).fetchone()
     assert row == (report.to_pause_tonight,)
-    assert report.to_pause_tonight > 0 and report.already_paused > 0
+    assert report.to_pause_tonight > 0
+    assert report.already_paused > 0
 
 
 def test_paused_certifications_have_one_auto_pause_and_a_paused_mentor(db: Conn) -> None:
@@ -104,7 +105,8 @@ def test_renewed_certifications_start_a_fresh_cycle(db: Conn) -> None:
         (TODAY, [c.id for c in renewed]),
     ).fetchone()
     soon = [c for c in renewed if c.expiry_date <= TODAY + timedelta(days=30)]
-    assert due == (len(soon),) and soon
+    assert due == (len(soon),)
+    assert soon
 
 
 def test_seeding_is_reproducible(db: Conn) -> None:
@@ -128,7 +130,8 @@ def test_seeding_is_reproducible(db: Conn) -> None:
             "truncate public.certification_idempotency_log, public.notification_outbox, "
             "public.certifications, public.peer_mentors"
         )
-    assert snapshots[0] == snapshots[1] and snapshots[0][0]
+    assert snapshots[0] == snapshots[1]
+    assert snapshots[0][0]
 
 
 def test_an_outage_longer_than_the_story_allows_is_refused(db: Conn) -> None:

@@ -17,7 +17,7 @@ from certexpiry_ops import embedded, schema
 )
 def test_fallback_server_from_path_applies_the_schema(tmp_path: Path) -> None:
     """Without pgserver, a server from initdb/pg_ctl starts and takes bootstrap + migrations."""
-    server = embedded._start_from_path(tmp_path)
+    server = embedded.start_from_path(tmp_path)
     try:
         applied = schema.apply(server.uri)
         assert applied == [path.stem.partition("_")[0] for path in schema.migration_files()]
@@ -26,7 +26,8 @@ def test_fallback_server_from_path_applies_the_schema(tmp_path: Path) -> None:
             row = conn.execute(
                 "select to_regprocedure('public.get_missed_auto_pauses(text, date)')"
             ).fetchone()
-        assert row is not None and row[0] is not None
+        assert row is not None
+        assert row[0] is not None
     finally:
         server.stop()
 

@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -21,8 +20,21 @@ from tests.seeding import add_cert, add_mentor, status_of
 Conn = psycopg.Connection[Any]
 
 
+_TODAY: date | None = None
+
+
+@pytest.fixture(autouse=True)
+def _today_from_the_database(db: Conn) -> None:
+    """Today as the SQL judges it (the audit RPCs use the database's clock, Europe/Oslo)."""
+    global _TODAY
+    row = db.execute("select certexpiry.org_today('Europe/Oslo')").fetchone()
+    assert row is not None
+    _TODAY = row[0]
+
+
 def _today() -> date:
-    return datetime.now(ZoneInfo("Europe/Oslo")).date()
+    assert _TODAY is not None
+    return _TODAY
 
 
 @pytest.fixture
@@ -72,8 +84,10 @@ def test_list_is_newest_first_and_capped(db: Conn, ops: OpsStore) -> None:
     middle = add_audit(db, run_at=now - timedelta(days=1))
     entries = ops.list_audit(10)
     assert [e.run_id for e in entries] == [newest, middle, older]
-    assert entries[0].missed_pause_count == 1 and not isinstance(entries[0], AuditEntry)
-    assert entries[0].unresolved and not entries[1].unresolved
+    assert entries[0].missed_pause_count == 1
+    assert not isinstance(entries[0], AuditEntry)
+    assert entries[0].unresolved
+    assert not entries[1].unresolved
     assert entries[0].totals == Counts(reminders_queued=3, certifications_paused=1)
     assert [e.run_id for e in ops.list_audit(2)] == [newest, middle]
     assert len(ops.list_audit(0)) == 1  # clamped to at least one row
@@ -93,7 +107,9 @@ def test_get_reports_which_missed_ids_are_still_missed(db: Conn, ops: OpsStore) 
     assert entry is not None
     assert sorted(entry.missed_ids) == sorted(map(str, (still, paused, renewed)))
     assert entry.still_missed == (still,)
-    assert entry.segments == 2 and entry.duration_ms == 1234 and entry.nightly_key == _today()
+    assert entry.segments == 2
+    assert entry.duration_ms == 1234
+    assert entry.nightly_key == _today()
     assert ops.get_audit(uuid.uuid4()) is None
 
 
@@ -109,7 +125,8 @@ def test_get_ignores_malformed_missed_ids(db: Conn, ops: OpsStore) -> None:
             (run, json.dumps(ids)),
         )
     entry = ops.get_audit(run_id)
-    assert entry is not None and entry.still_missed == (cert,)
+    assert entry is not None
+    assert entry.still_missed == (cert,)
     raw = ops.transport.call("get_cron_audit", {"p_run_id": str(odd_run_id)})
     assert raw["still_missed"] == [str(cert)]
     with pytest.raises(ContractError, match=r"get_cron_audit .*missed_ids\[1\] \(string_type\)"):
@@ -121,7 +138,9 @@ def test_resolve_refuses_while_missed_then_resolves(db: Conn, ops: OpsStore) -> 
     cert = missed_cert(db)
     run_id = add_audit(db, missed=[cert])
     refused = ops.resolve_audit(run_id)
-    assert refused.found and refused.refused and not refused.resolved
+    assert refused.found
+    assert refused.refused
+    assert not refused.resolved
     assert refused.still_missed == (cert,)
     assert db.execute(
         "select resolved, resolved_at from public.cron_audit_log where run_id = %s", (run_id,)
@@ -129,10 +148,14 @@ def test_resolve_refuses_while_missed_then_resolves(db: Conn, ops: OpsStore) -> 
 
     db.execute("update public.certifications set status = 'paused' where id = %s", (cert,))
     done = ops.resolve_audit(run_id)
-    assert done.resolved and not done.refused and not done.forced and done.still_missed == ()
+    assert done.resolved
+    assert not done.refused
+    assert not done.forced
+    assert done.still_missed == ()
     assert done.resolved_at is not None
     again = ops.resolve_audit(run_id)
-    assert again.resolved and again.resolved_at == done.resolved_at  # idempotent
+    assert again.resolved
+    assert again.resolved_at == done.resolved_at
     assert status_of(db, "certifications", cert) == "paused"
 
 
@@ -141,9 +164,12 @@ def test_resolve_with_force_and_unknown_run(db: Conn, ops: OpsStore) -> None:
     cert = missed_cert(db)
     run_id = add_audit(db, missed=[cert])
     forced = ops.resolve_audit(run_id, force=True)
-    assert forced.resolved and forced.forced and forced.still_missed == (cert,)
+    assert forced.resolved
+    assert forced.forced
+    assert forced.still_missed == (cert,)
     missing = ops.resolve_audit(uuid.uuid4())
-    assert not missing.found and not missing.resolved
+    assert not missing.found
+    assert not missing.resolved
 
 
 @pytest.mark.parametrize("role", ["anon", "authenticated"])

@@ -43,7 +43,8 @@ def test_second_nightly_trigger_is_busy_then_completed(db: Conn) -> None:
         {"r": first["run_id"]},
     )
     again = claim(db, NOW + timedelta(seconds=10))
-    assert again["outcome"] == "completed" and again["run_id"] == first["run_id"]
+    assert again["outcome"] == "completed"
+    assert again["run_id"] == first["run_id"]
 
 
 def test_nightly_trigger_resumes_a_run_whose_lease_lapsed(db: Conn) -> None:
@@ -51,7 +52,8 @@ def test_nightly_trigger_resumes_a_run_whose_lease_lapsed(db: Conn) -> None:
     first = claim(db, NOW, lease=60)
     resumed = claim(db, NOW + timedelta(seconds=61))
     assert resumed["outcome"] == "resumed"
-    assert resumed["run_id"] == first["run_id"] and resumed["segment"] == 1
+    assert resumed["run_id"] == first["run_id"]
+    assert resumed["segment"] == 1
 
 
 def test_continuation_claimed_once(db: Conn) -> None:
@@ -74,7 +76,8 @@ def test_redelivered_message_reclaims_a_handed_off_segment_after_its_lease(db: C
     db.execute("update public.cron_runs set lease_until = %s", (NOW + timedelta(seconds=120),))
     assert _continuation(db, run["run_id"], 1, NOW + timedelta(seconds=3))["outcome"] == "busy"
     again = _continuation(db, run["run_id"], 1, NOW + timedelta(seconds=121))
-    assert again["outcome"] == "claimed" and again["segment"] == 1
+    assert again["outcome"] == "claimed"
+    assert again["segment"] == 1
 
 
 def test_crashed_segment_reclaimed_after_lease(db: Conn) -> None:
@@ -122,4 +125,5 @@ def test_batch_checkpoints_the_cursor_and_totals(db: Conn) -> None:
     ).fetchone()
     assert row is not None
     assert row[0] == mentor
-    assert row[1]["certifications_paused"] == 1 and row[1]["batches"] == 1
+    assert row[1]["certifications_paused"] == 1
+    assert row[1]["batches"] == 1

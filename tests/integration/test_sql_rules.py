@@ -138,8 +138,11 @@ def test_second_batch_run_changes_nothing(db: Conn) -> None:
     again = claim(db, NOW + timedelta(hours=1))  # same Oslo night: resumed
     assert again["outcome"] == "resumed"
     second = batch(db, again["run_id"], again["segment"], cursor=None)
-    assert first["reminders_queued"] == 4 and first["certifications_paused"] == 2
-    assert second["mentors"] == 0 and second["reminders_queued"] == 0 and second["done"] is True
+    assert first["reminders_queued"] == 4
+    assert first["certifications_paused"] == 2
+    assert second["mentors"] == 0
+    assert second["reminders_queued"] == 0
+    assert second["done"] is True
     replay = rpc(
         db,
         "select certexpiry.apply_effects(%(r)s, %(t)s, '{30,7,1}', array(select id from public.certifications))",
@@ -168,7 +171,8 @@ def test_paused_and_far_future_certifications_are_not_touched(db: Conn) -> None:
     far = add_cert(db, add_mentor(db), TODAY + timedelta(days=31))
     totals = sweep_all(db, NOW)
     assert totals.get("mentors", 0) == 0
-    assert actions_of(db, paused) == [] and actions_of(db, far) == []
+    assert actions_of(db, paused) == []
+    assert actions_of(db, far) == []
 
 
 def test_keyset_pagination_visits_every_mentor_once(db: Conn) -> None:
@@ -213,7 +217,8 @@ def test_failing_row_is_isolated_and_reported(db: Conn) -> None:
     ]
     assert actions_of(db, bad) == []
     report = missed(db, str(TODAY))
-    assert report["missed_pause_count"] == 1 and report["missed_ids"] == [str(bad)]
+    assert report["missed_pause_count"] == 1
+    assert report["missed_ids"] == [str(bad)]
 
 
 def test_monitoring_counts_two_expired_unpaused(db: Conn) -> None:
@@ -244,7 +249,8 @@ def test_monitoring_returns_one_json_value_beyond_1000_rows(db: Conn) -> None:
         (mentor, TODAY - timedelta(days=3)),
     )
     report = missed(db, str(TODAY))
-    assert report["missed_pause_count"] == 1500 and len(report["missed_ids"]) == 1500
+    assert report["missed_pause_count"] == 1500
+    assert len(report["missed_ids"]) == 1500
 
 
 def test_monitoring_query_uses_an_index(db: Conn) -> None:

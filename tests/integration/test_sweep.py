@@ -82,8 +82,10 @@ def test_clean_run_writes_audit_with_zero_missed(db: Conn, store: RpcStore, org:
     seed_night(db, org.today, 10)
     log = CapturedLog()
     assert in_process(make_job(store, log, org)).run() == [Outcome.ACK]
-    assert "WARNING" not in log.severities() and "ERROR" not in log.severities()
-    assert log.codes()[0] == "RUN_STARTED" and log.codes()[-1] == "RUN_COMPLETED"
+    assert "WARNING" not in log.severities()
+    assert "ERROR" not in log.severities()
+    assert log.codes()[0] == "RUN_STARTED"
+    assert log.codes()[-1] == "RUN_COMPLETED"
     rows = db.execute(
         "select missed_pause_count, missed_ids, resolved, status, segments from public.cron_audit_log"
     ).fetchall()
@@ -91,7 +93,8 @@ def test_clean_run_writes_audit_with_zero_missed(db: Conn, store: RpcStore, org:
     run = db.execute("select timezone, nightly_key from public.cron_runs").fetchall()
     assert run == [(org.timezone, org.today)]  # the night the test seeded against
     completed = log.with_code("RUN_COMPLETED")[0]["context"]
-    assert completed["certifications_paused"] == 10 and completed["mentors_paused"] == 10
+    assert completed["certifications_paused"] == 10
+    assert completed["mentors_paused"] == 10
 
 
 def test_many_segments_reach_the_same_state_as_one(
@@ -175,7 +178,8 @@ def test_failing_rows_reported_and_flagged_by_monitoring(
         f["severity"] == "ERROR" and f["context"]["operation"] == "auto_pause" for f in failures
     )
     missed = log.with_code("MISSED_AUTO_PAUSE")
-    assert len(missed) == 1 and missed[0]["severity"] == "WARNING"
+    assert len(missed) == 1
+    assert missed[0]["severity"] == "WARNING"
     assert sorted(missed[0]["context"]["missed_ids"]) == sorted(map(str, bad))
     assert "python -m certexpiry remediate" in missed[0]["context"]["remediation"]
     paused = db.execute(
@@ -185,7 +189,9 @@ def test_failing_rows_reported_and_flagged_by_monitoring(
     audit = db.execute(
         "select missed_pause_count, missed_ids from public.cron_audit_log"
     ).fetchone()
-    assert audit is not None and audit[0] == 2 and sorted(audit[1]) == sorted(map(str, bad))
+    assert audit is not None
+    assert audit[0] == 2
+    assert sorted(audit[1]) == sorted(map(str, bad))
 
 
 def test_second_trigger_same_night_sends_nothing(db: Conn, store: RpcStore, org: OrgDay) -> None:

@@ -326,11 +326,13 @@ def test_sigkill_at_random_points_then_recover(
             "batches": codes["BATCH_DONE"],
             "publishes": codes["CONTINUATION_PUBLISHED"],
         }
-        assert ref["publishes"] >= 5 and codes["RUN_COMPLETED"] == 1
+        assert ref["publishes"] >= 5
+        assert codes["RUN_COMPLETED"] == 1
         clean_verdict = verdict(db, expected)
         assert clean_verdict.ok, clean_verdict.details
         reference = snapshot(db)
-        assert run_state_problems(db) == [] and totals_problems(db) == []
+        assert run_state_problems(db) == []
+        assert totals_problems(db) == []
 
         for index in range(kill_points):
             plan = plan_for(index, rng, ref)
@@ -378,7 +380,8 @@ def test_sigkill_at_random_points_then_recover(
         },
     )
     assert failures == [], "\n".join(failures[:20])
-    assert stats["duplicates"] == 0 and stats["missed"] == 0
+    assert stats["duplicates"] == 0
+    assert stats["missed"] == 0
     # The kills landed where they were meant to: in a batch (after a claim), between a
     # checkpoint and its publish, at the publish, and in the end-of-run monitoring and audit.
     assert stats["killed_mid_chain"] >= kill_points * 0.7, points

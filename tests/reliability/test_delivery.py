@@ -65,7 +65,7 @@ class Chaos:
     lease_expiries: int = 0
 
 
-def chaotic_delivery(
+def chaotic_delivery(  # noqa: C901  # one schedule with its kinds of chaos side by side
     deliver: Callable[[bytes, int], bool],
     pull: Callable[[], list[bytes]],
     rng: random.Random,
@@ -234,11 +234,9 @@ def test_in_process_instances_every_message_two_or_three_times(
         {"variant": variant, "nights": nights, **totals, "failures": len(failures)},
     )
     assert failures == [], "\n".join(failures[:10])
-    assert (
-        totals["RUN_BUSY"] > 0
-        and totals["DUPLICATE_DELIVERY"] > 0
-        and totals["concurrent_groups"] > 0
-    )
+    assert totals["RUN_BUSY"] > 0
+    assert totals["DUPLICATE_DELIVERY"] > 0
+    assert totals["concurrent_groups"] > 0
 
 
 def test_function_instances_concurrent_http_posts(
@@ -291,8 +289,10 @@ def test_function_instances_concurrent_http_posts(
         },
     )
     assert result.ok, result.details
-    assert run_state_problems(db) == [] and totals_problems(db) == []
+    assert run_state_problems(db) == []
+    assert totals_problems(db) == []
     assert one_chain_problems(lines) == []
     codes = Counter(entry["error_code"] for entry in lines)
-    assert codes["RUN_BUSY"] > 0 and codes["DUPLICATE_DELIVERY"] > 0
+    assert codes["RUN_BUSY"] > 0
+    assert codes["DUPLICATE_DELIVERY"] > 0
     assert chaos.concurrent_groups > 0

@@ -402,9 +402,11 @@ def test_postgrest_fault(
     expected_calls = FAST.attempts if outcome is Outcome.RETRY else 1
     assert postgrest.calls[rpc] == expected_calls  # transient faults retried to the bound only
     if rpc == "claim_nightly_run":
-        assert run_statuses(night.db) == [] and effects_count(night.db) == 0
+        assert run_statuses(night.db) == []
+        assert effects_count(night.db) == 0
     elif rpc == "process_expiry_batch":
-        assert run_statuses(night.db) == ["running"] and effects_count(night.db) == 0
+        assert run_statuses(night.db) == ["running"]
+        assert effects_count(night.db) == 0
     else:  # complete_run: the work and the audit row are done, the run is not marked complete
         assert run_statuses(night.db) == ["running"]
         assert night.db.execute("select count(*) from public.cron_audit_log").fetchone() == (1,)
@@ -437,7 +439,8 @@ def test_postgrest_transient_fault_then_success_is_silent(
     )
     log = CapturedLog()
     outcomes = chain(night, make_job(night, postgrest.store(), log.logger)).run()
-    assert outcomes == [Outcome.ACK] and postgrest.calls["claim_nightly_run"] == 2
+    assert outcomes == [Outcome.ACK]
+    assert postgrest.calls["claim_nightly_run"] == 2
     assert "ERROR" not in log.severities()
     assert_clean_result(night)
 
@@ -452,7 +455,8 @@ def test_postgrest_answer_lost_after_commit_doubles_nothing(
     )
     log = CapturedLog()
     outcomes = chain(night, make_job(night, postgrest.store(), log.logger)).run()
-    assert outcomes == [Outcome.ACK] and "ERROR" not in log.severities()
+    assert outcomes == [Outcome.ACK]
+    assert "ERROR" not in log.severities()
     assert_clean_result(night)
     completed = the_line(log, "RUN_COMPLETED")["context"]
     assert completed["reminders_queued"] == len(night.expected.reminders)
@@ -499,7 +503,8 @@ def test_postgrest_monitoring_function_missing(night: Night, postgrest: FakePost
     assert night.db.execute(
         "select status, missed_pause_count from public.cron_audit_log"
     ).fetchall() == [("monitoring_failed", 0)]
-    assert verdict(night.db, night.expected).ok and run_statuses(night.db) == ["completed"]
+    assert verdict(night.db, night.expected).ok
+    assert run_statuses(night.db) == ["completed"]
 
 
 # --------------------------------------------------------------------------- direct Postgres
@@ -539,7 +544,8 @@ def test_postgres_connection_refused(night: Night, monkeypatch: pytest.MonkeyPat
         error_type="DatabaseError",
     )
     text = "\n".join(log.raw_lines)
-    assert password not in text and "127.0.0.1:" not in text.replace('"127.0.0.1", port', "")
+    assert password not in text
+    assert "127.0.0.1:" not in text.replace('"127.0.0.1", port', "")
     assert run_statuses(night.db) == []
 
 
@@ -564,7 +570,8 @@ def test_postgres_statement_timeout(night: Night) -> None:
         operation="process_expiry_batch",
         sqlstate="57014",
     )
-    assert effects_count(night.db) == 0 and run_statuses(night.db) == ["running"]
+    assert effects_count(night.db) == 0
+    assert run_statuses(night.db) == ["running"]
     night.db.execute("drop trigger slow_down on public.certifications")
     night.db.execute("update public.cron_runs set lease_until = '-infinity'")  # the lease lapses
     chain(night, job).run()  # Pub/Sub's redelivery of the trigger, and the chain after it
@@ -597,7 +604,8 @@ def test_postgres_serialization_failure_is_retried(night: Night) -> None:
     _fail_cron_run_updates(night.db, 2)
     log = CapturedLog()
     outcomes = chain(night, make_job(night, pg_store(night.url, retry=FAST), log.logger)).run()
-    assert outcomes == [Outcome.ACK] and "ERROR" not in log.severities()
+    assert outcomes == [Outcome.ACK]
+    assert "ERROR" not in log.severities()
     assert_clean_result(night)
 
 
@@ -743,7 +751,8 @@ def test_publish_fails_transiently_then_succeeds(
     log = CapturedLog()
     job = _segmented_job(night, log, real_publisher)
     outcomes = chain(night, job, Subscription.to_pubsub(pubsub)).run()
-    assert set(outcomes) == {Outcome.ACK} and "ERROR" not in log.severities()
+    assert set(outcomes) == {Outcome.ACK}
+    assert "ERROR" not in log.severities()
     assert pubsub.calls == len(pubsub.messages) + 2
     assert_clean_result(night)
 
@@ -774,7 +783,8 @@ def test_publish_fails(
     if failures[0] == grpc.StatusCode.PERMISSION_DENIED:
         assert pubsub.calls == 1  # not retried
     else:
-        assert 1 <= pubsub.calls < len(failures) and len(pubsub.failures) > 0
+        assert 1 <= pubsub.calls < len(failures)
+        assert len(pubsub.failures) > 0
     check_line(
         the_line(log, "CONTINUATION_PUBLISH_FAILED"),
         "ERROR",
@@ -868,7 +878,8 @@ def test_stdout_blocked_costs_one_budget_then_recovers(
     # out one budget, every later one gave up at once.
     budget_ms = math.ceil(WRITE_BUDGET_S * 1000)
     waited = [timeout_ms for timeout_ms in poller.waits if timeout_ms > 0]
-    assert len(waited) == 1 and waited[0] <= budget_ms, poller.waits
+    assert len(waited) == 1, poller.waits
+    assert waited[0] <= budget_ms, poller.waits
     assert len(poller.waits) >= dropped  # every dropped line was tried, without waiting
 
     drained = bytearray()
@@ -882,11 +893,9 @@ def test_stdout_blocked_costs_one_budget_then_recovers(
     reader.join(5)
     text = drained.decode("utf-8", "replace")
     notice = [json.loads(line) for line in text.splitlines() if '"LOG_LINES_DROPPED"' in line]
-    assert (
-        notice
-        and notice[0]["context"]["lines_dropped"] == dropped
-        and notice[0]["severity"] == "WARNING"
-    )
+    assert notice
+    assert notice[0]["context"]["lines_dropped"] == dropped
+    assert notice[0]["severity"] == "WARNING"
 
 
 def _drain(fd: int, into: bytearray) -> None:
@@ -928,7 +937,8 @@ def test_monitoring_query_failing(night: Night) -> None:
     assert night.db.execute("select status from public.cron_audit_log").fetchall() == [
         ("monitoring_failed",)
     ]
-    assert verdict(night.db, night.expected).ok and run_statuses(night.db) == ["completed"]
+    assert verdict(night.db, night.expected).ok
+    assert run_statuses(night.db) == ["completed"]
     assert len(log.with_code("RUN_COMPLETED")) == 1
 
 
@@ -946,7 +956,8 @@ def test_audit_upsert_failing(night: Night) -> None:
         the_line(log, "AUDIT_FAILED"), "WARNING", operation="upsert_cron_audit", sqlstate="42501"
     )
     assert night.db.execute("select count(*) from public.cron_audit_log").fetchone() == (0,)
-    assert verdict(night.db, night.expected).ok and run_statuses(night.db) == ["completed"]
+    assert verdict(night.db, night.expected).ok
+    assert run_statuses(night.db) == ["completed"]
     assert len(log.with_code("RUN_COMPLETED")) == 1
 
 
@@ -971,7 +982,8 @@ def test_audit_upsert_raising_unexpectedly(night: Night) -> None:
     outcomes = chain(night, make_job(night, store, log.logger)).run()
     assert outcomes == [Outcome.ACK]
     check_line(the_line(log, "AUDIT_FAILED"), "WARNING", error_type="RuntimeError")
-    assert verdict(night.db, night.expected).ok and run_statuses(night.db) == ["completed"]
+    assert verdict(night.db, night.expected).ok
+    assert run_statuses(night.db) == ["completed"]
 
 
 def test_unknown_run_id_never_reaches_data(night: Night) -> None:
@@ -984,4 +996,5 @@ def test_unknown_run_id_never_reaches_data(night: Night) -> None:
         deliver(make_job(night, pg_store(night.url, retry=FAST), log.logger), body) is Outcome.ACK
     )
     check_line(the_line(log, "INVALID_MESSAGE"), "ERROR", segment=3)
-    assert run_statuses(night.db) == [] and effects_count(night.db) == 0
+    assert run_statuses(night.db) == []
+    assert effects_count(night.db) == 0

@@ -72,8 +72,11 @@ noise_attributes = st.one_of(
     json_values,
     st.just({"cron_run_id": str(uuid.uuid4()), "googclient_schemaencoding": "JSON"}),
 )
+# hypothesis takes naive bounds and attaches the zone from `timezones`.
 near_times = st.datetimes(
-    min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+    min_value=datetime(2000, 1, 1),  # noqa: DTZ001
+    max_value=datetime(2100, 1, 1),  # noqa: DTZ001
+    timezones=st.just(UTC),
 ).map(lambda when: when.isoformat().replace("+00:00", "Z"))
 recent_times = st.timedeltas(min_value=timedelta(hours=-20), max_value=timedelta(minutes=2)).map(
     lambda delta: (datetime.now(UTC) + delta).isoformat().replace("+00:00", "Z")

@@ -119,7 +119,8 @@ def test_archive_holds_the_runtime_and_no_tooling(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     files = json.loads(json.loads(result.stdout.strip()))
     assert files[:2] == ["certexpiry/__init__.py", "certexpiry/budget.py"]
-    assert "main.py" in files and "requirements.txt" in files
+    assert "main.py" in files
+    assert "requirements.txt" in files
     assert not [f for f in files if f.startswith(("certexpiry_ops", "tests", "bench"))]
     assert "certexpiry/__main__.py" not in files
     assert all((REPO_ROOT / f).is_file() for f in files), files

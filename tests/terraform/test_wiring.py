@@ -74,7 +74,8 @@ def test_every_variable_has_a_description(tf: Module) -> None:
     for name, body in tf.variables.items():
         assert "type" in body, f"variable {name} has no type"
         description = body.get("description")
-        assert isinstance(description, str) and len(description) >= 20, f"{name}: no description"
+        assert isinstance(description, str), f"{name}: no description"
+        assert len(description) >= 20, f"{name}: description too short"
         assert not is_expr(description), f"{name}: description must be a literal"
 
 
@@ -86,7 +87,8 @@ def test_every_non_boolean_variable_is_validated(tf: Module) -> None:
         validations = body.get("validation", [])
         assert validations, f"variable {name} has no validation"
         for rule in validations:
-            assert is_expr(rule["condition"]) and rule["error_message"], name
+            assert is_expr(rule["condition"]), name
+            assert rule["error_message"], name
 
 
 def test_trigger_topic_is_the_continuation_topic_and_the_scheduler_target(tf: Module) -> None:
@@ -217,7 +219,8 @@ def test_every_iam_grant_is_explained(tf: Module) -> None:
             r'^resource "google_[a-z0-9_]*_iam_member" "([a-z0-9_]+)"', text, re.M
         ):
             before = text[: match.start()].rstrip("\n").splitlines()
-            assert before and before[-1].lstrip().startswith("#"), f"{name}: {match.group(1)}"
+            assert before, f"{name}: {match.group(1)}"
+            assert before[-1].lstrip().startswith("#"), f"{name}: {match.group(1)}"
 
 
 # certexpiry/ modules that are in the repository but not deployed, and why.
@@ -228,7 +231,8 @@ def test_source_archive_lists_every_runtime_module_and_nothing_else(tf: Module) 
     """The archive is main.py, requirements.txt and each runtime module by name: a module added
     to certexpiry/ must be listed (or named as not deployed), and no tooling is listed."""
     archive = tf.data["archive_file"]["source"]
-    assert "source_dir" not in archive and "source_file" not in archive
+    assert "source_dir" not in archive
+    assert "source_file" not in archive
     dynamic = archive["dynamic"][0]["source"]
     assert dynamic["for_each"] == "${toset(local.source_files)}"
     assert tf.locals["source_top_level_files"] == ["main.py", "requirements.txt"]
@@ -243,7 +247,8 @@ def test_source_archive_lists_every_runtime_module_and_nothing_else(tf: Module) 
 def test_scheduler_publishes_the_nightly_message(tf: Module) -> None:
     """The nightly job sends {"kind":"nightly"} on a configurable schedule, with retries."""
     job = next(iter(tf.of_type("google_cloud_scheduler_job").values()))
-    assert job["schedule"] == "${var.schedule}" and job["time_zone"] == "${var.time_zone}"
+    assert job["schedule"] == "${var.schedule}"
+    assert job["time_zone"] == "${var.time_zone}"
     assert _default(tf, "schedule") == "0 2 * * *"
     assert _default(tf, "time_zone") == "Europe/Oslo"
     assert block(job, "pubsub_target")["data"] == "${base64encode(local.nightly_message)}"

@@ -64,7 +64,8 @@ def normalise(value: Any) -> Any:
 def block(body: dict[str, Any], name: str) -> dict[str, Any]:
     """The single nested block `name` of a resource body (HCL blocks parse as lists)."""
     blocks = body.get(name)
-    assert isinstance(blocks, list) and len(blocks) == 1, f"expected exactly one {name} block"
+    assert isinstance(blocks, list), f"expected exactly one {name} block"
+    assert len(blocks) == 1, f"expected exactly one {name} block"
     only = blocks[0]
     assert isinstance(only, dict)
     return only

@@ -225,7 +225,8 @@ def test_every_rpc_has_a_signature_an_answer_and_a_case_here() -> None:
 def test_each_valid_answer_parses_and_the_call_names_known_arguments(rpc: str) -> None:
     """The scripted answers are valid; the job names only arguments of the signature."""
     ((operation, params),) = _call(rpc, VALID[rpc]).calls
-    assert operation == rpc and set(params) <= set(RPC_SIGNATURES[rpc])
+    assert operation == rpc
+    assert set(params) <= set(RPC_SIGNATURES[rpc])
 
 
 @pytest.mark.parametrize(("rpc", "path", "new"), RENAMES, ids=lambda v: str(v))
@@ -254,7 +255,8 @@ def test_an_unknown_outcome_or_status_is_a_contract_error(
         parent[key] = value
 
     error = _contract_error(rpc, _edited(rpc, path, replace))
-    assert field in error.fields and value not in str(error)
+    assert field in error.fields
+    assert value not in str(error)
 
 
 @pytest.mark.parametrize(("rpc", "path", "field"), NOT_A_FLAG, ids=lambda v: str(v))
@@ -271,14 +273,16 @@ def test_a_mistyped_value_is_named_but_never_shown(
     assert field in error.fields
     shown = [str(error), repr(error), *map(str, error.log_context().values())]
     assert not any(part in text for text in shown for part in PII.split())
-    assert error.__cause__ is None and error.__context__ is None
+    assert error.__cause__ is None
+    assert error.__context__ is None
 
 
 def test_the_contract_error_is_a_permanent_store_error() -> None:
     """A contract violation is a StoreError the sweep acknowledges (a retry gets the same
     answer), catalogued as DB_OPERATION_FAILED with the RPC and the fields in its context."""
     error = _contract_error("handoff_run", {"fenced": False, "segment": 1})
-    assert isinstance(error, StoreError) and not error.transient
+    assert isinstance(error, StoreError)
+    assert not error.transient
     assert error.code is Code.DB_OPERATION_FAILED
     assert error.log_context() == {
         "operation": "handoff_run",
@@ -300,7 +304,8 @@ def test_counts_absent_keys_are_zero_but_nulls_and_negatives_are_errors() -> Non
     result = RpcStore(CannedTransport({"process_expiry_batch": batch})).process_batch(
         uuid.UUID(RUN), 0, None, 50, [7], 120
     )
-    assert result.counts["reminders_queued"] == 0 and result.counts["mentors"] == 1
+    assert result.counts["reminders_queued"] == 0
+    assert result.counts["mentors"] == 1
     for bad in (None, -1, 1.5, True, "3"):
         error = _contract_error("process_expiry_batch", {**batch, "mentors": bad})
         assert error.fields[0].startswith("mentors (")
@@ -309,23 +314,33 @@ def test_counts_absent_keys_are_zero_but_nulls_and_negatives_are_errors() -> Non
 def test_counts_are_one_read_only_mapping_of_every_key() -> None:
     """Counts is the Mapping the sweep, the console and the demo read counts through."""
     counts = Counts(mentors=2, batches=1)
-    assert tuple(counts) == COUNT_KEYS and len(counts) == len(COUNT_KEYS)
-    assert dict(counts)["mentors"] == 2 and counts.get("failures") == 0
-    assert "mentors" in counts and "unknown" not in counts and counts.get("unknown") is None
+    assert tuple(counts) == COUNT_KEYS
+    assert len(counts) == len(COUNT_KEYS)
+    assert dict(counts)["mentors"] == 2
+    assert counts.get("failures") == 0
+    assert "mentors" in counts
+    assert "unknown" not in counts
+    assert counts.get("unknown") is None
     with pytest.raises(KeyError):
         counts["unknown"]
-    assert counts == Counts(mentors=2, batches=1) and hash(counts) == hash(Counts(**counts))
+    assert counts == Counts(mentors=2, batches=1)
+    assert hash(counts) == hash(Counts(**counts))
 
 
 def test_claims_keep_what_each_outcome_carries() -> None:
     """A started run carries its cursor, totals and abandoned runs; a duplicate only its ids."""
     started = _call("claim_nightly_run", VALID["claim_nightly_run"])
     claim = RpcStore(started).claim_nightly_run(uuid.UUID(RUN), "Europe/Oslo", 120)
-    assert claim.outcome == "started" and claim.owns_run and claim.totals == Counts()
+    assert claim.outcome == "started"
+    assert claim.owns_run
+    assert claim.totals == Counts()
     assert [str(run) for run in claim.abandoned] == VALID["claim_nightly_run"]["abandoned"]
     duplicate = RpcStore(CannedTransport(VALID)).claim_continuation(uuid.UUID(RUN), 3, 120)
-    assert duplicate.outcome == "duplicate" and not duplicate.owns_run
-    assert duplicate.today is None and duplicate.cursor is None and duplicate.abandoned == ()
+    assert duplicate.outcome == "duplicate"
+    assert not duplicate.owns_run
+    assert duplicate.today is None
+    assert duplicate.cursor is None
+    assert duplicate.abandoned == ()
 
 
 def test_fenced_answers_carry_no_counts() -> None:
@@ -346,7 +361,8 @@ def test_fenced_answers_carry_no_counts() -> None:
         )
     )
     batch = store.process_batch(uuid.UUID(RUN), 0, uuid.UUID(CURSOR), 50, [7], 120)
-    assert batch.fenced and batch.next_cursor == uuid.UUID(CURSOR)
+    assert batch.fenced
+    assert batch.next_cursor == uuid.UUID(CURSOR)
     assert not any(batch.counts.values())
     assert store.complete(uuid.UUID(RUN), 0).fenced
     with pytest.raises(ContractError, match=r"totals \(none_required\)"):
@@ -377,7 +393,8 @@ def test_the_sweep_stops_on_an_answer_outside_the_contract() -> None:
     store = RpcStore(CannedTransport({"claim_nightly_run": answer}))
     assert handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
     (entry,) = log.entries
-    assert entry["error_code"] == "DB_OPERATION_FAILED" and entry["severity"] == "ERROR"
+    assert entry["error_code"] == "DB_OPERATION_FAILED"
+    assert entry["severity"] == "ERROR"
     assert entry["context"]["operation"] == "claim_nightly_run"
     assert "outcome (union_tag_invalid)" in entry["context"]["details"]
     assert not any(part in line for line in log.raw_lines for part in PII.split())

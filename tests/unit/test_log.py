@@ -46,7 +46,7 @@ from certexpiry.log import (
     uninstall_process_logging,
 )
 from certexpiry.sanitize import SECRET_MARK, Sanitizer
-from tests.unit.test_sanitize import (
+from tests.strategies import (
     leaked,
     noise,
     pii,
@@ -125,7 +125,9 @@ def test_info_line_has_every_field() -> None:
         "line": str(line),
         "function": "test_info_line_has_every_field",
     }
-    assert "stack_trace" not in entry and "@type" not in entry and "serviceContext" not in entry
+    assert "stack_trace" not in entry
+    assert "@type" not in entry
+    assert "serviceContext" not in entry
     assert buffer.getvalue().count("\n") == 1
 
 
@@ -304,7 +306,9 @@ def test_bind_stamps_run_id_and_trace() -> None:
     trace = TraceContext(TRACE_ID, SPAN_ID, True)
     logger, buffer = make(project="my-project")
     bound = logger.bind(run_id="run-2").bind(trace=trace)
-    assert bound.run_id == "run-2" and bound.trace == trace and bound.sanitizer is logger.sanitizer
+    assert bound.run_id == "run-2"
+    assert bound.trace == trace
+    assert bound.sanitizer is logger.sanitizer
     again = bound.bind()
     again.info(Code.BATCH_DONE, "m")
     (entry,) = parse(buffer.getvalue())
@@ -477,10 +481,13 @@ def test_context_values_are_cleaned() -> None:
         "7": "fnr [REDACTED:national_id]",
         "set": [1],
     }
-    assert context["mentors"] == 1 and context["status"] == "nightly"
+    assert context["mentors"] == 1
+    assert context["status"] == "nightly"
     assert context["elapsed_ms"] == 12.5
-    assert context["duration_ms"] == "nan" and context["remaining_ms"] == "inf"
-    assert context["truncated"] is False and context["hint"] is None
+    assert context["duration_ms"] == "nan"
+    assert context["remaining_ms"] == "inf"
+    assert context["truncated"] is False
+    assert context["hint"] is None
     assert context["peer_mentor_id"] == "[REDACTED:national_id]"
     assert context["attempt"] == str(2**70)
     assert context["today"] == "2026-11-28"
@@ -514,7 +521,8 @@ def test_long_lists_and_mappings_are_capped() -> None:
     context = entry["context"]
     assert context["missed_ids"] == [str(n) for n in range(MAX_ITEMS)]
     assert len(context["remediation"]) == MAX_ITEMS
-    assert context["truncated"] is True and context["total_count"] == 250
+    assert context["truncated"] is True
+    assert context["total_count"] == 250
 
 
 def test_long_strings_are_cut() -> None:
@@ -525,7 +533,8 @@ def test_long_strings_are_cut() -> None:
     assert entry["message"] == "m" * MAX_STRING + TRUNCATION_MARK
     assert entry["context"]["response_body"] == "b" * MAX_STRING + TRUNCATION_MARK
     assert entry["context"]["details"]["x"] == "d" * MAX_STRING + TRUNCATION_MARK
-    assert entry["context"]["truncated"] is True and "total_count" not in entry["context"]
+    assert entry["context"]["truncated"] is True
+    assert "total_count" not in entry["context"]
 
 
 def test_huge_line_keeps_only_ids() -> None:
@@ -558,7 +567,8 @@ def test_huge_line_with_a_huge_stack_is_cut_further() -> None:
     text = buffer.getvalue()
     (entry,) = parse(text)
     assert len(text) < MAX_LINE
-    assert entry["message"].endswith(TRUNCATION_MARK) and len(entry["message"]) < 300
+    assert entry["message"].endswith(TRUNCATION_MARK)
+    assert len(entry["message"]) < 300
     assert entry["stack_trace"].startswith("Traceback (most recent call last):")
     assert "characters omitted" in entry["stack_trace"]
 
@@ -574,7 +584,8 @@ def test_long_stack_traces_keep_head_and_tail() -> None:
     stack = entry["stack_trace"]
     assert stack.startswith("Traceback (most recent call last):\n")
     assert stack.endswith("\ndetail line 4999\n")
-    assert "characters omitted" in stack and len(stack) <= MAX_STACK + 64
+    assert "characters omitted" in stack
+    assert len(stack) <= MAX_STACK + 64
 
 
 def test_enormous_stack_trace_is_cut_before_sanitising(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -617,7 +628,8 @@ def test_failing_stream_drops_and_reports(error: Exception) -> None:
     assert logger.dropped == 1
     logger.info(Code.BATCH_DONE, "kept")
     notice, kept = parse(stream.getvalue())
-    assert notice["error_code"] == "LOG_LINES_DROPPED" and notice["severity"] == "WARNING"
+    assert notice["error_code"] == "LOG_LINES_DROPPED"
+    assert notice["severity"] == "WARNING"
     assert notice["context"] == {"lines_dropped": 1}
     assert kept["message"] == "kept"
     logger.info(Code.BATCH_DONE, "again")
@@ -645,7 +657,8 @@ def test_drop_notice_that_fails_is_retried() -> None:
     logger.info(Code.BATCH_DONE, "b")
     logger.info(Code.BATCH_DONE, "c")
     notice, kept = parse(stream.getvalue())
-    assert notice["context"]["lines_dropped"] == 2 and kept["message"] == "c"
+    assert notice["context"]["lines_dropped"] == 2
+    assert kept["message"] == "c"
 
 
 def test_closed_stream_is_survived() -> None:
@@ -689,7 +702,8 @@ def test_a_stream_that_logs_does_not_recurse() -> None:
     stream.logger = logger
     logger.info(Code.BATCH_DONE, "outer")
     (entry,) = parse(stream.getvalue())
-    assert entry["message"] == "outer" and logger.dropped == 1
+    assert entry["message"] == "outer"
+    assert logger.dropped == 1
 
 
 def test_lock_held_too_long_drops_the_line() -> None:
@@ -701,7 +715,8 @@ def test_lock_held_too_long_drops_the_line() -> None:
         logger.info(Code.BATCH_DONE, "late")
     finally:
         logger._shared.lock.release()
-    assert logger.dropped == 1 and buffer.getvalue() == ""
+    assert logger.dropped == 1
+    assert buffer.getvalue() == ""
 
 
 def test_writer_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -789,7 +804,8 @@ def test_stalled_pipe_does_not_block(
     logger, _ = make(stream=stream)
     logger.info(Code.BATCH_DONE, "stuck")
     budget_ms = math.ceil(log_writer.WRITE_BUDGET_S * 1000)
-    assert len(poller.waits) == 1 and poller.waits[0] <= budget_ms  # one wait, within budget
+    assert len(poller.waits) == 1
+    assert poller.waits[0] <= budget_ms
     assert writer.stalled
     logger.info(Code.BATCH_DONE, "still stuck")
     assert poller.waits[1:] == [0]  # stalled: a single attempt that does not wait at all
@@ -797,7 +813,8 @@ def test_stalled_pipe_does_not_block(
     assert len(_drain(read_fd)) == filled
     logger.info(Code.BATCH_DONE, "flowing")
     notice, line = parse(_drain(read_fd).decode())
-    assert notice["context"]["lines_dropped"] == 2 and line["message"] == "flowing"
+    assert notice["context"]["lines_dropped"] == 2
+    assert line["message"] == "flowing"
 
 
 def test_partly_written_line_is_completed_first(pipe: tuple[int, TextIO]) -> None:
@@ -911,7 +928,8 @@ def test_library_records_become_json(level: int, severity: str) -> None:
     finally:
         library.setLevel(logging.NOTSET)
     (entry,) = parse(buffer.getvalue())
-    assert entry["error_code"] == "LIBRARY_LOG" and entry["severity"] == severity
+    assert entry["error_code"] == "LIBRARY_LOG"
+    assert entry["severity"] == severity
     assert entry["context"]["logger"] == "httpx"
     assert (
         entry["message"]
@@ -941,7 +959,8 @@ def test_library_record_with_exception_and_stack() -> None:
     handler.handleError(logging.LogRecord("psycopg", logging.WARNING, HERE, 1, "m", None, None))
     failed, located, bad = parse(buffer.getvalue())
     assert failed["stack_trace"].endswith("ConnectionError: server closed the connection\n")
-    assert failed["severity"] == "ERROR" and failed["@type"] == ERROR_EVENT_TYPE
+    assert failed["severity"] == "ERROR"
+    assert failed["@type"] == ERROR_EVENT_TYPE
     assert located["stack_trace"].startswith("Stack (most recent call last):")
     assert bad["message"] == "bad %d args (unformattable log arguments)"
 
@@ -960,16 +979,22 @@ def test_library_handlers_are_replaced_and_restored() -> None:
     try:
         logger, buffer = make()
         install_process_logging(logger)
-        assert library.handlers == [] and library.propagate and not library.disabled
+        assert library.handlers == []
+        assert library.propagate
+        assert not library.disabled
         assert not child.disabled
-        assert len(root.handlers) == 1 and root.level == logging.INFO
+        assert len(root.handlers) == 1
+        assert root.level == logging.INFO
         child.info("refreshing credentials")
         (entry,) = parse(buffer.getvalue())
         assert entry["context"]["logger"] == "google.auth.transport"
         uninstall_process_logging()
-        assert library.handlers == [own] and not library.propagate and library.disabled
+        assert library.handlers == [own]
+        assert not library.propagate
+        assert library.disabled
         assert child.disabled
-        assert root.handlers == root_handlers and root.level == root_level
+        assert root.handlers == root_handlers
+        assert root.level == root_level
     finally:
         library.removeHandler(own)
         library.propagate = True
@@ -986,7 +1011,8 @@ def test_install_is_idempotent() -> None:
     stdout = sys.stdout
     install_process_logging(second)
     assert len(logging.getLogger().handlers) == 1
-    assert sys.excepthook is hook and sys.stdout is stdout
+    assert sys.excepthook is hook
+    assert sys.stdout is stdout
     logging.getLogger("flask").warning("after switch")
     assert first_buffer.getvalue() == ""
     assert parse(second_buffer.getvalue())[0]["message"] == "after switch"
@@ -998,7 +1024,8 @@ def test_uninstall_restores_everything() -> None:
     showwarning = warnings.showwarning
     logger, _ = make()
     install_process_logging(logger)
-    assert sys.excepthook is not saved[0] and sys.stdout is not saved[3]
+    assert sys.excepthook is not saved[0]
+    assert sys.stdout is not saved[3]
     uninstall_process_logging()
     uninstall_process_logging()
     assert (
@@ -1038,7 +1065,8 @@ def test_traceback_on_stderr_becomes_one_error() -> None:
         traceback.print_exc()
     sys.stderr.write("after\n")
     error, after = parse(buffer.getvalue())
-    assert error["severity"] == "ERROR" and error["error_code"] == "UNEXPECTED_EXCEPTION"
+    assert error["severity"] == "ERROR"
+    assert error["error_code"] == "UNEXPECTED_EXCEPTION"
     assert error["message"] == "KeyError: 'missing [REDACTED:email]'"
     assert error["stack_trace"].startswith("Traceback (most recent call last):\n")
     assert error["stack_trace"].endswith("KeyError: 'missing [REDACTED:email]'\n")
@@ -1073,8 +1101,10 @@ def test_captured_stream_behaves_like_a_text_stream() -> None:
     """The stdout stand-in reports sane attributes, refuses bytes and survives close()."""
     _, buffer = route()
     captured = sys.stdout
-    assert captured.writable() and not captured.isatty()
-    assert isinstance(captured.encoding, str) and isinstance(captured.errors, str | None)
+    assert captured.writable()
+    assert not captured.isatty()
+    assert isinstance(captured.encoding, str)
+    assert isinstance(captured.errors, str | None)
     assert isinstance(captured, log_capture._CapturedStream)
     real = captured.target
     captured.target = io.StringIO()
@@ -1188,7 +1218,8 @@ def test_warnings_become_json() -> None:
         warnings.simplefilter("always")
         warnings.warn("old API", DeprecationWarning, stacklevel=1)
     (entry,) = parse(buffer.getvalue())
-    assert entry["severity"] == "WARNING" and entry["context"]["logger"] == "py.warnings"
+    assert entry["severity"] == "WARNING"
+    assert entry["context"]["logger"] == "py.warnings"
     assert "old API" in entry["message"]
 
 
@@ -1231,8 +1262,10 @@ def test_default_logger_writes_past_its_own_capture(capsys: pytest.CaptureFixtur
     print("printed")
     uninstall_process_logging()
     direct, printed = parse(capsys.readouterr().out)
-    assert direct["message"] == "direct" and direct["error_code"] == "BATCH_DONE"
-    assert printed["message"] == "printed" and printed["error_code"] == "LIBRARY_LOG"
+    assert direct["message"] == "direct"
+    assert direct["error_code"] == "BATCH_DONE"
+    assert printed["message"] == "printed"
+    assert printed["error_code"] == "LIBRARY_LOG"
 
 
 def test_pass_through_drops_blank_lines(capsys: pytest.CaptureFixture[str]) -> None:
@@ -1251,7 +1284,8 @@ def test_pass_through_drops_blank_lines(capsys: pytest.CaptureFixture[str]) -> N
     logger.info(Code.BATCH_DONE, "two")
     uninstall_process_logging()
     text = capsys.readouterr().out
-    assert "\n\n" not in text and [entry["message"] for entry in parse(text)] == ["one", "two"]
+    assert "\n\n" not in text
+    assert [entry["message"] for entry in parse(text)] == ["one", "two"]
 
 
 def test_foreign_json_lines_are_unwrapped() -> None:

@@ -33,8 +33,10 @@ def test_clean_run_logs_info_and_writes_zero_row() -> None:
     outcome = _run(store, log)
     assert log.codes() == ["MONITORING_CLEAN", "AUDIT_WRITTEN"]
     assert "WARNING" not in log.severities()
-    assert store.audits[0].missed_pause_count == 0 and store.audits[0].status == "completed"
-    assert store.audits[0].segments == 3 and store.audits[0].duration_ms == 1234
+    assert store.audits[0].missed_pause_count == 0
+    assert store.audits[0].status == "completed"
+    assert store.audits[0].segments == 3
+    assert store.audits[0].duration_ms == 1234
     assert outcome.audit_written  # type: ignore[attr-defined]
 
 
@@ -61,7 +63,8 @@ def test_many_missed_ids_are_capped_in_the_line_but_full_in_the_row() -> None:
     store, log = FakeStore(missed=MissedReport(250, ids)), CapturedLog()
     _run(store, log)
     context = log.with_code("MISSED_AUTO_PAUSE")[0]["context"]
-    assert len(context["missed_ids"]) < 250 and context["truncated"] is True
+    assert len(context["missed_ids"]) < 250
+    assert context["truncated"] is True
     assert context["total_count"] == 250
     assert len(store.audits[0].missed_ids) == 250
 
@@ -75,10 +78,8 @@ def test_monitoring_failure_is_a_warning_and_the_row_says_so() -> None:
     outcome = _run(store, log)
     failed = log.with_code("MONITORING_FAILED")[0]
     assert failed["severity"] == "WARNING"
-    assert (
-        failed["context"]["http_status"] == 500
-        and failed["context"]["operation"] == "get_missed_auto_pauses"
-    )
+    assert failed["context"]["http_status"] == 500
+    assert failed["context"]["operation"] == "get_missed_auto_pauses"
     assert store.audits[0].status == "monitoring_failed"
     assert outcome.report is None  # type: ignore[attr-defined]
 

@@ -13,7 +13,8 @@ def test_readme_code_table_matches_catalogue() -> None:
     spec = importlib.util.spec_from_file_location(
         "sync_readme", ROOT / "scripts" / "sync_readme.py"
     )
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     text = (ROOT / "README.md").read_text()

@@ -43,7 +43,8 @@ def test_rpc_request_shape_and_json_answer(transport: SupabaseTransport) -> None
         )
     )
     report = RpcStore(transport).missed_auto_pauses("Europe/Oslo", None)
-    assert report.missed_pause_count == 1 and list(report.missed_ids) == [missed]
+    assert report.missed_pause_count == 1
+    assert list(report.missed_ids) == [missed]
     request = route.calls.last.request
     assert request.headers["apikey"] == KEY
     assert request.headers["authorization"] == f"Bearer {KEY}"
@@ -67,9 +68,12 @@ def test_postgrest_json_error_keeps_status_body_code_details_hint(
         transport.call("get_missed_auto_pauses", {"p_timezone": "Europe/Oslo", "p_today": None})
     error = caught.value
     assert route.call_count == 1
-    assert error.http_status == 404 and error.postgrest_code == "PGRST202"
-    assert error.details == body["details"] and error.hint == body["hint"]
-    assert error.response_body is not None and "PGRST202" in error.response_body
+    assert error.http_status == 404
+    assert error.postgrest_code == "PGRST202"
+    assert error.details == body["details"]
+    assert error.hint == body["hint"]
+    assert error.response_body is not None
+    assert "PGRST202" in error.response_body
     assert error.transient is False
     assert error.log_context()["http_status"] == 404
 
@@ -151,9 +155,8 @@ def test_gateway_html_502_is_kept_as_body_and_retried(transport: SupabaseTranspo
         transport.call("get_missed_auto_pauses", {})
     assert route.call_count == FAST.attempts
     assert caught.value.http_status == 502
-    assert (
-        caught.value.response_body is not None and "502 Bad Gateway" in caught.value.response_body
-    )
+    assert caught.value.response_body is not None
+    assert "502 Bad Gateway" in caught.value.response_body
 
 
 @respx.mock
@@ -191,7 +194,8 @@ def test_connection_reset_is_a_transient_rpc_error(transport: SupabaseTransport)
     with pytest.raises(RpcError) as caught:
         transport.call("get_missed_auto_pauses", {})
     assert route.call_count == FAST.attempts
-    assert caught.value.http_status is None and caught.value.transient is True
+    assert caught.value.http_status is None
+    assert caught.value.transient is True
 
 
 @respx.mock
@@ -223,7 +227,10 @@ def test_batch_answer_is_parsed(transport: SupabaseTransport) -> None:
         )
     )
     result = RpcStore(transport).process_batch(uuid.uuid4(), 0, None, 50, (30, 7, 1), 120)
-    assert result.next_cursor == cursor and result.done is True
-    assert result.counts["mentors"] == 2 and result.counts["certifications_paused"] == 1
+    assert result.next_cursor == cursor
+    assert result.done is True
+    assert result.counts["mentors"] == 2
+    assert result.counts["certifications_paused"] == 1
     assert result.failures[0].certification_id == str(cert)
-    assert result.run_totals["mentors"] == 6 and result.run_totals["failures"] == 0
+    assert result.run_totals["mentors"] == 6
+    assert result.run_totals["failures"] == 0

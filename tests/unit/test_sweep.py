@@ -66,7 +66,8 @@ def test_postgrest_error_yields_schema_valid_error_line() -> None:
     assert handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
     (entry,) = log.entries
     jsonschema.validate(entry, _schema())
-    assert entry["severity"] == "ERROR" and entry["error_code"] == "SUPABASE_RPC_FAILED"
+    assert entry["severity"] == "ERROR"
+    assert entry["error_code"] == "SUPABASE_RPC_FAILED"
     assert entry["context"]["http_status"] == 500
     assert "XX000" in entry["context"]["response_body"]
     assert entry["context"]["operation"] == "claim_nightly_run"
@@ -102,7 +103,8 @@ def test_transient_store_error_asks_for_redelivery() -> None:
     log = CapturedLog()
     assert handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.RETRY
     entry = log.entries[0]
-    assert entry["error_code"] == "SUPABASE_TIMEOUT" and entry["context"]["elapsed_ms"] == 30_000
+    assert entry["error_code"] == "SUPABASE_TIMEOUT"
+    assert entry["context"]["elapsed_ms"] == 30_000
 
 
 def test_database_error_is_logged_with_operation_and_sqlstate() -> None:
@@ -117,10 +119,8 @@ def test_database_error_is_logged_with_operation_and_sqlstate() -> None:
     log = CapturedLog()
     assert handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.RETRY
     entry = log.with_code("DB_OPERATION_FAILED")[0]
-    assert (
-        entry["context"]["operation"] == "process_expiry_batch"
-        and entry["context"]["sqlstate"] == "40P01"
-    )
+    assert entry["context"]["operation"] == "process_expiry_batch"
+    assert entry["context"]["sqlstate"] == "40P01"
 
 
 def test_record_failures_are_logged_by_id_and_the_run_goes_on() -> None:
@@ -136,10 +136,8 @@ def test_record_failures_are_logged_by_id_and_the_run_goes_on() -> None:
     store, log = FakeStore(pages=[page]), CapturedLog()
     handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY)
     failure = log.with_code("DB_OPERATION_FAILED")[0]
-    assert (
-        failure["context"]["certification_id"] == cert
-        and failure["context"]["peer_mentor_id"] == mentor
-    )
+    assert failure["context"]["certification_id"] == cert
+    assert failure["context"]["peer_mentor_id"] == mentor
     assert failure["context"]["operation"] == "auto_pause"
     assert log.codes()[-1] == "RUN_COMPLETED"
 
@@ -161,7 +159,9 @@ def test_budget_reached_hands_off_and_publishes_the_cursor() -> None:
     assert store.names() == ["claim_nightly_run", "process_batch", "handoff"]
     (topic, data, attributes) = publisher.messages[0]
     message = Resume.model_validate_json(data)
-    assert topic == LOCAL_TOPIC and message.segment == 1 and message.cursor == first.next_cursor
+    assert topic == LOCAL_TOPIC
+    assert message.segment == 1
+    assert message.cursor == first.next_cursor
     assert attributes["cron_run_id"] == str(store.run_id)
     assert log.codes()[-1] == "CONTINUATION_PUBLISHED"
 
@@ -228,7 +228,8 @@ def test_fenced_handoff_and_completion() -> None:
     handle_event(
         _job(store, log, publisher, clock=lambda: next(ticks) * 100.0), PUBSUB_EVENT_TYPE, NIGHTLY
     )
-    assert log.codes()[-1] == "RUN_FENCED" and publisher.messages == []
+    assert log.codes()[-1] == "RUN_FENCED"
+    assert publisher.messages == []
     store, log = FakeStore(completion_fenced=True), CapturedLog()
     handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY)
     assert log.codes()[-1] == "RUN_FENCED"
