@@ -76,7 +76,7 @@ class TimedStore:
         self,
         run_id: UUID,
         segment: int,
-        cursor: UUID | None,
+        cursor: str | None,
         limit: int,
         reminder_days: Sequence[int],
         lease_s: int,

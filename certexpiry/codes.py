@@ -30,6 +30,7 @@ class Code(StrEnum):
     RUN_RESUMED = "RUN_RESUMED"
     SEGMENT_STARTED = "SEGMENT_STARTED"
     BATCH_DONE = "BATCH_DONE"
+    BATCH_SHRUNK = "BATCH_SHRUNK"
     CONTINUATION_PUBLISHED = "CONTINUATION_PUBLISHED"
     CONTINUATION_PUBLISH_FAILED = "CONTINUATION_PUBLISH_FAILED"
     DUPLICATE_DELIVERY = "DUPLICATE_DELIVERY"
@@ -88,6 +89,13 @@ CATALOGUE: Mapping[Code, CodeInfo] = MappingProxyType(
             _I,
             "A batch of certifications was processed (counts in context).",
             "None.",
+        ),
+        Code.BATCH_SHRUNK: CodeInfo(
+            _W,
+            "A batch hit the database's statement timeout (57014); nothing of it was kept, and "
+            "the segment goes on with half as many certifications per batch (batch_size).",
+            "None if rare. If it repeats, read the batch's query plan and lower BATCH_SIZE; a "
+            "batch of one that still times out is retried by Pub/Sub like any transient error.",
         ),
         Code.CONTINUATION_PUBLISHED: CodeInfo(
             _I,

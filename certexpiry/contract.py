@@ -18,6 +18,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, TypeAdapter, ValidationError
 
 from certexpiry.errors import ContractError
+from certexpiry.messages import Cursor
 
 # RPC name -> argument name -> Postgres type (as format_type() spells it), in pg_proc's order.
 # Both adapters send only the arguments the caller names; the others take their SQL default
@@ -38,7 +39,7 @@ RPC_SIGNATURES: Mapping[str, Mapping[str, str]] = {
     "process_expiry_batch": {
         "p_run_id": "uuid",
         "p_segment": "integer",
-        "p_cursor": "uuid",
+        "p_cursor": "text",
         "p_limit": "integer",
         "p_reminder_days": "integer[]",
         "p_lease_seconds": "integer",
@@ -140,7 +141,7 @@ class NightlyOwned(ContractModel):
     outcome: Literal["started", "resumed"]
     run_id: UUID
     segment: Segment
-    cursor: UUID | None
+    cursor: Cursor | None
     today: date
     abandoned: tuple[UUID, ...]
     totals: Counts
@@ -169,7 +170,7 @@ class SegmentClaimed(ContractModel):
     outcome: Literal["claimed"]
     run_id: UUID
     segment: Segment
-    cursor: UUID | None
+    cursor: Cursor | None
     today: date
     totals: Counts
     started_at: datetime
@@ -213,7 +214,7 @@ class CountedAnswer(CountFields):
 
 class BatchProcessed(CountedAnswer):
     fenced: Literal[False]
-    next_cursor: UUID | None
+    next_cursor: Cursor | None
     done: StrictBool
     failures_detail: tuple[RecordFailure, ...]
     run_totals: Counts
@@ -221,7 +222,7 @@ class BatchProcessed(CountedAnswer):
 
 class Handoff(ContractModel):
     fenced: StrictBool
-    cursor: UUID | None
+    cursor: Cursor | None
     segment: int
 
 

@@ -32,6 +32,9 @@ _TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57014"})
 _TRANSIENT_SQLSTATE_CLASSES = ("08", "53")
 
 
+STATEMENT_TIMEOUT = "57014"
+
+
 def is_transient_sqlstate(sqlstate: str | None) -> bool:
     """True for the SQLSTATEs that a retry can cure."""
     if not sqlstate:
@@ -90,6 +93,11 @@ class StoreError(CertexpiryError):
         self.operation = operation
         self.transient = transient
 
+    @property
+    def statement_timeout(self) -> bool:
+        """True when the database cancelled the statement at its statement_timeout (57014)."""
+        return False
+
     def log_context(self) -> dict[str, Any]:
         return {"operation": self.operation}
 
@@ -117,6 +125,10 @@ class RpcError(StoreError):
         self.postgrest_code = postgrest_code
         self.details = details
         self.hint = hint
+
+    @property
+    def statement_timeout(self) -> bool:
+        return self.postgrest_code == STATEMENT_TIMEOUT
 
     def log_context(self) -> dict[str, Any]:
         fields = {
@@ -154,6 +166,10 @@ class DatabaseError(StoreError):
         transient = connection_lost or is_transient_sqlstate(sqlstate)
         super().__init__(operation, message, transient=transient)
         self.sqlstate = sqlstate
+
+    @property
+    def statement_timeout(self) -> bool:
+        return self.sqlstate == STATEMENT_TIMEOUT
 
     def log_context(self) -> dict[str, Any]:
         context: dict[str, Any] = {"operation": self.operation}

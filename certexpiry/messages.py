@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
 from certexpiry.errors import InvalidMessage
 
@@ -32,6 +32,18 @@ class NightlyTrigger(BaseModel):
     kind: Literal["nightly"] = "nightly"
 
 
+# The sweep's checkpoint: a keyset token the SQL makes (`next_action_on/id`) and Python passes
+# back as it came. A bare UUID is the token of the versions before it (the SQL starts the
+# night's pages over for one). Nothing else, so a message carries no free text.
+Cursor = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^((-infinity|[0-9]{4}-[0-9]{2}-[0-9]{2})/)?"
+        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+    ),
+]
+
+
 class Resume(BaseModel):
     """A continuation the function published for itself: carry on with segment `segment`."""
 
@@ -39,7 +51,7 @@ class Resume(BaseModel):
     kind: Literal["resume"]
     run_id: UUID
     segment: int = Field(ge=1, le=100_000)
-    cursor: UUID | None
+    cursor: Cursor | None
 
     def to_bytes(self) -> bytes:
         """The message body as published."""

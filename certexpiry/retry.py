@@ -25,7 +25,9 @@ T = TypeVar("T")
 
 
 def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, StoreError) and exc.transient
+    # A statement timeout is not retried here: each try would cost the whole timeout. The sweep
+    # shrinks a timed-out batch; anything else is redelivered by Pub/Sub.
+    return isinstance(exc, StoreError) and exc.transient and not exc.statement_timeout
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,9 @@ class Settings(BaseSettings):
     supabase_service_role_key: SecretStr | None = None
     continuation_topic: str | None = Field(default=None, pattern=r"^projects/[^/]+/topics/[^/]+$")
     time_budget_s: float = Field(default=420.0, gt=0, lt=FUNCTION_TIMEOUT_S)
-    batch_size: int = Field(default=50, ge=1, le=1000)
+    # Certifications per batch (one RPC each): the night pages over certifications, so a mentor
+    # with thousands of them is split across batches and a batch costs what its rows cost.
+    batch_size: int = Field(default=500, ge=1, le=1000)
     reminder_days: Annotated[tuple[int, ...], NoDecode] = (30, 7, 1)
     org_timezone: str = "Europe/Oslo"
     google_cloud_project: str | None = None

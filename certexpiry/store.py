@@ -38,7 +38,7 @@ class Claim:
     outcome: ClaimOutcome
     run_id: UUID
     segment: int
-    cursor: UUID | None = None
+    cursor: str | None = None
     today: date | None = None
     totals: Mapping[str, int] = field(default_factory=Counts)
     abandoned: Sequence[UUID] = ()
@@ -68,7 +68,7 @@ class BatchResult:
 
     fenced: bool
     counts: Mapping[str, int]
-    next_cursor: UUID | None
+    next_cursor: str | None
     done: bool
     failures: Sequence[RecordFailure] = ()
     run_totals: Mapping[str, int] = field(default_factory=Counts)
@@ -158,7 +158,7 @@ class Store(Protocol):
         self,
         run_id: UUID,
         segment: int,
-        cursor: UUID | None,
+        cursor: str | None,
         limit: int,
         reminder_days: Sequence[int],
         lease_s: int,
@@ -206,7 +206,7 @@ class RpcStore:
         self,
         run_id: UUID,
         segment: int,
-        cursor: UUID | None,
+        cursor: str | None,
         limit: int,
         reminder_days: Sequence[int],
         lease_s: int,
@@ -216,7 +216,7 @@ class RpcStore:
             {
                 "p_run_id": str(run_id),
                 "p_segment": segment,
-                "p_cursor": None if cursor is None else str(cursor),
+                "p_cursor": cursor,
                 "p_limit": limit,
                 "p_reminder_days": list(reminder_days),
                 "p_lease_seconds": lease_s,

@@ -184,18 +184,34 @@ def _run_segment(job: Job, segment: _Segment) -> Outcome:
         budget_s=settings.time_budget_s, reserve_s=settings.monitoring_reserve_s, clock=job.clock
     )
     cursor = claim.cursor
+    batch_size = settings.batch_size
     while True:
         if not budget.can_start_batch():
             return _hand_off(job, segment, cursor, budget)
         started = job.clock()
-        result = job.store.process_batch(
-            claim.run_id,
-            claim.segment,
-            cursor,
-            settings.batch_size,
-            settings.reminder_days,
-            settings.lease_s,
-        )
+        try:
+            result = job.store.process_batch(
+                claim.run_id,
+                claim.segment,
+                cursor,
+                batch_size,
+                settings.reminder_days,
+                settings.lease_s,
+            )
+        except StoreError as exc:
+            if not exc.statement_timeout or batch_size == 1:
+                raise
+            # Nothing of the batch was kept: the same page again, half as large.
+            budget.record_batch(job.clock() - started)
+            batch_size = max(1, batch_size // 2)
+            log.warning(
+                Code.BATCH_SHRUNK,
+                "A batch hit the statement timeout; going on with smaller batches.",
+                segment=claim.segment,
+                batch_size=batch_size,
+                **exc.log_context(),
+            )
+            continue
         duration_s = job.clock() - started
         budget.record_batch(duration_s)
         if result.fenced:
@@ -214,7 +230,7 @@ def _run_segment(job: Job, segment: _Segment) -> Outcome:
             return _finish(job, segment, budget)
 
 
-def _hand_off(job: Job, segment: _Segment, cursor: UUID | None, budget: TimeBudget) -> Outcome:
+def _hand_off(job: Job, segment: _Segment, cursor: str | None, budget: TimeBudget) -> Outcome:
     settings, log, claim = job.settings, segment.log, segment.claim
     if not job.store.handoff(claim.run_id, claim.segment, settings.lease_s):
         return _fenced(segment)

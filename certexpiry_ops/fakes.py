@@ -29,7 +29,7 @@ class FakeStore:
             BatchResult(
                 fenced=False,
                 counts=Counts(mentors=2, reminders_queued=1, certifications_paused=1, batches=1),
-                next_cursor=uuid.uuid4(),
+                next_cursor=f"2026-11-30/{uuid.uuid4()}",
                 done=True,
             )
         ]
@@ -71,7 +71,7 @@ class FakeStore:
         self,
         run_id: UUID,
         segment: int,
-        cursor: UUID | None,
+        cursor: str | None,
         limit: int,
         reminder_days: Sequence[int],
         lease_s: int,

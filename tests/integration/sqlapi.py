@@ -47,7 +47,8 @@ def batch(
     result: dict[str, Any] = rpc(
         conn,
         "select public.process_expiry_batch(p_run_id => %(r)s::uuid, p_segment => %(s)s, "
-        "p_cursor => %(c)s::uuid, p_limit => %(l)s, p_reminder_days => %(d)s::integer[])",
+        "p_cursor => %(c)s, p_limit => %(l)s, p_reminder_days => %(d)s::integer[], "
+        "p_lease_seconds => 120)",
         {"r": str(run_id), "s": segment, "c": cursor, "l": limit, "d": days or [30, 7, 1]},
     )
     return result

@@ -217,11 +217,18 @@ def test_every_answer_shape_the_sql_gives_parses(db: Conn, pg: PgTransport) -> N
     assert claim(now).outcome == "busy"
     assert claim(now + timedelta(seconds=61)).outcome == "resumed"
     assert continuation(uuid.uuid4(), 1, now).outcome == "unknown"
-    batch = call("process_expiry_batch", p_run_id=str(run.run_id), p_segment=0)
+    batch_args = {"p_cursor": None, "p_limit": 50, "p_reminder_days": [30], "p_lease_seconds": 60}
+    batch = call("process_expiry_batch", p_run_id=str(run.run_id), p_segment=0, **batch_args)
     assert batch.fenced is True
     assert batch.status == "running"
-    assert call("process_expiry_batch", p_run_id=str(uuid.uuid4()), p_segment=0).segment is None
-    batch = call("process_expiry_batch", p_run_id=str(run.run_id), p_segment=1, p_limit=1)
+    lost = call("process_expiry_batch", p_run_id=str(uuid.uuid4()), p_segment=0, **batch_args)
+    assert lost.segment is None
+    batch = call(
+        "process_expiry_batch",
+        p_run_id=str(run.run_id),
+        p_segment=1,
+        **{**batch_args, "p_limit": 1},
+    )
     assert batch.fenced is False
     assert batch.counts["certifications_paused"] == 1
     assert call("handoff_run", p_run_id=str(run.run_id), p_segment=0).fenced is True
@@ -373,11 +380,14 @@ def test_the_privileges_migration_closes_what_hosted_defaults_open(pg_admin_url:
         with psycopg.connect(make_conninfo(pg_admin_url, dbname=name), autocommit=True) as conn:
             conn.execute(schema.BOOTSTRAP.read_text())
             migrations = schema.migration_files()
-            assert migrations[-1].name == PRIVILEGES_MIGRATION
-            for path in migrations[:-1]:
+            at = [path.name for path in migrations].index(PRIVILEGES_MIGRATION)
+            for path in migrations[:at]:
                 conn.execute(path.read_text())
             assert _anon_setval(conn)
-            conn.execute(migrations[-1].read_text())
+            conn.execute(migrations[at].read_text())
+            assert not _anon_setval(conn)
+            for path in migrations[at + 1 :]:
+                conn.execute(path.read_text())
             assert not _anon_setval(conn)
             assert _function_grant_problems(conn) == []
     finally:

@@ -107,23 +107,27 @@ def test_next_night_abandons_an_unfinished_run(db: Conn) -> None:
 
 
 def test_batch_checkpoints_the_cursor_and_totals(db: Conn) -> None:
-    """The batch RPC stores the cursor and adds its counts to the run's totals atomically."""
+    """The batch RPC stores the keyset cursor and adds its counts to the run's totals atomically."""
     mentor = uuid.UUID("00000000-0000-4000-8000-000000000001")
     db.execute("insert into public.peer_mentors (id, full_name) values (%s, 'x')", (mentor,))
-    db.execute(
-        "insert into public.certifications (peer_mentor_id, expiry_date) values (%s, date '2026-11-20')",
+    cert = db.execute(
+        "insert into public.certifications (peer_mentor_id, expiry_date) values (%s, date '2026-11-20') returning id",
         (mentor,),
-    )
+    ).fetchone()
+    assert cert is not None
     run = claim(db, NOW)
     rpc(
         db,
-        "select public.process_expiry_batch(p_run_id => %(r)s::uuid, p_segment => 0)",
+        "select public.process_expiry_batch(p_run_id => %(r)s::uuid, p_segment => 0, "
+        "p_cursor => null, p_limit => 50, p_reminder_days => '{30,7,1}', p_lease_seconds => 120)",
         {"r": run["run_id"]},
     )
     row = db.execute(
         "select cursor, totals from public.cron_runs where run_id = %s", (run["run_id"],)
     ).fetchone()
     assert row is not None
-    assert row[0] == mentor
+    # The keyset token of the last certification of the page: never looked at before, so
+    # its next action was -infinity.
+    assert row[0] == f"-infinity/{cert[0]}"
     assert row[1]["certifications_paused"] == 1
     assert row[1]["batches"] == 1

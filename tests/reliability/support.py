@@ -153,7 +153,8 @@ def reset_to_seed(conn: Conn) -> None:
         insert into public.certification_idempotency_log (certification_id, action, expiry_date, run_id, outcome)
             select certification_id, action, expiry_date, run_id, outcome
             from seedcopy.certification_idempotency_log;
-        update public.certifications c set status = s.status, paused_at = s.paused_at
+        update public.certifications c set status = s.status, paused_at = s.paused_at,
+            next_action_on = s.next_action_on
             from seedcopy.certifications s where s.id = c.id;
         update public.peer_mentors m set status = s.status, paused_at = s.paused_at,
             paused_reason = s.paused_reason

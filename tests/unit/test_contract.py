@@ -23,7 +23,8 @@ from certexpiry_ops.local import LOCAL_TOPIC, pubsub_event_data
 from certexpiry_ops.ops import OpsStore
 from tests.logcapture import CapturedLog
 
-RUN, CERT, MENTOR, CURSOR = (str(uuid.uuid4()) for _ in range(4))
+RUN, CERT, MENTOR = (str(uuid.uuid4()) for _ in range(3))
+CURSOR = f"2026-11-30/{uuid.uuid4()}"  # the SQL's keyset token
 AT = "2026-11-28T02:00:00.123456+01:00"
 TOTALS = {key: 1 for key in COUNT_KEYS}
 FAILURE = {
@@ -360,9 +361,9 @@ def test_fenced_answers_carry_no_counts() -> None:
             }
         )
     )
-    batch = store.process_batch(uuid.UUID(RUN), 0, uuid.UUID(CURSOR), 50, [7], 120)
+    batch = store.process_batch(uuid.UUID(RUN), 0, CURSOR, 50, [7], 120)
     assert batch.fenced
-    assert batch.next_cursor == uuid.UUID(CURSOR)
+    assert batch.next_cursor == CURSOR
     assert not any(batch.counts.values())
     assert store.complete(uuid.UUID(RUN), 0).fenced
     with pytest.raises(ContractError, match=r"totals \(none_required\)"):

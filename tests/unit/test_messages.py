@@ -40,7 +40,9 @@ def test_empty_json_object_is_not_a_trigger() -> None:
 
 def test_continuation_round_trips() -> None:
     """A Resume published by the function decodes back to the same Resume."""
-    original = Resume(kind="resume", run_id=uuid.uuid4(), segment=3, cursor=uuid.uuid4())
+    original = Resume(
+        kind="resume", run_id=uuid.uuid4(), segment=3, cursor=f"2026-11-30/{uuid.uuid4()}"
+    )
     _, message = decode(PUBSUB_EVENT_TYPE, _data(original.to_bytes()), now=NOW)
     assert message == original
 

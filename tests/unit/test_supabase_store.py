@@ -201,7 +201,8 @@ def test_connection_reset_is_a_transient_rpc_error(transport: SupabaseTransport)
 @respx.mock
 def test_batch_answer_is_parsed(transport: SupabaseTransport) -> None:
     """process_expiry_batch's JSON (counts, cursor, failures) becomes a BatchResult."""
-    cert, mentor, cursor = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    cert, mentor = uuid.uuid4(), uuid.uuid4()
+    cursor = f"2026-11-30/{uuid.uuid4()}"
     respx.post(f"{URL}/rest/v1/rpc/process_expiry_batch").mock(
         return_value=httpx.Response(
             200,
@@ -211,7 +212,7 @@ def test_batch_answer_is_parsed(transport: SupabaseTransport) -> None:
                 "reminders_queued": 1,
                 "certifications_paused": 1,
                 "batches": 1,
-                "next_cursor": str(cursor),
+                "next_cursor": cursor,
                 "done": True,
                 "run_totals": {"mentors": 6, "certifications_paused": 2, "batches": 3},
                 "failures_detail": [

@@ -49,7 +49,10 @@ def _job(
 
 def _page(done: bool, **counts: int) -> BatchResult:
     return BatchResult(
-        fenced=False, counts={"batches": 1, **counts}, next_cursor=uuid.uuid4(), done=done
+        fenced=False,
+        counts={"batches": 1, **counts},
+        next_cursor=f"2026-11-30/{uuid.uuid4()}",
+        done=done,
     )
 
 
@@ -290,3 +293,40 @@ def test_logged_severities_match_the_catalogue() -> None:
             expected = CATALOGUE[Code(entry["error_code"])].severity.value
             assert entry["severity"] == expected, entry["error_code"]
     assert {"MISSED_AUTO_PAUSE", "MONITORING_FAILED", "AUDIT_FAILED", "RUN_BUSY"} <= seen
+
+
+def _timeouts(count: int) -> Any:
+    """An on_call hook: the first `count` batches hit the statement timeout."""
+    left = itertools.count(count, -1)
+
+    def on_call(name: str) -> None:
+        if name == "process_batch" and next(left) > 0:
+            raise DatabaseError("process_expiry_batch", "canceling statement", sqlstate="57014")
+
+    return on_call
+
+
+def test_statement_timeout_shrinks_the_batch_and_the_run_goes_on() -> None:
+    """A batch cancelled by the statement timeout is tried again at half the size, with a
+    BATCH_SHRUNK warning each time, and the run completes."""
+    store = FakeStore(pages=[_page(True, certifications=3)], on_call=_timeouts(2))
+    log = CapturedLog()
+    outcome = handle_event(_job(store, log, batch_size=400), PUBSUB_EVENT_TYPE, NIGHTLY)
+    assert outcome is Outcome.ACK
+    limits = [args[3] for name, args in store.calls if name == "process_batch"]
+    assert limits == [400, 200, 100]
+    shrunk = log.with_code("BATCH_SHRUNK")
+    assert [entry["context"]["batch_size"] for entry in shrunk] == [200, 100]
+    assert all(entry["severity"] == "WARNING" for entry in shrunk)
+    assert log.with_code("RUN_COMPLETED")
+
+
+def test_statement_timeout_of_a_single_row_batch_is_redelivered() -> None:
+    """Once a batch of one still times out, the error is a transient failure for Pub/Sub."""
+    store = FakeStore(pages=[_page(True)], on_call=_timeouts(5))
+    log = CapturedLog()
+    outcome = handle_event(_job(store, log, batch_size=2), PUBSUB_EVENT_TYPE, NIGHTLY)
+    assert outcome is Outcome.RETRY
+    limits = [args[3] for name, args in store.calls if name == "process_batch"]
+    assert limits == [2, 1]
+    assert log.with_code("DB_OPERATION_FAILED")[0]["context"]["sqlstate"] == "57014"

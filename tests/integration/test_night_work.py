@@ -1,0 +1,218 @@
+"""The night's work: pages over certifications whose next action is due, bounded in
+certifications, isolating bad and locked rows, with monitoring reading only the leftovers."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.integration.sqlapi import batch, claim, missed, sweep_all
+from tests.seeding import actions_of, add_cert, add_mentor, status_of
+
+# 03:00 Oslo on 2026-11-28: organisation-local today is 2026-11-28.
+NOW = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
+TODAY = date(2026, 11, 28)
+
+Conn = psycopg.Connection[Any]
+
+SPEC_MISSED = """
+    select c.id from public.certifications c
+    where c.expiry_date < %s and c.status <> 'paused'
+      and not exists (select 1 from public.certification_idempotency_log l
+                      where l.certification_id = c.id and l.action = 'auto_pause'
+                        and l.expiry_date = c.expiry_date)
+"""
+
+
+def next_action(db: Conn, cert: uuid.UUID) -> date | str | None:
+    """The certification's next_action_on: a date, "-infinity" (not yet looked at) or None."""
+    row = db.execute(
+        "select case when next_action_on = '-infinity' then null else next_action_on end, next_action_on::text from public.certifications where id = %s",
+        (cert,),
+    ).fetchone()
+    assert row is not None
+    # psycopg cannot load -infinity as a date; compare it as text.
+    return "-infinity" if row[1] == "-infinity" else row[0]
+
+
+def record(db: Conn, cert: uuid.UUID, action: str, expiry: date) -> None:
+    db.execute(
+        "insert into public.certification_idempotency_log (certification_id, action, expiry_date) "
+        "values (%s, %s, %s)",
+        (cert, action, expiry),
+    )
+
+
+def test_processed_certifications_leave_the_nights_work(db: Conn) -> None:
+    """After a night every processed certification's next action lies after tonight, so a
+    second pass from the start finds nothing to do."""
+    certs = [add_cert(db, add_mentor(db), TODAY + timedelta(days=d)) for d in (-2, 0, 5, 29, 60)]
+    first = sweep_all(db, NOW)
+    assert first["certifications"] == 4  # the one 60 days out has nothing due yet
+    after = {cert: next_action(db, cert) for cert in certs}
+    assert after[certs[0]] is None  # paused
+    assert after[certs[1]] == TODAY + timedelta(days=1)  # reminded today, paused tomorrow
+    assert after[certs[2]] == TODAY + timedelta(days=4)  # 7-day reminder next (1-day later)
+    assert after[certs[3]] == TODAY + timedelta(days=22)  # 30-day sent, 7-day next
+    assert after[certs[4]] == TODAY + timedelta(days=30)  # first reminder in 30 days
+    db.execute("update public.cron_runs set lease_until = '-infinity'")
+    again = claim(db, NOW + timedelta(hours=1))
+    second = batch(db, again["run_id"], again["segment"], cursor=None)
+    assert second["certifications"] == 0
+    assert second["mentors"] == 0
+
+
+def test_an_idle_night_reads_no_certification(db: Conn) -> None:
+    """Certifications already reminded for tonight's offset are looked at once, then not
+    again until their next reminder is due."""
+    certs = []
+    for days in range(9, 30):
+        cert = add_cert(db, add_mentor(db), TODAY + timedelta(days=days))
+        record(db, cert, "reminder_30d", TODAY + timedelta(days=days))
+        certs.append(cert)
+    first = sweep_all(db, NOW)
+    assert first["certifications"] == 0
+    assert first["reminders_queued"] == 0
+    assert {next_action(db, c) for c in certs} == {
+        TODAY + timedelta(days=days - 7) for days in range(9, 30)
+    }
+    tomorrow = claim(db, NOW + timedelta(days=1))
+    page = batch(db, tomorrow["run_id"], tomorrow["segment"], cursor=None)
+    assert page["done"] is True
+    assert page["certifications"] == 0
+    assert page["next_cursor"] is None  # not one row read
+
+
+def test_a_giant_mentor_is_split_across_batches(db: Conn) -> None:
+    """A mentor with more certifications than a batch holds is paused once, across batches
+    of at most `limit` certifications, every certification paused exactly once."""
+    mentor = add_mentor(db)
+    certs = [add_cert(db, mentor, TODAY - timedelta(days=1 + i % 5)) for i in range(25)]
+    totals = sweep_all(db, NOW, limit=10)
+    assert totals["batches"] == 3
+    assert totals["certifications_paused"] == 25
+    assert totals["mentors_paused"] == 1
+    assert status_of(db, "peer_mentors", mentor) == "paused"
+    assert all(actions_of(db, cert) == [("auto_pause", "done")] for cert in certs)
+
+
+def _refuse_pause(db: Conn, cert: uuid.UUID) -> None:
+    db.execute(
+        f"""
+        create function public.refuse_one() returns trigger language plpgsql as $$
+        begin
+            if new.status = 'paused' and new.id = '{cert}' then
+                raise exception 'refused' using errcode = 'P0001';
+            end if;
+            return new;
+        end $$;
+        create trigger refuse_one before update on public.certifications
+            for each row execute function public.refuse_one();
+        """
+    )
+
+
+def test_a_bad_row_is_isolated_by_bisection(db: Conn) -> None:
+    """One certification that cannot be paused is reported alone; the rest of the batch is
+    kept, it stays in the night's work, and monitoring reports exactly it."""
+    certs = [add_cert(db, add_mentor(db), TODAY - timedelta(days=2)) for _ in range(20)]
+    bad = certs[7]
+    _refuse_pause(db, bad)
+    db.execute("revoke execute on function public.refuse_one() from public")
+    totals = sweep_all(db, NOW)
+    assert totals["certifications_paused"] == 19
+    assert totals["failures"] == 1
+    (failure,) = totals["failures_detail"]
+    assert failure["certification_id"] == str(bad)
+    assert failure["sqlstate"] == "P0001"
+    assert failure["operation"] == "auto_pause"
+    assert next_action(db, bad) is not None
+    report = missed(db, TODAY.isoformat())
+    assert report["missed_ids"] == [str(bad)]
+
+
+def test_a_row_locked_elsewhere_fails_fast_and_alone(db: Conn, database_url: str) -> None:
+    """A certification locked by another transaction fails with lock_not_available after the
+    batch's lock_timeout instead of holding the batch up; the others are paused."""
+    certs = [add_cert(db, add_mentor(db), TODAY - timedelta(days=2)) for _ in range(6)]
+    locked = certs[3]
+    holding = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with psycopg.connect(database_url) as other:
+            other.execute("select 1 from public.certifications where id = %s for update", (locked,))
+            holding.set()
+            release.wait(30)
+            other.rollback()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(30)
+        totals = sweep_all(db, NOW)
+    finally:
+        release.set()
+        holder.join()
+    assert totals["certifications_paused"] == 5
+    (failure,) = totals["failures_detail"]
+    assert failure["certification_id"] == str(locked)
+    assert failure["sqlstate"] == "55P03"
+    assert status_of(db, "certifications", locked) == "active"
+
+
+@pytest.mark.parametrize("limit", [1, 3, 50])
+def test_monitoring_agrees_with_the_specs_definition(db: Conn, limit: int) -> None:
+    """Whatever the night left behind (a refused row, a reactivated certification with its
+    auto-pause recorded, one reactivated without, a renewal, one added after the night), the
+    monitoring query returns exactly the spec's expired, unpaused, unrecorded certifications."""
+    refused = add_cert(db, add_mentor(db), TODAY - timedelta(days=3))
+    reactivated = add_cert(db, add_mentor(db), TODAY - timedelta(days=4))
+    reactivated_bare = add_cert(db, add_mentor(db), TODAY - timedelta(days=6))
+    renewed = add_cert(db, add_mentor(db), TODAY - timedelta(days=5))
+    for _ in range(4):
+        add_cert(db, add_mentor(db), TODAY + timedelta(days=3))
+    _refuse_pause(db, refused)
+    sweep_all(db, NOW, limit=limit)
+    # After the night: ops reactivate two paused certifications (one of them also loses its
+    # record, as a hand-made fix might), renew another, and a late one is added.
+    db.execute(
+        "update public.certifications set status = 'active' where id = any(%s)",
+        ([reactivated, reactivated_bare],),
+    )
+    db.execute(
+        "delete from public.certification_idempotency_log where certification_id = %s",
+        (reactivated_bare,),
+    )
+    db.execute(
+        "update public.certifications set expiry_date = %s, status = 'active' where id = %s",
+        (TODAY + timedelta(days=200), renewed),
+    )
+    late = add_cert(db, add_mentor(db), TODAY - timedelta(days=1))
+    expected = sorted(str(r[0]) for r in db.execute(SPEC_MISSED, (TODAY,)).fetchall())
+    assert expected == sorted(map(str, (refused, reactivated_bare, late)))
+    report = missed(db, TODAY.isoformat())
+    assert report["missed_pause_count"] == 3
+    assert sorted(report["missed_ids"]) == expected
+
+
+def test_a_renewal_starts_a_fresh_cycle_on_the_next_night(db: Conn) -> None:
+    """Renewing a certification makes it due for a look on the next night, which sends the
+    new expiry date's first reminder."""
+    cert = add_cert(db, add_mentor(db), TODAY + timedelta(days=3))
+    sweep_all(db, NOW)
+    assert next_action(db, cert) == TODAY + timedelta(days=2)
+    db.execute(
+        "update public.certifications set expiry_date = %s where id = %s",
+        (TODAY + timedelta(days=20), cert),
+    )
+    assert next_action(db, cert) == "-infinity"
+    tomorrow = claim(db, NOW + timedelta(days=1))
+    page = batch(db, tomorrow["run_id"], tomorrow["segment"], cursor=None)
+    assert page["reminders_queued"] == 1
+    assert ("reminder_30d", "done") in actions_of(db, cert)
