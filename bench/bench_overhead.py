@@ -89,9 +89,9 @@ class TimedStore:
     def complete(self, run_id: UUID, segment: int) -> Completion:
         return self.inner.complete(run_id, segment)
 
-    def missed_auto_pauses(self, timezone: str, today: date | None) -> MissedReport:
+    def missed_auto_pauses(self, timezone: str, today: date | None, *, limit: int) -> MissedReport:
         with self.timer.time("monitoring"):
-            return self.inner.missed_auto_pauses(timezone, today)
+            return self.inner.missed_auto_pauses(timezone, today, limit=limit)
 
     def upsert_audit(self, row: AuditRow) -> None:
         with self.timer.time("audit"):

@@ -46,7 +46,7 @@ RPC_SIGNATURES: Mapping[str, Mapping[str, str]] = {
     },
     "handoff_run": {"p_run_id": "uuid", "p_segment": "integer", "p_lease_seconds": "integer"},
     "complete_run": {"p_run_id": "uuid", "p_segment": "integer"},
-    "get_missed_auto_pauses": {"p_timezone": "text", "p_today": "date"},
+    "get_missed_auto_pauses": {"p_timezone": "text", "p_today": "date", "p_limit": "integer"},
     "upsert_cron_audit": {
         "p_run_id": "uuid",
         "p_missed_pause_count": "integer",

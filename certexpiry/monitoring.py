@@ -35,11 +35,12 @@ def monitor_and_audit(
     segments: int,
     totals: Mapping[str, int],
     duration_ms: int,
+    missed_ids_limit: int,
 ) -> MonitoringOutcome:
     """Run the monitoring query, warn about missed auto-pauses, upsert the audit row."""
     report: MissedReport | None
     try:
-        report = store.missed_auto_pauses(timezone, today)
+        report = store.missed_auto_pauses(timezone, today, limit=missed_ids_limit)
     except Exception as exc:  # noqa: BLE001  # monitoring must never mask the sweep's outcome
         report = None
         log.warning(

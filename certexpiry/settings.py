@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     google_cloud_project: str | None = None
     lease_s: int = Field(default=120, ge=10, le=3600)
     monitoring_reserve_s: float = Field(default=15.0, ge=0)
+    # How many missed IDs the monitoring query returns (and the warning line carries); the
+    # audit row always gets the complete list, written by the database.
+    missed_ids_limit: int = Field(default=1000, ge=1, le=100_000)
     service_name: str = Field(default="certexpiry", alias="K_SERVICE")
     service_version: str = Field(default="dev")
 

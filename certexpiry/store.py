@@ -168,7 +168,9 @@ class Store(Protocol):
 
     def complete(self, run_id: UUID, segment: int) -> Completion: ...
 
-    def missed_auto_pauses(self, timezone: str, today: date | None) -> MissedReport: ...
+    def missed_auto_pauses(
+        self, timezone: str, today: date | None, *, limit: int
+    ) -> MissedReport: ...
 
     def upsert_audit(self, row: AuditRow) -> None: ...
 
@@ -255,10 +257,15 @@ class RpcStore:
             finished_at=answer.finished_at,
         )
 
-    def missed_auto_pauses(self, timezone: str, today: date | None) -> MissedReport:
+    def missed_auto_pauses(self, timezone: str, today: date | None, *, limit: int) -> MissedReport:
+        """The count of missed auto-pauses and the first `limit` of their IDs."""
         answer = self._call(
             contract.GET_MISSED_AUTO_PAUSES,
-            {"p_timezone": timezone, "p_today": None if today is None else today.isoformat()},
+            {
+                "p_timezone": timezone,
+                "p_today": None if today is None else today.isoformat(),
+                "p_limit": limit,
+            },
         )
         return MissedReport(
             missed_pause_count=answer.missed_pause_count,

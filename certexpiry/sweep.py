@@ -269,6 +269,7 @@ def _finish(job: Job, segment: _Segment, budget: TimeBudget) -> Outcome:
         segments=claim.segment + 1,
         totals=segment.totals,
         duration_ms=duration_ms,
+        missed_ids_limit=settings.missed_ids_limit,
     )
     completion = job.store.complete(claim.run_id, claim.segment)
     if completion.fenced:

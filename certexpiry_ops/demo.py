@@ -134,7 +134,7 @@ def run_demo(options: DemoOptions, out: TextIO) -> int:
                     conn, mentors=options.mentors, seed=options.seed, today=today
                 )
             if options.with_failures:
-                refused = list(store.missed_auto_pauses(timezone, today).missed_ids)[:2]
+                refused = list(store.missed_auto_pauses(timezone, today, limit=2).missed_ids)[:2]
                 if refused:
                     demo_seed.install_refusal(conn, refused)
         pubsub = FakePubSub().start()

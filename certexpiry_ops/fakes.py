@@ -93,8 +93,8 @@ class FakeStore:
             finished_at=None,
         )
 
-    def missed_auto_pauses(self, timezone: str, today: date | None) -> MissedReport:
-        self._enter("missed_auto_pauses", (timezone, today))
+    def missed_auto_pauses(self, timezone: str, today: date | None, *, limit: int) -> MissedReport:
+        self._enter("missed_auto_pauses", (timezone, today, limit))
         return self.missed
 
     def upsert_audit(self, row: AuditRow) -> None:

@@ -21,7 +21,12 @@ def cmd_check(args: argparse.Namespace, cli_io: CliIO) -> int:
     with open_target(args) as target:
         settings = target.settings
         log = console.logger(settings)
-        report = call_store(target.store.missed_auto_pauses, settings.org_timezone, None)
+        report = call_store(
+            target.store.missed_auto_pauses,
+            settings.org_timezone,
+            None,
+            limit=settings.missed_ids_limit,
+        )
     report_missed(log, report, CHECK_REMEDIATION)
     return EXIT_MISSED if report.missed_pause_count else EXIT_OK
 

@@ -53,7 +53,12 @@ def cmd_remediate(args: argparse.Namespace, cli_io: CliIO) -> int:
             failures=counts["failures"],
             missed_ids=targets,
         )
-        report = call_store(target.store.missed_auto_pauses, settings.org_timezone, None)
+        report = call_store(
+            target.store.missed_auto_pauses,
+            settings.org_timezone,
+            None,
+            limit=settings.missed_ids_limit,
+        )
         report_missed(log, report, remediation_for(remediation_id))
     left = set(report.missed_ids)
     of_run = [item for item in targets if item in left]

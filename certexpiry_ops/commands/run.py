@@ -39,7 +39,9 @@ def cmd_run(args: argparse.Namespace, cli_io: CliIO) -> int:
     with open_target(args) as target:
         settings = target.settings
         try:
-            target.store.missed_auto_pauses(settings.org_timezone, None)  # can we talk to it?
+            target.store.missed_auto_pauses(
+                settings.org_timezone, None, limit=settings.missed_ids_limit
+            )  # can we talk to it?
         except StoreError as exc:
             reason = console.sanitizer.clean(" ".join(str(exc).split()))
             raise UsageError(f"cannot use the database: {reason}") from None
@@ -79,7 +81,9 @@ def cmd_run(args: argparse.Namespace, cli_io: CliIO) -> int:
         if run_id is None:
             cli_io.stderr.write(f"{PROG}: error: the run did not complete; see the ERROR lines\n")
             return EXIT_USAGE
-        left = target.store.missed_auto_pauses(settings.org_timezone, None)
+        left = target.store.missed_auto_pauses(
+            settings.org_timezone, None, limit=settings.missed_ids_limit
+        )
         audit = target.ops.get_audit(UUID(str(run_id)))
         if not console.json:
             console.out("")

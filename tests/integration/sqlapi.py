@@ -79,7 +79,7 @@ def sweep_all(
 def missed(conn: psycopg.Connection[Any], today: str | None = None) -> dict[str, Any]:
     result: dict[str, Any] = rpc(
         conn,
-        "select public.get_missed_auto_pauses(p_timezone => 'Europe/Oslo', p_today => %(t)s::date)",
+        "select public.get_missed_auto_pauses(p_timezone => 'Europe/Oslo', p_today => %(t)s::date, p_limit => 1000)",
         {"t": today},
     )
     return result

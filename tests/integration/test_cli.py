@@ -85,7 +85,7 @@ def refuse_two(db: Conn, database_url: str, org: OrgDay) -> list[str]:
     """Install the demo trigger on two of tonight's pause candidates; return their IDs."""
     store = pg_store(database_url)
     try:
-        ids = sorted(store.missed_auto_pauses(org.timezone, org.today).missed_ids)[:2]
+        ids = sorted(store.missed_auto_pauses(org.timezone, org.today, limit=1000).missed_ids)[:2]
     finally:
         store.close()
     demo_seed.install_refusal(db, ids)

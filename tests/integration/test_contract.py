@@ -154,7 +154,7 @@ JOB_CALLS: list[Callable[[RpcStore, OpsStore], object]] = [
     lambda s, o: s.process_batch(RUN, 0, None, 50, [30, 7, 1], 120),
     lambda s, o: s.handoff(RUN, 0, 120),
     lambda s, o: s.complete(RUN, 0),
-    lambda s, o: s.missed_auto_pauses("Europe/Oslo", None),
+    lambda s, o: s.missed_auto_pauses("Europe/Oslo", None, limit=1000),
     lambda s, o: s.upsert_audit(AuditRow(RUN, 0, [], "completed", None, 1, {}, 1)),
     lambda s, o: s.remediate(RUN, [], "Europe/Oslo"),
     lambda s, o: o.list_audit(),
@@ -241,7 +241,7 @@ def test_every_answer_shape_the_sql_gives_parses(db: Conn, pg: PgTransport) -> N
     assert done.fenced is False
     assert done.totals["batches"] == 1
     assert claim(now + timedelta(seconds=200)).outcome == "completed"
-    missed = call("get_missed_auto_pauses", p_timezone="Europe/Oslo", p_today=None)
+    missed = call("get_missed_auto_pauses", p_timezone="Europe/Oslo", p_today=None, p_limit=1000)
     assert missed.missed_pause_count == 0
     call(
         "upsert_cron_audit",

@@ -24,7 +24,7 @@ def test_fallback_server_from_path_applies_the_schema(tmp_path: Path) -> None:
         assert schema.apply(server.uri) == []  # applying twice is harmless
         with psycopg.connect(server.uri) as conn:
             row = conn.execute(
-                "select to_regprocedure('public.get_missed_auto_pauses(text, date)')"
+                "select to_regprocedure('public.get_missed_auto_pauses(text, date, integer)')"
             ).fetchone()
         assert row is not None
         assert row[0] is not None

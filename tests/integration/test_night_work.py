@@ -3,6 +3,7 @@ certifications, isolating bad and locked rows, with monitoring reading only the 
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -11,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.integration.sqlapi import batch, claim, missed, sweep_all
+from tests.integration.sqlapi import batch, claim, missed, rpc, sweep_all
 from tests.seeding import actions_of, add_cert, add_mentor, status_of
 
 # 03:00 Oslo on 2026-11-28: organisation-local today is 2026-11-28.
@@ -216,3 +217,33 @@ def test_a_renewal_starts_a_fresh_cycle_on_the_next_night(db: Conn) -> None:
     page = batch(db, tomorrow["run_id"], tomorrow["segment"], cursor=None)
     assert page["reminders_queued"] == 1
     assert ("reminder_30d", "done") in actions_of(db, cert)
+
+
+def test_monitoring_returns_the_count_and_the_first_ids_and_the_audit_row_gets_all(
+    db: Conn,
+) -> None:
+    """With more missed auto-pauses than the limit, the query answers the full count and the
+    first IDs in ID order, and the audit row written from that capped report holds them all."""
+    certs = sorted(str(add_cert(db, add_mentor(db), TODAY - timedelta(days=2))) for _ in range(5))
+    report = rpc(
+        db,
+        "select public.get_missed_auto_pauses(p_timezone => 'Europe/Oslo', p_today => %(t)s, "
+        "p_limit => 2)",
+        {"t": TODAY},
+    )
+    assert report["missed_pause_count"] == 5
+    assert report["missed_ids"] == certs[:2]
+    run_id = uuid.uuid4()
+    rpc(
+        db,
+        "select public.upsert_cron_audit(p_run_id => %(r)s, p_missed_pause_count => 5, "
+        "p_missed_ids => %(ids)s::jsonb, p_nightly_key => %(t)s)",
+        {"r": run_id, "ids": json.dumps(certs[:2]), "t": TODAY},
+    )
+    row = db.execute(
+        "select missed_pause_count, missed_ids from public.cron_audit_log where run_id = %s",
+        (run_id,),
+    ).fetchone()
+    assert row is not None
+    assert row[0] == 5
+    assert sorted(row[1]) == certs

@@ -107,7 +107,7 @@ def test_api_roles_cannot_call_the_sweep_rpcs(db: Conn, role_key: str) -> None:
     """Only service_role may execute the job's RPCs."""
     role, claims = ROLES[role_key]
     with pytest.raises(psycopg.errors.InsufficientPrivilege), as_api_role(db, role, claims):
-        db.execute("select public.get_missed_auto_pauses('Europe/Oslo')")
+        db.execute("select public.get_missed_auto_pauses('Europe/Oslo', null, 1000)")
 
 
 def test_rpcs_pin_an_empty_search_path(db: Conn) -> None:

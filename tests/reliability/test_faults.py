@@ -922,7 +922,7 @@ def test_monitoring_query_failing(night: Night) -> None:
     """The monitoring RPC refused (42501): MONITORING_FAILED (WARNING), the audit row says
     monitoring_failed, and the sweep's work and completion stand."""
     night.db.execute(
-        "revoke execute on function public.get_missed_auto_pauses(text, date) from service_role"
+        "revoke execute on function public.get_missed_auto_pauses(text, date, integer) from service_role"
     )
     log = CapturedLog()
     outcomes = chain(night, make_job(night, pg_store(night.url, retry=FAST), log.logger)).run()

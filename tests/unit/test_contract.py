@@ -119,7 +119,7 @@ CALLS: dict[str, Callable[[RpcStore, OpsStore], object]] = {
     "process_expiry_batch": lambda s, o: s.process_batch(uuid.UUID(RUN), 0, None, 50, [7], 120),
     "handoff_run": lambda s, o: s.handoff(uuid.UUID(RUN), 0, 120),
     "complete_run": lambda s, o: s.complete(uuid.UUID(RUN), 1),
-    "get_missed_auto_pauses": lambda s, o: s.missed_auto_pauses("Europe/Oslo", None),
+    "get_missed_auto_pauses": lambda s, o: s.missed_auto_pauses("Europe/Oslo", None, limit=1000),
     "upsert_cron_audit": lambda s, o: s.upsert_audit(AUDIT),
     "remediate_auto_pauses": lambda s, o: s.remediate(uuid.UUID(RUN), [CERT], "Europe/Oslo"),
     "list_cron_audit": lambda s, o: o.list_audit(5),

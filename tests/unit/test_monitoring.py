@@ -24,6 +24,7 @@ def _run(store: FakeStore, log: CapturedLog) -> object:
         segments=3,
         totals={"certifications_paused": 4},
         duration_ms=1234,
+        missed_ids_limit=1000,
     )
 
 

@@ -42,13 +42,17 @@ def test_rpc_request_shape_and_json_answer(transport: SupabaseTransport) -> None
             200, json={"missed_pause_count": 1, "missed_ids": [missed], "today": "2026-11-28"}
         )
     )
-    report = RpcStore(transport).missed_auto_pauses("Europe/Oslo", None)
+    report = RpcStore(transport).missed_auto_pauses("Europe/Oslo", None, limit=1000)
     assert report.missed_pause_count == 1
     assert list(report.missed_ids) == [missed]
     request = route.calls.last.request
     assert request.headers["apikey"] == KEY
     assert request.headers["authorization"] == f"Bearer {KEY}"
-    assert json.loads(request.content) == {"p_timezone": "Europe/Oslo", "p_today": None}
+    assert json.loads(request.content) == {
+        "p_timezone": "Europe/Oslo",
+        "p_today": None,
+        "p_limit": 1000,
+    }
     assert request.extensions.get("http_version", b"HTTP/1.1") in (b"HTTP/1.1", "HTTP/1.1")
 
 
