@@ -1644,7 +1644,11 @@ def markdown(figures: dict[str, Any]) -> str:
     checks = [
         f"{night['key']}: {'; '.join(night['checks']) or 'none'}" for night in figures["nights"]
     ]
-    lines += ["", "Equality checks (against the first project run): " + " · ".join(checks) + "."]
+    if checks:
+        lines += [
+            "",
+            "Equality checks (against the first project run): " + " · ".join(checks) + ".",
+        ]
     failures = [message for night in figures["nights"] for message in night["equality_failures"]]
     errors = [f"{night['key']}: {night['error']}" for night in figures["nights"] if night["error"]]
     if failures or errors:
