@@ -258,7 +258,7 @@ class RpcStore:
         )
 
     def missed_auto_pauses(self, timezone: str, today: date | None, *, limit: int) -> MissedReport:
-        """The count of missed auto-pauses and the first `limit` of their IDs."""
+        """The count of missed auto-pauses and `limit` of their IDs, the longest overdue first."""
         answer = self._call(
             contract.GET_MISSED_AUTO_PAUSES,
             {

@@ -202,6 +202,53 @@ def test_monitoring_agrees_with_the_specs_definition(db: Conn, limit: int) -> No
     assert sorted(report["missed_ids"]) == expected
 
 
+def test_missed_nights_leave_certifications_reported_without_a_log_probe(db: Conn) -> None:
+    """Certifications the sweep dated on an earlier night and that expired during nights with no
+    run are reported, exactly as the specification's definition says, without probing the
+    idempotency log for any of them (the probe only serves rows not yet looked at)."""
+    certs = [add_cert(db, add_mentor(db), TODAY + timedelta(days=2 + i)) for i in range(4)]
+    sweep_all(db, NOW)
+    assert all(next_action(db, cert) not in (None, "-infinity") for cert in certs)
+    later = TODAY + timedelta(days=10)  # nine nights without a run
+    expected = sorted(str(r[0]) for r in db.execute(SPEC_MISSED, (later,)).fetchall())
+    assert expected == sorted(map(str, certs))
+    report = missed(db, later.isoformat())
+    assert report["missed_pause_count"] == 4
+    assert sorted(report["missed_ids"]) == expected
+    plan = "\n".join(
+        str(r[0])
+        for r in db.execute(
+            "explain (analyze, costs off, timing off) "
+            "select count(*) from certexpiry.missed_auto_pauses(%s)",
+            (later,),
+        ).fetchall()
+    )
+    assert "certification_idempotency_log" in plan, plan
+    probe = plan[plan.index("certification_idempotency_log") :].splitlines()[0]
+    assert "never executed" in probe, plan
+
+
+def test_monitoring_lists_the_longest_overdue_first(db: Conn) -> None:
+    """When the report's list is cut, it keeps the certifications overdue the longest (the
+    night's own order), not whichever IDs sort first."""
+    old = uuid.UUID("00000000-0000-4000-8000-000000000001")  # the first ID in ID order
+    db.execute(
+        "insert into public.certifications (id, peer_mentor_id, expiry_date) values (%s, %s, %s)",
+        (old, add_mentor(db), TODAY + timedelta(days=1)),
+    )
+    sweep_all(db, NOW)  # dated: its auto-pause falls due on TODAY + 2
+    recent = [add_cert(db, add_mentor(db), TODAY + timedelta(days=3)) for _ in range(3)]
+    # Never looked at (-infinity), the recent ones may be overdue longer: they come first.
+    report = rpc(
+        db,
+        "select public.get_missed_auto_pauses(p_timezone => 'Europe/Oslo', p_today => %(t)s, "
+        "p_limit => 4)",
+        {"t": TODAY + timedelta(days=5)},
+    )
+    assert report["missed_pause_count"] == 4
+    assert report["missed_ids"] == [*sorted(map(str, recent)), str(old)]
+
+
 def test_a_renewal_starts_a_fresh_cycle_on_the_next_night(db: Conn) -> None:
     """Renewing a certification makes it due for a look on the next night, which sends the
     new expiry date's first reminder."""
@@ -223,7 +270,8 @@ def test_monitoring_returns_the_count_and_the_first_ids_and_the_audit_row_gets_a
     db: Conn,
 ) -> None:
     """With more missed auto-pauses than the limit, the query answers the full count and the
-    first IDs in ID order, and the audit row written from that capped report holds them all."""
+    first IDs (in ID order among certifications equally overdue), and the audit row written from
+    that capped report holds them all."""
     certs = sorted(str(add_cert(db, add_mentor(db), TODAY - timedelta(days=2))) for _ in range(5))
     report = rpc(
         db,

@@ -327,7 +327,37 @@ def run_state_problems(conn: Conn) -> list[str]:
     ).fetchone()
     if strays and strays[0]:
         problems.append(f"{strays[0]} audit rows without a run")
-    return problems
+    return problems + monitoring_problems(conn)
+
+
+# The specification's missed auto-pause, word for word: expired, not paused, no auto_pause record
+# for its expiry date. The monitoring query skips the record probe where next_action_on proves it
+# (migration 20261130000600); this is the check that the proof holds after every kind of run.
+SPEC_MISSED = """
+    select c.id from public.certifications c
+    where c.expiry_date < %(today)s and c.status <> 'paused'
+      and not exists (select 1 from public.certification_idempotency_log l
+                      where l.certification_id = c.id and l.action = 'auto_pause'
+                        and l.expiry_date = c.expiry_date)
+"""
+
+
+def monitoring_problems(conn: Conn) -> list[str]:
+    """The monitoring query's answer on the latest night against the specification's definition."""
+    row = conn.execute("select max(nightly_key) from public.cron_runs").fetchone()
+    if row is None or row[0] is None:
+        return []
+    today = row[0]
+    spec = {r[0] for r in conn.execute(SPEC_MISSED, {"today": today}).fetchall()}
+    found = {
+        r[0]
+        for r in conn.execute(
+            "select certification_id from certexpiry.missed_auto_pauses(%s)", (today,)
+        ).fetchall()
+    }
+    if spec == found:
+        return []
+    return [f"monitoring on {today}: {len(found - spec)} extra, {len(spec - found)} not reported"]
 
 
 def totals_problems(conn: Conn) -> list[str]:
