@@ -85,11 +85,19 @@ def test_example_tfvars_pass_every_variable_validation(tmp_path: Path) -> None:
         ("budget_reserve_s=5", "budget_reserve_s must be"),
         ("memory=512", "memory must be"),
         ("secret_env_var_name=SUPABASE_KEY", "secret_env_var_name must be"),
-        ("schedule=0 2 * *", "schedule must be"),
+        ("schedule=0 2 * *", "schedule must fire once a day"),
+        ("schedule=*/5 * * * *", "schedule must fire once a day"),
         ("reminder_days=30, 7", "reminder_days must be"),
         ('notification_channels=["email"]', "notification channel must"),
         ("completion_deadline_utc_hour=24", "completion_deadline_utc_hour must"),
         ("function_name=Nightly_Sweep", "function_name must be"),
+        ("function_name=ab", "function_name must be 3-26 chars"),
+        ("function_name=goog-sweep", "not start with goog"),
+        ("function_name=a23456789012345678901234567", "function_name must be 3-26 chars"),
+        ("region=europe-west", "region must be"),
+        ("region=europe-west01", "region must be"),
+        ("topic_message_retention=691200s", "7-day message age limit"),
+        ("metric_visibility_wait_s=-1", "metric_visibility_wait_s must be"),
     ],
 )
 def test_bad_values_are_rejected_by_validation(
@@ -100,6 +108,27 @@ def test_bad_values_are_rejected_by_validation(
     code, out = _plan(module, "-var=project_id=certexpiry-test", f"-var={assignment}")
     assert code != 0
     assert message in " ".join(out.split()), out
+
+
+@needs_terraform
+@pytest.mark.parametrize(
+    "assignments",
+    [
+        ("region=europe-west10",),
+        ("region=northamerica-northeast1", "scheduler_region=me-central2"),
+        ("region=africa-south1",),
+        ("function_name=abc",),
+        ("function_name=a2345678901234567890123456",),
+    ],
+)
+def test_real_values_pass_validation(tmp_path: Path, assignments: tuple[str, ...]) -> None:
+    """Real regions (two-digit ones included) and the shortest and longest valid function
+    names pass every variable validation."""
+    module = _scratch_module(tmp_path, "variables.tf")
+    code, out = _plan(
+        module, "-var=project_id=certexpiry-test", *(f"-var={a}" for a in assignments)
+    )
+    assert code == 0, out
 
 
 @needs_terraform
