@@ -110,16 +110,52 @@ check "alerts_notify_someone" {
 
 # --- Alert policies --------------------------------------------------------
 
-resource "google_monitoring_alert_policy" "missed_auto_pause" {
-  display_name          = "certexpiry: missed auto-pause"
+# Alerts on the function's own lines: a threshold > 0 on a log-based counter over 5 minutes.
+#   missed_auto_pause: a certification past its expiry was not paused (CRITICAL);
+#   errors: any ERROR line (one incident per error_code) or platform crash/timeout;
+#   nights_missed: the job's own check of the nights before tonight (NIGHTS_MISSED): a paused
+#     or failing scheduler job, or no deploy, for a night or more (also in cron_audit_log).
+locals {
+  log_alerts = {
+    missed_auto_pause = {
+      display_name = "certexpiry: missed auto-pause"
+      severity     = "CRITICAL"
+      metric       = "missed_pause"
+      condition    = "MISSED_AUTO_PAUSE logged"
+      group_by     = []
+      content      = "A certification past its expiry was not auto-paused by the nightly sweep. Find the lines: `${local.log_metrics.missed_pause.filter}`. See docs/deploy.md (Alerting)."
+    }
+    errors = {
+      display_name = "certexpiry: nightly sweep logged an ERROR"
+      severity     = "ERROR"
+      metric       = "errors"
+      condition    = "severity>=ERROR log lines, by error_code"
+      group_by     = ["metric.label.error_code"]
+      content      = "The nightly sweep logged an ERROR (the incident names the error_code; empty for a crash or timeout of the platform). Logs: `${local.log_metrics.errors.filter}`."
+    }
+    nights_missed = {
+      display_name = "certexpiry: nights without a run"
+      severity     = "WARNING"
+      metric       = "nights_missed"
+      condition    = "NIGHTS_MISSED logged"
+      group_by     = []
+      content      = "Tonight's run found nights before it without any run (the line's context.details lists them). Check the scheduler job and the deploys of those nights; tonight's sweep already caught up. Lines: `${local.log_metrics.nights_missed.filter}`."
+    }
+  }
+}
+
+resource "google_monitoring_alert_policy" "log_lines" {
+  for_each = local.log_alerts
+
+  display_name          = each.value.display_name
   combiner              = "OR"
-  severity              = "CRITICAL"
+  severity              = each.value.severity
   notification_channels = var.notification_channels
 
   conditions {
-    display_name = "MISSED_AUTO_PAUSE logged"
+    display_name = each.value.condition
     condition_threshold {
-      filter          = local.user_metric_filter.missed_pause
+      filter          = local.user_metric_filter[each.value.metric]
       comparison      = "COMPARISON_GT"
       threshold_value = 0
       duration        = "0s"
@@ -127,6 +163,7 @@ resource "google_monitoring_alert_policy" "missed_auto_pause" {
         alignment_period     = "300s"
         per_series_aligner   = "ALIGN_SUM"
         cross_series_reducer = "REDUCE_SUM"
+        group_by_fields      = each.value.group_by
       }
       trigger {
         count = 1
@@ -140,85 +177,41 @@ resource "google_monitoring_alert_policy" "missed_auto_pause" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = "A certification past its expiry was not auto-paused by the nightly sweep. Find the lines: `${local.log_metrics.missed_pause.filter}`. See docs/deploy.md (Alerting)."
+    content   = each.value.content
   }
 
   depends_on = [time_sleep.metrics_visible]
 }
 
-resource "google_monitoring_alert_policy" "errors" {
-  display_name          = "certexpiry: nightly sweep logged an ERROR"
-  combiner              = "OR"
-  severity              = "ERROR"
-  notification_channels = var.notification_channels
-
-  conditions {
-    display_name = "severity>=ERROR log lines, by error_code"
-    condition_threshold {
-      filter          = local.user_metric_filter.errors
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period     = "300s"
-        per_series_aligner   = "ALIGN_SUM"
-        cross_series_reducer = "REDUCE_SUM"
-        group_by_fields      = ["metric.label.error_code"]
-      }
-      trigger {
-        count = 1
-      }
-    }
-  }
-
-  alert_strategy {
-    auto_close = local.alert_auto_close
-  }
-
-  documentation {
-    mime_type = "text/markdown"
-    content   = "The nightly sweep logged an ERROR (the incident names the error_code; empty for a crash or timeout of the platform). Logs: `${local.log_metrics.errors.filter}`."
-  }
-
-  depends_on = [time_sleep.metrics_visible]
+# Earlier addresses of the same resources, so an existing deployment keeps them (and the
+# metrics' history) instead of destroying and recreating them.
+moved {
+  from = google_monitoring_alert_policy.missed_auto_pause
+  to   = google_monitoring_alert_policy.log_lines["missed_auto_pause"]
 }
-
-# The job's own check of the nights before tonight (NIGHTS_MISSED, a WARNING): a paused or
-# failing scheduler job, or no deploy, for a night or more. Also in cron_audit_log.
-resource "google_monitoring_alert_policy" "nights_missed" {
-  display_name          = "certexpiry: nights without a run"
-  combiner              = "OR"
-  severity              = "WARNING"
-  notification_channels = var.notification_channels
-
-  conditions {
-    display_name = "NIGHTS_MISSED logged"
-    condition_threshold {
-      filter          = local.user_metric_filter.nights_missed
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period     = "300s"
-        per_series_aligner   = "ALIGN_SUM"
-        cross_series_reducer = "REDUCE_SUM"
-      }
-      trigger {
-        count = 1
-      }
-    }
-  }
-
-  alert_strategy {
-    auto_close = local.alert_auto_close
-  }
-
-  documentation {
-    mime_type = "text/markdown"
-    content   = "Tonight's run found nights before it without any run (the line's context.details lists them). Check the scheduler job and the deploys of those nights; tonight's sweep already caught up. Lines: `${local.log_metrics.nights_missed.filter}`."
-  }
-
-  depends_on = [time_sleep.metrics_visible]
+moved {
+  from = google_monitoring_alert_policy.errors
+  to   = google_monitoring_alert_policy.log_lines["errors"]
+}
+moved {
+  from = google_logging_metric.errors
+  to   = google_logging_metric.counter["errors"]
+}
+moved {
+  from = google_logging_metric.events
+  to   = google_logging_metric.counter["events"]
+}
+moved {
+  from = google_logging_metric.missed_auto_pause
+  to   = google_logging_metric.counter["missed_pause"]
+}
+moved {
+  from = google_logging_metric.run_completed
+  to   = google_logging_metric.counter["run_completed"]
+}
+moved {
+  from = google_logging_metric.run_context
+  to   = google_logging_metric.distribution
 }
 
 # "Tonight's run has not logged RUN_COMPLETED by the deadline hour."

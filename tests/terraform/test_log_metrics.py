@@ -25,7 +25,7 @@ from certexpiry_ops.harness import FunctionProcess, function_env
 from certexpiry_ops.pubsub_fake import FakePubSub
 from tests.chain import over_http
 from tests.clock import OrgDay
-from tests.seeding import add_cert, add_mentor
+from tests.seeding import add_cert, add_mentor, refuse_updates
 from tests.terraform.logquery import (
     Entry,
     compile_filter,
@@ -89,26 +89,6 @@ def pubsub() -> Iterator[FakePubSub]:
     server.stop()
 
 
-def _refuse_updates(db: Conn, bad: list[uuid.UUID]) -> None:
-    """Make the pause of `bad` fail inside the batch (a trigger raising on their update)."""
-    db.execute(
-        """
-        create or replace function public.refuse() returns trigger language plpgsql as $$
-        begin
-          if new.id = any (string_to_array(current_setting('test.bad_ids'), ',')::uuid[]) then
-            raise exception 'refused by test trigger';
-          end if;
-          return new;
-        end $$;
-        create trigger refuse before update on public.certifications
-            for each row execute function public.refuse();
-        """
-    )
-    db.execute(
-        f"alter database \"{db.info.dbname}\" set test.bad_ids = '{','.join(map(str, bad))}'"
-    )
-
-
 def _night(db: Conn, database_url: str, pubsub: FakePubSub, org: OrgDay) -> list[Logged]:
     """Run the function through the night described in the module docstring; its entries."""
     bad = []
@@ -118,7 +98,7 @@ def _night(db: Conn, database_url: str, pubsub: FakePubSub, org: OrgDay) -> list
         add_cert(db, mentor, org.today + timedelta(days=7))
         if i < 2:
             bad.append(expired)
-    _refuse_updates(db, bad)
+    refuse_updates(db, bad)
     db.execute(
         "insert into public.cron_runs (run_id, nightly_key, timezone, status, lease_until, "
         "finished_at) values (%s, %s, %s, 'completed', now(), now())",

@@ -282,12 +282,17 @@ def test_alerting_metrics_and_policies(tf: Module) -> None:
     assert set(tf.locals["log_metrics"]) >= {"errors", "missed_pause", "run_completed"}
 
     policies = tf.of_type("google_monitoring_alert_policy")
-    assert {"errors", "missed_auto_pause", "run_not_completed", "nights_missed"} <= set(policies)
+    assert set(policies) == {"log_lines", "run_not_completed", "stuck_message", "dead_letter"}
+    assert policies["log_lines"]["for_each"] == "${local.log_alerts}"
+    log_alerts = tf.locals["log_alerts"]
+    assert set(log_alerts) == {"errors", "missed_auto_pause", "nights_missed"}
+    assert {a["metric"] for a in log_alerts.values()} <= set(tf.locals["log_metrics"])
+    assert log_alerts["errors"]["group_by"] == ["metric.label.error_code"]
     for name, policy in policies.items():
         assert policy["notification_channels"] == "${var.notification_channels}", name
         assert block(policy, "alert_strategy")["auto_close"] == "${local.alert_auto_close}", name
     assert tf.locals["alert_auto_close"] == "1800s"
-    for name in ("errors", "missed_auto_pause", "run_not_completed", "nights_missed"):
+    for name in ("log_lines", "run_not_completed"):
         assert policies[name]["depends_on"] == ["${time_sleep.metrics_visible}"], name
     promql = block(
         block(policies["run_not_completed"], "conditions"), "condition_prometheus_query_language"
