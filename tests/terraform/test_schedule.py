@@ -133,3 +133,15 @@ def test_the_default_utc_schedule_is_one_oslo_night_every_day() -> None:
         day += timedelta(days=1)
     assert nights == sorted(set(nights))
     assert (nights[-1] - nights[0]).days == len(nights) - 1
+
+
+def test_the_run_not_completed_window_covers_the_default_schedule() -> None:
+    """The 'run not completed' alert looks back over the default start time: deadline hour minus
+    the lookback contains 01:00 UTC, and the deadline comes after it on the same night."""
+    variables = load_module().variables
+    start = int(variables["schedule"]["default"].split()[1])
+    deadline = variables["completion_deadline_utc_hour"]["default"]
+    lookback = variables["completion_lookback_hours"]["default"]
+    window = {(deadline - back) % 24 for back in range(1, lookback + 1)}
+    assert start in window
+    assert (deadline - start) % 24 < lookback
