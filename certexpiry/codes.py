@@ -37,6 +37,7 @@ class Code(StrEnum):
     RUN_FENCED = "RUN_FENCED"
     RUN_BUSY = "RUN_BUSY"
     RUN_ABANDONED = "RUN_ABANDONED"
+    NIGHTS_MISSED = "NIGHTS_MISSED"
     MONITORING_CLEAN = "MONITORING_CLEAN"
     MISSED_AUTO_PAUSE = "MISSED_AUTO_PAUSE"
     MONITORING_FAILED = "MONITORING_FAILED"
@@ -133,6 +134,15 @@ CATALOGUE: Mapping[Code, CodeInfo] = MappingProxyType(
             "An earlier night's run never finished; tonight's run supersedes it and sweeps "
             "everything it would have done.",
             "Read that run's logs (python -m certexpiry logs RUN_ID) to see why it stopped.",
+        ),
+        Code.NIGHTS_MISSED: CodeInfo(
+            _W,
+            "Organisation-local nights before tonight have no run at all (details: the dates, "
+            "oldest first; also in the run's cron_audit_log.missed_nights): the scheduler job "
+            "was paused, skipped or failing, or no function was deployed. Tonight's sweep "
+            "catches up on everything still due; superseded reminders are not sent.",
+            "Check the Cloud Scheduler job (enabled, its last attempt) and the deploy for those "
+            "nights; nothing to re-run.",
         ),
         Code.MONITORING_CLEAN: CodeInfo(
             _I,

@@ -146,6 +146,7 @@ class NightlyOwned(ContractModel):
     abandoned: tuple[UUID, ...]
     totals: Counts
     started_at: datetime
+    missed_nights: tuple[date, ...]  # nights before `today` with no run (certexpiry.missed_nights)
 
 
 class NightlyCompleted(ContractModel):
@@ -287,6 +288,7 @@ class AuditEntry(AuditSummary):
 
     missed_ids: tuple[str, ...]  # jsonb as the sweep wrote it; not every element need be a UUID
     still_missed: tuple[UUID, ...]
+    missed_nights: tuple[date, ...] = ()  # nights before this run's night that had no run
 
 
 class Resolution(ContractModel):

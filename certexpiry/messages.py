@@ -21,7 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapte
 from certexpiry.errors import InvalidMessage
 
 MAX_BODY_BYTES = 4_096
-MAX_AGE = timedelta(hours=24)
+# One replay window: the sweep topic keeps messages for 7 days (terraform/pubsub.tf,
+# topic_message_retention, validated to at most this), so a subscription seeked back to any time
+# the topic still holds redelivers messages this function accepts. A replayed nightly trigger
+# runs tonight's night (the claim takes the date from the database's clock, not the message),
+# and a replayed continuation of a finished run is a DUPLICATE_DELIVERY: nothing runs twice.
+# Anything older could not have come from the topic, so it is refused.
+MAX_AGE = timedelta(days=7)
 PUBSUB_EVENT_TYPE = "google.cloud.pubsub.topic.v1.messagePublished"
 
 
@@ -81,7 +87,7 @@ def decode(  # noqa: C901  # one check per field of the envelope, each its own r
     if envelope.publish_time is not None:
         age = (now or datetime.now(UTC)) - envelope.publish_time
         if age > MAX_AGE:
-            raise _invalid("message older than 24 hours", envelope)
+            raise _invalid("message older than the topic's 7-day retention", envelope)
         if age < -timedelta(minutes=5):
             raise _invalid("message published in the future", envelope)
     raw = data["message"].get("data")

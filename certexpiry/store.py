@@ -43,6 +43,7 @@ class Claim:
     totals: Mapping[str, int] = field(default_factory=Counts)
     abandoned: Sequence[UUID] = ()
     started_at: datetime | None = None
+    missed_nights: Sequence[date] = ()
 
     @property
     def owns_run(self) -> bool:
@@ -143,7 +144,7 @@ def _claim(answer: contract.NightlyClaim | contract.SegmentClaim) -> Claim:
             started_at=answer.started_at,
         )
     if isinstance(answer, contract.NightlyOwned):
-        return replace(claim, abandoned=answer.abandoned)
+        return replace(claim, abandoned=answer.abandoned, missed_nights=answer.missed_nights)
     return claim
 
 

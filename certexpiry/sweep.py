@@ -135,6 +135,14 @@ def _nightly(job: Job, log: JsonLogger, message_id: str | None) -> Outcome:
         raise RunBusy(str(claim.run_id), claim.segment)
     if claim.outcome not in ("started", "resumed"):  # not an answer of claim_nightly_run
         raise ContractError("claim_nightly_run", ["outcome (literal_error)"])
+    if claim.missed_nights:
+        log.warning(
+            Code.NIGHTS_MISSED,
+            f"{len(claim.missed_nights)} nights before tonight have no run.",
+            details=[night.isoformat() for night in claim.missed_nights],
+            nightly_key=_iso(claim.today),
+            timezone=settings.org_timezone,
+        )
     code = Code.RUN_STARTED if claim.outcome == "started" else Code.RUN_RESUMED
     log.info(
         code,

@@ -1,9 +1,7 @@
 # One dashboard so ops can look rather than read logs: runs, duration,
-# segments, reminders, pauses, missed pauses, errors and the trigger backlog.
+# segments, reminders, pauses, missed pauses, missed nights, errors and the trigger backlog.
 
 locals {
-  user_metric = { for k, v in local.metric_names : k => "metric.type=\"logging.googleapis.com/user/${v}\" AND resource.type=\"cloud_run_revision\"" }
-
   # A chart of one metric: per-hour value, summed across revisions.
   dashboard_chart = {
     for k, c in {
@@ -13,7 +11,8 @@ locals {
       reminders   = { title = "Reminders queued per run", metric = "reminders", aligner = "ALIGN_MEAN", reducer = "REDUCE_MEAN", plot = "STACKED_BAR" }
       paused      = { title = "Certifications auto-paused per run", metric = "paused", aligner = "ALIGN_MEAN", reducer = "REDUCE_MEAN", plot = "STACKED_BAR" }
       missed      = { title = "Missed auto-pauses (MISSED_AUTO_PAUSE lines per hour)", metric = "missed_pause", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", plot = "STACKED_BAR" }
-      missed_runs = { title = "Missed pause count per run (RUN_COMPLETED)", metric = "missed_count", aligner = "ALIGN_MEAN", reducer = "REDUCE_MEAN", plot = "STACKED_BAR" }
+      missed_runs = { title = "Missed pause count per run (end-of-run monitoring line)", metric = "missed_count", aligner = "ALIGN_MEAN", reducer = "REDUCE_MEAN", plot = "STACKED_BAR" }
+      nights      = { title = "Runs that found missed nights (NIGHTS_MISSED lines per hour)", metric = "nights_missed", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", plot = "STACKED_BAR" }
       } : k => {
       title = c.title
       xyChart = {
@@ -21,7 +20,7 @@ locals {
           plotType = c.plot
           timeSeriesQuery = {
             timeSeriesFilter = {
-              filter = local.user_metric[c.metric]
+              filter = local.user_metric_filter[c.metric]
               aggregation = {
                 alignmentPeriod    = "3600s"
                 perSeriesAligner   = c.aligner
@@ -47,7 +46,7 @@ locals {
           plotType = "STACKED_BAR"
           timeSeriesQuery = {
             timeSeriesFilter = {
-              filter = local.user_metric[c.metric]
+              filter = local.user_metric_filter[c.metric]
               aggregation = {
                 alignmentPeriod    = "3600s"
                 perSeriesAligner   = "ALIGN_SUM"
@@ -91,6 +90,7 @@ locals {
     local.dashboard_chart.paused,
     local.dashboard_chart.missed,
     local.dashboard_chart.missed_runs,
+    local.dashboard_chart.nights,
     local.dashboard_by_code.errors,
     local.dashboard_by_code.events,
     local.dashboard_backlog,
@@ -114,11 +114,5 @@ resource "google_monitoring_dashboard" "sweep" {
     }
   })
 
-  depends_on = [
-    google_logging_metric.errors,
-    google_logging_metric.events,
-    google_logging_metric.missed_auto_pause,
-    google_logging_metric.run_completed,
-    google_logging_metric.run_context,
-  ]
+  depends_on = [time_sleep.metrics_visible]
 }

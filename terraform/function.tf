@@ -10,11 +10,17 @@ resource "google_cloudfunctions2_function" "sweep" {
     runtime         = var.runtime
     entry_point     = "nightly_sweep"
     service_account = google_service_account.build.id
+    # The image goes to the repository this stack manages (artifacts.tf), where the build
+    # account may write; not to a gcf-artifacts repository created on first deploy.
+    docker_repository = google_artifact_registry_repository.functions.id
 
     source {
       storage_source {
         bucket = google_storage_bucket.source.name
         object = google_storage_bucket_object.source.name
+        # The exact upload this apply made: a later overwrite of the object (versioned
+        # bucket) cannot change what a rebuild of this revision reads.
+        generation = google_storage_bucket_object.source.generation
       }
     }
   }
@@ -68,11 +74,12 @@ resource "google_cloudfunctions2_function" "sweep" {
   }
 
   # The runtime identity must already be able to read the secret and publish
-  # continuations when the first revision starts.
+  # continuations when the first revision starts, and the build account's grants must have
+  # propagated before the first build (time_sleep.build_grants).
   depends_on = [
     google_project_service.apis,
     google_pubsub_topic_iam_member.function_publisher,
     google_secret_manager_secret_iam_member.function_secret_accessor,
-    google_project_iam_member.build_builder,
+    time_sleep.build_grants,
   ]
 }

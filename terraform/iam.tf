@@ -28,10 +28,10 @@ resource "google_secret_manager_secret_iam_member" "function_secret_accessor" {
   member    = "serviceAccount:${google_service_account.function.email}"
 }
 
-# Logging: JSON lines on stdout are collected by Cloud Run without any role,
-# but if the app logs through the Cloud Logging API (google-cloud-logging's
-# CloudLoggingHandler) it needs logging.logEntries.create, which exists only
-# at project level. logWriter can write entries and nothing else (no read).
+# Logging: the app writes JSON lines to stdout, which Cloud Run collects without any role,
+# so this is off by default (grant_log_writer). Only an app that logs through the Cloud
+# Logging API (google-cloud-logging's CloudLoggingHandler) needs logging.logEntries.create,
+# which exists only at project level. logWriter can write entries and nothing else.
 resource "google_project_iam_member" "function_log_writer" {
   count = var.grant_log_writer ? 1 : 0
 
@@ -76,7 +76,7 @@ resource "google_service_account_iam_member" "pubsub_token_creator" {
 
 # Cloud Build turns the source archive into the function's image. Without a
 # build service account of its own it runs as the project's default compute
-# account, which often holds the Editor basic role; this one holds only the build role.
+# account, which often holds the Editor basic role; this one holds only what the build needs.
 resource "google_service_account" "build" {
   account_id   = "${var.function_name}-bld"
   display_name = "certexpiry nightly sweep (Cloud Build)"
@@ -85,16 +85,61 @@ resource "google_service_account" "build" {
   depends_on = [google_project_service.apis]
 }
 
-# roles/run.builder is Google's documented minimal role for building a
-# function from source: write build logs, read the source that Cloud Functions
-# copies into its own gcf-v2-sources-* bucket, push the image to the
-# gcf-artifacts repository. Those bucket and repository are created by the
-# service on first deploy, so the grant cannot be scoped to them beforehand
-# and has to be project-level.
-resource "google_project_iam_member" "build_builder" {
+# What the build needs, each on the narrowest resource the API allows (instead of
+# roles/run.builder at project level, which reads every bucket, the Terraform state bucket
+# included, and every Artifact Registry repository of the project):
+#   - push the image to the function's own repository (artifacts.tf);
+#   - read the source archive, from this stack's bucket and from the gcf-v2-sources bucket
+#     Cloud Functions copies it into (created by the service, so granted by a condition on
+#     its name rather than on the bucket);
+#   - write its build log (logging.logEntries.create exists only at project level).
+resource "google_artifact_registry_repository_iam_member" "build_writer" {
+  project    = google_artifact_registry_repository.functions.project
+  location   = google_artifact_registry_repository.functions.location
+  repository = google_artifact_registry_repository.functions.name
+  role       = "roles/artifactregistry.writer"
+  member     = "serviceAccount:${google_service_account.build.email}"
+}
+
+# The source archive in this stack's bucket.
+resource "google_storage_bucket_iam_member" "build_source_reader" {
+  bucket = google_storage_bucket.source.name
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_service_account.build.email}"
+}
+
+# Cloud Functions' own copy of the source: bucket gcf-v2-sources-<project number>-<region>,
+# created by the service on the first deploy. Project-level, conditioned on that bucket only.
+resource "google_project_iam_member" "build_gcf_sources_reader" {
   project = var.project_id
-  role    = "roles/run.builder"
+  role    = "roles/storage.objectViewer"
   member  = "serviceAccount:${google_service_account.build.email}"
+
+  condition {
+    title       = "gcf-v2-sources bucket only"
+    description = "Cloud Functions' copy of the function source in ${var.region}; no other bucket."
+    expression  = "resource.name == \"${local.gcf_sources_bucket}\" || resource.name.startsWith(\"${local.gcf_sources_bucket}/\")"
+  }
+}
+
+# The build's log: Cloud Build writes it to Cloud Logging as the build account.
+resource "google_project_iam_member" "build_logs_writer" {
+  project = var.project_id
+  role    = "roles/logging.logWriter"
+  member  = "serviceAccount:${google_service_account.build.email}"
+}
+
+# IAM grants take a while to propagate; a build started at once can fail with a permission
+# error on the first apply. The provider's own cloudfunctions2 example waits 60 s.
+resource "time_sleep" "build_grants" {
+  create_duration = "60s"
+
+  depends_on = [
+    google_artifact_registry_repository_iam_member.build_writer,
+    google_storage_bucket_iam_member.build_source_reader,
+    google_project_iam_member.build_gcf_sources_reader,
+    google_project_iam_member.build_logs_writer,
+  ]
 }
 
 # --- Cloud Scheduler --------------------------------------------------------

@@ -17,9 +17,8 @@ locals {
   # corresponding API is enabled).
   pubsub_service_agent = "service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
 
-  # Log lines of this function: a 2nd gen function runs as a Cloud Run service
-  # of the same name and its stdout JSON lands in jsonPayload.
-  function_log_filter = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${var.function_name}\""
+  # The bucket Cloud Functions (2nd gen) copies a function's source into, per region.
+  gcf_sources_bucket = "projects/_/buckets/gcf-v2-sources-${data.google_project.this.number}-${var.region}"
 
   # The nightly trigger body, exactly {"kind":"nightly"}.
   nightly_message = jsonencode({ kind = "nightly" })

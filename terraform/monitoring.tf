@@ -1,32 +1,9 @@
-# Log-based metrics from the function's JSON log lines, and the alert
-# policies built on them. Metric names use only [a-z_] so their PromQL names
-# are simply logging_googleapis_com:user_<name>.
+# Log-based metrics from the function's JSON log lines (defined in log_metrics.tf), and the
+# alert policies built on them. Metric names use only [a-z_] so their PromQL names are simply
+# logging_googleapis_com:user_<name>.
 
 locals {
-  metric_prefix = replace(var.function_name, "-", "_")
-
-  metric_names = {
-    errors        = "${local.metric_prefix}_errors"
-    events        = "${local.metric_prefix}_events"
-    missed_pause  = "${local.metric_prefix}_missed_auto_pause"
-    run_completed = "${local.metric_prefix}_run_completed"
-    duration_ms   = "${local.metric_prefix}_run_duration_ms"
-    segments      = "${local.metric_prefix}_run_segments"
-    reminders     = "${local.metric_prefix}_reminders_queued"
-    paused        = "${local.metric_prefix}_certifications_paused"
-    missed_count  = "${local.metric_prefix}_missed_pause_count"
-  }
-
-  run_completed_filter = "${local.function_log_filter} AND jsonPayload.error_code=\"RUN_COMPLETED\""
-
-  # Values logged in RUN_COMPLETED's context, one distribution metric each.
-  run_context_metrics = {
-    duration_ms  = { field = "duration_ms", unit = "ms", description = "Wall-clock duration of a whole nightly run (all segments), from RUN_COMPLETED." }
-    segments     = { field = "segments", unit = "1", description = "Number of function invocations (segments) a nightly run needed, from RUN_COMPLETED." }
-    reminders    = { field = "reminders_queued", unit = "1", description = "Reminders queued by a nightly run, from RUN_COMPLETED." }
-    paused       = { field = "certifications_paused", unit = "1", description = "Certifications auto-paused by a nightly run, from RUN_COMPLETED." }
-    missed_count = { field = "missed_pause_count", unit = "1", description = "Certifications a nightly run should have paused but did not, from RUN_COMPLETED." }
-  }
+  metric_names = { for k, m in local.log_metrics : k => m.name }
 
   # Eventarc names the trigger's subscription eventarc-<region>-<trigger>-sub-<n>
   # and the trigger <function>-<n>; it is not a Terraform resource.
@@ -42,94 +19,58 @@ locals {
     "or (sum(sum_over_time(${local.promql_run_completed}[${local.promql_lookback}])) < 1))",
     "and on() (hour() == ${var.completion_deadline_utc_hour})",
   ])
+
+  # A threshold condition on a sparse log-based metric has no data between nights, so its
+  # incident closes only by auto_close. 30 minutes (the shortest Cloud Monitoring accepts)
+  # closes it long before the next night, so an error that recurs the next night opens a new
+  # incident and notifies again instead of landing in the still-open one.
+  alert_auto_close = "1800s"
+
+  user_metric_filter = { for k, name in local.metric_names :
+    k => "metric.type=\"logging.googleapis.com/user/${name}\" AND resource.type=\"cloud_run_revision\""
+  }
 }
 
 # --- Log-based metrics ------------------------------------------------------
 
-resource "google_logging_metric" "errors" {
-  name        = local.metric_names.errors
-  description = "Log lines of the nightly sweep with severity >= ERROR, by error_code."
-  filter      = "${local.function_log_filter} AND severity>=ERROR"
+resource "google_logging_metric" "counter" {
+  for_each = local.counter_metrics
 
-  metric_descriptor {
-    metric_kind = "DELTA"
-    value_type  = "INT64"
-    unit        = "1"
-    labels {
-      key         = "error_code"
-      value_type  = "STRING"
-      description = "jsonPayload.error_code of the log line (empty for platform errors such as crashes)."
-    }
-  }
-  label_extractors = {
-    error_code = "EXTRACT(jsonPayload.error_code)"
-  }
-
-  depends_on = [google_project_service.apis]
-}
-
-resource "google_logging_metric" "events" {
-  name        = local.metric_names.events
-  description = "Every structured log line of the nightly sweep that carries an error_code (RUN_COMPLETED, BATCH_DONE, CONTINUATION_PUBLISHED, ...), by error_code."
-  filter      = "${local.function_log_filter} AND jsonPayload.error_code:*"
-
-  metric_descriptor {
-    metric_kind = "DELTA"
-    value_type  = "INT64"
-    unit        = "1"
-    labels {
-      key        = "error_code"
-      value_type = "STRING"
-    }
-  }
-  label_extractors = {
-    error_code = "EXTRACT(jsonPayload.error_code)"
-  }
-
-  depends_on = [google_project_service.apis]
-}
-
-resource "google_logging_metric" "missed_auto_pause" {
-  name        = local.metric_names.missed_pause
-  description = "MISSED_AUTO_PAUSE log lines: a certification that should have been paused was not."
-  filter      = "${local.function_log_filter} AND jsonPayload.error_code=\"MISSED_AUTO_PAUSE\""
-
-  metric_descriptor {
-    metric_kind = "DELTA"
-    value_type  = "INT64"
-    unit        = "1"
-  }
-
-  depends_on = [google_project_service.apis]
-}
-
-resource "google_logging_metric" "run_completed" {
-  name        = local.metric_names.run_completed
-  description = "RUN_COMPLETED log lines: one per finished nightly run."
-  filter      = local.run_completed_filter
-
-  metric_descriptor {
-    metric_kind = "DELTA"
-    value_type  = "INT64"
-    unit        = "1"
-  }
-
-  depends_on = [google_project_service.apis]
-}
-
-resource "google_logging_metric" "run_context" {
-  for_each = local.run_context_metrics
-
-  name        = local.metric_names[each.key]
+  name        = each.value.name
   description = each.value.description
-  filter      = local.run_completed_filter
+  filter      = each.value.filter
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = each.value.unit
+    dynamic "labels" {
+      for_each = each.value.label_extractors
+      content {
+        key         = labels.key
+        value_type  = "STRING"
+        description = "jsonPayload.${labels.key} of the log line (empty for platform entries such as a crash's request log)."
+      }
+    }
+  }
+  label_extractors = each.value.label_extractors
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_logging_metric" "distribution" {
+  for_each = local.distribution_metrics
+
+  name        = each.value.name
+  description = each.value.description
+  filter      = each.value.filter
 
   metric_descriptor {
     metric_kind = "DELTA"
     value_type  = "DISTRIBUTION"
     unit        = each.value.unit
   }
-  value_extractor = "EXTRACT(jsonPayload.context.${each.value.field})"
+  value_extractor = each.value.value_extractor
 
   # 0, 1, 2, 4, ... 2^30: covers counts of rows and durations in ms alike.
   bucket_options {
@@ -143,52 +84,78 @@ resource "google_logging_metric" "run_context" {
   depends_on = [google_project_service.apis]
 }
 
-# --- Alert policies --------------------------------------------------------
+# A log-based metric is not usable in an alert policy at once: creating the policy in the same
+# apply fails with "404 Cannot find metric(s) ... could take up to 10 minutes to become
+# available" (hashicorp/terraform-provider-google#11102, open). The policies wait for this,
+# which runs again only when a metric is replaced. The function's first build runs meanwhile.
+resource "time_sleep" "metrics_visible" {
+  create_duration = "${var.metric_visibility_wait_s}s"
 
-resource "google_monitoring_alert_policy" "missed_auto_pause" {
-  display_name          = "certexpiry: missed auto-pause"
-  combiner              = "OR"
-  severity              = "CRITICAL"
-  notification_channels = var.notification_channels
-
-  conditions {
-    display_name = "MISSED_AUTO_PAUSE logged"
-    condition_threshold {
-      filter          = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.missed_auto_pause.name}\" AND resource.type=\"cloud_run_revision\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period     = "300s"
-        per_series_aligner   = "ALIGN_SUM"
-        cross_series_reducer = "REDUCE_SUM"
-      }
-      trigger {
-        count = 1
-      }
-    }
-  }
-
-  alert_strategy {
-    auto_close = "86400s"
-  }
-
-  documentation {
-    mime_type = "text/markdown"
-    content   = "A certification past its expiry was not auto-paused by the nightly sweep. Find the lines: `${local.function_log_filter} AND jsonPayload.error_code=\"MISSED_AUTO_PAUSE\"`. See docs/deploy.md (Alerting)."
+  triggers = {
+    metrics = join(",", sort(concat(
+      [for m in google_logging_metric.counter : m.id],
+      [for m in google_logging_metric.distribution : m.id],
+    )))
   }
 }
 
-resource "google_monitoring_alert_policy" "errors" {
-  display_name          = "certexpiry: nightly sweep logged an ERROR"
+# Without a notification channel every policy below opens incidents in the console and pages
+# nobody. A warning, not an error: a first deploy may add its channels later.
+check "alerts_notify_someone" {
+  assert {
+    condition     = length(var.notification_channels) > 0
+    error_message = "notification_channels is empty: the alert policies will open incidents in the Cloud Console only and notify nobody. Set at least one channel (docs/deploy.md, Alerting)."
+  }
+}
+
+# --- Alert policies --------------------------------------------------------
+
+# Alerts on the function's own lines: a threshold > 0 on a log-based counter over 5 minutes.
+#   missed_auto_pause: a certification past its expiry was not paused (CRITICAL);
+#   errors: any ERROR line (one incident per error_code) or platform crash/timeout;
+#   nights_missed: the job's own check of the nights before tonight (NIGHTS_MISSED): a paused
+#     or failing scheduler job, or no deploy, for a night or more (also in cron_audit_log).
+locals {
+  log_alerts = {
+    missed_auto_pause = {
+      display_name = "certexpiry: missed auto-pause"
+      severity     = "CRITICAL"
+      metric       = "missed_pause"
+      condition    = "MISSED_AUTO_PAUSE logged"
+      group_by     = []
+      content      = "A certification past its expiry was not auto-paused by the nightly sweep. Find the lines: `${local.log_metrics.missed_pause.filter}`. See docs/deploy.md (Alerting)."
+    }
+    errors = {
+      display_name = "certexpiry: nightly sweep logged an ERROR"
+      severity     = "ERROR"
+      metric       = "errors"
+      condition    = "severity>=ERROR log lines, by error_code"
+      group_by     = ["metric.label.error_code"]
+      content      = "The nightly sweep logged an ERROR (the incident names the error_code; empty for a crash or timeout of the platform). Logs: `${local.log_metrics.errors.filter}`."
+    }
+    nights_missed = {
+      display_name = "certexpiry: nights without a run"
+      severity     = "WARNING"
+      metric       = "nights_missed"
+      condition    = "NIGHTS_MISSED logged"
+      group_by     = []
+      content      = "Tonight's run found nights before it without any run (the line's context.details lists them). Check the scheduler job and the deploys of those nights; tonight's sweep already caught up. Lines: `${local.log_metrics.nights_missed.filter}`."
+    }
+  }
+}
+
+resource "google_monitoring_alert_policy" "log_lines" {
+  for_each = local.log_alerts
+
+  display_name          = each.value.display_name
   combiner              = "OR"
-  severity              = "ERROR"
+  severity              = each.value.severity
   notification_channels = var.notification_channels
 
   conditions {
-    display_name = "severity>=ERROR log lines, by error_code"
+    display_name = each.value.condition
     condition_threshold {
-      filter          = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.errors.name}\" AND resource.type=\"cloud_run_revision\""
+      filter          = local.user_metric_filter[each.value.metric]
       comparison      = "COMPARISON_GT"
       threshold_value = 0
       duration        = "0s"
@@ -196,7 +163,7 @@ resource "google_monitoring_alert_policy" "errors" {
         alignment_period     = "300s"
         per_series_aligner   = "ALIGN_SUM"
         cross_series_reducer = "REDUCE_SUM"
-        group_by_fields      = ["metric.label.error_code"]
+        group_by_fields      = each.value.group_by
       }
       trigger {
         count = 1
@@ -205,13 +172,46 @@ resource "google_monitoring_alert_policy" "errors" {
   }
 
   alert_strategy {
-    auto_close = "86400s"
+    auto_close = local.alert_auto_close
   }
 
   documentation {
     mime_type = "text/markdown"
-    content   = "The nightly sweep logged an ERROR (the incident names the error_code). Logs: `${local.function_log_filter} AND severity>=ERROR`."
+    content   = each.value.content
   }
+
+  depends_on = [time_sleep.metrics_visible]
+}
+
+# Earlier addresses of the same resources, so an existing deployment keeps them (and the
+# metrics' history) instead of destroying and recreating them.
+moved {
+  from = google_monitoring_alert_policy.missed_auto_pause
+  to   = google_monitoring_alert_policy.log_lines["missed_auto_pause"]
+}
+moved {
+  from = google_monitoring_alert_policy.errors
+  to   = google_monitoring_alert_policy.log_lines["errors"]
+}
+moved {
+  from = google_logging_metric.errors
+  to   = google_logging_metric.counter["errors"]
+}
+moved {
+  from = google_logging_metric.events
+  to   = google_logging_metric.counter["events"]
+}
+moved {
+  from = google_logging_metric.missed_auto_pause
+  to   = google_logging_metric.counter["missed_pause"]
+}
+moved {
+  from = google_logging_metric.run_completed
+  to   = google_logging_metric.counter["run_completed"]
+}
+moved {
+  from = google_logging_metric.run_context
+  to   = google_logging_metric.distribution
 }
 
 # "Tonight's run has not logged RUN_COMPLETED by the deadline hour."
@@ -234,11 +234,14 @@ resource "google_monitoring_alert_policy" "run_not_completed" {
       query               = local.run_not_completed_promql
       duration            = "0s"
       evaluation_interval = "300s"
+      # The metric has no point until the first night; without this the API may refuse a
+      # query naming a metric it does not know yet (provider >= 6.13).
+      disable_metric_validation = true
     }
   }
 
   alert_strategy {
-    auto_close = "43200s"
+    auto_close = local.alert_auto_close
   }
 
   documentation {
@@ -246,7 +249,7 @@ resource "google_monitoring_alert_policy" "run_not_completed" {
     content   = "The nightly sweep has not logged RUN_COMPLETED by ${format("%02d", var.completion_deadline_utc_hour)}:00 UTC. Check the scheduler job ran, the trigger subscription's backlog, and `${local.function_log_filter}` for the night. Trigger a run by hand: docs/deploy.md."
   }
 
-  depends_on = [google_logging_metric.run_completed]
+  depends_on = [time_sleep.metrics_visible]
 }
 
 # A message that keeps failing (retried by Pub/Sub with backoff) shows up as
@@ -275,7 +278,7 @@ resource "google_monitoring_alert_policy" "stuck_message" {
   }
 
   alert_strategy {
-    auto_close = "86400s"
+    auto_close = local.alert_auto_close
   }
 
   documentation {
@@ -308,7 +311,7 @@ resource "google_monitoring_alert_policy" "dead_letter" {
   }
 
   alert_strategy {
-    auto_close = "86400s"
+    auto_close = local.alert_auto_close
   }
 
   documentation {

@@ -61,3 +61,8 @@ output "dashboard_id" {
   description = "ID of the Cloud Monitoring dashboard."
   value       = google_monitoring_dashboard.sweep.id
 }
+
+output "artifact_repository" {
+  description = "Artifact Registry repository the function's images are pushed to (build_config.docker_repository)."
+  value       = google_artifact_registry_repository.functions.id
+}

@@ -18,8 +18,8 @@ variable "region" {
   default     = "europe-north1"
 
   validation {
-    condition     = can(regex("^[a-z]+-[a-z]+[0-9]$", var.region))
-    error_message = "region must be a Google Cloud region name such as europe-north1 or europe-west1."
+    condition     = can(regex("^[a-z]+-[a-z]+[1-9][0-9]?$", var.region))
+    error_message = "region must be a Google Cloud region name such as europe-north1, europe-west10 or northamerica-northeast1."
   }
 }
 
@@ -29,8 +29,8 @@ variable "scheduler_region" {
   default     = null
 
   validation {
-    condition     = var.scheduler_region == null || can(regex("^[a-z]+-[a-z]+[0-9]$", var.scheduler_region))
-    error_message = "scheduler_region must be null or a region name such as europe-west1."
+    condition     = var.scheduler_region == null || can(regex("^[a-z]+-[a-z]+[1-9][0-9]?$", var.scheduler_region))
+    error_message = "scheduler_region must be null or a region name such as europe-west1 or europe-west10."
   }
 }
 
@@ -60,9 +60,14 @@ variable "function_name" {
   description = "Name of the Cloud Function (2nd gen); also the name of its Cloud Run service and the prefix of every other resource name."
   default     = "certexpiry-nightly-sweep"
 
+  # The limits come from the names derived from it (iam.tf, pubsub.tf, source.tf,
+  # artifacts.tf): service account IDs <name>-fn/-evt/-bld must be 6-30 chars (so 3-26), the
+  # topic <name> 3-255 chars not starting with "goog", the bucket <project>-<name>-src at most
+  # 63 (30 + 1 + 26 + 4 = 61), the repository <name>-images at most 63.
+  # tests/terraform/test_names.py derives these bounds from the HCL again.
   validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{0,24}[a-z0-9]$", var.function_name))
-    error_message = "function_name must be 2-26 chars of lowercase letters, digits and hyphens, start with a letter and not end with a hyphen: it prefixes service account IDs (30 chars max) and the bucket name (63 chars max)."
+    condition     = can(regex("^[a-z][a-z0-9-]{1,24}[a-z0-9]$", var.function_name)) && !startswith(var.function_name, "goog")
+    error_message = "function_name must be 3-26 chars of lowercase letters, digits and hyphens, start with a letter, not end with a hyphen and not start with goog: it is the topic name (3+ chars, no goog prefix) and prefixes service account IDs (6-30 chars: <name>-fn, <name>-evt, <name>-bld)."
   }
 }
 
@@ -219,23 +224,32 @@ variable "service_version" {
 
 variable "schedule" {
   type        = string
-  description = "Cron schedule (5 fields) of the nightly trigger, interpreted in var.time_zone."
-  default     = "0 2 * * *"
+  description = "When the nightly trigger fires, once a day: \"MINUTE HOUR * * *\" in var.time_zone. Default 01:00 UTC = 02:00 in Oslo in winter, 03:00 in summer: a time that exists every day of the year, on the same Oslo date as the UTC one (docs/deploy.md, Schedule)."
+  default     = "0 1 * * *"
 
   validation {
-    condition     = length(split(" ", trimspace(var.schedule))) == 5
-    error_message = "schedule must be a 5-field cron expression such as \"0 2 * * *\"."
+    condition     = can(regex("^([0-9]|[1-5][0-9]) ([0-9]|1[0-9]|2[0-3]) \\* \\* \\*$", var.schedule))
+    error_message = "schedule must fire once a day: \"MINUTE HOUR * * *\" with a single minute (0-59) and hour (0-23), e.g. \"0 1 * * *\"."
+  }
+
+  # Every daylight saving change in the tz database (checked for 2026-2035 by
+  # tests/terraform/test_schedule.py) skips or repeats local times between 21:00 and 03:59 only.
+  # A local time there does not exist one night a year (or exists twice), so in a zone other
+  # than UTC the hour must be 04-20; a night-time run belongs in UTC.
+  validation {
+    condition     = can(regex("^(Etc/)?(UTC|UCT|Universal|Zulu|GMT|GMT0|GMT[+-]0)$", var.time_zone)) || try(tonumber(split(" ", var.schedule)[1]) >= 4 && tonumber(split(" ", var.schedule)[1]) <= 20, false)
+    error_message = "In a time zone with daylight saving time a local time from 21:00 to 03:59 can be skipped or repeated on the nights the clocks change (02:00-02:59 in Europe/Oslo does not exist on the last Sunday of March): give the schedule in UTC (time_zone = \"Etc/UTC\") or use a local hour from 04 to 20."
   }
 }
 
 variable "time_zone" {
   type        = string
-  description = "IANA time zone of the scheduler's cron schedule."
-  default     = "Europe/Oslo"
+  description = "IANA time zone of the scheduler's cron schedule. Default Etc/UTC: the schedule exists every day (Cloud Scheduler may skip a job whose local time falls in a daylight saving change)."
+  default     = "Etc/UTC"
 
   validation {
     condition     = can(regex("^(UTC|[A-Za-z_]+(/[A-Za-z0-9_+-]+)+)$", var.time_zone))
-    error_message = "time_zone must be an IANA time zone name such as Europe/Oslo or UTC."
+    error_message = "time_zone must be an IANA time zone name such as Etc/UTC or Europe/Oslo."
   }
 }
 
@@ -252,12 +266,12 @@ variable "scheduler_retry_count" {
 
 variable "topic_message_retention" {
   type        = string
-  description = "How long the sweep topic keeps messages (also acknowledged ones), so a subscription can be seeked back to replay a night. Seconds with an s suffix, 600s to 2678400s (31 days)."
+  description = "How long the sweep topic keeps messages (also acknowledged ones), so a subscription can be seeked back to replay a night. Seconds with an s suffix, 600s to 604800s (7 days): the function refuses messages older than 7 days (certexpiry/messages.py MAX_AGE), so a longer retention would only replay refusals."
   default     = "604800s"
 
   validation {
-    condition     = can(regex("^[0-9]+s$", var.topic_message_retention)) && try(tonumber(trimsuffix(var.topic_message_retention, "s")) >= 600 && tonumber(trimsuffix(var.topic_message_retention, "s")) <= 2678400, false)
-    error_message = "topic_message_retention must be seconds with an s suffix, from 600s to 2678400s."
+    condition     = can(regex("^[0-9]+s$", var.topic_message_retention)) && try(tonumber(trimsuffix(var.topic_message_retention, "s")) >= 600 && tonumber(trimsuffix(var.topic_message_retention, "s")) <= 604800, false)
+    error_message = "topic_message_retention must be seconds with an s suffix, from 600s to 604800s (the function's 7-day message age limit)."
   }
 }
 
@@ -278,8 +292,8 @@ variable "dead_letter_retention" {
 
 variable "grant_log_writer" {
   type        = bool
-  description = "Grant the function's service account roles/logging.logWriter on the project. Needed only if the app writes through the Cloud Logging API (google-cloud-logging's CloudLoggingHandler) instead of JSON on stdout; kept on by default because losing logs would blind every alert."
-  default     = true
+  description = "Grant the function's service account roles/logging.logWriter on the project. Needed only if the app writes through the Cloud Logging API (google-cloud-logging's CloudLoggingHandler); it writes JSON lines to stdout, which Cloud Run collects without any role, so off by default."
+  default     = false
 }
 
 variable "grant_pubsub_token_creator" {
@@ -305,7 +319,7 @@ variable "notification_channels" {
 
 variable "completion_deadline_utc_hour" {
   type        = number
-  description = "UTC hour (0-23) by which the night's RUN_COMPLETED must have been logged; the 'run not completed' alert is evaluated during this hour. Default 5 = 06:00 Oslo in winter, 07:00 in summer, for a 02:00 Oslo schedule."
+  description = "UTC hour (0-23) by which the night's RUN_COMPLETED must have been logged; the 'run not completed' alert is evaluated during this hour. Default 5 = 06:00 Oslo in winter, 07:00 in summer, four hours after the default 01:00 UTC schedule."
   default     = 5
 
   validation {
@@ -316,12 +330,23 @@ variable "completion_deadline_utc_hour" {
 
 variable "completion_lookback_hours" {
   type        = number
-  description = "How far back from the deadline hour a RUN_COMPLETED counts for tonight. Must cover the scheduled start (default 6 h: 23:00-05:59 UTC contains 02:00 Oslo in both winter and summer) and stay under 24 h so last night's run does not count."
+  description = "How far back from the deadline hour a RUN_COMPLETED counts for tonight. Must cover the scheduled start (default 6 h: 23:00-05:59 UTC contains the 01:00 UTC start) and stay under 24 h so last night's run does not count."
   default     = 6
 
   validation {
     condition     = var.completion_lookback_hours >= 1 && var.completion_lookback_hours <= 20 && floor(var.completion_lookback_hours) == var.completion_lookback_hours
     error_message = "completion_lookback_hours must be a whole number from 1 to 20."
+  }
+}
+
+variable "metric_visibility_wait_s" {
+  type        = number
+  description = "Seconds the alert policies and dashboard wait after their log-based metrics are created: the Monitoring API refuses a policy on a metric created moments ago (\"could take up to 10 minutes to become available\"). Runs only when a metric is created or replaced; the function's first build runs meanwhile."
+  default     = 600
+
+  validation {
+    condition     = var.metric_visibility_wait_s >= 0 && var.metric_visibility_wait_s <= 1800 && floor(var.metric_visibility_wait_s) == var.metric_visibility_wait_s
+    error_message = "metric_visibility_wait_s must be a whole number of seconds from 0 to 1800."
   }
 }
 

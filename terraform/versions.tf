@@ -2,21 +2,28 @@
 # .terraform.lock.hcl, which `terraform init` writes: commit it after the
 # first init so every later plan uses the same provider binaries.
 terraform {
-  # Lifecycle preconditions need 1.2+; 1.5 is the oldest release still
-  # supported upstream. Checked here with 1.11.
-  required_version = ">= 1.5.0, < 2.0.0"
+  # A variable validation that reads another variable (schedule against time_zone) needs
+  # 1.9+; check blocks need 1.5+. Checked here with 1.11.
+  required_version = ">= 1.9.0, < 2.0.0"
 
   required_providers {
     google = {
       source = "hashicorp/google"
-      # 6.x has everything used here (cloudfunctions2 build_config.service_account,
-      # PromQL alert conditions, default_labels). Bump deliberately, after
+      # 6.14 has everything used here (cloudfunctions2 build_config.service_account and
+      # docker_repository, PromQL alert conditions with disable_metric_validation (6.13),
+      # storage object generation, default_labels). Bump deliberately, after
       # reading the provider's major-version upgrade guide.
       version = "~> 6.14"
     }
     archive = {
       source  = "hashicorp/archive"
       version = "~> 2.7"
+    }
+    # time_sleep: waits for log-based metrics to become usable in alert policies and for the
+    # build account's grants to propagate (monitoring.tf, iam.tf).
+    time = {
+      source  = "hashicorp/time"
+      version = "~> 0.12"
     }
   }
 }

@@ -21,6 +21,7 @@ from certexpiry_ops.local import LOCAL_TOPIC, pubsub_event_data
 from tests.chain import in_process
 from tests.clock import OrgDay, StepClock
 from tests.logcapture import CapturedLog
+from tests.seeding import refuse_updates
 
 Conn = psycopg.Connection[Any]
 
@@ -154,21 +155,7 @@ def test_failing_rows_reported_and_flagged_by_monitoring(
     """A trigger raising for chosen IDs: those are logged by ID and flagged; all others processed."""
     seeded = seed_night(db, org.today, 12)
     bad = seeded["expired"][:2]
-    db.execute(
-        """
-        create function public.refuse() returns trigger language plpgsql as $$
-        begin
-          if new.id = any (string_to_array(current_setting('test.bad_ids'), ',')::uuid[]) then
-            raise exception 'refused by test trigger';
-          end if;
-          return new;
-        end $$;
-        create trigger refuse before update on public.certifications for each row execute function public.refuse();
-        """
-    )
-    db.execute(
-        f"alter database \"{db.info.dbname}\" set test.bad_ids = '{','.join(map(str, bad))}'"
-    )
+    refuse_updates(db, bad)
     store.close()  # reconnect so the new database setting applies
     log = CapturedLog()
     in_process(make_job(store, log, org)).run()

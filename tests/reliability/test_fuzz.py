@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from certexpiry.messages import MAX_BODY_BYTES, PUBSUB_EVENT_TYPE
+from certexpiry.messages import MAX_AGE, MAX_BODY_BYTES, PUBSUB_EVENT_TYPE
 from certexpiry.pg_store import pg_store
 from certexpiry.settings import Settings
 from certexpiry.store import RpcStore
@@ -231,9 +231,10 @@ def forged_continuation(draw: st.DrawFn, known_run: str) -> Case:
 
 @st.composite
 def out_of_time(draw: st.DrawFn) -> Case:
-    """A valid nightly trigger published more than 24 h ago or more than 5 min ahead."""
+    """A valid nightly trigger published before the topic's retention (MAX_AGE) or more than
+    5 min ahead."""
     late = draw(
-        st.timedeltas(min_value=timedelta(hours=24, seconds=1), max_value=timedelta(days=3650))
+        st.timedeltas(min_value=MAX_AGE + timedelta(seconds=1), max_value=timedelta(days=3650))
     )
     early = draw(
         st.timedeltas(min_value=timedelta(minutes=5, seconds=30), max_value=timedelta(days=3650))

@@ -18,7 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.terraform.tfmodule import REPO_ROOT, TERRAFORM_DIR, run_terraform, terraform_binary
+from tests.terraform.tfmodule import (
+    REPO_ROOT,
+    TERRAFORM_DIR,
+    run_terraform,
+    scratch_module,
+    terraform_binary,
+)
 
 needs_terraform = pytest.mark.skipif(
     terraform_binary() is None,
@@ -33,19 +39,6 @@ output "time_budget_s" {
   value = local.time_budget_s
 }
 """
-
-
-def _scratch_module(tmp_path: Path, *files: str, extra: str = "") -> Path:
-    """A provider-free module with copies of `files` from terraform/, initialised."""
-    module = tmp_path / "terraform"
-    module.mkdir(parents=True)
-    for name in files:
-        shutil.copy(TERRAFORM_DIR / name, module / name)
-    if extra:
-        (module / "extra.tf").write_text(extra)
-    init = run_terraform(["init", "-input=false", "-no-color", "-backend=false"], module)
-    assert init.returncode == 0, init.stdout + init.stderr
-    return module
 
 
 def _plan(module: Path, *args: str) -> tuple[int, str]:
@@ -66,7 +59,7 @@ def test_terraform_fmt_is_clean() -> None:
 @needs_terraform
 def test_example_tfvars_pass_every_variable_validation(tmp_path: Path) -> None:
     """terraform.tfvars.example satisfies every validation rule and yields TIME_BUDGET_S 420."""
-    module = _scratch_module(tmp_path, "variables.tf", extra=BUDGET_OUTPUT)
+    module = scratch_module(tmp_path, "variables.tf", extra=BUDGET_OUTPUT)
     example = str(TERRAFORM_DIR / "terraform.tfvars.example")
     code, out = _plan(module, f"-var-file={example}", f"-out={module / 'plan'}")
     assert code == 0, out
@@ -85,28 +78,57 @@ def test_example_tfvars_pass_every_variable_validation(tmp_path: Path) -> None:
         ("budget_reserve_s=5", "budget_reserve_s must be"),
         ("memory=512", "memory must be"),
         ("secret_env_var_name=SUPABASE_KEY", "secret_env_var_name must be"),
-        ("schedule=0 2 * *", "schedule must be"),
+        ("schedule=0 2 * *", "schedule must fire once a day"),
+        ("schedule=*/5 * * * *", "schedule must fire once a day"),
         ("reminder_days=30, 7", "reminder_days must be"),
         ('notification_channels=["email"]', "notification channel must"),
         ("completion_deadline_utc_hour=24", "completion_deadline_utc_hour must"),
         ("function_name=Nightly_Sweep", "function_name must be"),
+        ("function_name=ab", "function_name must be 3-26 chars"),
+        ("function_name=goog-sweep", "not start with goog"),
+        ("function_name=a23456789012345678901234567", "function_name must be 3-26 chars"),
+        ("region=europe-west", "region must be"),
+        ("region=europe-west01", "region must be"),
+        ("topic_message_retention=691200s", "7-day message age limit"),
+        ("metric_visibility_wait_s=-1", "metric_visibility_wait_s must be"),
     ],
 )
 def test_bad_values_are_rejected_by_validation(
     tmp_path: Path, assignment: str, message: str
 ) -> None:
     """A wrong value for a variable stops the plan with that variable's own error message."""
-    module = _scratch_module(tmp_path, "variables.tf")
+    module = scratch_module(tmp_path, "variables.tf")
     code, out = _plan(module, "-var=project_id=certexpiry-test", f"-var={assignment}")
     assert code != 0
     assert message in " ".join(out.split()), out
 
 
 @needs_terraform
+@pytest.mark.parametrize(
+    "assignments",
+    [
+        ("region=europe-west10",),
+        ("region=northamerica-northeast1", "scheduler_region=me-central2"),
+        ("region=africa-south1",),
+        ("function_name=abc",),
+        ("function_name=a2345678901234567890123456",),
+    ],
+)
+def test_real_values_pass_validation(tmp_path: Path, assignments: tuple[str, ...]) -> None:
+    """Real regions (two-digit ones included) and the shortest and longest valid function
+    names pass every variable validation."""
+    module = scratch_module(tmp_path, "variables.tf")
+    code, out = _plan(
+        module, "-var=project_id=certexpiry-test", *(f"-var={a}" for a in assignments)
+    )
+    assert code == 0, out
+
+
+@needs_terraform
 def test_archive_holds_the_runtime_and_no_tooling(tmp_path: Path) -> None:
     """The archive Terraform builds lists existing runtime files only: no certexpiry_ops, no
     __main__, no tests or bench, and every listed file exists."""
-    module = _scratch_module(tmp_path, "source_files.tf")
+    module = scratch_module(tmp_path, "source_files.tf")
     for path in REPO_ROOT.glob("certexpiry*/**/*.py"):
         target = tmp_path / path.relative_to(REPO_ROOT)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -130,7 +152,7 @@ def test_archive_holds_the_runtime_and_no_tooling(tmp_path: Path) -> None:
 def test_the_archive_runs_without_the_tooling(tmp_path: Path) -> None:
     """main.py imports from an unpacked archive with no certexpiry_ops beside it, and loads none
     of the tooling's modules or libraries."""
-    module = _scratch_module(tmp_path / "tf", "source_files.tf")
+    module = scratch_module(tmp_path / "tf", "source_files.tf")
     shutil.copytree(REPO_ROOT / "certexpiry", tmp_path / "certexpiry")
     for name in ("main.py", "requirements.txt"):
         shutil.copy(REPO_ROOT / name, tmp_path / name)

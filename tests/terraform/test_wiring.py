@@ -22,8 +22,9 @@ FUNCTION = "google_cloudfunctions2_function"
 TOPIC_REF = "${google_pubsub_topic.sweep.id}"
 SECRET_NAMES = {"SUPABASE_SERVICE_ROLE_KEY", "DATABASE_URL"}
 PRIMITIVE_ROLE = re.compile(r"roles/(owner|editor|viewer)\b")
-# Project-level grants that cannot be scoped lower (each commented in iam.tf).
-ALLOWED_PROJECT_ROLES = {"roles/logging.logWriter", "roles/run.builder"}
+# Project-level grants that cannot be scoped lower (each commented in iam.tf): writing log
+# entries exists only at project level. Anything else at project level must carry a condition.
+ALLOWED_PROJECT_ROLES = {"roles/logging.logWriter"}
 
 
 @pytest.fixture(scope="module")
@@ -208,8 +209,14 @@ def test_no_primitive_roles_and_minimal_project_grants(tf: Module) -> None:
         assert not PRIMITIVE_ROLE.search(text)
     authoritative = [r for r in tf.resources if r.endswith(("_iam_binding", "_iam_policy"))]
     assert not authoritative, f"authoritative IAM would remove others' grants: {authoritative}"
-    project_roles = {g["role"] for g in tf.of_type("google_project_iam_member").values()}
-    assert project_roles <= ALLOWED_PROJECT_ROLES
+    for name, grant in tf.of_type("google_project_iam_member").items():
+        if grant["role"] in ALLOWED_PROJECT_ROLES:
+            continue
+        condition = block(grant, "condition")
+        assert "resource.name ==" in condition["expression"], f"{name}: unconditioned"
+    assert "roles/run.builder" not in "\n".join(
+        g["role"] for g in tf.of_type("google_project_iam_member").values()
+    ), "run.builder reads every bucket and repository of the project"
 
 
 def test_every_iam_grant_is_explained(tf: Module) -> None:
@@ -249,8 +256,8 @@ def test_scheduler_publishes_the_nightly_message(tf: Module) -> None:
     job = next(iter(tf.of_type("google_cloud_scheduler_job").values()))
     assert job["schedule"] == "${var.schedule}"
     assert job["time_zone"] == "${var.time_zone}"
-    assert _default(tf, "schedule") == "0 2 * * *"
-    assert _default(tf, "time_zone") == "Europe/Oslo"
+    assert _default(tf, "schedule") == "0 1 * * *"
+    assert _default(tf, "time_zone") == "Etc/UTC"
     assert block(job, "pubsub_target")["data"] == "${base64encode(local.nightly_message)}"
     assert re.fullmatch(
         r'\$\{jsonencode\(\{\s*kind\s*=\s*"nightly"\s*\}\)\}', tf.locals["nightly_message"]
@@ -260,37 +267,98 @@ def test_scheduler_publishes_the_nightly_message(tf: Module) -> None:
 
 
 def test_alerting_metrics_and_policies(tf: Module) -> None:
-    """Log-based metrics feed alerts on errors, missed auto-pauses and a run not completed."""
+    """The metrics are built from local.log_metrics (what test_log_metrics.py evaluates), every
+    policy notifies the channels, waits for its metrics and closes in 30 minutes."""
     metrics = tf.of_type("google_logging_metric")
-    errors = metrics["errors"]
-    assert "severity>=ERROR" in errors["filter"]
-    assert errors["label_extractors"] == {"error_code": "EXTRACT(jsonPayload.error_code)"}
-    assert 'jsonPayload.error_code="MISSED_AUTO_PAUSE"' in metrics["missed_auto_pause"]["filter"]
-    assert metrics["run_completed"]["filter"] == "${local.run_completed_filter}"
-    assert "RUN_COMPLETED" in tf.locals["run_completed_filter"]
-    context_fields = {v["field"] for v in tf.locals["run_context_metrics"].values()}
-    assert context_fields == {
-        "duration_ms",
-        "segments",
-        "reminders_queued",
-        "certifications_paused",
-        "missed_pause_count",
-    }
-    distribution = metrics["run_context"]
-    assert distribution["value_extractor"] == "EXTRACT(jsonPayload.context.${each.value.field})"
+    assert set(metrics) == {"counter", "distribution"}
+    counter, distribution = metrics["counter"], metrics["distribution"]
+    assert counter["for_each"] == "${local.counter_metrics}"
+    assert distribution["for_each"] == "${local.distribution_metrics}"
+    for metric in (counter, distribution):
+        assert metric["filter"] == "${each.value.filter}"
+        assert metric["name"] == "${each.value.name}"
+    assert counter["label_extractors"] == "${each.value.label_extractors}"
+    assert distribution["value_extractor"] == "${each.value.value_extractor}"
+    assert set(tf.locals["log_metrics"]) >= {"errors", "missed_pause", "run_completed"}
 
     policies = tf.of_type("google_monitoring_alert_policy")
-    assert {"errors", "missed_auto_pause", "run_not_completed"} <= set(policies)
+    assert set(policies) == {"log_lines", "run_not_completed", "stuck_message", "dead_letter"}
+    assert policies["log_lines"]["for_each"] == "${local.log_alerts}"
+    log_alerts = tf.locals["log_alerts"]
+    assert set(log_alerts) == {"errors", "missed_auto_pause", "nights_missed"}
+    assert {a["metric"] for a in log_alerts.values()} <= set(tf.locals["log_metrics"])
+    assert log_alerts["errors"]["group_by"] == ["metric.label.error_code"]
     for name, policy in policies.items():
         assert policy["notification_channels"] == "${var.notification_channels}", name
+        assert block(policy, "alert_strategy")["auto_close"] == "${local.alert_auto_close}", name
+    assert tf.locals["alert_auto_close"] == "1800s"
+    for name in ("log_lines", "run_not_completed"):
+        assert policies[name]["depends_on"] == ["${time_sleep.metrics_visible}"], name
     promql = block(
         block(policies["run_not_completed"], "conditions"), "condition_prometheus_query_language"
     )
     assert promql["query"] == "${local.run_not_completed_promql}"
+    assert promql["disable_metric_validation"] is True
     assert "hour() == ${var.completion_deadline_utc_hour}" in "".join(
         tf.locals["run_not_completed_promql"]
     )
+    sleep = tf.resource("time_sleep", "metrics_visible")
+    assert sleep["create_duration"] == "${var.metric_visibility_wait_s}s"
+    assert "google_logging_metric.counter" in sleep["triggers"]["metrics"]
     assert "google_monitoring_dashboard" in tf.resources
+
+
+def test_a_missing_notification_channel_is_warned_about() -> None:
+    """A check block asserts notification_channels is not empty (a warning on plan and apply)."""
+    text = (TERRAFORM_DIR / "monitoring.tf").read_text(encoding="utf-8")
+    check = re.search(r'check "[a-z_]+" \{\s*assert \{\s*condition\s*=\s*([^\n]+)', text)
+    assert check is not None
+    assert check.group(1).strip() == "length(var.notification_channels) > 0"
+
+
+def test_the_build_is_narrowed_and_waited_for(tf: Module) -> None:
+    """The build pushes to a repository this stack manages, with a repository-level grant; the
+    function waits for the build grants and pins the uploaded source generation."""
+    build = block(_function(tf), "build_config")
+    assert build["docker_repository"] == "${google_artifact_registry_repository.functions.id}"
+    storage = block(block(build, "source"), "storage_source")
+    assert storage["generation"] == "${google_storage_bucket_object.source.generation}"
+    repo = tf.resource("google_artifact_registry_repository", "functions")
+    assert repo["format"] == "DOCKER"
+    writer = tf.resource("google_artifact_registry_repository_iam_member", "build_writer")
+    assert writer["repository"] == "${google_artifact_registry_repository.functions.name}"
+    assert writer["role"] == "roles/artifactregistry.writer"
+    assert _member_sa(writer["member"]) == "build"
+    sleep = tf.resource("time_sleep", "build_grants")
+    assert sleep["create_duration"] == "60s"
+    assert "${time_sleep.build_grants}" in _function(tf)["depends_on"]
+    build_grants = [
+        f"${{{rtype}.{name}}}"
+        for rtype, by_name in tf.resources.items()
+        if rtype.endswith("_iam_member")
+        for name, grant in by_name.items()
+        if grant.get("member") == "serviceAccount:${google_service_account.build.email}"
+    ]
+    assert sorted(build_grants) == sorted(sleep["depends_on"])
+
+
+def test_log_writer_is_off_by_default(tf: Module) -> None:
+    """The runtime account writes stdout only; logWriter is granted only on request."""
+    assert _default(tf, "grant_log_writer") is False
+    grant = tf.resource("google_project_iam_member", "function_log_writer")
+    assert grant["count"] == "${var.grant_log_writer ? 1 : 0}"
+
+
+def test_topic_retention_is_the_functions_message_age_limit(tf: Module) -> None:
+    """The topic keeps messages exactly as long as the function accepts them (one replay window)."""
+    from certexpiry.messages import MAX_AGE
+
+    limit = f"{int(MAX_AGE.total_seconds())}s"
+    assert _default(tf, "topic_message_retention") == limit
+    condition = tf.variables["topic_message_retention"]["validation"][0]["condition"]
+    assert f"<= {int(MAX_AGE.total_seconds())}" in condition
+    topic = tf.resource("google_pubsub_topic", "sweep")
+    assert topic["message_retention_duration"] == "${var.topic_message_retention}"
 
 
 def test_outputs_and_provider_pins(tf: Module) -> None:

@@ -8,6 +8,7 @@ labels plain keys, and expressions stay "${...}" so a test can tell a reference 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -170,3 +171,26 @@ def run_terraform(
             timeout=120,
             check=False,
         )
+
+
+def scratch_module(root: Path, *files: str, extra: str = "") -> Path:
+    """A provider-free module in `root`/terraform with copies of `files` from terraform/,
+    initialised (no download: these files need no provider)."""
+    module = root / "terraform"
+    module.mkdir(parents=True)
+    for name in files:
+        shutil.copy(TERRAFORM_DIR / name, module / name)
+    if extra:
+        (module / "extra.tf").write_text(extra)
+    init = run_terraform(["init", "-input=false", "-no-color", "-backend=false"], module)
+    assert init.returncode == 0, init.stdout + init.stderr
+    return module
+
+
+def evaluate(module: Path, expression: str, *variables: str) -> Any:
+    """The value of `expression` in an initialised scratch module, through `terraform console`
+    (variables as NAME=VALUE)."""
+    args = ["console", "-no-color", *(f"-var={v}" for v in variables)]
+    result = run_terraform(args, module, stdin=f"jsonencode({expression})\n")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(json.loads(result.stdout.strip()))

@@ -60,6 +60,7 @@ VALID: dict[str, Any] = {
         "abandoned": [str(uuid.uuid4())],
         "totals": {},
         "started_at": AT,
+        "missed_nights": ["2026-11-26", "2026-11-27"],
     },
     "claim_continuation": {
         "outcome": "duplicate",
@@ -336,6 +337,7 @@ def test_claims_keep_what_each_outcome_carries() -> None:
     assert claim.owns_run
     assert claim.totals == Counts()
     assert [str(run) for run in claim.abandoned] == VALID["claim_nightly_run"]["abandoned"]
+    assert [str(night) for night in claim.missed_nights] == ["2026-11-26", "2026-11-27"]
     duplicate = RpcStore(CannedTransport(VALID)).claim_continuation(uuid.UUID(RUN), 3, 120)
     assert duplicate.outcome == "duplicate"
     assert not duplicate.owns_run

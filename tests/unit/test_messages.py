@@ -82,13 +82,20 @@ def test_bad_messages_raise_invalid_message(data: object, reason: str) -> None:
 
 
 def test_old_and_future_messages_are_rejected() -> None:
-    """A message older than 24 hours, or from the future, is not acted on."""
-    old = pubsub_event_data(b"", publish_time=NOW - timedelta(hours=25))
+    """A message older than the topic's 7-day retention, or from the future, is not acted on."""
+    old = pubsub_event_data(b"", publish_time=NOW - timedelta(days=7, seconds=1))
     future = pubsub_event_data(b"", publish_time=NOW + timedelta(hours=1))
-    with pytest.raises(InvalidMessage, match="older than 24 hours"):
+    with pytest.raises(InvalidMessage, match="7-day retention"):
         decode(PUBSUB_EVENT_TYPE, old, now=NOW)
     with pytest.raises(InvalidMessage, match="future"):
         decode(PUBSUB_EVENT_TYPE, future, now=NOW)
+
+
+def test_a_replayed_trigger_within_the_retention_is_accepted() -> None:
+    """A nightly trigger replayed from six days back (a subscription seek) decodes as a nightly
+    trigger: it runs tonight's night."""
+    replayed = pubsub_event_data(b'{"kind":"nightly"}', publish_time=NOW - timedelta(days=6))
+    assert decode(PUBSUB_EVENT_TYPE, replayed, now=NOW)[1] == NightlyTrigger()
 
 
 def test_wrong_event_type_is_rejected() -> None:

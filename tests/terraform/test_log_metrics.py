@@ -1,0 +1,218 @@
+"""Every log-based metric of terraform/ against what the function really logs.
+
+The function runs end to end (functions-framework, the fake Pub/Sub, the embedded Postgres)
+through a night that writes every line a metric exists for: a missed night, failing records
+(DB_OPERATION_FAILED, MISSED_AUTO_PAUSE), continuations, a duplicate trigger answered 503
+(RUN_BUSY), a malformed message, the completion. Its output lines become the LogEntries Cloud
+Run makes of them, beside the platform's request log of each HTTP answer (and of one crash,
+a 500, which only the platform logs). Terraform renders the metrics (log_metrics.tf), and each
+filter, label extractor and value extractor is evaluated on those entries (logquery.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from certexpiry_ops.harness import FunctionProcess, function_env
+from certexpiry_ops.pubsub_fake import FakePubSub
+from tests.chain import over_http
+from tests.clock import OrgDay
+from tests.seeding import add_cert, add_mentor, refuse_updates
+from tests.terraform.logquery import (
+    Entry,
+    compile_filter,
+    entry_from_line,
+    extract,
+    field,
+    request_entry,
+)
+from tests.terraform.test_terraform_cli import needs_terraform
+from tests.terraform.tfmodule import evaluate, scratch_module
+
+Conn = psycopg.Connection[Any]
+SERVICE = "certexpiry-nightly-sweep"  # the default function_name: the Cloud Run service
+
+
+@dataclass(frozen=True)
+class Logged:
+    """One LogEntry and what it was, before any field was taken out of it."""
+
+    entry: Entry
+    code: str | None  # the app line's error_code; None for a platform request entry
+    severity: str
+    status: int | None  # the request entry's HTTP status
+
+
+def _app(code: str) -> Callable[[Logged], bool]:
+    return lambda logged: logged.code == code
+
+
+# Which entries each metric exists for; every other entry must give it no point.
+EXPECTED: dict[str, Callable[[Logged], bool]] = {
+    "errors": lambda logged: (
+        (logged.code is not None and logged.severity == "ERROR") or logged.status == 500
+    ),
+    "events": lambda logged: logged.code is not None,
+    "missed_pause": _app("MISSED_AUTO_PAUSE"),
+    "nights_missed": _app("NIGHTS_MISSED"),
+    "run_completed": _app("RUN_COMPLETED"),
+    "duration_ms": _app("RUN_COMPLETED"),
+    "segments": _app("RUN_COMPLETED"),
+    "reminders": _app("RUN_COMPLETED"),
+    "paused": _app("RUN_COMPLETED"),
+    "missed_count": lambda logged: logged.code in ("MISSED_AUTO_PAUSE", "MONITORING_CLEAN"),
+}
+
+# The fields of the function's lines the metrics read (jsonPayload paths).
+READ_FIELDS = [
+    "error_code",
+    "context.duration_ms",
+    "context.segments",
+    "context.reminders_queued",
+    "context.certifications_paused",
+    "context.missed_pause_count",
+]
+
+
+@pytest.fixture
+def pubsub() -> Iterator[FakePubSub]:
+    server = FakePubSub().start()
+    yield server
+    server.stop()
+
+
+def _night(db: Conn, database_url: str, pubsub: FakePubSub, org: OrgDay) -> list[Logged]:
+    """Run the function through the night described in the module docstring; its entries."""
+    bad = []
+    for i in range(12):
+        mentor = add_mentor(db, name=f"Ola Testesen {i}")
+        expired = add_cert(db, mentor, org.today - timedelta(days=1 + i % 3))
+        add_cert(db, mentor, org.today + timedelta(days=7))
+        if i < 2:
+            bad.append(expired)
+    refuse_updates(db, bad)
+    db.execute(
+        "insert into public.cron_runs (run_id, nightly_key, timezone, status, lease_until, "
+        "finished_at) values (%s, %s, %s, 'completed', now(), now())",
+        (uuid.uuid4(), org.today - timedelta(days=3), org.timezone),
+    )
+    function = FunctionProcess(
+        env=function_env(
+            database_url,
+            pubsub,
+            org_timezone=org.timezone,
+            time_budget_s=0.001,
+            batch_size=5,
+            monitoring_reserve_s=0,
+        )
+    ).start()
+    try:
+        chain = over_http(function, pubsub)
+        statuses = chain.run(copies=2)  # every message twice: the second trigger is busy
+        statuses.append(function.deliver(b"{not json").status)
+    finally:
+        function.stop()
+    assert 503 in statuses
+    assert 200 in statuses
+    logged = []
+    for stream, line in function.lines:
+        entry = entry_from_line(line, stream=stream, service=SERVICE)
+        code = field(entry, "jsonPayload.error_code")
+        logged.append(Logged(entry, code, entry["severity"], None))
+    for status in [*statuses, 500]:  # 500: a crash, which only the platform logs
+        entry = request_entry(status, service=SERVICE)
+        logged.append(Logged(entry, None, entry["severity"], status))
+    codes = {item.code for item in logged}
+    assert {"RUN_BUSY", "NIGHTS_MISSED", "MISSED_AUTO_PAUSE", "DB_OPERATION_FAILED"} <= codes
+    assert {"CONTINUATION_PUBLISHED", "INVALID_MESSAGE", "RUN_COMPLETED"} <= codes
+    return logged
+
+
+def _metrics(tmp_path: Path) -> dict[str, dict[str, Any]]:
+    """terraform's rendering of local.log_metrics for the default variables."""
+    module = scratch_module(tmp_path, "variables.tf", "log_metrics.tf")
+    metrics: dict[str, dict[str, Any]] = evaluate(
+        module, "local.log_metrics", "project_id=certexpiry-test"
+    )
+    return metrics
+
+
+def problems(metrics: dict[str, dict[str, Any]], logged: list[Logged]) -> list[str]:
+    """Where a metric gets a point from an entry it does not exist for, none from one it does,
+    or its extractors read nothing (an empty list: every metric counts what it should)."""
+    found = []
+    for key, metric in metrics.items():
+        matches = compile_filter(metric["filter"])
+        expected = [item for item in logged if EXPECTED[key](item)]
+        counted = [item for item in logged if matches(item.entry)]
+        if not expected:
+            found.append(f"{key}: the night wrote no entry this metric exists for")
+        if [id(i) for i in counted] != [id(i) for i in expected]:
+            extra = sorted({f"{i.code}/{i.status}" for i in counted if i not in expected})
+            lost = sorted({f"{i.code}/{i.status}" for i in expected if i not in counted})
+            found.append(f"{key}: counts {extra} it should not, misses {lost}")
+        for item in counted:
+            for label, extractor in metric["label_extractors"].items():
+                value = extract(extractor, item.entry)
+                if item.code is not None and value != item.code:
+                    found.append(f"{key}: label {label} of a {item.code} line is {value!r}")
+            if metric["value_extractor"] is not None:
+                value = extract(metric["value_extractor"], item.entry)
+                if value is None or not value.lstrip("-").isdigit():
+                    found.append(f"{key}: no value from a {item.code} line ({value!r})")
+    return found
+
+
+def _without(logged: list[Logged], path: str) -> list[Logged]:
+    """The same entries with jsonPayload.`path` deleted from every app line."""
+    out = []
+    for item in logged:
+        entry = {**item.entry}
+        if "jsonPayload" in entry:
+            payload = dict(entry["jsonPayload"])
+            node: dict[str, Any] = payload
+            *parents, leaf = path.split(".")
+            for part in parents:
+                if not isinstance(node.get(part), dict):
+                    break
+                node[part] = dict(node[part])
+                node = node[part]
+            else:
+                node.pop(leaf, None)
+            entry["jsonPayload"] = payload
+        out.append(Logged(entry, item.code, item.severity, item.status))
+    return out
+
+
+@needs_terraform
+def test_every_metric_counts_exactly_the_lines_it_exists_for(
+    tmp_path: Path, db: Conn, database_url: str, pubsub: FakePubSub, org: OrgDay
+) -> None:
+    """Each metric's filter, label extractor and value extractor, rendered by Terraform, gets
+    points from the function's real lines it exists for and from no other entry (the request
+    log of an intentional 503 included), and deleting any field a metric reads from the lines
+    makes that fail."""
+    metrics = _metrics(tmp_path)
+    assert set(metrics) == set(EXPECTED), "a new metric needs its expectation here"
+    logged = _night(db, database_url, pubsub, org)
+    assert problems(metrics, logged) == []
+    for path in READ_FIELDS:
+        assert problems(metrics, _without(logged, path)), f"nothing reads jsonPayload.{path}"
+
+
+@needs_terraform
+def test_the_error_metric_ignores_intentional_503s_only(tmp_path: Path) -> None:
+    """The ERROR metric skips the request log entry of a 503 and counts a 500 or 504 one."""
+    errors = compile_filter(_metrics(tmp_path)["errors"]["filter"])
+    assert not errors(request_entry(503, service=SERVICE))
+    assert errors(request_entry(500, service=SERVICE))
+    assert errors(request_entry(504, service=SERVICE))
+    assert not errors(request_entry(500, service="another-service"))
