@@ -12,7 +12,15 @@ from certexpiry_ops.console import CliIO, Console, totals_text
 from certexpiry_ops.fakes import InMemoryPublisher
 from certexpiry_ops.local import run_chain
 from certexpiry_ops.target import open_target
-from certexpiry_ops.usage import EXIT_MISSED, EXIT_OK, EXIT_USAGE, PROG, UsageError, positive_int
+from certexpiry_ops.usage import (
+    EXIT_MISSED,
+    EXIT_OK,
+    EXIT_USAGE,
+    PROG,
+    UsageError,
+    positive_int,
+    with_migrate_hint,
+)
 
 # Lines that show the chain is moving (a run that logs errors without them is failing).
 _PROGRESS_CODES = frozenset(
@@ -44,7 +52,7 @@ def cmd_run(args: argparse.Namespace, cli_io: CliIO) -> int:
             )  # can we talk to it?
         except StoreError as exc:
             reason = console.sanitizer.clean(" ".join(str(exc).split()))
-            raise UsageError(f"cannot use the database: {reason}") from None
+            raise UsageError(with_migrate_hint(f"cannot use the database: {reason}")) from None
         publisher = InMemoryPublisher()
         job = Job(
             settings=settings, store=target.store, publisher=publisher, log=console.logger(settings)
