@@ -376,6 +376,7 @@ class Night(ContractModel):
     finished_at: datetime | None
     duration_ms: int | None
     totals: Counts
+    lease_left_s: Annotated[float, Field(ge=0)] | None  # unfinished runs only
     missed_pause_count: Count | None
     resolved: StrictBool | None
 

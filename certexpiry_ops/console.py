@@ -78,6 +78,7 @@ class Console:
         self._progress_shown = False
         self._counts: dict[str, int] = {}
         self._segment = 0
+        self._busy_shown = False  # one RUN_BUSY line per wait, not one per retry
 
     def logger(self, settings: Settings | None = None) -> JsonLogger:
         """A logger whose lines come back through `entry`."""
@@ -106,10 +107,16 @@ class Console:
                     self._counts[key] = self._counts.get(key, 0) + value
         if code in ("RUN_STARTED", "RUN_RESUMED", "SEGMENT_STARTED", "CONTINUATION_PUBLISHED"):
             self._segment = int((entry.get("context") or {}).get("segment") or self._segment)
+        repeated_busy = code == "RUN_BUSY" and self._busy_shown
+        self._busy_shown = code == "RUN_BUSY" or (self._busy_shown and code == "")
+        if repeated_busy:
+            return
         if self.json:
             self._clear_progress()
             self.io.stdout.write(line + "\n")
             self.io.stdout.flush()
+        elif code == "RUN_BUSY" and self.progress:
+            return  # the wait's countdown line says it
         elif code != "BATCH_DONE" or not self.progress:
             self._clear_progress()
             self.out(render_entry(entry))

@@ -2,7 +2,8 @@
 -- (`certexpiry nights`): each night's run (status, segments, duration, totals) and its audit row
 -- (missed auto-pauses, resolved). A night without a run is 'missed' from the first night any
 -- run was recorded on; before that it is 'before_first_run', and tonight without a run yet is
--- 'pending'. Read-only; one JSON array (1..366 nights).
+-- 'pending'. lease_left_s: for an unfinished run, the seconds its lease still holds (by the
+-- database's clock; `run` waits them out). Read-only; one JSON array (1..366 nights).
 create or replace function public.night_history(p_timezone text, p_nights integer)
 returns jsonb
 language sql
@@ -32,6 +33,9 @@ as $$
             'duration_ms', coalesce(a.duration_ms,
                 (extract(epoch from (r.finished_at - r.started_at)) * 1000)::bigint),
             'totals', coalesce(r.totals, '{}'::jsonb),
+            'lease_left_s', case when r.status in ('running', 'handoff')
+                                 then round(greatest(0, extract(epoch from (r.lease_until - now())))::numeric, 1)
+                            end,
             'missed_pause_count', a.missed_pause_count,
             'resolved', a.resolved)
         order by n.night desc), '[]'::jsonb)

@@ -21,7 +21,7 @@ from certexpiry_ops.cli import main
 from certexpiry_ops.console import CliIO
 from certexpiry_ops.harness import ROOT
 from tests.clock import OrgDay
-from tests.integration.test_cli import FakeLoggingClient, _entry, refuse_two
+from tests.integration.test_cli import FakeLoggingClient, _entry, refuse_two, seed
 from tests.leak_plugin import register_lines
 
 Conn = psycopg.Connection[Any]
@@ -236,3 +236,42 @@ def test_a_refused_supabase_connection_names_the_host(monkeypatch: pytest.Monkey
     err = io.StringIO()
     assert main(["audit", "list"], cli_io=CliIO(stdout=io.StringIO(), stderr=err)) == 2
     assert "127.0.0.1:9" in err.getvalue()
+
+
+def _hold_tonight(db: Conn, org: OrgDay, seconds: int) -> str:
+    """Claim tonight's run as a live invocation elsewhere would, with a short lease."""
+    run_id = str(uuid.uuid4())
+    row = db.execute(
+        "select public.claim_nightly_run(%s, %s, %s) ->> 'outcome'", (run_id, org.timezone, seconds)
+    ).fetchone()
+    assert row == ("started",)
+    return run_id
+
+
+def test_run_waits_out_a_held_lease_with_one_countdown_line(
+    terminal: Shell, db: Conn, org: OrgDay
+) -> None:
+    """While another invocation holds tonight's run, `run` shows one line counting down to the
+    lease's end (no stream of RUN_BUSY lines), then takes the run over and follows its real
+    segment."""
+    seed(db, org, mentors=30)
+    held = _hold_tonight(db, org, 6)  # outlasts the CLI's start on a loaded machine
+    code, shown = terminal("run")
+    assert code == 0, shown
+    assert f"waiting: tonight's run {held} (segment 0) is held by another invocation" in shown
+    assert "lease ends in 1 s" in shown
+    assert "RUN_BUSY" not in shown
+    assert "RUN_RESUMED" in shown
+    assert "\x1b[Ksegment 1  batches" in shown  # the progress line follows the resumed segment
+    assert f"Run {held} completed" in shown
+
+
+def test_run_piped_logs_one_run_busy_per_wait(piped: Shell, db: Conn, org: OrgDay) -> None:
+    """Piped, the wait leaves one RUN_BUSY line, then the run resumes and completes."""
+    _hold_tonight(db, org, 6)
+    code, out = piped("run")
+    assert code == 0
+    codes = [entry["error_code"] for entry in json_lines(out)]
+    assert codes.count("RUN_BUSY") == 1
+    assert codes[codes.index("RUN_BUSY") + 1] == "RUN_RESUMED"
+    assert codes[-1] == "RUN_COMPLETED"

@@ -133,6 +133,7 @@ VALID: dict[str, Any] = {
             "finished_at": AT,
             "duration_ms": 1234,
             "totals": TOTALS,
+            "lease_left_s": None,
             "missed_pause_count": 1,
             "resolved": False,
         }
