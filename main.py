@@ -19,7 +19,7 @@ from certexpiry.log import JsonLogger, install_process_logging, trace_from_heade
 from certexpiry.sanitize import Sanitizer
 from certexpiry.settings import load_settings
 from certexpiry.sweep import Job, Outcome, handle_event
-from certexpiry.wiring import make_job, make_logger
+from certexpiry.wiring import SchemaNotReady, make_job, make_logger
 
 _sanitizer = Sanitizer()
 _log: JsonLogger = make_logger(_sanitizer)
@@ -40,6 +40,8 @@ def _get_job() -> Job | None:
                 Code.INVALID_SETTINGS, "The function's settings are invalid.", **exc.log_context()
             )
             return None
+        except SchemaNotReady:  # logged (SCHEMA_MISMATCH); checked again on the next delivery
+            return None
         install_process_logging(log)
         _job = job
     return _job
@@ -52,7 +54,7 @@ def nightly_sweep(cloud_event: Any) -> None:
     trace = trace_from_headers(headers)
     job = _get_job()
     if job is None:
-        raise ServiceUnavailable("invalid settings; see the INVALID_SETTINGS log line")
+        raise ServiceUnavailable("not ready; see the INVALID_SETTINGS or SCHEMA_MISMATCH line")
     outcome = handle_event(job, cloud_event.get("type"), cloud_event.get_data(), trace=trace)
     if outcome is Outcome.RETRY:
         # An HTTP error without a traceback: Eventarc redelivers with backoff.

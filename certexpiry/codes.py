@@ -53,6 +53,8 @@ class Code(StrEnum):
     LOG_LINES_DROPPED = "LOG_LINES_DROPPED"
     LIBRARY_LOG = "LIBRARY_LOG"
     REMEDIATION_DONE = "REMEDIATION_DONE"
+    # The database's schema (issue 13's block).
+    SCHEMA_MISMATCH = "SCHEMA_MISMATCH"
 
 
 class CodeInfo(NamedTuple):
@@ -234,6 +236,16 @@ CATALOGUE: Mapping[Code, CodeInfo] = MappingProxyType(
             _I,
             "A remediation (pause or reminder repair) was applied (remediation in context).",
             "None; verify with the monitoring check.",
+        ),
+        # The database's schema (issue 13's block).
+        Code.SCHEMA_MISMATCH: CodeInfo(
+            _E,
+            "At cold start the database's schema (public.schema_version: the newest migration "
+            "in supabase_migrations.schema_migrations) is older than the one this release was "
+            "built for, or unknown; the function answers 503 and does nothing until it matches "
+            "(reason names both versions).",
+            "Apply the migrations: python -m certexpiry migrate with DATABASE_URL set to the "
+            "database (or supabase db push); the next delivery checks again, no redeploy.",
         ),
     }
 )

@@ -67,7 +67,21 @@ RPC_SIGNATURES: Mapping[str, Mapping[str, str]] = {
     "list_cron_audit": {"p_limit": "integer"},
     "get_cron_audit": {"p_run_id": "uuid"},
     "resolve_cron_audit": {"p_run_id": "uuid", "p_force": "boolean"},
+    # The schema check and the ops console (issue 13: migrations 2026113000200N).
+    "schema_version": {},
+    "plan_night": {
+        "p_timezone": "text",
+        "p_today": "date",
+        "p_reminder_days": "integer[]",
+        "p_ids_limit": "integer",
+    },
+    "night_history": {"p_timezone": "text", "p_nights": "integer"},
 }
+
+# The newest migration this release's SQL contract was built with: the function refuses (at cold
+# start, SCHEMA_MISMATCH) a database whose newest applied migration is older. A test holds it
+# equal to the newest file in supabase/migrations/.
+SCHEMA_VERSION = "20261130002003"
 
 NightlyOutcome = Literal["started", "resumed", "busy", "completed"]
 ContinuationOutcome = Literal["claimed", "busy", "duplicate", "unknown"]
@@ -302,6 +316,73 @@ class Resolution(ContractModel):
     resolved_at: datetime | None
 
 
+class SchemaVersion(ContractModel):
+    """schema_version's answer: the newest recorded migration (null: none) and how many."""
+
+    latest: Annotated[str, Field(pattern=r"^[0-9]+$")] | None
+    applied: Count
+
+
+class PlanList(ContractModel):
+    """One list of plan_night: how many, and the lowest IDs (up to the asked limit)."""
+
+    count: Count
+    ids: tuple[UUID, ...]
+
+
+class PlanRun(ContractModel):
+    """The night's cron_runs row, when one exists."""
+
+    run_id: UUID
+    status: RunStatus
+    segment: Segment
+
+
+Offset = Annotated[str, Field(pattern=r"^[0-9]+$")]  # a reminder offset in days, as a JSON key
+
+
+class Plan(ContractModel):
+    """plan_night's answer: what a run of `today` would do, from the sweep's own effects."""
+
+    today: date
+    reminder_days: tuple[int, ...]
+    run: PlanRun | None
+    certifications: Count
+    counts: Counts
+    reminders: dict[Offset, PlanList]  # queued, by offset
+    superseded: dict[Offset, PlanList]  # recorded as superseded (never sent), by offset
+    certifications_paused: PlanList
+    mentors_paused: PlanList
+    failures: PlanList
+
+    @property
+    def reminders_queued(self) -> int:
+        return sum(item.count for item in self.reminders.values())
+
+    @property
+    def reminders_superseded(self) -> int:
+        return sum(item.count for item in self.superseded.values())
+
+
+NightStatus = Literal[RunStatus, "missed", "pending", "before_first_run"]
+
+
+class Night(ContractModel):
+    """One organisation-local night of night_history, with or without a run."""
+
+    night: date
+    status: NightStatus
+    run_id: UUID | None
+    segments: int | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+    totals: Counts
+    lease_left_s: Annotated[float, Field(ge=0)] | None  # unfinished runs only
+    missed_pause_count: Count | None
+    resolved: StrictBool | None
+
+
 T = TypeVar("T")
 _TAG_ERRORS = ("union_tag_invalid", "union_tag_not_found")
 _MAX_LISTED = 10
@@ -362,6 +443,9 @@ LIST_CRON_AUDIT: Answer[tuple[AuditSummary, ...]] = Answer(
 )
 GET_CRON_AUDIT: Answer[AuditEntry | None] = Answer("get_cron_audit", AuditEntry | None)
 RESOLVE_CRON_AUDIT: Answer[Resolution] = Answer("resolve_cron_audit", Resolution)
+SCHEMA_VERSION_ANSWER: Answer[SchemaVersion] = Answer("schema_version", SchemaVersion)
+PLAN_NIGHT: Answer[Plan] = Answer("plan_night", Plan)
+NIGHT_HISTORY: Answer[tuple[Night, ...]] = Answer("night_history", tuple[Night, ...])
 
 # Every RPC's answer, by name (the keys are RPC_SIGNATURES').
 ANSWERS: Mapping[str, Answer[Any]] = {
@@ -378,5 +462,8 @@ ANSWERS: Mapping[str, Answer[Any]] = {
         LIST_CRON_AUDIT,
         GET_CRON_AUDIT,
         RESOLVE_CRON_AUDIT,
+        SCHEMA_VERSION_ANSWER,
+        PLAN_NIGHT,
+        NIGHT_HISTORY,
     )
 }

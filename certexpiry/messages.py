@@ -117,6 +117,11 @@ def decode(  # noqa: C901  # one check per field of the envelope, each its own r
         return envelope, _MESSAGE.validate_python(payload)
     except ValidationError as exc:
         first = exc.errors()[0]
+        if first.get("type") in ("union_tag_invalid", "union_tag_not_found"):  # never the value
+            raise _invalid(
+                'message body has no known "kind": this function takes "nightly" and "resume"',
+                envelope,
+            ) from None
         where = ".".join(str(part) for part in first.get("loc", ())) or "body"
         raise _invalid(f"message body has the wrong shape at {where}", envelope) from None
 

@@ -6,8 +6,9 @@ function does.
 
 from __future__ import annotations
 
-from certexpiry import __version__
-from certexpiry.errors import SettingsError
+from certexpiry import __version__, contract
+from certexpiry.codes import Code
+from certexpiry.errors import CertexpiryError, DatabaseError, RpcError, SettingsError, StoreError
 from certexpiry.log import JsonLogger
 from certexpiry.publisher import Publisher, PubSubPublisher
 from certexpiry.sanitize import Sanitizer
@@ -53,11 +54,79 @@ def make_store(settings: Settings) -> RpcStore:
     return RpcStore(make_transport(settings))
 
 
+class SchemaNotReady(CertexpiryError):
+    """The database's schema is not the one this release needs (or could not be read); the
+    cause is already logged. The function answers 503 and checks again on the next delivery."""
+
+    code = Code.SCHEMA_MISMATCH
+
+
+# How each transport says "no such function": a database older than schema_version itself.
+_UNDEFINED_FUNCTION_SQLSTATE = "42883"
+_UNDEFINED_FUNCTION_POSTGREST = "PGRST202"
+MIGRATE_COMMAND = "python -m certexpiry migrate (DATABASE_URL set to this database)"
+
+
+def read_schema_version(transport: RpcTransport) -> contract.SchemaVersion:
+    """The database's schema_version answer (StoreError / ContractError as any RPC)."""
+    return contract.SCHEMA_VERSION_ANSWER.parse(
+        transport.call(contract.SCHEMA_VERSION_ANSWER.rpc, {})
+    )
+
+
+def check_schema(transport: RpcTransport, log: JsonLogger) -> str:
+    """The database's newest applied migration, if it is at least contract.SCHEMA_VERSION.
+
+    Otherwise one line is logged (SCHEMA_MISMATCH at ERROR naming both versions, or the
+    failed call's own code) and SchemaNotReady raised, so the night never starts on a schema
+    that would fail it halfway. Ordering by the timestamp in the version, not equality: a
+    database migrated past this release (a newer migration, from any branch) is fine.
+    """
+    required = contract.SCHEMA_VERSION
+    try:
+        answer = read_schema_version(transport)
+    except StoreError as exc:  # ContractError included: an answer this release cannot read
+        missing = (
+            isinstance(exc, DatabaseError) and exc.sqlstate == _UNDEFINED_FUNCTION_SQLSTATE
+        ) or (isinstance(exc, RpcError) and exc.postgrest_code == _UNDEFINED_FUNCTION_POSTGREST)
+        if not missing:
+            log.error(
+                exc.code, "The schema check could not read the database.", **exc.log_context()
+            )
+            raise SchemaNotReady(str(exc)) from None
+        found = None
+    else:
+        found = answer.latest
+        if found is not None and int(found) >= int(required):
+            return found
+    reason = (
+        f"the database's newest migration is {found}, this release needs {required} or newer"
+        if found is not None
+        else f"the database has no recorded migrations up to {required} (schema_version "
+        "missing or no supabase_migrations history)"
+    )
+    log.error(
+        Code.SCHEMA_MISMATCH,
+        "The database's schema is older than this release; nothing will run until it is migrated.",
+        reason=reason,
+        remediation=MIGRATE_COMMAND,
+        operation=contract.SCHEMA_VERSION_ANSWER.rpc,
+    )
+    raise SchemaNotReady(reason)
+
+
 def make_job(settings: Settings, log: JsonLogger, publisher: Publisher | None = None) -> Job:
-    """The job for one function instance (stores and clients are reused across invocations)."""
+    """The job for one function instance (stores and clients are reused across invocations),
+    built only on a database whose schema this release was built for (check_schema)."""
+    transport = make_transport(settings)
+    try:
+        check_schema(transport, log)
+    except SchemaNotReady:
+        transport.close()
+        raise
     return Job(
         settings=settings,
-        store=make_store(settings),
+        store=RpcStore(transport),
         publisher=publisher if publisher is not None else PubSubPublisher(),
         log=log,
     )

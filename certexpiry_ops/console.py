@@ -78,6 +78,7 @@ class Console:
         self._progress_shown = False
         self._counts: dict[str, int] = {}
         self._segment = 0
+        self._busy_shown = False  # one RUN_BUSY line per wait, not one per retry
 
     def logger(self, settings: Settings | None = None) -> JsonLogger:
         """A logger whose lines come back through `entry`."""
@@ -104,15 +105,21 @@ class Console:
             for key, value in (entry.get("context") or {}).items():
                 if isinstance(value, int) and key in COUNT_KEYS:
                     self._counts[key] = self._counts.get(key, 0) + value
-        if code in ("SEGMENT_STARTED", "CONTINUATION_PUBLISHED"):
+        if code in ("RUN_STARTED", "RUN_RESUMED", "SEGMENT_STARTED", "CONTINUATION_PUBLISHED"):
             self._segment = int((entry.get("context") or {}).get("segment") or self._segment)
+        repeated_busy = code == "RUN_BUSY" and self._busy_shown
+        self._busy_shown = code == "RUN_BUSY" or (self._busy_shown and code == "")
+        if repeated_busy:
+            return
         if self.json:
             self._clear_progress()
             self.io.stdout.write(line + "\n")
             self.io.stdout.flush()
+        elif code == "RUN_BUSY" and self.progress:
+            return  # the wait's countdown line says it
         elif code != "BATCH_DONE" or not self.progress:
             self._clear_progress()
-            self.out(_render(entry))
+            self.out(render_entry(entry))
         self._show_progress()
 
     def out(self, text: str) -> None:
@@ -126,6 +133,13 @@ class Console:
         if self.json:
             self.io.stdout.write(json.dumps(value, default=json_default) + "\n")
             self.io.stdout.flush()
+
+    def progress_line(self, text: str) -> None:
+        """One status line on stderr, replaced by the next (terminal only; never on stdout)."""
+        if isatty(self.io.stderr):
+            self.io.stderr.write(f"\r\x1b[K{text}")
+            self.io.stderr.flush()
+            self._progress_shown = True
 
     def _show_progress(self) -> None:
         if not self.progress:
@@ -149,7 +163,7 @@ class Console:
         self._clear_progress()
 
 
-def _render(entry: Mapping[str, Any]) -> str:
+def render_entry(entry: Mapping[str, Any]) -> str:
     """A log entry for a human: severity, code, message and the context that matters."""
     context = entry.get("context") or {}
     severity, code = entry.get("severity", ""), entry.get("error_code", "")

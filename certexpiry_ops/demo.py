@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -32,10 +32,10 @@ import psycopg
 
 from certexpiry import __version__
 from certexpiry.codes import Code, Severity
-from certexpiry.log import JsonLogger
-from certexpiry.sanitize import Sanitizer
+from certexpiry_ops.console import Console
 from certexpiry_ops.embedded import default_data_dir, open_embedded
 from certexpiry_ops.ops import AuditEntry, OpsStore
+from certexpiry_ops.usage import command_prefix
 
 SEPARATOR = "=" * 25 + " certexpiry demo: summary " + "=" * 25
 _STRIPPED_ENV = ("SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY")
@@ -56,15 +56,14 @@ class DemoOptions:
 
 
 class _Printer:
-    """Prints the function's lines as they come (both streams, one lock) and keeps them.
-
-    A line that is not a JSON object (none is expected) is wrapped into one, sanitised, so that
-    nothing but JSON precedes the summary.
+    """Hands the function's lines to the console as they come (both streams, one lock) and
+    keeps them. A line that is not a JSON object (none is expected) is wrapped into one,
+    sanitised, so that piped output stays JSON lines.
     """
 
-    def __init__(self, out: TextIO, log: JsonLogger) -> None:
-        self.out = out
-        self.log = log
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.log = console.logger()
         self.lock = threading.Lock()
         self.entries: list[dict[str, Any]] = []
 
@@ -78,8 +77,7 @@ class _Printer:
                 entry = None
             if isinstance(entry, dict):
                 self.entries.append(entry)
-                self.out.write(line + "\n")
-                self.out.flush()
+                self.console.entry(line)
             else:
                 severity = Severity.WARNING if stream == "stderr" else Severity.INFO
                 self.log.log(Code.LIBRARY_LOG, line, severity=severity, logger=f"function.{stream}")
@@ -106,7 +104,7 @@ def _without_env(names: tuple[str, ...]) -> Iterator[None]:
         os.environ.update(saved)
 
 
-def run_demo(options: DemoOptions, out: TextIO) -> int:
+def run_demo(options: DemoOptions, console: Console) -> int:
     """Run the demo; 0 when done and clean, 1 when missed auto-pauses remain, 2 on failure."""
     from certexpiry.pg_store import PgTransport
     from certexpiry.store import RpcStore
@@ -117,11 +115,8 @@ def run_demo(options: DemoOptions, out: TextIO) -> int:
     started = time.monotonic()
     timezone = os.environ.get("ORG_TIMEZONE") or "Europe/Oslo"
     today = datetime.now(ZoneInfo(timezone)).date()
-    sanitizer = Sanitizer()
-    printer = _Printer(
-        out,
-        JsonLogger(sanitizer=sanitizer, service="certexpiry-demo", version=__version__, stream=out),
-    )
+    printer = _Printer(console)
+    console.progress_line(f"demo: starting the embedded PostgreSQL in {options.data_dir}…")
     server, url = open_embedded(options.data_dir, fresh=options.fresh)
     transport = PgTransport(url)
     store = RpcStore(transport)
@@ -130,6 +125,7 @@ def run_demo(options: DemoOptions, out: TextIO) -> int:
         refused: list[str] = []
         with psycopg.connect(url, autocommit=True) as conn:
             if demo_seed.is_empty(conn):
+                console.progress_line(f"demo: seeding {options.mentors:,} generated mentors…")
                 seeded = demo_seed.seed(
                     conn, mentors=options.mentors, seed=options.seed, today=today
                 )
@@ -149,11 +145,13 @@ def run_demo(options: DemoOptions, out: TextIO) -> int:
             service_version=f"{__version__}-demo",
         )
         function = FunctionProcess(env=env, on_line=printer)
+        console.progress_line("demo: starting functions-framework with main.nightly_sweep…")
         try:
             with _without_env(_STRIPPED_ENV):
                 function.start()
             chain = follow_chain(function, pubsub, max_deliveries=400)
         finally:
+            console.finish()
             function.stop()
             pubsub.stop()
         run_id = printer.run_id()
@@ -167,8 +165,8 @@ def run_demo(options: DemoOptions, out: TextIO) -> int:
             len(chain.deliveries),
             time.monotonic() - started,
         )
-        out.write("\n" + SEPARATOR + "\n" + summary.text() + "\n")
-        out.flush()
+        console.data(summary.data())
+        console.out("\n" + SEPARATOR + "\n" + summary.text())
         return summary.exit_code()
     finally:
         transport.close()
@@ -251,14 +249,71 @@ class _Summary:
         if still:
             lines.append(f"Still missed   {len(still)} certifications are expired but not paused")
         lines += ["", "Next:"]
-        prefix = "python -m certexpiry"
-        dir_flag = "" if where == default_data_dir() else f" --data-dir {where}"
-        lines.append(f"  {prefix} audit list{dir_flag}")
-        lines.append(f"  {prefix} audit show {run_id}{dir_flag}")
-        if still:
-            drop = " --drop-demo-trigger" if self.refused or self.options.with_failures else ""
-            lines.append(f"  {prefix} remediate {run_id}{drop}{dir_flag}")
-            lines.append(f"  {prefix} audit resolve {run_id}{dir_flag}")
-        lines.append(f"  {prefix} demo{dir_flag}            (again today: nothing new is sent)")
-        lines.append(f"  {prefix} demo --fresh --with-failures{dir_flag}")
+        for command, note in self.next_commands():
+            lines.append(f"  {command}" + (f"            ({note})" if note else ""))
+        if _overriding_env():
+            lines.append(
+                f"  ({' and '.join(_overriding_env())} is set in this shell and would take "
+                "precedence over the demo database: hence `env -u`)"
+            )
         return "\n".join(lines)
+
+    def outcome(self) -> str:
+        codes = self.printer.codes()
+        if "RUN_COMPLETED" in codes and self.audit is not None:
+            return "completed"
+        return "duplicate" if "DUPLICATE_DELIVERY" in codes else "failed"
+
+    def data(self) -> dict[str, Any]:
+        """The summary as one JSON object (the last line when piped or with --json)."""
+        audit = self.audit
+        seeded = self.seeded
+        return {
+            "summary": "demo",
+            "outcome": self.outcome(),
+            "run_id": self.printer.run_id(),
+            "segments": audit.segments if audit is not None else None,
+            "continuations": self.printer.codes().count("CONTINUATION_PUBLISHED"),
+            "deliveries": self.deliveries,
+            "totals": dict(audit.totals) if audit is not None else None,
+            "missed_pause_count": audit.missed_pause_count if audit is not None else None,
+            "still_missed": [str(item) for item in audit.still_missed] if audit else [],
+            "run_duration_ms": audit.duration_ms if audit is not None else None,
+            "wall_s": round(self.wall_s, 2),
+            "seeded": (
+                {
+                    "mentors": seeded.mentors,
+                    "certifications": seeded.certifications,
+                    "seconds": round(seeded.seconds, 2),
+                }
+                if seeded is not None
+                else None
+            ),
+            "data_dir": str(self.options.data_dir),
+            "next": [command for command, _ in self.next_commands()],
+        }
+
+    def next_commands(self) -> list[tuple[str, str]]:
+        """The commands to try next, as they work from this shell (venv, environment)."""
+        where = self.options.data_dir
+        run_id = self.printer.run_id() or "RUN_ID"
+        unset = "".join(f"-u {name} " for name in _overriding_env())
+        prefix = (f"env {unset}" if unset else "") + command_prefix()
+        dir_flag = "" if where == default_data_dir() else f" --data-dir {where}"
+        commands = [
+            (f"{prefix} nights{dir_flag}", ""),
+            (f"{prefix} audit show {run_id}{dir_flag}", ""),
+            (f"{prefix} plan{dir_flag}", "what a run now would do"),
+        ]
+        if self.audit is not None and self.audit.still_missed:
+            drop = " --drop-demo-trigger" if self.refused or self.options.with_failures else ""
+            commands.append((f"{prefix} remediate {run_id}{drop}{dir_flag}", ""))
+            commands.append((f"{prefix} audit resolve {run_id}{dir_flag}", ""))
+        commands.append((f"{prefix} demo{dir_flag}", "again today: nothing new is sent"))
+        commands.append((f"{prefix} demo --fresh --with-failures{dir_flag}", ""))
+        return commands
+
+
+def _overriding_env() -> list[str]:
+    """The variables that would make the printed commands use another database."""
+    return [name for name in ("DATABASE_URL", "SUPABASE_URL") if os.environ.get(name)]

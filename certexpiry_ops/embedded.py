@@ -116,8 +116,11 @@ def default_data_dir() -> Path:
     return Path(configured) if configured else DEFAULT_DATA_DIR
 
 
-def open_embedded(data_dir: Path, *, fresh: bool = False) -> tuple[EmbeddedPostgres, str]:
-    """Start (or attach to) the embedded server and return it with the migrated database's URL.
+def open_embedded(
+    data_dir: Path, *, fresh: bool = False, migrate: bool = True
+) -> tuple[EmbeddedPostgres, str]:
+    """Start (or attach to) the embedded server and return it with the database's URL,
+    migrated unless `migrate` is False (`certexpiry migrate` migrates it itself, to report).
 
     The job's data lives in its own database (`certexpiry`), so `fresh` simply drops it.
     """
@@ -138,7 +141,8 @@ def open_embedded(data_dir: Path, *, fresh: bool = False) -> tuple[EmbeddedPostg
             ):
                 conn.execute(sql.SQL("create database {}").format(sql.Identifier(DATABASE)))
         url = make_conninfo(server.uri, dbname=DATABASE)
-        schema.apply(url)
+        if migrate:
+            schema.apply(url)
     except BaseException:
         server.stop()
         raise

@@ -58,8 +58,12 @@ def run_chain(
     max_invocations: int = 10_000,
     retry_delay_s: float = 1.0,
     on_invocation: Callable[[int], None] | None = None,
+    on_retry: Callable[[], None] | None = None,
 ) -> ChainResult:
-    """Deliver the nightly trigger, then every published continuation, until none is left."""
+    """Deliver the nightly trigger, then every published continuation, until none is left.
+
+    A delivery answered RETRY is redelivered after `on_retry()` returns (default: a pause of
+    `retry_delay_s`, so a held lease can lapse)."""
     result = ChainResult()
     pending: list[bytes] = [b'{"kind": "nightly"}']
     while pending and result.invocations < max_invocations:
@@ -72,7 +76,10 @@ def run_chain(
         if outcome is Outcome.RETRY:
             # As Pub/Sub does: redeliver later, with a pause so a held lease can lapse.
             pending.append(body)
-            time.sleep(retry_delay_s)
+            if on_retry is not None:
+                on_retry()
+            else:
+                time.sleep(retry_delay_s)
         while publisher.messages:
             _topic, data, _attributes = publisher.messages.pop(0)
             pending.append(data)

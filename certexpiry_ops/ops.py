@@ -10,17 +10,23 @@ and the monitoring query are the sweep's own RPCs (`RpcStore.remediate`,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import date
 from typing import Any, TypeVar
 from uuid import UUID
 
 from certexpiry import contract
 from certexpiry.contract import AuditEntry as AuditEntry
 from certexpiry.contract import AuditSummary as AuditSummary
+from certexpiry.contract import Night as Night
+from certexpiry.contract import Plan as Plan
 from certexpiry.contract import Resolution as Resolution
 from certexpiry.store import RpcTransport
 
 DEFAULT_LIST_LIMIT = 20
+MAX_LIST_LIMIT = 1000  # list_cron_audit's own cap
+DEFAULT_NIGHTS = 14
+MAX_NIGHTS = 366  # night_history's own cap
 
 T = TypeVar("T")
 
@@ -46,3 +52,24 @@ class OpsStore:
     def resolve_audit(self, run_id: UUID, *, force: bool = False) -> Resolution:
         """Mark a run resolved; refused (no write) while IDs are still missed, unless force."""
         return self._call(contract.RESOLVE_CRON_AUDIT, {"p_run_id": str(run_id), "p_force": force})
+
+    def plan(
+        self, timezone: str, today: date | None, reminder_days: Sequence[int], ids_limit: int
+    ) -> Plan:
+        """What a run of `today` (None: today in `timezone`) would do; writes nothing."""
+        return self._call(
+            contract.PLAN_NIGHT,
+            {
+                "p_timezone": timezone,
+                "p_today": today.isoformat() if today is not None else None,
+                "p_reminder_days": list(reminder_days),
+                "p_ids_limit": ids_limit,
+            },
+        )
+
+    def nights(self, timezone: str, nights: int = DEFAULT_NIGHTS) -> list[Night]:
+        """The last `nights` organisation-local nights (1..366), newest first."""
+        answer: tuple[Night, ...] = self._call(
+            contract.NIGHT_HISTORY, {"p_timezone": timezone, "p_nights": nights}
+        )
+        return list(answer)

@@ -7,12 +7,23 @@ import sys
 from typing import Any, NoReturn
 
 from certexpiry import __version__
-from certexpiry_ops.commands import audit, check, demo, logs, remediate, run, seed
+from certexpiry_ops.commands import (
+    audit,
+    check,
+    demo,
+    logs,
+    migrate,
+    nights,
+    plan,
+    remediate,
+    run,
+    seed,
+)
 from certexpiry_ops.console import CliIO
 from certexpiry_ops.embedded import default_data_dir
 from certexpiry_ops.usage import EXIT_USAGE, PROG
 
-COMMAND_GROUPS = (demo, run, seed, audit, remediate, check, logs)
+COMMAND_GROUPS = (demo, migrate, plan, run, nights, seed, audit, remediate, check, logs)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from certexpiry.errors import SettingsError, StoreError
+from certexpiry.errors import RpcError, SettingsError, StoreError
 from certexpiry.sanitize import Sanitizer
 from certexpiry.settings import Settings, load_settings
 from certexpiry.store import RpcStore
@@ -23,7 +24,7 @@ from certexpiry.wiring import make_transport
 from certexpiry_ops.embedded import open_embedded
 from certexpiry_ops.local import LOCAL_TOPIC
 from certexpiry_ops.ops import OpsStore
-from certexpiry_ops.usage import UsageError
+from certexpiry_ops.usage import UsageError, with_migrate_hint
 
 
 @dataclass
@@ -82,4 +83,9 @@ def call_store(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return func(*args, **kwargs)
     except StoreError as exc:
         reason = Sanitizer().clean(" ".join(str(exc).split()))
-        raise UsageError(f"the database call {exc.operation} failed: {reason}") from None
+        supabase = os.environ.get("SUPABASE_URL")
+        if isinstance(exc, RpcError) and exc.http_status is None and supabase:
+            reason += f" (Supabase at {urlsplit(supabase).netloc or supabase})"
+        raise UsageError(
+            with_migrate_hint(f"the database call {exc.operation} failed: {reason}")
+        ) from None

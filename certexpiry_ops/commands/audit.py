@@ -7,9 +7,9 @@ from datetime import UTC
 from typing import Any
 
 from certexpiry_ops.console import CliIO, Console, totals_text
-from certexpiry_ops.ops import DEFAULT_LIST_LIMIT, AuditSummary
+from certexpiry_ops.ops import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, AuditSummary
 from certexpiry_ops.target import call_store, open_target
-from certexpiry_ops.usage import EXIT_MISSED, EXIT_OK, PROG, UsageError, parse_uuid, positive_int
+from certexpiry_ops.usage import EXIT_MISSED, EXIT_OK, PROG, UsageError, bounded_int, parse_uuid
 
 
 def entry_dict(entry: AuditSummary) -> dict[str, Any]:
@@ -133,9 +133,9 @@ def register(
     )
     listing.add_argument(
         "--limit",
-        type=positive_int,
+        type=bounded_int(1, MAX_LIST_LIMIT),
         default=DEFAULT_LIST_LIMIT,
-        help=f"rows to show, at most 1000 (default {DEFAULT_LIST_LIMIT})",
+        help=f"rows to show, at most {MAX_LIST_LIMIT} (default {DEFAULT_LIST_LIMIT})",
     )
     listing.set_defaults(handler=cmd_audit_list)
     show = audit_commands.add_parser(

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from certexpiry_ops.console import CliIO
+from certexpiry_ops.console import CliIO, Console
+from certexpiry_ops.embedded import default_data_dir
 from certexpiry_ops.usage import positive_float, positive_int
 
 
@@ -23,22 +24,38 @@ def cmd_demo(args: argparse.Namespace, cli_io: CliIO) -> int:
         batch_size=args.batch_size,
         monitoring_reserve_s=args.monitoring_reserve,
     )
-    return run_demo(options, cli_io.stdout)
+    console = Console(cli_io, args.output, progress=True)
+    try:
+        return run_demo(options, console)
+    finally:
+        console.finish()
 
 
 def register(
-    commands: Any, common: argparse.ArgumentParser, output: argparse.ArgumentParser
+    commands: Any,
+    common: argparse.ArgumentParser,  # its --data-dir help is wrong for demo
+    output: argparse.ArgumentParser,
 ) -> None:
     """Add `demo` to the command line."""
     demo = commands.add_parser(
         "demo",
-        parents=[common],
+        parents=[output],
         help="run the real function on a seeded local database",
         description="Start the embedded PostgreSQL, seed a generated organisation if it is "
         "empty, and run main.nightly_sweep through functions-framework and a fake "
-        "Pub/Sub: the nightly trigger, then every continuation. Prints the "
-        "function's JSON log lines, then a summary. Run it twice the same day to see "
+        "Pub/Sub: the nightly trigger, then every continuation. On a terminal: the "
+        "function's log rendered one line per entry, a progress line, then a summary; "
+        "piped or with --json: the function's JSON log lines, then the summary as one "
+        "JSON object. Always uses the embedded PostgreSQL: DATABASE_URL and SUPABASE_URL "
+        "are ignored (and hidden from the function). Run it twice the same day to see "
         "that nothing new is sent.",
+    )
+    demo.add_argument(
+        "--data-dir",
+        default=str(default_data_dir()),
+        metavar="DIR",
+        help="data directory of the embedded PostgreSQL (default: $CERTEXPIRY_DATA_DIR or "
+        ".pgdata/ in the repository); the demo never uses DATABASE_URL or SUPABASE_URL",
     )
     demo.add_argument(
         "--mentors",

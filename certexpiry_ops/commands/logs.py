@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from certexpiry.sanitize import Sanitizer
-from certexpiry_ops.console import CliIO, json_default
+from certexpiry_ops.console import CliIO, Console, json_default, render_entry
 from certexpiry_ops.usage import EXIT_OK, PROG, UsageError, parse_uuid, positive_int
 
 
@@ -20,6 +20,13 @@ def cmd_logs(args: argparse.Namespace, cli_io: CliIO) -> int:
     from google.cloud.logging import ASCENDING
 
     run_id = parse_uuid(args.run_id)
+    console = Console(cli_io, args.output)
+    key_file = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+    if key_file and not os.path.isfile(key_file):
+        raise UsageError(
+            f"GOOGLE_APPLICATION_CREDENTIALS is set to {key_file!r}, which is not a file: point it "
+            "at a service-account key, or unset it to use `gcloud auth application-default login`"
+        )
     project = args.project or os.environ.get("GOOGLE_CLOUD_PROJECT") or None
     since = datetime.now(UTC) - timedelta(days=args.days)
     filter_ = f'jsonPayload.cron_run_id="{run_id}" AND timestamp>="{since:%Y-%m-%dT%H:%M:%SZ}"'
@@ -28,8 +35,11 @@ def cmd_logs(args: argparse.Namespace, cli_io: CliIO) -> int:
     try:
         client = cli_io.logging_client(project)
         for entry in client.list_entries(filter_=filter_, order_by=ASCENDING):
-            line = json.dumps(_clean(sanitizer, _log_entry_json(entry)), default=json_default)
-            cli_io.stdout.write(line + "\n")
+            cleaned = _clean(sanitizer, _log_entry_json(entry))
+            if console.json:
+                console.io.stdout.write(json.dumps(cleaned, default=json_default) + "\n")
+            else:
+                console.out(f"{str(cleaned.get('timestamp', ''))[:23]:<23} {render_entry(cleaned)}")
             count += 1
         cli_io.stdout.flush()
     except DefaultCredentialsError:
@@ -95,10 +105,12 @@ def register(
     """Add `logs` to the command line."""
     logs = commands.add_parser(
         "logs",
+        parents=[output],
         help="read a run's entries back from Cloud Logging",
         description="Every Cloud Logging entry with jsonPayload.cron_run_id = RUN_ID, oldest "
-        "first, as JSON lines. Needs Application Default Credentials "
-        "(gcloud auth application-default login) with roles/logging.viewer.",
+        "first: one line each on a terminal, JSON lines when piped (or --json). Needs "
+        "Application Default Credentials (gcloud auth application-default login) with "
+        "roles/logging.viewer.",
     )
     logs.add_argument("run_id", metavar="RUN_ID")
     logs.add_argument("--project", help="Google Cloud project (default: $GOOGLE_CLOUD_PROJECT)")

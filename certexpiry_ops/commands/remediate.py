@@ -69,6 +69,12 @@ def cmd_remediate(args: argparse.Namespace, cli_io: CliIO) -> int:
         f"{report.missed_pause_count} missed auto-pause(s), {len(of_run)} of them among "
         "the certifications remediated here."
     )
+    untouched = len(targets) - counts["certifications_paused"] - counts["failures"]
+    if untouched:
+        console.out(
+            f"{untouched} of the {len(targets)} were left alone: no active, expired certification "
+            "without an auto-pause has that ID (unknown, renewed, or already paused)."
+        )
     if run_id is not None and not of_run:
         console.out(f"Next: {PROG} audit resolve {run_id}")
     return EXIT_MISSED if report.missed_pause_count else EXIT_OK

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
+import time
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -11,8 +14,16 @@ from certexpiry.sweep import Job
 from certexpiry_ops.console import CliIO, Console, totals_text
 from certexpiry_ops.fakes import InMemoryPublisher
 from certexpiry_ops.local import run_chain
-from certexpiry_ops.target import open_target
-from certexpiry_ops.usage import EXIT_MISSED, EXIT_OK, EXIT_USAGE, PROG, UsageError, positive_int
+from certexpiry_ops.target import Target, call_store, open_target
+from certexpiry_ops.usage import (
+    EXIT_MISSED,
+    EXIT_OK,
+    EXIT_USAGE,
+    PROG,
+    UsageError,
+    positive_int,
+    with_migrate_hint,
+)
 
 # Lines that show the chain is moving (a run that logs errors without them is failing).
 _PROGRESS_CODES = frozenset(
@@ -28,10 +39,33 @@ _PROGRESS_CODES = frozenset(
     }
 )
 _FAILED_INVOCATIONS_LIMIT = 3
+LEASE_MARGIN_S = 0.5  # after the lease's end, so the retry finds it lapsed
 
 
 class _ChainFailing(Exception):
     """Several invocations in a row logged errors without progress: stop retrying."""
+
+
+def lease_waiter(console: Console, target: Target) -> Callable[[], None]:
+    """What `run` does when tonight's run is held by a live invocation (RUN_BUSY): wait until
+    its lease lapses, with one line counting down on a terminal, then retry the trigger, which
+    takes the run over from its checkpoint."""
+
+    def wait() -> None:
+        busy = next(e for e in reversed(console.entries) if e.get("error_code") == "RUN_BUSY")
+        context = busy.get("context") or {}
+        nights = call_store(target.ops.nights, target.settings.org_timezone, 1)
+        left = (nights[0].lease_left_s or 0.0) if nights else 0.0
+        deadline = time.monotonic() + left + LEASE_MARGIN_S
+        while (remaining := deadline - time.monotonic()) > 0:
+            console.progress_line(
+                f"waiting: tonight's run {context.get('run_id', '')} (segment "
+                f"{context.get('segment', '?')}) is held by another invocation; its lease "
+                f"ends in {math.ceil(remaining)} s"
+            )
+            time.sleep(min(1.0, remaining))
+
+    return wait
 
 
 def cmd_run(args: argparse.Namespace, cli_io: CliIO) -> int:
@@ -44,7 +78,7 @@ def cmd_run(args: argparse.Namespace, cli_io: CliIO) -> int:
             )  # can we talk to it?
         except StoreError as exc:
             reason = console.sanitizer.clean(" ".join(str(exc).split()))
-            raise UsageError(f"cannot use the database: {reason}") from None
+            raise UsageError(with_migrate_hint(f"cannot use the database: {reason}")) from None
         publisher = InMemoryPublisher()
         job = Job(
             settings=settings, store=target.store, publisher=publisher, log=console.logger(settings)
@@ -62,7 +96,13 @@ def cmd_run(args: argparse.Namespace, cli_io: CliIO) -> int:
                 raise _ChainFailing
 
         try:
-            run_chain(job, publisher, on_invocation=watch, max_invocations=args.max_invocations)
+            run_chain(
+                job,
+                publisher,
+                on_invocation=watch,
+                on_retry=lease_waiter(console, target),
+                max_invocations=args.max_invocations,
+            )
         except _ChainFailing:
             console.finish()
             cli_io.stderr.write(f"{PROG}: error: the run keeps failing; see the ERROR lines\n")

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from certexpiry_ops import demo_seed
 from certexpiry_ops.demo import SEPARATOR
 from certexpiry_ops.harness import ROOT
+from certexpiry_ops.usage import command_prefix
 from tests.clock import OrgDay, machine_org_day
 from tests.leak_plugin import register_lines, register_pii
 
@@ -26,13 +29,21 @@ def org() -> OrgDay:
     return machine_org_day()
 
 
-def _demo(data_dir: Path, org: OrgDay, *extra: str) -> subprocess.CompletedProcess[str]:
+def _demo(
+    data_dir: Path,
+    org: OrgDay,
+    *extra: str,
+    terminal: bool = False,
+    env_extra: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """The demo in a subprocess, piped (or on a pseudo-terminal made by `script`)."""
     env = {
         key: value
         for key, value in os.environ.items()
         if key not in ("DATABASE_URL", "SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY")
     }
     env["ORG_TIMEZONE"] = org.timezone
+    env.update(env_extra or {})
     command = [
         sys.executable,
         "-m",
@@ -46,22 +57,22 @@ def _demo(data_dir: Path, org: OrgDay, *extra: str) -> subprocess.CompletedProce
         str(SEED),
         *extra,
     ]
+    if terminal:
+        command = ["script", "-qefc", shlex.join(command), "/dev/null"]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     register_lines(done.stdout.splitlines(), "demo [stdout]")
     register_lines(done.stderr.splitlines(), "demo [stderr]")
     return done
 
 
-def _split(stdout: str) -> tuple[list[dict[str, object]], str]:
-    """The JSON entries before the separator (each line must parse), and the summary after it."""
-    head, separator, summary = stdout.partition(SEPARATOR)
-    assert separator, "no summary separator"
-    entries = []
-    for line in head.splitlines():
-        if line.strip():
-            entry = json.loads(line)  # a non-JSON line before the separator fails here
-            assert isinstance(entry, dict)
-            entries.append(entry)
+def _split(stdout: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Piped, every line is a JSON object (a non-JSON line fails here): the function's log
+    entries, then the summary object."""
+    assert SEPARATOR not in stdout
+    lines = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    assert all(isinstance(line, dict) for line in lines)
+    *entries, summary = lines
+    assert summary["summary"] == "demo"
     return entries, summary
 
 
@@ -83,9 +94,11 @@ def test_demo_runs_to_the_end_and_again_idempotently(tmp_path: Path, org: OrgDay
     assert codes.count("CONTINUATION_PUBLISHED") >= 2  # the run continued itself over Pub/Sub
     assert "ERROR" not in {entry["severity"] for entry in entries}
     run_id = str(entries[-1]["cron_run_id"])
-    assert f"Run id         {run_id}" in summary
-    assert f"{MENTORS:,} mentors" in summary
-    assert "audit show" in summary
+    assert summary["run_id"] == run_id
+    assert summary["outcome"] == "completed"
+    assert summary["seeded"]["mentors"] == MENTORS
+    assert summary["segments"] == codes.count("CONTINUATION_PUBLISHED") + 1
+    assert f"audit show {run_id} --data-dir {data_dir}" in " ".join(summary["next"])
     output = first.stdout + first.stderr
     assert not [needle for needle in needles if needle in output]
 
@@ -93,8 +106,8 @@ def test_demo_runs_to_the_end_and_again_idempotently(tmp_path: Path, org: OrgDay
     assert second.returncode == 0, second.stderr[-2000:]
     entries, summary = _split(second.stdout)
     assert [entry["error_code"] for entry in entries] == ["DUPLICATE_DELIVERY"]
-    assert "nothing new was sent" in summary
-    assert run_id in summary
+    assert summary["outcome"] == "duplicate"
+    assert summary["run_id"] == run_id
 
 
 def test_demo_with_failures_ends_with_missed_auto_pauses(tmp_path: Path, org: OrgDay) -> None:
@@ -109,5 +122,32 @@ def test_demo_with_failures_ends_with_missed_auto_pauses(tmp_path: Path, org: Or
     assert len(failed) == 2
     assert len(missed) == 1
     run_id = str(missed[0]["cron_run_id"])
-    assert "Still missed   2 certifications" in summary
-    assert f"remediate {run_id} --drop-demo-trigger" in summary
+    assert len(summary["still_missed"]) == 2
+    assert any(f"remediate {run_id} --drop-demo-trigger" in line for line in summary["next"])
+
+
+def test_demo_on_a_terminal_is_for_a_person(tmp_path: Path, org: OrgDay) -> None:
+    """On a terminal the demo says what it is doing at once, renders the function's entries
+    one per line with a progress line, and ends with the summary and commands that work from
+    this shell (the venv's interpreter; `env -u` when DATABASE_URL would take over)."""
+    people = demo_seed.generate(MENTORS, SEED, org.today).mentors
+    register_pii([value for m in people for value in (m.full_name, m.national_id, m.email)])
+    done = _demo(
+        tmp_path / "pg",
+        org,
+        "--batch-size",
+        "10",
+        terminal=True,
+        env_extra={"DATABASE_URL": "postgresql://elsewhere.invalid/db"},
+    )
+    shown = done.stdout.replace("\r\n", "\n")
+    assert done.returncode == 0, shown[-2000:]
+    assert "demo: starting the embedded PostgreSQL" in shown.lstrip().splitlines()[0]  # at once
+    assert "demo: seeding 200 generated mentors" in shown
+    assert "\x1b[Ksegment " in shown  # the progress line
+    assert not [line for line in shown.splitlines() if line.lstrip().startswith("{")]
+    assert "RUN_COMPLETED" in shown
+    summary = shown.split(SEPARATOR, 1)[1]
+    assert "Run id " in summary
+    assert "env -u DATABASE_URL " in summary
+    assert f"env -u DATABASE_URL {command_prefix()} audit show" in summary

@@ -97,7 +97,10 @@ def test_help_on_every_command() -> None:
     for command in (
         ["--help"],
         ["demo", "--help"],
+        ["migrate", "--help"],
+        ["plan", "--help"],
         ["run", "--help"],
+        ["nights", "--help"],
         ["seed", "--help"],
         ["audit", "--help"],
         ["audit", "list", "--help"],

@@ -4,9 +4,10 @@ only what the job uses, nothing from the default privileges of a hosted Supabase
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, get_args
 
 import psycopg
@@ -15,8 +16,11 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from certexpiry.contract import ANSWERS, RPC_SIGNATURES, AuditStatus
+from certexpiry.log import JsonLogger
 from certexpiry.pg_store import PgTransport, as_api_role
+from certexpiry.sanitize import Sanitizer
 from certexpiry.store import AuditRow, RpcStore
+from certexpiry.wiring import check_schema
 from certexpiry_ops import schema
 from certexpiry_ops.ops import OpsStore
 from tests.seeding import add_cert, add_mentor
@@ -160,6 +164,9 @@ JOB_CALLS: list[Callable[[RpcStore, OpsStore], object]] = [
     lambda s, o: o.list_audit(),
     lambda s, o: o.get_audit(RUN),
     lambda s, o: o.resolve_audit(RUN),
+    lambda s, o: check_schema(s.transport, JsonLogger(sanitizer=Sanitizer(), stream=io.StringIO())),
+    lambda s, o: o.plan("Europe/Oslo", None, [30, 7, 1], 10),
+    lambda s, o: o.nights("Europe/Oslo", 14),
 ]
 
 
@@ -266,6 +273,12 @@ def test_every_answer_shape_the_sql_gives_parses(db: Conn, pg: PgTransport) -> N
     assert call("get_cron_audit", p_run_id=str(uuid.uuid4())) is None
     assert call("resolve_cron_audit", p_run_id=str(run.run_id), p_force=False).resolved
     assert not call("resolve_cron_audit", p_run_id=str(uuid.uuid4()), p_force=False).found
+    assert call("schema_version").latest == schema.migrations()[-1].version
+    plan_args = {"p_timezone": "Europe/Oslo", "p_reminder_days": [30], "p_ids_limit": 5}
+    assert call("plan_night", p_today=None, **plan_args).run.status == "completed"
+    assert call("plan_night", p_today=date(2000, 1, 1), **plan_args).run is None
+    nights = call("night_history", p_timezone="Europe/Oslo", p_nights=3)
+    assert [n.status for n in nights] == ["completed", "before_first_run", "before_first_run"]
     assert set(seen) == set(RPC_SIGNATURES)
 
 

@@ -119,7 +119,11 @@ def test_rpcs_pin_an_empty_search_path(db: Conn) -> None:
         """
     ).fetchall()
     assert rows, "no RPCs found"
-    # Besides the search path, only the batch's lock_timeout (a locked row fails fast).
-    allowed = {"process_expiry_batch": ['search_path=""', "lock_timeout=3s"]}
+    # Besides the search path, only the lock_timeout of the functions that apply effects (a
+    # locked row fails fast): the batch, and the plan that applies them and rolls back.
+    allowed = {
+        name: ['search_path=""', "lock_timeout=3s"]
+        for name in ("process_expiry_batch", "plan_night")
+    }
     for name, config in rows:
         assert config == allowed.get(name, ['search_path=""']), (name, config)

@@ -18,6 +18,7 @@ from certexpiry.messages import PUBSUB_EVENT_TYPE
 from certexpiry.settings import Settings
 from certexpiry.store import AuditRow, RpcStore
 from certexpiry.sweep import Job, Outcome, handle_event
+from certexpiry.wiring import read_schema_version
 from certexpiry_ops.fakes import FakeStore, InMemoryPublisher
 from certexpiry_ops.local import LOCAL_TOPIC, pubsub_event_data
 from certexpiry_ops.ops import OpsStore
@@ -110,6 +111,34 @@ VALID: dict[str, Any] = {
         "still_missed": [CERT],
         "resolved_at": None,
     },
+    "schema_version": {"latest": "20261130002003", "applied": 12},
+    "plan_night": {
+        "today": "2026-11-28",
+        "reminder_days": [30, 7, 1],
+        "run": {"run_id": RUN, "status": "completed", "segment": 2},
+        "certifications": 3,
+        "counts": {"reminders_queued": 1, "certifications_paused": 1, "failures": 1},
+        "reminders": {"7": {"count": 1, "ids": [CERT]}},
+        "superseded": {"30": {"count": 1, "ids": [CERT]}},
+        "certifications_paused": {"count": 1, "ids": [CERT]},
+        "mentors_paused": {"count": 1, "ids": [MENTOR]},
+        "failures": {"count": 1, "ids": [CERT]},
+    },
+    "night_history": [
+        {
+            "night": "2026-11-28",
+            "status": "completed",
+            "run_id": RUN,
+            "segments": 2,
+            "started_at": AT,
+            "finished_at": AT,
+            "duration_ms": 1234,
+            "totals": TOTALS,
+            "lease_left_s": None,
+            "missed_pause_count": 1,
+            "resolved": False,
+        }
+    ],
 }
 
 AUDIT = AuditRow(uuid.UUID(RUN), 0, [], "completed", None, 1, Counts(), 10)
@@ -126,6 +155,9 @@ CALLS: dict[str, Callable[[RpcStore, OpsStore], object]] = {
     "list_cron_audit": lambda s, o: o.list_audit(5),
     "get_cron_audit": lambda s, o: o.get_audit(uuid.UUID(RUN)),
     "resolve_cron_audit": lambda s, o: o.resolve_audit(uuid.UUID(RUN)),
+    "schema_version": lambda s, o: read_schema_version(s.transport),
+    "plan_night": lambda s, o: o.plan("Europe/Oslo", None, [30, 7, 1], 10),
+    "night_history": lambda s, o: o.nights("Europe/Oslo", 7),
 }
 
 # (RPC, path to a key, its new name): a renamed key, the motivating bug of `.get(k) or 0`.
@@ -143,6 +175,9 @@ RENAMES = [
     ("list_cron_audit", (0, "missed_pause_count"), "missed"),
     ("get_cron_audit", ("still_missed",), "still"),
     ("resolve_cron_audit", ("refused",), "rejected"),
+    ("schema_version", ("latest",), "version"),
+    ("plan_night", ("mentors_paused", "ids"), "mentor_ids"),
+    ("night_history", (0, "night"), "date"),
 ]
 
 # (RPC, path, a value outside its Literal, the field path the error names).
@@ -164,6 +199,8 @@ UNKNOWN = [
     ),
     ("list_cron_audit", (0, "status"), "exploded", "[0].status (literal_error)"),
     ("get_cron_audit", ("status",), "exploded", "status (literal_error)"),
+    ("plan_night", ("run", "status"), "exploded", "run.status (literal_error)"),
+    ("night_history", (0, "status"), "skipped", "[0].status (literal_error)"),
 ]
 
 # RPCs without an outcome or status: the closest thing, a flag that is not a boolean.
@@ -174,6 +211,7 @@ NOT_A_FLAG = [
     ("get_missed_auto_pauses", ("missed_pause_count",), "missed_pause_count (int_type)"),
     ("upsert_cron_audit", ("resolved",), "resolved (bool_type)"),
     ("resolve_cron_audit", ("found",), "found (bool_type)"),
+    ("schema_version", ("applied",), "applied (int_type)"),
 ]
 
 
@@ -409,3 +447,26 @@ def test_the_sweep_never_takes_another_outcome_for_resumed() -> None:
     handle_event(_job(FakeStore(claim_outcome="claimed"), log), PUBSUB_EVENT_TYPE, NIGHTLY)
     assert log.codes() == ["DB_OPERATION_FAILED"]
     assert log.entries[0]["context"]["details"].endswith("outcome (literal_error)")
+
+
+def test_schema_version_is_the_newest_migration() -> None:
+    """The version the runtime requires at cold start is the newest migration of this release;
+    a merge that adds a migration without moving it (or a typo) fails here."""
+    from certexpiry.contract import SCHEMA_VERSION
+    from certexpiry_ops import schema
+
+    assert schema.migrations()[-1].version == SCHEMA_VERSION
+
+
+def test_the_schema_check_turns_an_unreadable_answer_into_one_error_line() -> None:
+    """An answer outside the contract at cold start is logged with its code and the function is
+    not ready (503), rather than an exception escaping the entry point."""
+    from certexpiry.wiring import SchemaNotReady, check_schema
+
+    log = CapturedLog()
+    transport = CannedTransport({"schema_version": {"version": "1"}})
+    with pytest.raises(SchemaNotReady):
+        check_schema(transport, log.logger)
+    (entry,) = log.entries
+    assert entry["error_code"] == Code.DB_OPERATION_FAILED
+    assert entry["context"]["operation"] == "schema_version"

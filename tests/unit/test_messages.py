@@ -29,11 +29,12 @@ def test_scheduler_bodies_are_the_nightly_trigger(body: bytes) -> None:
 
 
 def test_empty_json_object_is_not_a_trigger() -> None:
-    """`{}` names no kind, so it is an InvalidMessage (wrong shape), not the nightly trigger."""
+    """`{}` names no kind, so it is an InvalidMessage saying which kinds there are, not the
+    nightly trigger."""
     with pytest.raises(InvalidMessage) as caught:
         decode(PUBSUB_EVENT_TYPE, _data(b"{}"), now=NOW)
     assert caught.value.log_context() == {
-        "reason": "message body has the wrong shape at body",
+        "reason": 'message body has no known "kind": this function takes "nightly" and "resume"',
         "message_id": "m-42",
     }
 
@@ -65,7 +66,7 @@ def test_continuation_round_trips() -> None:
             "wrong shape",
         ),
         (_data(b'{"kind": "nightly", "extra": 1}'), "wrong shape"),
-        (_data(b'{"kind": "other"}'), "wrong shape"),
+        (_data(b'{"kind": "weekly"}'), 'no known "kind": this function takes "nightly"'),
         (_data(b"[1, 2]"), "wrong shape"),
         (_data(b"[" * 100_000), "too large"),
         (_data(b"[" * 3000), "not JSON"),
