@@ -320,6 +320,8 @@ def test_sigkill_at_random_points_then_recover(
         clean = over_http(function, pubsub)
         clean.run()
         seconds = time.monotonic() - started
+        # The HTTP answer can arrive before the reader thread has the run's last lines.
+        wait_for(lambda: any(e.get("error_code") == "RUN_COMPLETED" for e in entries(function)), 30)
         codes = Counter(entry["error_code"] for entry in entries(function))
         ref = {
             "seconds": seconds,
