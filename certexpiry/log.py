@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import uuid
 from collections.abc import Mapping
 from types import FrameType
 from typing import TextIO
@@ -37,8 +38,8 @@ from typing import TextIO
 from certexpiry.codes import CATALOGUE, Code, Severity
 from certexpiry.log_capture import (
     LIBRARY_LOGGERS,
-    _CapturedStream,
     install_process_logging,
+    route_process_logging,
     uninstall_process_logging,
 )
 from certexpiry.log_entry import (
@@ -56,6 +57,7 @@ from certexpiry.log_entry import (
     _Where,
 )
 from certexpiry.log_line import _LineBuilder, _Shared
+from certexpiry.log_stream import _CapturedStream
 from certexpiry.log_trace import TraceContext, trace_from_headers
 from certexpiry.log_writer import _EMITTING, _FD_WRITERS, WRITE_BUDGET_S, _put
 from certexpiry.sanitize import Sanitizer
@@ -75,16 +77,25 @@ __all__ = [
     "Severity",
     "TraceContext",
     "install_process_logging",
+    "new_invocation_id",
+    "route_process_logging",
     "trace_from_headers",
     "uninstall_process_logging",
 ]
+
+
+def new_invocation_id() -> str:
+    """A UUID for lines that belong to no run (yet): a process, or an invocation that never
+    reaches one (an invalid message or settings), so that every line carries a cron_run_id."""
+    return str(uuid.uuid4())
 
 
 class JsonLogger(_LineBuilder):
     """Writes sanitised Cloud Logging entries, one JSON object per line.
 
     Create one per process with the process's ``Sanitizer``; ``bind`` a copy per run /
-    request to stamp ``cron_run_id`` and the trace.  Bound loggers share the sanitizer,
+    request to stamp ``cron_run_id`` and the trace.  Every logger has a run id: without one
+    it stamps a UUID of its own (``new_invocation_id``).  Bound loggers share the sanitizer,
     the stream, the lock and the dropped-line counter.  The JSON is assembled from
     fragments precomputed per logger, so a line only encodes what varies.
     """
@@ -102,16 +113,14 @@ class JsonLogger(_LineBuilder):
         min_severity: Severity = Severity.DEBUG,
     ) -> None:
         shared = _Shared(sanitizer, stream, service, version, project, min_severity)
-        self._setup(shared, run_id, trace)
+        self._setup(shared, new_invocation_id() if run_id is None else run_id, trace)
 
-    def _setup(self, shared: _Shared, run_id: str | None, trace: TraceContext | None) -> None:
+    def _setup(self, shared: _Shared, run_id: str, trace: TraceContext | None) -> None:
         """Precompute this logger's constant JSON members."""
         self._shared = shared
         self._run_id = run_id
         self._trace = trace
-        labels = {"function": shared.service}
-        if run_id is not None:
-            labels = {"cron_run_id": run_id, **labels}
+        labels = {"cron_run_id": run_id, "function": shared.service}
         fixed: dict[str, object] = {"logging.googleapis.com/labels": labels}
         if trace is not None:
             if shared.project:
@@ -135,8 +144,8 @@ class JsonLogger(_LineBuilder):
         return bound
 
     @property
-    def run_id(self) -> str | None:
-        """The ``cron_run_id`` stamped on every line (None before a run exists)."""
+    def run_id(self) -> str:
+        """The ``cron_run_id`` stamped on every line (the run's, else the invocation's UUID)."""
         return self._run_id
 
     @property
@@ -208,7 +217,7 @@ class JsonLogger(_LineBuilder):
             if frame is not None:
                 where = _frame_where(frame)
             if exc is not None:
-                stack = _format_exception(exc)
+                stack = _format_exception(exc, self._shared.sanitizer.clean)
                 if "error_type" not in context:
                     context = {**context, "error_type": type(exc).__name__}
             line = self._line(severity, code, message, context, stack, where)

@@ -243,7 +243,7 @@ class _LineBuilder:
         if isinstance(value, (bytes, bytearray)):
             return self._clean_text(bytes(value[:_PRE_CUT]).decode("utf-8", "replace"), caps)
         if isinstance(value, BaseException):
-            return self._clean_text(_describe(value), caps)
+            return self._clean_text(_describe(value, self._shared.sanitizer.clean), caps)
         try:
             text = str(value)
         except Exception:  # noqa: BLE001  # a broken __str__ must not break the line

@@ -33,7 +33,7 @@ import psycopg
 from certexpiry import __version__
 from certexpiry.codes import Code, Severity
 from certexpiry.log import JsonLogger
-from certexpiry.sanitize import Sanitizer
+from certexpiry.sanitize import shared_sanitizer
 from certexpiry_ops.embedded import default_data_dir, open_embedded
 from certexpiry_ops.ops import AuditEntry, OpsStore
 
@@ -117,7 +117,7 @@ def run_demo(options: DemoOptions, out: TextIO) -> int:
     started = time.monotonic()
     timezone = os.environ.get("ORG_TIMEZONE") or "Europe/Oslo"
     today = datetime.now(ZoneInfo(timezone)).date()
-    sanitizer = Sanitizer()
+    sanitizer = shared_sanitizer()
     printer = _Printer(
         out,
         JsonLogger(sanitizer=sanitizer, service="certexpiry-demo", version=__version__, stream=out),

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from certexpiry.errors import SettingsError, StoreError
-from certexpiry.sanitize import Sanitizer
+from certexpiry.sanitize import shared_sanitizer
 from certexpiry.settings import Settings, load_settings
 from certexpiry.store import RpcStore
 from certexpiry.wiring import make_transport
@@ -81,5 +81,5 @@ def call_store(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return func(*args, **kwargs)
     except StoreError as exc:
-        reason = Sanitizer().clean(" ".join(str(exc).split()))
+        reason = shared_sanitizer().clean(" ".join(str(exc).split()))
         raise UsageError(f"the database call {exc.operation} failed: {reason}") from None
