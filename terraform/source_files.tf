@@ -21,6 +21,7 @@ locals {
     "errors",
     "log",
     "log_capture",
+    "log_clean",
     "log_entry",
     "log_line",
     "log_secrets",

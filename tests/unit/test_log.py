@@ -29,7 +29,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from certexpiry import log_capture, log_entry, log_line, log_stream, log_writer
+from certexpiry import log_capture, log_clean, log_entry, log_line, log_stream, log_writer
 from certexpiry.codes import CATALOGUE, Code, Severity
 from certexpiry.log import (
     ALLOWED_CONTEXT_KEYS,
@@ -296,9 +296,9 @@ def test_timestamp_follows_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     times = iter([1_700_000_000_123_456_789, 1_700_000_000_999_999_000, 1_700_000_001_000_001_000])
     monkeypatch.setattr(log_line, "_time_ns", lambda: next(times))
     logger, _ = make()
-    assert logger._timestamp() == "2023-11-14T22:13:20.123456Z"
-    assert logger._timestamp() == "2023-11-14T22:13:20.999999Z"
-    assert logger._timestamp() == "2023-11-14T22:13:21.000001Z"
+    assert logger._shared.timestamp() == "2023-11-14T22:13:20.123456Z"
+    assert logger._shared.timestamp() == "2023-11-14T22:13:20.999999Z"
+    assert logger._shared.timestamp() == "2023-11-14T22:13:21.000001Z"
 
 
 def test_source_location_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -603,7 +603,7 @@ def test_long_stack_traces_keep_head_and_tail() -> None:
 
 def test_enormous_stack_trace_is_cut_before_sanitising(monkeypatch: pytest.MonkeyPatch) -> None:
     """A stack trace beyond the pre-cut limit is trimmed before the regexes see it."""
-    monkeypatch.setattr(log_line, "_PRE_CUT_STACK", 20_000)
+    monkeypatch.setattr(log_clean, "_PRE_CUT_STACK", 20_000)
     logger, buffer = make()
     logger._log(
         Severity.ERROR, Code.UNEXPECTED_EXCEPTION, "m", {}, None, None, stack="  x\n" * 10_000
