@@ -93,15 +93,13 @@ class _Shared:
         ]
 
     def logger(self, run_id: str, trace: TraceContext | None) -> Any:
-        """A structlog logger over the chain, bound to a run and a trace."""
-        return structlog.wrap_logger(
-            _SINK,
-            processors=self.chain,
-            wrapper_class=structlog.BoundLogger,
-            cache_logger_on_first_use=True,
-            run_id=run_id,
-            trace=trace,
-        )
+        """A structlog logger over the chain, bound to a run and a trace.
+
+        Built directly rather than through ``wrap_logger``'s lazy proxy, which resolves
+        structlog's global configuration on a logger's first call: a run binds a few loggers,
+        and the chain here never depends on that configuration.
+        """
+        return structlog.BoundLogger(_SINK, self.chain, {"run_id": run_id, "trace": trace})
 
     # -- the processors that need the shared state ----------------------------------------
 
