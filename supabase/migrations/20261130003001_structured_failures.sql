@@ -15,6 +15,8 @@ as $$
 declare
     v_mentor record;
     v_value text;
+    v_word boolean;
+    v_pattern text;
     v_text text := p_text;
 begin
     select m.full_name, m.national_id, m.email into v_mentor
@@ -22,21 +24,26 @@ begin
     if not found or v_text is null then
         return v_text;
     end if;
-    -- Whole values first, longest first, then each part of the name of 3 characters or more.
-    for v_value in
-        select v from (
-            select v_mentor.full_name as v union all select v_mentor.national_id
-            union all select v_mentor.email
-            union all select p from regexp_split_to_table(coalesce(v_mentor.full_name, ''), '\s+') p
-            where length(p) >= 3
+    -- Whole values first, longest first, wherever they stand (an id glued to letters is still
+    -- the id); then each part of the name of 3 characters or more, as a whole word only ("Ola"
+    -- is no part of "violates"). Case-insensitively, the value's regex metacharacters escaped.
+    for v_value, v_word in
+        select v, w from (
+            select v_mentor.full_name as v, false as w
+            union all select v_mentor.national_id, false
+            union all select v_mentor.email, false
+            union all select p, true
+                from regexp_split_to_table(coalesce(v_mentor.full_name, ''), '\s+') p
+                where length(p) >= 3
         ) vals
         where v is not null and length(btrim(v)) > 0
-        order by length(v) desc
+        order by w, length(v) desc
     loop
-        -- Case-insensitively, the value's regex metacharacters escaped.
-        v_text := regexp_replace(v_text,
-            regexp_replace(v_value, '([.\\+*?\[^\]$(){}=!<>|:#/-])', '\\\1', 'g'),
-            '[REDACTED:mentor]', 'gi');
+        v_pattern := regexp_replace(v_value, '([.\\+*?\[^\]$(){}=!<>|:#/-])', '\\\1', 'g');
+        if v_word then
+            v_pattern := '(?<![[:alnum:]_])' || v_pattern || '(?![[:alnum:]_])';
+        end if;
+        v_text := regexp_replace(v_text, v_pattern, '[REDACTED:mentor]', 'gi');
     end loop;
     return v_text;
 end

@@ -58,7 +58,7 @@ def test_a_raise_quoting_the_mentor_reports_structure_and_no_value(db: Conn) -> 
         db,
         cert,
         "raise exception using errcode = '23514', "
-        "message = format('row %s of %s (%s) %s', new, m.full_name, lower(m.full_name), "
+        "message = format('row %s of %s (%s) violates %s', new, m.full_name, lower(m.full_name), "
         "repeat('x', 490) || m.national_id || ' ' || m.email), "
         "detail = 'Failing row contains ' || new::text, constraint = 'certifications_attack_check', "
         "table = 'certifications', schema = 'public', column = 'status', datatype = 'text'",
@@ -84,7 +84,7 @@ def test_a_raise_quoting_the_mentor_reports_structure_and_no_value(db: Conn) -> 
     model = RecordFailure.model_validate({**failure, "message": message})
     assert "ragnhild" not in model.message.lower()
     assert str(cert) not in model.message  # the row literal is a parenthesised value
-    assert model.message.startswith("row (?) of [REDACTED:mentor] (?) xxx")
+    assert model.message.startswith("row (?) of [REDACTED:mentor] (?) violates xxx")
     assert model.message.endswith("x[REDACTED:mentor] [REDACTED:mentor]")
 
 
