@@ -15,34 +15,40 @@ from werkzeug.exceptions import ServiceUnavailable
 
 from certexpiry.codes import Code
 from certexpiry.errors import SettingsError
-from certexpiry.log import JsonLogger, install_process_logging, trace_from_headers
-from certexpiry.sanitize import Sanitizer
+from certexpiry.log import (
+    JsonLogger,
+    install_process_logging,
+    new_invocation_id,
+    trace_from_headers,
+)
+from certexpiry.sanitize import shared_sanitizer
 from certexpiry.settings import load_settings
 from certexpiry.sweep import Job, Outcome, handle_event
 from certexpiry.wiring import SchemaNotReady, make_job, make_logger
 
-_sanitizer = Sanitizer()
+_sanitizer = shared_sanitizer()
 _log: JsonLogger = make_logger(_sanitizer)
 install_process_logging(_log)
 _job: Job | None = None
 
 
-def _get_job() -> Job | None:
-    """The instance's job, built on first use; None (after one ERROR line) if settings are bad."""
+def _get_job(log: JsonLogger) -> Job | None:
+    """The instance's job, built on first use; None (after one ERROR line on ``log``, the
+    invocation's) if settings are bad."""
     global _job
     if _job is None:
         try:
             settings = load_settings()
-            log = make_logger(_sanitizer, settings)
-            job = make_job(settings, log)
+            process_log = make_logger(_sanitizer, settings)
+            job = make_job(settings, process_log, schema_log=log)
         except SettingsError as exc:
-            _log.error(
+            log.error(
                 Code.INVALID_SETTINGS, "The function's settings are invalid.", **exc.log_context()
             )
             return None
         except SchemaNotReady:  # logged (SCHEMA_MISMATCH); checked again on the next delivery
             return None
-        install_process_logging(log)
+        install_process_logging(process_log)
         _job = job
     return _job
 
@@ -52,7 +58,7 @@ def nightly_sweep(cloud_event: Any) -> None:
     """Handle one Pub/Sub message: the nightly trigger or a continuation."""
     headers = dict(flask.request.headers) if flask.has_request_context() else {}
     trace = trace_from_headers(headers)
-    job = _get_job()
+    job = _get_job(_log.bind(run_id=new_invocation_id(), trace=trace))
     if job is None:
         raise ServiceUnavailable("not ready; see the INVALID_SETTINGS or SCHEMA_MISMATCH line")
     outcome = handle_event(job, cloud_event.get("type"), cloud_event.get_data(), trace=trace)

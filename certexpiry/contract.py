@@ -15,10 +15,21 @@ from datetime import date, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
-from certexpiry.errors import ContractError
+from certexpiry.errors import DIAGNOSTIC_NAMES, ContractError
+from certexpiry.log_template import db_message
 from certexpiry.messages import Cursor
+from certexpiry.sanitize import shared_sanitizer
 
 # RPC name -> argument name -> Postgres type (as format_type() spells it), in pg_proc's order.
 # Both adapters send only the arguments the caller names; the others take their SQL default
@@ -81,7 +92,7 @@ RPC_SIGNATURES: Mapping[str, Mapping[str, str]] = {
 # The newest migration this release's SQL contract was built with: the function refuses (at cold
 # start, SCHEMA_MISMATCH) a database whose newest applied migration is older. A test holds it
 # equal to the newest file in supabase/migrations/.
-SCHEMA_VERSION = "20261130002003"
+SCHEMA_VERSION = "20261130003001"
 
 NightlyOutcome = Literal["started", "resumed", "busy", "completed"]
 ContinuationOutcome = Literal["claimed", "busy", "duplicate", "unknown"]
@@ -140,14 +151,37 @@ class Counts(CountFields, Mapping[str, int]):
 COUNT_KEYS: tuple[str, ...] = tuple(CountFields.model_fields)
 
 
+_SQL_NAME = Annotated[str | None, Field(default=None, max_length=128)]
+
+
 class RecordFailure(ContractModel):
-    """One element of `failures_detail` (certexpiry.apply_effects_isolated)."""
+    """One element of `failures_detail` (certexpiry.apply_effects_isolated, issue 11's shape).
+
+    The SQL replaces the failing mentor's own values in the message and cuts nothing; the model
+    keeps only the message's template, so the raw text never goes further than this answer.
+    """
 
     certification_id: UUID
     peer_mentor_id: UUID
     operation: Literal["auto_pause", "reminder"]
     sqlstate: Annotated[str, Field(pattern=r"^[0-9A-Z]{5}$")]
+    constraint_name: _SQL_NAME
+    schema_name: _SQL_NAME
+    table_name: _SQL_NAME
+    column_name: _SQL_NAME
+    datatype_name: _SQL_NAME
+    routine: _SQL_NAME
     message: str
+
+    @field_validator("message")
+    @classmethod
+    def _template(cls, value: str, info: ValidationInfo) -> str:
+        return db_message(value, info.data.get("sqlstate"), shared_sanitizer().clean)
+
+    def names(self) -> dict[str, str]:
+        """The diagnostics' object names that are set."""
+        found = {key: getattr(self, key) for key in DIAGNOSTIC_NAMES}
+        return {key: value for key, value in found.items() if value}
 
 
 # claim_nightly_run: one model per outcome, each with exactly the keys the SQL sends.

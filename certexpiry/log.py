@@ -30,19 +30,19 @@ from __future__ import annotations
 
 import sys
 import threading
+import uuid
 from collections.abc import Mapping
 from types import FrameType
-from typing import TextIO
+from typing import TextIO, cast
 
 from certexpiry.codes import CATALOGUE, Code, Severity
 from certexpiry.log_capture import (
     LIBRARY_LOGGERS,
-    _CapturedStream,
     install_process_logging,
+    route_process_logging,
     uninstall_process_logging,
 )
 from certexpiry.log_entry import (
-    _ENCODE,
     ALLOWED_CONTEXT_KEYS,
     ERROR_EVENT_TYPE,
     MAX_DEPTH,
@@ -55,7 +55,8 @@ from certexpiry.log_entry import (
     _frame_where,
     _Where,
 )
-from certexpiry.log_line import _LineBuilder, _Shared
+from certexpiry.log_line import _Shared, fallback_line
+from certexpiry.log_stream import _CapturedStream
 from certexpiry.log_trace import TraceContext, trace_from_headers
 from certexpiry.log_writer import _EMITTING, _FD_WRITERS, WRITE_BUDGET_S, _put
 from certexpiry.sanitize import Sanitizer
@@ -75,18 +76,27 @@ __all__ = [
     "Severity",
     "TraceContext",
     "install_process_logging",
+    "new_invocation_id",
+    "route_process_logging",
     "trace_from_headers",
     "uninstall_process_logging",
 ]
 
 
-class JsonLogger(_LineBuilder):
+def new_invocation_id() -> str:
+    """A UUID for lines that belong to no run (yet): a process, or an invocation that never
+    reaches one (an invalid message or settings), so that every line carries a cron_run_id."""
+    return str(uuid.uuid4())
+
+
+class JsonLogger:
     """Writes sanitised Cloud Logging entries, one JSON object per line.
 
     Create one per process with the process's ``Sanitizer``; ``bind`` a copy per run /
-    request to stamp ``cron_run_id`` and the trace.  Bound loggers share the sanitizer,
-    the stream, the lock and the dropped-line counter.  The JSON is assembled from
-    fragments precomputed per logger, so a line only encodes what varies.
+    request to stamp ``cron_run_id`` and the trace.  Every logger has a run id: without one
+    it stamps a UUID of its own (``new_invocation_id``).  Bound loggers share the sanitizer,
+    the stream, the lock and the dropped-line counter.  A line is built by the processor
+    chain of ``certexpiry.log_line`` (structlog) and written by ``_write``.
     """
 
     def __init__(
@@ -102,27 +112,13 @@ class JsonLogger(_LineBuilder):
         min_severity: Severity = Severity.DEBUG,
     ) -> None:
         shared = _Shared(sanitizer, stream, service, version, project, min_severity)
-        self._setup(shared, run_id, trace)
+        self._setup(shared, new_invocation_id() if run_id is None else run_id, trace)
 
-    def _setup(self, shared: _Shared, run_id: str | None, trace: TraceContext | None) -> None:
-        """Precompute this logger's constant JSON members."""
+    def _setup(self, shared: _Shared, run_id: str, trace: TraceContext | None) -> None:
         self._shared = shared
         self._run_id = run_id
         self._trace = trace
-        labels = {"function": shared.service}
-        if run_id is not None:
-            labels = {"cron_run_id": run_id, **labels}
-        fixed: dict[str, object] = {"logging.googleapis.com/labels": labels}
-        if trace is not None:
-            if shared.project:
-                fixed["logging.googleapis.com/trace"] = (
-                    f"projects/{shared.project}/traces/{trace.trace_id}"
-                )
-            if trace.span_id:
-                fixed["logging.googleapis.com/spanId"] = trace.span_id
-            fixed["logging.googleapis.com/trace_sampled"] = trace.sampled
-        self._run_id_json = f',"cron_run_id":{_ENCODE(run_id)}'
-        self._fixed_json = "," + _ENCODE(fixed)[1:-1]
+        self._chain = shared.logger(run_id, trace)
 
     def bind(self, *, run_id: str | None = None, trace: TraceContext | None = None) -> JsonLogger:
         """A logger with this run id and/or trace (None keeps the current one)."""
@@ -135,8 +131,8 @@ class JsonLogger(_LineBuilder):
         return bound
 
     @property
-    def run_id(self) -> str | None:
-        """The ``cron_run_id`` stamped on every line (None before a run exists)."""
+    def run_id(self) -> str:
+        """The ``cron_run_id`` stamped on every line (the run's, else the invocation's UUID)."""
         return self._run_id
 
     @property
@@ -208,13 +204,28 @@ class JsonLogger(_LineBuilder):
             if frame is not None:
                 where = _frame_where(frame)
             if exc is not None:
-                stack = _format_exception(exc)
+                stack = _format_exception(exc, self._shared.sanitizer.clean)
                 if "error_type" not in context:
                     context = {**context, "error_type": type(exc).__name__}
             line = self._line(severity, code, message, context, stack, where)
         except Exception as failure:  # noqa: BLE001  # logging must never take the job down
-            line = self._fallback_line(severity, failure)
+            line = fallback_line(self._shared, self._run_id, severity, failure)
         self._write(line)
+
+    def _line(
+        self,
+        severity: Severity,
+        code: Code,
+        message: str,
+        context: Mapping[str, object],
+        stack: str | None,
+        where: _Where | None,
+    ) -> str:
+        """One entry through the processor chain: its JSON line."""
+        line = self._chain.msg(
+            message, severity=severity, code=code, context=context, stack=stack, where=where
+        )
+        return cast(str, line)
 
     # -- writing ----------------------------------------------------------------------
 

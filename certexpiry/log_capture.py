@@ -13,24 +13,27 @@ done once at start-up; the logger itself lives in ``certexpiry.log``.
 from __future__ import annotations
 
 import contextlib
-import io
-import json
 import logging
 import sys
 import threading
-import traceback
 import warnings
 from types import TracebackType
 from typing import TYPE_CHECKING, NamedTuple, TextIO, cast
 
 from certexpiry.codes import Code, Severity
 from certexpiry.log_entry import _describe, _format_exception, _traceback_where, _where
-from certexpiry.log_writer import _EMITTING, _put
+from certexpiry.log_stream import _CapturedStream
+from certexpiry.log_template import Redact, template
 
 if TYPE_CHECKING:
     from certexpiry.log import JsonLogger
 
-__all__ = ["LIBRARY_LOGGERS", "install_process_logging", "uninstall_process_logging"]
+__all__ = [
+    "LIBRARY_LOGGERS",
+    "install_process_logging",
+    "route_process_logging",
+    "uninstall_process_logging",
+]
 
 
 def _severity_for(levelno: int) -> Severity:
@@ -60,9 +63,6 @@ LIBRARY_LOGGERS = (
 )
 """Loggers (and their children) made to propagate to the root's JSON handler."""
 
-_MAX_PENDING = 16_000  # a captured partial line longer than this is emitted as is
-_MAX_TRACEBACK_LINES = 1_000
-
 
 class _JsonHandler(logging.Handler):
     """Root handler: every stdlib log record becomes a LIBRARY_LOG entry."""
@@ -78,14 +78,14 @@ class _JsonHandler(logging.Handler):
             message = f"{record.msg!s} (unformattable log arguments)"
         stack = None
         if record.exc_info and record.exc_info[1] is not None:
-            stack = _format_exception(record.exc_info[1])
+            stack = _format_exception(record.exc_info[1], self._installation.redact())
         elif record.stack_info:
             stack = record.stack_info
         where = _where(str(record.pathname), record.lineno or 0, record.funcName or "<unknown>")
         self._installation.logger._log(  # noqa: SLF001  # the logger's own entry point, shared by its modules
             _severity_for(record.levelno),
             Code.LIBRARY_LOG,
-            message,
+            template(message, self._installation.redact()),
             {"logger": record.name},
             None,
             None,
@@ -95,138 +95,6 @@ class _JsonHandler(logging.Handler):
 
     def handleError(self, record: logging.LogRecord) -> None:
         """Never print logging's own "--- Logging error ---" text to stderr."""
-
-
-class _CapturedStream(io.TextIOBase):
-    """Stands in for sys.stdout / sys.stderr: each plain line becomes a JSON entry.
-
-    Lines are buffered until their newline.  A Python traceback (``Traceback (most
-    recent call last):`` up to the unindented ``ExcType: message`` line) becomes one
-    ERROR entry with a stack_trace.  Text written while a logger is writing (our own
-    JSON, possibly re-wrapped by functions-framework's LOG_EXECUTION_ID stream) passes
-    through to the real stream unchanged.
-    """
-
-    def __init__(
-        self, target: TextIO, name: str, severity: Severity, installation: _Installation
-    ) -> None:
-        super().__init__()
-        self.target = target
-        self._name = name
-        self._severity = severity
-        self._installation = installation
-        self._lock = threading.RLock()
-        self._pending = ""
-        self._traceback: list[str] | None = None
-        self._line_start = True
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]  # typeshed: plain attribute
-        return str(getattr(self.target, "encoding", None) or "utf-8")
-
-    @property
-    def errors(self) -> str | None:  # type: ignore[override]  # typeshed: plain attribute
-        return cast(str | None, getattr(self.target, "errors", None))
-
-    def writable(self) -> bool:
-        return True
-
-    def isatty(self) -> bool:
-        return False
-
-    def fileno(self) -> int:
-        return self.target.fileno()
-
-    def write(self, text: str) -> int:
-        if not isinstance(text, str):
-            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-        if threading.get_ident() in _EMITTING:
-            self._pass_through(text)
-            return len(text)
-        with self._lock:
-            pending = self._pending + text
-            lines = pending.split("\n")
-            self._pending = lines.pop()
-            if len(self._pending) > _MAX_PENDING:
-                lines.append(self._pending)
-                self._pending = ""
-            for line in lines:
-                self._take(line)
-        return len(text)
-
-    def flush(self) -> None:
-        """Emit a pending partial line and an unfinished traceback."""
-        with self._lock:
-            if self._pending:
-                line, self._pending = self._pending, ""
-                self._take(line)
-            if self._traceback is not None:
-                self._emit_traceback()
-
-    def close(self) -> None:
-        """Flush only: the real stream stays open, and so do we."""
-        self.flush()
-
-    def _pass_through(self, text: str) -> None:
-        """Forward a logger's own (already JSON) text; collapse blank lines.
-
-        functions-framework's LOG_EXECUTION_ID wrapper writes ``line + "\\n"`` after our
-        line already ended in one; a bare empty line must not reach the log.
-        """
-        while "\n\n" in text:
-            text = text.replace("\n\n", "\n")
-        if self._line_start:
-            text = text.lstrip("\n")
-        if not text:
-            return
-        self._line_start = text.endswith("\n")
-        if not _put(self.target, text):
-            raise OSError("log stream write failed")
-
-    def _take(self, line: str) -> None:
-        """Route one complete line: part of a traceback, or an entry of its own."""
-        line = line.rstrip("\r")
-        group = self._traceback
-        if group is not None:
-            group.append(line)
-            if not line.startswith((" ", "\t")) or len(group) >= _MAX_TRACEBACK_LINES:
-                self._emit_traceback()
-            return
-        if line.startswith("Traceback (most recent call last):"):
-            self._traceback = [line]
-        elif line.strip():
-            self._installation.logger._log(  # noqa: SLF001  # the logger's own entry point, shared by its modules
-                self._severity, Code.LIBRARY_LOG, _unwrap(line), {"logger": self._name}, None, None
-            )
-
-    def _emit_traceback(self) -> None:
-        group = self._traceback or []
-        self._traceback = None
-        self._installation.logger._log(  # noqa: SLF001  # the logger's own entry point, shared by its modules
-            Severity.ERROR,
-            Code.UNEXPECTED_EXCEPTION,
-            group[-1],
-            {"logger": self._name},
-            None,
-            None,
-            stack="\n".join(group) + "\n",
-        )
-
-
-def _unwrap(line: str) -> str:
-    """The message of a line another wrapper already made JSON, else the line itself.
-
-    functions-framework's LOG_EXECUTION_ID stream turns a plain print into
-    ``{"message": ..., labels}`` before it reaches us; we log that message, not the JSON.
-    """
-    if line.startswith("{") and line.endswith("}"):
-        try:
-            payload = json.loads(line)
-        except ValueError:
-            return line
-        if isinstance(payload, dict) and isinstance(payload.get("message"), str):
-            return cast(str, payload["message"])
-    return line
 
 
 class _LoggerState(NamedTuple):
@@ -251,6 +119,10 @@ class _Installation:
         self.stdout = sys.stdout
         self.stderr = sys.stderr
         self.captured: list[_CapturedStream] = []
+
+    def redact(self) -> Redact:
+        """The logger's redaction by value, which runs before any template."""
+        return self.logger.sanitizer.clean
 
     def excepthook(
         self,
@@ -277,7 +149,7 @@ class _Installation:
     def unraisablehook(self, args: sys.UnraisableHookArgs) -> None:
         """sys.unraisablehook: exceptions in __del__, callbacks... become ERROR entries."""
         try:
-            where = repr(args.object)
+            where = template(repr(args.object), self.redact())
         except Exception:  # noqa: BLE001  # a broken __repr__ must not hide the error
             where = "<object repr() failed>"
         self._report(
@@ -296,11 +168,13 @@ class _Installation:
         context: dict[str, object],
         prefix: str,
     ) -> None:
-        try:
-            stack = "".join(traceback.format_exception(exc_type, exc_value, tb))
-        except Exception:  # noqa: BLE001  # keep at least the type
+        if exc_value is None:
             stack = f"{exc_type.__name__}\n"
-        described = _describe(exc_value) if exc_value is not None else exc_type.__name__
+        else:
+            stack = _format_exception(exc_value.with_traceback(tb), self.redact())
+        described = (
+            _describe(exc_value, self.redact()) if exc_value is not None else exc_type.__name__
+        )
         self.logger._log(  # noqa: SLF001  # the logger's own entry point, shared by its modules
             Severity.ERROR,
             Code.UNEXPECTED_EXCEPTION,
@@ -365,6 +239,19 @@ def install_process_logging(logger: JsonLogger, *, level: int = logging.INFO) ->
         installation.captured.append(captured)
         setattr(sys, name, cast(TextIO, captured))
     _installed = installation
+
+
+def route_process_logging(logger: JsonLogger) -> JsonLogger | None:
+    """Send what the process writes to ``logger`` (a run's bound logger) from now on.
+
+    Returns the logger it replaces, to route back to once the run's invocation ends; None
+    (and nothing changed) when process logging is not installed.
+    """
+    installation = _installed
+    if installation is None:
+        return None
+    previous, installation.logger = installation.logger, logger
+    return previous
 
 
 def uninstall_process_logging() -> None:

@@ -10,11 +10,11 @@ lines.
 from __future__ import annotations
 
 import json
-import traceback
 from types import FrameType, TracebackType
 from typing import NamedTuple
 
 from certexpiry.codes import Code
+from certexpiry.log_template import Redact, template, templated_traceback
 
 __all__ = [
     "ALLOWED_CONTEXT_KEYS",
@@ -53,7 +53,10 @@ ALLOWED_CONTEXT_KEYS: frozenset[str] = frozenset(
         "certification_id",
         "certifications",
         "certifications_paused",
+        "column_name",
+        "constraint_name",
         "cursor",
+        "datatype_name",
         "delivery_attempt",
         "details",
         "dry_run",
@@ -88,13 +91,16 @@ ALLOWED_CONTEXT_KEYS: frozenset[str] = frozenset(
         "reminders_queued",
         "reminders_superseded",
         "response_body",
+        "routine",
         "run_id",
+        "schema_name",
         "segment",
         "segments",
         "setting",
         "sqlstate",
         "status",
         "subscription",
+        "table_name",
         "thread",
         "timezone",
         "today",
@@ -217,19 +223,19 @@ def _code_value(code: object) -> str:
         return Code.UNEXPECTED_EXCEPTION.value
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, redact: Redact) -> str:
     """``ExcType: message`` for an exception, whatever its ``__str__`` does."""
     try:
         text = str(exc)
     except Exception:  # noqa: BLE001  # a broken __str__ must not break the line
         text = "<exception str() failed>"
     name = type(exc).__name__
-    return f"{name}: {text}" if text else name
+    return f"{name}: {template(text, redact)}" if text else name
 
 
-def _format_exception(exc: BaseException) -> str:
-    """The text ``traceback.format_exc()`` would print for ``exc``."""
+def _format_exception(exc: BaseException, redact: Redact) -> str:
+    """The text ``traceback.format_exc()`` would print for ``exc``, messages templated."""
     try:
-        return "".join(traceback.format_exception(exc))
+        return templated_traceback(exc, redact)
     except Exception:  # noqa: BLE001  # e.g. a broken __notes__: keep at least the type
-        return _describe(exc) + "\n"
+        return _describe(exc, redact) + "\n"

@@ -1,51 +1,61 @@
-"""Turning one log entry into one capped, sanitised JSON line.
+"""One log entry as a chain of small processors (structlog) ending in one JSON line.
 
-Split out of ``certexpiry.log``: ``_LineBuilder`` holds JsonLogger's line-building
-methods (cleaning context values, capping strings and stack traces, shrinking a line over
-``MAX_LINE``, the timestamp) and ``_Shared`` the state bound loggers share.  JsonLogger
-(in ``certexpiry.log``) is its only subclass and adds the public API and the writing;
-the methods are unchanged, only moved, so that each module stays under 400 lines.
+Why a chain: each step of a line (the timestamp, the run and trace binding, the context
+allow-list, redaction and caps, the Error Reporting fields, rendering within the size limit) is
+its own function, tested on its own, and structlog runs them in order: the field's standard for
+exactly this shape.  The chain hands the finished line back to ``JsonLogger`` (``_Sink``), which
+writes it with the fault-proof writer (``certexpiry.log_writer``); logging never raises, so a
+failure anywhere in the chain becomes the minimal line of ``fallback_line``.
+
+A processor takes and returns structlog's event dict.  What ``JsonLogger`` puts in: ``event``
+(the message), ``severity``, ``code``, ``context`` (the caller's keyword arguments), ``stack``
+and ``where`` (the call site, already located), plus the bound ``run_id`` and ``trace``.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 import time
-from collections.abc import Mapping
-from itertools import islice
-from typing import TextIO
+from typing import Any, TextIO
+
+import structlog
+from structlog.types import EventDict, Processor
 
 from certexpiry.codes import Code, Severity
+from certexpiry.log_clean import Cleaner
 from certexpiry.log_entry import (
     _ENCODE,
-    _ID_CONTEXT_KEYS,
     _QUOTE,
     ALLOWED_CONTEXT_KEYS,
     ERROR_EVENT_TYPE,
-    MAX_DEPTH,
-    MAX_ITEMS,
     MAX_LINE,
-    MAX_STACK,
-    MAX_STRING,
     TRUNCATION_MARK,
     _Caps,
     _code_value,
     _cut_middle,
-    _describe,
-    _Where,
 )
+from certexpiry.log_trace import TraceContext
 from certexpiry.sanitize import Sanitizer
 
-_PRE_CUT = 64_000  # strings are cut to this before sanitising, to bound the regex cost
-_PRE_CUT_STACK = 1_000_000
-_ID_VALUE_MAX = 100
-
+_LOGGER_SET = ("truncated", "total_count")  # the logger sets these too: the values are merged
 _RANK = {Severity.DEBUG: 10, Severity.INFO: 20, Severity.WARNING: 30, Severity.ERROR: 40}
+_time_ns = time.time_ns  # module-level, so tests can move the clock
+
+Event = EventDict
+
+
+class _Sink:
+    """structlog's "logger": it returns the rendered line to JsonLogger, which writes it."""
+
+    def msg(self, line: str) -> str:
+        return line
+
+
+_SINK = _Sink()
 
 
 class _Shared:
-    """State shared by a logger and every logger bound from it."""
+    """State shared by a logger and every logger bound from it, and their processor chain."""
 
     def __init__(
         self,
@@ -57,6 +67,7 @@ class _Shared:
         min_severity: Severity,
     ) -> None:
         self.sanitizer = sanitizer
+        self.cleaner = Cleaner(sanitizer)
         self.stream = stream
         self.service = service
         self.project = project
@@ -71,197 +82,157 @@ class _Shared:
         self.dropped = 0
         self.unreported = 0
         self.clock = (-1, "")
+        self.bindings: dict[tuple[str, TraceContext | None], tuple[str, str]] = {}
+        self.chain: list[Processor] = [
+            self.add_timestamp,
+            self.bind_run_and_trace,
+            select_context,
+            self.redact_and_cap,
+            self.add_error_reporting,
+            self.render,
+        ]
 
+    def logger(self, run_id: str, trace: TraceContext | None) -> Any:
+        """A structlog logger over the chain, bound to a run and a trace.
 
-_ERROR = Severity.ERROR
-_time_ns = time.time_ns  # module-level, so tests can move the clock
-_STACK_KEY = ',"stack_trace":'
-# Allowed context keys -> whether the logger sets the key too (then the values are merged).
-_KEY_KIND = {key: key in ("truncated", "total_count") for key in ALLOWED_CONTEXT_KEYS}
-_ID_LIMIT = 10**10  # ints of 11 digits could be national ids; smaller ones pass as they are
-
-
-class _LineBuilder:
-    """JsonLogger's line building: everything from an entry's parts to its JSON text.
-
-    A mixin with JsonLogger as its only subclass, which sets the three attributes below
-    in ``_setup``.
-    """
-
-    _shared: _Shared
-    _run_id_json: str
-    _fixed_json: str
-
-    def _line(  # noqa: C901  # the line's fields in order; issue 11 turns it into processors
-        self,
-        severity: Severity,
-        code: Code,
-        message: str,
-        context: Mapping[str, object],
-        stack: str | None,
-        where: _Where | None,
-    ) -> str:
-        """Serialise one entry, shrinking it if it exceeds MAX_LINE.
-
-        The context JSON is built in the same pass that cleans the values (keys are
-        allow-listed identifiers and need no escaping); strings and small ints, nearly
-        every value, are handled inline because a call per value costs more than the work.
+        Built directly rather than through ``wrap_logger``'s lazy proxy, which resolves
+        structlog's global configuration on a logger's first call: a run binds a few loggers,
+        and the chain here never depends on that configuration.
         """
+        return structlog.BoundLogger(_SINK, self.chain, {"run_id": run_id, "trace": trace})
+
+    # -- the processors that need the shared state ----------------------------------------
+
+    def add_timestamp(self, _logger: Any, _method: str, event: Event) -> Event:
+        """RFC 3339 UTC with microseconds; the seconds part is formatted once a second."""
+        event["timestamp"] = self.timestamp()
+        return event
+
+    def bind_run_and_trace(self, _logger: Any, _method: str, event: Event) -> Event:
+        """The run id and the labels and trace members for the bound run and trace (cached)."""
+        key = (event.pop("run_id"), event.pop("trace"))
+        found = self.bindings.get(key)
+        if found is None:
+            if len(self.bindings) >= 1_024:
+                self.bindings.clear()
+            found = self.bindings[key] = self._binding(*key)
+        event["run_json"], event["fixed_json"] = found
+        return event
+
+    def _binding(self, run_id: str, trace: TraceContext | None) -> tuple[str, str]:
+        fixed: dict[str, object] = {
+            "logging.googleapis.com/labels": {"cron_run_id": run_id, "function": self.service}
+        }
+        if trace is not None:
+            if self.project:
+                fixed["logging.googleapis.com/trace"] = (
+                    f"projects/{self.project}/traces/{trace.trace_id}"
+                )
+            if trace.span_id:
+                fixed["logging.googleapis.com/spanId"] = trace.span_id
+            fixed["logging.googleapis.com/trace_sampled"] = trace.sampled
+        return f',"cron_run_id":{_ENCODE(run_id)}', "," + _ENCODE(fixed)[1:-1]
+
+    def redact_and_cap(self, _logger: Any, _method: str, event: Event) -> Event:
+        """Message, context values and stack trace sanitised and capped."""
         caps = _Caps()
-        sanitize = self._shared.sanitizer.clean
-        members: list[str] = []
-        reserved: dict[str, str] = {}  # truncated / total_count given by the caller
-        dropped_keys = 0
-        for key, value in context.items():
-            kind = _KEY_KIND.get(key)
-            if kind is None:
-                dropped_keys += 1
-                continue
-            if type(value) is str:
-                text = sanitize(value[:_PRE_CUT])
-                if len(text) > MAX_STRING:
-                    caps.truncated = True
-                    text = text[:MAX_STRING] + TRUNCATION_MARK
-                encoded = _QUOTE(text)
-            elif type(value) is int and -_ID_LIMIT < value < _ID_LIMIT:
-                encoded = str(value)
-            else:
-                encoded = _ENCODE(self._clean(value, 1, caps))
-            if kind:
-                reserved[key] = encoded
-            else:
-                members.append(f'"{key}":{encoded}')
-        text = sanitize((message if type(message) is str else str(message))[:_PRE_CUT])
-        if len(text) > MAX_STRING:
-            caps.truncated = True
-            text = text[:MAX_STRING] + TRUNCATION_MARK
-        if stack is not None:
-            stack = self._clean_stack(stack)
-        if caps.truncated:
-            reserved["truncated"] = "true"
-            if caps.total:
-                reserved["total_count"] = str(caps.total)
-        for key, encoded in reserved.items():
-            members.append(f'"{key}":{encoded}')
-        if dropped_keys:
-            members.append(f'"dropped_keys":{dropped_keys}')
-        is_error = severity is _ERROR
-        if is_error and stack is None and where is not None:
-            members.append(where.report)
-        timestamp = self._timestamp()
-        code_value = code._value_ if type(code) is Code else _code_value(code)
-        # The common case assembled inline (as in _assemble): a call costs ~2% of a line.
-        line = (
-            f'{{"timestamp":"{timestamp}","time":"{timestamp}","severity":"{severity._value_}"'
-            f',"message":{_QUOTE(text)}{self._run_id_json},"error_code":"{code_value}"'
-            f',"context":{{{",".join(members)}}}'
-            f"{'' if stack is None else _STACK_KEY + _QUOTE(stack)}{self._fixed_json}"
-            f"{'' if where is None else where.json}"
-            f"{self._shared.error_json if is_error else ''}}}"
+        event["members"] = [
+            (key, _ENCODE(self.cleaner.clean(value, 1, caps))) for key, value in event["members"]
+        ]
+        event["reserved"] = {
+            key: _ENCODE(self.cleaner.clean(value, 1, caps))
+            for key, value in event["reserved"].items()
+        }
+        message = event["event"]
+        event["event"] = self.cleaner.clean_text(
+            message if type(message) is str else str(message), caps
         )
+        if event["stack"] is not None:
+            event["stack"] = self.cleaner.clean_stack(event["stack"])
+        if caps.truncated:
+            event["reserved"]["truncated"] = "true"
+            if caps.total:
+                event["reserved"]["total_count"] = str(caps.total)
+        return event
+
+    def add_error_reporting(self, _logger: Any, _method: str, event: Event) -> Event:
+        """ERROR lines: Error Reporting's type and service, and reportLocation without a stack."""
+        event["error_json"] = ""
+        if event["severity"] is Severity.ERROR:
+            event["error_json"] = self.error_json
+            if event["stack"] is None and event["where"] is not None:
+                event["extra"].append(event["where"].report)
+        return event
+
+    def render(self, _logger: Any, _method: str, event: Event) -> str:
+        """The JSON line; over MAX_LINE, only the identifying context is kept, then less."""
+        members = [f'"{key}":{encoded}' for key, encoded in event["members"]]
+        members += [f'"{key}":{encoded}' for key, encoded in event["reserved"].items()]
+        members += event["extra"]
+        line = _assemble(event, event["event"], "{" + ",".join(members) + "}", event["stack"])
         if len(line) > MAX_LINE:
-            parts = (timestamp, severity._value_, code_value, where, is_error)
-            ids = _ENCODE(self._ids_only(context))
-            line = self._assemble(parts, text, ids, stack)
+            ids = _ENCODE(self.cleaner.ids_only(event["context"]))
+            line = _assemble(event, event["event"], ids, event["stack"])
             if len(line) > MAX_LINE:
-                short_stack = None if stack is None else _cut_middle(stack, 2_000)
-                line = self._assemble(parts, text[:200] + TRUNCATION_MARK, ids, short_stack)
+                stack = event["stack"]
+                short = None if stack is None else _cut_middle(stack, 2_000)
+                line = _assemble(event, event["event"][:200] + TRUNCATION_MARK, ids, short)
         return line
 
-    def _assemble(
-        self,
-        parts: tuple[str, str, str, _Where | None, bool],
-        text: str,
-        context_json: str,
-        stack: str | None,
-    ) -> str:
-        """The JSON line: fixed members are precomputed fragments, the rest is encoded."""
-        timestamp, severity, code, where, is_error = parts
-        stack_json = "" if stack is None else _STACK_KEY + _QUOTE(stack)
-        where_json = "" if where is None else where.json
-        error_json = self._shared.error_json if is_error else ""
-        return (
-            f'{{"timestamp":"{timestamp}","time":"{timestamp}","severity":"{severity}"'
-            f',"message":{_QUOTE(text)}{self._run_id_json},"error_code":"{code}"'
-            f',"context":{context_json}{stack_json}{self._fixed_json}{where_json}{error_json}}}'
-        )
-
-    def _ids_only(self, context: Mapping[str, object]) -> dict[str, object]:
-        """The context reduced to short identifying scalars, for a line over MAX_LINE."""
-        reduced: dict[str, object] = {}
-        for key in _ID_CONTEXT_KEYS:
-            value = context.get(key)
-            if isinstance(value, str):
-                reduced[key] = self._shared.sanitizer.clean(value[:_ID_VALUE_MAX])
-            elif isinstance(value, (int, float)):
-                reduced[key] = self._clean(value, 1, _Caps())
-        reduced["truncated"] = True
-        return reduced
-
-    def _clean_text(self, text: str, caps: _Caps) -> str:
-        """Sanitise a string and cap it at MAX_STRING characters."""
-        text = self._shared.sanitizer.clean(text[:_PRE_CUT])
-        if len(text) > MAX_STRING:
-            caps.truncated = True
-            text = text[:MAX_STRING] + TRUNCATION_MARK
-        return text
-
-    def _clean_stack(self, stack: str) -> str:
-        """Sanitise a stack trace and cap it at MAX_STACK, keeping its head and tail."""
-        if len(stack) > _PRE_CUT_STACK:
-            stack = _cut_middle(stack, _PRE_CUT_STACK)
-        stack = self._shared.sanitizer.clean(stack)
-        return _cut_middle(stack, MAX_STACK) if len(stack) > MAX_STACK else stack
-
-    def _clean(self, value: object, depth: int, caps: _Caps) -> object:  # noqa: C901  # one branch per JSON kind
-        """A JSON-safe, sanitised, capped copy of a context value."""
-        if value is None or type(value) is bool:
-            return value
-        if isinstance(value, str):  # str subclasses (StrEnum) included
-            return self._clean_text(str.__str__(value), caps)
-        if isinstance(value, int):  # IntEnum included
-            number = int(value)
-            if _ID_LIMIT <= abs(number) < 10 * _ID_LIMIT:  # 11 digits: could be a national id
-                return "[REDACTED:national_id]"
-            return number if -(2**63) <= number < 2**63 else str(number)
-        if isinstance(value, float):
-            real = float(value)
-            return real if math.isfinite(real) else str(real)
-        if depth > MAX_DEPTH:
-            return "[max depth]"
-        if isinstance(value, Mapping):
-            if len(value) > MAX_ITEMS:
-                caps.cut(len(value))
-            return {
-                self._clean_text(str(key), caps): self._clean(item, depth + 1, caps)
-                for key, item in islice(value.items(), MAX_ITEMS)
-            }
-        if isinstance(value, (list, tuple, set, frozenset)):
-            if len(value) > MAX_ITEMS:
-                caps.cut(len(value))
-            return [self._clean(item, depth + 1, caps) for item in islice(value, MAX_ITEMS)]
-        if isinstance(value, (bytes, bytearray)):
-            return self._clean_text(bytes(value[:_PRE_CUT]).decode("utf-8", "replace"), caps)
-        if isinstance(value, BaseException):
-            return self._clean_text(_describe(value), caps)
-        try:
-            text = str(value)
-        except Exception:  # noqa: BLE001  # a broken __str__ must not break the line
-            text = f"<unprintable {type(value).__name__}>"
-        return self._clean_text(text, caps)
-
-    def _timestamp(self) -> str:
+    def timestamp(self) -> str:
         """RFC 3339 UTC with microseconds; the seconds part is formatted once a second."""
         seconds, nanos = divmod(_time_ns(), 1_000_000_000)
-        shared = self._shared
-        cached_second, text = shared.clock
+        cached_second, text = self.clock
         if cached_second != seconds:
             text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-            shared.clock = (seconds, text)
+            self.clock = (seconds, text)
         return f"{text}.{nanos // 1000:06d}Z"
 
-    def _fallback_line(self, severity: Severity, failure: Exception) -> str:
-        """A minimal, always-encodable entry for when building the real one failed."""
-        parts = (self._timestamp(), severity._value_, Code.UNEXPECTED_EXCEPTION.value, None, False)
-        context = _ENCODE({"error_type": type(failure).__name__})
-        return self._assemble(parts, "log entry could not be built", context, None)
+
+def select_context(_logger: Any, _method: str, event: Event) -> Event:
+    """The caller's context through the allow-list; the rest dropped and counted."""
+    members: list[tuple[str, object]] = []
+    reserved: dict[str, object] = {}  # truncated / total_count given by the caller
+    dropped = 0
+    for key, value in event["context"].items():
+        if key not in ALLOWED_CONTEXT_KEYS:
+            dropped += 1
+        elif key in _LOGGER_SET:
+            reserved[key] = value
+        else:
+            members.append((key, value))
+    event["members"], event["reserved"] = members, reserved
+    event["extra"] = [f'"dropped_keys":{dropped}'] if dropped else []
+    return event
+
+
+def _assemble(event: Event, text: str, context_json: str, stack: str | None) -> str:
+    """The JSON line, its members in a fixed order."""
+    code = event["code"]
+    code_value = code.value if type(code) is Code else _code_value(code)
+    where = event["where"]
+    stack_json = "" if stack is None else ',"stack_trace":' + _QUOTE(stack)
+    where_json = "" if where is None else where.json
+    timestamp = event["timestamp"]
+    return (
+        f'{{"timestamp":"{timestamp}","time":"{timestamp}","severity":"{event["severity"].value}"'
+        f',"message":{_QUOTE(text)}{event["run_json"]},"error_code":"{code_value}"'
+        f',"context":{context_json}{stack_json}{event["fixed_json"]}{where_json}'
+        f"{event['error_json']}}}"
+    )
+
+
+def fallback_line(shared: _Shared, run_id: str, severity: Severity, failure: Exception) -> str:
+    """A minimal, always-encodable entry for when building the real one failed."""
+    run_json, fixed_json = shared._binding(run_id, None)  # noqa: SLF001  # same module's state
+    event: Event = {
+        "timestamp": shared.timestamp(),
+        "severity": severity,
+        "code": Code.UNEXPECTED_EXCEPTION,
+        "where": None,
+        "run_json": run_json,
+        "fixed_json": fixed_json,
+        "error_json": "",
+    }
+    context = _ENCODE({"error_type": type(failure).__name__})
+    return _assemble(event, "log entry could not be built", context, None)

@@ -119,7 +119,7 @@ def decode(  # noqa: C901  # one check per field of the envelope, each its own r
         first = exc.errors()[0]
         if first.get("type") in ("union_tag_invalid", "union_tag_not_found"):  # never the value
             raise _invalid(
-                'message body has no known "kind": this function takes "nightly" and "resume"',
+                "message body has no known kind: this function takes kind nightly or resume",
                 envelope,
             ) from None
         where = ".".join(str(part) for part in first.get("loc", ())) or "body"

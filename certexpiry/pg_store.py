@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from certexpiry.contract import RPC_SIGNATURES
-from certexpiry.errors import DatabaseError
+from certexpiry.errors import DIAGNOSTIC_NAMES, DatabaseError
 from certexpiry.retry import DEFAULT_RETRY, RetryPolicy
 from certexpiry.store import RpcStore
 
@@ -117,10 +117,7 @@ class PgTransport:
                 with self._lock:
                     row = self._connection().execute(statement, values).fetchone()
             except psycopg.Error as exc:
-                lost = isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None
-                raise DatabaseError(
-                    operation, str(exc), sqlstate=exc.sqlstate, connection_lost=lost
-                ) from exc
+                raise database_error(operation, exc) from exc
             return None if row is None else row[0]
 
         return self.retry.call(attempt)
@@ -129,6 +126,24 @@ class PgTransport:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def database_error(operation: str, exc: psycopg.Error) -> DatabaseError:
+    """The store's error for a psycopg one: its diagnostics, and its message as a template."""
+    diag = exc.diag
+    lost = isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None
+    names = {name: getattr(diag, name, None) for name in DIAGNOSTIC_NAMES}
+    message = diag.message_primary or str(exc)
+    if diag.message_detail:  # its template keeps only a key violation's columns
+        message = f"{message}\nDETAIL: {diag.message_detail}"
+    return DatabaseError(
+        operation,
+        message,
+        sqlstate=exc.sqlstate,
+        connection_lost=lost,
+        names=names,
+        context=diag.context,
+    )
 
 
 def pg_store(conninfo: str, **options: Any) -> RpcStore:

@@ -4,6 +4,7 @@ sweep, the end-of-run monitoring and the ops command line all use."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 from uuid import UUID
 
 from certexpiry.codes import Code
@@ -43,6 +44,7 @@ def report_missed(log: JsonLogger, report: MissedReport, remediation: str) -> No
 def log_record_failures(log: JsonLogger, failures: Sequence[RecordFailure]) -> None:
     """One DB_OPERATION_FAILED line per certification an RPC could not process."""
     for failure in failures:
+        names: dict[str, Any] = dict(failure.names)
         log.error(
             Code.DB_OPERATION_FAILED,
             "A certification could not be processed; the others were kept.",
@@ -51,4 +53,6 @@ def log_record_failures(log: JsonLogger, failures: Sequence[RecordFailure]) -> N
             peer_mentor_id=failure.peer_mentor_id,
             sqlstate=failure.sqlstate,
             details=failure.message,
+            routine=failure.routine,
+            **names,
         )

@@ -43,8 +43,9 @@ _CONNECTION = re.compile(
 _URL_USERINFO = re.compile(r"(?i:(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://))[^\s/?#@\"'`<>]+@")
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)?")
 _VENDOR_KEY = re.compile(r"(?:sb_secret_|sb_publishable_|sbp_|AIza)[A-Za-z0-9_-]{8,}")
-# Postgres DETAIL texts quote whole rows / key values (names, national ids): drop them.
-_ROW = re.compile(r"(\bFailing row contains |\bKey \([^)\n]*\)=)\([^\n]*\)")
+# Postgres DETAIL texts quote whole rows / key values (names, national ids): drop them
+# ("(?)" is what the structural filter, certexpiry.log_template, left of one: kept).
+_ROW = re.compile(r"(\bFailing row contains |\bKey \([^)\n]*\)=)\((?!\?\))[^\n]*\)")
 # A row printed as a Postgres composite literal (a trigger's RAISE ... %, NEW): three or
 # more fields, each quoted ("Ola Nordmann") or a bare token, joined by bare commas.  Lists
 # written for people ("(a, b, c)", function signatures) have spaces and are left alone.
@@ -73,7 +74,8 @@ _ASSIGNED_VALUE = re.compile(
 _BEARER = re.compile(r"(?i:\b(bearer)[ \t]+)[^\s\"'`,;<>\[]+")
 # Emails are found domain-first ("@" is rare), then the local part is read backwards.
 _EMAIL_DOMAIN = re.compile(r"@(?:[\w-]+\.)+[\w-]{2,}")
-_EMAIL_LOCAL_REVERSED = re.compile(r"[.'\w!#$%&*+?^`{|}~-]*")  # always matches
+_EMAIL_LOCAL_REVERSED = re.compile(r"[.'\w!#$%&*+/=?^`{|}~-]*")  # always matches
+_EMAIL_URL_ENCODED = re.compile(r"[\w.%+/-]+%40(?:[\w-]+\.)+[\w-]{2,}")
 _EMAIL_LOCAL_MAX = 64
 _PHONE_INTL = re.compile(r"\+[1-9](?:[ .()-]{0,2}[0-9]){6,14}(?![0-9])")
 # A canonical UUID can hold no digit run the rules below would take (each run touches a
@@ -81,21 +83,26 @@ _PHONE_INTL = re.compile(r"\+[1-9](?:[ .()-]{0,2}[0-9]){6,14}(?![0-9])")
 _UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 _HEX_ONLY = re.compile(r"[0-9A-Fa-f-]*")
 # Digit-run gate: digits and spaces mapped to "0" in the UTF-8 bytes (bytes.translate is
-# far cheaper than a regex scan), then two substring tests that every shape the rule
-# below matches passes: eight "digits" in a row (12345678, 123 45 678, 12 34 56 78,
-# 010190 12345), or the dashed identity number 010190-12345.
+# far cheaper than a regex scan), then substring tests that every shape the rule below
+# matches passes: eight "digits" in a row (12345678, 123 45 678, 9123 4567, 010190 12345),
+# the dashed identity number 010190-12345 or the dashed phone 912-34-567.
 _ZERO_DIGITS = bytes.maketrans(b"123456789 ", b"0000000000")
-_NOT_AFTER_ID = r"(?![0-9A-Fa-f])(?!\.[0-9])"
-# One scan for both: Norwegian national identity numbers (11 digits, also "DDMMYY NNNNN")
-# and Norwegian phone numbers (8 digits starting 2-9: 12345678, 123 45 678, 12 34 56 78,
-# not a compact date such as 20250101 and not the first group of a UUID).
+# Candidates: Norwegian national identity numbers and D-numbers (11 digits, also "DDMMYY
+# NNNNN" and "DDMMYY-NNNNN") and Norwegian phone numbers (8 digits starting 2-9, grouped
+# 8, 3-2-3, 2-2-2-2, 4-4 or 3-2-3 with dashes); whether a candidate is one is decided by
+# _digit_mark from what surrounds it.
 _DIGIT_PII = re.compile(
-    r"[0-9](?<![0-9A-Fa-f][0-9])(?<![0-9]\.[0-9])(?<!0x[0-9])(?:"
-    rf"(?P<national_id>[0-9]{{5}}[ -]?[0-9]{{5}}{_NOT_AFTER_ID})"
-    r"|(?:(?<=[3-9])|(?<=2)(?!0[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])))"
-    r"(?:[0-9]{7}|[0-9]{2} [0-9]{2} [0-9]{3}|[0-9](?: [0-9]{2}){3})"
-    rf"(?!-[0-9A-Fa-f]{{4}}-){_NOT_AFTER_ID})"
+    r"(?<![0-9])(?:(?P<national_id>[0-9]{6}[ -]?[0-9]{5})"
+    r"|[2-9](?:[0-9]{7}|[0-9]{2} [0-9]{2} [0-9]{3}|[0-9](?: [0-9]{2}){3}"
+    r"|[0-9]{2}-[0-9]{2}-[0-9]{3}|[0-9]{3} [0-9]{4}))(?![0-9])"
 )
+_TOKEN_CHAR = re.compile(r"[0-9A-Za-z]*")
+_HEX_TOKEN = re.compile(r"[0-9A-Fa-f]+")
+_DATE8 = re.compile(
+    r"(?:19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])"
+    r"|(?:0[1-9]|[12][0-9]|3[01])(?:0[1-9]|1[0-2])(?:19|20)[0-9]{2}"
+)
+_IDENTIFIER_MIN = 16  # a hex token this long is a hash or an id, not a glued number
 
 
 def _assignment_starts(text: str) -> list[int]:
@@ -141,8 +148,13 @@ def _redact_emails(text: str) -> str:
         if domain is not None:
             # The local part is the run of address characters just before "@" (read
             # backwards), minus leading dots and quotes: those belong to the sentence.
-            found = _EMAIL_LOCAL_REVERSED.match(text[max(done, at - _EMAIL_LOCAL_MAX) : at][::-1])
-            local = (found.group() if found else "").rstrip(".'")  # reversed: leading end
+            before = text[max(done, at - _EMAIL_LOCAL_MAX) : at]
+            opening = before.rfind('"', 0, len(before) - 1)
+            if before.endswith('"') and opening >= 0:  # a quoted local part: "kari nordmann"@
+                local = before[opening:]
+            else:
+                found = _EMAIL_LOCAL_REVERSED.match(before[::-1])
+                local = (found.group() if found else "").rstrip(".'/")  # reversed: leading end
             if local:
                 parts += (text[done : at - len(local)], "[REDACTED:email]")
                 done = domain.end()
@@ -150,14 +162,42 @@ def _redact_emails(text: str) -> str:
     return "".join(parts) + text[done:] if parts else text
 
 
+def _in_identifier(text: str, start: int, end: int) -> bool:
+    """True when text[start:end] is part of a UUID or of a long hex token (a hash)."""
+    left = start - len(_TOKEN_CHAR.match(text[max(0, start - 64) : start][::-1]).group())  # type: ignore[union-attr]  # the pattern always matches
+    right = _TOKEN_CHAR.match(text, end).end()  # type: ignore[union-attr]  # always matches
+    token = text[left:right]
+    if not _HEX_TOKEN.fullmatch(token):
+        return False
+    if len(token) >= _IDENTIFIER_MIN:
+        return True
+    offset = max(0, left - 28)
+    return any(
+        offset + found.start() <= left and offset + found.end() >= right
+        for found in _UUID.finditer(text, offset, right + 28)
+    )
+
+
 def _digit_mark(match: re.Match[str]) -> str:
-    return "[REDACTED:national_id]" if match.group("national_id") else "[REDACTED:phone]"
+    text, start, end = match.string, match.start(), match.end()
+    found = match.group()
+    if _in_identifier(text, start, end) or text[start - 2 : start] in ("0x", "0X"):
+        return found  # an id, a hash, a hex literal
+    if text[start - 1 : start] == "." and text[start - 2 : start - 1].isdigit():
+        return found  # the fraction of a decimal (0.12345678, 3.14159265358)
+    if match.group("national_id"):  # glued to letters, or a decimal's whole part: still an id
+        return "[REDACTED:national_id]"
+    if text[end : end + 1] == "." and text[end + 1 : end + 2].isdigit():
+        return found  # the whole part of a decimal (12345678.5)
+    if _DATE8.fullmatch(found) or (found[4:5] == " " and _DATE8.fullmatch(found[:4] + found[5:])):
+        return found  # a compact date (20261130, 30112026)
+    return "[REDACTED:phone]"
 
 
 def _redact_digit_runs(text: str) -> str:
     """National identity numbers and Norwegian phone numbers, if a digit run is there."""
     shape = text.encode("utf-8", "surrogatepass").translate(_ZERO_DIGITS)
-    if b"00000000" in shape or b"000000-00000" in shape:
+    if b"00000000" in shape or b"000000-00000" in shape or b"000-00-000" in shape:
         return _DIGIT_PII.sub(_digit_mark, text)
     return text
 
@@ -240,6 +280,17 @@ class Sanitizer:
             text = _BEARER.sub(r"\1 [REDACTED:bearer]", text)
         if "@" in text:
             text = _redact_emails(text)
+        if "%40" in text:
+            text = _EMAIL_URL_ENCODED.sub("[REDACTED:email]", text)
         if "+" in text:
             text = _PHONE_INTL.sub("[REDACTED:phone]", text)
         return _redact_digit_runs(text)
+
+
+_SHARED = Sanitizer()
+
+
+def shared_sanitizer() -> Sanitizer:
+    """The process's one sanitiser: the function's logger and the CLI's error paths use it, so a
+    secret registered once (``certexpiry.settings.load_settings`` does) is redacted everywhere."""
+    return _SHARED

@@ -6,6 +6,7 @@ a traceback. Secret values are handed to the log sanitiser so they are redacted 
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -13,6 +14,11 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from certexpiry.errors import SettingsError
+from certexpiry.log_secrets import secret_parts
+from certexpiry.sanitize import Sanitizer, shared_sanitizer
+
+SECRET_SETTINGS = ("DATABASE_URL", "SUPABASE_SERVICE_ROLE_KEY")
+"""The settings that hold credentials: registered for redaction by value, whole and by part."""
 
 FUNCTION_TIMEOUT_S = 540
 
@@ -87,15 +93,36 @@ class Settings(BaseSettings):
         return self
 
     def secret_values(self) -> list[str]:
-        """Every configured secret, for redaction by value."""
+        """Every configured secret and each secret part of it, for redaction by value."""
         secrets = [self.database_url, self.supabase_service_role_key]
-        return [secret.get_secret_value() for secret in secrets if secret is not None]
+        return [
+            part
+            for secret in secrets
+            if secret is not None
+            for part in secret_parts(secret.get_secret_value())
+        ]
+
+
+def register_secrets(values: list[str], sanitizer: Sanitizer | None = None) -> None:
+    """Register each value on ``sanitizer`` (by default the process's shared one)."""
+    target = shared_sanitizer() if sanitizer is None else sanitizer
+    for value in values:
+        target.register_secret(value)
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read the settings; a ValidationError becomes a SettingsError naming the first bad one."""
+    """Read the settings; a ValidationError becomes a SettingsError naming the first bad one.
+
+    The credentials are registered on the shared sanitiser first, whole and by part, even when
+    another setting is invalid: whatever is printed or logged next cannot echo them.
+    """
+    raw = [os.environ.get(name, "") for name in SECRET_SETTINGS]
+    raw += [str(overrides.get(name.lower(), "")) for name in SECRET_SETTINGS]
+    register_secrets([part for value in raw if value.strip() for part in secret_parts(value)])
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]  # pydantic-settings reads the environment
+        settings = Settings(**overrides)  # type: ignore[arg-type]  # pydantic-settings reads the environment
+        register_secrets(settings.secret_values())
+        return settings
     except ValidationError as exc:
         error = exc.errors()[0]
         location = [str(part) for part in error.get("loc", ()) if part != "__root__"]

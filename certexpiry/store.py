@@ -60,6 +60,10 @@ class RecordFailure:
     operation: str
     sqlstate: str
     message: str
+    """The error's template (certexpiry.log_template), never its raw text."""
+    names: Mapping[str, str] = field(default_factory=dict)
+    """Constraint, schema, table, column and datatype names from the error's diagnostics."""
+    routine: str | None = None
 
 
 # Counts are `Counts` (a Mapping) from the RPCs; fakes may script any mapping of the same keys.
@@ -125,6 +129,8 @@ def _failures(details: Sequence[contract.RecordFailure]) -> list[RecordFailure]:
             operation=item.operation,
             sqlstate=item.sqlstate,
             message=item.message,
+            names=item.names(),
+            routine=item.routine,
         )
         for item in details
     ]

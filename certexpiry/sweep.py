@@ -26,8 +26,10 @@ from certexpiry.errors import (
     PublishError,
     RunBusy,
     StoreError,
+    loggable_message_id,
 )
-from certexpiry.log import JsonLogger, TraceContext
+from certexpiry.log import JsonLogger, TraceContext, new_invocation_id, route_process_logging
+from certexpiry.log_template import template
 from certexpiry.messages import NightlyTrigger, Resume, decode
 from certexpiry.monitoring import monitor_and_audit
 from certexpiry.publisher import Publisher
@@ -64,36 +66,49 @@ class _Segment:
     totals: dict[str, int] = field(default_factory=dict)
 
 
+class _Invocation:
+    """The invocation's logger, bound to the run as soon as its id is known.
+
+    Before that it carries a UUID of its own, so that even an invalid message's line is tied
+    to something; the top-level error handling logs with whatever is bound by then, and the
+    process's captured output (library loggers, print, warnings) is routed to it meanwhile.
+    """
+
+    def __init__(self, log: JsonLogger) -> None:
+        self.log = log.bind(run_id=new_invocation_id())
+        self._previous = route_process_logging(self.log)
+
+    def bind(self, run_id: object) -> JsonLogger:
+        self.log = self.log.bind(run_id=str(run_id))
+        route_process_logging(self.log)
+        return self.log
+
+    def close(self) -> None:
+        if self._previous is not None:
+            route_process_logging(self._previous)
+
+
 def handle_event(
     job: Job, event_type: str | None, data: Any, *, trace: TraceContext | None = None
 ) -> Outcome:
     """Run one invocation for one Pub/Sub CloudEvent; log everything, never raise."""
-    log = job.log.bind(trace=trace)
+    invocation = _Invocation(job.log.bind(trace=trace))
     try:
-        try:
-            envelope, message = decode(event_type, data)
-        except InvalidMessage as exc:
-            log.error(
-                Code.INVALID_MESSAGE,
-                "Ignored a message this function does not accept.",
-                **exc.log_context(),
-            )
-            return Outcome.ACK
-        if isinstance(message, NightlyTrigger):
-            return _nightly(job, log, envelope.message_id)
-        return _resume(job, log, message, envelope.message_id)
+        return _dispatch(job, invocation, event_type, data)
     except RunBusy as exc:
-        log.info(
+        invocation.bind(exc.run_id).info(
             Code.RUN_BUSY,
             "The run is held by a live invocation; Pub/Sub will redeliver.",
             **exc.log_context(),
         )
         return Outcome.RETRY
     except StoreError as exc:
-        log.error(exc.code, "A call to the database failed.", exc=exc, **exc.log_context())
+        invocation.log.error(
+            exc.code, "A call to the database failed.", exc=exc, **exc.log_context()
+        )
         return Outcome.RETRY if exc.transient else Outcome.ACK
     except PublishError as exc:
-        log.error(
+        invocation.log.error(
             exc.code,
             "The continuation could not be published; Pub/Sub will redeliver.",
             exc=exc,
@@ -101,22 +116,46 @@ def handle_event(
         )
         return Outcome.RETRY
     except CertexpiryError as exc:
-        log.error(exc.code, str(exc), **exc.log_context())
+        invocation.log.error(
+            exc.code,
+            template(str(exc), invocation.log.sanitizer.clean),
+            **exc.log_context(),
+        )
         return Outcome.ACK
     except Exception as exc:  # noqa: BLE001  # the top-level catch the spec asks for
-        log.error(
+        invocation.log.error(
             Code.UNEXPECTED_EXCEPTION,
             "Unexpected exception in the nightly sweep.",
             exc=exc,
             error_type=type(exc).__name__,
         )
         return Outcome.ACK
+    finally:
+        invocation.close()
 
 
-def _nightly(job: Job, log: JsonLogger, message_id: str | None) -> Outcome:
+def _dispatch(job: Job, invocation: _Invocation, event_type: str | None, data: Any) -> Outcome:
+    try:
+        envelope, message = decode(event_type, data)
+    except InvalidMessage as exc:
+        invocation.log.error(
+            Code.INVALID_MESSAGE,
+            "Ignored a message this function does not accept.",
+            **exc.log_context(),
+        )
+        return Outcome.ACK
+    message_id = loggable_message_id(envelope.message_id)
+    if isinstance(message, NightlyTrigger):
+        return _nightly(job, invocation, message_id)
+    return _resume(job, invocation, message, message_id)
+
+
+def _nightly(job: Job, invocation: _Invocation, message_id: str | None) -> Outcome:
     settings = job.settings
-    claim = job.store.claim_nightly_run(job.new_run_id(), settings.org_timezone, settings.lease_s)
-    log = log.bind(run_id=str(claim.run_id))
+    run_id = job.new_run_id()
+    invocation.bind(run_id)  # the id this invocation proposes, until the claim names the run
+    claim = job.store.claim_nightly_run(run_id, settings.org_timezone, settings.lease_s)
+    log = invocation.bind(claim.run_id)
     for abandoned in claim.abandoned:
         log.warning(
             Code.RUN_ABANDONED,
@@ -155,8 +194,8 @@ def _nightly(job: Job, log: JsonLogger, message_id: str | None) -> Outcome:
     return _run_segment(job, _Segment(claim=claim, log=log, totals=dict(claim.totals)))
 
 
-def _resume(job: Job, log: JsonLogger, message: Resume, message_id: str | None) -> Outcome:
-    log = log.bind(run_id=str(message.run_id))
+def _resume(job: Job, invocation: _Invocation, message: Resume, message_id: str | None) -> Outcome:
+    log = invocation.bind(message.run_id)
     claim = job.store.claim_continuation(message.run_id, message.segment, job.settings.lease_s)
     if claim.outcome == "unknown":
         log.error(

@@ -115,12 +115,19 @@ def check_schema(transport: RpcTransport, log: JsonLogger) -> str:
     raise SchemaNotReady(reason)
 
 
-def make_job(settings: Settings, log: JsonLogger, publisher: Publisher | None = None) -> Job:
+def make_job(
+    settings: Settings,
+    log: JsonLogger,
+    publisher: Publisher | None = None,
+    *,
+    schema_log: JsonLogger | None = None,
+) -> Job:
     """The job for one function instance (stores and clients are reused across invocations),
-    built only on a database whose schema this release was built for (check_schema)."""
+    built only on a database whose schema this release was built for (check_schema). A refusal
+    is logged on `schema_log`, the invocation's logger, so it carries that invocation's id."""
     transport = make_transport(settings)
     try:
-        check_schema(transport, log)
+        check_schema(transport, log if schema_log is None else schema_log)
     except SchemaNotReady:
         transport.close()
         raise

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import psycopg
 
 from certexpiry.errors import CertexpiryError
-from certexpiry.sanitize import Sanitizer
+from certexpiry.sanitize import shared_sanitizer
 from certexpiry_ops.console import CliIO
 from certexpiry_ops.parser import build_parser
 from certexpiry_ops.usage import EXIT_USAGE, PROG, UsageError, with_migrate_hint
@@ -52,11 +52,13 @@ def main(argv: Sequence[str] | None = None, *, cli_io: CliIO | None = None) -> i
         cli_io.stderr.write(f"{PROG}: error: {exc}\n")
         return EXIT_USAGE
     except CertexpiryError as exc:
-        cli_io.stderr.write(f"{PROG}: error: {with_migrate_hint(Sanitizer().clean(str(exc)))}\n")
+        reason = shared_sanitizer().clean(str(exc))
+        cli_io.stderr.write(f"{PROG}: error: {with_migrate_hint(reason)}\n")
         return EXIT_USAGE
     except (psycopg.Error, RuntimeError, OSError) as exc:  # no database / embedded server
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        cli_io.stderr.write(f"{PROG}: error: {with_migrate_hint(Sanitizer().clean(first_line))}\n")
+        reason = shared_sanitizer().clean(first_line)
+        cli_io.stderr.write(f"{PROG}: error: {with_migrate_hint(reason)}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:
         cli_io.stderr.write(f"{PROG}: interrupted\n")

@@ -18,7 +18,7 @@ from uuid import UUID
 
 from certexpiry import __version__
 from certexpiry.log import JsonLogger
-from certexpiry.sanitize import Sanitizer
+from certexpiry.sanitize import shared_sanitizer
 from certexpiry.settings import Settings
 from certexpiry.store import COUNT_KEYS
 
@@ -74,7 +74,7 @@ class Console:
         self.json = output == "json" or (output == "auto" and not isatty(cli_io.stdout))
         self.progress = progress and isatty(cli_io.stderr)
         self.entries: list[dict[str, Any]] = []
-        self.sanitizer = Sanitizer()
+        self.sanitizer = shared_sanitizer()
         self._progress_shown = False
         self._counts: dict[str, int] = {}
         self._segment = 0

@@ -321,7 +321,12 @@ def _register_env_secrets(env: Any) -> None:
 
 def _harvest_module_secrets(module: ModuleType) -> None:
     for name, value in vars(module).items():
-        if isinstance(value, str) and _SECRET_NAME.search(name) and len(value) >= 8:
+        if (
+            isinstance(value, str)
+            and _SECRET_NAME.search(name)
+            and len(value) >= 8
+            and not value.startswith("[REDACTED:")  # a marker (SECRET_MARK), not a secret
+        ):
             SCANNER.register_secret([value])
 
 

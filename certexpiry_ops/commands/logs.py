@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from certexpiry.sanitize import Sanitizer
+from certexpiry.sanitize import Sanitizer, shared_sanitizer
 from certexpiry_ops.console import CliIO, Console, json_default, render_entry
 from certexpiry_ops.usage import EXIT_OK, PROG, UsageError, parse_uuid, positive_int
 
@@ -30,7 +30,7 @@ def cmd_logs(args: argparse.Namespace, cli_io: CliIO) -> int:
     project = args.project or os.environ.get("GOOGLE_CLOUD_PROJECT") or None
     since = datetime.now(UTC) - timedelta(days=args.days)
     filter_ = f'jsonPayload.cron_run_id="{run_id}" AND timestamp>="{since:%Y-%m-%dT%H:%M:%SZ}"'
-    sanitizer = Sanitizer()
+    sanitizer = shared_sanitizer()
     count = 0
     try:
         client = cli_io.logging_client(project)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
@@ -127,3 +128,6 @@ def test_bad_settings_give_one_error_line_and_a_503(
     assert [e["error_code"] for e in errors] == ["INVALID_SETTINGS"]
     assert errors[0]["context"]["setting"] == setting
     assert "stack_trace" not in errors[0]
+    # An invocation that never reaches a run is tied to a UUID of its own (issue 11).
+    assert uuid.UUID(errors[0]["cron_run_id"]).version == 4
+    assert all(uuid.UUID(entry["cron_run_id"]) for entry in entries)

@@ -212,6 +212,12 @@ def test_failing_row_is_isolated_and_reported(db: Conn) -> None:
             "peer_mentor_id": str(bad_mentor),
             "operation": "auto_pause",
             "sqlstate": "P0001",
+            "constraint_name": None,
+            "schema_name": None,
+            "table_name": None,
+            "column_name": None,
+            "datatype_name": None,
+            "routine": "public.refuse_pause",
             "message": "refusing to pause",
         }
     ]

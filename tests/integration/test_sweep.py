@@ -200,10 +200,10 @@ def test_invalid_message_touches_nothing(db: Conn, store: RpcStore, org: OrgDay)
     outcome = handle_event(
         make_job(store, log, org),
         PUBSUB_EVENT_TYPE,
-        pubsub_event_data(b'{"kind": "resume", "run_id": "nope"}', message_id="m-1"),
+        pubsub_event_data(b'{"kind": "resume", "run_id": "nope"}', message_id="1001"),
     )
     assert outcome is Outcome.ACK
     assert log.codes() == ["INVALID_MESSAGE"]
-    assert log.entries[0]["context"]["message_id"] == "m-1"
+    assert log.entries[0]["context"]["message_id"] == "1001"
     assert snapshot(db) == before
     assert db.execute("select count(*) from public.cron_runs").fetchone() == (0,)

@@ -29,7 +29,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from certexpiry import log_capture, log_entry, log_line, log_writer
+from certexpiry import log_capture, log_clean, log_entry, log_line, log_stream, log_writer
 from certexpiry.codes import CATALOGUE, Code, Severity
 from certexpiry.log import (
     ALLOWED_CONTEXT_KEYS,
@@ -63,6 +63,13 @@ VALIDATOR = importlib.import_module("jsonschema").Draft202012Validator(SCHEMA)
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 SPAN_ID = "b7ad6b7169203331"
 HERE = __file__
+
+RUN_1 = "11111111-1111-4111-8111-111111111111"
+RUN_2 = "22222222-2222-4222-8222-222222222222"
+RUN_P = "33333333-3333-4333-8333-333333333333"
+RUN_FF = "44444444-4444-4444-8444-444444444444"
+RUN_H = "55555555-5555-4555-8555-555555555555"
+RUN_R = "66666666-6666-4666-8666-666666666666"
 
 
 def parse(text: str) -> list[dict[str, Any]]:
@@ -103,21 +110,21 @@ def _no_leftover_installation() -> Iterator[None]:
 
 def test_info_line_has_every_field() -> None:
     """An INFO line carries timestamp, time, severity, message, run id, code, context, labels."""
-    logger, buffer = make(run_id="run-1")
+    logger, buffer = make(run_id=RUN_1)
     before = datetime.now(UTC)
     logger.info(Code.RUN_STARTED, "Nightly run started.", segment=0)
     line = sys._getframe().f_lineno - 1
     (entry,) = parse(buffer.getvalue())
     assert entry["severity"] == "INFO"
     assert entry["message"] == "Nightly run started."
-    assert entry["cron_run_id"] == "run-1"
+    assert entry["cron_run_id"] == RUN_1
     assert entry["error_code"] == "RUN_STARTED"
     assert entry["context"] == {"segment": 0}
     assert entry["timestamp"] == entry["time"]
     stamp = datetime.strptime(entry["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     assert before.replace(microsecond=0) <= stamp <= datetime.now(UTC)
     assert entry["logging.googleapis.com/labels"] == {
-        "cron_run_id": "run-1",
+        "cron_run_id": RUN_1,
         "function": "certexpiry",
     }
     assert entry["logging.googleapis.com/sourceLocation"] == {
@@ -131,14 +138,20 @@ def test_info_line_has_every_field() -> None:
     assert buffer.getvalue().count("\n") == 1
 
 
-def test_run_id_is_null_before_a_run_exists() -> None:
-    """Without a run id the field is null and the label is left out."""
+def test_a_logger_without_a_run_stamps_a_uuid_of_its_own() -> None:
+    """Without a run id a logger stamps a generated UUID, in the field and the label alike,
+    and keeps it on every line and every binding that sets no run id."""
     logger, buffer = make()
     logger.info(Code.INVALID_SETTINGS, "x")
-    (entry,) = parse(buffer.getvalue())
-    assert entry["cron_run_id"] is None
-    assert entry["logging.googleapis.com/labels"] == {"function": "certexpiry"}
-    assert logger.run_id is None
+    logger.bind(trace=None).info(Code.INVALID_SETTINGS, "y")
+    first, second = parse(buffer.getvalue())
+    assert uuid.UUID(first["cron_run_id"]).version == 4
+    assert first["logging.googleapis.com/labels"] == {
+        "cron_run_id": first["cron_run_id"],
+        "function": "certexpiry",
+    }
+    assert second["cron_run_id"] == first["cron_run_id"] == logger.run_id
+    assert make()[0].run_id != logger.run_id
 
 
 @pytest.mark.parametrize(
@@ -226,7 +239,7 @@ def test_exception_never_raised_has_no_frames() -> None:
     logger, buffer = make()
     logger.error(Code.UNEXPECTED_EXCEPTION, "x", exc=KeyError("k"))
     (entry,) = parse(buffer.getvalue())
-    assert entry["stack_trace"] == "KeyError: 'k'\n"
+    assert entry["stack_trace"] == "KeyError: '?'\n"
 
 
 def test_unformattable_exception_keeps_its_type(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -235,7 +248,7 @@ def test_unformattable_exception_keeps_its_type(monkeypatch: pytest.MonkeyPatch)
     def broken(*_args: object) -> list[str]:
         raise RuntimeError("no traceback today")
 
-    monkeypatch.setattr(traceback, "format_exception", broken)
+    monkeypatch.setattr(log_entry, "templated_traceback", broken)
     logger, buffer = make()
     logger.error(Code.UNEXPECTED_EXCEPTION, "x", exc=ValueError("v"))
     (entry,) = parse(buffer.getvalue())
@@ -263,7 +276,7 @@ def test_non_string_message_is_stringified() -> None:
 def test_a_failure_while_building_gives_a_minimal_line(monkeypatch: pytest.MonkeyPatch) -> None:
     """A bug while building an entry never raises: a minimal UNEXPECTED_EXCEPTION line is written."""
     sanitizer = Sanitizer()
-    logger, buffer = make(sanitizer=sanitizer, run_id="r")
+    logger, buffer = make(sanitizer=sanitizer, run_id=RUN_R)
 
     def broken(text: str) -> str:
         raise RuntimeError(text)
@@ -283,9 +296,9 @@ def test_timestamp_follows_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     times = iter([1_700_000_000_123_456_789, 1_700_000_000_999_999_000, 1_700_000_001_000_001_000])
     monkeypatch.setattr(log_line, "_time_ns", lambda: next(times))
     logger, _ = make()
-    assert logger._timestamp() == "2023-11-14T22:13:20.123456Z"
-    assert logger._timestamp() == "2023-11-14T22:13:20.999999Z"
-    assert logger._timestamp() == "2023-11-14T22:13:21.000001Z"
+    assert logger._shared.timestamp() == "2023-11-14T22:13:20.123456Z"
+    assert logger._shared.timestamp() == "2023-11-14T22:13:20.999999Z"
+    assert logger._shared.timestamp() == "2023-11-14T22:13:21.000001Z"
 
 
 def test_source_location_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -305,14 +318,14 @@ def test_bind_stamps_run_id_and_trace() -> None:
     """bind() returns a logger with the run id and trace; None keeps the current value."""
     trace = TraceContext(TRACE_ID, SPAN_ID, True)
     logger, buffer = make(project="my-project")
-    bound = logger.bind(run_id="run-2").bind(trace=trace)
-    assert bound.run_id == "run-2"
+    bound = logger.bind(run_id=RUN_2).bind(trace=trace)
+    assert bound.run_id == RUN_2
     assert bound.trace == trace
     assert bound.sanitizer is logger.sanitizer
     again = bound.bind()
     again.info(Code.BATCH_DONE, "m")
     (entry,) = parse(buffer.getvalue())
-    assert entry["cron_run_id"] == "run-2"
+    assert entry["cron_run_id"] == RUN_2
     assert entry["logging.googleapis.com/trace"] == f"projects/my-project/traces/{TRACE_ID}"
     assert entry["logging.googleapis.com/spanId"] == SPAN_ID
     assert entry["logging.googleapis.com/trace_sampled"] is True
@@ -333,7 +346,7 @@ def test_bound_loggers_share_the_drop_counter() -> None:
     stream = io.StringIO()
     stream.close()
     logger, _ = make(stream=stream)
-    logger.bind(run_id="r").info(Code.BATCH_DONE, "m")
+    logger.bind(run_id=RUN_R).info(Code.BATCH_DONE, "m")
     assert logger.dropped == 1
 
 
@@ -583,14 +596,14 @@ def test_long_stack_traces_keep_head_and_tail() -> None:
     (entry,) = parse(buffer.getvalue())
     stack = entry["stack_trace"]
     assert stack.startswith("Traceback (most recent call last):\n")
-    assert stack.endswith("\ndetail line 4999\n")
+    assert stack.endswith("\ndetail line 4999\n")  # "line N" is a location: kept
     assert "characters omitted" in stack
     assert len(stack) <= MAX_STACK + 64
 
 
 def test_enormous_stack_trace_is_cut_before_sanitising(monkeypatch: pytest.MonkeyPatch) -> None:
     """A stack trace beyond the pre-cut limit is trimmed before the regexes see it."""
-    monkeypatch.setattr(log_line, "_PRE_CUT_STACK", 20_000)
+    monkeypatch.setattr(log_clean, "_PRE_CUT_STACK", 20_000)
     logger, buffer = make()
     logger._log(
         Severity.ERROR, Code.UNEXPECTED_EXCEPTION, "m", {}, None, None, stack="  x\n" * 10_000
@@ -901,7 +914,7 @@ def route() -> tuple[JsonLogger, io.StringIO]:
     Called inside the test, not from a fixture: pytest's capture puts its own sys.stdout
     and sys.stderr back between the setup and call phases.
     """
-    logger, buffer = make(run_id="run-p")
+    logger, buffer = make(run_id=RUN_P)
     install_process_logging(logger)
     return logger, buffer
 
@@ -938,7 +951,7 @@ def test_library_records_become_json(level: int, severity: str) -> None:
     assert entry["logging.googleapis.com/sourceLocation"]["function"] == (
         "test_library_records_become_json"
     )
-    assert entry["cron_run_id"] == "run-p"
+    assert entry["cron_run_id"] == RUN_P
 
 
 def test_library_record_with_exception_and_stack() -> None:
@@ -1067,9 +1080,9 @@ def test_traceback_on_stderr_becomes_one_error() -> None:
     error, after = parse(buffer.getvalue())
     assert error["severity"] == "ERROR"
     assert error["error_code"] == "UNEXPECTED_EXCEPTION"
-    assert error["message"] == "KeyError: 'missing [REDACTED:email]'"
+    assert error["message"] == "KeyError: '?'"  # the message's quoted value is templated
     assert error["stack_trace"].startswith("Traceback (most recent call last):\n")
-    assert error["stack_trace"].endswith("KeyError: 'missing [REDACTED:email]'\n")
+    assert error["stack_trace"].endswith("KeyError: '?'\n")
     assert error["context"] == {"logger": "stderr"}
     assert after["message"] == "after"
 
@@ -1077,8 +1090,8 @@ def test_traceback_on_stderr_becomes_one_error() -> None:
 def test_partial_lines_and_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     """A partial line waits for flush; over-long partial lines and tracebacks are cut off."""
     _, buffer = route()
-    monkeypatch.setattr(log_capture, "_MAX_PENDING", 10)
-    monkeypatch.setattr(log_capture, "_MAX_TRACEBACK_LINES", 3)
+    monkeypatch.setattr(log_stream, "_MAX_PENDING", 10)
+    monkeypatch.setattr(log_stream, "_MAX_TRACEBACK_LINES", 3)
     sys.stdout.write("no newline")
     assert buffer.getvalue() == ""
     sys.stdout.flush()
@@ -1105,7 +1118,7 @@ def test_captured_stream_behaves_like_a_text_stream() -> None:
     assert not captured.isatty()
     assert isinstance(captured.encoding, str)
     assert isinstance(captured.errors, str | None)
-    assert isinstance(captured, log_capture._CapturedStream)
+    assert isinstance(captured, log_stream._CapturedStream)
     real = captured.target
     captured.target = io.StringIO()
     with pytest.raises(io.UnsupportedOperation):  # delegated to the real stream
@@ -1195,7 +1208,7 @@ def test_unraisablehook() -> None:
     )
     first, second = parse(buffer.getvalue())
     assert first["message"] == "Exception ignored in: <object repr() failed>: OSError: gone"
-    assert second["message"] == "Exception in callback: 1: OSError"
+    assert second["message"] == "Exception in callback: ?: OSError"
 
 
 def test_hook_with_unformattable_exception(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1205,10 +1218,12 @@ def test_hook_with_unformattable_exception(monkeypatch: pytest.MonkeyPatch) -> N
     def broken(*_args: object) -> list[str]:
         raise RuntimeError("no")
 
-    monkeypatch.setattr(traceback, "format_exception", broken)
+    monkeypatch.setattr(log_entry, "templated_traceback", broken)
     sys.excepthook(ValueError, ValueError("v"), None)
-    (entry,) = parse(buffer.getvalue())
-    assert entry["stack_trace"] == "ValueError\n"
+    sys.excepthook(ValueError, None, None)  # type: ignore[arg-type]  # a C caller can pass None
+    first, second = parse(buffer.getvalue())
+    assert first["stack_trace"] == "ValueError: v\n"
+    assert second["stack_trace"] == "ValueError\n"
 
 
 def test_warnings_become_json() -> None:
@@ -1229,7 +1244,7 @@ def test_logger_own_lines_pass_through_a_rewrapping_stream(
     """With functions-framework's LOG_EXECUTION_ID stream in between, our lines gain the
     execution id and are not wrapped twice; plain prints are formatted once; no blank lines."""
     execution_id: Any = importlib.import_module("functions_framework.execution_id")
-    logger = JsonLogger(sanitizer=Sanitizer(), run_id="run-ff")
+    logger = JsonLogger(sanitizer=Sanitizer(), run_id=RUN_FF)
     install_process_logging(logger)
     try:
         execution_id.execution_context_var.set(execution_id.ExecutionContext("exec-42", "123"))
@@ -1296,7 +1311,7 @@ def test_foreign_json_lines_are_unwrapped() -> None:
     print("{not json}")
     first, second, third = parse(buffer.getvalue())
     assert first["message"] == "from another formatter"
-    assert second["message"] == '{"not": "a message"}'
+    assert second["message"] == '{"?": "?"}'  # foreign text: its template
     assert third["message"] == "{not json}"
 
 
@@ -1309,7 +1324,7 @@ def test_pass_through_failure_counts_as_a_drop() -> None:
             return sys.stdout.write(text)
 
     captured = sys.stdout
-    assert isinstance(captured, log_capture._CapturedStream)
+    assert isinstance(captured, log_stream._CapturedStream)
     dead = io.StringIO()
     dead.close()
     captured.target = dead
@@ -1435,7 +1450,7 @@ def test_no_line_ever_leaks(context: dict[str, object], message: Hidden, secret:
     assert isinstance(text, str)
     sanitizer = Sanitizer()
     sanitizer.register_secret(secret)
-    logger, buffer = make(sanitizer=sanitizer, run_id="run-h")
+    logger, buffer = make(sanitizer=sanitizer, run_id=RUN_H)
     logger.warning(Code.RUN_FENCED, f"{text} {secret}", **clean_context)
     try:
         raise RuntimeError(f"{secret}:{text}")

@@ -28,7 +28,11 @@ def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.reminder_days == (14, 7, 1)
     assert settings.batch_size == 25
     assert settings.continuation_topic == "projects/p/topics/t"
-    assert settings.secret_values() == ["postgresql://u:pw-secret-123@db/x"]
+    assert settings.secret_values() == [
+        "postgresql://u:pw-secret-123@db/x",
+        "u:pw-secret-123",
+        "pw-secret-123",
+    ]
     assert "pw-secret-123" not in repr(settings)
 
 

@@ -60,7 +60,8 @@ def test_rpc_request_shape_and_json_answer(transport: SupabaseTransport) -> None
 def test_postgrest_json_error_keeps_status_body_code_details_hint(
     transport: SupabaseTransport,
 ) -> None:
-    """A 404 PGRST202 (function missing after a bad migration) is not retried and keeps every field."""
+    """A 404 PGRST202 (function missing after a bad migration) is not retried and keeps every
+    field, as its template: PostgREST's details and hint are free text (issue 11)."""
     body = {
         "code": "PGRST202",
         "details": "Searched for the function public.get_missed_auto_pauses with parameters p_timezone, p_today",
@@ -74,10 +75,16 @@ def test_postgrest_json_error_keeps_status_body_code_details_hint(
     assert route.call_count == 1
     assert error.http_status == 404
     assert error.postgrest_code == "PGRST202"
-    assert error.details == body["details"]
-    assert error.hint == body["hint"]
+    assert error.details == "[detail]"
+    assert error.hint == "[hint]"
+    assert str(error) == body["message"]  # no value in it: the template is the message
     assert error.response_body is not None
-    assert "PGRST202" in error.response_body
+    assert json.loads(error.response_body) == {
+        "code": "PGRST202",
+        "details": "[detail]",
+        "hint": "[hint]",
+        "message": body["message"],
+    }
     assert error.transient is False
     assert error.log_context()["http_status"] == 404
 
@@ -160,7 +167,7 @@ def test_gateway_html_502_is_kept_as_body_and_retried(transport: SupabaseTranspo
     assert route.call_count == FAST.attempts
     assert caught.value.http_status == 502
     assert caught.value.response_body is not None
-    assert "502 Bad Gateway" in caught.value.response_body
+    assert "<title>? Bad Gateway</title>" in caught.value.response_body
 
 
 @respx.mock
