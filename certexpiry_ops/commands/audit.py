@@ -76,6 +76,9 @@ def cmd_audit_show(args: argparse.Namespace, cli_io: CliIO) -> int:
     )
     for cert_id in entry.missed_ids:
         console.out(f"             {cert_id}  {'STILL MISSED' if cert_id in still else 'done'}")
+    if entry.missed_nights:
+        nights = ", ".join(str(night) for night in entry.missed_nights)
+        console.out(f"No run on    {len(entry.missed_nights)} night(s) before this one: {nights}")
     resolved = (
         f"yes, at {entry.resolved_at:%Y-%m-%d %H:%M:%S %Z}"
         if entry.resolved and entry.resolved_at

@@ -7,7 +7,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -259,6 +259,24 @@ def test_audit_text_views_mark_unresolved_runs(
     assert all(f"{cert_id}  STILL MISSED" in show.out for cert_id in refused)
     assert f"remediate {run_id}" in show.out
     assert cli("audit", "show", str(uuid.uuid4())).code == 2
+
+
+def test_audit_show_names_the_nights_without_a_run(
+    cli: Cli, db: Conn, database_url: str, org: OrgDay
+) -> None:
+    """A run after nights with no run says so in `audit show`, night by night, as text and JSON."""
+    seed(db, org, mentors=5)
+    db.execute(
+        "insert into public.cron_runs (run_id, nightly_key, timezone, status, segment, "
+        "lease_until, heartbeat_at, started_at, finished_at) values "
+        "(%s, %s, %s, 'completed', 0, now(), now(), now(), now())",
+        (uuid.uuid4(), org.today - timedelta(days=3), org.timezone),
+    )
+    run_id = cli("run").with_code("RUN_COMPLETED")[0]["cron_run_id"]
+    gap = [str(org.today - timedelta(days=2)), str(org.today - timedelta(days=1))]
+    show = cli("audit", "show", run_id, "--format", "text")
+    assert f"2 night(s) before this one: {', '.join(gap)}" in show.out
+    assert cli("audit", "show", run_id, "--json").entries[0]["missed_nights"] == gap
 
 
 def test_seed_fills_an_empty_local_database_once(cli: Cli, db: Conn, org: OrgDay) -> None:
