@@ -5,6 +5,7 @@ only what the job uses, nothing from the default privileges of a hosted Supabase
 from __future__ import annotations
 
 import io
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -238,8 +239,14 @@ def test_every_answer_shape_the_sql_gives_parses(db: Conn, pg: PgTransport) -> N
     )
     assert batch.fenced is False
     assert batch.counts["certifications_paused"] == 1
-    assert call("handoff_run", p_run_id=str(run.run_id), p_segment=0).fenced is True
-    assert call("handoff_run", p_run_id=str(run.run_id), p_segment=1).fenced is False
+    assert (
+        call("handoff_run", p_run_id=str(run.run_id), p_segment=0, p_lease_seconds=120).fenced
+        is True
+    )
+    assert (
+        call("handoff_run", p_run_id=str(run.run_id), p_segment=1, p_lease_seconds=120).fenced
+        is False
+    )
     assert continuation(run.run_id, 2, now).outcome == "claimed"
     assert continuation(run.run_id, 2, now).outcome == "busy"
     assert continuation(run.run_id, 1, now).outcome == "duplicate"
@@ -422,3 +429,22 @@ def test_audit_status_check_matches_the_contract(db: Conn, status: str) -> None:
     else:
         with pytest.raises(psycopg.errors.CheckViolation):
             db.execute(insert, (status,))
+
+
+def test_no_sql_default_repeats_a_setting(db: Conn) -> None:
+    """No function of the SQL API defaults the organisation's time zone or the lease: the
+    settings say what they are, and a caller that forgot one fails instead of running on a
+    guess."""
+    rows = db.execute(
+        """
+        select p.oid::regprocedure::text, pg_get_expr(p.proargdefaults, 0)
+        from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+        where n.nspname in ('public', 'certexpiry') and p.proargdefaults is not null
+        """
+    ).fetchall()
+    guesses = [
+        (name, defaults)
+        for name, defaults in rows
+        if "Europe/Oslo" in defaults or re.search(r"\b120\b", defaults)
+    ]
+    assert guesses == []

@@ -26,7 +26,7 @@ def _continuation(conn: Conn, run_id: Any, segment: int, now: datetime) -> dict[
 def _handoff(conn: Conn, run_id: Any, segment: int) -> dict[str, Any]:
     result: dict[str, Any] = rpc(
         conn,
-        "select public.handoff_run(p_run_id => %(r)s::uuid, p_segment => %(s)s)",
+        "select public.handoff_run(p_run_id => %(r)s::uuid, p_segment => %(s)s, p_lease_seconds => 120)",
         {"r": str(run_id), "s": segment},
     )
     return result
