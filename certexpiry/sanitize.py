@@ -171,10 +171,10 @@ def _in_identifier(text: str, start: int, end: int) -> bool:
         return False
     if len(token) >= _IDENTIFIER_MIN:
         return True
-    offset = max(0, left - 28)
+    # finditer's positions are in `text`, whatever the start position of the search.
     return any(
-        offset + found.start() <= left and offset + found.end() >= right
-        for found in _UUID.finditer(text, offset, right + 28)
+        found.start() <= left and found.end() >= right
+        for found in _UUID.finditer(text, max(0, left - 28), right + 28)
     )
 
 

@@ -288,3 +288,15 @@ def test_harmless_values_are_unchanged(
     """UUIDs, ISO timestamps, small counts, SQLSTATEs and statuses pass unchanged."""
     text = f"id {value} at {moment.isoformat()} count {count} code {code}"
     assert Sanitizer().clean(text) == text
+
+
+@pytest.mark.parametrize(
+    "prefix", ["", "x ", "Run `python -m certexpiry remediate ", "a" * 80 + " "]
+)
+def test_a_uuid_whose_first_group_is_digits_is_kept_wherever_it_stands(
+    clean: Sanitizer, prefix: str
+) -> None:
+    """A UUID that starts with eight digits (about 2% of random UUIDs) is an id, not a phone,
+    also after a sentence long enough that the UUID search starts mid-text."""
+    text = f"{prefix}78441741-4c9c-4fcf-a49b-e421b4c939c4` to fix"
+    assert clean.clean(text) == text
