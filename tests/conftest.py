@@ -22,6 +22,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from certexpiry_ops import embedded, schema
+from certexpiry_ops.pubsub_fake import FakePubSub
 from tests.clock import OrgDay, org_day
 
 pytest_plugins = ["tests.leak_plugin"]  # the session-wide PII/secret leak scan
@@ -89,3 +90,11 @@ def org(db: psycopg.Connection[tuple[object, ...]]) -> OrgDay:
     """The organisation's zone and today, from the database's clock, clear of midnight for
     hours (tests/clock.py): seed against `org.today`, run the job with `org_timezone=org.timezone`."""
     return org_day(db)
+
+
+@pytest.fixture
+def pubsub() -> Iterator[FakePubSub]:
+    """A fake Pub/Sub server (gRPC on loopback) for the function processes of a test."""
+    server = FakePubSub().start()
+    yield server
+    server.stop()

@@ -73,3 +73,15 @@ def refuse_updates(conn: psycopg.Connection[Any], ids: Iterable[uuid.UUID]) -> N
     )
     listed = ",".join(map(str, ids))
     conn.execute(f"alter database \"{conn.info.dbname}\" set test.bad_ids = '{listed}'")
+
+
+# The specification's missed auto-pause, word for word: expired, not paused, no auto_pause record
+# for its expiry date. The monitoring query skips the record probe where next_action_on proves it
+# (migration 20261130000600); the tests compare its answer with this one.
+SPEC_MISSED = """
+    select c.id from public.certifications c
+    where c.expiry_date < %(today)s and c.status <> 'paused'
+      and not exists (select 1 from public.certification_idempotency_log l
+                      where l.certification_id = c.id and l.action = 'auto_pause'
+                        and l.expiry_date = c.expiry_date)
+"""

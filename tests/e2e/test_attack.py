@@ -141,13 +141,6 @@ pg_store.PgTransport.call = call
 
 
 @pytest.fixture
-def pubsub() -> Iterator[FakePubSub]:
-    server = FakePubSub().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def noise(tmp_path: Path) -> dict[str, str]:
     """The environment that makes the function process load the noise."""
     (tmp_path / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")

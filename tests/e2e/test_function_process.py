@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
 
@@ -18,13 +17,6 @@ from tests.clock import OrgDay
 from tests.seeding import add_cert, add_mentor
 
 Conn = psycopg.Connection[Any]
-
-
-@pytest.fixture
-def pubsub() -> Iterator[FakePubSub]:
-    server = FakePubSub().start()
-    yield server
-    server.stop()
 
 
 def _seed(db: Conn, mentors: int, today: date) -> None:

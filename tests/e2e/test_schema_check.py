@@ -4,11 +4,9 @@ ERROR line and HTTP 503, then runs once the database is migrated, without a rest
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-import pytest
 
 from certexpiry import contract
 from certexpiry_ops import schema
@@ -18,13 +16,6 @@ from tests.chain import NIGHTLY
 from tests.clock import OrgDay
 
 Conn = psycopg.Connection[Any]
-
-
-@pytest.fixture
-def pubsub() -> Iterator[FakePubSub]:
-    server = FakePubSub().start()
-    yield server
-    server.stop()
 
 
 def test_an_older_schema_gets_503_and_one_schema_mismatch_line(

@@ -13,21 +13,13 @@ import psycopg
 import pytest
 
 from tests.integration.sqlapi import batch, claim, missed, rpc, sweep_all
-from tests.seeding import actions_of, add_cert, add_mentor, status_of
+from tests.seeding import SPEC_MISSED, actions_of, add_cert, add_mentor, status_of
 
 # 03:00 Oslo on 2026-11-28: organisation-local today is 2026-11-28.
 NOW = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
 TODAY = date(2026, 11, 28)
 
 Conn = psycopg.Connection[Any]
-
-SPEC_MISSED = """
-    select c.id from public.certifications c
-    where c.expiry_date < %s and c.status <> 'paused'
-      and not exists (select 1 from public.certification_idempotency_log l
-                      where l.certification_id = c.id and l.action = 'auto_pause'
-                        and l.expiry_date = c.expiry_date)
-"""
 
 
 def next_action(db: Conn, cert: uuid.UUID) -> date | str | None:
@@ -195,7 +187,7 @@ def test_monitoring_agrees_with_the_specs_definition(db: Conn, limit: int) -> No
         (TODAY + timedelta(days=200), renewed),
     )
     late = add_cert(db, add_mentor(db), TODAY - timedelta(days=1))
-    expected = sorted(str(r[0]) for r in db.execute(SPEC_MISSED, (TODAY,)).fetchall())
+    expected = sorted(str(r[0]) for r in db.execute(SPEC_MISSED, {"today": TODAY}).fetchall())
     assert expected == sorted(map(str, (refused, reactivated_bare, late)))
     report = missed(db, TODAY.isoformat())
     assert report["missed_pause_count"] == 3
@@ -210,7 +202,7 @@ def test_missed_nights_leave_certifications_reported_without_a_log_probe(db: Con
     sweep_all(db, NOW)
     assert all(next_action(db, cert) not in (None, "-infinity") for cert in certs)
     later = TODAY + timedelta(days=10)  # nine nights without a run
-    expected = sorted(str(r[0]) for r in db.execute(SPEC_MISSED, (later,)).fetchall())
+    expected = sorted(str(r[0]) for r in db.execute(SPEC_MISSED, {"today": later}).fetchall())
     assert expected == sorted(map(str, certs))
     report = missed(db, later.isoformat())
     assert report["missed_pause_count"] == 4

@@ -30,6 +30,7 @@ from _pytest.mark.structures import ParameterSet
 
 from certexpiry_ops.harness import FunctionProcess
 from tests import leak_plugin
+from tests.seeding import SPEC_MISSED
 
 Conn = psycopg.Connection[Any]
 DAYS = (30, 7, 1)
@@ -328,18 +329,6 @@ def run_state_problems(conn: Conn) -> list[str]:
     if strays and strays[0]:
         problems.append(f"{strays[0]} audit rows without a run")
     return problems + monitoring_problems(conn)
-
-
-# The specification's missed auto-pause, word for word: expired, not paused, no auto_pause record
-# for its expiry date. The monitoring query skips the record probe where next_action_on proves it
-# (migration 20261130000600); this is the check that the proof holds after every kind of run.
-SPEC_MISSED = """
-    select c.id from public.certifications c
-    where c.expiry_date < %(today)s and c.status <> 'paused'
-      and not exists (select 1 from public.certification_idempotency_log l
-                      where l.certification_id = c.id and l.action = 'auto_pause'
-                        and l.expiry_date = c.expiry_date)
-"""
 
 
 def monitoring_problems(conn: Conn) -> list[str]:

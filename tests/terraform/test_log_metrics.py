@@ -12,14 +12,13 @@ filter, label extractor and value extractor is evaluated on those entries (logqu
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 
 from certexpiry_ops.harness import FunctionProcess, function_env
 from certexpiry_ops.pubsub_fake import FakePubSub
@@ -80,13 +79,6 @@ READ_FIELDS = [
     "context.certifications_paused",
     "context.missed_pause_count",
 ]
-
-
-@pytest.fixture
-def pubsub() -> Iterator[FakePubSub]:
-    server = FakePubSub().start()
-    yield server
-    server.stop()
 
 
 def _night(db: Conn, database_url: str, pubsub: FakePubSub, org: OrgDay) -> list[Logged]:
