@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from tests.integration.sqlapi import batch, claim, missed, rpc, sweep_all
-from tests.seeding import SPEC_MISSED, actions_of, add_cert, add_mentor, status_of
+from tests.seeding import SPEC_MISSED, actions_of, add_cert, add_mentor, outbox_of, status_of
 
 # 03:00 Oslo on 2026-11-28: organisation-local today is 2026-11-28.
 NOW = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
@@ -79,6 +79,23 @@ def test_an_idle_night_reads_no_certification(db: Conn) -> None:
     assert page["done"] is True
     assert page["certifications"] == 0
     assert page["next_cursor"] is None  # not one row read
+
+
+def test_a_dated_certification_is_judged_from_its_expiry_date(db: Conn) -> None:
+    """A certification the sweep has dated is judged without the log on its day, and a record
+    written behind the sweep's back still stops the effect (the insert is the arbiter)."""
+    expiry = TODAY + timedelta(days=35)
+    cert = add_cert(db, add_mentor(db), expiry)
+    sweep_all(db, NOW)
+    assert next_action(db, cert) == TODAY + timedelta(days=5)  # the 30-day reminder
+    record(db, cert, "reminder_30d", expiry)
+    later = claim(db, NOW + timedelta(days=5))
+    page = batch(db, later["run_id"], later["segment"], cursor=None)
+    assert page["certifications"] == 1  # due by its date: the log was not read to judge it
+    assert page["reminders_queued"] == 0
+    assert actions_of(db, cert) == [("reminder_30d", "done")]
+    assert outbox_of(db, cert) == []
+    assert next_action(db, cert) == TODAY + timedelta(days=28)  # the 7-day reminder
 
 
 def test_a_giant_mentor_is_split_across_batches(db: Conn) -> None:
