@@ -574,7 +574,7 @@ def add_bad_row(conn: psycopg.Connection[Any], giant_mentor: str, today: date) -
 
 
 SETTLE_LIMIT = 1000  # the largest page the API accepts: settling is not measured
-SETTLE_DAYS_BACK = 31  # before any shape's own work (the downtime covers the last 30 days)
+SETTLE_DAYS_BACK = 31  # the last night that ran before a downtime of 30 nights
 
 
 def settle(url: str, night: date) -> int:
@@ -586,8 +586,9 @@ def settle(url: str, night: date) -> int:
     yet looked at", which would make every night look like the first one. Running a past night
     through the public API (claim_nightly_run with its clock pinned by p_now, process_expiry_batch
     until done, complete_run) leaves exactly the state the project's code leaves, whatever it is.
-    Nothing is due on that night: the history records every effect up to yesterday, and the
-    shapes' own work (downtime, cohorts) is after it.
+    The night is the last one that ran: yesterday (the history records every effect up to
+    yesterday, and the shapes' own work is tonight's), or for a downtime shape the night before
+    the 30 nights without a run.
     """
     store = RpcStore(PgTransport(url))
     try:
@@ -658,9 +659,10 @@ class Templates:
             with psycopg.connect(url, autocommit=True) as conn:
                 today = org_today(conn)
                 info = populate(conn, pop, today)
-            # The first night after go-live has no earlier night; the others had them all.
+            # The first night after go-live has no earlier night; the others had them all, up to
+            # yesterday or, for the downtime, to the night before it.
             if not pop.empty_log:
-                back = 0 if pop.swept else SETTLE_DAYS_BACK
+                back = 0 if pop.swept else SETTLE_DAYS_BACK if pop.downtime_share else 1
                 batches = settle(url, today - timedelta(days=back))
                 log(f"settled {name}: a night of {batches} batches as of {back} days ago")
             with psycopg.connect(url, autocommit=True) as conn:

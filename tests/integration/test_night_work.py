@@ -23,14 +23,19 @@ Conn = psycopg.Connection[Any]
 
 
 def next_action(db: Conn, cert: uuid.UUID) -> date | str | None:
-    """The certification's next_action_on: a date, "-infinity" (not yet looked at) or None."""
+    """The certification's mark: None (on the schedule, or not active), "-infinity" (not yet
+    looked at), "infinity" (nothing left) or the date of the night that looks at it."""
     row = db.execute(
-        "select case when next_action_on = '-infinity' then null else next_action_on end, next_action_on::text from public.certifications where id = %s",
+        "select case when isfinite(next_action_on) then next_action_on end, next_action_on::text "
+        "from public.certifications where id = %s",
         (cert,),
     ).fetchone()
     assert row is not None
-    # psycopg cannot load -infinity as a date; compare it as text.
-    return "-infinity" if row[1] == "-infinity" else row[0]
+    # psycopg cannot load an infinite date; compare it as text.
+    if row[1] in ("-infinity", "infinity"):
+        return str(row[1])
+    mark: date | None = row[0]
+    return mark
 
 
 def record(db: Conn, cert: uuid.UUID, action: str, expiry: date) -> None:
@@ -41,39 +46,41 @@ def record(db: Conn, cert: uuid.UUID, action: str, expiry: date) -> None:
     )
 
 
-def test_processed_certifications_leave_the_nights_work(db: Conn) -> None:
-    """After a night every processed certification's next action lies after tonight, so a
-    second pass from the start finds nothing to do."""
+def test_a_night_writes_nothing_but_its_effects(db: Conn) -> None:
+    """Certifications inserted before the first night are on the schedule and stay there: the
+    night writes their effects and nothing else; one inserted afterwards is looked at once on
+    the next night, which also pauses the one that expired meanwhile."""
     certs = [add_cert(db, add_mentor(db), TODAY + timedelta(days=d)) for d in (-2, 0, 5, 29, 60)]
+    assert {next_action(db, cert) for cert in certs} == {None}
     first = sweep_all(db, NOW)
     assert first["certifications"] == 4  # the one 60 days out has nothing due yet
-    after = {cert: next_action(db, cert) for cert in certs}
-    assert after[certs[0]] is None  # paused
-    assert after[certs[1]] == TODAY + timedelta(days=1)  # reminded today, paused tomorrow
-    assert after[certs[2]] == TODAY + timedelta(days=4)  # 7-day reminder next (1-day later)
-    assert after[certs[3]] == TODAY + timedelta(days=22)  # 30-day sent, 7-day next
-    assert after[certs[4]] == TODAY + timedelta(days=30)  # first reminder in 30 days
-    db.execute("update public.cron_runs set lease_until = '-infinity'")
-    again = claim(db, NOW + timedelta(hours=1))
-    second = batch(db, again["run_id"], again["segment"], cursor=None)
-    assert second["certifications"] == 0
-    assert second["mentors"] == 0
+    assert first["reminders_queued"] == 3
+    assert first["certifications_paused"] == 1
+    assert {next_action(db, cert) for cert in certs} == {None}
+    late = add_cert(db, add_mentor(db), TODAY + timedelta(days=10))
+    assert next_action(db, late) == "-infinity"
+    tomorrow = claim(db, NOW + timedelta(days=1))
+    page = batch(db, tomorrow["run_id"], tomorrow["segment"], cursor=None)
+    assert page["done"] is True
+    assert page["certifications"] == 2
+    assert page["certifications_paused"] == 1  # expired on TODAY, due the night after
+    assert page["reminders_queued"] == 1
+    assert status_of(db, "certifications", certs[1]) == "paused"
+    assert ("reminder_30d", "done") in actions_of(db, late)
+    assert next_action(db, late) is None  # looked at: back on the schedule
 
 
 def test_an_idle_night_reads_no_certification(db: Conn) -> None:
-    """Certifications already reminded for tonight's offset are looked at once, then not
-    again until their next reminder is due."""
+    """Certifications already reminded for their 30-day offset are not read again until their
+    7-day reminder is due: a night reads the expiry dates due that night, not the window."""
     certs = []
     for days in range(9, 30):
         cert = add_cert(db, add_mentor(db), TODAY + timedelta(days=days))
         record(db, cert, "reminder_30d", TODAY + timedelta(days=days))
         certs.append(cert)
     first = sweep_all(db, NOW)
-    assert first["certifications"] == 0
-    assert first["reminders_queued"] == 0
-    assert {next_action(db, c) for c in certs} == {
-        TODAY + timedelta(days=days - 7) for days in range(9, 30)
-    }
+    assert first["reminders_queued"] == 0  # recorded before the night: the insert skips them
+    assert {next_action(db, c) for c in certs} == {None}
     tomorrow = claim(db, NOW + timedelta(days=1))
     page = batch(db, tomorrow["run_id"], tomorrow["segment"], cursor=None)
     assert page["done"] is True
@@ -81,13 +88,13 @@ def test_an_idle_night_reads_no_certification(db: Conn) -> None:
     assert page["next_cursor"] is None  # not one row read
 
 
-def test_a_dated_certification_is_judged_from_its_expiry_date(db: Conn) -> None:
-    """A certification the sweep has dated is judged without the log on its day, and a record
+def test_a_certification_on_the_schedule_is_judged_from_its_expiry_date(db: Conn) -> None:
+    """A certification on the schedule is judged without the log on its day, and a record
     written behind the sweep's back still stops the effect (the insert is the arbiter)."""
     expiry = TODAY + timedelta(days=35)
     cert = add_cert(db, add_mentor(db), expiry)
     sweep_all(db, NOW)
-    assert next_action(db, cert) == TODAY + timedelta(days=5)  # the 30-day reminder
+    assert next_action(db, cert) is None  # on the schedule: the 30-day reminder in 5 days
     record(db, cert, "reminder_30d", expiry)
     later = claim(db, NOW + timedelta(days=5))
     page = batch(db, later["run_id"], later["segment"], cursor=None)
@@ -95,7 +102,7 @@ def test_a_dated_certification_is_judged_from_its_expiry_date(db: Conn) -> None:
     assert page["reminders_queued"] == 0
     assert actions_of(db, cert) == [("reminder_30d", "done")]
     assert outbox_of(db, cert) == []
-    assert next_action(db, cert) == TODAY + timedelta(days=28)  # the 7-day reminder
+    assert next_action(db, cert) is None
 
 
 def test_a_giant_mentor_is_split_across_batches(db: Conn) -> None:
@@ -141,7 +148,7 @@ def test_a_bad_row_is_isolated_by_bisection(db: Conn) -> None:
     assert failure["certification_id"] == str(bad)
     assert failure["sqlstate"] == "P0001"
     assert failure["operation"] == "auto_pause"
-    assert next_action(db, bad) is not None
+    assert next_action(db, bad) is None  # on the schedule: in every night's work
     report = missed(db, TODAY.isoformat())
     assert report["missed_ids"] == [str(bad)]
 
@@ -212,12 +219,12 @@ def test_monitoring_agrees_with_the_specs_definition(db: Conn, limit: int) -> No
 
 
 def test_missed_nights_leave_certifications_reported_without_a_log_probe(db: Conn) -> None:
-    """Certifications the sweep dated on an earlier night and that expired during nights with no
-    run are reported, exactly as the specification's definition says, without probing the
-    idempotency log for any of them (the probe only serves rows not yet looked at)."""
+    """Certifications on the schedule that expired during nights with no run are reported,
+    exactly as the specification's definition says, without probing the idempotency log for
+    any of them (the probe only serves rows not yet looked at)."""
     certs = [add_cert(db, add_mentor(db), TODAY + timedelta(days=2 + i)) for i in range(4)]
     sweep_all(db, NOW)
-    assert all(next_action(db, cert) not in (None, "-infinity") for cert in certs)
+    assert {next_action(db, cert) for cert in certs} == {None}
     later = TODAY + timedelta(days=10)  # nine nights without a run
     expected = sorted(str(r[0]) for r in db.execute(SPEC_MISSED, {"today": later}).fetchall())
     assert expected == sorted(map(str, certs))
@@ -245,7 +252,7 @@ def test_monitoring_lists_the_longest_overdue_first(db: Conn) -> None:
         "insert into public.certifications (id, peer_mentor_id, expiry_date) values (%s, %s, %s)",
         (old, add_mentor(db), TODAY + timedelta(days=1)),
     )
-    sweep_all(db, NOW)  # dated: its auto-pause falls due on TODAY + 2
+    sweep_all(db, NOW)  # on the schedule: its auto-pause falls due on TODAY + 2
     recent = [add_cert(db, add_mentor(db), TODAY + timedelta(days=3)) for _ in range(3)]
     # Never looked at (-infinity), the recent ones may be overdue longer: they come first.
     report = rpc(
@@ -263,7 +270,7 @@ def test_a_renewal_starts_a_fresh_cycle_on_the_next_night(db: Conn) -> None:
     new expiry date's first reminder."""
     cert = add_cert(db, add_mentor(db), TODAY + timedelta(days=3))
     sweep_all(db, NOW)
-    assert next_action(db, cert) == TODAY + timedelta(days=2)
+    assert next_action(db, cert) is None
     db.execute(
         "update public.certifications set expiry_date = %s where id = %s",
         (TODAY + timedelta(days=20), cert),

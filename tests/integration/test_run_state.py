@@ -126,8 +126,8 @@ def test_batch_checkpoints_the_cursor_and_totals(db: Conn) -> None:
         "select cursor, totals from public.cron_runs where run_id = %s", (run["run_id"],)
     ).fetchone()
     assert row is not None
-    # The keyset token of the last certification of the page: never looked at before, so
-    # its next action was -infinity.
-    assert row[0] == f"-infinity/{cert[0]}"
+    # The keyset token of the last certification of the page: inserted before the first night,
+    # it was read from the schedule, by its expiry date.
+    assert row[0] == f"on-schedule/2026-11-20/{cert[0]}"
     assert row[1]["certifications_paused"] == 1
     assert row[1]["batches"] == 1

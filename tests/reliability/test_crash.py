@@ -73,7 +73,7 @@ DB_PASSWORD = (
     "rel-crash-db-password-7f3a9c"  # trust auth ignores it; the leak scan must never see it
 )
 END_OF_RUN_SLEEP_S = 0.04
-PAUSE_SLEEP_S = 0.004
+EFFECT_SLEEP_S = 0.004
 SLOW_END_OF_RUN = f"""
 create function public.slow_end_of_run() returns trigger language plpgsql as $$
 begin perform pg_sleep({END_OF_RUN_SLEEP_S}); return new; end $$;
@@ -82,10 +82,10 @@ create trigger slow_audit before insert or update on public.cron_audit_log
 create trigger slow_completion before update on public.cron_runs
     for each row when (new.status = 'completed' and old.status <> 'completed')
     execute function public.slow_end_of_run();
-create function public.slow_pause() returns trigger language plpgsql as $$
-begin perform pg_sleep({PAUSE_SLEEP_S}); return new; end $$;
-create trigger slow_pause before update on public.certifications
-    for each row execute function public.slow_pause();
+create function public.slow_effect() returns trigger language plpgsql as $$
+begin perform pg_sleep({EFFECT_SLEEP_S}); return new; end $$;
+create trigger slow_effect before insert on public.notification_outbox
+    for each row execute function public.slow_effect();
 """
 
 MODES = (
@@ -289,7 +289,7 @@ def test_sigkill_at_random_points_then_recover(
     seed_night(db, mentors, today)
     save_seed(db)
     # A batch, the audit upsert and the completion take a few ms; a slower database (a sleep
-    # per paused certification, and before the audit row and the completion) widens the windows
+    # per notification queued, and before the audit row and the completion) widens the windows
     # so that a kill after RUN_STARTED, MONITORING_CLEAN or AUDIT_WRITTEN lands inside them.
     db.execute(SLOW_END_OF_RUN)
     expected = expected_effects(db, today)

@@ -556,7 +556,7 @@ def test_postgres_statement_timeout(night: Night) -> None:
         """
         create function public.slow_down() returns trigger language plpgsql as $$
         begin perform pg_sleep(0.3); return new; end $$;
-        create trigger slow_down before update on public.certifications
+        create trigger slow_down before insert on public.notification_outbox
             for each row execute function public.slow_down();
         """
     )
@@ -572,7 +572,7 @@ def test_postgres_statement_timeout(night: Night) -> None:
     )
     assert effects_count(night.db) == 0
     assert run_statuses(night.db) == ["running"]
-    night.db.execute("drop trigger slow_down on public.certifications")
+    night.db.execute("drop trigger slow_down on public.notification_outbox")
     night.db.execute("update public.cron_runs set lease_until = '-infinity'")  # the lease lapses
     chain(night, job).run()  # Pub/Sub's redelivery of the trigger, and the chain after it
     assert_clean_result(night)
