@@ -18,7 +18,7 @@
 --
 -- next_action_on now marks only the certifications that are off that schedule:
 --   null      on the schedule (active) or not active;
---   -infinity not yet looked at: inserted, renewed or reactivated since the first night (its
+--   -infinity not yet looked at: inserted after the first night, renewed or reactivated (its
 --             effects may fall on nights already swept, and its log is unknown);
 --   a date    look at it on that night: a reminder that failed (retried the next night), or a
 --             date left by the versions before this one;
@@ -33,6 +33,12 @@
 -- back on the schedule only when its auto-pause is not recorded). A reminder failure is marked
 -- for the next night; an auto-pause failure needs no mark, as every expired certification on
 -- the schedule is in every night's work.
+--
+-- Upgrading needs no data migration. The versions before left null on an active certification
+-- with nothing left (expired, auto-pause recorded), which now reads "on the schedule"; but until
+-- a night has recorded the offsets it swept, the sweep judges every certification with the log
+-- (and marks those infinity) and monitoring probes the log for the schedule's expired ones.
+-- Dated certifications keep their date and go back on the schedule when it comes.
 
 -- The reminder offsets a run's sweep covered, written when it read its last page.
 alter table public.cron_runs add column if not exists swept_reminder_days integer[];
@@ -186,6 +192,8 @@ declare
     v_after_day date := '-infinity';
     v_after_id uuid := '00000000-0000-0000-0000-000000000000';
     v_range record;
+    v_from_day date;
+    v_from_id uuid;
     v_ids uuid[] := '{}';
     v_mentor_ids uuid[] := '{}';
     v_expiry date[] := '{}';
@@ -226,7 +234,8 @@ begin
     end if;
 
     -- The schedule: index range scans of the expiry dates due tonight, each stopping at what
-    -- the page still holds.
+    -- the page still holds. Each scan has one lower bound, the cursor or the range's start
+    -- (given both, the index starts from the row comparison and reads from the cursor on).
     if v_on_schedule then
         for v_range in
             select r.lo, r.hi from certexpiry.schedule_ranges(v_today, p_reminder_days) r
@@ -234,6 +243,12 @@ begin
             order by r.lo
         loop
             exit when cardinality(v_ids) >= p_limit;
+            v_from_day := v_after_day;
+            v_from_id := v_after_id;
+            if v_after_day < v_range.lo then
+                v_from_day := v_range.lo - 1;  -- after every row of the day before
+                v_from_id := 'ffffffff-ffff-ffff-ffff-ffffffffffff';
+            end if;
             select coalesce(array_agg(c.id order by c.expiry_date, c.id), '{}'),
                    coalesce(array_agg(c.peer_mentor_id order by c.expiry_date, c.id), '{}'),
                    coalesce(array_agg(c.expiry_date order by c.expiry_date, c.id), '{}'),
@@ -244,8 +259,8 @@ begin
                 from public.certifications s
                 where s.status = 'active'
                   and s.next_action_on is null
-                  and s.expiry_date between v_range.lo and v_range.hi
-                  and (s.expiry_date, s.id) > (v_after_day, v_after_id)
+                  and (s.expiry_date, s.id) > (v_from_day, v_from_id)
+                  and s.expiry_date <= v_range.hi
                 order by s.expiry_date, s.id
                 limit p_limit - cardinality(v_ids)
             ) c;

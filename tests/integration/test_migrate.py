@@ -7,6 +7,7 @@ import json
 import shutil
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,9 @@ from certexpiry.pg_store import PgTransport
 from certexpiry.sanitize import Sanitizer
 from certexpiry.wiring import SchemaNotReady, check_schema
 from certexpiry_ops import schema
+from tests.integration.sqlapi import missed, sweep_all
 from tests.integration.test_cli import Result, invoke
+from tests.seeding import add_cert, add_mentor
 
 Conn = psycopg.Connection[Any]
 
@@ -42,6 +45,11 @@ def empty_url(pg_admin_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
         conn.execute(
             sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
         )
+
+
+# 03:00 Oslo on 2026-11-28: organisation-local today is 2026-11-28.
+NOW = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
+TODAY = date(2026, 11, 28)
 
 
 def history(url: str) -> dict[str, tuple[str, list[str]]]:
@@ -195,3 +203,47 @@ def test_schema_check_reports_an_unreachable_database_as_not_ready(tmp_path: Pat
     (line,) = _lines(stream)
     assert line["error_code"] == Code.DB_OPERATION_FAILED
     assert line["context"]["operation"] == "schema_version"
+
+
+class _StopBefore(Exception):
+    """Raised by on_apply to leave a database at an older version."""
+
+
+def test_the_upgrade_to_the_schedule_keeps_what_older_marks_meant(empty_url: str) -> None:
+    """A database an older version ran keeps its meaning across 20261130007001 without a data
+    migration: an active certification with nothing left (null then, "on the schedule" now) is
+    neither paused nor reported missed, before the first night (monitoring reads the log until a
+    night is swept) or after it (that night judges with the log and marks it infinity), and a
+    dated one keeps its date."""
+
+    def stop(migration: schema.Migration) -> None:
+        if migration.version >= "20261130007001":
+            raise _StopBefore
+
+    with pytest.raises(_StopBefore):
+        schema.migrate(empty_url, bootstrap=True, on_apply=stop)
+    with psycopg.connect(empty_url, autocommit=True) as db:
+        mentor = add_mentor(db)
+        nothing_left = add_cert(db, mentor, TODAY - timedelta(days=5))
+        db.execute(
+            "insert into public.certification_idempotency_log"
+            " (certification_id, action, expiry_date) values (%s, 'auto_pause', %s)",
+            (nothing_left, TODAY - timedelta(days=5)),
+        )
+        dated = add_cert(db, mentor, TODAY + timedelta(days=40))
+        # What the older sweep wrote after looking at them.
+        db.execute(
+            "update public.certifications"
+            " set next_action_on = case id when %s then null else %s::date end",
+            (nothing_left, TODAY + timedelta(days=10)),
+        )
+    schema.migrate(empty_url)
+    with psycopg.connect(empty_url, autocommit=True) as db:
+        assert missed(db, str(TODAY))["missed_pause_count"] == 0
+        totals = sweep_all(db, NOW)
+        assert totals.get("certifications_paused", 0) == 0
+        marks: dict[uuid.UUID, str] = dict(
+            db.execute("select id, next_action_on::text from public.certifications").fetchall()
+        )
+        assert marks == {nothing_left: "infinity", dated: str(TODAY + timedelta(days=10))}
+        assert missed(db, str(TODAY))["missed_pause_count"] == 0

@@ -105,6 +105,30 @@ def test_a_certification_on_the_schedule_is_judged_from_its_expiry_date(db: Conn
     assert next_action(db, cert) is None
 
 
+def test_a_night_after_an_outage_reads_the_outages_reminder_days(db: Conn) -> None:
+    """Nights without a run widen the next night's schedule: a reminder whose day fell during
+    the outage is sent (the schedule starts after the last night the sweep covered)."""
+    cert = add_cert(db, add_mentor(db), TODAY + timedelta(days=33))
+    sweep_all(db, NOW)
+    assert actions_of(db, cert) == []  # 33 days left: nothing yet
+    totals = sweep_all(db, NOW + timedelta(days=6))  # five nights without a run
+    assert totals["reminders_queued"] == 1
+    assert actions_of(db, cert) == [("reminder_30d", "done")]
+
+
+def test_a_new_reminder_offset_reaches_every_certification_in_its_window(db: Conn) -> None:
+    """An offset no earlier night covered is read over its whole window on the first night it
+    is configured, so a certification already inside it gets it (the rules pick the smallest
+    due offset), and one outside it gets nothing yet."""
+    near = add_cert(db, add_mentor(db), TODAY + timedelta(days=10))
+    far = add_cert(db, add_mentor(db), TODAY + timedelta(days=40))
+    sweep_all(db, NOW)
+    assert actions_of(db, near) == [("reminder_30d", "done")]
+    sweep_all(db, NOW + timedelta(days=1), days=[30, 14, 7, 1])
+    assert actions_of(db, near) == [("reminder_14d", "done"), ("reminder_30d", "done")]
+    assert actions_of(db, far) == []
+
+
 def test_a_giant_mentor_is_split_across_batches(db: Conn) -> None:
     """A mentor with more certifications than a batch holds is paused once, across batches
     of at most `limit` certifications, every certification paused exactly once."""
