@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import psycopg
 
 from certexpiry.pg_store import as_api_role
+
+# The night the SQL tests run: 03:00 Oslo on 2026-11-28 (UTC+1 in winter), so the
+# organisation-local today is 2026-11-28.
+NOW = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
+TODAY = date(2026, 11, 28)
 
 
 def rpc(conn: psycopg.Connection[Any], query: str, params: dict[str, Any] | None = None) -> Any:

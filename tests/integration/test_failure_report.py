@@ -5,18 +5,16 @@ only the message's template past the contract."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import psycopg
 
 from certexpiry.contract import RecordFailure
-from tests.integration.sqlapi import sweep_all
+from tests.integration.sqlapi import NOW, TODAY, sweep_all
 from tests.seeding import add_cert
 
 Conn = psycopg.Connection[Any]
-NOW = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
-TODAY = date(2026, 11, 28)
 NAME = "Ragnhild Plantedottir"
 NATIONAL_ID = "01019012345"
 EMAIL = "ragnhild@example.no"

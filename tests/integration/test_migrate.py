@@ -7,7 +7,7 @@ import json
 import shutil
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from certexpiry.pg_store import PgTransport
 from certexpiry.sanitize import Sanitizer
 from certexpiry.wiring import SchemaNotReady, check_schema
 from certexpiry_ops import schema
-from tests.integration.sqlapi import missed, sweep_all
+from tests.integration.sqlapi import NOW, TODAY, missed, sweep_all
 from tests.integration.test_cli import Result, invoke
 from tests.seeding import add_cert, add_mentor
 
@@ -45,11 +45,6 @@ def empty_url(pg_admin_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
         conn.execute(
             sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
         )
-
-
-# 03:00 Oslo on 2026-11-28: organisation-local today is 2026-11-28.
-NOW = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
-TODAY = date(2026, 11, 28)
 
 
 def history(url: str) -> dict[str, tuple[str, list[str]]]:

@@ -6,18 +6,14 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import psycopg
 import pytest
 
-from tests.integration.sqlapi import batch, claim, missed, rpc, sweep_all
+from tests.integration.sqlapi import NOW, TODAY, batch, claim, missed, rpc, sweep_all
 from tests.seeding import SPEC_MISSED, actions_of, add_cert, add_mentor, outbox_of, status_of
-
-# 03:00 Oslo on 2026-11-28: organisation-local today is 2026-11-28.
-NOW = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
-TODAY = date(2026, 11, 28)
 
 Conn = psycopg.Connection[Any]
 

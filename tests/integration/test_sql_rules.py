@@ -9,12 +9,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.integration.sqlapi import batch, claim, missed, rpc, sweep_all
+from tests.integration.sqlapi import NOW, TODAY, batch, claim, missed, rpc, sweep_all
 from tests.seeding import actions_of, add_cert, add_mentor, outbox_of, status_of
-
-# 03:00 Oslo on 2026-11-28 (UTC+1 in winter): organisation-local today is 2026-11-28.
-NOW = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
-TODAY = date(2026, 11, 28)
 
 Conn = psycopg.Connection[Any]
 
