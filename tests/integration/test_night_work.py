@@ -101,6 +101,26 @@ def test_a_certification_on_the_schedule_is_judged_from_its_expiry_date(db: Conn
     assert next_action(db, cert) is None
 
 
+def test_an_auto_pause_recorded_behind_the_sweeps_back_leaves_nothing(db: Conn) -> None:
+    """An expired certification on the schedule whose auto-pause is already recorded is not
+    paused again: the pause marks it as having nothing left, so later nights do not read it
+    and monitoring does not report it."""
+    expiry = TODAY + timedelta(days=3)
+    cert = add_cert(db, add_mentor(db), expiry)
+    sweep_all(db, NOW)
+    record(db, cert, "auto_pause", expiry)
+    totals = sweep_all(db, NOW + timedelta(days=4))  # expired the night before
+    assert totals["certifications"] == 1  # judged due from its expiry date
+    assert totals["certifications_paused"] == 0
+    assert status_of(db, "certifications", cert) == "active"
+    assert next_action(db, cert) == "infinity"
+    assert missed(db, (TODAY + timedelta(days=5)).isoformat())["missed_pause_count"] == 0
+    night = claim(db, NOW + timedelta(days=5))
+    page = batch(db, night["run_id"], night["segment"], cursor=None)
+    assert page["certifications"] == 0
+    assert page["next_cursor"] is None  # not read again
+
+
 def test_a_night_after_an_outage_reads_the_outages_reminder_days(db: Conn) -> None:
     """Nights without a run widen the next night's schedule: a reminder whose day fell during
     the outage is sent (the schedule starts after the last night the sweep covered)."""

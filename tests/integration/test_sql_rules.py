@@ -159,6 +159,45 @@ def test_second_batch_run_changes_nothing(db: Conn) -> None:
     )
 
 
+EFFECTS_WITH_DATES = (
+    "select certexpiry.apply_effects(%(r)s, %(t)s, '{30,7,1}', %(ids)s::uuid[], %(dates)s::date[])"
+)
+
+
+def test_effects_handed_expiry_dates_apply_what_looking_at_every_id_applies(db: Conn) -> None:
+    """With the expiry dates read with the ids, each certification is looked at only by the
+    effect its date calls for, and the night's effects are the same as without them."""
+    days = (-3, -1, 0, 6, 29, 45)
+    certs = [add_cert(db, add_mentor(db), TODAY + timedelta(days=d)) for d in days]
+    dates = [TODAY + timedelta(days=d) for d in days]
+    with db.transaction(force_rollback=True):
+        with_dates = rpc(
+            db, EFFECTS_WITH_DATES, {"r": uuid.uuid4(), "t": TODAY, "ids": certs, "dates": dates}
+        )
+    without = rpc(
+        db,
+        "select certexpiry.apply_effects(%(r)s, %(t)s, '{30,7,1}', %(ids)s::uuid[])",
+        {"r": uuid.uuid4(), "t": TODAY, "ids": certs},
+    )
+    assert with_dates == without
+    assert without["certifications_paused"] == 2
+    assert without["reminders_queued"] == 3
+
+
+def test_a_stale_expiry_date_only_chooses_which_effect_looks(db: Conn) -> None:
+    """An expiry date read before the certification changed decides nothing but which effect
+    looks at it: each effect applies its rule to the row as it is now."""
+    cert = add_cert(db, add_mentor(db), TODAY - timedelta(days=1))
+    stale = TODAY + timedelta(days=5)  # as if read before the expiry date was moved back
+    counts = rpc(
+        db, EFFECTS_WITH_DATES, {"r": uuid.uuid4(), "t": TODAY, "ids": [cert], "dates": [stale]}
+    )
+    assert counts["reminders_queued"] == 0  # the reminders see it expired
+    assert counts["certifications_paused"] == 0  # and the pause was not asked to look
+    assert status_of(db, "certifications", cert) == "active"
+    assert actions_of(db, cert) == []
+
+
 def test_paused_and_far_future_certifications_are_not_touched(db: Conn) -> None:
     """Already-paused certifications and those beyond the largest offset are left alone."""
     paused = add_cert(
