@@ -121,6 +121,29 @@ def test_an_auto_pause_recorded_behind_the_sweeps_back_leaves_nothing(db: Conn) 
     assert page["next_cursor"] is None  # not read again
 
 
+def test_a_reactivated_certification_is_settled_by_its_effects(db: Conn) -> None:
+    """A certification reactivated by hand after its auto-pause is looked at again without a
+    log probe: the pause finds its record, does not pause or notify twice, and marks it as
+    having nothing left."""
+    expiry = TODAY - timedelta(days=2)
+    cert = add_cert(db, add_mentor(db), expiry)
+    sweep_all(db, NOW)
+    assert status_of(db, "certifications", cert) == "paused"
+    db.execute("update public.certifications set status = 'active' where id = %s", (cert,))
+    assert next_action(db, cert) == "-infinity"
+    totals = sweep_all(db, NOW + timedelta(days=1))
+    assert totals["certifications"] == 1  # due by its date; the record decides
+    assert totals["certifications_paused"] == 0
+    assert status_of(db, "certifications", cert) == "active"
+    assert next_action(db, cert) == "infinity"
+    assert [
+        kind
+        for (kind,) in db.execute(
+            "select kind from public.notification_outbox where certification_id = %s", (cert,)
+        )
+    ] == ["pause_notice"]
+
+
 def test_a_night_after_an_outage_reads_the_outages_reminder_days(db: Conn) -> None:
     """Nights without a run widen the next night's schedule: a reminder whose day fell during
     the outage is sent (the schedule starts after the last night the sweep covered)."""
