@@ -177,7 +177,7 @@ variable "secret_version" {
 variable "batch_size" {
   type        = number
   description = "BATCH_SIZE: certifications per batch of the sweep (one database call each)."
-  default     = 500
+  default     = 1000
 
   validation {
     condition     = var.batch_size >= 1 && var.batch_size <= 1000 && floor(var.batch_size) == var.batch_size

@@ -13,7 +13,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("TIME_BUDGET_S", "BATCH_SIZE", "REMINDER_DAYS", "ORG_TIMEZONE"):
         monkeypatch.delenv(name, raising=False)
     settings = load_settings()
-    assert (settings.time_budget_s, settings.batch_size) == (420.0, 500)
+    assert (settings.time_budget_s, settings.batch_size) == (420.0, 1000)
     assert settings.reminder_days == (30, 7, 1)
     assert settings.org_timezone == "Europe/Oslo"
 
