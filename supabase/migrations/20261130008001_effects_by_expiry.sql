@@ -1,11 +1,13 @@
--- Each effect reads only the certifications it applies to (issue 14, "whole night <= 1.3x
--- the floor", the downtime night b and the first night after go-live h).
+-- Each effect reads only the certifications it applies to, and a page is judged from its
+-- expiry dates alone (issue 14, "whole night <= 1.3x the floor": the downtime night b and the
+-- first night after go-live h, at 1.29-1.34x and 1.50x before this migration, paired runs).
 --
--- Measured on b (200k certifications, 61k expired during an outage; paired runs against the
--- floor): the auto-pause writes cost about what the floor's whole night costs, and what the
--- sweep adds is reading the page's rows again, 1.5 to 2 ms per 500 each time: apply_reminders
--- read every certification of a page of pauses to find none active, and the batch's marking
--- looked up every certification it had just paused to find it no longer active.
+-- Measured on b (200k certifications, 61k expired during an outage): the auto-pause writes
+-- cost per certification about what the floor's do, and what the sweep added was reading
+-- rows again, 1.5 to 2 ms per 500 each time: apply_reminders read every certification of a
+-- page of pauses to find none active, and the batch's marking looked up every certification it
+-- had just paused to find it no longer active. On h, the page's judgement probed the log for
+-- every certification (the first night judges with the log), 0.18 s more.
 --
 -- - apply_effects and apply_effects_isolated take the expiry dates the caller read with the
 --   ids (optional: without them both effects look at every id, as before). An expired one is
@@ -14,10 +16,25 @@
 --   decides nothing but which of the two looks at a certification (one whose expiry date
 --   changed since is back in the night's work: the trigger marks it -infinity).
 -- - apply_auto_pauses marks infinity ("nothing left") a certification it finds expired and
---   active whose auto-pause is already recorded (written by other means, e.g. imported with
---   the history), which the batch's marking did after the fact; the batch now looks up a
---   certification after the effects only when they cannot have settled it (a marked one going
---   back on the schedule, a recorded one judged with the log, a failed reminder).
+--   active whose auto-pause is already recorded (reactivated by hand, or written by other
+--   means, e.g. imported with the history), which the batch's marking did after the fact.
+-- - The batch judges every certification of a page from its expiry date. Until now one not
+--   yet looked at (-infinity), and every one on the first night, was judged with the log: one
+--   index probe per effect that could be due. The effects settle every case that judgement
+--   existed for: their inserts skip a recorded effect (they always were the arbiter of "never
+--   twice"), and apply_auto_pauses marks a recorded auto-pause as above. What is due by the
+--   dates is a superset of what is due by the log, and the marks come out the same (an expired
+--   certification has no day after tonight either way; one not expired always has its
+--   auto-pause ahead). The cost moves to where a due effect is already recorded: the effect's
+--   insert finds it instead of a probe, once per certification looked at (after an upgrade, or
+--   for an imported history). A batch's `certifications` count is the certifications due by
+--   their dates, as it already was for a page read again; the effect counts stay exact.
+-- - So the batch looks a certification up after the effects only when they cannot have
+--   settled it: a marked one going back on the schedule, a failed reminder.
+-- - certexpiry.reminder_action was not inlined: `'reminder_' || integer` resolves to
+--   anytextcat, which is only stable, inside an immutable function, so the planner called it
+--   once per row (43k calls on the downtime night). With an explicit text cast the expression
+--   is immutable and inlined; the answer is the same.
 
 drop function if exists certexpiry.apply_effects(uuid, date, integer[], uuid[]);
 drop function if exists certexpiry.apply_effects_isolated(uuid, date, integer[], uuid[]);
@@ -161,9 +178,14 @@ grant execute on function certexpiry.apply_effects(uuid, date, integer[], uuid[]
 revoke all on function certexpiry.apply_effects_isolated(uuid, date, integer[], uuid[], date[]) from public;
 grant execute on function certexpiry.apply_effects_isolated(uuid, date, integer[], uuid[], date[]) to service_role;
 
+create or replace function certexpiry.reminder_action(p_offset integer)
+returns text
+language sql immutable
+as $$ select 'reminder_' || p_offset::text || 'd' $$;
+
 -- As in 20261130007001_night_work_on_schedule.sql, handing the effects the expiry dates of the
--- page, and leaving the certifications whose auto-pause was due to apply_auto_pauses instead
--- of looking them up again to mark them.
+-- page, judging the page from the expiry dates alone, and leaving the certifications whose
+-- auto-pause was due to apply_auto_pauses instead of looking them up again to mark them.
 create or replace function public.process_expiry_batch(
     p_run_id uuid,
     p_segment integer,
@@ -196,7 +218,6 @@ declare
     v_more_marks date[];
     v_next text;
     v_next_on date[];
-    v_was_due boolean[];
     v_due uuid[];
     v_due_expiry date[];
     v_mentors integer;
@@ -204,7 +225,6 @@ declare
     v_failures jsonb;
     v_failed uuid[];
     v_done boolean;
-    v_first_night boolean;
 begin
     if p_limit is null or p_limit < 1 or p_limit > 1000 then
         raise exception 'p_limit must be between 1 and 1000' using errcode = '22023';
@@ -214,7 +234,6 @@ begin
         return jsonb_build_object('fenced', true, 'segment', v_run.segment, 'status', v_run.status);
     end if;
     v_today := v_run.nightly_key;
-    v_first_night := not certexpiry.swept_by(v_today - 1);
     v_next := p_cursor;
     -- The night reads the schedule (cursor on-schedule/expiry_date/id), then the marked
     -- certifications (cursor next_action_on/id, also the token of the versions before).
@@ -298,24 +317,21 @@ begin
     end if;
     v_done := cardinality(v_ids) < p_limit;
 
-    -- The page judged: one on the schedule or marked with a date from its expiry date alone
-    -- (what the sweep has not looked at since cannot have been recorded), one not yet looked at,
-    -- and every one on the first night, with the log; which have an effect due tonight, how many
-    -- mentors they belong to, and when each is next due once tonight's effects are recorded.
-    -- Arrays in page order.
+    -- The page judged from the expiry dates alone: which have an effect due tonight, how many
+    -- mentors they belong to, and when each is next due after tonight. What the log already
+    -- records is the effects' to find (their inserts are the arbiter), so a certification whose
+    -- due effect is recorded costs its effect's attempt, not a probe of every one. Arrays in page
+    -- order.
     select coalesce(array_agg(p.id order by p.id) filter (where j.due_on <= v_today), '{}'),
            coalesce(array_agg(p.expiry_date order by p.id) filter (where j.due_on <= v_today), '{}'),
            count(distinct p.peer_mentor_id) filter (where j.due_on <= v_today),
-           coalesce(array_agg(j.after_tonight order by p.n), '{}'),
-           coalesce(array_agg(coalesce(j.due_on <= v_today, false) order by p.n), '{}')
-      into v_due, v_due_expiry, v_mentors, v_next_on, v_was_due
+           coalesce(array_agg(j.after_tonight order by p.n), '{}')
+      into v_due, v_due_expiry, v_mentors, v_next_on
     from unnest(v_ids, v_mentor_ids, v_expiry, v_marks) with ordinality
              p (id, peer_mentor_id, expiry_date, mark, n)
     cross join lateral (
         select min(a.day) as due_on, min(a.day) filter (where a.day > v_today) as after_tonight
         from certexpiry.action_days(p.expiry_date, v_today, p_reminder_days) a
-        where (p.mark is distinct from '-infinity' and not v_first_night)
-           or not exists (select from certexpiry.recorded(p.id, a.action, p.expiry_date))
     ) j;
 
     v_counts := certexpiry.apply_effects_isolated(
@@ -325,26 +341,22 @@ begin
     v_failed := array(select (f ->> 'certification_id')::uuid from jsonb_array_elements(v_failures) f);
 
     -- What the effects did not settle: a marked certification looked at goes back on the
-    -- schedule; one with nothing left that was not due (expired, its auto-pause recorded: judged
-    -- with the log) is marked infinity; a reminder that failed on the schedule is marked for the
-    -- next night. An auto-pause due tonight needs nothing here: apply_auto_pauses paused the
-    -- certification or, finding it recorded, marked it infinity. So a night of pauses looks up
-    -- none of its certifications again. Failed marked ones keep their mark, failed auto-pauses
-    -- stay on the schedule (every night's work), and a certification locked elsewhere, or
-    -- changed since it was read, is left as it is.
+    -- schedule, and a reminder that failed on the schedule is marked for the next night. An
+    -- expired one needs nothing here: apply_auto_pauses paused it or, finding its auto-pause
+    -- recorded, marked it infinity (nothing left); so a night of pauses looks up none of its
+    -- certifications again. Failed marked ones keep their mark, failed auto-pauses stay on the
+    -- schedule (every night's work), and a certification locked elsewhere, or changed since it
+    -- was read, is left as it is.
     with marked as (
         select l.id, t.mark
-        from unnest(v_ids, v_expiry, v_marks, v_next_on, v_was_due)
-                 w (id, expiry_date, mark, after_tonight, due)
+        from unnest(v_ids, v_expiry, v_marks, v_next_on) w (id, expiry_date, mark, after_tonight)
         cross join lateral (
             select w.id = any (v_failed) as failed) f
         cross join lateral (
-            select case when f.failed then v_today
-                        when w.after_tonight is null then 'infinity'::date end as mark,
+            select case when f.failed then v_today end as mark,
                    case when f.failed
                         then w.mark is null and not certexpiry.is_expired(w.expiry_date, v_today)
-                        when w.after_tonight is null then not w.due
-                        else w.mark is not null end as write) t
+                        else w.mark is not null and w.after_tonight is not null end as write) t
         join public.certifications l on l.id = w.id
         where t.write
           and l.status = 'active'
