@@ -36,8 +36,8 @@ class Settings(BaseSettings):
     # Certifications per batch (one RPC each): the night pages over certifications, so a mentor
     # with thousands of them is split across batches and a batch costs what its rows cost. The
     # SQL API's cap, 1000, by default: every call has a fixed cost (a round trip, over PostgREST
-    # an HTTPS request, and a commit), which on the first night after go-live was 0.25-0.3 s of
-    # a 4.2-4.4 s night at 500 (bench/, shape h); a batch of 1000 pauses took 60-150 ms there.
+    # an HTTPS request), which on the first night after go-live was 0.25-0.3 s of a 4.2-4.4 s
+    # night at 500 (bench/, shape h); a batch of 1000 pauses took 60-150 ms there.
     batch_size: int = Field(default=1000, ge=1, le=1000)
     reminder_days: Annotated[tuple[int, ...], NoDecode] = (30, 7, 1)
     org_timezone: str = "Europe/Oslo"

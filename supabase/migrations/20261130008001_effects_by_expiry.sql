@@ -327,8 +327,7 @@ begin
            count(distinct p.peer_mentor_id) filter (where j.due_on <= v_today),
            coalesce(array_agg(j.after_tonight order by p.n), '{}')
       into v_due, v_due_expiry, v_mentors, v_next_on
-    from unnest(v_ids, v_mentor_ids, v_expiry, v_marks) with ordinality
-             p (id, peer_mentor_id, expiry_date, mark, n)
+    from unnest(v_ids, v_mentor_ids, v_expiry) with ordinality p (id, peer_mentor_id, expiry_date, n)
     cross join lateral (
         select min(a.day) as due_on, min(a.day) filter (where a.day > v_today) as after_tonight
         from certexpiry.action_days(p.expiry_date, v_today, p_reminder_days) a
