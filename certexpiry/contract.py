@@ -92,7 +92,7 @@ RPC_SIGNATURES: Mapping[str, Mapping[str, str]] = {
 # The newest migration this release's SQL contract was built with: the function refuses (at cold
 # start, SCHEMA_MISMATCH) a database whose newest applied migration is older. A test holds it
 # equal to the newest file in supabase/migrations/.
-SCHEMA_VERSION = "20261130008001"
+SCHEMA_VERSION = "20261203000000"
 
 NightlyOutcome = Literal["started", "resumed", "busy", "completed"]
 ContinuationOutcome = Literal["claimed", "busy", "duplicate", "unknown"]

@@ -38,14 +38,14 @@ class NightlyTrigger(BaseModel):
     kind: Literal["nightly"] = "nightly"
 
 
-# The sweep's checkpoint: a keyset token the SQL makes (`on-schedule/expiry_date/id` while it
-# reads the schedule, `next_action_on/id` while it reads the marked certifications) and Python
-# passes back as it came. A bare UUID is the token of older versions (the SQL starts the night's
-# pages over for one). Nothing else, so a message carries no free text.
+# The sweep's checkpoint: a keyset token the SQL makes (certexpiry.cursor_after:
+# `on-schedule/expiry_date/id` while it reads the schedule, `next_action_on/id` while it reads
+# the marked certifications) and Python passes back as it came. Nothing else, so a message
+# carries no free text.
 Cursor = Annotated[
     str,
     StringConstraints(
-        pattern=r"^((on-schedule/)?(-infinity|[0-9]{4}-[0-9]{2}-[0-9]{2})/)?"
+        pattern=r"^(on-schedule/)?(-infinity|[0-9]{4}-[0-9]{2}-[0-9]{2})/"
         r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
     ),
 ]

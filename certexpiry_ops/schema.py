@@ -28,6 +28,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 BOOTSTRAP = ROOT / "supabase" / "local" / "bootstrap.sql"
 MIGRATIONS_DIR = ROOT / "supabase" / "migrations"
+SCHEMAS_DIR = ROOT / "supabase" / "schemas"
 
 # As the Supabase CLI creates its history table (pkg/migration/history.go), column by column,
 # so an older table made by either gains the columns the other writes.
@@ -49,8 +50,10 @@ class MigrationChanged(Exception):
     def __init__(self, version: str, name: str) -> None:
         super().__init__(
             f"migration {version}_{name}.sql was changed after it was applied to this database; "
-            "released migrations are never edited: restore the file (git checkout) and put the "
-            "change in a new migration"
+            "from the first release (tag v1.0.0) on, migrations are append-only and never "
+            "edited: restore the file (git checkout) and put the change in a new migration. "
+            "Before that release the baseline may be regenerated (`make baseline`): recreate a "
+            "local database made from an earlier baseline"
         )
         self.version = version
 
@@ -84,6 +87,52 @@ class MigrateResult:
 def migration_files() -> list[Path]:
     """The migrations in the order the Supabase CLI applies them (by timestamp prefix)."""
     return sorted(MIGRATIONS_DIR.glob("*.sql"))
+
+
+def schema_files() -> list[Path]:
+    """The readable current schema (`supabase/schemas/`), in the order its files apply."""
+    return sorted(SCHEMAS_DIR.glob("*.sql"))
+
+
+def apply_schemas(conninfo: str, *, bootstrap: bool = True) -> None:
+    """Build the current schema from `supabase/schemas/` (no migration history is written):
+    the database the baseline migration must equal, and the source it is generated from."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        if bootstrap:
+            conn.execute(BOOTSTRAP.read_text())
+        with conn.transaction():
+            for path in schema_files():
+                conn.execute(path.read_text())
+
+
+BASELINE_NAME = "baseline"
+RELEASE_TAG = "v1.0.0"
+_BASELINE_HEADER = """\
+-- The baseline: the job's whole schema as of its first release, generated from
+-- supabase/schemas/ (`make baseline`; do not edit by hand). Until the first release (tag
+-- v1.0.0) it may be regenerated; from then on migrations are append-only and never edited: a
+-- change goes into supabase/schemas/ and into a new migration (`make schema-diff` shows what
+-- differs). tests/integration/test_schema_equal.py keeps the two equal.
+"""
+
+
+def baseline_text() -> str:
+    """The baseline migration as generated from `supabase/schemas/`, file by file."""
+    parts = [_BASELINE_HEADER]
+    for path in schema_files():
+        parts.append(f"\n-- ===== supabase/schemas/{path.name} =====\n\n{path.read_text()}")
+    return "".join(parts)
+
+
+def write_baseline(version: str) -> Path:
+    """Replace every migration by one baseline `<version>_baseline.sql` made from the schemas
+    (allowed only before the first release: the caller checks for the release tag)."""
+    for old in migration_files():
+        old.unlink()
+    MIGRATIONS_DIR.mkdir(parents=True, exist_ok=True)
+    path = MIGRATIONS_DIR / f"{version}_{BASELINE_NAME}.sql"
+    path.write_text(baseline_text())
+    return path
 
 
 def migrations() -> list[Migration]:

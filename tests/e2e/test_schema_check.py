@@ -4,9 +4,11 @@ ERROR line and HTTP 503, then runs once the database is migrated, without a rest
 from __future__ import annotations
 
 import json
-from typing import Any
+import uuid
 
 import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from certexpiry import contract
 from certexpiry_ops import schema
@@ -15,35 +17,40 @@ from certexpiry_ops.pubsub_fake import FakePubSub
 from tests.chain import NIGHTLY
 from tests.clock import OrgDay
 
-Conn = psycopg.Connection[Any]
 
-
-def test_an_older_schema_gets_503_and_one_schema_mismatch_line(
-    db: Conn, database_url: str, pubsub: FakePubSub, org: OrgDay
+def test_an_unmigrated_schema_gets_503_and_one_schema_mismatch_line(
+    pg_admin_url: str, pubsub: FakePubSub, org: OrgDay
 ) -> None:
-    """Two deliveries against a schema missing this release's migrations: 503 each, one
+    """Two deliveries against a database without this release's migrations: 503 each, one
     SCHEMA_MISMATCH ERROR each, nothing run; after `migrate`, the next delivery runs the night."""
-    newest = schema.migrations()[-1]
-    db.execute(
-        "delete from supabase_migrations.schema_migrations where version = %s", (newest.version,)
-    )
-    function = FunctionProcess(
-        env=function_env(database_url, pubsub, org_timezone=org.timezone, time_budget_s=30)
-    ).start()
+    name = f"e_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    database_url = make_conninfo(pg_admin_url, dbname=name)
     try:
-        refused = [function.deliver(NIGHTLY).status for _ in range(2)]
-        assert schema.apply(database_url, bootstrap=False) == [newest.version]
-        after = function.deliver(NIGHTLY).status
+        function = FunctionProcess(
+            env=function_env(database_url, pubsub, org_timezone=org.timezone, time_budget_s=30)
+        ).start()
+        try:
+            refused = [function.deliver(NIGHTLY).status for _ in range(2)]
+            assert schema.apply(database_url) == [m.version for m in schema.migrations()]
+            after = function.deliver(NIGHTLY).status
+        finally:
+            function.stop()
+        assert refused == [503, 503]
+        assert after == 200
+        entries = [json.loads(line) for _, line in function.lines]
+        mismatches = [e for e in entries if e.get("error_code") == "SCHEMA_MISMATCH"]
+        assert len(mismatches) == 2
+        assert all(e["severity"] == "ERROR" for e in mismatches)
+        assert contract.SCHEMA_VERSION in mismatches[0]["context"]["reason"]
+        codes = [e.get("error_code") for e in entries]
+        assert codes.index("RUN_STARTED") > codes.index("SCHEMA_MISMATCH")
+        assert "RUN_COMPLETED" in codes
+        with psycopg.connect(database_url) as db:
+            assert db.execute("select count(*) from public.cron_runs").fetchone() == (1,)
     finally:
-        function.stop()
-    assert refused == [503, 503]
-    assert after == 200
-    entries = [json.loads(line) for _, line in function.lines]
-    mismatches = [e for e in entries if e.get("error_code") == "SCHEMA_MISMATCH"]
-    assert len(mismatches) == 2
-    assert all(e["severity"] == "ERROR" for e in mismatches)
-    assert contract.SCHEMA_VERSION in mismatches[0]["context"]["reason"]
-    codes = [e.get("error_code") for e in entries]
-    assert codes.index("RUN_STARTED") > codes.index("SCHEMA_MISMATCH")
-    assert "RUN_COMPLETED" in codes
-    assert db.execute("select count(*) from public.cron_runs").fetchone() == (1,)
+        with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+            )

@@ -32,9 +32,9 @@ Conn = psycopg.Connection[Any]
 # Supabase's own graphql() and is not part of this project; certexpiry is deliberately not).
 EXPOSED_SCHEMAS = ["public"]
 API_ROLES = ("anon", "authenticated", "service_role")
-PRIVILEGES_MIGRATION = "20261130000100_privileges.sql"
+PRIVILEGES_FILE = "90_privileges.sql"
 
-# service_role's table privileges (supabase/migrations/20261130000100_privileges.sql): what
+# service_role's table privileges (supabase/schemas/90_privileges.sql): what
 # the SECURITY INVOKER functions of the SQL API do, plus the two named extras marked below.
 SERVICE_ROLE_TABLES = {
     "peer_mentors": {"SELECT", "UPDATE"},
@@ -390,23 +390,22 @@ def _anon_setval(conn: Conn) -> bool:
     return True
 
 
-def test_the_privileges_migration_closes_what_hosted_defaults_open(pg_admin_url: str) -> None:
+def test_the_privileges_file_closes_what_hosted_defaults_open(pg_admin_url: str) -> None:
     """On a database with the hosted default privileges (supabase/local/bootstrap.sql), the
-    earlier migrations leave the outbox sequence to anon; this migration takes it back."""
+    schema's objects alone leave the outbox sequence to anon; its privileges file takes it
+    back."""
     name = f"t_{uuid.uuid4().hex[:16]}"
     with psycopg.connect(pg_admin_url, autocommit=True) as admin:
         admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
     try:
         with psycopg.connect(make_conninfo(pg_admin_url, dbname=name), autocommit=True) as conn:
             conn.execute(schema.BOOTSTRAP.read_text())
-            migrations = schema.migration_files()
-            at = [path.name for path in migrations].index(PRIVILEGES_MIGRATION)
-            for path in migrations[:at]:
+            files = schema.schema_files()
+            at = [path.name for path in files].index(PRIVILEGES_FILE)
+            for path in files[:at]:
                 conn.execute(path.read_text())
             assert _anon_setval(conn)
-            conn.execute(migrations[at].read_text())
-            assert not _anon_setval(conn)
-            for path in migrations[at + 1 :]:
+            for path in files[at:]:
                 conn.execute(path.read_text())
             assert not _anon_setval(conn)
             assert _function_grant_problems(conn) == []

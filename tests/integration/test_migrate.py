@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import shutil
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,7 @@ from certexpiry.pg_store import PgTransport
 from certexpiry.sanitize import Sanitizer
 from certexpiry.wiring import SchemaNotReady, check_schema
 from certexpiry_ops import schema
-from tests.integration.sqlapi import NOW, TODAY, missed, sweep_all
 from tests.integration.test_cli import Result, invoke
-from tests.seeding import add_cert, add_mentor
 
 Conn = psycopg.Connection[Any]
 
@@ -115,7 +113,9 @@ def test_a_changed_applied_migration_is_refused_before_anything_is_written(
         assert conn.execute("select to_regclass('public.later')").fetchone() == (None,)
 
 
-def test_history_written_by_the_supabase_cli_is_accepted(empty_url: str) -> None:
+def test_history_written_by_the_supabase_cli_is_accepted(
+    empty_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The Supabase CLI records each statement apart (trailing semicolon trimmed); migrate reads
     such a history as unchanged and applies only what is missing."""
     migrate_json()
@@ -128,12 +128,13 @@ def test_history_written_by_the_supabase_cli_is_accepted(empty_url: str) -> None
                 "where version = %s",
                 (statements, migration.version),
             )
-        conn.execute(
-            "delete from supabase_migrations.schema_migrations where version = %s",
-            (files[-1].version,),
-        )
+    copy = tmp_path / "migrations"
+    shutil.copytree(schema.MIGRATIONS_DIR, copy)
+    (copy / "29991231000000_later.sql").write_text("create table public.later (id int);\n")
+    monkeypatch.setattr(schema, "MIGRATIONS_DIR", copy)
     _, result = migrate_json()
-    assert result["applied"] == [files[-1].version]
+    assert result["applied"] == ["29991231000000"]
+    assert result["already_applied"] == len(files)
 
 
 def _logger() -> tuple[JsonLogger, io.StringIO]:
@@ -204,41 +205,32 @@ class _StopBefore(Exception):
     """Raised by on_apply to leave a database at an older version."""
 
 
-def test_the_upgrade_to_the_schedule_keeps_what_older_marks_meant(empty_url: str) -> None:
-    """A database an older version ran keeps its meaning across 20261130007001 without a data
-    migration: an active certification with nothing left (null then, "on the schedule" now) is
-    neither paused nor reported missed, before the first night (monitoring reads the log until a
-    night is swept) or after it (that night judges with the log and marks it infinity), and a
-    dated one keeps its date."""
+def migrate_before(url: str, version: str) -> list[str]:
+    """Apply the migrations older than `version` and stop there: the database an older release
+    left behind, for an upgrade test (write data in the old shape, then `schema.migrate` to
+    head and check what it means now). Returns the versions applied."""
+    applied: list[str] = []
 
     def stop(migration: schema.Migration) -> None:
-        if migration.version >= "20261130007001":
+        if migration.version >= version:
             raise _StopBefore
+        applied.append(migration.version)
 
-    with pytest.raises(_StopBefore):
-        schema.migrate(empty_url, bootstrap=True, on_apply=stop)
+    with contextlib.suppress(_StopBefore):
+        schema.migrate(url, bootstrap=True, on_apply=stop)
+    return applied
+
+
+def test_an_upgrade_starts_from_the_migrations_before_it(empty_url: str) -> None:
+    """The upgrade-test machinery, on today's history: stopping before the baseline applies
+    nothing, and migrating from there reaches head. The first migration after the release
+    (v1.0.0) gets its upgrade test as `migrate_before(url, its_version)`, old-shape data, then
+    `schema.migrate(url)`."""
+    baseline = schema.migrations()[0]
+    assert baseline.name == schema.BASELINE_NAME
+    assert migrate_before(empty_url, baseline.version) == []
     with psycopg.connect(empty_url, autocommit=True) as db:
-        mentor = add_mentor(db)
-        nothing_left = add_cert(db, mentor, TODAY - timedelta(days=5))
-        db.execute(
-            "insert into public.certification_idempotency_log"
-            " (certification_id, action, expiry_date) values (%s, 'auto_pause', %s)",
-            (nothing_left, TODAY - timedelta(days=5)),
-        )
-        dated = add_cert(db, mentor, TODAY + timedelta(days=40))
-        # What the older sweep wrote after looking at them.
-        db.execute(
-            "update public.certifications"
-            " set next_action_on = case id when %s then null else %s::date end",
-            (nothing_left, TODAY + timedelta(days=10)),
-        )
-    schema.migrate(empty_url)
-    with psycopg.connect(empty_url, autocommit=True) as db:
-        assert missed(db, str(TODAY))["missed_pause_count"] == 0
-        totals = sweep_all(db, NOW)
-        assert totals.get("certifications_paused", 0) == 0
-        marks: dict[uuid.UUID, str] = dict(
-            db.execute("select id, next_action_on::text from public.certifications").fetchall()
-        )
-        assert marks == {nothing_left: "infinity", dated: str(TODAY + timedelta(days=10))}
-        assert missed(db, str(TODAY))["missed_pause_count"] == 0
+        assert db.execute("select to_regproc('public.process_expiry_batch')").fetchone() == (None,)
+    result = schema.migrate(empty_url)
+    assert result.applied == [m.version for m in schema.migrations()]
+    assert result.latest == contract.SCHEMA_VERSION

@@ -181,6 +181,37 @@ def test_a_giant_mentor_is_split_across_batches(db: Conn) -> None:
     assert all(actions_of(db, cert) == [("auto_pause", "done")] for cert in certs)
 
 
+@pytest.mark.parametrize("cursor", ["00000000-0000-0000-0000-000000000000", "on-schedule/x/y", ""])
+def test_a_cursor_the_sweep_did_not_make_is_refused(db: Conn, cursor: str) -> None:
+    """A cursor is certexpiry.cursor_after's token and nothing else: anything else (a bare UUID,
+    the token of pre-release versions, included) is an invalid parameter, not a restart."""
+    add_cert(db, add_mentor(db), TODAY - timedelta(days=1))
+    run = claim(db, NOW)
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        batch(db, run["run_id"], cursor=cursor)
+
+
+def test_each_page_continues_where_the_last_ended(db: Conn) -> None:
+    """Pages of the schedule, then of the marked certifications, chained by their cursors, read
+    each certification of the night once, in keyset order."""
+    mentor = add_mentor(db)
+    expired = [add_cert(db, mentor, TODAY - timedelta(days=1 + i % 3)) for i in range(7)]
+    claim(db, NOW - timedelta(days=1))  # a run exists: the next inserts are marked -infinity
+    marked = [add_cert(db, mentor, TODAY + timedelta(days=3)) for _ in range(4)]
+    run = claim(db, NOW)
+    cursors, seen, cursor = [], 0, None
+    while True:
+        page = batch(db, run["run_id"], cursor=cursor, limit=3)
+        seen += page["certifications"]
+        cursors.append(page["next_cursor"])
+        cursor = page["next_cursor"]
+        if page["done"]:
+            break
+    assert seen == len(expired) + len(marked)
+    assert [c.startswith("on-schedule/") for c in cursors] == [True, True, False, False]
+    assert cursors[-1].startswith("-infinity/")
+
+
 def _refuse_pause(db: Conn, cert: uuid.UUID) -> None:
     db.execute(
         f"""

@@ -65,6 +65,13 @@ def test_continuation_round_trips() -> None:
             ),
             "wrong shape",
         ),
+        (
+            _data(
+                b'{"kind": "resume", "run_id": "%s", "segment": 1, "cursor": "%s"}'
+                % (str(uuid.uuid4()).encode(), str(uuid.uuid4()).encode())
+            ),
+            "wrong shape",
+        ),
         (_data(b'{"kind": "nightly", "extra": 1}'), "wrong shape"),
         (_data(b'{"kind": "weekly"}'), "no known kind: this function takes kind nightly or resume"),
         (_data(b"[1, 2]"), "wrong shape"),

@@ -1,0 +1,1539 @@
+-- The baseline: the job's whole schema as of its first release, generated from
+-- supabase/schemas/ (`make baseline`; do not edit by hand). Until the first release (tag
+-- v1.0.0) it may be regenerated; from then on migrations are append-only and never edited: a
+-- change goes into supabase/schemas/ and into a new migration (`make schema-diff` shows what
+-- differs). tests/integration/test_schema_equal.py keeps the two equal.
+
+-- ===== supabase/schemas/00_schemas.sql =====
+
+-- The schemas of the certification-expiry job.
+--
+-- supabase/schemas/ is the readable, current definition of every object the job owns, one file
+-- per concern, applied in file-name order; supabase/migrations/ holds the history that brings a
+-- database to it (the baseline, then append-only migrations from the first release on). A test
+-- (tests/integration/test_schema_equal.py) builds one database from each and compares their
+-- catalogs; `make schema-diff` prints what differs.
+--
+-- public holds what PostgREST must reach (the job's RPCs) and the tables; certexpiry holds the
+-- rules and internal functions, which no API role reaches except service_role through the RPCs.
+
+create schema if not exists certexpiry;
+comment on schema certexpiry is
+    'Internal rules of the certification-expiry job; reached only through the RPCs in public.';
+revoke all on schema certexpiry from public;
+grant usage on schema certexpiry to service_role;
+
+-- ===== supabase/schemas/10_tables.sql =====
+
+-- Tables, their indexes and row level security.
+--
+-- peer_mentors and certifications are the app's tables (the job reads and pauses them); the
+-- others are the job's own: the idempotency log, the outbox, the run state and the audit log.
+-- Row level security is on for every table and no policy lets an API role in: the job runs as
+-- service_role (BYPASSRLS), and privileges are granted object by object in 90_privileges.sql.
+
+create table public.peer_mentors (
+    id uuid primary key default gen_random_uuid(),
+    full_name text not null,
+    national_id text,
+    email text,
+    status text not null default 'active' check (status in ('active', 'paused')),
+    paused_at timestamptz,
+    paused_reason text,
+    created_at timestamptz not null default now(),
+    updated_at timestamptz not null default now()
+);
+comment on table public.peer_mentors is
+    'Volunteer peer mentors; status paused hides a mentor from matching.';
+
+create table public.certifications (
+    id uuid primary key default gen_random_uuid(),
+    peer_mentor_id uuid not null references public.peer_mentors (id),
+    expiry_date date not null,
+    status text not null default 'active' check (status in ('active', 'paused')),
+    paused_at timestamptz,
+    created_at timestamptz not null default now(),
+    updated_at timestamptz not null default now(),
+    next_action_on date
+);
+comment on column public.certifications.expiry_date is
+    'Valid through this organisation-local date; expired from the next day on.';
+comment on column public.certifications.next_action_on is
+    'null: on the schedule (or not active); -infinity: not yet looked at; a date: look at it '
+    'that night; infinity: nothing left for this expiry date. Kept by the sweep and the trigger '
+    'certifications_next_action (supabase/schemas/30_night_work.sql); never set by hand.';
+
+-- The schedule in the night's keyset order (expiry date, id): a page is read from this index
+-- alone (peer_mentor_id included). See docs/decisions/ on the schedule.
+create index certifications_on_schedule_idx on public.certifications (expiry_date, id)
+    include (peer_mentor_id)
+    where status = 'active' and next_action_on is null;
+-- The few certifications off the schedule (marked), in keyset order; expiry_date included so
+-- that monitoring reads the index alone.
+create index certifications_next_action_idx on public.certifications (next_action_on, id)
+    include (expiry_date)
+    where status = 'active' and next_action_on is not null;
+create index certifications_peer_mentor_id_idx on public.certifications (peer_mentor_id);
+
+-- One row per effect: keyed by expiry date, so a renewed certification (new date) starts a
+-- fresh cycle. The key is the primary key: no surrogate id, so each record costs one index
+-- insertion. No index on run_id: "what did run X do" is a rare ops question, and
+-- cron_runs.totals and the audit row answer the usual one.
+create table public.certification_idempotency_log (
+    certification_id uuid not null references public.certifications (id) on delete cascade,
+    action text not null check (action = 'auto_pause' or action ~ '^reminder_[0-9]+d$'),
+    expiry_date date not null,
+    run_id uuid,
+    outcome text not null default 'done' check (outcome in ('done', 'superseded')),
+    created_at timestamptz not null default now(),
+    constraint certification_idempotency_log_once primary key (certification_id, action, expiry_date)
+);
+comment on column public.certification_idempotency_log.outcome is
+    'done: the effect happened; superseded: a larger reminder offset skipped because a smaller one was due.';
+
+create table public.notification_outbox (
+    id bigint generated always as identity primary key,
+    peer_mentor_id uuid not null references public.peer_mentors (id),
+    certification_id uuid not null references public.certifications (id) on delete cascade,
+    kind text not null check (kind in ('reminder', 'pause_notice')),
+    payload jsonb not null default '{}'::jsonb,
+    created_at timestamptz not null default now(),
+    dispatched_at timestamptz
+);
+comment on table public.notification_outbox is
+    'Written in the same transaction as the idempotency row; another service delivers and stamps dispatched_at.';
+create index notification_outbox_pending_idx on public.notification_outbox (created_at)
+    where dispatched_at is null;
+create index notification_outbox_certification_idx on public.notification_outbox (certification_id);
+-- The unindexed foreign key Supabase's linter flags; a mentor's notices are what ops look up.
+create index notification_outbox_peer_mentor_idx on public.notification_outbox (peer_mentor_id);
+
+-- Run state of the self-resuming sweep: one row per organisation-local night.
+create table public.cron_runs (
+    run_id uuid primary key,
+    nightly_key date not null unique,
+    timezone text not null,
+    status text not null default 'running'
+        check (status in ('running', 'handoff', 'completed', 'abandoned')),
+    segment integer not null default 0 check (segment >= 0),
+    cursor text,
+    lease_until timestamptz not null,
+    heartbeat_at timestamptz not null default now(),
+    started_at timestamptz not null default now(),
+    finished_at timestamptz,
+    totals jsonb not null default '{}'::jsonb,
+    swept_reminder_days integer[]
+);
+comment on column public.cron_runs.segment is
+    'Fencing token: only the invocation holding this segment may write batches for the run.';
+comment on column public.cron_runs.lease_until is
+    'Renewed by every batch; a crashed invocation''s segment can be reclaimed once it passes.';
+comment on column public.cron_runs.swept_reminder_days is
+    'The reminder offsets this run''s sweep covered, set when it read its last page; the next '
+    'night''s schedule starts after the last night that covered each offset.';
+create index cron_runs_unfinished_idx on public.cron_runs (started_at)
+    where status in ('running', 'handoff');
+
+-- One row per run, written at its end: what monitoring found. Never deleted.
+create table public.cron_audit_log (
+    run_id uuid primary key,
+    run_at timestamptz not null,
+    missed_pause_count integer not null,
+    missed_ids jsonb not null,
+    resolved boolean not null default false,
+    status text not null default 'completed' check (status in ('completed', 'monitoring_failed')),
+    nightly_key date,
+    segments integer,
+    totals jsonb not null default '{}'::jsonb,
+    duration_ms bigint,
+    updated_at timestamptz not null default now(),
+    resolved_at timestamptz,
+    missed_nights jsonb not null default '[]'::jsonb
+);
+comment on column public.cron_audit_log.resolved is
+    'Set by ops (certexpiry audit resolve) to acknowledge a remediation; rows are never deleted.';
+comment on column public.cron_audit_log.missed_nights is
+    'Organisation-local nights before this run''s night that have no run (newest 366), set by upsert_cron_audit.';
+
+alter table public.peer_mentors enable row level security;
+alter table public.certifications enable row level security;
+alter table public.certification_idempotency_log enable row level security;
+alter table public.notification_outbox enable row level security;
+alter table public.cron_runs enable row level security;
+alter table public.cron_audit_log enable row level security;
+
+-- ===== supabase/schemas/20_rules.sql =====
+
+-- The business rules, each defined once: dates, offsets and when each effect falls due. The
+-- sweep, monitoring, the plan and remediation are all written in terms of these, so they cannot
+-- disagree.
+--
+-- Plain SQL functions without a SET clause on purpose: the planner inlines them into the
+-- calling query and uses the indexes (a SET search_path would stop inlining). Every name inside
+-- is schema-qualified.
+
+create or replace function certexpiry.org_today(p_timezone text, p_now timestamptz default now())
+returns date
+language sql stable
+as $$ select (p_now at time zone p_timezone)::date $$;
+comment on function certexpiry.org_today(text, timestamptz) is
+    'Today in the organisation''s time zone: the night a run belongs to.';
+
+create or replace function certexpiry.is_expired(p_expiry_date date, p_today date)
+returns boolean
+language sql immutable
+as $$ select p_expiry_date < p_today $$;
+comment on function certexpiry.is_expired(date, date) is
+    'Expired: a certification is valid through its expiry date, expired from the next day on.';
+
+create or replace function certexpiry.days_left(p_expiry_date date, p_today date)
+returns integer
+language sql immutable
+as $$ select p_expiry_date - p_today $$;
+comment on function certexpiry.days_left(date, date) is
+    'Days left until expiry (0 on the expiry date itself).';
+
+create or replace function certexpiry.reminder_due(p_expiry_date date, p_today date, p_offset integer)
+returns boolean
+language sql immutable
+as $$ select p_expiry_date >= p_today and p_expiry_date - p_today <= p_offset $$;
+comment on function certexpiry.reminder_due(date, date, integer) is
+    'Reminder offset N is due when 0 <= days left <= N; only the smallest due offset is sent.';
+
+-- The explicit text cast keeps the expression immutable, so it is inlined (`'reminder_' ||
+-- integer` resolves to anytextcat, which is only stable, and was called once per row).
+create or replace function certexpiry.reminder_action(p_offset integer)
+returns text
+language sql immutable
+as $$ select 'reminder_' || p_offset::text || 'd' $$;
+comment on function certexpiry.reminder_action(integer) is
+    'The idempotency log''s action name of reminder offset N: reminder_Nd.';
+
+create or replace function certexpiry.action_days(
+    p_expiry_date date, p_today date, p_reminder_days integer[])
+returns table (action text, day date)
+language sql immutable
+as $$
+    select 'auto_pause',
+           case when certexpiry.is_expired(p_expiry_date, p_today) then p_today
+                else p_expiry_date + 1 end
+    union all
+    select certexpiry.reminder_action(n), greatest(p_expiry_date - n, p_today)
+    from unnest(p_reminder_days) n
+    where certexpiry.reminder_due(p_expiry_date, greatest(p_expiry_date - n, p_today), n)
+$$;
+comment on function certexpiry.action_days(date, date, integer[]) is
+    'When each effect of an expiry date falls due, seen from tonight: the auto-pause the day '
+    'after expiry (tonight if already expired), each reminder offset N on expiry - N (tonight '
+    'if that day has passed and the reminder is still due). Defined once; judging a '
+    'certification is reading this.';
+
+create or replace function certexpiry.judge(
+    p_expiry_date date, p_today date, p_reminder_days integer[])
+returns table (due_on date, after_tonight date)
+language sql immutable
+as $$
+    select min(a.day), min(a.day) filter (where a.day > p_today)
+    from certexpiry.action_days(p_expiry_date, p_today, p_reminder_days) a
+$$;
+comment on function certexpiry.judge(date, date, integer[]) is
+    'A certification judged from its expiry date alone: the first day one of its effects falls '
+    'due (due tonight when <= tonight) and the first one after tonight (null: none left). '
+    'Whether an effect is already recorded is not asked here: the effects'' inserts are the '
+    'arbiter of "never twice" (docs/decisions/).';
+
+create or replace function certexpiry.recorded(p_certification_id uuid, p_action text, p_expiry_date date)
+returns setof public.certification_idempotency_log
+language sql stable
+as $$
+    select l.* from public.certification_idempotency_log l
+    where l.certification_id = p_certification_id
+      and l.action = p_action
+      and l.expiry_date = p_expiry_date
+$$;
+comment on function certexpiry.recorded(uuid, text, date) is
+    'The idempotency log''s record of one effect for one expiry date (empty: not done).';
+
+create or replace function certexpiry.sum_counts(p_a jsonb, p_b jsonb)
+returns jsonb
+language sql immutable
+as $$
+    select coalesce(jsonb_object_agg(k, coalesce((p_a ->> k)::bigint, 0) + coalesce((p_b ->> k)::bigint, 0)), '{}'::jsonb)
+    from (select jsonb_object_keys(p_a) as k union select jsonb_object_keys(p_b)) keys
+$$;
+comment on function certexpiry.sum_counts(jsonb, jsonb) is
+    'Two count objects added key by key (a missing key counts 0).';
+
+create or replace function certexpiry.merge_effects(p_a jsonb, p_b jsonb)
+returns jsonb
+language sql immutable
+as $$
+    select certexpiry.sum_counts(p_a - 'failures_detail', p_b - 'failures_detail')
+        || jsonb_build_object('failures_detail',
+               coalesce(p_a -> 'failures_detail', '[]'::jsonb) || coalesce(p_b -> 'failures_detail', '[]'::jsonb))
+$$;
+comment on function certexpiry.merge_effects(jsonb, jsonb) is
+    'Two effects answers merged: counts added, failure details concatenated.';
+
+-- ===== supabase/schemas/30_night_work.sql =====
+
+-- The night's work: which certifications a night reads, in what order, how a page of them is
+-- judged, and the marks that keep the few off the schedule. Defined once here and used by the
+-- sweep (public.process_expiry_batch), the plan (public.plan_night) and the demo's history.
+--
+-- When a certification's effects fall due follows from its expiry date alone
+-- (certexpiry.action_days); the idempotency log only says which of them are already done. So a
+-- night reads, on the expiry-date index certifications_on_schedule_idx, the certifications with
+-- an effect falling due on a night the sweep has not covered yet (the schedule): every expired
+-- one still active, and for each reminder offset n the expiry dates whose day expiry - n came
+-- after the last night whose sweep covered n. A normal night reads four days of expiry dates; a
+-- night after an outage reads the outage's. Processing writes the effects and nothing else.
+--
+-- certifications.next_action_on marks only the certifications off that schedule:
+--   null      on the schedule (active), or not active;
+--   -infinity not yet looked at: inserted after the first night, renewed or reactivated (its
+--             effects may fall on nights already swept): read once, then back on the schedule;
+--   a date    look at it on that night: a reminder that failed is retried the next night;
+--   infinity  nothing left for this expiry date (expired, its auto-pause already recorded).
+-- Monitoring needs no log probe because of this: an active certification on the schedule has
+-- no auto-pause record for its expiry date. See docs/decisions/ for the measurements.
+
+create or replace function certexpiry.last_swept(p_today date, p_offset integer)
+returns date
+language sql stable
+as $$
+    select coalesce((
+        select r.nightly_key from public.cron_runs r
+        where r.nightly_key < p_today and p_offset = any (r.swept_reminder_days)
+        order by r.nightly_key desc
+        limit 1), '-infinity')
+$$;
+comment on function certexpiry.last_swept(date, integer) is
+    'The last night before tonight whose sweep read its last page with reminder offset N '
+    '(-infinity: none).';
+
+create or replace function certexpiry.swept_by(p_today date)
+returns boolean
+language sql stable
+as $$
+    select exists (
+        select from public.cron_runs r
+        where r.nightly_key <= p_today and r.swept_reminder_days is not null)
+$$;
+comment on function certexpiry.swept_by(date) is
+    'Whether a night up to p_today read its last page: from then on the schedule holds no '
+    'certification whose auto-pause is recorded (before it, records written by other means, '
+    'such as an imported history, may exist).';
+
+create or replace function certexpiry.schedule_ranges(p_today date, p_reminder_days integer[])
+returns table (lo date, hi date)
+language sql stable
+as $$
+    select lower(r), upper(r) - 1
+    from unnest((
+        select range_agg(daterange(d.lo, d.hi, '[]'))
+        from (
+            select '-infinity'::date as lo, p_today - 1 as hi
+            union all
+            select greatest(certexpiry.last_swept(p_today, n) + n + 1, p_today), p_today + n
+            from unnest(p_reminder_days) n
+        ) d
+        where d.lo <= d.hi
+    )) r
+$$;
+comment on function certexpiry.schedule_ranges(date, integer[]) is
+    'The expiry dates tonight''s schedule reads, as disjoint ranges: every expired date, and for '
+    'each reminder offset n the dates whose day expiry - n came after the last night that swept '
+    'n (a new offset reaches its whole window once).';
+
+create or replace function certexpiry.reset_next_action()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+    if new.status <> 'active' then
+        new.next_action_on := null;
+    elsif tg_op = 'INSERT' and not exists (select from public.cron_runs) then
+        new.next_action_on := null;  -- before the first night: on the schedule, no log yet
+    elsif tg_op = 'INSERT' or new.expiry_date is distinct from old.expiry_date
+          or old.status is distinct from new.status then
+        new.next_action_on := '-infinity';
+    end if;
+    return new;
+end
+$$;
+comment on function certexpiry.reset_next_action() is
+    'Trigger: a certification inserted after the first night, renewed or reactivated is marked '
+    '-infinity (read once by the next night); one no longer active leaves the schedule.';
+
+create trigger certifications_next_action
+    before insert or update of expiry_date, status on public.certifications
+    for each row execute function certexpiry.reset_next_action();
+
+-- One certification of a page: as read (mark is next_action_on; null on the schedule) and as
+-- judged from its expiry date (certexpiry.judge).
+create type certexpiry.page_row as (
+    id uuid,
+    peer_mentor_id uuid,
+    expiry_date date,
+    mark date,
+    due_on date,
+    after_tonight date
+);
+comment on type certexpiry.page_row is
+    'One certification of a night''s page, as read and as judged from its expiry date.';
+
+create or replace function certexpiry.night_page(
+    p_today date, p_reminder_days integer[], p_cursor text, p_limit integer)
+returns table (id uuid, peer_mentor_id uuid, expiry_date date, mark date)
+language plpgsql stable
+as $$
+declare
+    v_uuid constant text := '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
+    v_day constant text := '(-infinity|[0-9]{4}-[0-9]{2}-[0-9]{2})';
+    v_on_schedule boolean := true;
+    v_after_day date := '-infinity';
+    v_after_id uuid := '00000000-0000-0000-0000-000000000000';
+    v_range record;
+    v_from_day date;
+    v_from_id uuid;
+    v_read integer := 0;
+    v_rows integer;
+begin
+    -- The cursor: null (the start), on-schedule/<expiry date>/<id> or <mark>/<id>.
+    if p_cursor is null then
+        null;
+    elsif p_cursor ~ ('^on-schedule/' || v_day || '/' || v_uuid || '$') then
+        v_after_day := split_part(p_cursor, '/', 2)::date;
+        v_after_id := split_part(p_cursor, '/', 3)::uuid;
+    elsif p_cursor ~ ('^' || v_day || '/' || v_uuid || '$') then
+        v_on_schedule := false;
+        v_after_day := split_part(p_cursor, '/', 1)::date;
+        v_after_id := split_part(p_cursor, '/', 2)::uuid;
+    else
+        raise exception 'p_cursor is not a cursor of the night''s pages' using errcode = '22023';
+    end if;
+
+    -- The schedule: one index range scan per range of expiry dates, each with one lower bound,
+    -- the cursor or the range's start (given both, the index starts from the row comparison and
+    -- reads every entry from the cursor on: docs/decisions/).
+    if v_on_schedule then
+        for v_range in
+            select r.lo, r.hi from certexpiry.schedule_ranges(p_today, p_reminder_days) r
+            where r.hi >= v_after_day
+            order by r.lo
+        loop
+            exit when v_read >= p_limit;
+            v_from_day := v_after_day;
+            v_from_id := v_after_id;
+            if v_after_day < v_range.lo then
+                v_from_day := v_range.lo - 1;  -- after every row of the day before
+                v_from_id := 'ffffffff-ffff-ffff-ffff-ffffffffffff';
+            end if;
+            return query
+                select s.id, s.peer_mentor_id, s.expiry_date, null::date
+                from public.certifications s
+                where s.status = 'active'
+                  and s.next_action_on is null
+                  and (s.expiry_date, s.id) > (v_from_day, v_from_id)
+                  and s.expiry_date <= v_range.hi
+                order by s.expiry_date, s.id
+                limit p_limit - v_read;
+            get diagnostics v_rows = row_count;
+            v_read := v_read + v_rows;
+        end loop;
+        v_after_day := '-infinity';
+        v_after_id := '00000000-0000-0000-0000-000000000000';
+    end if;
+
+    -- Then the marked certifications due by their mark.
+    if p_limit is null or v_read < p_limit then
+        return query
+            select m.id, m.peer_mentor_id, m.expiry_date, m.next_action_on
+            from public.certifications m
+            where m.status = 'active'
+              and m.next_action_on <= p_today
+              and (m.next_action_on, m.id) > (v_after_day, v_after_id)
+            order by m.next_action_on, m.id
+            limit p_limit - v_read;
+    end if;
+end
+$$;
+comment on function certexpiry.night_page(date, integer[], text, integer) is
+    'One page of tonight''s work after a cursor, in keyset order: the schedule (by expiry date), '
+    'then the marked certifications (by mark). p_limit null: the whole night.';
+
+create or replace function certexpiry.cursor_after(p_row certexpiry.page_row)
+returns text
+language sql immutable strict
+as $$
+    select case when p_row.mark is null
+                then 'on-schedule/' || p_row.expiry_date::text || '/' || p_row.id::text
+                else p_row.mark::text || '/' || p_row.id::text end
+$$;
+comment on function certexpiry.cursor_after(certexpiry.page_row) is
+    'The cursor that continues the night after this row (night_page reads it back).';
+
+create or replace function certexpiry.read_page(
+    p_today date, p_reminder_days integer[], p_cursor text, p_limit integer)
+returns certexpiry.page_row[]
+language sql stable
+as $$
+    select coalesce(array_agg(
+               row(p.id, p.peer_mentor_id, p.expiry_date, p.mark, j.due_on, j.after_tonight)
+                   ::certexpiry.page_row
+               order by p.n), '{}')
+    from certexpiry.night_page(p_today, p_reminder_days, p_cursor, p_limit)
+             with ordinality p (id, peer_mentor_id, expiry_date, mark, n)
+    cross join lateral certexpiry.judge(p.expiry_date, p_today, p_reminder_days) j
+$$;
+comment on function certexpiry.read_page(date, integer[], text, integer) is
+    'A page of tonight''s work, read (night_page) and judged from the expiry dates (judge), in '
+    'page order.';
+
+create or replace function certexpiry.actionable_certifications(p_today date, p_reminder_days integer[])
+returns table (certification_id uuid, peer_mentor_id uuid, expiry_date date)
+language sql stable
+as $$
+    select p.id, p.peer_mentor_id, p.expiry_date
+    from unnest(certexpiry.read_page(p_today, p_reminder_days, null, null)) p
+    where p.due_on <= p_today
+$$;
+comment on function certexpiry.actionable_certifications(date, integer[]) is
+    'Tonight''s work whole: the certifications the sweep''s pages read and judge due tonight.';
+
+create or replace function certexpiry.mark_page(
+    p_today date, p_page certexpiry.page_row[], p_failed uuid[])
+returns void
+language sql
+as $$
+    -- What the effects did not settle: a marked certification looked at goes back on the
+    -- schedule (null) when something is left after tonight, and a reminder that failed on the
+    -- schedule is marked for the next night. An expired one needs nothing here:
+    -- apply_auto_pauses paused it or, finding its auto-pause recorded, marked it infinity.
+    -- Failed marked ones keep their mark, failed auto-pauses stay on the schedule (every
+    -- night's work), and a certification locked elsewhere, or changed since it was read, is
+    -- left as it is.
+    with marked as (
+        select l.id, t.mark
+        from unnest(p_page) w
+        cross join lateral (select w.id = any (p_failed) as failed) f
+        cross join lateral (
+            select case when f.failed then p_today end as mark,
+                   case when f.failed
+                        then w.mark is null and not certexpiry.is_expired(w.expiry_date, p_today)
+                        else w.mark is not null and w.after_tonight is not null end as write) t
+        join public.certifications l on l.id = w.id
+        where t.write
+          and l.status = 'active'
+          and l.expiry_date = w.expiry_date
+          and l.next_action_on is not distinct from w.mark
+        for update of l skip locked
+    )
+    update public.certifications c
+    set next_action_on = k.mark
+    from marked k
+    where c.id = k.id
+$$;
+comment on function certexpiry.mark_page(date, certexpiry.page_row[], uuid[]) is
+    'After a page''s effects: marked certifications back on the schedule, failed reminders '
+    'marked for the next night.';
+
+-- ===== supabase/schemas/40_effects.sql =====
+
+-- The effects: what happens to a certification, each effect recorded in the idempotency log in
+-- the same statement that does it. The log's key (certification, action, expiry date) is the
+-- arbiter of "never twice": an effect whose insert finds its record does nothing else. Callers
+-- hand over the certification ids to consider; each effect reads their current state and applies
+-- its own rule, so a stale id list can choose only which effect looks, never what it does.
+
+create or replace function certexpiry.apply_auto_pauses(p_run_id uuid, p_today date, p_certification_ids uuid[])
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_counts jsonb;
+begin
+    with expired as (
+        select c.id, c.peer_mentor_id, c.expiry_date
+        from public.certifications c
+        where c.id = any (p_certification_ids)
+          and c.status = 'active'
+          and certexpiry.is_expired(c.expiry_date, p_today)
+        order by c.id
+        for update
+    ), recorded as (
+        insert into public.certification_idempotency_log (certification_id, action, expiry_date, run_id)
+        select e.id, 'auto_pause', e.expiry_date, p_run_id from expired e
+        on conflict on constraint certification_idempotency_log_once do nothing
+        returning certification_id
+    ), paused as (
+        update public.certifications c
+        set status = 'paused', paused_at = now(), updated_at = now()
+        from recorded r
+        where c.id = r.certification_id
+        returning c.id, c.peer_mentor_id, c.expiry_date
+    ), nothing_left as (
+        update public.certifications c
+        set next_action_on = 'infinity'
+        from expired e
+        where c.id = e.id
+          and not exists (select from recorded r where r.certification_id = e.id)
+          and c.next_action_on is distinct from 'infinity'
+    ), mentors as (
+        update public.peer_mentors m
+        set status = 'paused', paused_at = now(), paused_reason = 'certification_expired', updated_at = now()
+        where m.id in (select p.peer_mentor_id from paused p) and m.status <> 'paused'
+        returning m.id
+    ), notices as (
+        insert into public.notification_outbox (peer_mentor_id, certification_id, kind, payload)
+        select p.peer_mentor_id, p.id, 'pause_notice',
+               jsonb_build_object('reason', 'certification_expired', 'expiry_date', p.expiry_date)
+        from paused p
+        returning 1
+    )
+    select jsonb_build_object(
+        'certifications_paused', (select count(*) from paused),
+        'mentors_paused', (select count(*) from mentors),
+        'notices_queued', (select count(*) from notices)
+    )
+    into v_counts;
+    return v_counts;
+end
+$$;
+comment on function certexpiry.apply_auto_pauses(uuid, date, uuid[]) is
+    'Auto-pause the expired, active certifications among the ids, and their mentors, '
+    'with a pause notice each; one whose auto-pause is already recorded (reactivated by '
+    'hand) is marked infinity, nothing left. Returns the counts.';
+
+create or replace function certexpiry.apply_reminders(
+    p_run_id uuid, p_today date, p_reminder_days integer[], p_certification_ids uuid[])
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_counts jsonb;
+begin
+    with candidates as (
+        select c.id, c.peer_mentor_id, c.expiry_date, certexpiry.days_left(c.expiry_date, p_today) as days_left
+        from public.certifications c
+        where c.id = any (p_certification_ids) and c.status = 'active'
+    ), due as (
+        select cand.*, n as offset_days
+        from candidates cand cross join lateral unnest(p_reminder_days) n
+        where certexpiry.reminder_due(cand.expiry_date, p_today, n)
+    ), smallest as (
+        select distinct on (d.id) d.* from due d order by d.id, d.offset_days
+    ), sent as (
+        insert into public.certification_idempotency_log (certification_id, action, expiry_date, run_id)
+        select s.id, certexpiry.reminder_action(s.offset_days), s.expiry_date, p_run_id from smallest s
+        on conflict on constraint certification_idempotency_log_once do nothing
+        returning certification_id
+    ), superseded as (
+        insert into public.certification_idempotency_log (certification_id, action, expiry_date, run_id, outcome)
+        select d.id, certexpiry.reminder_action(d.offset_days), d.expiry_date, p_run_id, 'superseded'
+        from due d join smallest s on s.id = d.id
+        where d.offset_days > s.offset_days
+        on conflict on constraint certification_idempotency_log_once do nothing
+        returning 1
+    ), queued as (
+        insert into public.notification_outbox (peer_mentor_id, certification_id, kind, payload)
+        select s.peer_mentor_id, s.id, 'reminder',
+               jsonb_build_object('offset_days', s.offset_days, 'days_left', s.days_left,
+                                  'expiry_date', s.expiry_date)
+        from smallest s join sent on sent.certification_id = s.id
+        returning 1
+    )
+    select jsonb_build_object(
+        'reminders_queued', (select count(*) from queued),
+        'reminders_superseded', (select count(*) from superseded)
+    )
+    into v_counts;
+    return v_counts;
+end
+$$;
+comment on function certexpiry.apply_reminders(uuid, date, integer[], uuid[]) is
+    'Queue the smallest due reminder offset of each active certification among the ids and '
+    'record the larger due ones as superseded (no burst of stale reminders after downtime). '
+    'Returns the counts.';
+
+create or replace function certexpiry.apply_effects(
+    p_run_id uuid, p_today date, p_reminder_days integer[], p_certification_ids uuid[],
+    p_expiry_dates date[] default null)
+returns jsonb
+language sql
+as $$
+    select certexpiry.apply_auto_pauses(p_run_id, p_today, array(
+               select u.id from unnest(p_certification_ids, p_expiry_dates) u (id, expiry_date)
+               where u.id is not null
+                 and (u.expiry_date is null or certexpiry.is_expired(u.expiry_date, p_today))))
+        || certexpiry.apply_reminders(p_run_id, p_today, p_reminder_days, array(
+               select u.id from unnest(p_certification_ids, p_expiry_dates) u (id, expiry_date)
+               where u.id is not null
+                 and (u.expiry_date is null or not certexpiry.is_expired(u.expiry_date, p_today))))
+$$;
+comment on function certexpiry.apply_effects(uuid, date, integer[], uuid[], date[]) is
+    'Every effect due to the ids: with the expiry dates the caller read, an expired one goes to '
+    'the auto-pause only and the others to the reminders only (null dates: both look at every '
+    'id). One place for "what happens".';
+
+create or replace function certexpiry.redact_mentor_values(p_text text, p_peer_mentor_id uuid)
+returns text
+language plpgsql stable
+as $$
+declare
+    v_mentor record;
+    v_value text;
+    v_word boolean;
+    v_pattern text;
+    v_text text := p_text;
+begin
+    select m.full_name, m.national_id, m.email into v_mentor
+    from public.peer_mentors m where m.id = p_peer_mentor_id;
+    if not found or v_text is null then
+        return v_text;
+    end if;
+    -- Whole values first, longest first, wherever they stand (an id glued to letters is still
+    -- the id); then each part of the name of 3 characters or more, as a whole word only ("Ola"
+    -- is no part of "violates"). Case-insensitively, the value's regex metacharacters escaped.
+    for v_value, v_word in
+        select v, w from (
+            select v_mentor.full_name as v, false as w
+            union all select v_mentor.national_id, false
+            union all select v_mentor.email, false
+            union all select p, true
+                from regexp_split_to_table(coalesce(v_mentor.full_name, ''), '\s+') p
+                where length(p) >= 3
+        ) vals
+        where v is not null and length(btrim(v)) > 0
+        order by w, length(v) desc
+    loop
+        v_pattern := regexp_replace(v_value, '([.\\+*?\[^\]$(){}=!<>|:#/-])', '\\\1', 'g');
+        if v_word then
+            v_pattern := '(?<![[:alnum:]_])' || v_pattern || '(?![[:alnum:]_])';
+        end if;
+        v_text := regexp_replace(v_text, v_pattern, '[REDACTED:mentor]', 'gi');
+    end loop;
+    return v_text;
+end
+$$;
+comment on function certexpiry.redact_mentor_values(text, uuid) is
+    'A database message with the failing mentor''s own name (and each part of it), national id '
+    'and email replaced by [REDACTED:mentor], ignoring case.';
+
+create or replace function certexpiry.apply_effects_isolated(
+    p_run_id uuid, p_today date, p_reminder_days integer[], p_certification_ids uuid[],
+    p_expiry_dates date[] default null)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_half integer;
+    v_row record;
+    v_sqlstate text;
+    v_message text;
+    v_constraint text;
+    v_schema text;
+    v_table text;
+    v_column text;
+    v_datatype text;
+    v_context text;
+begin
+    begin
+        return certexpiry.apply_effects(
+                p_run_id, p_today, p_reminder_days, p_certification_ids, p_expiry_dates)
+            || jsonb_build_object('failures', 0, 'failures_detail', '[]'::jsonb);
+    exception when others then
+        get stacked diagnostics v_sqlstate = returned_sqlstate, v_message = message_text,
+            v_constraint = constraint_name, v_schema = schema_name, v_table = table_name,
+            v_column = column_name, v_datatype = pg_datatype_name, v_context = pg_exception_context;
+    end;
+    if cardinality(p_certification_ids) = 1 then
+        select c.id, c.peer_mentor_id, c.expiry_date into v_row
+        from public.certifications c where c.id = p_certification_ids[1];
+        return jsonb_build_object('failures', 1, 'failures_detail', jsonb_build_array(jsonb_build_object(
+            'certification_id', p_certification_ids[1],
+            'peer_mentor_id', v_row.peer_mentor_id,
+            'operation', case when certexpiry.is_expired(v_row.expiry_date, p_today)
+                              then 'auto_pause' else 'reminder' end,
+            'sqlstate', v_sqlstate,
+            'constraint_name', nullif(v_constraint, ''),
+            'schema_name', nullif(v_schema, ''),
+            'table_name', nullif(v_table, ''),
+            'column_name', nullif(v_column, ''),
+            'datatype_name', nullif(v_datatype, ''),
+            'routine', substring(v_context from '(?:PL/pgSQL|SQL) function ([A-Za-z0-9_$."]+)'),
+            'message', certexpiry.redact_mentor_values(v_message, v_row.peer_mentor_id))));
+    end if;
+    v_half := cardinality(p_certification_ids) / 2;
+    return certexpiry.merge_effects(
+        certexpiry.apply_effects_isolated(p_run_id, p_today, p_reminder_days,
+                                          p_certification_ids[1:v_half], p_expiry_dates[1:v_half]),
+        certexpiry.apply_effects_isolated(p_run_id, p_today, p_reminder_days,
+                                          p_certification_ids[v_half + 1:cardinality(p_certification_ids)],
+                                          p_expiry_dates[v_half + 1:cardinality(p_certification_ids)]));
+end
+$$;
+comment on function certexpiry.apply_effects_isolated(uuid, date, integer[], uuid[], date[]) is
+    'apply_effects without letting one bad row hold back the others: set-based in a '
+    'subtransaction; if that fails, each half alone, down to the certification that fails, '
+    'reported with its SQLSTATE, the diagnostics'' names and operation. One bad row in n costs '
+    'about 2n row-effects. The sweep, the plan and remediation all use it.';
+
+-- ===== supabase/schemas/50_sweep_api.sql =====
+
+-- The sweep's SQL API: the only way the function touches data. Each RPC returns one JSON value
+-- (PostgREST cuts SETOF results at its max-rows limit) and is idempotent, so a retried call is
+-- harmless. One row of cron_runs per organisation-local night holds a lease and a segment
+-- number that fences writers: only the invocation holding (run, segment) may write.
+
+create or replace function public.claim_nightly_run(
+    p_run_id uuid, p_timezone text, p_lease_seconds integer, p_now timestamptz default now())
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_key date := certexpiry.org_today(p_timezone, p_now);
+    v_run public.cron_runs;
+    v_abandoned jsonb;
+begin
+    with stale as (
+        update public.cron_runs r
+        set status = 'abandoned', finished_at = p_now
+        where r.status in ('running', 'handoff') and r.nightly_key < v_key and r.lease_until < p_now
+        returning r.run_id
+    )
+    select coalesce(jsonb_agg(run_id), '[]'::jsonb) into v_abandoned from stale;
+
+    insert into public.cron_runs (run_id, nightly_key, timezone, status, segment, lease_until, heartbeat_at, started_at)
+    values (p_run_id, v_key, p_timezone, 'running', 0, p_now + make_interval(secs => p_lease_seconds), p_now, p_now)
+    on conflict (nightly_key) do nothing
+    returning * into v_run;
+    if found then
+        return jsonb_build_object('outcome', 'started', 'run_id', v_run.run_id, 'segment', 0,
+            'cursor', null, 'today', v_key, 'abandoned', v_abandoned, 'totals', v_run.totals,
+            'started_at', v_run.started_at, 'missed_nights', certexpiry.missed_nights(v_key));
+    end if;
+
+    select * into v_run from public.cron_runs where nightly_key = v_key for update;
+    if v_run.status in ('completed', 'abandoned') then
+        return jsonb_build_object('outcome', 'completed', 'run_id', v_run.run_id,
+            'segment', v_run.segment, 'today', v_key, 'abandoned', v_abandoned);
+    end if;
+    if v_run.lease_until < p_now then
+        update public.cron_runs
+        set segment = segment + 1, status = 'running', heartbeat_at = p_now,
+            lease_until = p_now + make_interval(secs => p_lease_seconds)
+        where run_id = v_run.run_id
+        returning * into v_run;
+        return jsonb_build_object('outcome', 'resumed', 'run_id', v_run.run_id,
+            'segment', v_run.segment, 'cursor', v_run.cursor, 'today', v_key,
+            'abandoned', v_abandoned, 'totals', v_run.totals, 'started_at', v_run.started_at,
+            'missed_nights', certexpiry.missed_nights(v_key));
+    end if;
+    return jsonb_build_object('outcome', 'busy', 'run_id', v_run.run_id, 'segment', v_run.segment,
+        'today', v_key, 'lease_until', v_run.lease_until, 'abandoned', v_abandoned);
+end
+$$;
+comment on function public.claim_nightly_run(uuid, text, integer, timestamptz) is
+    'Claim tonight''s run (organisation-local date) for a nightly trigger. started: no run yet, '
+    'this invocation owns segment 0; resumed: unfinished and its lease lapsed, taken over from '
+    'its checkpoint with a new segment; busy: a live lease elsewhere, retry later; completed: '
+    'nothing to do. Older unfinished runs with a lapsed lease are marked abandoned and listed '
+    '(tonight''s sweep covers their work).';
+
+create or replace function public.claim_continuation(
+    p_run_id uuid, p_segment integer, p_lease_seconds integer, p_now timestamptz default now())
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_run public.cron_runs;
+begin
+    select * into v_run from public.cron_runs where run_id = p_run_id for update;
+    if not found then
+        return jsonb_build_object('outcome', 'unknown', 'run_id', p_run_id, 'segment', p_segment);
+    end if;
+    if v_run.status in ('running', 'handoff') then
+        if (v_run.status = 'handoff' and v_run.segment = p_segment - 1)
+           or (v_run.segment = p_segment and v_run.lease_until < p_now) then
+            update public.cron_runs
+            set segment = p_segment, status = 'running', heartbeat_at = p_now,
+                lease_until = p_now + make_interval(secs => p_lease_seconds)
+            where run_id = p_run_id
+            returning * into v_run;
+            return jsonb_build_object('outcome', 'claimed', 'run_id', v_run.run_id,
+                'segment', v_run.segment, 'cursor', v_run.cursor, 'today', v_run.nightly_key,
+                'totals', v_run.totals, 'started_at', v_run.started_at);
+        end if;
+        if v_run.segment = p_segment then
+            return jsonb_build_object('outcome', 'busy', 'run_id', v_run.run_id,
+                'segment', v_run.segment, 'lease_until', v_run.lease_until);
+        end if;
+    end if;
+    return jsonb_build_object('outcome', 'duplicate', 'run_id', v_run.run_id,
+        'segment', v_run.segment, 'status', v_run.status);
+end
+$$;
+comment on function public.claim_continuation(uuid, integer, integer, timestamptz) is
+    'Claim segment p_segment of a run for a continuation message, by compare-and-set on the '
+    'stored (status, segment). claimed: the previous segment handed off to this one, or this '
+    'segment''s lease lapsed (resume from the checkpoint); busy: its lease is live, retry later '
+    '(waiting out the lease keeps it to one chain); duplicate: the run moved on, acknowledge; '
+    'unknown: no such run.';
+
+create or replace function public.process_expiry_batch(
+    p_run_id uuid,
+    p_segment integer,
+    p_cursor text,
+    p_limit integer,
+    p_reminder_days integer[],
+    p_lease_seconds integer)
+returns jsonb
+language plpgsql
+set search_path = ''
+set lock_timeout = '3s'
+as $$
+declare
+    v_run public.cron_runs;
+    v_today date;
+    v_page certexpiry.page_row[];
+    v_next text;
+    v_done boolean;
+    v_effects jsonb;
+    v_failures jsonb;
+    v_counts jsonb;
+begin
+    if p_limit is null or p_limit < 1 or p_limit > 1000 then
+        raise exception 'p_limit must be between 1 and 1000' using errcode = '22023';
+    end if;
+    select * into v_run from public.cron_runs where run_id = p_run_id for update;
+    if not found or v_run.status <> 'running' or v_run.segment <> p_segment then
+        return jsonb_build_object('fenced', true, 'segment', v_run.segment, 'status', v_run.status);
+    end if;
+    v_today := v_run.nightly_key;
+
+    -- 1. Read the next page of the night's work and judge it from the expiry dates.
+    v_page := certexpiry.read_page(v_today, p_reminder_days, p_cursor, p_limit);
+    v_next := coalesce(certexpiry.cursor_after(v_page[cardinality(v_page)]), p_cursor);
+    v_done := cardinality(v_page) < p_limit;
+
+    -- 2. The effects of what is due tonight, one bad row isolated from the others.
+    v_effects := certexpiry.apply_effects_isolated(p_run_id, v_today, p_reminder_days,
+        array(select p.id from unnest(v_page) p where p.due_on <= v_today order by p.id),
+        array(select p.expiry_date from unnest(v_page) p where p.due_on <= v_today order by p.id));
+    v_failures := v_effects -> 'failures_detail';
+
+    -- 3. The marks the effects did not settle.
+    perform certexpiry.mark_page(v_today, v_page, array(
+        select (f ->> 'certification_id')::uuid from jsonb_array_elements(v_failures) f));
+
+    -- 4. Checkpoint the run in the same transaction.
+    select certexpiry.sum_counts(jsonb_build_object(
+               'mentors', count(distinct p.peer_mentor_id),
+               'certifications', count(*),
+               'batches', 1), v_effects - 'failures_detail')
+      into v_counts
+    from unnest(v_page) p
+    where p.due_on <= v_today;
+    update public.cron_runs
+    set cursor = v_next, heartbeat_at = now(),
+        lease_until = greatest(lease_until, now() + make_interval(secs => p_lease_seconds)),
+        totals = certexpiry.sum_counts(totals, v_counts),
+        swept_reminder_days = case when v_done then p_reminder_days else swept_reminder_days end
+    where run_id = p_run_id
+    returning * into v_run;
+
+    return v_counts || jsonb_build_object(
+        'fenced', false, 'next_cursor', v_next, 'done', v_done,
+        'failures_detail', v_failures, 'run_totals', v_run.totals);
+end
+$$;
+comment on function public.process_expiry_batch(uuid, integer, text, integer, integer[], integer) is
+    'The next page of at most p_limit certifications of the night''s work after p_cursor: read '
+    'and judged (certexpiry.read_page), effects applied with failures isolated, marks written, '
+    'and the run checkpointed, all in one transaction. Fenced by (run, segment). A row locked '
+    'elsewhere fails alone after lock_timeout. Counts: certifications and mentors judged due by '
+    'their dates; effect counts exact.';
+
+create or replace function public.handoff_run(p_run_id uuid, p_segment integer, p_lease_seconds integer)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_run public.cron_runs;
+begin
+    update public.cron_runs
+    set status = 'handoff', heartbeat_at = now(), lease_until = now() + make_interval(secs => p_lease_seconds)
+    where run_id = p_run_id and segment = p_segment and status = 'running'
+    returning * into v_run;
+    return jsonb_build_object('fenced', not found, 'cursor', v_run.cursor, 'segment', p_segment);
+end
+$$;
+comment on function public.handoff_run(uuid, integer, integer) is
+    'Hand the run over to the next segment (the continuation is published after this); the lease '
+    'covers the time until the continuation arrives.';
+
+create or replace function public.complete_run(p_run_id uuid, p_segment integer)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_run public.cron_runs;
+begin
+    update public.cron_runs
+    set status = 'completed', finished_at = now(), heartbeat_at = now()
+    where run_id = p_run_id and segment = p_segment and status = 'running'
+    returning * into v_run;
+    return jsonb_build_object('fenced', not found, 'totals', v_run.totals, 'segments', v_run.segment + 1,
+        'started_at', v_run.started_at, 'finished_at', v_run.finished_at, 'nightly_key', v_run.nightly_key);
+end
+$$;
+comment on function public.complete_run(uuid, integer) is
+    'Mark the run finished; returns its totals across all segments.';
+
+-- ===== supabase/schemas/60_monitoring.sql =====
+
+-- The end of a run: the monitoring query (no expired certification missed), the nights without a
+-- run, and the audit row ops read.
+
+create or replace function certexpiry.missed_auto_pauses(p_today date)
+returns table (certification_id uuid, peer_mentor_id uuid, expiry_date date, next_action_on date)
+language sql stable
+as $$
+    select c.id, c.peer_mentor_id, c.expiry_date, c.next_action_on
+    from public.certifications c
+    where c.status = 'active'
+      and c.next_action_on <= p_today
+      and certexpiry.is_expired(c.expiry_date, p_today)
+      and (c.next_action_on > '-infinity'
+           or not exists (select from certexpiry.recorded(c.id, 'auto_pause', c.expiry_date)))
+    union all
+    select c.id, c.peer_mentor_id, c.expiry_date, c.expiry_date
+    from public.certifications c
+    where c.status = 'active'
+      and c.next_action_on is null
+      and certexpiry.is_expired(c.expiry_date, p_today)
+      and ((select certexpiry.swept_by(p_today))
+           or not exists (select from certexpiry.recorded(c.id, 'auto_pause', c.expiry_date)))
+$$;
+comment on function certexpiry.missed_auto_pauses(date) is
+    'Missed auto-pauses: expired, still active, and no auto_pause record for that expiry date. '
+    'Read from the night''s leftover work (the marks and the schedule''s expired dates), so its '
+    'cost follows the size of the answer: only a certification not yet looked at (-infinity), '
+    'or the schedule''s before the first swept night, is probed in the log; once a night is '
+    'swept, one on the schedule has no record by construction (30_night_work.sql).';
+
+create or replace function certexpiry.missed_nights(p_today date)
+returns jsonb
+language sql stable
+set search_path = ''
+as $$
+    with previous as (
+        select max(r.nightly_key) as nightly_key
+        from public.cron_runs r
+        where r.nightly_key < p_today
+    ), gap as (
+        select d::date as night
+        from previous p,
+             generate_series(greatest(p.nightly_key + 1, p_today - 366), p_today - 1, interval '1 day') d
+        where p.nightly_key is not null
+    )
+    select coalesce(jsonb_agg(to_char(g.night, 'YYYY-MM-DD') order by g.night), '[]'::jsonb)
+    from gap g
+$$;
+comment on function certexpiry.missed_nights(date) is
+    'The organisation-local nights between the last night with a run and tonight that have no '
+    'run (at most the newest 366), as ISO dates.';
+
+create or replace function public.get_missed_auto_pauses(p_timezone text, p_today date, p_limit integer)
+returns jsonb
+language sql stable
+set search_path = ''
+as $$
+    with night as (
+        select coalesce(p_today, certexpiry.org_today(p_timezone)) as today
+    )
+    select jsonb_build_object(
+        'missed_pause_count', (select count(*) from certexpiry.missed_auto_pauses(n.today)),
+        'missed_ids', coalesce((
+            select jsonb_agg(f.certification_id order by f.next_action_on, f.certification_id)
+            from (select m.certification_id, m.next_action_on
+                  from certexpiry.missed_auto_pauses(n.today) m
+                  order by m.next_action_on, m.certification_id
+                  limit greatest(p_limit, 0)) f), '[]'::jsonb),
+        'today', n.today)
+    from night n
+$$;
+comment on function public.get_missed_auto_pauses(text, date, integer) is
+    'The monitoring query: how many auto-pauses were missed and the p_limit longest overdue ids. '
+    'p_today null: today in p_timezone; the sweep passes its run''s date, so a run crossing '
+    'midnight is judged by its own night.';
+
+create or replace function public.upsert_cron_audit(
+    p_run_id uuid,
+    p_missed_pause_count integer,
+    p_missed_ids jsonb,
+    p_status text default 'completed',
+    p_nightly_key date default null,
+    p_segments integer default null,
+    p_totals jsonb default '{}'::jsonb,
+    p_duration_ms bigint default null,
+    p_run_at timestamptz default now())
+returns jsonb
+language sql
+set search_path = ''
+as $$
+    with complete as (
+        select count(*)::integer as missed_pause_count,
+               coalesce(jsonb_agg(m.certification_id order by m.certification_id), '[]'::jsonb) as missed_ids
+        from certexpiry.missed_auto_pauses(p_nightly_key) m
+        where p_nightly_key is not null
+          and p_missed_pause_count > jsonb_array_length(p_missed_ids)
+    ), row as (
+        select case when c.missed_pause_count > 0 then c.missed_pause_count else p_missed_pause_count end as missed_pause_count,
+               case when c.missed_pause_count > 0 then c.missed_ids else p_missed_ids end as missed_ids,
+               case when p_nightly_key is null then '[]'::jsonb
+                    else certexpiry.missed_nights(p_nightly_key) end as missed_nights
+        from complete c
+    )
+    insert into public.cron_audit_log as a (run_id, run_at, missed_pause_count, missed_ids, status,
+        nightly_key, segments, totals, duration_ms, missed_nights)
+    select p_run_id, p_run_at, r.missed_pause_count, r.missed_ids, p_status, p_nightly_key,
+        p_segments, coalesce(p_totals, '{}'::jsonb), p_duration_ms, r.missed_nights
+    from row r
+    on conflict (run_id) do update
+    set missed_pause_count = excluded.missed_pause_count,
+        missed_ids = excluded.missed_ids,
+        status = excluded.status,
+        nightly_key = coalesce(excluded.nightly_key, a.nightly_key),
+        segments = coalesce(excluded.segments, a.segments),
+        totals = excluded.totals,
+        duration_ms = coalesce(excluded.duration_ms, a.duration_ms),
+        missed_nights = case when excluded.nightly_key is null then a.missed_nights
+                             else excluded.missed_nights end,
+        updated_at = now()
+    returning jsonb_build_object('run_id', a.run_id, 'missed_pause_count', a.missed_pause_count,
+        'resolved', a.resolved)
+$$;
+comment on function public.upsert_cron_audit(uuid, integer, jsonb, text, date, integer, jsonb, bigint, timestamptz) is
+    'One audit row per run, upserted on run_id so a re-run of the end of a run does not duplicate '
+    'it; when the caller''s id list was capped, the database writes the complete list. resolved '
+    'is ops'' acknowledgement and is never reset here.';
+
+-- ===== supabase/schemas/70_ops_api.sql =====
+
+-- What ops use (the certexpiry command line): the audit rows, remediation, tonight's plan, the
+-- night history and the schema check. Granted to service_role only, like the sweep's API.
+
+create or replace function certexpiry.audit_today(p_run_id uuid)
+returns date
+language sql stable
+as $$
+    select certexpiry.org_today(coalesce(
+        (select r.timezone from public.cron_runs r where r.run_id = p_run_id), 'Europe/Oslo'))
+$$;
+comment on function certexpiry.audit_today(uuid) is
+    'Today in the time zone of the audit row''s run (Europe/Oslo when the run is unknown).';
+
+create or replace function certexpiry.still_missed(p_certification_ids jsonb, p_today date)
+returns jsonb
+language sql stable
+as $_$
+    select coalesce(jsonb_agg(m.certification_id order by m.certification_id), '[]'::jsonb)
+    from certexpiry.missed_auto_pauses(p_today) m
+    where m.certification_id in (
+        select (e.value #>> '{}')::uuid
+        from jsonb_array_elements(
+                 case when jsonb_typeof(p_certification_ids) = 'array' then p_certification_ids
+                      else '[]'::jsonb end) e
+        where jsonb_typeof(e.value) = 'string'
+          and e.value #>> '{}' ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+    )
+$_$;
+comment on function certexpiry.still_missed(jsonb, date) is
+    'Of an audit row''s missed ids (only well-formed UUIDs count), those monitoring still finds.';
+
+create or replace function public.list_cron_audit(p_limit integer default 20)
+returns jsonb
+language sql stable
+set search_path = ''
+as $$
+    select coalesce(jsonb_agg(to_jsonb(x) order by x.run_at desc, x.run_id), '[]'::jsonb)
+    from (
+        select a.run_id, a.run_at, a.nightly_key, a.status, a.segments, a.missed_pause_count,
+               a.resolved, a.resolved_at, a.duration_ms, a.totals, a.updated_at
+        from public.cron_audit_log a
+        order by a.run_at desc, a.run_id
+        limit greatest(1, least(coalesce(p_limit, 20), 1000))
+    ) x
+$$;
+comment on function public.list_cron_audit(integer) is
+    'The newest audit rows (1 to 1000, default 20), without their id lists.';
+
+create or replace function public.get_cron_audit(p_run_id uuid)
+returns jsonb
+language sql stable
+set search_path = ''
+as $$
+    select to_jsonb(a) || jsonb_build_object(
+        'still_missed', certexpiry.still_missed(a.missed_ids, certexpiry.audit_today(a.run_id)))
+    from public.cron_audit_log a
+    where a.run_id = p_run_id
+$$;
+comment on function public.get_cron_audit(uuid) is
+    'One audit row with the ids monitoring still finds among its missed ids.';
+
+create or replace function public.resolve_cron_audit(p_run_id uuid, p_force boolean default false)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_row public.cron_audit_log;
+    v_still jsonb;
+begin
+    select * into v_row from public.cron_audit_log where run_id = p_run_id for update;
+    if not found then
+        return jsonb_build_object('found', false, 'resolved', false, 'refused', false,
+            'forced', false, 'still_missed', '[]'::jsonb, 'resolved_at', null);
+    end if;
+    v_still := certexpiry.still_missed(v_row.missed_ids, certexpiry.audit_today(p_run_id));
+    if v_row.resolved then
+        return jsonb_build_object('found', true, 'resolved', true, 'refused', false,
+            'forced', false, 'still_missed', v_still, 'resolved_at', v_row.resolved_at);
+    end if;
+    if jsonb_array_length(v_still) > 0 and not coalesce(p_force, false) then
+        return jsonb_build_object('found', true, 'resolved', false, 'refused', true,
+            'forced', false, 'still_missed', v_still, 'resolved_at', null);
+    end if;
+    update public.cron_audit_log
+    set resolved = true, resolved_at = coalesce(resolved_at, now()), updated_at = now()
+    where run_id = p_run_id
+    returning * into v_row;
+    return jsonb_build_object('found', true, 'resolved', true, 'refused', false,
+        'forced', jsonb_array_length(v_still) > 0, 'still_missed', v_still,
+        'resolved_at', v_row.resolved_at);
+end
+$$;
+comment on function public.resolve_cron_audit(uuid, boolean) is
+    'Acknowledge an audit row; refused while any of its ids is still missed, unless forced.';
+
+create or replace function public.remediate_auto_pauses(p_run_id uuid, p_certification_ids uuid[], p_timezone text)
+returns jsonb
+language sql
+set search_path = ''
+as $$
+    select certexpiry.apply_effects_isolated(
+        p_run_id, certexpiry.org_today(p_timezone), '{}', p_certification_ids)
+$$;
+comment on function public.remediate_auto_pauses(uuid, uuid[], text) is
+    'Auto-pause exactly the given certifications through the same rule and failure isolation as '
+    'the sweep (no reminder offsets: pauses only); only those that still qualify are touched.';
+
+create or replace function public.plan_night(
+    p_timezone text, p_today date, p_reminder_days integer[], p_ids_limit integer)
+returns jsonb
+language plpgsql
+set search_path = ''
+set lock_timeout = '3s'
+as $_$
+declare
+    v_today date := coalesce(p_today, certexpiry.org_today(p_timezone));
+    v_limit integer := greatest(0, least(coalesce(p_ids_limit, 20), 100000));
+    v_plan_run uuid := gen_random_uuid();
+    v_due uuid[];
+    v_due_expiry date[];
+    v_mentors uuid[];
+    v_effects jsonb;
+    v_done jsonb;
+    v_run jsonb;
+begin
+    select coalesce(array_agg(a.certification_id order by a.certification_id), '{}'),
+           coalesce(array_agg(a.expiry_date order by a.certification_id), '{}'),
+           coalesce(array_agg(distinct a.peer_mentor_id), '{}')
+      into v_due, v_due_expiry, v_mentors
+    from certexpiry.actionable_certifications(v_today, p_reminder_days) a;
+
+    select jsonb_build_object('run_id', r.run_id, 'status', r.status, 'segment', r.segment)
+      into v_run
+    from public.cron_runs r where r.nightly_key = v_today;
+
+    begin
+        -- The mentors still active before the effects, to tell which the effects pause.
+        v_mentors := array(select m.id from public.peer_mentors m
+                           where m.id = any (v_mentors) and m.status <> 'paused');
+        v_effects := certexpiry.apply_effects_isolated(
+            v_plan_run, v_today, p_reminder_days, v_due, v_due_expiry);
+        with recorded as (
+            select l.certification_id as id, l.action, l.outcome
+            from public.certification_idempotency_log l
+            where l.run_id = v_plan_run
+        ), lists as (
+            select 'reminder_' || substring(r.action from '^reminder_([0-9]+)d$') as list, r.id
+            from recorded r where r.action like 'reminder\_%' and r.outcome = 'done'
+            union all
+            select 'superseded_' || substring(r.action from '^reminder_([0-9]+)d$'), r.id
+            from recorded r where r.action like 'reminder\_%' and r.outcome = 'superseded'
+            union all
+            select 'certifications_paused', r.id from recorded r where r.action = 'auto_pause'
+            union all
+            select 'mentors_paused', m.id from public.peer_mentors m
+            where m.id = any (v_mentors) and m.status = 'paused'
+            union all
+            select 'failures', (f ->> 'certification_id')::uuid
+            from jsonb_array_elements(v_effects -> 'failures_detail') f
+        )
+        select coalesce(jsonb_object_agg(g.list, jsonb_build_object('count', g.n, 'ids', g.ids)),
+                        '{}'::jsonb)
+          into v_done
+        from (
+            select l.list, count(distinct l.id) as n,
+                   coalesce((select jsonb_agg(x.id order by x.id) from (
+                                 select distinct l2.id from lists l2 where l2.list = l.list
+                                 order by l2.id limit v_limit) x), '[]'::jsonb) as ids
+            from lists l group by l.list
+        ) g;
+        raise exception 'plan_night: roll back' using errcode = 'CXPLN';
+    exception when sqlstate 'CXPLN' then
+        null;  -- every write of the block is undone; v_effects and v_done are kept
+    end;
+
+    return jsonb_build_object(
+        'today', v_today,
+        'reminder_days', to_jsonb(p_reminder_days),
+        'run', v_run,
+        'certifications', cardinality(v_due),
+        'counts', v_effects - 'failures_detail',
+        'reminders', coalesce((select jsonb_object_agg(substring(k from 10), v_done -> k)
+                               from jsonb_object_keys(v_done) k where k like 'reminder\_%'),
+                              '{}'::jsonb),
+        'superseded', coalesce((select jsonb_object_agg(substring(k from 12), v_done -> k)
+                                from jsonb_object_keys(v_done) k where k like 'superseded\_%'),
+                               '{}'::jsonb),
+        'certifications_paused',
+            coalesce(v_done -> 'certifications_paused', '{"count": 0, "ids": []}'::jsonb),
+        'mentors_paused', coalesce(v_done -> 'mentors_paused', '{"count": 0, "ids": []}'::jsonb),
+        'failures', coalesce(v_done -> 'failures', '{"count": 0, "ids": []}'::jsonb));
+end
+$_$;
+comment on function public.plan_night(text, date, integer[], integer) is
+    'What tonight''s sweep would do, without doing it: the night''s work whole '
+    '(certexpiry.actionable_certifications, the sweep''s own selection and judgement), its '
+    'effects applied and then rolled back by a private SQLSTATE (CXPLN), with counts and the '
+    'first p_ids_limit ids of each list.';
+
+create or replace function public.night_history(p_timezone text, p_nights integer)
+returns jsonb
+language sql stable
+set search_path = ''
+as $$
+    with bounds as (
+        select certexpiry.org_today(p_timezone) as today,
+               greatest(1, least(coalesce(p_nights, 14), 366)) as nights,
+               (select min(r.nightly_key) from public.cron_runs r) as first_night
+    ), nights as (
+        select (b.today - g)::date as night, b.today, b.first_night
+        from bounds b cross join generate_series(0, b.nights - 1) g
+    )
+    select coalesce(jsonb_agg(jsonb_build_object(
+            'night', n.night,
+            'status', case
+                when r.run_id is not null then r.status
+                when n.first_night is null or n.night < n.first_night then 'before_first_run'
+                when n.night = n.today then 'pending'
+                else 'missed' end,
+            'run_id', r.run_id,
+            'segments', coalesce(a.segments, r.segment + 1),
+            'started_at', r.started_at,
+            'finished_at', r.finished_at,
+            'duration_ms', coalesce(a.duration_ms,
+                (extract(epoch from (r.finished_at - r.started_at)) * 1000)::bigint),
+            'totals', coalesce(r.totals, '{}'::jsonb),
+            'lease_left_s', case when r.status in ('running', 'handoff')
+                                 then round(greatest(0, extract(epoch from (r.lease_until - now())))::numeric, 1)
+                            end,
+            'missed_pause_count', a.missed_pause_count,
+            'resolved', a.resolved)
+        order by n.night desc), '[]'::jsonb)
+    from nights n
+    left join public.cron_runs r on r.nightly_key = n.night
+    left join public.cron_audit_log a on a.run_id = r.run_id
+$$;
+comment on function public.night_history(text, integer) is
+    'The last p_nights organisation-local nights (1 to 366, default 14), newest first: each '
+    'night''s run and status, or missed / pending / before_first_run, with its audit row''s '
+    'missed pauses.';
+
+create or replace function public.schema_version()
+returns jsonb
+language plpgsql stable
+security definer
+set search_path = ''
+as $$
+declare
+    v_answer jsonb;
+begin
+    if to_regclass('supabase_migrations.schema_migrations') is null then
+        return jsonb_build_object('latest', null, 'applied', 0);
+    end if;
+    execute 'select jsonb_build_object(''latest'', max(version), ''applied'', count(*))'
+            ' from supabase_migrations.schema_migrations'
+       into v_answer;
+    return v_answer;
+end
+$$;
+comment on function public.schema_version() is
+    'The newest applied migration and how many are applied: the function''s cold-start check '
+    'refuses a database older than its release.';
+
+-- ===== supabase/schemas/90_privileges.sql =====
+
+-- Privileges, last: every object the job creates is named here, one at a time, with exactly what
+-- service_role needs and nothing for anyone else. The job's functions are SECURITY INVOKER (the
+-- trigger and the schema check aside), so they run with service_role's privileges.
+--
+-- A hosted Supabase project grants anon, authenticated and service_role everything on new
+-- tables, sequences and functions in public (default privileges), and PostgreSQL grants EXECUTE
+-- on every new function to PUBLIC: each object below is revoked from those roles first.
+--
+-- Tables, for service_role:
+--   peer_mentors, certifications    select, update (auto-pause: read, lock, set paused)
+--   certification_idempotency_log   select, insert (the records; insert ... returning)
+--   notification_outbox             insert (returning 1 reads no column; the identity column
+--                                   needs no privilege on its sequence)
+--   cron_runs                       select, insert, update (claims, checkpoints, hand-off)
+--   cron_audit_log                  select, insert, update (upsert, list, get, resolve)
+-- No DELETE anywhere (audit rows are never deleted), no TRUNCATE, REFERENCES or TRIGGER, no
+-- sequence. Foreign keys are checked with the owner's rights and need nothing here.
+
+-- The default privileges of the role running the migrations (postgres on a hosted project) and
+-- of supabase_admin where this role may change them, so that no later object in public is
+-- granted to the API roles by default.
+do $$
+declare
+    v_role text;
+begin
+    for v_role in
+        select r.rolname from pg_roles r
+        where r.rolname in (current_user, 'postgres', 'supabase_admin')
+          and pg_has_role(current_user, r.oid, 'MEMBER')
+    loop
+        execute format('alter default privileges for role %I in schema public '
+                       'revoke all on tables from anon, authenticated, service_role', v_role);
+        execute format('alter default privileges for role %I in schema public '
+                       'revoke all on sequences from anon, authenticated, service_role', v_role);
+        execute format('alter default privileges for role %I in schema public '
+                       'revoke all on functions from anon, authenticated, service_role', v_role);
+    end loop;
+end
+$$;
+
+-- Tables and the outbox's identity sequence.
+revoke all on table public.peer_mentors from public, anon, authenticated, service_role;
+revoke all on table public.certifications from public, anon, authenticated, service_role;
+revoke all on table public.certification_idempotency_log from public, anon, authenticated, service_role;
+revoke all on table public.notification_outbox from public, anon, authenticated, service_role;
+revoke all on table public.cron_runs from public, anon, authenticated, service_role;
+revoke all on table public.cron_audit_log from public, anon, authenticated, service_role;
+revoke all on sequence public.notification_outbox_id_seq from public, anon, authenticated, service_role;
+grant select, update on table public.peer_mentors to service_role;
+grant select, update on table public.certifications to service_role;
+grant select, insert on table public.certification_idempotency_log to service_role;
+grant insert on table public.notification_outbox to service_role;
+grant select, insert, update on table public.cron_runs to service_role;
+grant select, insert, update on table public.cron_audit_log to service_role;
+
+-- The RPCs PostgREST exposes: service_role only.
+revoke all on function public.claim_nightly_run(uuid, text, integer, timestamptz) from public, anon, authenticated, service_role;
+grant execute on function public.claim_nightly_run(uuid, text, integer, timestamptz) to service_role;
+revoke all on function public.claim_continuation(uuid, integer, integer, timestamptz) from public, anon, authenticated, service_role;
+grant execute on function public.claim_continuation(uuid, integer, integer, timestamptz) to service_role;
+revoke all on function public.process_expiry_batch(uuid, integer, text, integer, integer[], integer) from public, anon, authenticated, service_role;
+grant execute on function public.process_expiry_batch(uuid, integer, text, integer, integer[], integer) to service_role;
+revoke all on function public.handoff_run(uuid, integer, integer) from public, anon, authenticated, service_role;
+grant execute on function public.handoff_run(uuid, integer, integer) to service_role;
+revoke all on function public.complete_run(uuid, integer) from public, anon, authenticated, service_role;
+grant execute on function public.complete_run(uuid, integer) to service_role;
+revoke all on function public.get_missed_auto_pauses(text, date, integer) from public, anon, authenticated, service_role;
+grant execute on function public.get_missed_auto_pauses(text, date, integer) to service_role;
+revoke all on function public.upsert_cron_audit(uuid, integer, jsonb, text, date, integer, jsonb, bigint, timestamptz) from public, anon, authenticated, service_role;
+grant execute on function public.upsert_cron_audit(uuid, integer, jsonb, text, date, integer, jsonb, bigint, timestamptz) to service_role;
+revoke all on function public.list_cron_audit(integer) from public, anon, authenticated, service_role;
+grant execute on function public.list_cron_audit(integer) to service_role;
+revoke all on function public.get_cron_audit(uuid) from public, anon, authenticated, service_role;
+grant execute on function public.get_cron_audit(uuid) to service_role;
+revoke all on function public.resolve_cron_audit(uuid, boolean) from public, anon, authenticated, service_role;
+grant execute on function public.resolve_cron_audit(uuid, boolean) to service_role;
+revoke all on function public.remediate_auto_pauses(uuid, uuid[], text) from public, anon, authenticated, service_role;
+grant execute on function public.remediate_auto_pauses(uuid, uuid[], text) to service_role;
+revoke all on function public.plan_night(text, date, integer[], integer) from public, anon, authenticated, service_role;
+grant execute on function public.plan_night(text, date, integer[], integer) to service_role;
+revoke all on function public.night_history(text, integer) from public, anon, authenticated, service_role;
+grant execute on function public.night_history(text, integer) to service_role;
+revoke all on function public.schema_version() from public, anon, authenticated, service_role;
+grant execute on function public.schema_version() to service_role;
+
+-- The rules and internals the RPCs call (service_role runs them as itself); the trigger
+-- function is called by the trigger alone.
+revoke all on function certexpiry.org_today(text, timestamptz) from public;
+grant execute on function certexpiry.org_today(text, timestamptz) to service_role;
+revoke all on function certexpiry.is_expired(date, date) from public;
+grant execute on function certexpiry.is_expired(date, date) to service_role;
+revoke all on function certexpiry.days_left(date, date) from public;
+grant execute on function certexpiry.days_left(date, date) to service_role;
+revoke all on function certexpiry.reminder_due(date, date, integer) from public;
+grant execute on function certexpiry.reminder_due(date, date, integer) to service_role;
+revoke all on function certexpiry.reminder_action(integer) from public;
+grant execute on function certexpiry.reminder_action(integer) to service_role;
+revoke all on function certexpiry.action_days(date, date, integer[]) from public;
+grant execute on function certexpiry.action_days(date, date, integer[]) to service_role;
+revoke all on function certexpiry.judge(date, date, integer[]) from public;
+grant execute on function certexpiry.judge(date, date, integer[]) to service_role;
+revoke all on function certexpiry.recorded(uuid, text, date) from public;
+grant execute on function certexpiry.recorded(uuid, text, date) to service_role;
+revoke all on function certexpiry.sum_counts(jsonb, jsonb) from public;
+grant execute on function certexpiry.sum_counts(jsonb, jsonb) to service_role;
+revoke all on function certexpiry.merge_effects(jsonb, jsonb) from public;
+grant execute on function certexpiry.merge_effects(jsonb, jsonb) to service_role;
+revoke all on function certexpiry.last_swept(date, integer) from public;
+grant execute on function certexpiry.last_swept(date, integer) to service_role;
+revoke all on function certexpiry.swept_by(date) from public;
+grant execute on function certexpiry.swept_by(date) to service_role;
+revoke all on function certexpiry.schedule_ranges(date, integer[]) from public;
+grant execute on function certexpiry.schedule_ranges(date, integer[]) to service_role;
+revoke all on function certexpiry.reset_next_action() from public;
+revoke all on function certexpiry.night_page(date, integer[], text, integer) from public;
+grant execute on function certexpiry.night_page(date, integer[], text, integer) to service_role;
+revoke all on function certexpiry.cursor_after(certexpiry.page_row) from public;
+grant execute on function certexpiry.cursor_after(certexpiry.page_row) to service_role;
+revoke all on function certexpiry.read_page(date, integer[], text, integer) from public;
+grant execute on function certexpiry.read_page(date, integer[], text, integer) to service_role;
+revoke all on function certexpiry.actionable_certifications(date, integer[]) from public;
+grant execute on function certexpiry.actionable_certifications(date, integer[]) to service_role;
+revoke all on function certexpiry.mark_page(date, certexpiry.page_row[], uuid[]) from public;
+grant execute on function certexpiry.mark_page(date, certexpiry.page_row[], uuid[]) to service_role;
+revoke all on function certexpiry.apply_auto_pauses(uuid, date, uuid[]) from public;
+grant execute on function certexpiry.apply_auto_pauses(uuid, date, uuid[]) to service_role;
+revoke all on function certexpiry.apply_reminders(uuid, date, integer[], uuid[]) from public;
+grant execute on function certexpiry.apply_reminders(uuid, date, integer[], uuid[]) to service_role;
+revoke all on function certexpiry.apply_effects(uuid, date, integer[], uuid[], date[]) from public;
+grant execute on function certexpiry.apply_effects(uuid, date, integer[], uuid[], date[]) to service_role;
+revoke all on function certexpiry.redact_mentor_values(text, uuid) from public;
+grant execute on function certexpiry.redact_mentor_values(text, uuid) to service_role;
+revoke all on function certexpiry.apply_effects_isolated(uuid, date, integer[], uuid[], date[]) from public;
+grant execute on function certexpiry.apply_effects_isolated(uuid, date, integer[], uuid[], date[]) to service_role;
+revoke all on function certexpiry.missed_auto_pauses(date) from public;
+grant execute on function certexpiry.missed_auto_pauses(date) to service_role;
+revoke all on function certexpiry.missed_nights(date) from public;
+grant execute on function certexpiry.missed_nights(date) to service_role;
+revoke all on function certexpiry.audit_today(uuid) from public;
+grant execute on function certexpiry.audit_today(uuid) to service_role;
+revoke all on function certexpiry.still_missed(jsonb, date) from public;
+grant execute on function certexpiry.still_missed(jsonb, date) to service_role;

@@ -1,0 +1,238 @@
+-- The effects: what happens to a certification, each effect recorded in the idempotency log in
+-- the same statement that does it. The log's key (certification, action, expiry date) is the
+-- arbiter of "never twice": an effect whose insert finds its record does nothing else. Callers
+-- hand over the certification ids to consider; each effect reads their current state and applies
+-- its own rule, so a stale id list can choose only which effect looks, never what it does.
+
+create or replace function certexpiry.apply_auto_pauses(p_run_id uuid, p_today date, p_certification_ids uuid[])
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_counts jsonb;
+begin
+    with expired as (
+        select c.id, c.peer_mentor_id, c.expiry_date
+        from public.certifications c
+        where c.id = any (p_certification_ids)
+          and c.status = 'active'
+          and certexpiry.is_expired(c.expiry_date, p_today)
+        order by c.id
+        for update
+    ), recorded as (
+        insert into public.certification_idempotency_log (certification_id, action, expiry_date, run_id)
+        select e.id, 'auto_pause', e.expiry_date, p_run_id from expired e
+        on conflict on constraint certification_idempotency_log_once do nothing
+        returning certification_id
+    ), paused as (
+        update public.certifications c
+        set status = 'paused', paused_at = now(), updated_at = now()
+        from recorded r
+        where c.id = r.certification_id
+        returning c.id, c.peer_mentor_id, c.expiry_date
+    ), nothing_left as (
+        update public.certifications c
+        set next_action_on = 'infinity'
+        from expired e
+        where c.id = e.id
+          and not exists (select from recorded r where r.certification_id = e.id)
+          and c.next_action_on is distinct from 'infinity'
+    ), mentors as (
+        update public.peer_mentors m
+        set status = 'paused', paused_at = now(), paused_reason = 'certification_expired', updated_at = now()
+        where m.id in (select p.peer_mentor_id from paused p) and m.status <> 'paused'
+        returning m.id
+    ), notices as (
+        insert into public.notification_outbox (peer_mentor_id, certification_id, kind, payload)
+        select p.peer_mentor_id, p.id, 'pause_notice',
+               jsonb_build_object('reason', 'certification_expired', 'expiry_date', p.expiry_date)
+        from paused p
+        returning 1
+    )
+    select jsonb_build_object(
+        'certifications_paused', (select count(*) from paused),
+        'mentors_paused', (select count(*) from mentors),
+        'notices_queued', (select count(*) from notices)
+    )
+    into v_counts;
+    return v_counts;
+end
+$$;
+comment on function certexpiry.apply_auto_pauses(uuid, date, uuid[]) is
+    'Auto-pause the expired, active certifications among the ids, and their mentors, '
+    'with a pause notice each; one whose auto-pause is already recorded (reactivated by '
+    'hand) is marked infinity, nothing left. Returns the counts.';
+
+create or replace function certexpiry.apply_reminders(
+    p_run_id uuid, p_today date, p_reminder_days integer[], p_certification_ids uuid[])
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_counts jsonb;
+begin
+    with candidates as (
+        select c.id, c.peer_mentor_id, c.expiry_date, certexpiry.days_left(c.expiry_date, p_today) as days_left
+        from public.certifications c
+        where c.id = any (p_certification_ids) and c.status = 'active'
+    ), due as (
+        select cand.*, n as offset_days
+        from candidates cand cross join lateral unnest(p_reminder_days) n
+        where certexpiry.reminder_due(cand.expiry_date, p_today, n)
+    ), smallest as (
+        select distinct on (d.id) d.* from due d order by d.id, d.offset_days
+    ), sent as (
+        insert into public.certification_idempotency_log (certification_id, action, expiry_date, run_id)
+        select s.id, certexpiry.reminder_action(s.offset_days), s.expiry_date, p_run_id from smallest s
+        on conflict on constraint certification_idempotency_log_once do nothing
+        returning certification_id
+    ), superseded as (
+        insert into public.certification_idempotency_log (certification_id, action, expiry_date, run_id, outcome)
+        select d.id, certexpiry.reminder_action(d.offset_days), d.expiry_date, p_run_id, 'superseded'
+        from due d join smallest s on s.id = d.id
+        where d.offset_days > s.offset_days
+        on conflict on constraint certification_idempotency_log_once do nothing
+        returning 1
+    ), queued as (
+        insert into public.notification_outbox (peer_mentor_id, certification_id, kind, payload)
+        select s.peer_mentor_id, s.id, 'reminder',
+               jsonb_build_object('offset_days', s.offset_days, 'days_left', s.days_left,
+                                  'expiry_date', s.expiry_date)
+        from smallest s join sent on sent.certification_id = s.id
+        returning 1
+    )
+    select jsonb_build_object(
+        'reminders_queued', (select count(*) from queued),
+        'reminders_superseded', (select count(*) from superseded)
+    )
+    into v_counts;
+    return v_counts;
+end
+$$;
+comment on function certexpiry.apply_reminders(uuid, date, integer[], uuid[]) is
+    'Queue the smallest due reminder offset of each active certification among the ids and '
+    'record the larger due ones as superseded (no burst of stale reminders after downtime). '
+    'Returns the counts.';
+
+create or replace function certexpiry.apply_effects(
+    p_run_id uuid, p_today date, p_reminder_days integer[], p_certification_ids uuid[],
+    p_expiry_dates date[] default null)
+returns jsonb
+language sql
+as $$
+    select certexpiry.apply_auto_pauses(p_run_id, p_today, array(
+               select u.id from unnest(p_certification_ids, p_expiry_dates) u (id, expiry_date)
+               where u.id is not null
+                 and (u.expiry_date is null or certexpiry.is_expired(u.expiry_date, p_today))))
+        || certexpiry.apply_reminders(p_run_id, p_today, p_reminder_days, array(
+               select u.id from unnest(p_certification_ids, p_expiry_dates) u (id, expiry_date)
+               where u.id is not null
+                 and (u.expiry_date is null or not certexpiry.is_expired(u.expiry_date, p_today))))
+$$;
+comment on function certexpiry.apply_effects(uuid, date, integer[], uuid[], date[]) is
+    'Every effect due to the ids: with the expiry dates the caller read, an expired one goes to '
+    'the auto-pause only and the others to the reminders only (null dates: both look at every '
+    'id). One place for "what happens".';
+
+create or replace function certexpiry.redact_mentor_values(p_text text, p_peer_mentor_id uuid)
+returns text
+language plpgsql stable
+as $$
+declare
+    v_mentor record;
+    v_value text;
+    v_word boolean;
+    v_pattern text;
+    v_text text := p_text;
+begin
+    select m.full_name, m.national_id, m.email into v_mentor
+    from public.peer_mentors m where m.id = p_peer_mentor_id;
+    if not found or v_text is null then
+        return v_text;
+    end if;
+    -- Whole values first, longest first, wherever they stand (an id glued to letters is still
+    -- the id); then each part of the name of 3 characters or more, as a whole word only ("Ola"
+    -- is no part of "violates"). Case-insensitively, the value's regex metacharacters escaped.
+    for v_value, v_word in
+        select v, w from (
+            select v_mentor.full_name as v, false as w
+            union all select v_mentor.national_id, false
+            union all select v_mentor.email, false
+            union all select p, true
+                from regexp_split_to_table(coalesce(v_mentor.full_name, ''), '\s+') p
+                where length(p) >= 3
+        ) vals
+        where v is not null and length(btrim(v)) > 0
+        order by w, length(v) desc
+    loop
+        v_pattern := regexp_replace(v_value, '([.\\+*?\[^\]$(){}=!<>|:#/-])', '\\\1', 'g');
+        if v_word then
+            v_pattern := '(?<![[:alnum:]_])' || v_pattern || '(?![[:alnum:]_])';
+        end if;
+        v_text := regexp_replace(v_text, v_pattern, '[REDACTED:mentor]', 'gi');
+    end loop;
+    return v_text;
+end
+$$;
+comment on function certexpiry.redact_mentor_values(text, uuid) is
+    'A database message with the failing mentor''s own name (and each part of it), national id '
+    'and email replaced by [REDACTED:mentor], ignoring case.';
+
+create or replace function certexpiry.apply_effects_isolated(
+    p_run_id uuid, p_today date, p_reminder_days integer[], p_certification_ids uuid[],
+    p_expiry_dates date[] default null)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_half integer;
+    v_row record;
+    v_sqlstate text;
+    v_message text;
+    v_constraint text;
+    v_schema text;
+    v_table text;
+    v_column text;
+    v_datatype text;
+    v_context text;
+begin
+    begin
+        return certexpiry.apply_effects(
+                p_run_id, p_today, p_reminder_days, p_certification_ids, p_expiry_dates)
+            || jsonb_build_object('failures', 0, 'failures_detail', '[]'::jsonb);
+    exception when others then
+        get stacked diagnostics v_sqlstate = returned_sqlstate, v_message = message_text,
+            v_constraint = constraint_name, v_schema = schema_name, v_table = table_name,
+            v_column = column_name, v_datatype = pg_datatype_name, v_context = pg_exception_context;
+    end;
+    if cardinality(p_certification_ids) = 1 then
+        select c.id, c.peer_mentor_id, c.expiry_date into v_row
+        from public.certifications c where c.id = p_certification_ids[1];
+        return jsonb_build_object('failures', 1, 'failures_detail', jsonb_build_array(jsonb_build_object(
+            'certification_id', p_certification_ids[1],
+            'peer_mentor_id', v_row.peer_mentor_id,
+            'operation', case when certexpiry.is_expired(v_row.expiry_date, p_today)
+                              then 'auto_pause' else 'reminder' end,
+            'sqlstate', v_sqlstate,
+            'constraint_name', nullif(v_constraint, ''),
+            'schema_name', nullif(v_schema, ''),
+            'table_name', nullif(v_table, ''),
+            'column_name', nullif(v_column, ''),
+            'datatype_name', nullif(v_datatype, ''),
+            'routine', substring(v_context from '(?:PL/pgSQL|SQL) function ([A-Za-z0-9_$."]+)'),
+            'message', certexpiry.redact_mentor_values(v_message, v_row.peer_mentor_id))));
+    end if;
+    v_half := cardinality(p_certification_ids) / 2;
+    return certexpiry.merge_effects(
+        certexpiry.apply_effects_isolated(p_run_id, p_today, p_reminder_days,
+                                          p_certification_ids[1:v_half], p_expiry_dates[1:v_half]),
+        certexpiry.apply_effects_isolated(p_run_id, p_today, p_reminder_days,
+                                          p_certification_ids[v_half + 1:cardinality(p_certification_ids)],
+                                          p_expiry_dates[v_half + 1:cardinality(p_certification_ids)]));
+end
+$$;
+comment on function certexpiry.apply_effects_isolated(uuid, date, integer[], uuid[], date[]) is
+    'apply_effects without letting one bad row hold back the others: set-based in a '
+    'subtransaction; if that fails, each half alone, down to the certification that fails, '
+    'reported with its SQLSTATE, the diagnostics'' names and operation. One bad row in n costs '
+    'about 2n row-effects. The sweep, the plan and remediation all use it.';
