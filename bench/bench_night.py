@@ -837,7 +837,7 @@ def run_project(url: str, template: Template) -> Variant:
 
 
 # The floor: the night's whole end state in one transaction, one pass per table. Written from
-# the rules (docs and 20261128000200_rules.sql), not by calling the project's functions:
+# the rules (docs and supabase/schemas/20_rules.sql), not by calling the project's functions:
 #   pause: active, expiry_date < today, no auto_pause record for that expiry date;
 #   reminders: offset n due when 0 <= expiry_date - today <= n; the smallest due offset is sent
 #   unless recorded; larger due offsets not recorded are recorded as 'superseded';

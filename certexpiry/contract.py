@@ -1,6 +1,6 @@
 """The typed contract between the SQL API and Python: every RPC's signature and answer.
 
-`RPC_SIGNATURES` is the one list of the SQL API's functions (supabase/migrations), argument by
+`RPC_SIGNATURES` is the one list of the SQL API's functions (supabase/schemas/), argument by
 argument as `pg_proc` has them; tests/integration/test_contract.py holds it against the
 database. `ANSWERS` says what each one returns, as pydantic models that mirror the SQL's
 `jsonb_build_object` calls key by key: no unknown key (`extra="forbid"`), no missing one, outcomes
@@ -74,11 +74,11 @@ RPC_SIGNATURES: Mapping[str, Mapping[str, str]] = {
         "p_certification_ids": "uuid[]",
         "p_timezone": "text",
     },
-    # The ops command line (certexpiry_ops.ops, migration 20261128000400_ops_api.sql).
+    # The ops command line (certexpiry_ops.ops, supabase/schemas/70_ops_api.sql).
     "list_cron_audit": {"p_limit": "integer"},
     "get_cron_audit": {"p_run_id": "uuid"},
     "resolve_cron_audit": {"p_run_id": "uuid", "p_force": "boolean"},
-    # The schema check and the ops console (issue 13: migrations 2026113000200N).
+    # The schema check and the ops console (supabase/schemas/70_ops_api.sql).
     "schema_version": {},
     "plan_night": {
         "p_timezone": "text",

@@ -7,7 +7,7 @@ days ahead. All drawn from `random.Random(seed)`: `generate(n, seed, today)` is 
 and the tests use it to look for the seeded personal data in the output.
 
 The history comes from the SQL rules, not from here: what a night does is defined once, in
-supabase/migrations/*_rules.sql, and a Python copy would drift. The rows go in all active
+supabase/schemas/, and a Python copy would drift. The rows go in all active
 (COPY); then, for every night from `today - 90` until an outage that began `outage_days` ago,
 one set-based `certexpiry.apply_effects` over `certexpiry.actionable_certifications` for that
 date, under the night's own run id (`night_run_id`). With the default outage about half of the

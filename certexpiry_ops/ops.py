@@ -1,6 +1,6 @@
 """The ops side of the SQL API: reading the audit log and acknowledging a remediated run.
 
-Typed wrappers over the RPCs of supabase/migrations/20261128000400_ops_api.sql, over the same
+Typed wrappers over the RPCs of supabase/schemas/70_ops_api.sql, over the same
 `RpcTransport` the sweep uses (direct Postgres or Supabase), so the command line touches data
 only through SQL API functions. Their answers are the contract's models (certexpiry.contract),
 checked on arrival: a shape the contract does not allow is a ContractError. Remediation itself

@@ -18,6 +18,7 @@ are missing, never to a Supabase database.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,9 +125,14 @@ def baseline_text() -> str:
     return "".join(parts)
 
 
-def write_baseline(version: str) -> Path:
+def write_baseline(version: str | None = None) -> Path:
     """Replace every migration by one baseline `<version>_baseline.sql` made from the schemas
-    (allowed only before the first release: the caller checks for the release tag)."""
+    (allowed only before the first release: `make baseline` checks for the release tag). The
+    version stays the current baseline's, so a local database made from an earlier baseline is
+    refused as changed (MigrationChanged) instead of half-applied."""
+    if version is None:
+        current = [m for m in migrations() if m.name == BASELINE_NAME]
+        version = current[0].version if current else time.strftime("%Y%m%d%H%M%S", time.gmtime())
     for old in migration_files():
         old.unlink()
     MIGRATIONS_DIR.mkdir(parents=True, exist_ok=True)

@@ -77,7 +77,7 @@ def refuse_updates(conn: psycopg.Connection[Any], ids: Iterable[uuid.UUID]) -> N
 
 # The specification's missed auto-pause, word for word: expired, not paused, no auto_pause record
 # for its expiry date. The monitoring query skips the record probe where next_action_on proves it
-# (migration 20261130000600); the tests compare its answer with this one.
+# (certexpiry.missed_auto_pauses); the tests compare its answer with this one.
 SPEC_MISSED = """
     select c.id from public.certifications c
     where c.expiry_date < %(today)s and c.status <> 'paused'

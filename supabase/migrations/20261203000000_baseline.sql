@@ -64,7 +64,7 @@ comment on column public.certifications.next_action_on is
     'certifications_next_action (supabase/schemas/30_night_work.sql); never set by hand.';
 
 -- The schedule in the night's keyset order (expiry date, id): a page is read from this index
--- alone (peer_mentor_id included). See docs/decisions/ on the schedule.
+-- alone (peer_mentor_id included). Why: docs/decisions/0022-schedule-and-marks.md.
 create index certifications_on_schedule_idx on public.certifications (expiry_date, id)
     include (peer_mentor_id)
     where status = 'active' and next_action_on is null;
@@ -170,7 +170,7 @@ alter table public.cron_audit_log enable row level security;
 --
 -- Plain SQL functions without a SET clause on purpose: the planner inlines them into the
 -- calling query and uses the indexes (a SET search_path would stop inlining). Every name inside
--- is schema-qualified.
+-- is schema-qualified (docs/decisions/0005-inlinable-rules.md).
 
 create or replace function certexpiry.org_today(p_timezone text, p_now timestamptz default now())
 returns date
@@ -240,7 +240,7 @@ comment on function certexpiry.judge(date, date, integer[]) is
     'A certification judged from its expiry date alone: the first day one of its effects falls '
     'due (due tonight when <= tonight) and the first one after tonight (null: none left). '
     'Whether an effect is already recorded is not asked here: the effects'' inserts are the '
-    'arbiter of "never twice" (docs/decisions/).';
+    'arbiter of "never twice" (docs/decisions/0025-pages-judged-from-expiry-dates.md).';
 
 create or replace function certexpiry.recorded(p_certification_id uuid, p_action text, p_expiry_date date)
 returns setof public.certification_idempotency_log
@@ -296,7 +296,8 @@ comment on function certexpiry.merge_effects(jsonb, jsonb) is
 --   a date    look at it on that night: a reminder that failed is retried the next night;
 --   infinity  nothing left for this expiry date (expired, its auto-pause already recorded).
 -- Monitoring needs no log probe because of this: an active certification on the schedule has
--- no auto-pause record for its expiry date. See docs/decisions/ for the measurements.
+-- no auto-pause record for its expiry date. Why, with the measurements:
+-- docs/decisions/0022-schedule-and-marks.md.
 
 create or replace function certexpiry.last_swept(p_today date, p_offset integer)
 returns date
@@ -418,7 +419,7 @@ begin
 
     -- The schedule: one index range scan per range of expiry dates, each with one lower bound,
     -- the cursor or the range's start (given both, the index starts from the row comparison and
-    -- reads every entry from the cursor on: docs/decisions/).
+    -- reads every entry from the cursor on: docs/decisions/0023-one-lower-bound-per-schedule-scan.md).
     if v_on_schedule then
         for v_range in
             select r.lo, r.hi from certexpiry.schedule_ranges(p_today, p_reminder_days) r
@@ -548,6 +549,9 @@ comment on function certexpiry.mark_page(date, certexpiry.page_row[], uuid[]) is
 -- arbiter of "never twice": an effect whose insert finds its record does nothing else. Callers
 -- hand over the certification ids to consider; each effect reads their current state and applies
 -- its own rule, so a stale id list can choose only which effect looks, never what it does.
+-- Why: docs/decisions/0001-idempotency-log-key.md, 0002-superseded-reminders.md,
+-- 0003-effects-set-based.md, 0010-failure-isolation-by-bisection.md,
+-- 0017-structured-failures.md, 0024-effects-read-only-their-certifications.md.
 
 create or replace function certexpiry.apply_auto_pauses(p_run_id uuid, p_today date, p_certification_ids uuid[])
 returns jsonb
@@ -788,6 +792,8 @@ comment on function certexpiry.apply_effects_isolated(uuid, date, integer[], uui
 -- (PostgREST cuts SETOF results at its max-rows limit) and is idempotent, so a retried call is
 -- harmless. One row of cron_runs per organisation-local night holds a lease and a segment
 -- number that fences writers: only the invocation holding (run, segment) may write.
+-- Why: docs/decisions/0004-run-totals-in-the-database.md, 0009-keyset-pages-bounded-in-
+-- certifications.md, 0020-no-sql-default-repeats-a-setting.md, 0026-batch-size-1000.md.
 
 create or replace function public.claim_nightly_run(
     p_run_id uuid, p_timezone text, p_lease_seconds integer, p_now timestamptz default now())
@@ -1001,7 +1007,8 @@ comment on function public.complete_run(uuid, integer) is
 -- ===== supabase/schemas/60_monitoring.sql =====
 
 -- The end of a run: the monitoring query (no expired certification missed), the nights without a
--- run, and the audit row ops read.
+-- run, and the audit row ops read. Why: docs/decisions/0011-bounded-monitoring-answer.md,
+-- 0013-monitoring-without-log-probes.md, 0014-missed-nights.md.
 
 create or replace function certexpiry.missed_auto_pauses(p_today date)
 returns table (certification_id uuid, peer_mentor_id uuid, expiry_date date, next_action_on date)
@@ -1131,6 +1138,7 @@ comment on function public.upsert_cron_audit(uuid, integer, jsonb, text, date, i
 
 -- What ops use (the certexpiry command line): the audit rows, remediation, tonight's plan, the
 -- night history and the schema check. Granted to service_role only, like the sweep's API.
+-- Why: docs/decisions/0015-schema-version-check.md, 0016-plan-night-rolled-back.md.
 
 create or replace function certexpiry.audit_today(p_run_id uuid)
 returns date
@@ -1398,6 +1406,7 @@ comment on function public.schema_version() is
 -- Privileges, last: every object the job creates is named here, one at a time, with exactly what
 -- service_role needs and nothing for anyone else. The job's functions are SECURITY INVOKER (the
 -- trigger and the schema check aside), so they run with service_role's privileges.
+-- Why: docs/decisions/0007-least-privilege.md.
 --
 -- A hosted Supabase project grants anon, authenticated and service_role everything on new
 -- tables, sequences and functions in public (default privileges), and PostgreSQL grants EXECUTE

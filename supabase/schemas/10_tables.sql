@@ -37,7 +37,7 @@ comment on column public.certifications.next_action_on is
     'certifications_next_action (supabase/schemas/30_night_work.sql); never set by hand.';
 
 -- The schedule in the night's keyset order (expiry date, id): a page is read from this index
--- alone (peer_mentor_id included). See docs/decisions/ on the schedule.
+-- alone (peer_mentor_id included). Why: docs/decisions/0022-schedule-and-marks.md.
 create index certifications_on_schedule_idx on public.certifications (expiry_date, id)
     include (peer_mentor_id)
     where status = 'active' and next_action_on is null;

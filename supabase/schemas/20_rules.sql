@@ -4,7 +4,7 @@
 --
 -- Plain SQL functions without a SET clause on purpose: the planner inlines them into the
 -- calling query and uses the indexes (a SET search_path would stop inlining). Every name inside
--- is schema-qualified.
+-- is schema-qualified (docs/decisions/0005-inlinable-rules.md).
 
 create or replace function certexpiry.org_today(p_timezone text, p_now timestamptz default now())
 returns date
@@ -74,7 +74,7 @@ comment on function certexpiry.judge(date, date, integer[]) is
     'A certification judged from its expiry date alone: the first day one of its effects falls '
     'due (due tonight when <= tonight) and the first one after tonight (null: none left). '
     'Whether an effect is already recorded is not asked here: the effects'' inserts are the '
-    'arbiter of "never twice" (docs/decisions/).';
+    'arbiter of "never twice" (docs/decisions/0025-pages-judged-from-expiry-dates.md).';
 
 create or replace function certexpiry.recorded(p_certification_id uuid, p_action text, p_expiry_date date)
 returns setof public.certification_idempotency_log

@@ -17,7 +17,8 @@
 --   a date    look at it on that night: a reminder that failed is retried the next night;
 --   infinity  nothing left for this expiry date (expired, its auto-pause already recorded).
 -- Monitoring needs no log probe because of this: an active certification on the schedule has
--- no auto-pause record for its expiry date. See docs/decisions/ for the measurements.
+-- no auto-pause record for its expiry date. Why, with the measurements:
+-- docs/decisions/0022-schedule-and-marks.md.
 
 create or replace function certexpiry.last_swept(p_today date, p_offset integer)
 returns date
@@ -139,7 +140,7 @@ begin
 
     -- The schedule: one index range scan per range of expiry dates, each with one lower bound,
     -- the cursor or the range's start (given both, the index starts from the row comparison and
-    -- reads every entry from the cursor on: docs/decisions/).
+    -- reads every entry from the cursor on: docs/decisions/0023-one-lower-bound-per-schedule-scan.md).
     if v_on_schedule then
         for v_range in
             select r.lo, r.hi from certexpiry.schedule_ranges(p_today, p_reminder_days) r

@@ -3,6 +3,9 @@
 -- arbiter of "never twice": an effect whose insert finds its record does nothing else. Callers
 -- hand over the certification ids to consider; each effect reads their current state and applies
 -- its own rule, so a stale id list can choose only which effect looks, never what it does.
+-- Why: docs/decisions/0001-idempotency-log-key.md, 0002-superseded-reminders.md,
+-- 0003-effects-set-based.md, 0010-failure-isolation-by-bisection.md,
+-- 0017-structured-failures.md, 0024-effects-read-only-their-certifications.md.
 
 create or replace function certexpiry.apply_auto_pauses(p_run_id uuid, p_today date, p_certification_ids uuid[])
 returns jsonb

@@ -2,6 +2,8 @@
 -- (PostgREST cuts SETOF results at its max-rows limit) and is idempotent, so a retried call is
 -- harmless. One row of cron_runs per organisation-local night holds a lease and a segment
 -- number that fences writers: only the invocation holding (run, segment) may write.
+-- Why: docs/decisions/0004-run-totals-in-the-database.md, 0009-keyset-pages-bounded-in-
+-- certifications.md, 0020-no-sql-default-repeats-a-setting.md, 0026-batch-size-1000.md.
 
 create or replace function public.claim_nightly_run(
     p_run_id uuid, p_timezone text, p_lease_seconds integer, p_now timestamptz default now())

@@ -1,5 +1,6 @@
 -- The end of a run: the monitoring query (no expired certification missed), the nights without a
--- run, and the audit row ops read.
+-- run, and the audit row ops read. Why: docs/decisions/0011-bounded-monitoring-answer.md,
+-- 0013-monitoring-without-log-probes.md, 0014-missed-nights.md.
 
 create or replace function certexpiry.missed_auto_pauses(p_today date)
 returns table (certification_id uuid, peer_mentor_id uuid, expiry_date date, next_action_on date)

@@ -1,5 +1,6 @@
 -- What ops use (the certexpiry command line): the audit rows, remediation, tonight's plan, the
 -- night history and the schema check. Granted to service_role only, like the sweep's API.
+-- Why: docs/decisions/0015-schema-version-check.md, 0016-plan-night-rolled-back.md.
 
 create or replace function certexpiry.audit_today(p_run_id uuid)
 returns date

@@ -1,6 +1,7 @@
 -- Privileges, last: every object the job creates is named here, one at a time, with exactly what
 -- service_role needs and nothing for anyone else. The job's functions are SECURITY INVOKER (the
 -- trigger and the schema check aside), so they run with service_role's privileges.
+-- Why: docs/decisions/0007-least-privilege.md.
 --
 -- A hosted Supabase project grants anon, authenticated and service_role everything on new
 -- tables, sequences and functions in public (default privileges), and PostgreSQL grants EXECUTE

@@ -1,5 +1,5 @@
 """Missed nights: the nightly claim names the nights without a run, the sweep logs NIGHTS_MISSED
-and the audit row records them (migration 20261130001001_missed_nights.sql)."""
+and the audit row records them (certexpiry.missed_nights, supabase/schemas/60_monitoring.sql)."""
 
 from __future__ import annotations
 
