@@ -391,10 +391,12 @@ def populate(conn: psycopg.Connection[Any], pop: Population, today: date) -> dic
     conn.execute(
         """
         insert into public.certifications
-            (id, peer_mentor_id, expiry_date, status, paused_at, created_at, updated_at)
+            (id, peer_mentor_id, expiry_date, status, paused_at, created_at, updated_at,
+             next_action_on)
         select id, mentor_id, expiry, case when paused then 'paused' else 'active' end,
                case when paused then (expiry + 1)::timestamptz end,
-               now() - interval '6 years', now() - interval '1 day'
+               now() - interval '6 years', now() - interval '1 day',
+               null  -- the app's rows when the job was installed, or settled by years of nights
         from bench_cert order by g
         """
     )
@@ -443,11 +445,11 @@ def populate(conn: psycopg.Connection[Any], pop: Population, today: date) -> dic
             },
         )
         with _bulk_load(
-            conn, ("public.certification_idempotency_log", "public.notification_outbox")
+            conn, ("certexpiry.certification_idempotency_log", "certexpiry.notification_outbox")
         ):
             conn.execute(
                 """
-                insert into public.certification_idempotency_log
+                insert into certexpiry.certification_idempotency_log
                     (certification_id, action, expiry_date, run_id, outcome, created_at)
                 select certification_id, action, expiry_date, md5(night::text)::uuid, 'done', at
                 from bench_effect order by seq
@@ -455,7 +457,7 @@ def populate(conn: psycopg.Connection[Any], pop: Population, today: date) -> dic
             )
             conn.execute(
                 """
-                insert into public.notification_outbox
+                insert into certexpiry.notification_outbox
                     (id, peer_mentor_id, certification_id, kind, payload, created_at,
                      dispatched_at)
                 overriding system value
@@ -472,8 +474,8 @@ def populate(conn: psycopg.Connection[Any], pop: Population, today: date) -> dic
             )
         conn.execute(
             """
-            select setval(pg_get_serial_sequence('public.notification_outbox', 'id'),
-                          (select max(id) from public.notification_outbox))
+            select setval(pg_get_serial_sequence('certexpiry.notification_outbox', 'id'),
+                          (select max(id) from certexpiry.notification_outbox))
             """
         )
         conn.execute("drop table bench_effect")
@@ -671,8 +673,8 @@ class Templates:
                 conn.execute("vacuum analyze")
                 row = conn.execute(
                     """
-                    select (select count(*) from public.certification_idempotency_log),
-                           (select count(*) from public.notification_outbox),
+                    select (select count(*) from certexpiry.certification_idempotency_log),
+                           (select count(*) from certexpiry.notification_outbox),
                            pg_database_size(current_database()) / 1048576.0
                     """
                 ).fetchone()
@@ -855,7 +857,7 @@ with pause as (
     from public.certifications c
     where c.status = 'active' and c.expiry_date < %(today)s
       and not exists (
-          select from public.certification_idempotency_log l
+          select from certexpiry.certification_idempotency_log l
           where l.certification_id = c.id and l.action = 'auto_pause'
             and l.expiry_date = c.expiry_date)
 ), due as (
@@ -872,21 +874,21 @@ select case when d.days = d.smallest then 'send' else 'superseded' end,
        d.id, d.peer_mentor_id, d.expiry_date, d.days
 from due d
 where not exists (
-    select from public.certification_idempotency_log l
+    select from certexpiry.certification_idempotency_log l
     where l.certification_id = d.id and l.action = 'reminder_' || d.days || 'd'
       and l.expiry_date = d.expiry_date)
 """
 
 FLOOR_WRITE = """
 with records as (
-    insert into public.certification_idempotency_log
+    insert into certexpiry.certification_idempotency_log
         (certification_id, action, expiry_date, run_id, outcome)
     select id, case when what = 'pause' then 'auto_pause' else 'reminder_' || days || 'd' end,
            expiry_date, %(run_id)s, case when what = 'superseded' then 'superseded' else 'done' end
     from bench_floor_work
     returning 1
 ), outbox as (
-    insert into public.notification_outbox (peer_mentor_id, certification_id, kind, payload)
+    insert into certexpiry.notification_outbox (peer_mentor_id, certification_id, kind, payload)
     select peer_mentor_id, id,
            case when what = 'pause' then 'pause_notice' else 'reminder' end,
            case when what = 'pause'
@@ -938,14 +940,14 @@ where c.status = 'active' and c.expiry_date <= %(today)s + %(max_days)s
   and (
         (c.expiry_date < %(today)s
          and not exists (
-             select from public.certification_idempotency_log l
+             select from certexpiry.certification_idempotency_log l
              where l.certification_id = c.id and l.action = 'auto_pause'
                and l.expiry_date = c.expiry_date))
      or exists (
              select from unnest(%(days)s::int[]) n
              where c.expiry_date >= %(today)s and c.expiry_date - %(today)s <= n
                and not exists (
-                   select from public.certification_idempotency_log l
+                   select from certexpiry.certification_idempotency_log l
                    where l.certification_id = c.id and l.action = 'reminder_' || n || 'd'
                      and l.expiry_date = c.expiry_date))
   )
@@ -975,7 +977,7 @@ def _loop_one(
         action
         for (action,) in conn.execute(
             """
-            select action from public.certification_idempotency_log
+            select action from certexpiry.certification_idempotency_log
             where certification_id = %s and expiry_date = %s
             """,
             (certification_id, expiry),
@@ -986,7 +988,7 @@ def _loop_one(
             return
         conn.execute(
             """
-            insert into public.certification_idempotency_log
+            insert into certexpiry.certification_idempotency_log
                 (certification_id, action, expiry_date, run_id)
             values (%s, 'auto_pause', %s, %s)
             """,
@@ -994,7 +996,7 @@ def _loop_one(
         )
         conn.execute(
             """
-            insert into public.notification_outbox (peer_mentor_id, certification_id, kind, payload)
+            insert into certexpiry.notification_outbox (peer_mentor_id, certification_id, kind, payload)
             values (%s, %s, 'pause_notice', %s)
             """,
             (
@@ -1029,7 +1031,7 @@ def _loop_one(
         send = days == due[0]
         conn.execute(
             """
-            insert into public.certification_idempotency_log
+            insert into certexpiry.certification_idempotency_log
                 (certification_id, action, expiry_date, run_id, outcome)
             values (%s, %s, %s, %s, %s)
             """,
@@ -1038,7 +1040,7 @@ def _loop_one(
         if send:
             conn.execute(
                 """
-                insert into public.notification_outbox
+                insert into certexpiry.notification_outbox
                     (peer_mentor_id, certification_id, kind, payload)
                 values (%s, %s, 'reminder', %s)
                 """,
@@ -1105,17 +1107,17 @@ PARTS: dict[str, LiteralString] = {
         from public.peer_mentors""",
     "night's idempotency rows (certification, action, expiry, outcome)": """
         select certification_id::text || ':' || action || ':' || expiry_date || ':' || outcome
-        from public.certification_idempotency_log where created_at >= %(at)s""",
+        from certexpiry.certification_idempotency_log where created_at >= %(at)s""",
     "night's outbox rows (certification, kind)": """
         select certification_id::text || ':' || kind
-        from public.notification_outbox where id > %(outbox_id)s""",
+        from certexpiry.notification_outbox where id > %(outbox_id)s""",
 }
 
 
 def marker(url: str) -> Marker:
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute(
-            "select now(), coalesce(max(id), 0) from public.notification_outbox"
+            "select now(), coalesce(max(id), 0) from certexpiry.notification_outbox"
         ).fetchone()
     assert row is not None
     return Marker(at=row[0], outbox_id=int(row[1]))

@@ -240,12 +240,15 @@ CATALOGUE: Mapping[Code, CodeInfo] = MappingProxyType(
         # The database's schema (issue 13's block).
         Code.SCHEMA_MISMATCH: CodeInfo(
             _E,
-            "At cold start the database's schema (public.schema_version: the newest migration "
-            "in supabase_migrations.schema_migrations) is older than the one this release was "
-            "built for, or unknown; the function answers 503 and does nothing until it matches "
-            "(reason names both versions).",
-            "Apply the migrations: python -m certexpiry migrate with DATABASE_URL set to the "
-            "database (or supabase db push); the next delivery checks again, no redeploy.",
+            "At cold start the job's schema in the database (public.schema_version: the newest "
+            "migration in the job's own ledger, certexpiry.schema_migrations) is older than the "
+            "one this release was built for, or the job is not installed; the function answers "
+            "503 and does nothing until it matches (reason names both versions; a failed call's "
+            "HTTP status, PostgREST code and redacted body, or SQLSTATE, come with it).",
+            "Install or upgrade the job: push its migrations with the app's (certexpiry "
+            "export-migrations, then supabase db push from the app's repository) or run "
+            "certexpiry migrate with DATABASE_URL set to the database; the next delivery checks "
+            "again, no redeploy (docs/deploy.md).",
         ),
     }
 )

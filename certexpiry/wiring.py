@@ -6,6 +6,8 @@ function does.
 
 from __future__ import annotations
 
+from typing import Any
+
 from certexpiry import __version__, contract
 from certexpiry.codes import Code
 from certexpiry.errors import CertexpiryError, DatabaseError, RpcError, SettingsError, StoreError
@@ -64,7 +66,10 @@ class SchemaNotReady(CertexpiryError):
 # How each transport says "no such function": a database older than schema_version itself.
 _UNDEFINED_FUNCTION_SQLSTATE = "42883"
 _UNDEFINED_FUNCTION_POSTGREST = "PGRST202"
-MIGRATE_COMMAND = "python -m certexpiry migrate (DATABASE_URL set to this database)"
+MIGRATE_COMMAND = (
+    "push the job's migrations with the app's (certexpiry export-migrations, then supabase db "
+    "push), or run certexpiry migrate with DATABASE_URL set to this database"
+)
 
 
 def read_schema_version(transport: RpcTransport) -> contract.SchemaVersion:
@@ -83,6 +88,7 @@ def check_schema(transport: RpcTransport, log: JsonLogger) -> str:
     database migrated past this release (a newer migration, from any branch) is fine.
     """
     required = contract.SCHEMA_VERSION
+    failed: dict[str, Any] = {}
     try:
         answer = read_schema_version(transport)
     except StoreError as exc:  # ContractError included: an answer this release cannot read
@@ -95,22 +101,29 @@ def check_schema(transport: RpcTransport, log: JsonLogger) -> str:
             )
             raise SchemaNotReady(str(exc)) from None
         found = None
+        # The failed call as it came (HTTP status, PostgREST code, the redacted body; or the
+        # SQLSTATE): what a reader needs to tell "not installed" from "wrong project".
+        failed = exc.log_context()
     else:
         found = answer.latest
         if found is not None and int(found) >= int(required):
             return found
     reason = (
-        f"the database's newest migration is {found}, this release needs {required} or newer"
+        f"the job's newest migration in this database is {found}, this release needs "
+        f"{required} or newer"
         if found is not None
-        else f"the database has no recorded migrations up to {required} (schema_version "
-        "missing or no supabase_migrations history)"
+        else f"the job is not installed in this database (no schema_version function, or no "
+        f"migration in its ledger certexpiry.schema_migrations; this release needs {required})"
     )
     log.error(
         Code.SCHEMA_MISMATCH,
         "The database's schema is older than this release; nothing will run until it is migrated.",
-        reason=reason,
-        remediation=MIGRATE_COMMAND,
-        operation=contract.SCHEMA_VERSION_ANSWER.rpc,
+        **{
+            **failed,
+            "reason": reason,
+            "remediation": MIGRATE_COMMAND,
+            "operation": contract.SCHEMA_VERSION_ANSWER.rpc,
+        },
     )
     raise SchemaNotReady(reason)
 

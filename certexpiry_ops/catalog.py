@@ -34,7 +34,7 @@ import shutil
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -570,13 +570,16 @@ def compare_builds(admin_conninfo: str) -> tuple[bool, list[str]]:
     suffix = uuid.uuid4().hex[:12]
     names = {"migrations": f"catalog_migrations_{suffix}", "schemas": f"catalog_schemas_{suffix}"}
     urls = {side: make_conninfo(admin_conninfo, dbname=name) for side, name in names.items()}
-    builders = {"migrations": schema.apply, "schemas": schema.apply_schemas}
+    builders: dict[str, Callable[[str], object]] = {
+        "migrations": schema.apply,
+        "schemas": schema.apply_schemas,
+    }
     try:
         for side, name in names.items():
             with psycopg.connect(admin_conninfo, autocommit=True) as conn:
                 conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
             try:
-                builders[side](urls[side], bootstrap=True)
+                builders[side](urls[side])
             except psycopg.Error as error:
                 raise BuildFailed(f"supabase/{side}/ does not build: {error}") from error
         return report(urls["migrations"], urls["schemas"])

@@ -102,14 +102,16 @@ _REINSTATE = """
       and not exists (select from public.certifications c
                       where c.peer_mentor_id = m.id and c.status = 'paused')
 """
-_SENT = "update public.notification_outbox set dispatched_at = now() where dispatched_at is null"
+_SENT = (
+    "update certexpiry.notification_outbox set dispatched_at = now() where dispatched_at is null"
+)
 _ANALYZE = (
-    "analyze public.peer_mentors, public.certifications, public.certification_idempotency_log"
+    "analyze public.peer_mentors, public.certifications, certexpiry.certification_idempotency_log"
 )
 _COUNTS = """
     select (select count(*) from public.certifications where status = 'paused'),
            (select count(*) from certexpiry.missed_auto_pauses(%(today)s::date)),
-           (select count(*) from public.certification_idempotency_log)
+           (select count(*) from certexpiry.certification_idempotency_log)
 """
 
 
@@ -328,8 +330,12 @@ def seed(
         _copy(
             conn,
             "certifications",
-            ("id", "peer_mentor_id", "expiry_date"),
-            ((c.id, c.peer_mentor_id, c.renewed_from or c.expiry_date) for c in org.certifications),
+            # next_action_on null: the app's rows as the job found them when it was installed.
+            ("id", "peer_mentor_id", "expiry_date", "next_action_on"),
+            (
+                (c.id, c.peer_mentor_id, c.renewed_from or c.expiry_date, None)
+                for c in org.certifications
+            ),
         )
         for night in simulated_nights(today, outage_days):
             run = {"run_id": night_run_id(seed, night), "night": night, "days": days}

@@ -11,6 +11,7 @@ from certexpiry_ops.commands import (
     audit,
     check,
     demo,
+    install,
     logs,
     migrate,
     nights,
@@ -23,7 +24,19 @@ from certexpiry_ops.console import CliIO
 from certexpiry_ops.embedded import default_data_dir
 from certexpiry_ops.usage import EXIT_USAGE, PROG
 
-COMMAND_GROUPS = (demo, migrate, plan, run, nights, seed, audit, remediate, check, logs)
+COMMAND_GROUPS = (
+    demo,
+    migrate,
+    install,
+    plan,
+    run,
+    nights,
+    seed,
+    audit,
+    remediate,
+    check,
+    logs,
+)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,22 +1,32 @@
-"""Bring a database to the project's schema: the local bootstrap, then `supabase/migrations/`.
+"""Install the job into a database: `supabase/migrations/`, recorded in the job's own ledger.
 
-One runner for everything that migrates: `certexpiry migrate` (embedded default, plain Postgres,
-a Supabase database URL), the embedded server of the demo and the test suite's template. It
-records what it applied the way the Supabase CLI does (`supabase_migrations.schema_migrations`:
-version, name, statements), so `supabase db push` and this runner agree on what is applied,
-and the function's cold-start check (`public.schema_version`) reads the same table whichever
-of the two applied it.
+One runner for everything that migrates: `certexpiry migrate` (a Supabase database URL, a plain
+Postgres, the embedded default), the demo and the test suite's template. The job is a guest in
+the app's database: the runner writes the job's objects and the job's ledger
+(`certexpiry.schema_migrations`) and nothing of the app's, never its migration history
+(`supabase_migrations`), so the app's own `supabase db push` keeps working. Each migration
+records its own version in the ledger (the baseline's last statement), so the function's schema
+check works whichever way the SQL was applied: this runner, `supabase db push` from the app's
+repository (`export_to_app` writes the files there), or the SQL editor. The runner adds a
+checksum to each row it applies and refuses, before writing anything, an applied file that
+changed since.
 
-Applied migrations are never edited: before applying anything, each applied file is compared
-with the statements recorded for it (whitespace and semicolons aside, so the CLI's
-statement-by-statement record and ours compare equal), and a changed one stops the run with
-`MigrationChanged` before anything is written. The bootstrap (`supabase/local/`) supplies what a
-hosted Supabase project already has (roles, the `auth` schema); it is applied only where those
-are missing, never to a Supabase database.
+A migration that is one `CONCURRENTLY` statement (an index on the app's table, built without
+blocking the app's writes) runs outside a transaction and cannot record itself: the runner
+records it. Every other migration runs in one transaction with a short lock timeout, retried
+when the app holds a lock, so an install never queues the app's queries behind it for long.
+
+`supabase/schemas/` is the readable truth; before the first release the migrations are
+generated from it (`make baseline`: the baseline, then one migration per online index).
+
+Local databases only: the bootstrap (roles, the `auth` schema, hosted default privileges) and
+the app fixture (the peer-mentor app's tables, policies, RPC and history) are applied where
+missing, never to a Supabase database, where the app made them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections.abc import Callable
@@ -25,24 +35,39 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import errors
 
 ROOT = Path(__file__).resolve().parent.parent
-BOOTSTRAP = ROOT / "supabase" / "local" / "bootstrap.sql"
-MIGRATIONS_DIR = ROOT / "supabase" / "migrations"
-SCHEMAS_DIR = ROOT / "supabase" / "schemas"
+SUPABASE_DIR = ROOT / "supabase"
+BOOTSTRAP = SUPABASE_DIR / "local" / "bootstrap.sql"
+APP_FIXTURE = SUPABASE_DIR / "local" / "app_fixture.sql"
+UNINSTALL = SUPABASE_DIR / "uninstall.sql"
+MIGRATIONS_DIR = SUPABASE_DIR / "migrations"
+SCHEMAS_DIR = SUPABASE_DIR / "schemas"
 
-# As the Supabase CLI creates its history table (pkg/migration/history.go), column by column,
-# so an older table made by either gains the columns the other writes.
-_TRACKING = (
-    "create schema if not exists supabase_migrations",
-    "create table if not exists supabase_migrations.schema_migrations"
-    " (version text not null primary key)",
-    "alter table supabase_migrations.schema_migrations add column if not exists statements text[]",
-    "alter table supabase_migrations.schema_migrations add column if not exists name text",
-)
+BASELINE_NAME = "baseline"
+RELEASE_TAG = "v1.0.0"
+EXPORT_MARK = "-- certexpiry migration "
 _FILE_NAME = re.compile(r"^([0-9]+)_(.*)\.sql$")
 _LOCK_KEY = 0x63657274  # pg_advisory_lock key: one migrate at a time per database
 _NOT_SIGNIFICANT = re.compile(r"[\s;]+")
+_CONCURRENTLY = re.compile(r"\bconcurrently\b", re.IGNORECASE)
+_STATEMENT_END = re.compile(r";\s*$", re.MULTILINE)
+# A migration waits at most this long for a lock the app holds, then is retried: the app's
+# queries queue behind a waiting DDL statement, so the wait is what the app can feel.
+LOCK_TIMEOUT = "1s"
+LOCK_RETRIES = (1.0, 2.0, 4.0, 8.0)
+
+_BASELINE_HEADER = """\
+-- The baseline: the job's whole schema as of its first release, generated from
+-- supabase/schemas/ (`make baseline`; do not edit by hand). Until the first release (tag
+-- v1.0.0) it may be regenerated; from then on migrations are append-only and never edited: a
+-- change goes into supabase/schemas/ and into a new migration (`make schema-diff` shows what
+-- differs). tests/integration/test_schema_equal.py keeps the two equal.
+--
+-- It installs into the app's database (the app's tables must exist: 05_app_contract.sql) and
+-- ends by recording itself in the job's ledger, certexpiry.schema_migrations.
+"""
 
 
 class MigrationChanged(Exception):
@@ -70,6 +95,11 @@ class Migration:
     def text(self) -> str:
         return self.path.read_text()
 
+    @property
+    def online(self) -> bool:
+        """One CONCURRENTLY statement: run outside a transaction, recorded by the runner."""
+        return bool(_CONCURRENTLY.search(_without_comments(self.text())))
+
 
 @dataclass
 class MigrateResult:
@@ -78,6 +108,8 @@ class MigrateResult:
     applied: list[str] = field(default_factory=list)
     already: list[str] = field(default_factory=list)
     bootstrapped: bool = False
+    app_fixture: bool = False
+    invalid_indexes: list[str] = field(default_factory=list)
 
     @property
     def latest(self) -> str | None:
@@ -85,60 +117,18 @@ class MigrateResult:
         return max(versions) if versions else None
 
 
+def _without_comments(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+
+
+def checksum(text: str) -> str:
+    """What must not change once applied: the SQL without whitespace and semicolons."""
+    return hashlib.sha256(_NOT_SIGNIFICANT.sub("", text).encode()).hexdigest()
+
+
 def migration_files() -> list[Path]:
-    """The migrations in the order the Supabase CLI applies them (by timestamp prefix)."""
+    """The migrations in the order they apply (by timestamp prefix)."""
     return sorted(MIGRATIONS_DIR.glob("*.sql"))
-
-
-def schema_files() -> list[Path]:
-    """The readable current schema (`supabase/schemas/`), in the order its files apply."""
-    return sorted(SCHEMAS_DIR.glob("*.sql"))
-
-
-def apply_schemas(conninfo: str, *, bootstrap: bool = True) -> None:
-    """Build the current schema from `supabase/schemas/` (no migration history is written):
-    the database the baseline migration must equal, and the source it is generated from."""
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        if bootstrap:
-            conn.execute(BOOTSTRAP.read_text())
-        with conn.transaction():
-            for path in schema_files():
-                conn.execute(path.read_text())
-
-
-BASELINE_NAME = "baseline"
-RELEASE_TAG = "v1.0.0"
-_BASELINE_HEADER = """\
--- The baseline: the job's whole schema as of its first release, generated from
--- supabase/schemas/ (`make baseline`; do not edit by hand). Until the first release (tag
--- v1.0.0) it may be regenerated; from then on migrations are append-only and never edited: a
--- change goes into supabase/schemas/ and into a new migration (`make schema-diff` shows what
--- differs). tests/integration/test_schema_equal.py keeps the two equal.
-"""
-
-
-def baseline_text() -> str:
-    """The baseline migration as generated from `supabase/schemas/`, file by file."""
-    parts = [_BASELINE_HEADER]
-    for path in schema_files():
-        parts.append(f"\n-- ===== supabase/schemas/{path.name} =====\n\n{path.read_text()}")
-    return "".join(parts)
-
-
-def write_baseline(version: str | None = None) -> Path:
-    """Replace every migration by one baseline `<version>_baseline.sql` made from the schemas
-    (allowed only before the first release: `make baseline` checks for the release tag). The
-    version stays the current baseline's, so a local database made from an earlier baseline is
-    refused as changed (MigrationChanged) instead of half-applied."""
-    if version is None:
-        current = [m for m in migrations() if m.name == BASELINE_NAME]
-        version = current[0].version if current else time.strftime("%Y%m%d%H%M%S", time.gmtime())
-    for old in migration_files():
-        old.unlink()
-    MIGRATIONS_DIR.mkdir(parents=True, exist_ok=True)
-    path = MIGRATIONS_DIR / f"{version}_{BASELINE_NAME}.sql"
-    path.write_text(baseline_text())
-    return path
 
 
 def migrations() -> list[Migration]:
@@ -152,9 +142,93 @@ def migrations() -> list[Migration]:
     return found
 
 
-def fingerprint(text: str) -> str:
-    """The SQL without whitespace and semicolons: what must not change once applied."""
-    return _NOT_SIGNIFICANT.sub("", text)
+def required_version() -> str:
+    """The newest migration that records itself: what the function's schema check requires
+    (an online index is a migration the Supabase CLI applies without recording it)."""
+    return [m for m in migrations() if not m.online][-1].version
+
+
+# -- supabase/schemas/ and the baseline generated from it ------------------------------------
+
+
+def schema_files() -> list[Path]:
+    """The readable current schema (`supabase/schemas/`), in the order its files apply."""
+    return sorted(SCHEMAS_DIR.glob("*.sql"))
+
+
+def _online_statements(path: Path) -> list[str]:
+    """The CONCURRENTLY statements of a schema file (each with the comment lines above it)."""
+    parts = [p.strip() for p in _STATEMENT_END.split(path.read_text())]
+    return [p + ";\n" for p in parts if _CONCURRENTLY.search(_without_comments(p))]
+
+
+def _is_online(path: Path) -> bool:
+    return bool(_online_statements(path))
+
+
+def apply_schemas(conninfo: str, *, bootstrap: bool = True, app: bool = True) -> None:
+    """Build the current schema from `supabase/schemas/` (no ledger row is written): the
+    database the migrations must equal. The online files' statements run one by one after."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        prepare_local(conn, bootstrap=bootstrap, app=app)
+        with conn.transaction():
+            for path in schema_files():
+                if not _is_online(path):
+                    conn.execute(path.read_text())
+        for path in schema_files():
+            for statement in _online_statements(path):
+                conn.execute(statement)
+
+
+def baseline_files(version: str) -> list[tuple[str, str]]:
+    """(file name, text) of the migrations generated from the schemas: the baseline (every
+    file that runs in a transaction, then its ledger row), then one per online statement."""
+    parts = [_BASELINE_HEADER]
+    online: list[str] = []
+    for path in schema_files():
+        if _is_online(path):
+            online += _online_statements(path)
+            continue
+        parts.append(f"\n-- ===== supabase/schemas/{path.name} =====\n\n{path.read_text()}")
+    parts.append(
+        "\n-- ===== the job's ledger =====\n\n"
+        "insert into certexpiry.schema_migrations (version, name)\n"
+        f"values ('{version}', '{BASELINE_NAME}')\n"
+        "on conflict (version) do nothing;\n"
+    )
+    files = [(f"{version}_{BASELINE_NAME}.sql", "".join(parts))]
+    for offset, statement in enumerate(online, start=1):
+        index = re.search(r"if not exists (\w+)", statement)
+        name = index.group(1) if index else f"online_{offset}"
+        files.append((f"{int(version) + offset}_{name}.sql", statement))
+    return files
+
+
+def baseline_text() -> str:
+    """The baseline migration as generated from `supabase/schemas/`."""
+    return baseline_files(migrations()[0].version)[0][1]
+
+
+def write_baseline(version: str | None = None) -> list[Path]:
+    """Replace every migration by those generated from the schemas (allowed only before the
+    first release: `make baseline` checks for the release tag). The version stays the current
+    baseline's, so a local database made from an earlier baseline is refused as changed
+    (MigrationChanged) instead of half-applied."""
+    if version is None:
+        current = [m for m in migrations() if m.name == BASELINE_NAME]
+        version = current[0].version if current else time.strftime("%Y%m%d%H%M%S", time.gmtime())
+    for old in migration_files():
+        old.unlink()
+    MIGRATIONS_DIR.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in baseline_files(version):
+        path = MIGRATIONS_DIR / name
+        path.write_text(text)
+        written.append(path)
+    return written
+
+
+# -- the runner --------------------------------------------------------------------------------
 
 
 def needs_bootstrap(conn: psycopg.Connection[Any]) -> bool:
@@ -167,43 +241,95 @@ def needs_bootstrap(conn: psycopg.Connection[Any]) -> bool:
     return not (row and row[0])
 
 
-def applied_statements(conn: psycopg.Connection[Any]) -> dict[str, list[str] | None]:
-    """version -> recorded statements, from the history table (empty when there is none)."""
-    if conn.execute("select to_regclass('supabase_migrations.schema_migrations')").fetchone() == (
-        None,
-    ):
+def prepare_local(
+    conn: psycopg.Connection[Any], *, bootstrap: bool | None, app: bool
+) -> tuple[bool, bool]:
+    """A local database made ready for the job: the bootstrap (None: where needed) and the app
+    fixture (where the app's tables are missing). Returns (bootstrapped, app fixture applied)."""
+    bootstrapped = bool(bootstrap or (bootstrap is None and needs_bootstrap(conn)))
+    if bootstrapped:
+        conn.execute(BOOTSTRAP.read_text())
+    fixture = False
+    if app and conn.execute("select to_regclass('public.certifications')").fetchone() == (None,):
+        with conn.transaction():
+            conn.execute(APP_FIXTURE.read_text())
+        fixture = True
+    return bootstrapped, fixture
+
+
+def ledger(conn: psycopg.Connection[Any]) -> dict[str, str | None]:
+    """version -> checksum (None: applied by other means), from the job's ledger."""
+    if conn.execute("select to_regclass('certexpiry.schema_migrations')").fetchone() == (None,):
         return {}
     return {
-        str(version): statements
-        for version, statements in conn.execute(
-            "select version, statements from supabase_migrations.schema_migrations"
+        str(version): digest
+        for version, digest in conn.execute(
+            "select version, checksum from certexpiry.schema_migrations"
         )
     }
+
+
+def invalid_indexes(conn: psycopg.Connection[Any]) -> list[str]:
+    """The job's indexes a failed CONCURRENTLY build left invalid."""
+    return [
+        str(name)
+        for (name,) in conn.execute(
+            "select c.relname from pg_index i join pg_class c on c.oid = i.indexrelid"
+            " where not i.indisvalid and c.relname in"
+            " ('certifications_on_schedule_idx', 'certifications_next_action_idx')"
+        )
+    ]
+
+
+def _record(conn: psycopg.Connection[Any], migration: Migration) -> None:
+    conn.execute(
+        "insert into certexpiry.schema_migrations (version, name, checksum) values (%s, %s, %s)"
+        " on conflict (version) do update set checksum = excluded.checksum",
+        (migration.version, migration.name, checksum(migration.text())),
+    )
+
+
+def _apply_one(conn: psycopg.Connection[Any], migration: Migration) -> None:
+    """Apply one migration, retrying while the app holds a lock it needs."""
+    for wait in (*LOCK_RETRIES, None):
+        try:
+            if migration.online:
+                conn.execute(migration.text())
+                _record(conn, migration)
+            else:
+                with conn.transaction():
+                    conn.execute(f"set local lock_timeout = '{LOCK_TIMEOUT}'")
+                    conn.execute(migration.text())
+                    _record(conn, migration)
+            return
+        except errors.LockNotAvailable:
+            if wait is None:
+                raise
+            time.sleep(wait)
 
 
 def migrate(
     conninfo: str,
     *,
     bootstrap: bool | None = None,
+    app_fixture: bool = False,
     on_apply: Callable[[Migration], None] | None = None,
 ) -> MigrateResult:
-    """Apply the bootstrap (None: only where needed) and every pending migration, in order,
-    each in its own transaction with its history row; refuse a changed applied file first."""
+    """Apply every pending migration, in order, and record it in the job's ledger; refuse a
+    changed applied file first. Locally: the bootstrap (None: where needed) and, with
+    `app_fixture`, the app's tables where they are missing."""
     result = MigrateResult()
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("select pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
-            if bootstrap or (bootstrap is None and needs_bootstrap(conn)):
-                conn.execute(BOOTSTRAP.read_text())
-                result.bootstrapped = True
-            for statement in _TRACKING:
-                conn.execute(statement)
-            done = applied_statements(conn)
+            result.bootstrapped, result.app_fixture = prepare_local(
+                conn, bootstrap=bootstrap, app=app_fixture
+            )
+            done = ledger(conn)
             files = migrations()
             for migration in files:
-                # No statements recorded (`supabase migration repair`): nothing to compare.
-                recorded = done.get(migration.version) or []
-                if recorded and fingerprint("".join(recorded)) != fingerprint(migration.text()):
+                recorded = done.get(migration.version)
+                if recorded is not None and recorded != checksum(migration.text()):
                     raise MigrationChanged(migration.version, migration.name)
             for migration in files:
                 if migration.version in done:
@@ -211,20 +337,63 @@ def migrate(
                     continue
                 if on_apply is not None:
                     on_apply(migration)
-                text = migration.text()
-                with conn.transaction():
-                    conn.execute(text)
-                    conn.execute(
-                        "insert into supabase_migrations.schema_migrations"
-                        " (version, name, statements) values (%s, %s, %s)",
-                        (migration.version, migration.name, [text.strip().rstrip(";")]),
-                    )
+                _apply_one(conn, migration)
                 result.applied.append(migration.version)
+            result.invalid_indexes = invalid_indexes(conn)
         finally:
             conn.execute("select pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return result
 
 
 def apply(conninfo: str, *, bootstrap: bool = True) -> list[str]:
-    """Apply the bootstrap (optional) and every pending migration; return the new versions."""
-    return migrate(conninfo, bootstrap=bootstrap).applied
+    """A local database ready to run: the bootstrap, the app fixture where the app's tables are
+    missing, and every pending migration; returns the versions applied."""
+    return migrate(conninfo, bootstrap=bootstrap, app_fixture=True).applied
+
+
+def uninstall(conninfo: str) -> None:
+    """Remove the job's objects (supabase/uninstall.sql), in one transaction."""
+    with psycopg.connect(conninfo, autocommit=True) as conn, conn.transaction():
+        conn.execute(UNINSTALL.read_text())
+
+
+# -- the primary path: the job's migrations pushed with the app's own ---------------------------
+
+
+def exported_versions(app_dir: Path) -> dict[str, Path]:
+    """The job's migrations already in the app's migrations folder, by the job's version."""
+    found = {}
+    for path in sorted(app_dir.glob("*.sql")):
+        first = path.read_text().split("\n", 1)[0]
+        if first.startswith(EXPORT_MARK):
+            found[first[len(EXPORT_MARK) :].split("_", 1)[0]] = path
+    return found
+
+
+def export_to_app(app_dir: Path, *, now: float | None = None) -> list[Path]:
+    """Write the job's migrations not yet in the app's `supabase/migrations` folder there, with
+    versions after the app's newest (the Supabase CLI applies a folder in version order and
+    refuses a remote history it does not hold locally, so the job's files live in the app's
+    folder, pushed with the app's own). Each file starts with a line naming the job's migration,
+    so a second export writes only what is new; the job's ledger still gets the job's version
+    (the migration records itself). Returns the files written."""
+    app_dir.mkdir(parents=True, exist_ok=True)
+    already = exported_versions(app_dir)
+    newest = max(
+        (int(m.group(1)) for p in app_dir.glob("*.sql") if (m := _FILE_NAME.match(p.name))),
+        default=0,
+    )
+    stamp = int(time.strftime("%Y%m%d%H%M%S", time.gmtime(now)))
+    version = max(newest + 1, stamp)
+    written = []
+    for migration in migrations():
+        if migration.version in already:
+            continue
+        path = app_dir / f"{version}_certexpiry_{migration.name}.sql"
+        path.write_text(
+            f"{EXPORT_MARK}{migration.version}_{migration.name} (from the certexpiry repository;"
+            " do not edit)\n" + migration.text()
+        )
+        written.append(path)
+        version += 1
+    return written

@@ -24,10 +24,18 @@ def add_mentor(
 def add_cert(
     conn: psycopg.Connection[Any], mentor_id: uuid.UUID, expiry: date, *, status: str = "active"
 ) -> uuid.UUID:
+    """A certification as the app writes it. Before the job's first night it stands for data
+    the app had when the job was installed (on the schedule: next_action_on null); after it, for
+    one the app inserts later (the column's default, -infinity: looked at once)."""
     cert_id = uuid.uuid4()
     conn.execute(
         "insert into public.certifications (id, peer_mentor_id, expiry_date, status) values (%s, %s, %s, %s)",
         (cert_id, mentor_id, expiry, status),
+    )
+    conn.execute(
+        "update public.certifications set next_action_on = null"
+        " where id = %s and not exists (select from certexpiry.cron_runs)",
+        (cert_id,),
     )
     return cert_id
 
@@ -41,7 +49,7 @@ def status_of(conn: psycopg.Connection[Any], table: str, row_id: uuid.UUID) -> s
 
 def actions_of(conn: psycopg.Connection[Any], cert_id: uuid.UUID) -> list[tuple[str, str]]:
     rows = conn.execute(
-        "select action, outcome from public.certification_idempotency_log where certification_id = %s order by action",
+        "select action, outcome from certexpiry.certification_idempotency_log where certification_id = %s order by action",
         (cert_id,),
     ).fetchall()
     return [(str(a), str(o)) for a, o in rows]
@@ -49,7 +57,7 @@ def actions_of(conn: psycopg.Connection[Any], cert_id: uuid.UUID) -> list[tuple[
 
 def outbox_of(conn: psycopg.Connection[Any], cert_id: uuid.UUID) -> list[tuple[str, Any]]:
     rows = conn.execute(
-        "select kind, payload from public.notification_outbox where certification_id = %s order by id",
+        "select kind, payload from certexpiry.notification_outbox where certification_id = %s order by id",
         (cert_id,),
     ).fetchall()
     return [(str(k), p) for k, p in rows]
@@ -81,7 +89,7 @@ def refuse_updates(conn: psycopg.Connection[Any], ids: Iterable[uuid.UUID]) -> N
 SPEC_MISSED = """
     select c.id from public.certifications c
     where c.expiry_date < %(today)s and c.status <> 'paused'
-      and not exists (select 1 from public.certification_idempotency_log l
+      and not exists (select 1 from certexpiry.certification_idempotency_log l
                       where l.certification_id = c.id and l.action = 'auto_pause'
                         and l.expiry_date = c.expiry_date)
 """

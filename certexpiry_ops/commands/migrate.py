@@ -1,4 +1,4 @@
-"""`migrate`: bring the target database to this checkout's schema (supabase/migrations/)."""
+"""`migrate`: install or upgrade the job in the target database (supabase/migrations/)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,11 @@ def cmd_migrate(args: argparse.Namespace, cli_io: CliIO) -> int:
         console.progress_line(f"migrate: applying {migration.path.name}")
 
     try:
-        result = schema.migrate(conninfo, bootstrap=bootstrap, on_apply=applying)
+        # The embedded default plays the app too (its fixture); a database named by
+        # DATABASE_URL must hold the app already: the migrations check its contract.
+        result = schema.migrate(
+            conninfo, bootstrap=bootstrap, app_fixture=server is not None, on_apply=applying
+        )
     except schema.MigrationChanged as exc:
         console.finish()
         cli_io.stderr.write(f"{PROG}: error: {exc}\n")
@@ -48,13 +52,26 @@ def cmd_migrate(args: argparse.Namespace, cli_io: CliIO) -> int:
             "bootstrapped": result.bootstrapped,
             "applied": result.applied,
             "already_applied": len(result.already),
+            "app_fixture": result.app_fixture,
+            "invalid_indexes": result.invalid_indexes,
             "latest": result.latest,
             "required_by_runtime": SCHEMA_VERSION,
         }
     )
-    where = "the embedded database" if server is not None else f"the database on {host}"
+    _report(
+        console,
+        result,
+        "the embedded database" if server is not None else f"the database on {host}",
+    )
+    return EXIT_OK
+
+
+def _report(console: Console, result: schema.MigrateResult, where: str) -> None:
+    """What the migrate did, for a person."""
     if result.bootstrapped:
         console.out(f"Bootstrapped {where} (Supabase roles and auth schema were missing).")
+    if result.app_fixture:
+        console.out(f"Created the app fixture in {where} (the peer-mentor app's tables).")
     if result.applied:
         console.out(f"Applied {len(result.applied)} migration(s) to {where}:")
         for version in result.applied:
@@ -65,7 +82,11 @@ def cmd_migrate(args: argparse.Namespace, cli_io: CliIO) -> int:
         f"{len(result.already)} were already applied; schema version now {result.latest} "
         f"(this release needs {SCHEMA_VERSION} or newer)."
     )
-    return EXIT_OK
+    for index in result.invalid_indexes:
+        console.out(
+            f"Index {index} is INVALID (its build failed): drop index concurrently "
+            f"public.{index}; then run migrate again."
+        )
 
 
 def register(
@@ -75,14 +96,16 @@ def register(
     migrate = commands.add_parser(
         "migrate",
         parents=[common, output],
-        help="apply supabase/migrations/ to the database",
-        description="Apply every migration of supabase/migrations/ not yet applied to the "
-        "database (DATABASE_URL: a plain Postgres or a Supabase database URL; else the "
-        "embedded one), in order, each in its own transaction, recorded in "
-        "supabase_migrations.schema_migrations as the Supabase CLI records them (so "
-        "`supabase db push` and this command agree). Idempotent. Refuses, before writing "
-        "anything, when an applied migration's file was changed since. On a database without "
-        "Supabase's roles (plain Postgres) it first applies supabase/local/bootstrap.sql.",
+        help="install or upgrade the job in the database (supabase/migrations/)",
+        description="Apply every migration of supabase/migrations/ not yet in the job's own "
+        "ledger (certexpiry.schema_migrations) to the database (DATABASE_URL: the app's "
+        "Supabase database or a plain Postgres holding the app's tables; else the embedded "
+        "one, with the app fixture), in order, each in its own transaction with a 1 s lock "
+        "timeout, retried while the app holds a lock; the online index builds run outside a "
+        "transaction. Never writes the app's migration history. Idempotent. Refuses, before "
+        "writing anything, when an applied migration's file was changed since. On a database "
+        "without Supabase's roles (plain Postgres) it first applies supabase/local/bootstrap.sql.",
+        epilog=f"Example: DATABASE_URL=postgresql://... {PROG} migrate",
     )
     choice = migrate.add_mutually_exclusive_group()
     choice.add_argument(

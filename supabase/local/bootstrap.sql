@@ -23,20 +23,12 @@ grant anon, authenticated, service_role to authenticator;
 
 grant usage on schema public to anon, authenticated, service_role;
 
--- The default privileges of a hosted project's postgres role (the role its migrations run as):
+-- The default privileges of a hosted project's postgres role (the role migrations run as):
 -- anon, authenticated and service_role get everything on each new table, sequence and function
--- in public. Only on a database not yet migrated, as a new hosted project has them; the
--- migrations then revoke them (20261130000100_privileges.sql), and a later run of this file
--- must not put them back.
-do $$
-begin
-  if to_regclass('supabase_migrations.schema_migrations') is null then
-    alter default privileges in schema public grant all on tables to anon, authenticated, service_role;
-    alter default privileges in schema public grant all on sequences to anon, authenticated, service_role;
-    alter default privileges in schema public grant all on functions to anon, authenticated, service_role;
-  end if;
-end
-$$;
+-- in public. The job never changes them (it revokes its own objects one by one), so they stay.
+alter default privileges in schema public grant all on tables to anon, authenticated, service_role;
+alter default privileges in schema public grant all on sequences to anon, authenticated, service_role;
+alter default privileges in schema public grant all on functions to anon, authenticated, service_role;
 
 create schema if not exists auth;
 grant usage on schema auth to anon, authenticated, service_role;

@@ -3,6 +3,9 @@
 -- v1.0.0) it may be regenerated; from then on migrations are append-only and never edited: a
 -- change goes into supabase/schemas/ and into a new migration (`make schema-diff` shows what
 -- differs). tests/integration/test_schema_equal.py keeps the two equal.
+--
+-- It installs into the app's database (the app's tables must exist: 05_app_contract.sql) and
+-- ends by recording itself in the job's ledger, certexpiry.schema_migrations.
 
 -- ===== supabase/schemas/00_schemas.sql =====
 
@@ -23,63 +26,113 @@ comment on schema certexpiry is
 revoke all on schema certexpiry from public;
 grant usage on schema certexpiry to service_role;
 
+-- ===== supabase/schemas/05_app_contract.sql =====
+
+-- The app's contract: what the job needs from the app's tables, checked before anything is
+-- installed. The app owns public.peer_mentors and public.certifications (their other columns,
+-- statuses, policies, grants and triggers); the job reads and writes only the columns below,
+-- and stops here with one error naming everything missing instead of failing half-way.
+--
+--   public.peer_mentors     id uuid, status text, paused_at timestamptz, paused_reason text,
+--                           updated_at timestamptz
+--   public.certifications   id uuid, peer_mentor_id uuid, expiry_date date, status text,
+--                           paused_at timestamptz, updated_at timestamptz
+--   service_role            SELECT and UPDATE on both tables (a hosted project's default)
+--
+-- Statuses: the job pauses (sets 'paused') only a certification or mentor whose status is
+-- 'active', and reads nothing else as work; every other status ('revoked', 'inactive', ...) is
+-- the app's and left alone. The job adds to certifications one column (next_action_on), one
+-- trigger and two partial indexes, all its own (docs/deploy.md, "What the job adds").
+
+do $$
+declare
+    v_missing text[] := '{}';
+    v_need record;
+begin
+    for v_need in
+        select * from (values
+            ('peer_mentors', 'id', 'uuid'),
+            ('peer_mentors', 'status', 'text'),
+            ('peer_mentors', 'paused_at', 'timestamp with time zone'),
+            ('peer_mentors', 'paused_reason', 'text'),
+            ('peer_mentors', 'updated_at', 'timestamp with time zone'),
+            ('certifications', 'id', 'uuid'),
+            ('certifications', 'peer_mentor_id', 'uuid'),
+            ('certifications', 'expiry_date', 'date'),
+            ('certifications', 'status', 'text'),
+            ('certifications', 'paused_at', 'timestamp with time zone'),
+            ('certifications', 'updated_at', 'timestamp with time zone')
+        ) n (table_name, column_name, data_type)
+    loop
+        if not exists (
+            select from information_schema.columns c
+            where c.table_schema = 'public' and c.table_name = v_need.table_name
+              and c.column_name = v_need.column_name and c.data_type = v_need.data_type
+        ) then
+            v_missing := v_missing || format('public.%s.%s (%s)',
+                v_need.table_name, v_need.column_name, v_need.data_type);
+        end if;
+    end loop;
+    -- has_table_privilege with a list answers "any of them": each privilege is asked alone.
+    for v_need in
+        select t.table_name, p.privilege
+        from (values ('peer_mentors'), ('certifications')) t (table_name)
+        cross join (values ('SELECT'), ('UPDATE')) p (privilege)
+        where to_regclass('public.' || t.table_name) is not null
+    loop
+        if not has_table_privilege('service_role', 'public.' || v_need.table_name, v_need.privilege) then
+            v_missing := v_missing || format('%s on public.%s for service_role',
+                v_need.privilege, v_need.table_name);
+        end if;
+    end loop;
+    if cardinality(v_missing) > 0 then
+        raise exception 'certexpiry: the app''s database lacks what the job needs: %',
+            array_to_string(v_missing, ', ')
+            using errcode = 'CX001',
+                  hint = 'The job is installed into the peer-mentor app''s database, after the '
+                         'app''s own migrations; see docs/deploy.md, "The app''s contract".';
+    end if;
+end
+$$;
+
 -- ===== supabase/schemas/10_tables.sql =====
 
--- Tables, their indexes and row level security.
+-- The job's own tables, and the one column it adds to the app's certifications.
 --
--- peer_mentors and certifications are the app's tables (the job reads and pauses them); the
--- others are the job's own: the idempotency log, the outbox, the run state and the audit log.
--- Row level security is on for every table and no policy lets an API role in: the job runs as
--- service_role (BYPASSRLS), and privileges are granted object by object in 90_privileges.sql.
+-- The job's state lives in its own schema (certexpiry), out of PostgREST's reach: its version
+-- ledger, the idempotency log, the outbox and the run state. The audit log stays in public,
+-- where an ops admin reads it through the API (policies below). Row level security is on for
+-- every table the job creates; privileges are granted object by object in 90_privileges.sql.
+-- The job's indexes on the app's certifications are built without blocking the app's writes,
+-- each in a migration of its own (95_app_indexes.sql).
 
-create table public.peer_mentors (
-    id uuid primary key default gen_random_uuid(),
-    full_name text not null,
-    national_id text,
-    email text,
-    status text not null default 'active' check (status in ('active', 'paused')),
-    paused_at timestamptz,
-    paused_reason text,
-    created_at timestamptz not null default now(),
-    updated_at timestamptz not null default now()
+-- The job's version ledger: each migration records itself here, whichever way it is applied
+-- (`certexpiry migrate`, `supabase db push` from the app's repository, the SQL editor), so the
+-- function's schema check never reads the app's migration history.
+create table certexpiry.schema_migrations (
+    version text primary key,
+    name text not null,
+    applied_at timestamptz not null default now(),
+    checksum text
 );
-comment on table public.peer_mentors is
-    'Volunteer peer mentors; status paused hides a mentor from matching.';
+comment on table certexpiry.schema_migrations is
+    'The job''s migrations applied to this database (written by each migration itself); '
+    'checksum is set by `certexpiry migrate`, which refuses a changed applied file.';
 
-create table public.certifications (
-    id uuid primary key default gen_random_uuid(),
-    peer_mentor_id uuid not null references public.peer_mentors (id),
-    expiry_date date not null,
-    status text not null default 'active' check (status in ('active', 'paused')),
-    paused_at timestamptz,
-    created_at timestamptz not null default now(),
-    updated_at timestamptz not null default now(),
-    next_action_on date
-);
-comment on column public.certifications.expiry_date is
-    'Valid through this organisation-local date; expired from the next day on.';
+-- The job's mark on the app's certifications: metadata only (no table rewrite, no backfill):
+-- existing rows read null (on the schedule), rows inserted later -infinity (looked at once).
+alter table public.certifications add column if not exists next_action_on date;
+alter table public.certifications alter column next_action_on set default '-infinity';
 comment on column public.certifications.next_action_on is
-    'null: on the schedule (or not active); -infinity: not yet looked at; a date: look at it '
-    'that night; infinity: nothing left for this expiry date. Kept by the sweep and the trigger '
-    'certifications_next_action (supabase/schemas/30_night_work.sql); never set by hand.';
-
--- The schedule in the night's keyset order (expiry date, id): a page is read from this index
--- alone (peer_mentor_id included). Why: docs/decisions/0022-schedule-and-marks.md.
-create index certifications_on_schedule_idx on public.certifications (expiry_date, id)
-    include (peer_mentor_id)
-    where status = 'active' and next_action_on is null;
--- The few certifications off the schedule (marked), in keyset order; expiry_date included so
--- that monitoring reads the index alone.
-create index certifications_next_action_idx on public.certifications (next_action_on, id)
-    include (expiry_date)
-    where status = 'active' and next_action_on is not null;
-create index certifications_peer_mentor_id_idx on public.certifications (peer_mentor_id);
+    'certexpiry''s mark, never set by hand. null: on the schedule (or not active); -infinity: '
+    'not yet looked at; a date: look at it that night; infinity: nothing left for this expiry '
+    'date (supabase/schemas/30_night_work.sql).';
 
 -- One row per effect: keyed by expiry date, so a renewed certification (new date) starts a
 -- fresh cycle. The key is the primary key: no surrogate id, so each record costs one index
 -- insertion. No index on run_id: "what did run X do" is a rare ops question, and
 -- cron_runs.totals and the audit row answer the usual one.
-create table public.certification_idempotency_log (
+create table certexpiry.certification_idempotency_log (
     certification_id uuid not null references public.certifications (id) on delete cascade,
     action text not null check (action = 'auto_pause' or action ~ '^reminder_[0-9]+d$'),
     expiry_date date not null,
@@ -88,28 +141,28 @@ create table public.certification_idempotency_log (
     created_at timestamptz not null default now(),
     constraint certification_idempotency_log_once primary key (certification_id, action, expiry_date)
 );
-comment on column public.certification_idempotency_log.outcome is
+comment on column certexpiry.certification_idempotency_log.outcome is
     'done: the effect happened; superseded: a larger reminder offset skipped because a smaller one was due.';
 
-create table public.notification_outbox (
+create table certexpiry.notification_outbox (
     id bigint generated always as identity primary key,
-    peer_mentor_id uuid not null references public.peer_mentors (id),
+    peer_mentor_id uuid not null references public.peer_mentors (id) on delete cascade,
     certification_id uuid not null references public.certifications (id) on delete cascade,
     kind text not null check (kind in ('reminder', 'pause_notice')),
     payload jsonb not null default '{}'::jsonb,
     created_at timestamptz not null default now(),
     dispatched_at timestamptz
 );
-comment on table public.notification_outbox is
-    'Written in the same transaction as the idempotency row; another service delivers and stamps dispatched_at.';
-create index notification_outbox_pending_idx on public.notification_outbox (created_at)
+comment on table certexpiry.notification_outbox is
+    'Written in the same transaction as the idempotency row; the app''s sender delivers and stamps dispatched_at.';
+create index notification_outbox_pending_idx on certexpiry.notification_outbox (created_at)
     where dispatched_at is null;
-create index notification_outbox_certification_idx on public.notification_outbox (certification_id);
--- The unindexed foreign key Supabase's linter flags; a mentor's notices are what ops look up.
-create index notification_outbox_peer_mentor_idx on public.notification_outbox (peer_mentor_id);
+create index notification_outbox_certification_idx on certexpiry.notification_outbox (certification_id);
+-- The foreign keys' other side: the app deleting a mentor finds their notices by index.
+create index notification_outbox_peer_mentor_idx on certexpiry.notification_outbox (peer_mentor_id);
 
 -- Run state of the self-resuming sweep: one row per organisation-local night.
-create table public.cron_runs (
+create table certexpiry.cron_runs (
     run_id uuid primary key,
     nightly_key date not null unique,
     timezone text not null,
@@ -124,17 +177,19 @@ create table public.cron_runs (
     totals jsonb not null default '{}'::jsonb,
     swept_reminder_days integer[]
 );
-comment on column public.cron_runs.segment is
+comment on column certexpiry.cron_runs.segment is
     'Fencing token: only the invocation holding this segment may write batches for the run.';
-comment on column public.cron_runs.lease_until is
+comment on column certexpiry.cron_runs.lease_until is
     'Renewed by every batch; a crashed invocation''s segment can be reclaimed once it passes.';
-comment on column public.cron_runs.swept_reminder_days is
+comment on column certexpiry.cron_runs.swept_reminder_days is
     'The reminder offsets this run''s sweep covered, set when it read its last page; the next '
     'night''s schedule starts after the last night that covered each offset.';
-create index cron_runs_unfinished_idx on public.cron_runs (started_at)
+create index cron_runs_unfinished_idx on certexpiry.cron_runs (started_at)
     where status in ('running', 'handoff');
 
--- One row per run, written at its end: what monitoring found. Never deleted.
+-- One row per run, written at its end: what monitoring found. Never deleted. Readable by
+-- service_role and by an ops admin (a user whose JWT carries the claim user_role = 'ops_admin',
+-- set by the app's custom access token hook), who may also set resolved, nothing else.
 create table public.cron_audit_log (
     run_id uuid primary key,
     run_at timestamptz not null,
@@ -150,17 +205,50 @@ create table public.cron_audit_log (
     resolved_at timestamptz,
     missed_nights jsonb not null default '[]'::jsonb
 );
+comment on table public.cron_audit_log is
+    'certexpiry: one row per nightly run, what its monitoring found. Readable by service_role '
+    'and ops admins (JWT claim user_role = ops_admin), who may set resolved.';
 comment on column public.cron_audit_log.resolved is
-    'Set by ops (certexpiry audit resolve) to acknowledge a remediation; rows are never deleted.';
+    'Set by ops (certexpiry audit resolve, or an ops admin through the API) to acknowledge a '
+    'remediation; rows are never deleted.';
 comment on column public.cron_audit_log.missed_nights is
     'Organisation-local nights before this run''s night that have no run (newest 366), set by upsert_cron_audit.';
 
-alter table public.peer_mentors enable row level security;
-alter table public.certifications enable row level security;
-alter table public.certification_idempotency_log enable row level security;
-alter table public.notification_outbox enable row level security;
-alter table public.cron_runs enable row level security;
+create or replace function certexpiry.stamp_resolved()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+    if new.resolved and not old.resolved then
+        new.resolved_at := coalesce(old.resolved_at, now());
+    end if;
+    new.updated_at := now();
+    return new;
+end
+$$;
+comment on function certexpiry.stamp_resolved() is
+    'Trigger: an audit row resolved through the API gets its resolved_at and updated_at, which '
+    'an ops admin may not write.';
+create trigger cron_audit_log_stamp_resolved
+    before update of resolved on public.cron_audit_log
+    for each row execute function certexpiry.stamp_resolved();
+
+alter table certexpiry.schema_migrations enable row level security;
+alter table certexpiry.certification_idempotency_log enable row level security;
+alter table certexpiry.notification_outbox enable row level security;
+alter table certexpiry.cron_runs enable row level security;
 alter table public.cron_audit_log enable row level security;
+
+-- The ops admin, as Supabase's role-based access guide identifies one: a custom claim in the
+-- JWT (docs/deploy.md, "The ops admin").
+create policy cron_audit_log_ops_admin_read on public.cron_audit_log
+    for select to authenticated
+    using ((select auth.jwt()) ->> 'user_role' = 'ops_admin');
+create policy cron_audit_log_ops_admin_resolve on public.cron_audit_log
+    for update to authenticated
+    using ((select auth.jwt()) ->> 'user_role' = 'ops_admin')
+    with check ((select auth.jwt()) ->> 'user_role' = 'ops_admin');
 
 -- ===== supabase/schemas/20_rules.sql =====
 
@@ -243,10 +331,10 @@ comment on function certexpiry.judge(date, date, integer[]) is
     'arbiter of "never twice" (docs/decisions/0025-pages-judged-from-expiry-dates.md).';
 
 create or replace function certexpiry.recorded(p_certification_id uuid, p_action text, p_expiry_date date)
-returns setof public.certification_idempotency_log
+returns setof certexpiry.certification_idempotency_log
 language sql stable
 as $$
-    select l.* from public.certification_idempotency_log l
+    select l.* from certexpiry.certification_idempotency_log l
     where l.certification_id = p_certification_id
       and l.action = p_action
       and l.expiry_date = p_expiry_date
@@ -291,8 +379,9 @@ comment on function certexpiry.merge_effects(jsonb, jsonb) is
 --
 -- certifications.next_action_on marks only the certifications off that schedule:
 --   null      on the schedule (active), or not active;
---   -infinity not yet looked at: inserted after the first night, renewed or reactivated (its
---             effects may fall on nights already swept): read once, then back on the schedule;
+--   -infinity not yet looked at: inserted after the job was installed, renewed or reactivated
+--             (its effects may fall on nights already swept): read once, then back on the
+--             schedule. Rows the app had when the job was installed start on the schedule;
 --   a date    look at it on that night: a reminder that failed is retried the next night;
 --   infinity  nothing left for this expiry date (expired, its auto-pause already recorded).
 -- Monitoring needs no log probe because of this: an active certification on the schedule has
@@ -304,7 +393,7 @@ returns date
 language sql stable
 as $$
     select coalesce((
-        select r.nightly_key from public.cron_runs r
+        select r.nightly_key from certexpiry.cron_runs r
         where r.nightly_key < p_today and p_offset = any (r.swept_reminder_days)
         order by r.nightly_key desc
         limit 1), '-infinity')
@@ -318,7 +407,7 @@ returns boolean
 language sql stable
 as $$
     select exists (
-        select from public.cron_runs r
+        select from certexpiry.cron_runs r
         where r.nightly_key <= p_today and r.swept_reminder_days is not null)
 $$;
 comment on function certexpiry.swept_by(date) is
@@ -350,28 +439,29 @@ comment on function certexpiry.schedule_ranges(date, integer[]) is
 create or replace function certexpiry.reset_next_action()
 returns trigger
 language plpgsql
-security definer
 set search_path = ''
 as $$
 begin
     if new.status <> 'active' then
         new.next_action_on := null;
-    elsif tg_op = 'INSERT' and not exists (select from public.cron_runs) then
-        new.next_action_on := null;  -- before the first night: on the schedule, no log yet
-    elsif tg_op = 'INSERT' or new.expiry_date is distinct from old.expiry_date
-          or old.status is distinct from new.status then
+    else
         new.next_action_on := '-infinity';
     end if;
     return new;
 end
 $$;
 comment on function certexpiry.reset_next_action() is
-    'Trigger: a certification inserted after the first night, renewed or reactivated is marked '
-    '-infinity (read once by the next night); one no longer active leaves the schedule.';
+    'Trigger: a certification renewed (new expiry date) or reactivated is marked -infinity (read '
+    'once by the next night); one no longer active leaves the schedule. An inserted one gets '
+    '-infinity from the column''s default, so inserts call no trigger.';
 
-create trigger certifications_next_action
-    before insert or update of expiry_date, status on public.certifications
-    for each row execute function certexpiry.reset_next_action();
+-- Fires only on a real change of the two columns (the WHEN clause is evaluated without calling
+-- the function), so the app's other updates of a certification cost it nothing.
+create or replace trigger certifications_next_action
+    before update of expiry_date, status on public.certifications
+    for each row
+    when (old.expiry_date is distinct from new.expiry_date or old.status is distinct from new.status)
+    execute function certexpiry.reset_next_action();
 
 -- One certification of a page: as read (mark is next_action_on; null on the schedule) and as
 -- judged from its expiry date (certexpiry.judge).
@@ -569,7 +659,7 @@ begin
         order by c.id
         for update
     ), recorded as (
-        insert into public.certification_idempotency_log (certification_id, action, expiry_date, run_id)
+        insert into certexpiry.certification_idempotency_log (certification_id, action, expiry_date, run_id)
         select e.id, 'auto_pause', e.expiry_date, p_run_id from expired e
         on conflict on constraint certification_idempotency_log_once do nothing
         returning certification_id
@@ -589,10 +679,10 @@ begin
     ), mentors as (
         update public.peer_mentors m
         set status = 'paused', paused_at = now(), paused_reason = 'certification_expired', updated_at = now()
-        where m.id in (select p.peer_mentor_id from paused p) and m.status <> 'paused'
+        where m.id in (select p.peer_mentor_id from paused p) and m.status = 'active'
         returning m.id
     ), notices as (
-        insert into public.notification_outbox (peer_mentor_id, certification_id, kind, payload)
+        insert into certexpiry.notification_outbox (peer_mentor_id, certification_id, kind, payload)
         select p.peer_mentor_id, p.id, 'pause_notice',
                jsonb_build_object('reason', 'certification_expired', 'expiry_date', p.expiry_date)
         from paused p
@@ -631,19 +721,19 @@ begin
     ), smallest as (
         select distinct on (d.id) d.* from due d order by d.id, d.offset_days
     ), sent as (
-        insert into public.certification_idempotency_log (certification_id, action, expiry_date, run_id)
+        insert into certexpiry.certification_idempotency_log (certification_id, action, expiry_date, run_id)
         select s.id, certexpiry.reminder_action(s.offset_days), s.expiry_date, p_run_id from smallest s
         on conflict on constraint certification_idempotency_log_once do nothing
         returning certification_id
     ), superseded as (
-        insert into public.certification_idempotency_log (certification_id, action, expiry_date, run_id, outcome)
+        insert into certexpiry.certification_idempotency_log (certification_id, action, expiry_date, run_id, outcome)
         select d.id, certexpiry.reminder_action(d.offset_days), d.expiry_date, p_run_id, 'superseded'
         from due d join smallest s on s.id = d.id
         where d.offset_days > s.offset_days
         on conflict on constraint certification_idempotency_log_once do nothing
         returning 1
     ), queued as (
-        insert into public.notification_outbox (peer_mentor_id, certification_id, kind, payload)
+        insert into certexpiry.notification_outbox (peer_mentor_id, certification_id, kind, payload)
         select s.peer_mentor_id, s.id, 'reminder',
                jsonb_build_object('offset_days', s.offset_days, 'days_left', s.days_left,
                                   'expiry_date', s.expiry_date)
@@ -688,28 +778,37 @@ returns text
 language plpgsql stable
 as $$
 declare
-    v_mentor record;
+    v_mentor jsonb;
     v_value text;
     v_word boolean;
     v_pattern text;
     v_text text := p_text;
 begin
-    select m.full_name, m.national_id, m.email into v_mentor
+    -- The mentor's row as the app has it, whatever its columns: the job knows no column of the
+    -- app's but those of its contract, so every text value counts as personal except the ones
+    -- whose form says they are not (UUIDs, dates and timestamps) and the two the job writes.
+    select to_jsonb(m) - 'status' - 'paused_reason' into v_mentor
     from public.peer_mentors m where m.id = p_peer_mentor_id;
-    if not found or v_text is null then
+    if v_mentor is null or v_text is null then
         return v_text;
     end if;
     -- Whole values first, longest first, wherever they stand (an id glued to letters is still
-    -- the id); then each part of the name of 3 characters or more, as a whole word only ("Ola"
+    -- the id); then each part of a value of 3 characters or more, as a whole word only ("Ola"
     -- is no part of "violates"). Case-insensitively, the value's regex metacharacters escaped.
     for v_value, v_word in
+        with personal as (
+            select e.value #>> '{}' as v
+            from jsonb_each(v_mentor) e
+            where jsonb_typeof(e.value) = 'string'
+              and e.value #>> '{}' !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+              and e.value #>> '{}' !~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9:.+-]+)?$'
+        )
         select v, w from (
-            select v_mentor.full_name as v, false as w
-            union all select v_mentor.national_id, false
-            union all select v_mentor.email, false
-            union all select p, true
-                from regexp_split_to_table(coalesce(v_mentor.full_name, ''), '\s+') p
-                where length(p) >= 3
+            select p.v, false as w from personal p
+            union all
+            select part, true
+            from personal p, regexp_split_to_table(p.v, '\s+') part
+            where length(part) >= 3 and part <> p.v
         ) vals
         where v is not null and length(btrim(v)) > 0
         order by w, length(v) desc
@@ -724,8 +823,9 @@ begin
 end
 $$;
 comment on function certexpiry.redact_mentor_values(text, uuid) is
-    'A database message with the failing mentor''s own name (and each part of it), national id '
-    'and email replaced by [REDACTED:mentor], ignoring case.';
+    'A database message with the failing mentor''s own values (every text column of the app''s '
+    'row but UUIDs, dates and the status the job writes; each word of them too) replaced by '
+    '[REDACTED:mentor], ignoring case.';
 
 create or replace function certexpiry.apply_effects_isolated(
     p_run_id uuid, p_today date, p_reminder_days integer[], p_certification_ids uuid[],
@@ -803,18 +903,18 @@ set search_path = ''
 as $$
 declare
     v_key date := certexpiry.org_today(p_timezone, p_now);
-    v_run public.cron_runs;
+    v_run certexpiry.cron_runs;
     v_abandoned jsonb;
 begin
     with stale as (
-        update public.cron_runs r
+        update certexpiry.cron_runs r
         set status = 'abandoned', finished_at = p_now
         where r.status in ('running', 'handoff') and r.nightly_key < v_key and r.lease_until < p_now
         returning r.run_id
     )
     select coalesce(jsonb_agg(run_id), '[]'::jsonb) into v_abandoned from stale;
 
-    insert into public.cron_runs (run_id, nightly_key, timezone, status, segment, lease_until, heartbeat_at, started_at)
+    insert into certexpiry.cron_runs (run_id, nightly_key, timezone, status, segment, lease_until, heartbeat_at, started_at)
     values (p_run_id, v_key, p_timezone, 'running', 0, p_now + make_interval(secs => p_lease_seconds), p_now, p_now)
     on conflict (nightly_key) do nothing
     returning * into v_run;
@@ -824,13 +924,13 @@ begin
             'started_at', v_run.started_at, 'missed_nights', certexpiry.missed_nights(v_key));
     end if;
 
-    select * into v_run from public.cron_runs where nightly_key = v_key for update;
+    select * into v_run from certexpiry.cron_runs where nightly_key = v_key for update;
     if v_run.status in ('completed', 'abandoned') then
         return jsonb_build_object('outcome', 'completed', 'run_id', v_run.run_id,
             'segment', v_run.segment, 'today', v_key, 'abandoned', v_abandoned);
     end if;
     if v_run.lease_until < p_now then
-        update public.cron_runs
+        update certexpiry.cron_runs
         set segment = segment + 1, status = 'running', heartbeat_at = p_now,
             lease_until = p_now + make_interval(secs => p_lease_seconds)
         where run_id = v_run.run_id
@@ -858,16 +958,16 @@ language plpgsql
 set search_path = ''
 as $$
 declare
-    v_run public.cron_runs;
+    v_run certexpiry.cron_runs;
 begin
-    select * into v_run from public.cron_runs where run_id = p_run_id for update;
+    select * into v_run from certexpiry.cron_runs where run_id = p_run_id for update;
     if not found then
         return jsonb_build_object('outcome', 'unknown', 'run_id', p_run_id, 'segment', p_segment);
     end if;
     if v_run.status in ('running', 'handoff') then
         if (v_run.status = 'handoff' and v_run.segment = p_segment - 1)
            or (v_run.segment = p_segment and v_run.lease_until < p_now) then
-            update public.cron_runs
+            update certexpiry.cron_runs
             set segment = p_segment, status = 'running', heartbeat_at = p_now,
                 lease_until = p_now + make_interval(secs => p_lease_seconds)
             where run_id = p_run_id
@@ -905,7 +1005,7 @@ set search_path = ''
 set lock_timeout = '3s'
 as $$
 declare
-    v_run public.cron_runs;
+    v_run certexpiry.cron_runs;
     v_today date;
     v_page certexpiry.page_row[];
     v_next text;
@@ -917,7 +1017,7 @@ begin
     if p_limit is null or p_limit < 1 or p_limit > 1000 then
         raise exception 'p_limit must be between 1 and 1000' using errcode = '22023';
     end if;
-    select * into v_run from public.cron_runs where run_id = p_run_id for update;
+    select * into v_run from certexpiry.cron_runs where run_id = p_run_id for update;
     if not found or v_run.status <> 'running' or v_run.segment <> p_segment then
         return jsonb_build_object('fenced', true, 'segment', v_run.segment, 'status', v_run.status);
     end if;
@@ -946,7 +1046,7 @@ begin
       into v_counts
     from unnest(v_page) p
     where p.due_on <= v_today;
-    update public.cron_runs
+    update certexpiry.cron_runs
     set cursor = v_next, heartbeat_at = now(),
         lease_until = greatest(lease_until, now() + make_interval(secs => p_lease_seconds)),
         totals = certexpiry.sum_counts(totals, v_counts),
@@ -972,9 +1072,9 @@ language plpgsql
 set search_path = ''
 as $$
 declare
-    v_run public.cron_runs;
+    v_run certexpiry.cron_runs;
 begin
-    update public.cron_runs
+    update certexpiry.cron_runs
     set status = 'handoff', heartbeat_at = now(), lease_until = now() + make_interval(secs => p_lease_seconds)
     where run_id = p_run_id and segment = p_segment and status = 'running'
     returning * into v_run;
@@ -991,9 +1091,9 @@ language plpgsql
 set search_path = ''
 as $$
 declare
-    v_run public.cron_runs;
+    v_run certexpiry.cron_runs;
 begin
-    update public.cron_runs
+    update certexpiry.cron_runs
     set status = 'completed', finished_at = now(), heartbeat_at = now()
     where run_id = p_run_id and segment = p_segment and status = 'running'
     returning * into v_run;
@@ -1044,7 +1144,7 @@ set search_path = ''
 as $$
     with previous as (
         select max(r.nightly_key) as nightly_key
-        from public.cron_runs r
+        from certexpiry.cron_runs r
         where r.nightly_key < p_today
     ), gap as (
         select d::date as night
@@ -1145,7 +1245,7 @@ returns date
 language sql stable
 as $$
     select certexpiry.org_today(coalesce(
-        (select r.timezone from public.cron_runs r where r.run_id = p_run_id), 'Europe/Oslo'))
+        (select r.timezone from certexpiry.cron_runs r where r.run_id = p_run_id), 'Europe/Oslo'))
 $$;
 comment on function certexpiry.audit_today(uuid) is
     'Today in the time zone of the audit row''s run (Europe/Oslo when the run is unknown).';
@@ -1271,7 +1371,7 @@ begin
 
     select jsonb_build_object('run_id', r.run_id, 'status', r.status, 'segment', r.segment)
       into v_run
-    from public.cron_runs r where r.nightly_key = v_today;
+    from certexpiry.cron_runs r where r.nightly_key = v_today;
 
     begin
         -- The mentors still active before the effects, to tell which the effects pause.
@@ -1281,7 +1381,7 @@ begin
             v_plan_run, v_today, p_reminder_days, v_due, v_due_expiry);
         with recorded as (
             select l.certification_id as id, l.action, l.outcome
-            from public.certification_idempotency_log l
+            from certexpiry.certification_idempotency_log l
             where l.run_id = v_plan_run
         ), lists as (
             select 'reminder_' || substring(r.action from '^reminder_([0-9]+)d$') as list, r.id
@@ -1345,7 +1445,7 @@ as $$
     with bounds as (
         select certexpiry.org_today(p_timezone) as today,
                greatest(1, least(coalesce(p_nights, 14), 366)) as nights,
-               (select min(r.nightly_key) from public.cron_runs r) as first_night
+               (select min(r.nightly_key) from certexpiry.cron_runs r) as first_night
     ), nights as (
         select (b.today - g)::date as night, b.today, b.first_night
         from bounds b cross join generate_series(0, b.nights - 1) g
@@ -1371,7 +1471,7 @@ as $$
             'resolved', a.resolved)
         order by n.night desc), '[]'::jsonb)
     from nights n
-    left join public.cron_runs r on r.nightly_key = n.night
+    left join certexpiry.cron_runs r on r.nightly_key = n.night
     left join public.cron_audit_log a on a.run_id = r.run_id
 $$;
 comment on function public.night_history(text, integer) is
@@ -1381,83 +1481,54 @@ comment on function public.night_history(text, integer) is
 
 create or replace function public.schema_version()
 returns jsonb
-language plpgsql stable
+language sql stable
 security definer
 set search_path = ''
 as $$
-declare
-    v_answer jsonb;
-begin
-    if to_regclass('supabase_migrations.schema_migrations') is null then
-        return jsonb_build_object('latest', null, 'applied', 0);
-    end if;
-    execute 'select jsonb_build_object(''latest'', max(version), ''applied'', count(*))'
-            ' from supabase_migrations.schema_migrations'
-       into v_answer;
-    return v_answer;
-end
+    select jsonb_build_object('latest', max(m.version), 'applied', count(*))
+    from certexpiry.schema_migrations m
 $$;
 comment on function public.schema_version() is
-    'The newest applied migration and how many are applied: the function''s cold-start check '
-    'refuses a database older than its release.';
+    'The job''s newest applied migration and how many are applied, from its own ledger (never '
+    'the app''s migration history): the function''s cold-start check refuses a database older '
+    'than its release.';
 
 -- ===== supabase/schemas/90_privileges.sql =====
 
 -- Privileges, last: every object the job creates is named here, one at a time, with exactly what
--- service_role needs and nothing for anyone else. The job's functions are SECURITY INVOKER (the
--- trigger and the schema check aside), so they run with service_role's privileges.
+-- service_role needs and nothing for anyone else. Nothing here names an object of the app's,
+-- and no default privilege is changed: the app's grants stay the app's. The job's functions are
+-- SECURITY INVOKER (the schema check aside), so they run with service_role's privileges; on the
+-- app's tables those come from the app (the contract, 05_app_contract.sql, checks them).
 -- Why: docs/decisions/0007-least-privilege.md.
 --
--- A hosted Supabase project grants anon, authenticated and service_role everything on new
--- tables, sequences and functions in public (default privileges), and PostgreSQL grants EXECUTE
--- on every new function to PUBLIC: each object below is revoked from those roles first.
+-- A hosted Supabase project's default privileges grant anon, authenticated and service_role
+-- everything on each new table, sequence and function in public, and PostgreSQL grants EXECUTE
+-- on each new function to PUBLIC: each object is revoked from those roles first.
 --
--- Tables, for service_role:
---   peer_mentors, certifications    select, update (auto-pause: read, lock, set paused)
---   certification_idempotency_log   select, insert (the records; insert ... returning)
---   notification_outbox             insert (returning 1 reads no column; the identity column
---                                   needs no privilege on its sequence)
---   cron_runs                       select, insert, update (claims, checkpoints, hand-off)
---   cron_audit_log                  select, insert, update (upsert, list, get, resolve)
--- No DELETE anywhere (audit rows are never deleted), no TRUNCATE, REFERENCES or TRIGGER, no
--- sequence. Foreign keys are checked with the owner's rights and need nothing here.
+-- The job's tables, for service_role:
+--   certexpiry.certification_idempotency_log   select, insert (the records; insert ... returning)
+--   certexpiry.notification_outbox             insert (returning 1 reads no column; the identity
+--                                              column needs no privilege on its sequence)
+--   certexpiry.cron_runs                       select, insert, update (claims, checkpoints)
+--   public.cron_audit_log                      select, insert, update (upsert, list, get, resolve)
+--   certexpiry.schema_migrations               none (read by public.schema_version, definer)
+-- and for an ops admin (authenticated, filtered by the policies of 10_tables.sql): select on
+-- public.cron_audit_log and update of its resolved column, nothing else.
 
--- The default privileges of the role running the migrations (postgres on a hosted project) and
--- of supabase_admin where this role may change them, so that no later object in public is
--- granted to the API roles by default.
-do $$
-declare
-    v_role text;
-begin
-    for v_role in
-        select r.rolname from pg_roles r
-        where r.rolname in (current_user, 'postgres', 'supabase_admin')
-          and pg_has_role(current_user, r.oid, 'MEMBER')
-    loop
-        execute format('alter default privileges for role %I in schema public '
-                       'revoke all on tables from anon, authenticated, service_role', v_role);
-        execute format('alter default privileges for role %I in schema public '
-                       'revoke all on sequences from anon, authenticated, service_role', v_role);
-        execute format('alter default privileges for role %I in schema public '
-                       'revoke all on functions from anon, authenticated, service_role', v_role);
-    end loop;
-end
-$$;
-
--- Tables and the outbox's identity sequence.
-revoke all on table public.peer_mentors from public, anon, authenticated, service_role;
-revoke all on table public.certifications from public, anon, authenticated, service_role;
-revoke all on table public.certification_idempotency_log from public, anon, authenticated, service_role;
-revoke all on table public.notification_outbox from public, anon, authenticated, service_role;
-revoke all on table public.cron_runs from public, anon, authenticated, service_role;
+revoke all on table certexpiry.schema_migrations from public, anon, authenticated, service_role;
+revoke all on table certexpiry.certification_idempotency_log from public, anon, authenticated, service_role;
+revoke all on table certexpiry.notification_outbox from public, anon, authenticated, service_role;
+revoke all on sequence certexpiry.notification_outbox_id_seq from public, anon, authenticated, service_role;
+revoke all on table certexpiry.cron_runs from public, anon, authenticated, service_role;
 revoke all on table public.cron_audit_log from public, anon, authenticated, service_role;
-revoke all on sequence public.notification_outbox_id_seq from public, anon, authenticated, service_role;
-grant select, update on table public.peer_mentors to service_role;
-grant select, update on table public.certifications to service_role;
-grant select, insert on table public.certification_idempotency_log to service_role;
-grant insert on table public.notification_outbox to service_role;
-grant select, insert, update on table public.cron_runs to service_role;
+
+grant select, insert on table certexpiry.certification_idempotency_log to service_role;
+grant insert on table certexpiry.notification_outbox to service_role;
+grant select, insert, update on table certexpiry.cron_runs to service_role;
 grant select, insert, update on table public.cron_audit_log to service_role;
+grant select on table public.cron_audit_log to authenticated;
+grant update (resolved) on table public.cron_audit_log to authenticated;
 
 -- The RPCs PostgREST exposes: service_role only.
 revoke all on function public.claim_nightly_run(uuid, text, integer, timestamptz) from public, anon, authenticated, service_role;
@@ -1489,8 +1560,9 @@ grant execute on function public.night_history(text, integer) to service_role;
 revoke all on function public.schema_version() from public, anon, authenticated, service_role;
 grant execute on function public.schema_version() to service_role;
 
--- The rules and internals the RPCs call (service_role runs them as itself); the trigger
--- function is called by the trigger alone.
+-- The rules and internals the RPCs call (service_role runs them as itself); trigger functions
+-- are called by their triggers alone.
+revoke all on function certexpiry.stamp_resolved() from public;
 revoke all on function certexpiry.org_today(text, timestamptz) from public;
 grant execute on function certexpiry.org_today(text, timestamptz) to service_role;
 revoke all on function certexpiry.is_expired(date, date) from public;
@@ -1546,3 +1618,11 @@ revoke all on function certexpiry.audit_today(uuid) from public;
 grant execute on function certexpiry.audit_today(uuid) to service_role;
 revoke all on function certexpiry.still_missed(jsonb, date) from public;
 grant execute on function certexpiry.still_missed(jsonb, date) to service_role;
+revoke all on type certexpiry.page_row from public;
+grant usage on type certexpiry.page_row to service_role;
+
+-- ===== the job's ledger =====
+
+insert into certexpiry.schema_migrations (version, name)
+values ('20261203000000', 'baseline')
+on conflict (version) do nothing;

@@ -77,10 +77,10 @@ comment on function certexpiry.judge(date, date, integer[]) is
     'arbiter of "never twice" (docs/decisions/0025-pages-judged-from-expiry-dates.md).';
 
 create or replace function certexpiry.recorded(p_certification_id uuid, p_action text, p_expiry_date date)
-returns setof public.certification_idempotency_log
+returns setof certexpiry.certification_idempotency_log
 language sql stable
 as $$
-    select l.* from public.certification_idempotency_log l
+    select l.* from certexpiry.certification_idempotency_log l
     where l.certification_id = p_certification_id
       and l.action = p_action
       and l.expiry_date = p_expiry_date

@@ -12,8 +12,9 @@
 --
 -- certifications.next_action_on marks only the certifications off that schedule:
 --   null      on the schedule (active), or not active;
---   -infinity not yet looked at: inserted after the first night, renewed or reactivated (its
---             effects may fall on nights already swept): read once, then back on the schedule;
+--   -infinity not yet looked at: inserted after the job was installed, renewed or reactivated
+--             (its effects may fall on nights already swept): read once, then back on the
+--             schedule. Rows the app had when the job was installed start on the schedule;
 --   a date    look at it on that night: a reminder that failed is retried the next night;
 --   infinity  nothing left for this expiry date (expired, its auto-pause already recorded).
 -- Monitoring needs no log probe because of this: an active certification on the schedule has
@@ -25,7 +26,7 @@ returns date
 language sql stable
 as $$
     select coalesce((
-        select r.nightly_key from public.cron_runs r
+        select r.nightly_key from certexpiry.cron_runs r
         where r.nightly_key < p_today and p_offset = any (r.swept_reminder_days)
         order by r.nightly_key desc
         limit 1), '-infinity')
@@ -39,7 +40,7 @@ returns boolean
 language sql stable
 as $$
     select exists (
-        select from public.cron_runs r
+        select from certexpiry.cron_runs r
         where r.nightly_key <= p_today and r.swept_reminder_days is not null)
 $$;
 comment on function certexpiry.swept_by(date) is
@@ -71,28 +72,29 @@ comment on function certexpiry.schedule_ranges(date, integer[]) is
 create or replace function certexpiry.reset_next_action()
 returns trigger
 language plpgsql
-security definer
 set search_path = ''
 as $$
 begin
     if new.status <> 'active' then
         new.next_action_on := null;
-    elsif tg_op = 'INSERT' and not exists (select from public.cron_runs) then
-        new.next_action_on := null;  -- before the first night: on the schedule, no log yet
-    elsif tg_op = 'INSERT' or new.expiry_date is distinct from old.expiry_date
-          or old.status is distinct from new.status then
+    else
         new.next_action_on := '-infinity';
     end if;
     return new;
 end
 $$;
 comment on function certexpiry.reset_next_action() is
-    'Trigger: a certification inserted after the first night, renewed or reactivated is marked '
-    '-infinity (read once by the next night); one no longer active leaves the schedule.';
+    'Trigger: a certification renewed (new expiry date) or reactivated is marked -infinity (read '
+    'once by the next night); one no longer active leaves the schedule. An inserted one gets '
+    '-infinity from the column''s default, so inserts call no trigger.';
 
-create trigger certifications_next_action
-    before insert or update of expiry_date, status on public.certifications
-    for each row execute function certexpiry.reset_next_action();
+-- Fires only on a real change of the two columns (the WHEN clause is evaluated without calling
+-- the function), so the app's other updates of a certification cost it nothing.
+create or replace trigger certifications_next_action
+    before update of expiry_date, status on public.certifications
+    for each row
+    when (old.expiry_date is distinct from new.expiry_date or old.status is distinct from new.status)
+    execute function certexpiry.reset_next_action();
 
 -- One certification of a page: as read (mark is next_action_on; null on the schedule) and as
 -- judged from its expiry date (certexpiry.judge).

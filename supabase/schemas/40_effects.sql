@@ -23,7 +23,7 @@ begin
         order by c.id
         for update
     ), recorded as (
-        insert into public.certification_idempotency_log (certification_id, action, expiry_date, run_id)
+        insert into certexpiry.certification_idempotency_log (certification_id, action, expiry_date, run_id)
         select e.id, 'auto_pause', e.expiry_date, p_run_id from expired e
         on conflict on constraint certification_idempotency_log_once do nothing
         returning certification_id
@@ -43,10 +43,10 @@ begin
     ), mentors as (
         update public.peer_mentors m
         set status = 'paused', paused_at = now(), paused_reason = 'certification_expired', updated_at = now()
-        where m.id in (select p.peer_mentor_id from paused p) and m.status <> 'paused'
+        where m.id in (select p.peer_mentor_id from paused p) and m.status = 'active'
         returning m.id
     ), notices as (
-        insert into public.notification_outbox (peer_mentor_id, certification_id, kind, payload)
+        insert into certexpiry.notification_outbox (peer_mentor_id, certification_id, kind, payload)
         select p.peer_mentor_id, p.id, 'pause_notice',
                jsonb_build_object('reason', 'certification_expired', 'expiry_date', p.expiry_date)
         from paused p
@@ -85,19 +85,19 @@ begin
     ), smallest as (
         select distinct on (d.id) d.* from due d order by d.id, d.offset_days
     ), sent as (
-        insert into public.certification_idempotency_log (certification_id, action, expiry_date, run_id)
+        insert into certexpiry.certification_idempotency_log (certification_id, action, expiry_date, run_id)
         select s.id, certexpiry.reminder_action(s.offset_days), s.expiry_date, p_run_id from smallest s
         on conflict on constraint certification_idempotency_log_once do nothing
         returning certification_id
     ), superseded as (
-        insert into public.certification_idempotency_log (certification_id, action, expiry_date, run_id, outcome)
+        insert into certexpiry.certification_idempotency_log (certification_id, action, expiry_date, run_id, outcome)
         select d.id, certexpiry.reminder_action(d.offset_days), d.expiry_date, p_run_id, 'superseded'
         from due d join smallest s on s.id = d.id
         where d.offset_days > s.offset_days
         on conflict on constraint certification_idempotency_log_once do nothing
         returning 1
     ), queued as (
-        insert into public.notification_outbox (peer_mentor_id, certification_id, kind, payload)
+        insert into certexpiry.notification_outbox (peer_mentor_id, certification_id, kind, payload)
         select s.peer_mentor_id, s.id, 'reminder',
                jsonb_build_object('offset_days', s.offset_days, 'days_left', s.days_left,
                                   'expiry_date', s.expiry_date)
@@ -142,28 +142,37 @@ returns text
 language plpgsql stable
 as $$
 declare
-    v_mentor record;
+    v_mentor jsonb;
     v_value text;
     v_word boolean;
     v_pattern text;
     v_text text := p_text;
 begin
-    select m.full_name, m.national_id, m.email into v_mentor
+    -- The mentor's row as the app has it, whatever its columns: the job knows no column of the
+    -- app's but those of its contract, so every text value counts as personal except the ones
+    -- whose form says they are not (UUIDs, dates and timestamps) and the two the job writes.
+    select to_jsonb(m) - 'status' - 'paused_reason' into v_mentor
     from public.peer_mentors m where m.id = p_peer_mentor_id;
-    if not found or v_text is null then
+    if v_mentor is null or v_text is null then
         return v_text;
     end if;
     -- Whole values first, longest first, wherever they stand (an id glued to letters is still
-    -- the id); then each part of the name of 3 characters or more, as a whole word only ("Ola"
+    -- the id); then each part of a value of 3 characters or more, as a whole word only ("Ola"
     -- is no part of "violates"). Case-insensitively, the value's regex metacharacters escaped.
     for v_value, v_word in
+        with personal as (
+            select e.value #>> '{}' as v
+            from jsonb_each(v_mentor) e
+            where jsonb_typeof(e.value) = 'string'
+              and e.value #>> '{}' !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+              and e.value #>> '{}' !~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9:.+-]+)?$'
+        )
         select v, w from (
-            select v_mentor.full_name as v, false as w
-            union all select v_mentor.national_id, false
-            union all select v_mentor.email, false
-            union all select p, true
-                from regexp_split_to_table(coalesce(v_mentor.full_name, ''), '\s+') p
-                where length(p) >= 3
+            select p.v, false as w from personal p
+            union all
+            select part, true
+            from personal p, regexp_split_to_table(p.v, '\s+') part
+            where length(part) >= 3 and part <> p.v
         ) vals
         where v is not null and length(btrim(v)) > 0
         order by w, length(v) desc
@@ -178,8 +187,9 @@ begin
 end
 $$;
 comment on function certexpiry.redact_mentor_values(text, uuid) is
-    'A database message with the failing mentor''s own name (and each part of it), national id '
-    'and email replaced by [REDACTED:mentor], ignoring case.';
+    'A database message with the failing mentor''s own values (every text column of the app''s '
+    'row but UUIDs, dates and the status the job writes; each word of them too) replaced by '
+    '[REDACTED:mentor], ignoring case.';
 
 create or replace function certexpiry.apply_effects_isolated(
     p_run_id uuid, p_today date, p_reminder_days integer[], p_certification_ids uuid[],

@@ -13,18 +13,18 @@ set search_path = ''
 as $$
 declare
     v_key date := certexpiry.org_today(p_timezone, p_now);
-    v_run public.cron_runs;
+    v_run certexpiry.cron_runs;
     v_abandoned jsonb;
 begin
     with stale as (
-        update public.cron_runs r
+        update certexpiry.cron_runs r
         set status = 'abandoned', finished_at = p_now
         where r.status in ('running', 'handoff') and r.nightly_key < v_key and r.lease_until < p_now
         returning r.run_id
     )
     select coalesce(jsonb_agg(run_id), '[]'::jsonb) into v_abandoned from stale;
 
-    insert into public.cron_runs (run_id, nightly_key, timezone, status, segment, lease_until, heartbeat_at, started_at)
+    insert into certexpiry.cron_runs (run_id, nightly_key, timezone, status, segment, lease_until, heartbeat_at, started_at)
     values (p_run_id, v_key, p_timezone, 'running', 0, p_now + make_interval(secs => p_lease_seconds), p_now, p_now)
     on conflict (nightly_key) do nothing
     returning * into v_run;
@@ -34,13 +34,13 @@ begin
             'started_at', v_run.started_at, 'missed_nights', certexpiry.missed_nights(v_key));
     end if;
 
-    select * into v_run from public.cron_runs where nightly_key = v_key for update;
+    select * into v_run from certexpiry.cron_runs where nightly_key = v_key for update;
     if v_run.status in ('completed', 'abandoned') then
         return jsonb_build_object('outcome', 'completed', 'run_id', v_run.run_id,
             'segment', v_run.segment, 'today', v_key, 'abandoned', v_abandoned);
     end if;
     if v_run.lease_until < p_now then
-        update public.cron_runs
+        update certexpiry.cron_runs
         set segment = segment + 1, status = 'running', heartbeat_at = p_now,
             lease_until = p_now + make_interval(secs => p_lease_seconds)
         where run_id = v_run.run_id
@@ -68,16 +68,16 @@ language plpgsql
 set search_path = ''
 as $$
 declare
-    v_run public.cron_runs;
+    v_run certexpiry.cron_runs;
 begin
-    select * into v_run from public.cron_runs where run_id = p_run_id for update;
+    select * into v_run from certexpiry.cron_runs where run_id = p_run_id for update;
     if not found then
         return jsonb_build_object('outcome', 'unknown', 'run_id', p_run_id, 'segment', p_segment);
     end if;
     if v_run.status in ('running', 'handoff') then
         if (v_run.status = 'handoff' and v_run.segment = p_segment - 1)
            or (v_run.segment = p_segment and v_run.lease_until < p_now) then
-            update public.cron_runs
+            update certexpiry.cron_runs
             set segment = p_segment, status = 'running', heartbeat_at = p_now,
                 lease_until = p_now + make_interval(secs => p_lease_seconds)
             where run_id = p_run_id
@@ -115,7 +115,7 @@ set search_path = ''
 set lock_timeout = '3s'
 as $$
 declare
-    v_run public.cron_runs;
+    v_run certexpiry.cron_runs;
     v_today date;
     v_page certexpiry.page_row[];
     v_next text;
@@ -127,7 +127,7 @@ begin
     if p_limit is null or p_limit < 1 or p_limit > 1000 then
         raise exception 'p_limit must be between 1 and 1000' using errcode = '22023';
     end if;
-    select * into v_run from public.cron_runs where run_id = p_run_id for update;
+    select * into v_run from certexpiry.cron_runs where run_id = p_run_id for update;
     if not found or v_run.status <> 'running' or v_run.segment <> p_segment then
         return jsonb_build_object('fenced', true, 'segment', v_run.segment, 'status', v_run.status);
     end if;
@@ -156,7 +156,7 @@ begin
       into v_counts
     from unnest(v_page) p
     where p.due_on <= v_today;
-    update public.cron_runs
+    update certexpiry.cron_runs
     set cursor = v_next, heartbeat_at = now(),
         lease_until = greatest(lease_until, now() + make_interval(secs => p_lease_seconds)),
         totals = certexpiry.sum_counts(totals, v_counts),
@@ -182,9 +182,9 @@ language plpgsql
 set search_path = ''
 as $$
 declare
-    v_run public.cron_runs;
+    v_run certexpiry.cron_runs;
 begin
-    update public.cron_runs
+    update certexpiry.cron_runs
     set status = 'handoff', heartbeat_at = now(), lease_until = now() + make_interval(secs => p_lease_seconds)
     where run_id = p_run_id and segment = p_segment and status = 'running'
     returning * into v_run;
@@ -201,9 +201,9 @@ language plpgsql
 set search_path = ''
 as $$
 declare
-    v_run public.cron_runs;
+    v_run certexpiry.cron_runs;
 begin
-    update public.cron_runs
+    update certexpiry.cron_runs
     set status = 'completed', finished_at = now(), heartbeat_at = now()
     where run_id = p_run_id and segment = p_segment and status = 'running'
     returning * into v_run;

@@ -36,7 +36,7 @@ set search_path = ''
 as $$
     with previous as (
         select max(r.nightly_key) as nightly_key
-        from public.cron_runs r
+        from certexpiry.cron_runs r
         where r.nightly_key < p_today
     ), gap as (
         select d::date as night

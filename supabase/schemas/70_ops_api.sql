@@ -7,7 +7,7 @@ returns date
 language sql stable
 as $$
     select certexpiry.org_today(coalesce(
-        (select r.timezone from public.cron_runs r where r.run_id = p_run_id), 'Europe/Oslo'))
+        (select r.timezone from certexpiry.cron_runs r where r.run_id = p_run_id), 'Europe/Oslo'))
 $$;
 comment on function certexpiry.audit_today(uuid) is
     'Today in the time zone of the audit row''s run (Europe/Oslo when the run is unknown).';
@@ -133,7 +133,7 @@ begin
 
     select jsonb_build_object('run_id', r.run_id, 'status', r.status, 'segment', r.segment)
       into v_run
-    from public.cron_runs r where r.nightly_key = v_today;
+    from certexpiry.cron_runs r where r.nightly_key = v_today;
 
     begin
         -- The mentors still active before the effects, to tell which the effects pause.
@@ -143,7 +143,7 @@ begin
             v_plan_run, v_today, p_reminder_days, v_due, v_due_expiry);
         with recorded as (
             select l.certification_id as id, l.action, l.outcome
-            from public.certification_idempotency_log l
+            from certexpiry.certification_idempotency_log l
             where l.run_id = v_plan_run
         ), lists as (
             select 'reminder_' || substring(r.action from '^reminder_([0-9]+)d$') as list, r.id
@@ -207,7 +207,7 @@ as $$
     with bounds as (
         select certexpiry.org_today(p_timezone) as today,
                greatest(1, least(coalesce(p_nights, 14), 366)) as nights,
-               (select min(r.nightly_key) from public.cron_runs r) as first_night
+               (select min(r.nightly_key) from certexpiry.cron_runs r) as first_night
     ), nights as (
         select (b.today - g)::date as night, b.today, b.first_night
         from bounds b cross join generate_series(0, b.nights - 1) g
@@ -233,7 +233,7 @@ as $$
             'resolved', a.resolved)
         order by n.night desc), '[]'::jsonb)
     from nights n
-    left join public.cron_runs r on r.nightly_key = n.night
+    left join certexpiry.cron_runs r on r.nightly_key = n.night
     left join public.cron_audit_log a on a.run_id = r.run_id
 $$;
 comment on function public.night_history(text, integer) is
@@ -243,22 +243,14 @@ comment on function public.night_history(text, integer) is
 
 create or replace function public.schema_version()
 returns jsonb
-language plpgsql stable
+language sql stable
 security definer
 set search_path = ''
 as $$
-declare
-    v_answer jsonb;
-begin
-    if to_regclass('supabase_migrations.schema_migrations') is null then
-        return jsonb_build_object('latest', null, 'applied', 0);
-    end if;
-    execute 'select jsonb_build_object(''latest'', max(version), ''applied'', count(*))'
-            ' from supabase_migrations.schema_migrations'
-       into v_answer;
-    return v_answer;
-end
+    select jsonb_build_object('latest', max(m.version), 'applied', count(*))
+    from certexpiry.schema_migrations m
 $$;
 comment on function public.schema_version() is
-    'The newest applied migration and how many are applied: the function''s cold-start check '
-    'refuses a database older than its release.';
+    'The job''s newest applied migration and how many are applied, from its own ledger (never '
+    'the app''s migration history): the function''s cold-start check refuses a database older '
+    'than its release.';

@@ -1,58 +1,37 @@
 -- Privileges, last: every object the job creates is named here, one at a time, with exactly what
--- service_role needs and nothing for anyone else. The job's functions are SECURITY INVOKER (the
--- trigger and the schema check aside), so they run with service_role's privileges.
+-- service_role needs and nothing for anyone else. Nothing here names an object of the app's,
+-- and no default privilege is changed: the app's grants stay the app's. The job's functions are
+-- SECURITY INVOKER (the schema check aside), so they run with service_role's privileges; on the
+-- app's tables those come from the app (the contract, 05_app_contract.sql, checks them).
 -- Why: docs/decisions/0007-least-privilege.md.
 --
--- A hosted Supabase project grants anon, authenticated and service_role everything on new
--- tables, sequences and functions in public (default privileges), and PostgreSQL grants EXECUTE
--- on every new function to PUBLIC: each object below is revoked from those roles first.
+-- A hosted Supabase project's default privileges grant anon, authenticated and service_role
+-- everything on each new table, sequence and function in public, and PostgreSQL grants EXECUTE
+-- on each new function to PUBLIC: each object is revoked from those roles first.
 --
--- Tables, for service_role:
---   peer_mentors, certifications    select, update (auto-pause: read, lock, set paused)
---   certification_idempotency_log   select, insert (the records; insert ... returning)
---   notification_outbox             insert (returning 1 reads no column; the identity column
---                                   needs no privilege on its sequence)
---   cron_runs                       select, insert, update (claims, checkpoints, hand-off)
---   cron_audit_log                  select, insert, update (upsert, list, get, resolve)
--- No DELETE anywhere (audit rows are never deleted), no TRUNCATE, REFERENCES or TRIGGER, no
--- sequence. Foreign keys are checked with the owner's rights and need nothing here.
+-- The job's tables, for service_role:
+--   certexpiry.certification_idempotency_log   select, insert (the records; insert ... returning)
+--   certexpiry.notification_outbox             insert (returning 1 reads no column; the identity
+--                                              column needs no privilege on its sequence)
+--   certexpiry.cron_runs                       select, insert, update (claims, checkpoints)
+--   public.cron_audit_log                      select, insert, update (upsert, list, get, resolve)
+--   certexpiry.schema_migrations               none (read by public.schema_version, definer)
+-- and for an ops admin (authenticated, filtered by the policies of 10_tables.sql): select on
+-- public.cron_audit_log and update of its resolved column, nothing else.
 
--- The default privileges of the role running the migrations (postgres on a hosted project) and
--- of supabase_admin where this role may change them, so that no later object in public is
--- granted to the API roles by default.
-do $$
-declare
-    v_role text;
-begin
-    for v_role in
-        select r.rolname from pg_roles r
-        where r.rolname in (current_user, 'postgres', 'supabase_admin')
-          and pg_has_role(current_user, r.oid, 'MEMBER')
-    loop
-        execute format('alter default privileges for role %I in schema public '
-                       'revoke all on tables from anon, authenticated, service_role', v_role);
-        execute format('alter default privileges for role %I in schema public '
-                       'revoke all on sequences from anon, authenticated, service_role', v_role);
-        execute format('alter default privileges for role %I in schema public '
-                       'revoke all on functions from anon, authenticated, service_role', v_role);
-    end loop;
-end
-$$;
-
--- Tables and the outbox's identity sequence.
-revoke all on table public.peer_mentors from public, anon, authenticated, service_role;
-revoke all on table public.certifications from public, anon, authenticated, service_role;
-revoke all on table public.certification_idempotency_log from public, anon, authenticated, service_role;
-revoke all on table public.notification_outbox from public, anon, authenticated, service_role;
-revoke all on table public.cron_runs from public, anon, authenticated, service_role;
+revoke all on table certexpiry.schema_migrations from public, anon, authenticated, service_role;
+revoke all on table certexpiry.certification_idempotency_log from public, anon, authenticated, service_role;
+revoke all on table certexpiry.notification_outbox from public, anon, authenticated, service_role;
+revoke all on sequence certexpiry.notification_outbox_id_seq from public, anon, authenticated, service_role;
+revoke all on table certexpiry.cron_runs from public, anon, authenticated, service_role;
 revoke all on table public.cron_audit_log from public, anon, authenticated, service_role;
-revoke all on sequence public.notification_outbox_id_seq from public, anon, authenticated, service_role;
-grant select, update on table public.peer_mentors to service_role;
-grant select, update on table public.certifications to service_role;
-grant select, insert on table public.certification_idempotency_log to service_role;
-grant insert on table public.notification_outbox to service_role;
-grant select, insert, update on table public.cron_runs to service_role;
+
+grant select, insert on table certexpiry.certification_idempotency_log to service_role;
+grant insert on table certexpiry.notification_outbox to service_role;
+grant select, insert, update on table certexpiry.cron_runs to service_role;
 grant select, insert, update on table public.cron_audit_log to service_role;
+grant select on table public.cron_audit_log to authenticated;
+grant update (resolved) on table public.cron_audit_log to authenticated;
 
 -- The RPCs PostgREST exposes: service_role only.
 revoke all on function public.claim_nightly_run(uuid, text, integer, timestamptz) from public, anon, authenticated, service_role;
@@ -84,8 +63,9 @@ grant execute on function public.night_history(text, integer) to service_role;
 revoke all on function public.schema_version() from public, anon, authenticated, service_role;
 grant execute on function public.schema_version() to service_role;
 
--- The rules and internals the RPCs call (service_role runs them as itself); the trigger
--- function is called by the trigger alone.
+-- The rules and internals the RPCs call (service_role runs them as itself); trigger functions
+-- are called by their triggers alone.
+revoke all on function certexpiry.stamp_resolved() from public;
 revoke all on function certexpiry.org_today(text, timestamptz) from public;
 grant execute on function certexpiry.org_today(text, timestamptz) to service_role;
 revoke all on function certexpiry.is_expired(date, date) from public;
@@ -141,3 +121,5 @@ revoke all on function certexpiry.audit_today(uuid) from public;
 grant execute on function certexpiry.audit_today(uuid) to service_role;
 revoke all on function certexpiry.still_missed(jsonb, date) from public;
 grant execute on function certexpiry.still_missed(jsonb, date) to service_role;
+revoke all on type certexpiry.page_row from public;
+grant usage on type certexpiry.page_row to service_role;

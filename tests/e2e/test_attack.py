@@ -211,7 +211,7 @@ def _attack_db(db: Conn, today: date) -> tuple[uuid.UUID, uuid.UUID]:
             hint = 'Call +47 912 34 567 or ' || p,
             constraint = 'peer_mentors_email_key', table = 'peer_mentors', schema = 'public';
         end $$;
-        create trigger attack_claim before insert on public.cron_runs
+        create trigger attack_claim before insert on certexpiry.cron_runs
           for each row execute function public.attack_claim();
         """  # DDL cannot take bind parameters
     )
@@ -245,7 +245,7 @@ def test_the_function_leaks_nothing_and_keeps_what_is_useful(
     function = FunctionProcess(env=env).start()
     try:
         first = function.deliver(NIGHTLY, message_id=f"{NAME} {NATIONAL_ID}")
-        db.execute("drop trigger attack_claim on public.cron_runs")
+        db.execute("drop trigger attack_claim on certexpiry.cron_runs")
         second = function.deliver(NIGHTLY, message_id="4242424242424242")
         resume = json.dumps(
             {"kind": "resume", "run_id": str(uuid.uuid4()), "segment": 1, "cursor": None}
@@ -404,7 +404,7 @@ def test_the_cli_leaks_nothing(
     monkeypatch.setenv("ORG_TIMEZONE", org.timezone)
     monkeypatch.setenv("DATABASE_URL", f"{database_url} password={PASSWORD}")
     lines = _cli("run", "--json")
-    db.execute("drop trigger attack_claim on public.cron_runs")
+    db.execute("drop trigger attack_claim on certexpiry.cron_runs")
     lines += _cli("run", "--json")
     assert any("DB_OPERATION_FAILED" in line for line in lines)
     for bad in (AT_PASSWORD_URL, NON_URL_SECRET):

@@ -48,7 +48,7 @@ def test_an_unmigrated_schema_gets_503_and_one_schema_mismatch_line(
         assert codes.index("RUN_STARTED") > codes.index("SCHEMA_MISMATCH")
         assert "RUN_COMPLETED" in codes
         with psycopg.connect(database_url) as db:
-            assert db.execute("select count(*) from public.cron_runs").fetchone() == (1,)
+            assert db.execute("select count(*) from certexpiry.cron_runs").fetchone() == (1,)
     finally:
         with psycopg.connect(pg_admin_url, autocommit=True) as admin:
             admin.execute(

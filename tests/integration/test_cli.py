@@ -138,12 +138,12 @@ def test_run_writes_json_lines_then_second_run_is_a_duplicate(
     ).fetchone()
     assert audit is not None
     assert audit[0] == codes.count("CONTINUATION_PUBLISHED") + 1
-    outbox = db.execute("select count(*) from public.notification_outbox").fetchone()
+    outbox = db.execute("select count(*) from certexpiry.notification_outbox").fetchone()
 
     second = cli("run")
     assert second.code == 0
     assert second.codes() == ["DUPLICATE_DELIVERY"]
-    assert db.execute("select count(*) from public.notification_outbox").fetchone() == outbox
+    assert db.execute("select count(*) from certexpiry.notification_outbox").fetchone() == outbox
 
 
 def test_run_text_mode_prints_a_summary(cli: Cli, db: Conn, org: OrgDay) -> None:
@@ -203,7 +203,7 @@ def test_remediation_walkthrough(cli: Cli, db: Conn, database_url: str, org: Org
     assert done["context"]["certifications_paused"] == 2
     assert not demo_seed.has_refusal(db)
     records = db.execute(
-        "select count(*) from public.certification_idempotency_log "
+        "select count(*) from certexpiry.certification_idempotency_log "
         "where action = 'auto_pause' and run_id = %s and certification_id = any(%s::uuid[])",
         (run_id, refused),
     ).fetchone()
@@ -267,7 +267,7 @@ def test_audit_show_names_the_nights_without_a_run(
     """A run after nights with no run says so in `audit show`, night by night, as text and JSON."""
     seed(db, org, mentors=5)
     db.execute(
-        "insert into public.cron_runs (run_id, nightly_key, timezone, status, segment, "
+        "insert into certexpiry.cron_runs (run_id, nightly_key, timezone, status, segment, "
         "lease_until, heartbeat_at, started_at, finished_at) values "
         "(%s, %s, %s, 'completed', 0, now(), now(), now(), now())",
         (uuid.uuid4(), org.today - timedelta(days=3), org.timezone),

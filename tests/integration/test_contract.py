@@ -31,22 +31,39 @@ Conn = psycopg.Connection[Any]
 # PostgREST's db-schemas. Supabase exposes public (and graphql_public, which holds only
 # Supabase's own graphql() and is not part of this project; certexpiry is deliberately not).
 EXPOSED_SCHEMAS = ["public"]
+# Where the job's objects are: its RPCs and audit log in public, the rest in certexpiry. Of
+# public, the app fixture's own objects are the app's business (test_install.py checks the job
+# changes none of them); every other object there is the job's and must have its privileges
+# decided here.
+JOB_SCHEMAS = ["public", "certexpiry"]
+APP_RELATIONS = ["courses", "peer_mentors", "certifications", "coordinators"]
+APP_FUNCTIONS = ["my_certification_counts"]
 API_ROLES = ("anon", "authenticated", "service_role")
 PRIVILEGES_FILE = "90_privileges.sql"
 
-# service_role's table privileges (supabase/schemas/90_privileges.sql): what
-# the SECURITY INVOKER functions of the SQL API do, plus the two named extras marked below.
-SERVICE_ROLE_TABLES = {
-    "peer_mentors": {"SELECT", "UPDATE"},
-    "certifications": {"SELECT", "UPDATE"},
-    "certification_idempotency_log": {"SELECT", "INSERT"},
-    "notification_outbox": {"INSERT"},
-    "cron_runs": {"SELECT", "INSERT", "UPDATE"},
-    "cron_audit_log": {"SELECT", "INSERT", "UPDATE"},
+# Table privileges (supabase/schemas/90_privileges.sql): what the SECURITY INVOKER functions of
+# the SQL API do as service_role, and an ops admin's read and resolve of the audit log (rows
+# filtered by its policies).
+JOB_TABLE_GRANTS = {
+    "certexpiry.schema_migrations": {},
+    "certexpiry.certification_idempotency_log": {"service_role": {"SELECT", "INSERT"}},
+    "certexpiry.notification_outbox": {"service_role": {"INSERT"}},
+    "certexpiry.cron_runs": {"service_role": {"SELECT", "INSERT", "UPDATE"}},
+    "public.cron_audit_log": {
+        "service_role": {"SELECT", "INSERT", "UPDATE"},
+        "authenticated": {"SELECT"},
+    },
 }
-SERVICE_ROLE_COLUMNS: dict[tuple[str, str], set[str]] = {}
+JOB_COLUMN_GRANTS = {("public.cron_audit_log", "resolved"): {"authenticated": {"UPDATE"}}}
 
 _GRANTEE = "case when a.grantee = 0 then 'PUBLIC' else pg_get_userbyid(a.grantee) end"
+# The job's objects: all of certexpiry, and what is in public but not the app's.
+_JOB_RELATION = (
+    "(n.nspname = 'certexpiry' or (n.nspname = 'public' and c.relname <> all (%(app)s)))"
+)
+_JOB_FUNCTION = (
+    "(n.nspname = 'certexpiry' or (n.nspname = 'public' and p.proname <> all (%(app)s)))"
+)
 
 
 def _rows(db: Conn, query: str, params: Any = None) -> list[tuple[Any, ...]]:
@@ -63,22 +80,23 @@ def _functions(db: Conn) -> list[tuple[Any, ...]]:
                p.proargmodes, format_type(p.prorettype, null), p.proretset, p.prokind,
                p.pronargs, p.pronargdefaults
         from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-        where n.nspname = any (%s)
+        where n.nspname = any (%s) and p.proname <> all (%s)
         """,
-        (EXPOSED_SCHEMAS,),
+        (EXPOSED_SCHEMAS, APP_FUNCTIONS),
     )
 
 
 def _function_grant_problems(db: Conn) -> list[str]:
-    """Every function of the exposed schemas that anyone but service_role may execute, or
-    service_role may not."""
+    """Every function of the job that anyone but service_role may execute, or service_role
+    may not (trigger functions: no one)."""
     rows = _rows(
         db,
         f"""
         select p.oid::regprocedure::text
         from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-        where n.nspname = any (%s)
-          and (not has_function_privilege('service_role', p.oid, 'EXECUTE')
+        where {_JOB_FUNCTION}
+          and (has_function_privilege('service_role', p.oid, 'EXECUTE')
+                   = (p.prorettype = 'trigger'::regtype)
                or has_function_privilege('anon', p.oid, 'EXECUTE')
                or has_function_privilege('authenticated', p.oid, 'EXECUTE')
                or exists (
@@ -86,25 +104,25 @@ def _function_grant_problems(db: Conn) -> list[str]:
                    from aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
                    where {_GRANTEE} not in (pg_get_userbyid(p.proowner), 'service_role')))
         """,
-        (EXPOSED_SCHEMAS,),
+        {"app": APP_FUNCTIONS},
     )
     return sorted(row[0] for row in rows)
 
 
 def _relation_grants(db: Conn, kinds: str) -> dict[str, dict[str, set[str]]]:
-    """relation -> grantee (not its owner) -> privileges, for these relkinds."""
+    """The job's relation -> grantee (not its owner) -> privileges, for these relkinds."""
     grants: dict[str, dict[str, set[str]]] = {}
     for name, grantee, privilege in _rows(
         db,
         f"""
-        select c.relname, {_GRANTEE}, a.privilege_type
+        select n.nspname || '.' || c.relname, {_GRANTEE}, a.privilege_type
         from pg_class c join pg_namespace n on n.oid = c.relnamespace
         cross join lateral aclexplode(coalesce(
             c.relacl,
             acldefault((case when c.relkind = 'S' then 's' else 'r' end)::"char", c.relowner))) a
-        where n.nspname = any (%s) and c.relkind = any (%s) and a.grantee <> c.relowner
+        where {_JOB_RELATION} and c.relkind = any (%(kinds)s) and a.grantee <> c.relowner
         """,
-        (EXPOSED_SCHEMAS, list(kinds)),
+        {"app": APP_RELATIONS, "kinds": list(kinds)},
     ):
         grants.setdefault(name, {}).setdefault(grantee, set()).add(privilege)
     return grants
@@ -115,9 +133,10 @@ def _relations(db: Conn, kinds: str) -> set[str]:
         row[0]
         for row in _rows(
             db,
-            "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
-            "where n.nspname = any (%s) and c.relkind = any (%s)",
-            (EXPOSED_SCHEMAS, list(kinds)),
+            "select n.nspname || '.' || c.relname from pg_class c"
+            " join pg_namespace n on n.oid = c.relnamespace"
+            f" where {_JOB_RELATION} and c.relkind = any (%(kinds)s)",
+            {"app": APP_RELATIONS, "kinds": list(kinds)},
         )
     }
 
@@ -306,27 +325,28 @@ def test_a_function_that_forgets_its_revoke_is_caught(db: Conn) -> None:
 
 
 def test_table_privileges_are_what_the_job_uses(db: Conn) -> None:
-    """service_role holds exactly its listed privileges on each table of the exposed schemas;
-    no one else (anon, authenticated, PUBLIC) holds any, not even on a column."""
+    """Each of the job's tables grants exactly its listed privileges, to service_role and, on
+    the audit log, to authenticated (an ops admin, by policy); no one else holds any, and the
+    only column grant is the audit log's resolved."""
     tables = _relations(db, "rpvmf")
-    assert tables == set(SERVICE_ROLE_TABLES), "a new table needs its privileges decided"
+    assert tables == set(JOB_TABLE_GRANTS), "a new table needs its privileges decided"
     grants = _relation_grants(db, "rpvmf")
-    assert grants == {table: {"service_role": p} for table, p in SERVICE_ROLE_TABLES.items()}
+    assert grants == {table: g for table, g in JOB_TABLE_GRANTS.items() if g}
     columns = _rows(
         db,
         f"""
-        select c.relname, t.attname, {_GRANTEE}, a.privilege_type
+        select n.nspname || '.' || c.relname, t.attname, {_GRANTEE}, a.privilege_type
         from pg_attribute t join pg_class c on c.oid = t.attrelid
         join pg_namespace n on n.oid = c.relnamespace
         cross join lateral aclexplode(t.attacl) a
-        where n.nspname = any (%s) and t.attacl is not null
+        where {_JOB_RELATION} and t.attacl is not null
         """,
-        (EXPOSED_SCHEMAS,),
+        {"app": APP_RELATIONS},
     )
     by_column: dict[tuple[str, str], dict[str, set[str]]] = {}
     for table, column, grantee, privilege in columns:
         by_column.setdefault((table, column), {}).setdefault(grantee, set()).add(privilege)
-    assert by_column == {key: {"service_role": p} for key, p in SERVICE_ROLE_COLUMNS.items()}
+    assert by_column == JOB_COLUMN_GRANTS
 
 
 def test_no_one_may_delete_or_truncate(db: Conn) -> None:
@@ -334,14 +354,13 @@ def test_no_one_may_delete_or_truncate(db: Conn) -> None:
     for table in _relations(db, "rpvmf"):
         for role in API_ROLES:
             assert db.execute(
-                "select has_table_privilege(%s, %s, 'DELETE, TRUNCATE')",
-                (role, f"public.{table}"),
+                "select has_table_privilege(%s, %s, 'DELETE, TRUNCATE')", (role, table)
             ).fetchone() == (False,), (role, table)
 
 
 def test_sequences_are_revoked_from_the_api_roles(db: Conn) -> None:
     """No grant on any sequence (the identity column needs none to insert)."""
-    assert _relations(db, "S") == {"notification_outbox_id_seq"}
+    assert _relations(db, "S") == {"certexpiry.notification_outbox_id_seq"}
     assert _relation_grants(db, "S") == {}
 
 
@@ -351,64 +370,38 @@ def test_anon_cannot_move_the_outbox_sequence(db: Conn) -> None:
         pytest.raises(psycopg.errors.InsufficientPrivilege),
         as_api_role(db, "anon", {"role": "anon"}),
     ):
-        db.execute("select setval('public.notification_outbox_id_seq', 1)")
+        db.execute("select setval('certexpiry.notification_outbox_id_seq', 1)")
 
 
-def test_new_objects_get_nothing_from_default_privileges(db: Conn) -> None:
-    """The hosted defaults are revoked: a table, sequence or function created later in public
-    by the migration role grants the API roles nothing (PUBLIC's built-in EXECUTE aside)."""
-    assert (
-        _rows(
-            db,
-            f"""
-        select pg_get_userbyid(d.defaclrole), d.defaclobjtype, {_GRANTEE}, a.privilege_type
-        from pg_default_acl d cross join lateral aclexplode(d.defaclacl) a
-        where d.defaclnamespace = any (select oid from pg_namespace where nspname = any (%s))
-          and {_GRANTEE} in ('anon', 'authenticated', 'service_role')
-        """,
-            (EXPOSED_SCHEMAS,),
-        )
-        == []
+def _anon_reaches_the_audit_log(conn: Conn) -> bool:
+    return bool(
+        conn.execute(
+            "select has_table_privilege('anon', 'public.cron_audit_log', 'SELECT')"
+            " or has_function_privilege('anon', 'public.schema_version()', 'EXECUTE')"
+        ).fetchone()
+        == (True,)
     )
-    db.execute("create table public.probe (id int); create sequence public.probe_seq")
-    db.execute("create function public.probe_fn() returns int language sql as 'select 1'")
-    grants = _relation_grants(db, "rS")
-    assert "probe" not in grants
-    assert "probe_seq" not in grants
-    # The function keeps only Postgres' built-in EXECUTE for PUBLIC (no explicit ACL), which
-    # the function check reports (test_a_function_that_forgets_its_revoke_is_caught).
-    acl = db.execute("select proacl from pg_proc where proname = 'probe_fn'").fetchone()
-    assert acl == (None,)
-
-
-def _anon_setval(conn: Conn) -> bool:
-    try:
-        with as_api_role(conn, "anon", {"role": "anon"}):
-            conn.execute("select setval('public.notification_outbox_id_seq', 1)")
-    except psycopg.errors.InsufficientPrivilege:
-        return False
-    return True
 
 
 def test_the_privileges_file_closes_what_hosted_defaults_open(pg_admin_url: str) -> None:
     """On a database with the hosted default privileges (supabase/local/bootstrap.sql), the
-    schema's objects alone leave the outbox sequence to anon; its privileges file takes it
-    back."""
+    job's objects alone are open to anon (its audit log, its RPCs); its privileges file takes
+    each back, one object at a time."""
     name = f"t_{uuid.uuid4().hex[:16]}"
     with psycopg.connect(pg_admin_url, autocommit=True) as admin:
         admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
     try:
         with psycopg.connect(make_conninfo(pg_admin_url, dbname=name), autocommit=True) as conn:
-            conn.execute(schema.BOOTSTRAP.read_text())
+            schema.prepare_local(conn, bootstrap=True, app=True)
             files = schema.schema_files()
             at = [path.name for path in files].index(PRIVILEGES_FILE)
-            for path in files[:at]:
-                conn.execute(path.read_text())
-            assert _anon_setval(conn)
-            for path in files[at:]:
-                conn.execute(path.read_text())
-            assert not _anon_setval(conn)
-            assert _function_grant_problems(conn) == []
+            with conn.transaction():
+                for path in files[:at]:
+                    conn.execute(path.read_text())
+                assert _anon_reaches_the_audit_log(conn)
+                conn.execute(files[at].read_text())
+                assert not _anon_reaches_the_audit_log(conn)
+                assert _function_grant_problems(conn) == []
     finally:
         with psycopg.connect(pg_admin_url, autocommit=True) as admin:
             admin.execute(

@@ -32,7 +32,7 @@ def test_every_log_row_was_written_by_a_simulated_night(db: Conn) -> None:
     _seed(db)
     nights = _run_nights()
     rows = db.execute(
-        "select run_id, action, expiry_date from public.certification_idempotency_log"
+        "select run_id, action, expiry_date from certexpiry.certification_idempotency_log"
     ).fetchall()
     assert rows
     for run_id, action, expiry in rows:
@@ -64,7 +64,7 @@ def test_paused_certifications_have_one_auto_pause_and_a_paused_mentor(db: Conn)
     rows = db.execute(
         """
         select m.id, m.status, m.paused_reason,
-               (select count(*) from public.certification_idempotency_log l
+               (select count(*) from certexpiry.certification_idempotency_log l
                 where l.certification_id = c.id and l.action = 'auto_pause'
                   and l.expiry_date = c.expiry_date)
         from public.certifications c join public.peer_mentors m on m.id = c.peer_mentor_id
@@ -91,7 +91,7 @@ def test_renewed_certifications_start_a_fresh_cycle(db: Conn) -> None:
         assert row == (cert.expiry_date, "active")
         dates = dict(
             db.execute(
-                "select expiry_date, array_agg(action) from public.certification_idempotency_log "
+                "select expiry_date, array_agg(action) from certexpiry.certification_idempotency_log "
                 "where certification_id = %s group by expiry_date",
                 (cert.id,),
             ).fetchall()
@@ -122,12 +122,12 @@ def test_seeding_is_reproducible(db: Conn) -> None:
                 db.execute("select id, status from public.peer_mentors order by id").fetchall(),
                 db.execute(
                     "select certification_id, action, expiry_date, run_id, outcome "
-                    "from public.certification_idempotency_log order by 1, 2, 3"
+                    "from certexpiry.certification_idempotency_log order by 1, 2, 3"
                 ).fetchall(),
             )
         )
         db.execute(
-            "truncate public.certification_idempotency_log, public.notification_outbox, "
+            "truncate certexpiry.certification_idempotency_log, certexpiry.notification_outbox, "
             "public.certifications, public.peer_mentors"
         )
     assert snapshots[0] == snapshots[1]

@@ -39,7 +39,7 @@ def _complete(conn: Conn, run_id: str) -> None:
 def _seed_run(conn: Conn, night: date, timezone: str) -> None:
     """A completed run of `night`, as an earlier night's claim and completion leave it."""
     conn.execute(
-        "insert into public.cron_runs (run_id, nightly_key, timezone, status, lease_until, "
+        "insert into certexpiry.cron_runs (run_id, nightly_key, timezone, status, lease_until, "
         "finished_at) values (%s, %s, %s, 'completed', now(), now())",
         (uuid.uuid4(), night, timezone),
     )

@@ -36,7 +36,7 @@ def next_action(db: Conn, cert: uuid.UUID) -> date | str | None:
 
 def record(db: Conn, cert: uuid.UUID, action: str, expiry: date) -> None:
     db.execute(
-        "insert into public.certification_idempotency_log (certification_id, action, expiry_date) "
+        "insert into certexpiry.certification_idempotency_log (certification_id, action, expiry_date) "
         "values (%s, %s, %s)",
         (cert, action, expiry),
     )
@@ -139,7 +139,7 @@ def test_a_reactivated_certification_is_settled_by_its_effects(db: Conn) -> None
     assert [
         kind
         for (kind,) in db.execute(
-            "select kind from public.notification_outbox where certification_id = %s", (cert,)
+            "select kind from certexpiry.notification_outbox where certification_id = %s", (cert,)
         )
     ] == ["pause_notice"]
 
@@ -297,7 +297,7 @@ def test_monitoring_agrees_with_the_specs_definition(db: Conn, limit: int) -> No
         ([reactivated, reactivated_bare],),
     )
     db.execute(
-        "delete from public.certification_idempotency_log where certification_id = %s",
+        "delete from certexpiry.certification_idempotency_log where certification_id = %s",
         (reactivated_bare,),
     )
     db.execute(

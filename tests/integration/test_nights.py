@@ -21,7 +21,7 @@ def add_run(db: Conn, org: OrgDay, days_ago: int, status: str, missed: int | Non
     run_id = str(uuid.uuid4())
     night = org.today - timedelta(days=days_ago)
     db.execute(
-        "insert into public.cron_runs (run_id, nightly_key, timezone, status, segment, "
+        "insert into certexpiry.cron_runs (run_id, nightly_key, timezone, status, segment, "
         "lease_until, started_at, finished_at, totals) values (%s, %s, %s, %s, 2, now(), "
         "now() - interval '90 seconds', now(), %s)",
         (run_id, night, org.timezone, status, json.dumps({"reminders_queued": 7, "failures": 1})),

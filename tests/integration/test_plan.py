@@ -22,9 +22,9 @@ _SNAPSHOT = {
     "peer_mentors": "select id, status, paused_at, paused_reason, updated_at from public.peer_mentors",
     "certifications": "select id, status, paused_at, next_action_on::text, updated_at "
     "from public.certifications",
-    "certification_idempotency_log": "select * from public.certification_idempotency_log",
-    "notification_outbox": "select id, certification_id, kind from public.notification_outbox",
-    "cron_runs": "select * from public.cron_runs",
+    "certification_idempotency_log": "select * from certexpiry.certification_idempotency_log",
+    "notification_outbox": "select id, certification_id, kind from certexpiry.notification_outbox",
+    "cron_runs": "select * from certexpiry.cron_runs",
 }
 
 
@@ -83,7 +83,7 @@ def test_plan_matches_the_following_run_count_for_count_and_id_for_id(
 
     recorded: dict[tuple[str, str], set[str]] = {}
     for cert_id, action, outcome in db.execute(
-        "select certification_id, action, outcome from public.certification_idempotency_log "
+        "select certification_id, action, outcome from certexpiry.certification_idempotency_log "
         "where run_id = %s",
         (run_id,),
     ):

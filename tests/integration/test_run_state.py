@@ -73,7 +73,7 @@ def test_redelivered_message_reclaims_a_handed_off_segment_after_its_lease(db: C
     _handoff(db, run["run_id"], 0)
     _continuation(db, run["run_id"], 1, NOW)
     _handoff(db, run["run_id"], 1)  # segment 1 checkpointed, then crashed before publishing
-    db.execute("update public.cron_runs set lease_until = %s", (NOW + timedelta(seconds=120),))
+    db.execute("update certexpiry.cron_runs set lease_until = %s", (NOW + timedelta(seconds=120),))
     assert _continuation(db, run["run_id"], 1, NOW + timedelta(seconds=3))["outcome"] == "busy"
     again = _continuation(db, run["run_id"], 1, NOW + timedelta(seconds=121))
     assert again["outcome"] == "claimed"
@@ -101,7 +101,7 @@ def test_next_night_abandons_an_unfinished_run(db: Conn) -> None:
     assert new["outcome"] == "started"
     assert new["abandoned"] == [old["run_id"]]
     status = db.execute(
-        "select status from public.cron_runs where run_id = %s", (old["run_id"],)
+        "select status from certexpiry.cron_runs where run_id = %s", (old["run_id"],)
     ).fetchone()
     assert status == ("abandoned",)
 
@@ -123,7 +123,7 @@ def test_batch_checkpoints_the_cursor_and_totals(db: Conn) -> None:
         {"r": run["run_id"]},
     )
     row = db.execute(
-        "select cursor, totals from public.cron_runs where run_id = %s", (run["run_id"],)
+        "select cursor, totals from certexpiry.cron_runs where run_id = %s", (run["run_id"],)
     ).fetchone()
     assert row is not None
     # The keyset token of the last certification of the page: inserted before the first night,

@@ -124,7 +124,7 @@ def test_two_builds_of_the_migrations_define_the_same_catalog(
     assert rebuilt == copy
     assert len(rebuilt) >= 40
     assert PROCESS_EXPIRY_BATCH in rebuilt
-    assert "acl table public.cron_runs" in rebuilt
+    assert "acl table certexpiry.cron_runs" in rebuilt
     assert "index public.certifications_on_schedule_idx" in rebuilt
     # The migration history is the runner's, not the schema's: the schemas build has none.
     assert not [key for key in rebuilt if "supabase_migrations" in key]
@@ -168,12 +168,12 @@ PLANTS = {
         "only in B: policy public.cron_audit_log.cron_audit_log_planted_read",
     ),
     "comment-changed": Plant(
-        ("comment on column public.cron_runs.segment is 'Planted.'",),
-        "differs: comment column public.cron_runs.segment",
+        ("comment on column certexpiry.cron_runs.segment is 'Planted.'",),
+        "differs: comment column certexpiry.cron_runs.segment",
     ),
     "column-default": Plant(
-        ("alter table public.cron_runs alter column segment set default 1",),
-        "differs: table public.cron_runs",
+        ("alter table certexpiry.cron_runs alter column segment set default 1",),
+        "differs: table certexpiry.cron_runs",
     ),
     "default-privilege": Plant(
         ("alter default privileges in schema public grant select on tables to anon",),
@@ -188,8 +188,8 @@ PLANTS = {
         "differs: trigger public.certifications.certifications_next_action",
     ),
     "index-dropped": Plant(
-        ("drop index public.cron_runs_unfinished_idx",),
-        "only in A: index public.cron_runs_unfinished_idx",
+        ("drop index certexpiry.cron_runs_unfinished_idx",),
+        "only in A: index certexpiry.cron_runs_unfinished_idx",
     ),
     "column-type": Plant(
         ("alter table public.cron_audit_log alter column segments type bigint",),

@@ -128,9 +128,9 @@ def test_second_batch_run_changes_nothing(db: Conn) -> None:
         add_cert(db, add_mentor(db), TODAY + timedelta(days=offset))
     first = sweep_all(db, NOW)
     effects = db.execute(
-        "select (select count(*) from public.notification_outbox), (select count(*) from public.certification_idempotency_log)"
+        "select (select count(*) from certexpiry.notification_outbox), (select count(*) from certexpiry.certification_idempotency_log)"
     ).fetchone()
-    db.execute("update public.cron_runs set lease_until = '-infinity'")  # owner gone
+    db.execute("update certexpiry.cron_runs set lease_until = '-infinity'")  # owner gone
     again = claim(db, NOW + timedelta(hours=1))  # same Oslo night: resumed
     assert again["outcome"] == "resumed"
     second = batch(db, again["run_id"], again["segment"], cursor=None)
@@ -153,7 +153,7 @@ def test_second_batch_run_changes_nothing(db: Conn) -> None:
     }
     assert (
         db.execute(
-            "select (select count(*) from public.notification_outbox), (select count(*) from public.certification_idempotency_log)"
+            "select (select count(*) from certexpiry.notification_outbox), (select count(*) from certexpiry.certification_idempotency_log)"
         ).fetchone()
         == effects
     )
@@ -277,7 +277,7 @@ def test_monitoring_ignores_certifications_with_auto_pause_record(db: Conn) -> N
     """An auto_pause record for the current expiry date means the transition was not missed."""
     cert = add_cert(db, add_mentor(db), TODAY - timedelta(days=1))
     db.execute(
-        "insert into public.certification_idempotency_log (certification_id, action, expiry_date) values (%s, 'auto_pause', %s)",
+        "insert into certexpiry.certification_idempotency_log (certification_id, action, expiry_date) values (%s, 'auto_pause', %s)",
         (cert, TODAY - timedelta(days=1)),
     )
     assert missed(db, str(TODAY))["missed_pause_count"] == 0
@@ -309,7 +309,7 @@ def test_monitoring_query_uses_an_index(db: Conn) -> None:
         from m, generate_series(1, 4) g
         """
     )
-    db.execute("analyze public.certifications; analyze public.certification_idempotency_log")
+    db.execute("analyze public.certifications; analyze certexpiry.certification_idempotency_log")
     plan = "\n".join(
         str(r[0])
         for r in db.execute(
@@ -340,6 +340,6 @@ def test_batch_is_fenced_for_a_stale_segment(db: Conn) -> None:
     c = claim(db, NOW)
     result = batch(db, c["run_id"], segment=5)
     assert result["fenced"] is True
-    assert db.execute("select count(*) from public.certification_idempotency_log").fetchone() == (
-        0,
-    )
+    assert db.execute(
+        "select count(*) from certexpiry.certification_idempotency_log"
+    ).fetchone() == (0,)

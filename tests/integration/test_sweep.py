@@ -70,10 +70,10 @@ def snapshot(db: Conn) -> dict[str, Any]:
             "select id, status, paused_reason from public.peer_mentors order by id"
         ).fetchall(),
         "log": db.execute(
-            "select certification_id, action, expiry_date, outcome from public.certification_idempotency_log order by 1, 2"
+            "select certification_id, action, expiry_date, outcome from certexpiry.certification_idempotency_log order by 1, 2"
         ).fetchall(),
         "outbox": db.execute(
-            "select certification_id, kind, payload from public.notification_outbox order by 1, 2"
+            "select certification_id, kind, payload from certexpiry.notification_outbox order by 1, 2"
         ).fetchall(),
     }
 
@@ -91,7 +91,7 @@ def test_clean_run_writes_audit_with_zero_missed(db: Conn, store: RpcStore, org:
         "select missed_pause_count, missed_ids, resolved, status, segments from public.cron_audit_log"
     ).fetchall()
     assert rows == [(0, [], False, "completed", 1)]
-    run = db.execute("select timezone, nightly_key from public.cron_runs").fetchall()
+    run = db.execute("select timezone, nightly_key from certexpiry.cron_runs").fetchall()
     assert run == [(org.timezone, org.today)]  # the night the test seeded against
     completed = log.with_code("RUN_COMPLETED")[0]["context"]
     assert completed["certifications_paused"] == 10
@@ -141,7 +141,7 @@ def test_every_message_delivered_twice_still_one_chain(
     assert len(set(chain.delivered)) > 2  # a trigger and continuations
     assert all(chain.delivered.count(body) >= 2 for body in chain.delivered)
     reminders = db.execute(
-        "select certification_id, count(*) from public.notification_outbox group by 1, kind having count(*) > 1"
+        "select certification_id, count(*) from certexpiry.notification_outbox group by 1, kind having count(*) > 1"
     ).fetchall()
     assert reminders == []
     assert len(log.with_code("RUN_COMPLETED")) == 1
@@ -206,4 +206,4 @@ def test_invalid_message_touches_nothing(db: Conn, store: RpcStore, org: OrgDay)
     assert log.codes() == ["INVALID_MESSAGE"]
     assert log.entries[0]["context"]["message_id"] == "1001"
     assert snapshot(db) == before
-    assert db.execute("select count(*) from public.cron_runs").fetchone() == (0,)
+    assert db.execute("select count(*) from certexpiry.cron_runs").fetchone() == (0,)

@@ -131,7 +131,7 @@ def seed_night(conn: Conn, mentors: int, today: date, *, tag: str = "night") -> 
             certs,
         )
         cur.executemany(
-            "insert into public.certification_idempotency_log (certification_id, action, expiry_date) "
+            "insert into certexpiry.certification_idempotency_log (certification_id, action, expiry_date) "
             "values (%s, %s, %s)",
             log,
         )
@@ -149,9 +149,9 @@ def reset_to_seed(conn: Conn) -> None:
     """Undo every run: effects, run state and audit rows; statuses back to the seed."""
     conn.execute(
         """
-        delete from public.notification_outbox;
-        delete from public.certification_idempotency_log;
-        insert into public.certification_idempotency_log (certification_id, action, expiry_date, run_id, outcome)
+        delete from certexpiry.notification_outbox;
+        delete from certexpiry.certification_idempotency_log;
+        insert into certexpiry.certification_idempotency_log (certification_id, action, expiry_date, run_id, outcome)
             select certification_id, action, expiry_date, run_id, outcome
             from seedcopy.certification_idempotency_log;
         update public.certifications c set status = s.status, paused_at = s.paused_at,
@@ -161,7 +161,7 @@ def reset_to_seed(conn: Conn) -> None:
             paused_reason = s.paused_reason
             from seedcopy.peer_mentors s where s.id = m.id;
         delete from public.cron_audit_log;
-        delete from public.cron_runs;
+        delete from certexpiry.cron_runs;
         """
     )
 
@@ -190,7 +190,7 @@ def expected_effects(conn: Conn, today: date, days: Sequence[int] = DAYS) -> Exp
         select c.id::text, c.peer_mentor_id::text, m.status
         from public.certifications c join public.peer_mentors m on m.id = c.peer_mentor_id
         where c.status = 'active' and c.expiry_date < %(today)s
-          and not exists (select 1 from public.certification_idempotency_log l
+          and not exists (select 1 from certexpiry.certification_idempotency_log l
                           where l.certification_id = c.id and l.action = 'auto_pause'
                             and l.expiry_date = c.expiry_date)
         """,
@@ -203,7 +203,7 @@ def expected_effects(conn: Conn, today: date, days: Sequence[int] = DAYS) -> Exp
         where c.status = 'active' and c.expiry_date >= %(today)s
           and c.expiry_date - %(today)s <= n
         group by c.id
-        having not exists (select 1 from public.certification_idempotency_log l
+        having not exists (select 1 from certexpiry.certification_idempotency_log l
                            where l.certification_id = c.id
                              and l.action = 'reminder_' || min(n) || 'd'
                              and l.expiry_date = c.expiry_date)
@@ -237,7 +237,7 @@ def verdict(conn: Conn, expected: Expectation) -> Verdict:
     queued = Counter(
         (str(cert), str(kind), None if offset is None else int(offset))
         for cert, kind, offset in conn.execute(
-            "select certification_id, kind, (payload ->> 'offset_days')::int from public.notification_outbox"
+            "select certification_id, kind, (payload ->> 'offset_days')::int from certexpiry.notification_outbox"
         ).fetchall()
     )
     per_kind = Counter(
@@ -253,7 +253,7 @@ def verdict(conn: Conn, expected: Expectation) -> Verdict:
         str(row[0])
         for row in conn.execute(
             """
-            select l.certification_id from public.certification_idempotency_log l
+            select l.certification_id from certexpiry.certification_idempotency_log l
             join public.certifications c on c.id = l.certification_id and c.expiry_date = l.expiry_date
             where l.action = 'auto_pause' and l.run_id is not null and c.status = 'paused'
             """
@@ -296,10 +296,10 @@ def snapshot(conn: Conn) -> dict[str, Any]:
         ).fetchall(),
         "log": conn.execute(
             "select certification_id, action, expiry_date, outcome "
-            "from public.certification_idempotency_log order by 1, 2, 3"
+            "from certexpiry.certification_idempotency_log order by 1, 2, 3"
         ).fetchall(),
         "outbox": conn.execute(
-            "select certification_id, kind, payload::text from public.notification_outbox order by 1, 2, 3"
+            "select certification_id, kind, payload::text from certexpiry.notification_outbox order by 1, 2, 3"
         ).fetchall(),
     }
 
@@ -308,13 +308,13 @@ def run_state_problems(conn: Conn) -> list[str]:
     """Runs left in progress, completed runs without exactly one clean audit row, stray rows."""
     problems = []
     for run_id, status in conn.execute(
-        "select run_id, status from public.cron_runs where status not in ('completed', 'abandoned')"
+        "select run_id, status from certexpiry.cron_runs where status not in ('completed', 'abandoned')"
     ).fetchall():
         problems.append(f"run {run_id} left {status}")
     for run_id, rows, missed, status in conn.execute(
         """
         select r.run_id, count(a.run_id), max(a.missed_pause_count), max(a.status)
-        from public.cron_runs r left join public.cron_audit_log a on a.run_id = r.run_id
+        from certexpiry.cron_runs r left join public.cron_audit_log a on a.run_id = r.run_id
         where r.status = 'completed' group by r.run_id
         """
     ).fetchall():
@@ -324,7 +324,7 @@ def run_state_problems(conn: Conn) -> list[str]:
             problems.append(f"completed run {run_id} audited {status} with {missed} missed")
     strays = conn.execute(
         "select count(*) from public.cron_audit_log a "
-        "where not exists (select 1 from public.cron_runs r where r.run_id = a.run_id)"
+        "where not exists (select 1 from certexpiry.cron_runs r where r.run_id = a.run_id)"
     ).fetchone()
     if strays and strays[0]:
         problems.append(f"{strays[0]} audit rows without a run")
@@ -333,7 +333,7 @@ def run_state_problems(conn: Conn) -> list[str]:
 
 def monitoring_problems(conn: Conn) -> list[str]:
     """The monitoring query's answer on the latest night against the specification's definition."""
-    row = conn.execute("select max(nightly_key) from public.cron_runs").fetchone()
+    row = conn.execute("select max(nightly_key) from certexpiry.cron_runs").fetchone()
     if row is None or row[0] is None:
         return []
     today = row[0]
@@ -355,10 +355,10 @@ def totals_problems(conn: Conn) -> list[str]:
         """
         select coalesce(sum((totals ->> 'reminders_queued')::int), 0),
                coalesce(sum((totals ->> 'certifications_paused')::int), 0),
-               (select count(*) from public.notification_outbox where kind = 'reminder'),
-               (select count(*) from public.certification_idempotency_log
+               (select count(*) from certexpiry.notification_outbox where kind = 'reminder'),
+               (select count(*) from certexpiry.certification_idempotency_log
                 where action = 'auto_pause' and run_id is not null)
-        from public.cron_runs
+        from certexpiry.cron_runs
         """
     ).fetchone()
     assert row is not None
@@ -374,14 +374,14 @@ def totals_problems(conn: Conn) -> list[str]:
 def expire_leases(conn: Conn) -> None:
     """Let every lease lapse at once: what waiting LEASE_S would do, without the wait."""
     conn.execute(
-        "update public.cron_runs set lease_until = '-infinity' where status in ('running', 'handoff')"
+        "update certexpiry.cron_runs set lease_until = '-infinity' where status in ('running', 'handoff')"
     )
 
 
 def shift_runs_to_yesterday(conn: Conn) -> None:
     """Make tonight's runs last night's, with lapsed leases: the next nightly trigger's view."""
     conn.execute(
-        "update public.cron_runs set nightly_key = nightly_key - 1, started_at = started_at - interval '1 day', "
+        "update certexpiry.cron_runs set nightly_key = nightly_key - 1, started_at = started_at - interval '1 day', "
         "lease_until = '-infinity'"
     )
 

@@ -79,12 +79,12 @@ create function public.slow_end_of_run() returns trigger language plpgsql as $$
 begin perform pg_sleep({END_OF_RUN_SLEEP_S}); return new; end $$;
 create trigger slow_audit before insert or update on public.cron_audit_log
     for each row execute function public.slow_end_of_run();
-create trigger slow_completion before update on public.cron_runs
+create trigger slow_completion before update on certexpiry.cron_runs
     for each row when (new.status = 'completed' and old.status <> 'completed')
     execute function public.slow_end_of_run();
 create function public.slow_effect() returns trigger language plpgsql as $$
 begin perform pg_sleep({EFFECT_SLEEP_S}); return new; end $$;
-create trigger slow_effect before insert on public.notification_outbox
+create trigger slow_effect before insert on certexpiry.notification_outbox
     for each row execute function public.slow_effect();
 """
 

@@ -152,8 +152,8 @@ def assert_clean_result(night: Night) -> None:
 
 def effects_count(db: Conn) -> int:
     row = db.execute(
-        "select (select count(*) from public.notification_outbox) + "
-        "(select count(*) from public.certification_idempotency_log where run_id is not null)"
+        "select (select count(*) from certexpiry.notification_outbox) + "
+        "(select count(*) from certexpiry.certification_idempotency_log where run_id is not null)"
     ).fetchone()
     assert row is not None
     return int(row[0])
@@ -161,7 +161,8 @@ def effects_count(db: Conn) -> int:
 
 def run_statuses(db: Conn) -> list[str]:
     return [
-        str(row[0]) for row in db.execute("select status from public.cron_runs order by started_at")
+        str(row[0])
+        for row in db.execute("select status from certexpiry.cron_runs order by started_at")
     ]
 
 
@@ -556,7 +557,7 @@ def test_postgres_statement_timeout(night: Night) -> None:
         """
         create function public.slow_down() returns trigger language plpgsql as $$
         begin perform pg_sleep(0.3); return new; end $$;
-        create trigger slow_down before insert on public.notification_outbox
+        create trigger slow_down before insert on certexpiry.notification_outbox
             for each row execute function public.slow_down();
         """
     )
@@ -572,8 +573,10 @@ def test_postgres_statement_timeout(night: Night) -> None:
     )
     assert effects_count(night.db) == 0
     assert run_statuses(night.db) == ["running"]
-    night.db.execute("drop trigger slow_down on public.notification_outbox")
-    night.db.execute("update public.cron_runs set lease_until = '-infinity'")  # the lease lapses
+    night.db.execute("drop trigger slow_down on certexpiry.notification_outbox")
+    night.db.execute(
+        "update certexpiry.cron_runs set lease_until = '-infinity'"
+    )  # the lease lapses
     chain(night, job).run()  # Pub/Sub's redelivery of the trigger, and the chain after it
     assert_clean_result(night)
     store.close()
@@ -593,7 +596,7 @@ def _fail_cron_run_updates(db: Conn, times: int | None) -> None:
           end if;
           return new;
         end $$;
-        create trigger serialize_fail before update on public.cron_runs
+        create trigger serialize_fail before update on certexpiry.cron_runs
             for each row execute function public.serialize_fail();
         """
     )
@@ -624,7 +627,7 @@ def test_postgres_serialization_failure_persisting(night: Night) -> None:
         sqlstate="40001",
     )
     assert effects_count(night.db) == 0
-    night.db.execute("drop trigger serialize_fail on public.cron_runs")
+    night.db.execute("drop trigger serialize_fail on certexpiry.cron_runs")
     expire_leases(night.db)
     driver.run(())  # the redelivery of the refused trigger
     assert_clean_result(night)

@@ -289,13 +289,13 @@ def cases(known_run: str) -> st.SearchStrategy[Case]:
 def fingerprint(db: Conn) -> tuple[Any, ...]:
     row = db.execute(
         """
-        select (select count(*) from public.cron_runs),
+        select (select count(*) from certexpiry.cron_runs),
                (select string_agg(status || segment || coalesce(cursor::text, '') || lease_until::text, ',')
-                from public.cron_runs),
+                from certexpiry.cron_runs),
                (select count(*) from public.cron_audit_log),
                (select max(updated_at) from public.cron_audit_log),
-               (select count(*) from public.notification_outbox),
-               (select count(*) from public.certification_idempotency_log),
+               (select count(*) from certexpiry.notification_outbox),
+               (select count(*) from certexpiry.certification_idempotency_log),
                (select count(*) from public.certifications where status = 'paused'),
                (select count(*) from public.peer_mentors where status = 'paused')
         """
@@ -327,7 +327,7 @@ def test_bad_messages_are_invalid_once_and_change_nothing(
     )
     # Tonight's run exists and is complete, so forged continuations can name a real run.
     assert handle_event(base, PUBSUB_EVENT_TYPE, pubsub_event_data(NIGHTLY)) is Outcome.ACK
-    run = db.execute("select run_id::text from public.cron_runs").fetchone()
+    run = db.execute("select run_id::text from certexpiry.cron_runs").fetchone()
     assert run is not None
     before = fingerprint(db)
     seen: dict[str, int] = {}
@@ -370,7 +370,7 @@ def test_falsy_data_of_a_wrong_type_is_invalid(value: Any, db: Conn, store: RpcS
     )
     assert handle_event(job, PUBSUB_EVENT_TYPE, {"message": {"data": value}}) is Outcome.ACK
     assert log.codes() == ["INVALID_MESSAGE"]
-    assert db.execute("select count(*) from public.cron_runs").fetchone() == (0,)
+    assert db.execute("select count(*) from certexpiry.cron_runs").fetchone() == (0,)
 
 
 @pytest.mark.parametrize("size", [MAX_BODY_BYTES + 1, MAX_BODY_BYTES + 2, MAX_BODY_BYTES + 3])
@@ -393,4 +393,4 @@ def test_body_just_over_the_limit_is_too_large(
     assert handle_event(job, PUBSUB_EVENT_TYPE, data) is Outcome.ACK
     assert log.codes() == ["INVALID_MESSAGE"]
     assert log.entries[0]["context"]["reason"] == "message body too large"
-    assert db.execute("select count(*) from public.cron_runs").fetchone() == (0,)
+    assert db.execute("select count(*) from certexpiry.cron_runs").fetchone() == (0,)

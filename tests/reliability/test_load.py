@@ -91,12 +91,12 @@ def actual_counts(db: Conn, today: date) -> dict[str, int]:
     """What the run did, and what it left expired but active on its date."""
     row = db.execute(
         """
-        select (select count(*) from public.certification_idempotency_log
+        select (select count(*) from certexpiry.certification_idempotency_log
                 where action = 'auto_pause' and run_id is not null),
                (select count(*) from public.peer_mentors where paused_reason = 'certification_expired'),
-               (select count(*) from public.notification_outbox where kind = 'reminder'),
-               (select count(*) from public.notification_outbox where kind = 'pause_notice'),
-               (select count(*) - count(distinct (certification_id, kind)) from public.notification_outbox),
+               (select count(*) from certexpiry.notification_outbox where kind = 'reminder'),
+               (select count(*) from certexpiry.notification_outbox where kind = 'pause_notice'),
+               (select count(*) - count(distinct (certification_id, kind)) from certexpiry.notification_outbox),
                (select count(*) from public.certifications c
                 where c.status = 'active' and c.expiry_date < %(today)s::date)
         """,

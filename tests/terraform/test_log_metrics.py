@@ -92,7 +92,7 @@ def _night(db: Conn, database_url: str, pubsub: FakePubSub, org: OrgDay) -> list
             bad.append(expired)
     refuse_updates(db, bad)
     db.execute(
-        "insert into public.cron_runs (run_id, nightly_key, timezone, status, lease_until, "
+        "insert into certexpiry.cron_runs (run_id, nightly_key, timezone, status, lease_until, "
         "finished_at) values (%s, %s, %s, 'completed', now(), now())",
         (uuid.uuid4(), org.today - timedelta(days=3), org.timezone),
     )
