@@ -176,8 +176,8 @@ PLANTS = {
         "differs: table certexpiry.cron_runs",
     ),
     "default-privilege": Plant(
-        ("alter default privileges in schema public grant select on tables to anon",),
-        "only in B: default privileges for role postgres in schema public on tables",
+        ("alter default privileges in schema certexpiry grant select on tables to anon",),
+        "only in B: default privileges for role postgres in schema certexpiry on tables",
     ),
     "trigger-changed": Plant(
         (
