@@ -12,9 +12,10 @@ checksum to each row it applies and refuses, before writing anything, an applied
 changed since.
 
 A migration that is one `CONCURRENTLY` statement (an index on the app's table, built without
-blocking the app's writes) runs outside a transaction and cannot record itself: the runner
-records it. Every other migration runs in one transaction with a short lock timeout, retried
-when the app holds a lock, so an install never queues the app's queries behind it for long.
+blocking the app's writes) runs outside a transaction (the Supabase CLI does so for a file that
+holds one such statement from v2.109.0 on) and cannot record itself: the runner records it.
+Every other migration runs in one transaction with a short lock timeout, retried when the app
+holds a lock, so an install never queues the app's queries behind it for long.
 
 `supabase/schemas/` is the readable truth; before the first release the migrations are
 generated from it (`make baseline`: the baseline, then one migration per online index).
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import errors
+from psycopg import errors, sql
 
 ROOT = Path(__file__).resolve().parent.parent
 SUPABASE_DIR = ROOT / "supabase"
@@ -66,7 +67,11 @@ _BASELINE_HEADER = """\
 -- differs). tests/integration/test_schema_equal.py keeps the two equal.
 --
 -- It installs into the app's database (the app's tables must exist: 05_app_contract.sql) and
--- ends by recording itself in the job's ledger, certexpiry.schema_migrations.
+-- ends by recording itself in the job's ledger, certexpiry.schema_migrations. A lock the app
+-- holds is waited for at most 1 s (the app's queries queue behind a waiting DDL statement):
+-- then the migration fails whole, and is run again (`certexpiry migrate` retries by itself).
+
+set local lock_timeout = '1s';
 """
 
 
@@ -143,8 +148,9 @@ def migrations() -> list[Migration]:
 
 
 def required_version() -> str:
-    """The newest migration that records itself: what the function's schema check requires
-    (an online index is a migration the Supabase CLI applies without recording it)."""
+    """The newest migration that records itself in the job's ledger: what the function's
+    schema check requires (an online index cannot record itself: the Supabase CLI records it in
+    the app's history only, and `certexpiry migrate` in the job's ledger)."""
     return [m for m in migrations() if not m.online][-1].version
 
 
@@ -289,13 +295,39 @@ def _record(conn: psycopg.Connection[Any], migration: Migration) -> None:
     )
 
 
+class IndexBuildFailed(Exception):
+    """An online index build left its index INVALID: the migration is not recorded."""
+
+    def __init__(self, migration: Migration, names: list[str]) -> None:
+        super().__init__(
+            f"migration {migration.version}_{migration.name}.sql left index "
+            f"{', '.join(names)} INVALID (a concurrent build failed, e.g. on a deadlock or a "
+            "cancel); run migrate again: it drops the invalid index and builds it anew"
+        )
+
+
+def _apply_online(conn: psycopg.Connection[Any], migration: Migration) -> None:
+    """One CONCURRENTLY build outside a transaction. An invalid index a failed build left is
+    dropped first (`if not exists` would skip it), and a build that leaves one is not recorded,
+    so running migrate again builds it."""
+    for name in invalid_indexes(conn):
+        if name in migration.text():
+            conn.execute(
+                sql.SQL("drop index concurrently if exists public.{}").format(sql.Identifier(name))
+            )
+    conn.execute(migration.text())
+    left = [name for name in invalid_indexes(conn) if name in migration.text()]
+    if left:
+        raise IndexBuildFailed(migration, left)
+    _record(conn, migration)
+
+
 def _apply_one(conn: psycopg.Connection[Any], migration: Migration) -> None:
     """Apply one migration, retrying while the app holds a lock it needs."""
     for wait in (*LOCK_RETRIES, None):
         try:
             if migration.online:
-                conn.execute(migration.text())
-                _record(conn, migration)
+                _apply_online(conn, migration)
             else:
                 with conn.transaction():
                     conn.execute(f"set local lock_timeout = '{LOCK_TIMEOUT}'")

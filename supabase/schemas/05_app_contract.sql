@@ -55,8 +55,56 @@ begin
                 v_need.privilege, v_need.table_name);
         end if;
     end loop;
+    -- The job's foreign keys reference the ids: each must be the primary key or unique.
+    for v_need in
+        select t.table_name from (values ('peer_mentors'), ('certifications')) t (table_name)
+        where to_regclass('public.' || t.table_name) is not null
+          and not exists (
+              select from pg_index i
+              join pg_attribute a on a.attrelid = i.indrelid and a.attnum = i.indkey[0]
+              where i.indrelid = ('public.' || t.table_name)::regclass
+                and i.indisunique and i.indnatts = 1 and a.attname = 'id')
+    loop
+        v_missing := v_missing || format('a primary key or unique index on public.%s (id)',
+            v_need.table_name);
+    end loop;
+    -- On a first install, no object of the app's may carry a name the job creates in public or
+    -- on certifications: `create or replace` would take it over, and uninstall would drop it.
+    if to_regclass('certexpiry.schema_migrations') is null then
+        for v_need in
+            select format('%s (already the app''s)', n.what) as what
+            from (
+                select 'function public.' || p.proname as what
+                from pg_proc p
+                where p.pronamespace = 'public'::regnamespace
+                  and p.proname in ('claim_nightly_run', 'claim_continuation', 'process_expiry_batch',
+                                    'handoff_run', 'complete_run', 'get_missed_auto_pauses',
+                                    'upsert_cron_audit', 'list_cron_audit', 'get_cron_audit',
+                                    'resolve_cron_audit', 'remediate_auto_pauses', 'plan_night',
+                                    'night_history', 'schema_version')
+                union all
+                select 'relation public.' || c.relname
+                from pg_class c
+                where c.relnamespace = 'public'::regnamespace
+                  and c.relname in ('cron_audit_log', 'certifications_on_schedule_idx',
+                                    'certifications_next_action_idx')
+                union all
+                select 'column public.certifications.next_action_on'
+                from pg_attribute a
+                where a.attrelid = to_regclass('public.certifications')
+                  and a.attname = 'next_action_on' and not a.attisdropped
+                union all
+                select 'trigger certifications_next_action'
+                from pg_trigger t
+                where t.tgrelid = to_regclass('public.certifications')
+                  and t.tgname = 'certifications_next_action'
+            ) n
+        loop
+            v_missing := v_missing || v_need.what;
+        end loop;
+    end if;
     if cardinality(v_missing) > 0 then
-        raise exception 'certexpiry: the app''s database lacks what the job needs: %',
+        raise exception 'certexpiry: the app''s database lacks what the job needs, or has it taken: %',
             array_to_string(v_missing, ', ')
             using errcode = 'CX001',
                   hint = 'The job is installed into the peer-mentor app''s database, after the '

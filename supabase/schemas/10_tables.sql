@@ -121,6 +121,9 @@ language plpgsql
 set search_path = ''
 as $$
 begin
+    if old.resolved and not new.resolved then
+        raise exception 'an audit row once resolved stays resolved' using errcode = '42501';
+    end if;
     if new.resolved and not old.resolved then
         new.resolved_at := coalesce(old.resolved_at, now());
     end if;
@@ -130,7 +133,7 @@ end
 $$;
 comment on function certexpiry.stamp_resolved() is
     'Trigger: an audit row resolved through the API gets its resolved_at and updated_at, which '
-    'an ops admin may not write.';
+    'an ops admin may not write; resolved never goes back to false.';
 create trigger cron_audit_log_stamp_resolved
     before update of resolved on public.cron_audit_log
     for each row execute function certexpiry.stamp_resolved();

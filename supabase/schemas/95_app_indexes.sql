@@ -1,9 +1,9 @@
 -- The job's indexes on the app's certifications, built without blocking the app's writes
 -- (CONCURRENTLY). PostgreSQL cannot build them inside a transaction, so each statement of this
--- file becomes a migration of its own (the Supabase CLI runs every migration file in one
--- transaction: a file holding a single CONCURRENTLY statement is the documented exception), and
+-- file becomes a migration of its own: the Supabase CLI runs every migration file in one
+-- transaction except a file holding a single such statement (from CLI v2.109.0 on), and
 -- `certexpiry migrate` runs them outside a transaction. A build that failed leaves an INVALID
--- index: `certexpiry migrate` says so; drop it (drop index concurrently NAME) and migrate again.
+-- index, which `if not exists` would keep: `certexpiry migrate` drops it and builds it again.
 
 -- The schedule in the night's keyset order (expiry date, id): a page is read from this index
 -- alone (peer_mentor_id included). Why: docs/decisions/0022-schedule-and-marks.md.

@@ -30,11 +30,14 @@ Conn = psycopg.Connection[Any]
 
 @pytest.fixture
 def empty_url(pg_admin_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A new database with nothing in it (not even the bootstrap), as DATABASE_URL."""
+    """The app's database before the job arrives (the Supabase roles and the app fixture's
+    tables, policies and history), as DATABASE_URL."""
     name = f"e_{uuid.uuid4().hex[:16]}"
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
     url = make_conninfo(pg_admin_url, dbname=name)
+    with psycopg.connect(url, autocommit=True) as conn:
+        schema.prepare_local(conn, bootstrap=True, app=True)
     for variable in ("SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY", "CONTINUATION_TOPIC"):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("DATABASE_URL", url)
@@ -45,14 +48,26 @@ def empty_url(pg_admin_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
         )
 
 
-def history(url: str) -> dict[str, tuple[str, list[str]]]:
+def history(url: str) -> dict[str, tuple[str, str | None]]:
+    """The job's ledger: version -> (name, checksum)."""
     with psycopg.connect(url) as conn:
         return {
-            version: (name, statements)
-            for version, name, statements in conn.execute(
-                "select version, name, statements from supabase_migrations.schema_migrations"
+            version: (name, digest)
+            for version, name, digest in conn.execute(
+                "select version, name, checksum from certexpiry.schema_migrations"
             )
         }
+
+
+def app_history(url: str) -> list[str]:
+    """The app's own migration history, which the job never writes."""
+    with psycopg.connect(url) as conn:
+        return [
+            row[0]
+            for row in conn.execute(
+                "select version from supabase_migrations.schema_migrations order by version"
+            )
+        ]
 
 
 def migrate_json(*args: str) -> tuple[Result, dict[str, Any]]:
@@ -63,21 +78,26 @@ def migrate_json(*args: str) -> tuple[Result, dict[str, Any]]:
 
 
 def test_migrate_brings_an_empty_postgres_to_where_run_works(empty_url: str) -> None:
-    """An unmigrated database gets an error that points to migrate; migrate bootstraps it and
-    applies every migration in order, as the Supabase CLI records them; run then completes; a
-    second migrate applies nothing."""
+    """An app database without the job gets an error that points to migrate; migrate applies
+    every migration in order, each recorded with its checksum
+    in the job's ledger and none in the app's history; run then completes; a second migrate
+    applies nothing."""
     before = invoke("check")
     assert before.code == 2
     assert "migrate" in before.err
+    apps = app_history(empty_url)
 
     _, first = migrate_json()
     files = schema.migrations()
-    assert first["bootstrapped"] is True
+    assert first["bootstrapped"] is False  # Supabase's roles and auth schema are there
+    assert first["app_fixture"] is False  # DATABASE_URL: the app's tables are the app's
     assert first["applied"] == [m.version for m in files]
-    assert first["latest"] == files[-1].version == contract.SCHEMA_VERSION
+    assert first["latest"] == files[-1].version
+    assert first["required_by_runtime"] == contract.SCHEMA_VERSION == schema.required_version()
     recorded = history(empty_url)
     assert {v: name for v, (name, _) in recorded.items()} == {m.version: m.name for m in files}
-    assert all(statements for _, statements in recorded.values())
+    assert all(recorded[m.version][1] == schema.checksum(m.text()) for m in files)
+    assert app_history(empty_url) == apps
 
     run = invoke("run", "--json")
     assert run.code == 0, run.err
@@ -86,7 +106,7 @@ def test_migrate_brings_an_empty_postgres_to_where_run_works(empty_url: str) -> 
     _, second = migrate_json()
     assert second["applied"] == []
     assert second["already_applied"] == len(files)
-    assert second["bootstrapped"] is False  # the roles and auth schema are there now
+    assert second["bootstrapped"] is False
     text = invoke("migrate", "--format", "text")
     assert "Nothing to apply" in text.out
 
@@ -116,18 +136,13 @@ def test_a_changed_applied_migration_is_refused_before_anything_is_written(
 def test_history_written_by_the_supabase_cli_is_accepted(
     empty_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The Supabase CLI records each statement apart (trailing semicolon trimmed); migrate reads
-    such a history as unchanged and applies only what is missing."""
+    """A migration applied by other means (`supabase db push` from the app's repository, the
+    SQL editor) records itself without a checksum; migrate takes it as applied and applies only
+    what is missing."""
     migrate_json()
     files = schema.migrations()
     with psycopg.connect(empty_url, autocommit=True) as conn:
-        for migration in files:
-            statements = [part.strip() for part in migration.text().split(";\n") if part.strip()]
-            conn.execute(
-                "update supabase_migrations.schema_migrations set statements = %s "
-                "where version = %s",
-                (statements, migration.version),
-            )
+        conn.execute("update certexpiry.schema_migrations set checksum = null")
     copy = tmp_path / "migrations"
     shutil.copytree(schema.MIGRATIONS_DIR, copy)
     (copy / "29991231000000_later.sql").write_text("create table public.later (id int);\n")
@@ -159,19 +174,26 @@ def test_schema_check_accepts_the_migrated_database(database_url: str) -> None:
 
 @pytest.mark.parametrize("how", ["older", "no_function", "no_history"])
 def test_schema_check_refuses_an_older_schema_with_one_error(database_url: str, how: str) -> None:
-    """A database whose newest migration is older than the release (or that predates the
-    schema_version function, or has no history) gets one SCHEMA_MISMATCH ERROR naming the
-    versions and the migrate command."""
+    """A database whose newest job migration is older than the release (or without the
+    schema_version function, or with an empty ledger) gets one SCHEMA_MISMATCH ERROR naming the
+    versions and the migrate command. A newer migration of the app's own never satisfies it."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         if how == "older":
             conn.execute(
-                "delete from supabase_migrations.schema_migrations where version >= %s",
+                "delete from certexpiry.schema_migrations where version >= %s",
                 (contract.SCHEMA_VERSION,),
+            )
+            conn.execute(
+                "insert into certexpiry.schema_migrations (version, name) values ('1', 'older')"
             )
         elif how == "no_function":
             conn.execute("drop function public.schema_version()")
         else:
-            conn.execute("drop schema supabase_migrations cascade")
+            conn.execute("delete from certexpiry.schema_migrations")
+        conn.execute(
+            "insert into supabase_migrations.schema_migrations (version, name)"
+            " values ('29991231000000', 'an_app_migration')"
+        )
     log, stream = _logger()
     transport = PgTransport(database_url)
     try:
@@ -233,4 +255,4 @@ def test_an_upgrade_starts_from_the_migrations_before_it(empty_url: str) -> None
         assert db.execute("select to_regproc('public.process_expiry_batch')").fetchone() == (None,)
     result = schema.migrate(empty_url)
     assert result.applied == [m.version for m in schema.migrations()]
-    assert result.latest == contract.SCHEMA_VERSION
+    assert result.latest == schema.migrations()[-1].version

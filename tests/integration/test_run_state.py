@@ -111,7 +111,8 @@ def test_batch_checkpoints_the_cursor_and_totals(db: Conn) -> None:
     mentor = uuid.UUID("00000000-0000-4000-8000-000000000001")
     db.execute("insert into public.peer_mentors (id, full_name) values (%s, 'x')", (mentor,))
     cert = db.execute(
-        "insert into public.certifications (peer_mentor_id, expiry_date) values (%s, date '2026-11-20') returning id",
+        "insert into public.certifications (peer_mentor_id, expiry_date, next_action_on)"
+        " values (%s, date '2026-11-20', null) returning id",
         (mentor,),
     ).fetchone()
     assert cert is not None
@@ -126,8 +127,8 @@ def test_batch_checkpoints_the_cursor_and_totals(db: Conn) -> None:
         "select cursor, totals from certexpiry.cron_runs where run_id = %s", (run["run_id"],)
     ).fetchone()
     assert row is not None
-    # The keyset token of the last certification of the page: inserted before the first night,
-    # it was read from the schedule, by its expiry date.
+    # The keyset token of the last certification of the page: a row the app had when the job
+    # was installed (next_action_on null), read from the schedule, by its expiry date.
     assert row[0] == f"on-schedule/2026-11-20/{cert[0]}"
     assert row[1]["certifications_paused"] == 1
     assert row[1]["batches"] == 1

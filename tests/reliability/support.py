@@ -141,8 +141,13 @@ def seed_night(conn: Conn, mentors: int, today: date, *, tag: str = "night") -> 
 def save_seed(conn: Conn) -> None:
     """Keep the seeded state so that `reset_to_seed` can restore it in place (milliseconds)."""
     conn.execute("drop schema if exists seedcopy cascade; create schema seedcopy")
-    for table in ("peer_mentors", "certifications", "certification_idempotency_log"):
-        conn.execute(f"create table seedcopy.{table} as table public.{table}")
+    for table in (
+        "public.peer_mentors",
+        "public.certifications",
+        "certexpiry.certification_idempotency_log",
+    ):
+        copy = table.split(".")[1]
+        conn.execute(f"create table seedcopy.{copy} as table {table}")
 
 
 def reset_to_seed(conn: Conn) -> None:
