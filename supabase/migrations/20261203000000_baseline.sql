@@ -24,6 +24,11 @@ set local lock_timeout = '1s';
 -- public holds what PostgREST must reach (the job's RPCs) and the tables; certexpiry holds the
 -- rules and internal functions, which no API role reaches except service_role through the RPCs.
 
+-- Functions are created before the column they read on the app's table (80_app_additions.sql
+-- adds it last, to hold the app's locks briefly), so their bodies are checked when first run, as
+-- pg_dump's own output does.
+set check_function_bodies = off;
+
 create schema if not exists certexpiry;
 comment on schema certexpiry is
     'Internal rules of the certification-expiry job; reached only through the RPCs in public.';
@@ -149,7 +154,9 @@ $$;
 
 -- ===== supabase/schemas/10_tables.sql =====
 
--- The job's own tables, and the one column it adds to the app's certifications.
+-- The job's own tables. What the job adds to the app's tables (a column, a trigger, the foreign
+-- keys to them) comes last, in 80_app_additions.sql, so that the install holds the app's table
+-- locks for the shortest time.
 --
 -- The job's state lives in its own schema (certexpiry), out of PostgREST's reach: its version
 -- ledger, the idempotency log, the outbox and the run state. The audit log stays in public,
@@ -171,21 +178,12 @@ comment on table certexpiry.schema_migrations is
     'The job''s migrations applied to this database (written by each migration itself); '
     'checksum is set by `certexpiry migrate`, which refuses a changed applied file.';
 
--- The job's mark on the app's certifications: metadata only (no table rewrite, no backfill):
--- existing rows read null (on the schedule), rows inserted later -infinity (looked at once).
-alter table public.certifications add column if not exists next_action_on date;
-alter table public.certifications alter column next_action_on set default '-infinity';
-comment on column public.certifications.next_action_on is
-    'certexpiry''s mark, never set by hand. null: on the schedule (or not active); -infinity: '
-    'not yet looked at; a date: look at it that night; infinity: nothing left for this expiry '
-    'date (supabase/schemas/30_night_work.sql).';
-
 -- One row per effect: keyed by expiry date, so a renewed certification (new date) starts a
 -- fresh cycle. The key is the primary key: no surrogate id, so each record costs one index
 -- insertion. No index on run_id: "what did run X do" is a rare ops question, and
 -- cron_runs.totals and the audit row answer the usual one.
 create table certexpiry.certification_idempotency_log (
-    certification_id uuid not null references public.certifications (id) on delete cascade,
+    certification_id uuid not null,
     action text not null check (action = 'auto_pause' or action ~ '^reminder_[0-9]+d$'),
     expiry_date date not null,
     run_id uuid,
@@ -198,8 +196,8 @@ comment on column certexpiry.certification_idempotency_log.outcome is
 
 create table certexpiry.notification_outbox (
     id bigint generated always as identity primary key,
-    peer_mentor_id uuid not null references public.peer_mentors (id) on delete cascade,
-    certification_id uuid not null references public.certifications (id) on delete cascade,
+    peer_mentor_id uuid not null,
+    certification_id uuid not null,
     kind text not null check (kind in ('reminder', 'pause_notice')),
     payload jsonb not null default '{}'::jsonb,
     created_at timestamptz not null default now(),
@@ -509,14 +507,6 @@ comment on function certexpiry.reset_next_action() is
     'Trigger: a certification renewed (new expiry date) or reactivated is marked -infinity (read '
     'once by the next night); one no longer active leaves the schedule. An inserted one gets '
     '-infinity from the column''s default, so inserts call no trigger.';
-
--- Fires only on a real change of the two columns (the WHEN clause is evaluated without calling
--- the function), so the app's other updates of a certification cost it nothing.
-create or replace trigger certifications_next_action
-    before update of expiry_date, status on public.certifications
-    for each row
-    when (old.expiry_date is distinct from new.expiry_date or old.status is distinct from new.status)
-    execute function certexpiry.reset_next_action();
 
 -- One certification of a page: as read (mark is next_action_on; null on the schedule) and as
 -- judged from its expiry date (certexpiry.judge).
@@ -1547,6 +1537,44 @@ comment on function public.schema_version() is
     'The job''s newest applied migration and how many are applied, from its own ledger (never '
     'the app''s migration history): the function''s cold-start check refuses a database older '
     'than its release.';
+
+-- ===== supabase/schemas/80_app_additions.sql =====
+
+-- What the job adds to the app's tables, last of all: each statement here takes a lock on an
+-- app table (adding the column an ACCESS EXCLUSIVE lock, the trigger and the foreign keys a
+-- SHARE ROW EXCLUSIVE one), held until the install commits, so they come after everything that
+-- takes time. The functions that read next_action_on were created before it exists
+-- (check_function_bodies is off, 00_schemas.sql). The job's indexes on certifications are built
+-- without blocking writes, in migrations of their own (95_app_indexes.sql).
+
+-- The job's mark on the app's certifications: metadata only (no table rewrite, no backfill):
+-- existing rows read null (on the schedule), rows inserted later -infinity (looked at once).
+alter table public.certifications add column if not exists next_action_on date;
+alter table public.certifications alter column next_action_on set default '-infinity';
+comment on column public.certifications.next_action_on is
+    'certexpiry''s mark, never set by hand. null: on the schedule (or not active); -infinity: '
+    'not yet looked at; a date: look at it that night; infinity: nothing left for this expiry '
+    'date (supabase/schemas/30_night_work.sql).';
+
+-- Fires only on a real change of the two columns (the WHEN clause is evaluated without calling
+-- the function), so the app's other updates of a certification cost it nothing.
+create or replace trigger certifications_next_action
+    before update of expiry_date, status on public.certifications
+    for each row
+    when (old.expiry_date is distinct from new.expiry_date or old.status is distinct from new.status)
+    execute function certexpiry.reset_next_action();
+
+-- The job's rows go with the app's: the app deleting a certification or a mentor deletes the
+-- job's records and notices of it (the job's tables are empty here, so each check is instant).
+alter table certexpiry.certification_idempotency_log
+    add constraint certification_idempotency_log_certification_id_fkey
+    foreign key (certification_id) references public.certifications (id) on delete cascade;
+alter table certexpiry.notification_outbox
+    add constraint notification_outbox_certification_id_fkey
+    foreign key (certification_id) references public.certifications (id) on delete cascade;
+alter table certexpiry.notification_outbox
+    add constraint notification_outbox_peer_mentor_id_fkey
+    foreign key (peer_mentor_id) references public.peer_mentors (id) on delete cascade;
 
 -- ===== supabase/schemas/90_privileges.sql =====
 

@@ -9,6 +9,11 @@
 -- public holds what PostgREST must reach (the job's RPCs) and the tables; certexpiry holds the
 -- rules and internal functions, which no API role reaches except service_role through the RPCs.
 
+-- Functions are created before the column they read on the app's table (80_app_additions.sql
+-- adds it last, to hold the app's locks briefly), so their bodies are checked when first run, as
+-- pg_dump's own output does.
+set check_function_bodies = off;
+
 create schema if not exists certexpiry;
 comment on schema certexpiry is
     'Internal rules of the certification-expiry job; reached only through the RPCs in public.';

@@ -1,4 +1,6 @@
--- The job's own tables, and the one column it adds to the app's certifications.
+-- The job's own tables. What the job adds to the app's tables (a column, a trigger, the foreign
+-- keys to them) comes last, in 80_app_additions.sql, so that the install holds the app's table
+-- locks for the shortest time.
 --
 -- The job's state lives in its own schema (certexpiry), out of PostgREST's reach: its version
 -- ledger, the idempotency log, the outbox and the run state. The audit log stays in public,
@@ -20,21 +22,12 @@ comment on table certexpiry.schema_migrations is
     'The job''s migrations applied to this database (written by each migration itself); '
     'checksum is set by `certexpiry migrate`, which refuses a changed applied file.';
 
--- The job's mark on the app's certifications: metadata only (no table rewrite, no backfill):
--- existing rows read null (on the schedule), rows inserted later -infinity (looked at once).
-alter table public.certifications add column if not exists next_action_on date;
-alter table public.certifications alter column next_action_on set default '-infinity';
-comment on column public.certifications.next_action_on is
-    'certexpiry''s mark, never set by hand. null: on the schedule (or not active); -infinity: '
-    'not yet looked at; a date: look at it that night; infinity: nothing left for this expiry '
-    'date (supabase/schemas/30_night_work.sql).';
-
 -- One row per effect: keyed by expiry date, so a renewed certification (new date) starts a
 -- fresh cycle. The key is the primary key: no surrogate id, so each record costs one index
 -- insertion. No index on run_id: "what did run X do" is a rare ops question, and
 -- cron_runs.totals and the audit row answer the usual one.
 create table certexpiry.certification_idempotency_log (
-    certification_id uuid not null references public.certifications (id) on delete cascade,
+    certification_id uuid not null,
     action text not null check (action = 'auto_pause' or action ~ '^reminder_[0-9]+d$'),
     expiry_date date not null,
     run_id uuid,
@@ -47,8 +40,8 @@ comment on column certexpiry.certification_idempotency_log.outcome is
 
 create table certexpiry.notification_outbox (
     id bigint generated always as identity primary key,
-    peer_mentor_id uuid not null references public.peer_mentors (id) on delete cascade,
-    certification_id uuid not null references public.certifications (id) on delete cascade,
+    peer_mentor_id uuid not null,
+    certification_id uuid not null,
     kind text not null check (kind in ('reminder', 'pause_notice')),
     payload jsonb not null default '{}'::jsonb,
     created_at timestamptz not null default now(),

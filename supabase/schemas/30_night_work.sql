@@ -88,14 +88,6 @@ comment on function certexpiry.reset_next_action() is
     'once by the next night); one no longer active leaves the schedule. An inserted one gets '
     '-infinity from the column''s default, so inserts call no trigger.';
 
--- Fires only on a real change of the two columns (the WHEN clause is evaluated without calling
--- the function), so the app's other updates of a certification cost it nothing.
-create or replace trigger certifications_next_action
-    before update of expiry_date, status on public.certifications
-    for each row
-    when (old.expiry_date is distinct from new.expiry_date or old.status is distinct from new.status)
-    execute function certexpiry.reset_next_action();
-
 -- One certification of a page: as read (mark is next_action_on; null on the schedule) and as
 -- judged from its expiry date (certexpiry.judge).
 create type certexpiry.page_row as (
