@@ -7,14 +7,16 @@ import), then each event is handed to `certexpiry.sweep.handle_event`.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import cloudevents.exceptions as cloud_exceptions
 import flask
 import functions_framework
 from werkzeug.exceptions import ServiceUnavailable
 
 from certexpiry.codes import Code
-from certexpiry.errors import SettingsError
+from certexpiry.errors import SettingsError, loggable_message_id
 from certexpiry.log import (
     JsonLogger,
     install_process_logging,
@@ -51,6 +53,46 @@ def _get_job(log: JsonLogger) -> Job | None:
         install_process_logging(process_log)
         _job = job
     return _job
+
+
+def _unreadable_body(exc: Exception) -> tuple[str, int]:
+    """A request functions-framework's CloudEvent parser raised on (a body nested deeper than
+    Python recurses, an integer of thousands of digits, bytes that are not UTF-8, headers it
+    cannot read): one INVALID_MESSAGE line and 200, so Pub/Sub drops it instead of retrying it
+    to the dead letter. Any other exception escaping the function is re-raised: the framework's
+    crash handling stands."""
+    request = flask.request
+    try:
+        json.loads(request.get_data())
+    except RecursionError:
+        reason = "event body nested too deeply"
+    except json.JSONDecodeError:  # not JSON: the parser reads that as text, and never raises
+        reason = None
+    except ValueError:
+        reason = "event body is JSON that cannot be read (a number too long, or not UTF-8)"
+    else:
+        reason = None
+    if reason is None:
+        if not isinstance(exc, cloud_exceptions.GenericException):
+            raise exc
+        reason = "request is not a CloudEvent this function can read"
+    headers = dict(request.headers)
+    _log.bind(run_id=new_invocation_id(), trace=trace_from_headers(headers)).error(
+        Code.INVALID_MESSAGE,
+        "Ignored a request whose body could not be read as an event.",
+        reason=reason,
+        error_type=type(exc).__name__,
+        message_id=loggable_message_id(request.headers.get("ce-id")),
+    )
+    return "OK", 200
+
+
+# functions-framework's documented hook (a no-op outside its app). The parser raises these
+# before the function runs (the binary mode wraps its errors in DataUnmarshallerError, the
+# structured mode lets json.loads' own through); the function itself never does: handle_event
+# never raises, and a settings error is caught in _get_job.
+for _parse_error in (cloud_exceptions.GenericException, RecursionError, ValueError):
+    functions_framework.errorhandler(_parse_error)(_unreadable_body)
 
 
 @functions_framework.cloud_event

@@ -57,7 +57,8 @@ class Resume(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["resume"]
     run_id: UUID
-    segment: int = Field(ge=1, le=100_000)
+    # Strictly a whole number: "1", 1.0 or true is a message this function did not publish.
+    segment: int = Field(ge=1, le=100_000, strict=True)
     cursor: Cursor | None
 
     def to_bytes(self) -> bytes:
@@ -78,10 +79,19 @@ class Envelope(BaseModel):
     attributes: Mapping[str, str]
 
 
-def decode(  # noqa: C901  # one check per field of the envelope, each its own reason
+def decode(
     event_type: str | None, data: Any, *, now: datetime | None = None
 ) -> tuple[Envelope, NightlyTrigger | Resume]:
     """Validate a CloudEvent's type and data; raise InvalidMessage with a reason otherwise."""
+    try:
+        return _decode(event_type, data, now)
+    except RecursionError:  # a value nested deeper than Python recurses: not ours, whatever it is
+        raise InvalidMessage("event data nested too deeply") from None
+
+
+def _decode(  # noqa: C901  # one check per field of the envelope, each its own reason
+    event_type: str | None, data: Any, now: datetime | None
+) -> tuple[Envelope, NightlyTrigger | Resume]:
     envelope = _envelope(data)
     if event_type is not None and event_type != PUBSUB_EVENT_TYPE:
         raise _invalid("unexpected event type", envelope)
@@ -133,13 +143,19 @@ def _envelope(data: Any) -> Envelope:
     message = data["message"]
     message_id = message.get("messageId") or message.get("message_id")
     attributes = message.get("attributes") or {}
-    if not isinstance(attributes, Mapping):
-        attributes = {}
+    # Pub/Sub's ids and attributes are strings: anything else is not its envelope, and is never
+    # str()-ed (a nested value's text is as deep as the sender liked, and could be anything).
+    if message_id is not None and not isinstance(message_id, str):
+        raise InvalidMessage("message id is not a string")
+    if not isinstance(attributes, Mapping) or not all(
+        isinstance(key, str) and isinstance(value, str) for key, value in attributes.items()
+    ):
+        raise InvalidMessage("message attributes are not strings", message_id and message_id[:100])
     publish_time = _publish_time(message.get("publishTime") or message.get("publish_time"))
     return Envelope(
-        message_id=str(message_id)[:100] if message_id is not None else None,
+        message_id=message_id[:100] if message_id is not None else None,
         publish_time=publish_time,
-        attributes={str(k)[:100]: str(v)[:200] for k, v in list(attributes.items())[:20]},
+        attributes={key[:100]: value[:200] for key, value in list(attributes.items())[:20]},
     )
 
 

@@ -26,7 +26,9 @@ FUNCTION_TIMEOUT_S = 540
 class Settings(BaseSettings):
     """Environment variables of the function (names are the field names, upper-cased)."""
 
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+    # Surrounding whitespace is never part of a value: a secret saved with a trailing newline
+    # (`echo "$URL" | gcloud secrets create`) is the URL, not a DSN libpq refuses forever.
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
 
     database_url: SecretStr | None = None
     supabase_url: str | None = None

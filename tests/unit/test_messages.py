@@ -131,3 +131,60 @@ def test_segment_bounds() -> None:
     with pytest.raises(InvalidMessage):
         decode(PUBSUB_EVENT_TYPE, _data(body), now=NOW)
     assert base64  # the module's encoding is what pubsub_event_data uses
+
+
+@pytest.mark.parametrize("segment", ["1", 1.0, True, "01", " 1"])
+def test_segment_is_strictly_an_integer(segment: object) -> None:
+    """A continuation's segment is a JSON integer: "1", 1.0 or true is not one of ours (issue
+    28), while the function's own 1 still decodes."""
+    run_id = str(uuid.uuid4())
+    body = json.dumps({"kind": "resume", "run_id": run_id, "segment": segment, "cursor": None})
+    with pytest.raises(InvalidMessage) as caught:
+        decode(PUBSUB_EVENT_TYPE, _data(body.encode()), now=NOW)
+    assert caught.value.reason == "message body has the wrong shape at resume.segment"
+    own = json.dumps({"kind": "resume", "run_id": run_id, "segment": 1, "cursor": None})
+    _, message = decode(PUBSUB_EVENT_TYPE, _data(own.encode()), now=NOW)
+    assert isinstance(message, Resume)
+    assert message.segment == 1
+
+
+def _nested(depth: int) -> list[object]:
+    """A list `depth` levels deep, built without recursion."""
+    value: list[object] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("field", "reason"),
+    [
+        ("attributes", "message attributes are not strings"),
+        ("messageId", "message id is not a string"),
+    ],
+)
+def test_a_nested_envelope_is_one_invalid_message(field: str, reason: str) -> None:
+    """A 10,000-level nested value where Pub/Sub puts strings is an InvalidMessage, never a
+    RecursionError (the str() of it used to raise one; issue 28)."""
+    data = _data(b'{"kind": "nightly"}')
+    message = data["message"]
+    assert isinstance(message, dict)
+    message[field] = {"key": _nested(10_000)} if field == "attributes" else _nested(10_000)
+    with pytest.raises(InvalidMessage) as caught:
+        decode(PUBSUB_EVENT_TYPE, data, now=NOW)
+    assert caught.value.reason == reason
+
+
+def test_any_recursion_while_decoding_is_an_invalid_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whatever part of the envelope recurses too deep, decode answers InvalidMessage."""
+    import certexpiry.messages as messages
+
+    def deep(_value: object) -> None:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(messages, "_publish_time", deep)
+    with pytest.raises(InvalidMessage) as caught:
+        decode(PUBSUB_EVENT_TYPE, _data(b""), now=NOW)
+    assert caught.value.reason == "event data nested too deeply"

@@ -66,3 +66,34 @@ def test_key_without_url(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(SettingsError) as caught:
         load_settings()
     assert caught.value.setting == "SUPABASE_URL"
+
+
+def test_settings_are_stripped_of_surrounding_whitespace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A secret saved with a trailing newline (`echo "$URL" | gcloud secrets create`) is the
+    URL, not a DSN libpq refuses on every invocation (issue 28); every other text setting is
+    stripped too, and the secret is registered for redaction as stripped."""
+    from certexpiry.sanitize import shared_sanitizer
+
+    url = "postgresql://u:pw-strip-secret-42@db/x"
+    monkeypatch.setenv("DATABASE_URL", f"  {url}\n")
+    monkeypatch.setenv("ORG_TIMEZONE", "Europe/Oslo\n")
+    monkeypatch.setenv("CONTINUATION_TOPIC", " projects/p/topics/t\r\n")
+    monkeypatch.setenv("BATCH_SIZE", "25\n")
+    settings = load_settings()
+    assert settings.database_url is not None
+    assert settings.database_url.get_secret_value() == url
+    assert settings.org_timezone == "Europe/Oslo"
+    assert settings.continuation_topic == "projects/p/topics/t"
+    assert settings.batch_size == 25
+    assert settings.secret_values()[0] == url
+    cleaned = shared_sanitizer().clean(f"connect to {url} failed, password pw-strip-secret-42")
+    assert "pw-strip-secret-42" not in cleaned
+    assert url not in cleaned
+
+
+def test_a_blank_secret_is_still_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection setting of only whitespace means "not configured", as an empty one does."""
+    monkeypatch.setenv("DATABASE_URL", " \n")
+    monkeypatch.delenv("SUPABASE_URL", raising=False)
+    monkeypatch.delenv("SUPABASE_SERVICE_ROLE_KEY", raising=False)
+    assert load_settings().database_url is None

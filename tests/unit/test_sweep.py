@@ -330,3 +330,22 @@ def test_statement_timeout_of_a_single_row_batch_is_redelivered() -> None:
     limits = [args[3] for name, args in store.calls if name == "process_batch"]
     assert limits == [2, 1]
     assert log.with_code("DB_OPERATION_FAILED")[0]["context"]["sqlstate"] == "57014"
+
+
+def test_a_nested_envelope_is_one_invalid_message_acknowledged() -> None:
+    """A 10,000-level nested attribute is one INVALID_MESSAGE line and an ACK (issue 28), not
+    an UNEXPECTED_EXCEPTION; the store is never called."""
+    nested: list[object] = []
+    for _ in range(10_000):
+        nested = [nested]
+    data = pubsub_event_data(b'{"kind": "nightly"}', message_id="12345")
+    data["message"]["attributes"] = {"a": nested}
+    store, log = FakeStore(), CapturedLog()
+    assert handle_event(_job(store, log), PUBSUB_EVENT_TYPE, data) is Outcome.ACK
+    assert log.codes() == ["INVALID_MESSAGE"]
+    context = log.entries[0]["context"]
+    assert (context["reason"], context["message_id"]) == (
+        "message attributes are not strings",
+        "12345",
+    )
+    assert store.calls == []
