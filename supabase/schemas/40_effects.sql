@@ -209,11 +209,20 @@ declare
     v_datatype text;
     v_context text;
 begin
+    -- Every error a row's effects can raise is that row's failure, whatever its class: the
+    -- app's triggers and constraints (RAISE, a check or foreign key, a division by zero, a
+    -- lock_timeout on a row locked elsewhere) and an ASSERT in one of them too, which WHEN
+    -- OTHERS alone lets through (it matches neither ASSERT_FAILURE nor QUERY_CANCELED), so the
+    -- whole batch failed and the next night stopped at the same row. QUERY_CANCELED is left
+    -- to propagate on purpose: a statement_timeout or a cancel request is about the whole
+    -- call, not one row. Caught here, the timeout would fire once and never again (it is armed
+    -- per statement), so the halves would run on unbounded, and a cancel (pg_cancel_backend,
+    -- a client giving up) would be swallowed; the sweep retries a timed-out batch halved.
     begin
         return certexpiry.apply_effects(
                 p_run_id, p_today, p_reminder_days, p_certification_ids, p_expiry_dates)
             || jsonb_build_object('failures', 0, 'failures_detail', '[]'::jsonb);
-    exception when others then
+    exception when others or assert_failure then
         get stacked diagnostics v_sqlstate = returned_sqlstate, v_message = message_text,
             v_constraint = constraint_name, v_schema = schema_name, v_table = table_name,
             v_column = column_name, v_datatype = pg_datatype_name, v_context = pg_exception_context;
@@ -247,5 +256,7 @@ $$;
 comment on function certexpiry.apply_effects_isolated(uuid, date, integer[], uuid[], date[]) is
     'apply_effects without letting one bad row hold back the others: set-based in a '
     'subtransaction; if that fails, each half alone, down to the certification that fails, '
-    'reported with its SQLSTATE, the diagnostics'' names and operation. One bad row in n costs '
-    'about 2n row-effects. The sweep, the plan and remediation all use it.';
+    'reported with its SQLSTATE, the diagnostics'' names and operation. Every error class is '
+    'a row''s failure (ASSERT_FAILURE included) but QUERY_CANCELED: a statement timeout or a '
+    'cancel stops the whole call, and the sweep retries a timed-out batch halved. One bad row '
+    'in n costs about 2n row-effects. The sweep, the plan and remediation all use it.';
