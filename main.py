@@ -7,6 +7,7 @@ import), then each event is handed to `certexpiry.sweep.handle_event`.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -23,9 +24,10 @@ from certexpiry.log import (
     new_invocation_id,
     trace_from_headers,
 )
+from certexpiry.retry import retries_reported_to
 from certexpiry.sanitize import shared_sanitizer
 from certexpiry.settings import load_settings
-from certexpiry.sweep import Job, Outcome, handle_event
+from certexpiry.sweep import Job, Outcome, handle_event, log_retry
 from certexpiry.wiring import SchemaNotReady, make_job, make_logger
 
 _sanitizer = shared_sanitizer()
@@ -42,7 +44,8 @@ def _get_job(log: JsonLogger) -> Job | None:
         try:
             settings = load_settings()
             process_log = make_logger(_sanitizer, settings)
-            job = make_job(settings, process_log, schema_log=log)
+            with retries_reported_to(functools.partial(log_retry, log)):
+                job = make_job(settings, process_log, schema_log=log)
         except SettingsError as exc:
             log.error(
                 Code.INVALID_SETTINGS, "The function's settings are invalid.", **exc.log_context()

@@ -31,6 +31,7 @@ class Code(StrEnum):
     SEGMENT_STARTED = "SEGMENT_STARTED"
     BATCH_DONE = "BATCH_DONE"
     BATCH_SHRUNK = "BATCH_SHRUNK"
+    TRANSIENT_RETRY = "TRANSIENT_RETRY"
     CONTINUATION_PUBLISHED = "CONTINUATION_PUBLISHED"
     CONTINUATION_PUBLISH_FAILED = "CONTINUATION_PUBLISH_FAILED"
     DUPLICATE_DELIVERY = "DUPLICATE_DELIVERY"
@@ -99,6 +100,17 @@ CATALOGUE: Mapping[Code, CodeInfo] = MappingProxyType(
             "the segment goes on with half as many certifications per batch (batch_size).",
             "None if rare. If it repeats, read the batch's query plan and lower BATCH_SIZE; a "
             "batch of one that still times out is retried by Pub/Sub like any transient error.",
+        ),
+        Code.TRANSIENT_RETRY: CodeInfo(
+            _W,
+            "A call to the database failed transiently and is tried again in-process, after a "
+            "short backoff (operation, attempt: the one that failed; sqlstate, or http_status "
+            "and postgrest_code, or reason connection lost; error_type, the driver's class). "
+            "Every RPC is idempotent, so the retry changes nothing else: a database restart or "
+            "failover mid-night shows as these lines and a night that completes as usual.",
+            "None if the night completes. If the retries run out, the call's ERROR line follows "
+            "and Pub/Sub redelivers; frequent ones point at the database's health (restarts, "
+            "53300 too many connections, 40P01 deadlocks, PostgREST's 502/503/504).",
         ),
         Code.CONTINUATION_PUBLISHED: CodeInfo(
             _I,

@@ -128,6 +128,16 @@ class StoreError(CertexpiryError):
     def log_context(self) -> dict[str, Any]:
         return {"operation": self.operation}
 
+    def retry_context(self) -> dict[str, Any]:
+        """The fields a TRANSIENT_RETRY line carries: the operation, the error's class (the
+        driver's or the HTTP client's when it caused this one: ConnectError, AdminShutdown)
+        and its code; never its message, whatever template it was reduced to."""
+        cause = self.__cause__
+        return {
+            "operation": self.operation,
+            "error_type": type(cause if cause is not None else self).__name__,
+        }
+
 
 class RpcError(StoreError):
     """Supabase's HTTP API answered with an error, or the connection failed."""
@@ -159,6 +169,10 @@ class RpcError(StoreError):
     def statement_timeout(self) -> bool:
         return self.postgrest_code == STATEMENT_TIMEOUT
 
+    def retry_context(self) -> dict[str, Any]:
+        fields = {"http_status": self.http_status, "postgrest_code": self.postgrest_code}
+        return {**super().retry_context(), **{k: v for k, v in fields.items() if v is not None}}
+
     def log_context(self) -> dict[str, Any]:
         fields = {
             "operation": self.operation,
@@ -182,6 +196,9 @@ class RpcTimeout(RpcError):
 
     def log_context(self) -> dict[str, Any]:
         return {**super().log_context(), "elapsed_ms": self.elapsed_ms}
+
+    def retry_context(self) -> dict[str, Any]:
+        return {**super().retry_context(), "elapsed_ms": self.elapsed_ms}
 
 
 DIAGNOSTIC_NAMES = ("constraint_name", "schema_name", "table_name", "column_name", "datatype_name")
@@ -207,6 +224,7 @@ class DatabaseError(StoreError):
         transient = connection_lost or is_transient_sqlstate(sqlstate)
         super().__init__(operation, db_message(message, sqlstate, _REDACT), transient=transient)
         self.sqlstate = sqlstate
+        self.connection_lost = connection_lost
         self.names = {
             key: value for key, value in (names or {}).items() if key in DIAGNOSTIC_NAMES and value
         }
@@ -215,6 +233,14 @@ class DatabaseError(StoreError):
     @property
     def statement_timeout(self) -> bool:
         return self.sqlstate == STATEMENT_TIMEOUT
+
+    def retry_context(self) -> dict[str, Any]:
+        context = super().retry_context()
+        if self.sqlstate:
+            context["sqlstate"] = self.sqlstate
+        elif self.connection_lost:
+            context["reason"] = "connection lost"
+        return context
 
     def log_context(self) -> dict[str, Any]:
         context: dict[str, Any] = {"operation": self.operation}

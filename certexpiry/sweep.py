@@ -34,6 +34,7 @@ from certexpiry.messages import NightlyTrigger, Resume, decode
 from certexpiry.monitoring import monitor_and_audit
 from certexpiry.publisher import Publisher
 from certexpiry.reports import log_record_failures
+from certexpiry.retry import retries_reported_to
 from certexpiry.settings import Settings
 from certexpiry.store import COUNT_KEYS, Claim, Store
 
@@ -87,6 +88,21 @@ class _Invocation:
         if self._previous is not None:
             route_process_logging(self._previous)
 
+    def retried(self, error: StoreError, attempt: int) -> None:
+        """A transient failure the transport retries: one line, on the run's logger by then."""
+        log_retry(self.log, error, attempt)
+
+
+def log_retry(log: JsonLogger, error: StoreError, attempt: int) -> None:
+    """TRANSIENT_RETRY for one retry: the operation, the attempt that failed and the error's
+    code (SQLSTATE, or HTTP status and PostgREST code), never its text."""
+    log.warning(
+        Code.TRANSIENT_RETRY,
+        "A call to the database failed transiently; trying it again.",
+        attempt=attempt,
+        **error.retry_context(),
+    )
+
 
 def handle_event(
     job: Job, event_type: str | None, data: Any, *, trace: TraceContext | None = None
@@ -94,7 +110,8 @@ def handle_event(
     """Run one invocation for one Pub/Sub CloudEvent; log everything, never raise."""
     invocation = _Invocation(job.log.bind(trace=trace))
     try:
-        return _dispatch(job, invocation, event_type, data)
+        with retries_reported_to(invocation.retried):
+            return _dispatch(job, invocation, event_type, data)
     except RunBusy as exc:
         invocation.bind(exc.run_id).info(
             Code.RUN_BUSY,
