@@ -45,6 +45,7 @@ class Code(StrEnum):
     AUDIT_WRITTEN = "AUDIT_WRITTEN"
     AUDIT_FAILED = "AUDIT_FAILED"
     RUN_COMPLETED = "RUN_COMPLETED"
+    RUN_STOPPED = "RUN_STOPPED"
     SUPABASE_RPC_FAILED = "SUPABASE_RPC_FAILED"
     SUPABASE_TIMEOUT = "SUPABASE_TIMEOUT"
     DB_OPERATION_FAILED = "DB_OPERATION_FAILED"
@@ -96,10 +97,14 @@ CATALOGUE: Mapping[Code, CodeInfo] = MappingProxyType(
         ),
         Code.BATCH_SHRUNK: CodeInfo(
             _W,
-            "A batch hit the database's statement timeout (57014); nothing of it was kept, and "
-            "the segment goes on with half as many certifications per batch (batch_size).",
-            "None if rare. If it repeats, read the batch's query plan and lower BATCH_SIZE; a "
-            "batch of one that still times out is retried by Pub/Sub like any transient error.",
+            "A batch failed as a whole: the database's statement timeout (57014), or an error "
+            "no row's isolation caught (sqlstate, operation; routine and the diagnostics' names "
+            "when known). Nothing of it was kept, and the segment tries the same page again with "
+            "half as many certifications per batch (batch_size), down to one.",
+            "None if rare and the run completes. If it repeats, read the sqlstate: 57014 is the "
+            "batch's query plan (lower BATCH_SIZE); any other is a row the database refuses "
+            "(see RUN_STOPPED). A batch of one that still times out is retried by Pub/Sub like "
+            "any transient error.",
         ),
         Code.TRANSIENT_RETRY: CodeInfo(
             _W,
@@ -193,6 +198,21 @@ CATALOGUE: Mapping[Code, CodeInfo] = MappingProxyType(
             _I,
             "The run finished; the context holds its summary counts.",
             "None. Compare counts with previous nights for anomalies.",
+        ),
+        Code.RUN_STOPPED: CodeInfo(
+            _W,
+            "The night stopped half-way, in place of RUN_COMPLETED: a batch failed with an "
+            "error that is not transient and no smaller batch got past it (down to one "
+            "certification, the first after cursor), or the call itself was refused. The "
+            "error's own ERROR line comes first (operation, sqlstate or http_status, routine, "
+            "the diagnostics' names, cursor); what came before it is done and checkpointed; "
+            "monitoring ran and the audit row says failed, its missed_ids the expired "
+            "certifications left unpaused. The message is acknowledged, the run left "
+            "unfinished: the next night supersedes it (RUN_ABANDONED) and sweeps again.",
+            "Read the ERROR line before it: a trigger or constraint on the app's tables refusing "
+            "the certification after cursor (sqlstate, routine, table_name, constraint_name), or "
+            "a grant or a missing function (42501, PGRST202). Fix it, then python -m certexpiry "
+            "run finishes tonight's run; or remediate RUN_ID the missed auto-pauses.",
         ),
         Code.SUPABASE_RPC_FAILED: CodeInfo(
             _E,

@@ -98,7 +98,8 @@ NightlyOutcome = Literal["started", "resumed", "busy", "completed"]
 ContinuationOutcome = Literal["claimed", "busy", "duplicate", "unknown"]
 ClaimOutcome = Literal[NightlyOutcome, ContinuationOutcome]
 RunStatus = Literal["running", "handoff", "completed", "abandoned"]  # cron_runs.status
-AuditStatus = Literal["completed", "monitoring_failed"]  # cron_audit_log.status
+# cron_audit_log.status; failed: the night stopped at a batch it could not get past (issue 28)
+AuditStatus = Literal["completed", "monitoring_failed", "failed"]
 
 Count = Annotated[int, Field(strict=True, ge=0)]
 Segment = Annotated[int, Field(strict=True, ge=0)]

@@ -47,6 +47,14 @@ _TRANSIENT_SQLSTATE_CLASSES = ("08", "53")
 STATEMENT_TIMEOUT = "57014"
 
 
+_SQLSTATE = re.compile(r"[0-9A-Z]{5}")
+
+
+def is_sqlstate(code: str) -> bool:
+    """True for a Postgres SQLSTATE (five digits or capitals), not a PostgREST PGRSTnnn code."""
+    return _SQLSTATE.fullmatch(code) is not None
+
+
 def is_transient_sqlstate(sqlstate: str | None) -> bool:
     """True for the SQLSTATEs that a retry can cure."""
     if not sqlstate:

@@ -36,8 +36,13 @@ def monitor_and_audit(
     totals: Mapping[str, int],
     duration_ms: int,
     missed_ids_limit: int,
+    stopped: bool = False,
 ) -> MonitoringOutcome:
-    """Run the monitoring query, warn about missed auto-pauses, upsert the audit row."""
+    """Run the monitoring query, warn about missed auto-pauses, upsert the audit row.
+
+    `stopped`: the night stopped half-way (the sweep could not get past a batch); the row's
+    status is then `failed` whatever monitoring found, and its missed ids are what is missing.
+    """
     report: MissedReport | None
     try:
         report = store.missed_auto_pauses(timezone, today, limit=missed_ids_limit)
@@ -56,7 +61,7 @@ def monitor_and_audit(
         run_id=run_id,
         missed_pause_count=report.missed_pause_count if report else 0,
         missed_ids=list(report.missed_ids) if report else [],
-        status="completed" if report else "monitoring_failed",
+        status="failed" if stopped else "completed" if report else "monitoring_failed",
         nightly_key=today,
         segments=segments,
         totals=dict(totals),

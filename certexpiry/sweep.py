@@ -22,10 +22,13 @@ from certexpiry.codes import Code
 from certexpiry.errors import (
     CertexpiryError,
     ContractError,
+    DatabaseError,
     InvalidMessage,
     PublishError,
+    RpcError,
     RunBusy,
     StoreError,
+    is_sqlstate,
     loggable_message_id,
 )
 from certexpiry.log import JsonLogger, TraceContext, new_invocation_id, route_process_logging
@@ -263,14 +266,17 @@ def _run_segment(job: Job, segment: _Segment) -> Outcome:
                 settings.lease_s,
             )
         except StoreError as exc:
-            if not exc.statement_timeout or batch_size == 1:
-                raise
-            # Nothing of the batch was kept: the same page again, half as large.
+            if batch_size == 1 or not _narrowable(exc):
+                if exc.transient:  # retried in-process already, or a timeout even alone
+                    raise
+                return _stopped(job, segment, cursor, batch_size, exc)
+            # Nothing of the batch was kept: the same page again, half as large, down to the
+            # certification that fails alone; what comes before it gets done meanwhile.
             budget.record_batch(job.clock() - started)
             batch_size = max(1, batch_size // 2)
             log.warning(
                 Code.BATCH_SHRUNK,
-                "A batch hit the statement timeout; going on with smaller batches.",
+                "A batch failed as a whole; going on with smaller batches.",
                 segment=claim.segment,
                 batch_size=batch_size,
                 **exc.log_context(),
@@ -292,6 +298,73 @@ def _run_segment(job: Job, segment: _Segment) -> Outcome:
         cursor = result.next_cursor
         if result.done:
             return _finish(job, segment, budget)
+
+
+# SQLSTATE classes about the call, not a row: a smaller batch fails the same way. Feature not
+# supported, invalid authorization, syntax or access rule (42501, 42883), invalid catalog or
+# schema name.
+_CALL_SQLSTATE_CLASSES = ("0A", "28", "3D", "3F", "42")
+
+
+def _narrowable(error: StoreError) -> bool:
+    """A batch failure a smaller batch may not have: a statement timeout, or an error that is
+    neither transient nor about the call itself, so possibly one row's (a trigger raising, an
+    ASSERT, a constraint no row's isolation caught). Not an answer outside the contract (the
+    batch committed), a refusal of the call (permission, a missing function: PostgREST's
+    PGRST codes, HTTP 401/403/404 without a SQLSTATE) or a driver error without one."""
+    if error.statement_timeout:
+        return True
+    if error.transient or isinstance(error, ContractError):
+        return False
+    if isinstance(error, DatabaseError):
+        code = error.sqlstate
+    elif isinstance(error, RpcError):
+        code = error.postgrest_code
+    else:
+        return False
+    return code is not None and is_sqlstate(code) and not code.startswith(_CALL_SQLSTATE_CLASSES)
+
+
+def _stopped(
+    job: Job, segment: _Segment, cursor: str | None, batch_size: int, error: StoreError
+) -> Outcome:
+    """The night cannot get past `cursor`: the error's line, then monitoring and the audit row
+    (status failed: what is done, and the expired certifications still unpaused), then
+    RUN_STOPPED. The run is left unfinished, for the next night to supersede; the message is
+    acknowledged, since a redelivery would stop at the same place."""
+    settings, log, claim = job.settings, segment.log, segment.claim
+    log.error(
+        error.code,
+        "A batch failed and no smaller batch gets past it; the night stops here.",
+        exc=error,
+        segment=claim.segment,
+        cursor=cursor,
+        batch_size=batch_size,
+        **error.log_context(),
+    )
+    duration_ms = _run_duration_ms(claim)
+    monitor_and_audit(
+        job.store,
+        log,
+        run_id=claim.run_id,
+        timezone=settings.org_timezone,
+        today=claim.today,
+        segments=claim.segment + 1,
+        totals=segment.totals,
+        duration_ms=duration_ms,
+        missed_ids_limit=settings.missed_ids_limit,
+        stopped=True,
+    )
+    log.warning(
+        Code.RUN_STOPPED,
+        "Nightly run stopped half-way; its audit row says failed.",
+        segment=claim.segment,
+        cursor=cursor,
+        operation=error.operation,
+        duration_ms=duration_ms,
+        **_counts(segment.totals),
+    )
+    return Outcome.ACK
 
 
 def _hand_off(job: Job, segment: _Segment, cursor: str | None, budget: TimeBudget) -> Outcome:

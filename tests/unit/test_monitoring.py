@@ -92,3 +92,30 @@ def test_audit_failure_is_a_warning() -> None:
     assert log.codes() == ["MONITORING_CLEAN", "AUDIT_FAILED"]
     assert log.with_code("AUDIT_FAILED")[0]["context"]["error_type"] == "RuntimeError"
     assert outcome.audit_written is False  # type: ignore[attr-defined]
+
+
+def test_a_stopped_night_is_audited_failed_whatever_monitoring_found() -> None:
+    """A night that stopped half-way writes its row with status failed: with the missed ids
+    monitoring found, or none when monitoring failed too."""
+    ids = [str(uuid.uuid4())]
+    for store in (
+        FakeStore(missed=MissedReport(1, ids)),
+        FakeStore(raises={"missed_auto_pauses": RpcError("get_missed_auto_pauses", "x")}),
+    ):
+        log = CapturedLog()
+        outcome = monitor_and_audit(
+            store,
+            log.logger,
+            run_id=RUN,
+            timezone="Europe/Oslo",
+            today=date(2026, 11, 28),
+            segments=1,
+            totals={"certifications_paused": 4},
+            duration_ms=10,
+            missed_ids_limit=1000,
+            stopped=True,
+        )
+        assert outcome.audit_written
+        assert store.audits[0].status == "failed"
+        assert log.with_code("AUDIT_WRITTEN")[0]["context"]["status"] == "failed"
+    assert list(store.audits[0].missed_ids) == []

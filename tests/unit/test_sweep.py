@@ -11,7 +11,14 @@ from typing import Any
 import jsonschema
 import pytest
 
-from certexpiry.errors import DatabaseError, PublishError, RpcError, RpcTimeout
+from certexpiry.errors import (
+    ContractError,
+    DatabaseError,
+    PublishError,
+    RpcError,
+    RpcTimeout,
+    StoreError,
+)
 from certexpiry.messages import PUBSUB_EVENT_TYPE, Resume
 from certexpiry.settings import Settings
 from certexpiry.store import BatchResult, ClaimOutcome, MissedReport, RecordFailure
@@ -349,3 +356,207 @@ def test_a_nested_envelope_is_one_invalid_message_acknowledged() -> None:
         "12345",
     )
     assert store.calls == []
+
+
+# A batch that fails as a whole (issue 28, item 2): narrowed down to the certification that
+# fails alone; what comes before it done; the night then stops and still reaches monitoring
+# and its audit row (status failed).
+
+
+class PoisonedNight(FakeStore):
+    """`rows` certifications in the night's order; a batch covering one of `poisoned` (or
+    larger than `largest`) fails whole with `error`, as a transaction rolled back; any other
+    batch processes its rows and moves the cursor past them."""
+
+    def __init__(
+        self,
+        rows: int,
+        poisoned: set[int],
+        error: Exception,
+        largest: int = 1000,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(pages=[], **kwargs)
+        self.cursors = [f"2026-11-30/{uuid.UUID(int=index + 1)}" for index in range(rows)]
+        self.poisoned, self.error, self.largest = poisoned, error, largest
+        self.done: list[int] = []
+
+    def process_batch(
+        self,
+        run_id: uuid.UUID,
+        segment: int,
+        cursor: str | None,
+        limit: int,
+        reminder_days: Any,
+        lease_s: int,
+    ) -> BatchResult:
+        self._enter("process_batch", (run_id, segment, cursor, limit, tuple(reminder_days)))
+        start = 0 if cursor is None else self.cursors.index(cursor) + 1
+        page = list(range(start, min(start + limit, len(self.cursors))))
+        if limit > self.largest or self.poisoned & set(page):
+            raise self.error
+        self.done += page
+        paused = len(self.done)
+        return BatchResult(
+            fenced=False,
+            counts={"batches": 1, "certifications": len(page), "certifications_paused": len(page)},
+            next_cursor=self.cursors[page[-1]] if page else cursor,
+            done=start + limit >= len(self.cursors),
+            run_totals={"certifications_paused": paused, "certifications": paused},
+        )
+
+
+ASSERT_FAILURE = DatabaseError(
+    "process_expiry_batch",
+    "assertion failed",
+    sqlstate="P0004",
+    names={"table_name": "certifications"},
+    context="PL/pgSQL function public.app_trigger() line 3 at ASSERT",
+)
+
+
+def _limits(store: FakeStore) -> list[int]:
+    return [args[3] for name, args in store.calls if name == "process_batch"]
+
+
+def test_a_poisoned_row_is_narrowed_to_and_the_night_reaches_its_audit_row() -> None:
+    """A batch failing as a whole on one row (an ASSERT in the app's trigger, P0004) is tried
+    again halved down to that row: the rows before it are done, then the night stops there,
+    says where (cursor, sqlstate, operation), runs monitoring and writes the audit row with
+    status failed and the totals so far; the message is acknowledged, the run not completed."""
+    missed = [str(uuid.uuid4())]
+    store = PoisonedNight(10, {6}, ASSERT_FAILURE, missed=MissedReport(1, missed))
+    log = CapturedLog()
+    assert handle_event(_job(store, log, batch_size=4), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    assert _limits(store) == [4, 4, 2, 2, 1]
+    assert store.done == [0, 1, 2, 3, 4, 5]
+    assert log.codes() == [
+        "RUN_STARTED",
+        "BATCH_DONE",
+        "BATCH_SHRUNK",
+        "BATCH_DONE",
+        "BATCH_SHRUNK",
+        "DB_OPERATION_FAILED",
+        "MISSED_AUTO_PAUSE",
+        "AUDIT_WRITTEN",
+        "RUN_STOPPED",
+    ]
+    shrunk = log.with_code("BATCH_SHRUNK")
+    assert [entry["context"]["batch_size"] for entry in shrunk] == [2, 1]
+    assert {entry["context"]["sqlstate"] for entry in shrunk} == {"P0004"}
+    failed = log.with_code("DB_OPERATION_FAILED")[0]
+    assert failed["severity"] == "ERROR"
+    context = failed["context"]
+    assert context["cursor"] == store.cursors[5]  # the certification after it is the one
+    assert (context["sqlstate"], context["operation"]) == ("P0004", "process_expiry_batch")
+    assert context["batch_size"] == 1
+    assert context["table_name"] == "certifications"
+    assert "public.app_trigger" in context["routine"]
+    (audit,) = store.audits
+    assert audit.status == "failed"
+    assert list(audit.missed_ids) == missed
+    assert audit.totals["certifications_paused"] == 6
+    assert log.with_code("AUDIT_WRITTEN")[0]["context"]["status"] == "failed"
+    stopped = log.entries[-1]
+    assert stopped["severity"] == "WARNING"
+    assert stopped["context"]["cursor"] == store.cursors[5]
+    assert stopped["context"]["certifications_paused"] == 6
+    assert "complete" not in store.names()
+    for entry in log.entries:
+        jsonschema.validate(entry, _schema())
+        assert entry["cron_run_id"] == str(store.run_id)
+
+
+def test_a_batch_too_large_for_the_database_is_narrowed_and_the_night_completes() -> None:
+    """A failure a smaller batch does not have (54000, a limit exceeded) is narrowed once,
+    and the night goes on at that size to RUN_COMPLETED."""
+    error = DatabaseError("process_expiry_batch", "too large", sqlstate="54000")
+    store = PoisonedNight(10, set(), error, largest=3)
+    log = CapturedLog()
+    assert handle_event(_job(store, log, batch_size=6), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    assert _limits(store) == [6, 3, 3, 3, 3]
+    assert store.done == list(range(10))
+    assert log.codes()[-1] == "RUN_COMPLETED"
+    assert store.audits[0].status == "completed"
+    assert "ERROR" not in log.severities()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        DatabaseError("process_expiry_batch", "permission denied", sqlstate="42501"),
+        RpcError(
+            "process_expiry_batch",
+            "Could not find the function",
+            http_status=404,
+            postgrest_code="PGRST202",
+        ),
+        RpcError("process_expiry_batch", "Invalid API key", http_status=401),
+        ContractError("process_expiry_batch", ["done (bool_type)"]),
+    ],
+    ids=["42501", "PGRST202", "401", "contract"],
+)
+def test_a_refused_call_is_not_narrowed_but_the_night_still_reaches_its_audit_row(
+    error: StoreError,
+) -> None:
+    """A refusal of the call itself (a grant, a missing function, a bad key) or an answer
+    outside the contract fails every batch size alike: one call, then the error's line,
+    monitoring, the audit row (failed) and RUN_STOPPED; acknowledged."""
+    store = PoisonedNight(10, set(), error, largest=0)
+    log = CapturedLog()
+    assert handle_event(_job(store, log, batch_size=8), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    assert _limits(store) == [8]
+    assert log.codes() == [
+        "RUN_STARTED",
+        error.code.value,
+        "MONITORING_CLEAN",
+        "AUDIT_WRITTEN",
+        "RUN_STOPPED",
+    ]
+    assert log.entries[1]["context"]["operation"] == "process_expiry_batch"
+    assert store.audits[0].status == "failed"
+
+
+def test_a_supabase_row_failure_is_narrowed_like_a_direct_one() -> None:
+    """Through PostgREST the SQLSTATE is the postgrest_code: P0001 (a trigger's RAISE) is
+    narrowed to the row, then the night stops with SUPABASE_RPC_FAILED, audit and RUN_STOPPED."""
+    error = RpcError("process_expiry_batch", "boom", http_status=400, postgrest_code="P0001")
+    store = PoisonedNight(4, {0}, error)
+    log = CapturedLog()
+    assert handle_event(_job(store, log, batch_size=4), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    assert _limits(store) == [4, 2, 1]
+    assert store.done == []
+    failed = log.with_code("SUPABASE_RPC_FAILED")[0]
+    assert (failed["context"]["postgrest_code"], failed["context"]["cursor"]) == ("P0001", None)
+    assert log.codes()[-3:] == ["MONITORING_CLEAN", "AUDIT_WRITTEN", "RUN_STOPPED"]
+
+
+def test_a_stopped_night_whose_audit_fails_is_still_acknowledged_once_said() -> None:
+    """Monitoring and the audit row failing too: their warnings, RUN_STOPPED, an ACK."""
+    store = PoisonedNight(
+        3,
+        {0},
+        ASSERT_FAILURE,
+        raises={"missed_auto_pauses": RuntimeError("x"), "upsert_audit": RuntimeError("y")},
+    )
+    log = CapturedLog()
+    assert handle_event(_job(store, log, batch_size=1), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    assert log.codes() == [
+        "RUN_STARTED",
+        "DB_OPERATION_FAILED",
+        "MONITORING_FAILED",
+        "AUDIT_FAILED",
+        "RUN_STOPPED",
+    ]
+
+
+def test_a_transient_batch_failure_is_still_redelivered_not_narrowed() -> None:
+    """A transient failure (retried in the transport already) is not narrowed: RETRY."""
+    error = DatabaseError("process_expiry_batch", "deadlock detected", sqlstate="40P01")
+    store = PoisonedNight(4, {0}, error)
+    log = CapturedLog()
+    assert handle_event(_job(store, log, batch_size=4), PUBSUB_EVENT_TYPE, NIGHTLY) is (
+        Outcome.RETRY
+    )
+    assert _limits(store) == [4]
+    assert store.audits == []
