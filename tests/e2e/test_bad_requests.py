@@ -5,8 +5,10 @@ dead letter. No database is needed: the request never reaches the function's set
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -42,6 +44,16 @@ def function() -> Iterator[FunctionProcess]:
     process = FunctionProcess(env=env).start()
     yield process
     process.stop()
+
+
+def _lines_after(function: FunctionProcess, before: int) -> list[dict[str, Any]]:
+    """The entries the process wrote after line `before`: its output is read by a thread, so
+    wait for the first, then a moment more for any that would follow it."""
+    deadline = time.monotonic() + 10
+    while len(function.lines) <= before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    return [json.loads(line) for _, line in function.lines[before:]]
 
 
 NESTED_ATTRIBUTES = (
@@ -85,7 +97,7 @@ def test_an_unparseable_body_is_one_invalid_message_and_200(
     before = len(function.lines)
     response = httpx.post(function.url, content=body, headers=headers, timeout=60)
     assert response.status_code == 200
-    entries = [json.loads(line) for _, line in function.lines[before:]]
+    entries = _lines_after(function, before)
     assert [entry["error_code"] for entry in entries] == ["INVALID_MESSAGE"]
     (entry,) = entries
     assert entry["severity"] == "ERROR"
