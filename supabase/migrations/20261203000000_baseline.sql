@@ -677,6 +677,58 @@ comment on function certexpiry.mark_page(date, certexpiry.page_row[], uuid[]) is
     'After a page''s effects: marked certifications back on the schedule, failed reminders '
     'marked for the next night.';
 
+create or replace function certexpiry.mark_page_isolated(
+    p_today date, p_page certexpiry.page_row[], p_failed uuid[])
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_half integer;
+    v_sqlstate text;
+    v_message text;
+    v_constraint text;
+    v_schema text;
+    v_table text;
+    v_column text;
+    v_datatype text;
+    v_context text;
+begin
+    -- A mark is a write to the app's table too, so the app's triggers and constraints can
+    -- refuse it like an effect, with any error class: set-based in a subtransaction; if that
+    -- fails, each half alone, down to the certification whose mark fails (the same classes as
+    -- certexpiry.apply_effects_isolated, and QUERY_CANCELED left to the caller for the same
+    -- reasons). That certification keeps the mark it had (-infinity or a night gone by), so
+    -- the next night reads it again: its effects, recorded, are not repeated, and it is
+    -- reported again, every night until the app lets the mark be written. Only a certification
+    -- not expired gets a mark written, so it is reported as its reminder's failure (the mark is
+    -- when its next reminder is looked at); one whose effects failed tonight is reported once.
+    begin
+        perform certexpiry.mark_page(p_today, p_page, p_failed);
+        return '[]'::jsonb;
+    exception when others or assert_failure then
+        get stacked diagnostics v_sqlstate = returned_sqlstate, v_message = message_text,
+            v_constraint = constraint_name, v_schema = schema_name, v_table = table_name,
+            v_column = column_name, v_datatype = pg_datatype_name, v_context = pg_exception_context;
+    end;
+    if cardinality(p_page) = 1 then
+        if p_page[1].id = any (p_failed) then
+            return '[]'::jsonb;
+        end if;
+        return jsonb_build_array(certexpiry.failure_detail(p_page[1].id, p_today, v_sqlstate,
+            v_message, v_constraint, v_schema, v_table, v_column, v_datatype, v_context));
+    end if;
+    v_half := cardinality(p_page) / 2;
+    return certexpiry.mark_page_isolated(p_today, p_page[1:v_half], p_failed)
+        || certexpiry.mark_page_isolated(p_today, p_page[v_half + 1:cardinality(p_page)], p_failed);
+end
+$$;
+comment on function certexpiry.mark_page_isolated(date, certexpiry.page_row[], uuid[]) is
+    'mark_page without letting one certification whose mark the app refuses (a trigger, a '
+    'constraint; any error class but QUERY_CANCELED) hold back the page: each half alone down '
+    'to that certification, which keeps its old mark (read again the next night) and is '
+    'returned as a failures_detail element (operation reminder), unless its effects already '
+    'failed tonight.';
+
 -- ===== supabase/schemas/40_effects.sql =====
 
 -- The effects: what happens to a certification, each effect recorded in the idempotency log in
@@ -872,6 +924,34 @@ comment on function certexpiry.redact_mentor_values(text, uuid) is
     'row but UUIDs, dates and the status the job writes; each word of them too) replaced by '
     '[REDACTED:mentor], ignoring case.';
 
+create or replace function certexpiry.failure_detail(
+    p_certification_id uuid, p_today date, p_sqlstate text, p_message text, p_constraint text,
+    p_schema text, p_table text, p_column text, p_datatype text, p_context text)
+returns jsonb
+language sql stable
+as $$
+    select jsonb_build_object(
+        'certification_id', p_certification_id,
+        'peer_mentor_id', c.peer_mentor_id,
+        'operation', case when certexpiry.is_expired(c.expiry_date, p_today)
+                          then 'auto_pause' else 'reminder' end,
+        'sqlstate', p_sqlstate,
+        'constraint_name', nullif(p_constraint, ''),
+        'schema_name', nullif(p_schema, ''),
+        'table_name', nullif(p_table, ''),
+        'column_name', nullif(p_column, ''),
+        'datatype_name', nullif(p_datatype, ''),
+        'routine', substring(p_context from '(?:PL/pgSQL|SQL) function ([A-Za-z0-9_$."]+)'),
+        'message', certexpiry.redact_mentor_values(p_message, c.peer_mentor_id))
+    from (values (1)) one
+    left join public.certifications c on c.id = p_certification_id
+$$;
+comment on function certexpiry.failure_detail(uuid, date, text, text, text, text, text, text, text, text) is
+    'One element of failures_detail: the certification that failed, its mentor, the operation '
+    '(auto_pause when expired, else reminder), the SQLSTATE and the diagnostics'' names, the '
+    'innermost routine of the error''s context and the message with the mentor''s own values '
+    'redacted.';
+
 create or replace function certexpiry.apply_effects_isolated(
     p_run_id uuid, p_today date, p_reminder_days integer[], p_certification_ids uuid[],
     p_expiry_dates date[] default null)
@@ -880,7 +960,6 @@ language plpgsql
 as $$
 declare
     v_half integer;
-    v_row record;
     v_sqlstate text;
     v_message text;
     v_constraint text;
@@ -909,21 +988,9 @@ begin
             v_column = column_name, v_datatype = pg_datatype_name, v_context = pg_exception_context;
     end;
     if cardinality(p_certification_ids) = 1 then
-        select c.id, c.peer_mentor_id, c.expiry_date into v_row
-        from public.certifications c where c.id = p_certification_ids[1];
-        return jsonb_build_object('failures', 1, 'failures_detail', jsonb_build_array(jsonb_build_object(
-            'certification_id', p_certification_ids[1],
-            'peer_mentor_id', v_row.peer_mentor_id,
-            'operation', case when certexpiry.is_expired(v_row.expiry_date, p_today)
-                              then 'auto_pause' else 'reminder' end,
-            'sqlstate', v_sqlstate,
-            'constraint_name', nullif(v_constraint, ''),
-            'schema_name', nullif(v_schema, ''),
-            'table_name', nullif(v_table, ''),
-            'column_name', nullif(v_column, ''),
-            'datatype_name', nullif(v_datatype, ''),
-            'routine', substring(v_context from '(?:PL/pgSQL|SQL) function ([A-Za-z0-9_$."]+)'),
-            'message', certexpiry.redact_mentor_values(v_message, v_row.peer_mentor_id))));
+        return jsonb_build_object('failures', 1, 'failures_detail', jsonb_build_array(
+            certexpiry.failure_detail(p_certification_ids[1], p_today, v_sqlstate, v_message,
+                v_constraint, v_schema, v_table, v_column, v_datatype, v_context)));
     end if;
     v_half := cardinality(p_certification_ids) / 2;
     return certexpiry.merge_effects(
@@ -1068,6 +1135,7 @@ declare
     v_done boolean;
     v_effects jsonb;
     v_failures jsonb;
+    v_marks_failed jsonb;
     v_counts jsonb;
 begin
     if p_limit is null or p_limit < 1 or p_limit > 1000 then
@@ -1090,9 +1158,13 @@ begin
         array(select p.expiry_date from unnest(v_page) p where p.due_on <= v_today order by p.id));
     v_failures := v_effects -> 'failures_detail';
 
-    -- 3. The marks the effects did not settle.
-    perform certexpiry.mark_page(v_today, v_page, array(
+    -- 3. The marks the effects did not settle; a mark the app refuses is that certification's
+    -- failure alone, reported with the effects' failures.
+    v_marks_failed := certexpiry.mark_page_isolated(v_today, v_page, array(
         select (f ->> 'certification_id')::uuid from jsonb_array_elements(v_failures) f));
+    v_failures := v_failures || v_marks_failed;
+    v_effects := v_effects || jsonb_build_object(
+        'failures', coalesce((v_effects ->> 'failures')::integer, 0) + jsonb_array_length(v_marks_failed));
 
     -- 4. Checkpoint the run in the same transaction.
     select certexpiry.sum_counts(jsonb_build_object(
@@ -1119,7 +1191,8 @@ comment on function public.process_expiry_batch(uuid, integer, text, integer, in
     'The next page of at most p_limit certifications of the night''s work after p_cursor: read '
     'and judged (certexpiry.read_page), effects applied with failures isolated, marks written, '
     'and the run checkpointed, all in one transaction. Fenced by (run, segment). A row locked '
-    'elsewhere fails alone after lock_timeout. Counts: certifications and mentors judged due by '
+    'elsewhere fails alone after lock_timeout, and so does a row whose effects or mark the app '
+    'refuses, whatever the error (a cancel or statement timeout aside). Counts: certifications and mentors judged due by '
     'their dates; effect counts exact.';
 
 create or replace function public.handoff_run(p_run_id uuid, p_segment integer, p_lease_seconds integer)
@@ -1694,6 +1767,8 @@ revoke all on function certexpiry.actionable_certifications(date, integer[]) fro
 grant execute on function certexpiry.actionable_certifications(date, integer[]) to service_role;
 revoke all on function certexpiry.mark_page(date, certexpiry.page_row[], uuid[]) from public;
 grant execute on function certexpiry.mark_page(date, certexpiry.page_row[], uuid[]) to service_role;
+revoke all on function certexpiry.mark_page_isolated(date, certexpiry.page_row[], uuid[]) from public;
+grant execute on function certexpiry.mark_page_isolated(date, certexpiry.page_row[], uuid[]) to service_role;
 revoke all on function certexpiry.apply_auto_pauses(uuid, date, uuid[]) from public;
 grant execute on function certexpiry.apply_auto_pauses(uuid, date, uuid[]) to service_role;
 revoke all on function certexpiry.apply_reminders(uuid, date, integer[], uuid[]) from public;
@@ -1702,6 +1777,8 @@ revoke all on function certexpiry.apply_effects(uuid, date, integer[], uuid[], d
 grant execute on function certexpiry.apply_effects(uuid, date, integer[], uuid[], date[]) to service_role;
 revoke all on function certexpiry.redact_mentor_values(text, uuid) from public;
 grant execute on function certexpiry.redact_mentor_values(text, uuid) to service_role;
+revoke all on function certexpiry.failure_detail(uuid, date, text, text, text, text, text, text, text, text) from public;
+grant execute on function certexpiry.failure_detail(uuid, date, text, text, text, text, text, text, text, text) to service_role;
 revoke all on function certexpiry.apply_effects_isolated(uuid, date, integer[], uuid[], date[]) from public;
 grant execute on function certexpiry.apply_effects_isolated(uuid, date, integer[], uuid[], date[]) to service_role;
 revoke all on function certexpiry.missed_auto_pauses(date) from public;

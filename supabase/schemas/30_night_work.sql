@@ -256,3 +256,55 @@ $$;
 comment on function certexpiry.mark_page(date, certexpiry.page_row[], uuid[]) is
     'After a page''s effects: marked certifications back on the schedule, failed reminders '
     'marked for the next night.';
+
+create or replace function certexpiry.mark_page_isolated(
+    p_today date, p_page certexpiry.page_row[], p_failed uuid[])
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_half integer;
+    v_sqlstate text;
+    v_message text;
+    v_constraint text;
+    v_schema text;
+    v_table text;
+    v_column text;
+    v_datatype text;
+    v_context text;
+begin
+    -- A mark is a write to the app's table too, so the app's triggers and constraints can
+    -- refuse it like an effect, with any error class: set-based in a subtransaction; if that
+    -- fails, each half alone, down to the certification whose mark fails (the same classes as
+    -- certexpiry.apply_effects_isolated, and QUERY_CANCELED left to the caller for the same
+    -- reasons). That certification keeps the mark it had (-infinity or a night gone by), so
+    -- the next night reads it again: its effects, recorded, are not repeated, and it is
+    -- reported again, every night until the app lets the mark be written. Only a certification
+    -- not expired gets a mark written, so it is reported as its reminder's failure (the mark is
+    -- when its next reminder is looked at); one whose effects failed tonight is reported once.
+    begin
+        perform certexpiry.mark_page(p_today, p_page, p_failed);
+        return '[]'::jsonb;
+    exception when others or assert_failure then
+        get stacked diagnostics v_sqlstate = returned_sqlstate, v_message = message_text,
+            v_constraint = constraint_name, v_schema = schema_name, v_table = table_name,
+            v_column = column_name, v_datatype = pg_datatype_name, v_context = pg_exception_context;
+    end;
+    if cardinality(p_page) = 1 then
+        if p_page[1].id = any (p_failed) then
+            return '[]'::jsonb;
+        end if;
+        return jsonb_build_array(certexpiry.failure_detail(p_page[1].id, p_today, v_sqlstate,
+            v_message, v_constraint, v_schema, v_table, v_column, v_datatype, v_context));
+    end if;
+    v_half := cardinality(p_page) / 2;
+    return certexpiry.mark_page_isolated(p_today, p_page[1:v_half], p_failed)
+        || certexpiry.mark_page_isolated(p_today, p_page[v_half + 1:cardinality(p_page)], p_failed);
+end
+$$;
+comment on function certexpiry.mark_page_isolated(date, certexpiry.page_row[], uuid[]) is
+    'mark_page without letting one certification whose mark the app refuses (a trigger, a '
+    'constraint; any error class but QUERY_CANCELED) hold back the page: each half alone down '
+    'to that certification, which keeps its old mark (read again the next night) and is '
+    'returned as a failures_detail element (operation reminder), unless its effects already '
+    'failed tonight.';

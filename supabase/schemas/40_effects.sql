@@ -191,6 +191,34 @@ comment on function certexpiry.redact_mentor_values(text, uuid) is
     'row but UUIDs, dates and the status the job writes; each word of them too) replaced by '
     '[REDACTED:mentor], ignoring case.';
 
+create or replace function certexpiry.failure_detail(
+    p_certification_id uuid, p_today date, p_sqlstate text, p_message text, p_constraint text,
+    p_schema text, p_table text, p_column text, p_datatype text, p_context text)
+returns jsonb
+language sql stable
+as $$
+    select jsonb_build_object(
+        'certification_id', p_certification_id,
+        'peer_mentor_id', c.peer_mentor_id,
+        'operation', case when certexpiry.is_expired(c.expiry_date, p_today)
+                          then 'auto_pause' else 'reminder' end,
+        'sqlstate', p_sqlstate,
+        'constraint_name', nullif(p_constraint, ''),
+        'schema_name', nullif(p_schema, ''),
+        'table_name', nullif(p_table, ''),
+        'column_name', nullif(p_column, ''),
+        'datatype_name', nullif(p_datatype, ''),
+        'routine', substring(p_context from '(?:PL/pgSQL|SQL) function ([A-Za-z0-9_$."]+)'),
+        'message', certexpiry.redact_mentor_values(p_message, c.peer_mentor_id))
+    from (values (1)) one
+    left join public.certifications c on c.id = p_certification_id
+$$;
+comment on function certexpiry.failure_detail(uuid, date, text, text, text, text, text, text, text, text) is
+    'One element of failures_detail: the certification that failed, its mentor, the operation '
+    '(auto_pause when expired, else reminder), the SQLSTATE and the diagnostics'' names, the '
+    'innermost routine of the error''s context and the message with the mentor''s own values '
+    'redacted.';
+
 create or replace function certexpiry.apply_effects_isolated(
     p_run_id uuid, p_today date, p_reminder_days integer[], p_certification_ids uuid[],
     p_expiry_dates date[] default null)
@@ -199,7 +227,6 @@ language plpgsql
 as $$
 declare
     v_half integer;
-    v_row record;
     v_sqlstate text;
     v_message text;
     v_constraint text;
@@ -228,21 +255,9 @@ begin
             v_column = column_name, v_datatype = pg_datatype_name, v_context = pg_exception_context;
     end;
     if cardinality(p_certification_ids) = 1 then
-        select c.id, c.peer_mentor_id, c.expiry_date into v_row
-        from public.certifications c where c.id = p_certification_ids[1];
-        return jsonb_build_object('failures', 1, 'failures_detail', jsonb_build_array(jsonb_build_object(
-            'certification_id', p_certification_ids[1],
-            'peer_mentor_id', v_row.peer_mentor_id,
-            'operation', case when certexpiry.is_expired(v_row.expiry_date, p_today)
-                              then 'auto_pause' else 'reminder' end,
-            'sqlstate', v_sqlstate,
-            'constraint_name', nullif(v_constraint, ''),
-            'schema_name', nullif(v_schema, ''),
-            'table_name', nullif(v_table, ''),
-            'column_name', nullif(v_column, ''),
-            'datatype_name', nullif(v_datatype, ''),
-            'routine', substring(v_context from '(?:PL/pgSQL|SQL) function ([A-Za-z0-9_$."]+)'),
-            'message', certexpiry.redact_mentor_values(v_message, v_row.peer_mentor_id))));
+        return jsonb_build_object('failures', 1, 'failures_detail', jsonb_build_array(
+            certexpiry.failure_detail(p_certification_ids[1], p_today, v_sqlstate, v_message,
+                v_constraint, v_schema, v_table, v_column, v_datatype, v_context)));
     end if;
     v_half := cardinality(p_certification_ids) / 2;
     return certexpiry.merge_effects(

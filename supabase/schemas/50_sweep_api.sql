@@ -122,6 +122,7 @@ declare
     v_done boolean;
     v_effects jsonb;
     v_failures jsonb;
+    v_marks_failed jsonb;
     v_counts jsonb;
 begin
     if p_limit is null or p_limit < 1 or p_limit > 1000 then
@@ -144,9 +145,13 @@ begin
         array(select p.expiry_date from unnest(v_page) p where p.due_on <= v_today order by p.id));
     v_failures := v_effects -> 'failures_detail';
 
-    -- 3. The marks the effects did not settle.
-    perform certexpiry.mark_page(v_today, v_page, array(
+    -- 3. The marks the effects did not settle; a mark the app refuses is that certification's
+    -- failure alone, reported with the effects' failures.
+    v_marks_failed := certexpiry.mark_page_isolated(v_today, v_page, array(
         select (f ->> 'certification_id')::uuid from jsonb_array_elements(v_failures) f));
+    v_failures := v_failures || v_marks_failed;
+    v_effects := v_effects || jsonb_build_object(
+        'failures', coalesce((v_effects ->> 'failures')::integer, 0) + jsonb_array_length(v_marks_failed));
 
     -- 4. Checkpoint the run in the same transaction.
     select certexpiry.sum_counts(jsonb_build_object(
@@ -173,7 +178,8 @@ comment on function public.process_expiry_batch(uuid, integer, text, integer, in
     'The next page of at most p_limit certifications of the night''s work after p_cursor: read '
     'and judged (certexpiry.read_page), effects applied with failures isolated, marks written, '
     'and the run checkpointed, all in one transaction. Fenced by (run, segment). A row locked '
-    'elsewhere fails alone after lock_timeout. Counts: certifications and mentors judged due by '
+    'elsewhere fails alone after lock_timeout, and so does a row whose effects or mark the app '
+    'refuses, whatever the error (a cancel or statement timeout aside). Counts: certifications and mentors judged due by '
     'their dates; effect counts exact.';
 
 create or replace function public.handoff_run(p_run_id uuid, p_segment integer, p_lease_seconds integer)

@@ -103,6 +103,8 @@ revoke all on function certexpiry.actionable_certifications(date, integer[]) fro
 grant execute on function certexpiry.actionable_certifications(date, integer[]) to service_role;
 revoke all on function certexpiry.mark_page(date, certexpiry.page_row[], uuid[]) from public;
 grant execute on function certexpiry.mark_page(date, certexpiry.page_row[], uuid[]) to service_role;
+revoke all on function certexpiry.mark_page_isolated(date, certexpiry.page_row[], uuid[]) from public;
+grant execute on function certexpiry.mark_page_isolated(date, certexpiry.page_row[], uuid[]) to service_role;
 revoke all on function certexpiry.apply_auto_pauses(uuid, date, uuid[]) from public;
 grant execute on function certexpiry.apply_auto_pauses(uuid, date, uuid[]) to service_role;
 revoke all on function certexpiry.apply_reminders(uuid, date, integer[], uuid[]) from public;
@@ -111,6 +113,8 @@ revoke all on function certexpiry.apply_effects(uuid, date, integer[], uuid[], d
 grant execute on function certexpiry.apply_effects(uuid, date, integer[], uuid[], date[]) to service_role;
 revoke all on function certexpiry.redact_mentor_values(text, uuid) from public;
 grant execute on function certexpiry.redact_mentor_values(text, uuid) to service_role;
+revoke all on function certexpiry.failure_detail(uuid, date, text, text, text, text, text, text, text, text) from public;
+grant execute on function certexpiry.failure_detail(uuid, date, text, text, text, text, text, text, text, text) to service_role;
 revoke all on function certexpiry.apply_effects_isolated(uuid, date, integer[], uuid[], date[]) from public;
 grant execute on function certexpiry.apply_effects_isolated(uuid, date, integer[], uuid[], date[]) to service_role;
 revoke all on function certexpiry.missed_auto_pauses(date) from public;
