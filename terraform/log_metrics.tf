@@ -9,11 +9,17 @@ locals {
   # name and its stdout JSON lands in jsonPayload (severity is lifted into the entry).
   function_log_filter = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${var.function_name}\""
 
-  # Cloud Run's own request log: one entry per HTTP request, at ERROR for every 5xx. The
-  # function answers 503 on purpose (RUN_BUSY at INFO, and after an app ERROR line that is
-  # already counted), so a 503 request entry is never an error of its own; a 500 (crash) or
-  # 504 (timeout) request entry is, and has no app line.
-  intentional_503 = "log_id(\"run.googleapis.com/requests\") AND httpRequest.status=503"
+  # Cloud Run's own request log: one entry per HTTP request, at ERROR for every 5xx and for a
+  # request the platform aborted. Two kinds are never an error of their own:
+  #   - the function's own 503 (RUN_BUSY at INFO, or after an app ERROR line that is already
+  #     counted): the function answered, so the entry has no payload;
+  #   - a 429 "no available instance": every instance is busy (a duplicate delivery while a
+  #     segment runs); Pub/Sub retries it like a 503. A message that keeps failing this way is
+  #     caught by the stuck-message alert (monitoring.tf).
+  # A 503 the platform made itself (an instance that failed to start, a broken connection)
+  # carries the platform's explanation in textPayload and is counted, like a 500 (crash) or
+  # 504 (timeout), with an empty error_code.
+  not_an_error_request = "log_id(\"run.googleapis.com/requests\") AND (httpRequest.status=429 OR (httpRequest.status=503 AND NOT textPayload:*))"
 
   metric_prefix = replace(var.function_name, "-", "_")
 
@@ -31,8 +37,8 @@ locals {
   log_metrics = {
     errors = {
       name             = "${local.metric_prefix}_errors"
-      description      = "ERROR log lines of the nightly sweep by error_code, and platform errors (crash, timeout) but not the request log of an intentional 503."
-      filter           = "${local.function_log_filter} AND severity>=ERROR AND NOT (${local.intentional_503})"
+      description      = "ERROR log lines of the nightly sweep by error_code, and platform errors (crash, timeout, failed start) but not the request log of the function's own 503 or of a 429 (all instances busy)."
+      filter           = "${local.function_log_filter} AND severity>=ERROR AND NOT (${local.not_an_error_request})"
       label_extractors = local.error_code_label
       value_extractor  = null
       unit             = "1"
@@ -113,4 +119,52 @@ locals {
 
   counter_metrics      = { for k, m in local.log_metrics : k => m if m.value_extractor == null }
   distribution_metrics = { for k, m in local.log_metrics : k => m if m.value_extractor != null }
+
+  metric_names = { for k, m in local.log_metrics : k => m.name }
+
+  # Eventarc names the trigger's subscription eventarc-<region>-<trigger>-sub-<n> and the
+  # trigger <function>-<n>; it is not a Terraform resource. The stuck-message alert and the
+  # dashboard find it by this pattern; docs/deploy.md (Smoke check) lists the subscriptions
+  # it matches after a deploy and expects exactly one (output trigger_subscription_regex).
+  trigger_subscription_regex = "eventarc-${var.region}-${var.function_name}-.*"
+
+  # The Cloud Monitoring filter of each log-based metric's time series.
+  user_metric_filter = { for k, name in local.metric_names :
+    k => "metric.type=\"logging.googleapis.com/user/${name}\" AND resource.type=\"cloud_run_revision\""
+  }
+}
+
+# Alerts on the function's own lines: a threshold > 0 on a log-based counter over 5 minutes.
+#   missed_auto_pause: a certification past its expiry was not paused (CRITICAL);
+#   errors: any ERROR line (one incident per error_code) or platform crash, timeout or failed
+#     instance start (empty error_code);
+#   nights_missed: the job's own check of the nights before tonight (NIGHTS_MISSED): a paused
+#     or failing scheduler job, or no deploy, for a night or more (also in cron_audit_log).
+locals {
+  log_alerts = {
+    missed_auto_pause = {
+      display_name = "certexpiry: missed auto-pause"
+      severity     = "CRITICAL"
+      metric       = "missed_pause"
+      condition    = "MISSED_AUTO_PAUSE logged"
+      group_by     = []
+      content      = "A certification past its expiry was not auto-paused by the nightly sweep. Find the lines: `${local.log_metrics.missed_pause.filter}`. See docs/deploy.md (Alerting)."
+    }
+    errors = {
+      display_name = "certexpiry: nightly sweep logged an ERROR"
+      severity     = "ERROR"
+      metric       = "errors"
+      condition    = "severity>=ERROR log lines, by error_code"
+      group_by     = ["metric.label.error_code"]
+      content      = "The nightly sweep logged an ERROR (the incident names the error_code; empty for a crash, timeout or failed start reported by the platform). Logs: `${local.log_metrics.errors.filter}`."
+    }
+    nights_missed = {
+      display_name = "certexpiry: nights without a run"
+      severity     = "WARNING"
+      metric       = "nights_missed"
+      condition    = "NIGHTS_MISSED logged"
+      group_by     = []
+      content      = "Tonight's run found nights before it without any run (the line's context.details lists them). Check the scheduler job and the deploys of those nights; tonight's sweep already caught up. Lines: `${local.log_metrics.nights_missed.filter}`."
+    }
+  }
 }

@@ -3,12 +3,6 @@
 # logging_googleapis_com:user_<name>.
 
 locals {
-  metric_names = { for k, m in local.log_metrics : k => m.name }
-
-  # Eventarc names the trigger's subscription eventarc-<region>-<trigger>-sub-<n>
-  # and the trigger <function>-<n>; it is not a Terraform resource.
-  trigger_subscription_regex = "eventarc-${var.region}-${var.function_name}-.*"
-
   promql_run_completed = "logging_googleapis_com:user_${local.metric_names.run_completed}{monitored_resource=\"cloud_run_revision\"}"
   promql_lookback      = "${var.completion_lookback_hours}h"
 
@@ -25,10 +19,6 @@ locals {
   # closes it long before the next night, so an error that recurs the next night opens a new
   # incident and notifies again instead of landing in the still-open one.
   alert_auto_close = "1800s"
-
-  user_metric_filter = { for k, name in local.metric_names :
-    k => "metric.type=\"logging.googleapis.com/user/${name}\" AND resource.type=\"cloud_run_revision\""
-  }
 }
 
 # --- Log-based metrics ------------------------------------------------------
@@ -110,40 +100,7 @@ check "alerts_notify_someone" {
 
 # --- Alert policies --------------------------------------------------------
 
-# Alerts on the function's own lines: a threshold > 0 on a log-based counter over 5 minutes.
-#   missed_auto_pause: a certification past its expiry was not paused (CRITICAL);
-#   errors: any ERROR line (one incident per error_code) or platform crash/timeout;
-#   nights_missed: the job's own check of the nights before tonight (NIGHTS_MISSED): a paused
-#     or failing scheduler job, or no deploy, for a night or more (also in cron_audit_log).
-locals {
-  log_alerts = {
-    missed_auto_pause = {
-      display_name = "certexpiry: missed auto-pause"
-      severity     = "CRITICAL"
-      metric       = "missed_pause"
-      condition    = "MISSED_AUTO_PAUSE logged"
-      group_by     = []
-      content      = "A certification past its expiry was not auto-paused by the nightly sweep. Find the lines: `${local.log_metrics.missed_pause.filter}`. See docs/deploy.md (Alerting)."
-    }
-    errors = {
-      display_name = "certexpiry: nightly sweep logged an ERROR"
-      severity     = "ERROR"
-      metric       = "errors"
-      condition    = "severity>=ERROR log lines, by error_code"
-      group_by     = ["metric.label.error_code"]
-      content      = "The nightly sweep logged an ERROR (the incident names the error_code; empty for a crash or timeout of the platform). Logs: `${local.log_metrics.errors.filter}`."
-    }
-    nights_missed = {
-      display_name = "certexpiry: nights without a run"
-      severity     = "WARNING"
-      metric       = "nights_missed"
-      condition    = "NIGHTS_MISSED logged"
-      group_by     = []
-      content      = "Tonight's run found nights before it without any run (the line's context.details lists them). Check the scheduler job and the deploys of those nights; tonight's sweep already caught up. Lines: `${local.log_metrics.nights_missed.filter}`."
-    }
-  }
-}
-
+# The alerts on the function's own lines (local.log_alerts) are defined in log_metrics.tf.
 resource "google_monitoring_alert_policy" "log_lines" {
   for_each = local.log_alerts
 
@@ -181,37 +138,6 @@ resource "google_monitoring_alert_policy" "log_lines" {
   }
 
   depends_on = [time_sleep.metrics_visible]
-}
-
-# Earlier addresses of the same resources, so an existing deployment keeps them (and the
-# metrics' history) instead of destroying and recreating them.
-moved {
-  from = google_monitoring_alert_policy.missed_auto_pause
-  to   = google_monitoring_alert_policy.log_lines["missed_auto_pause"]
-}
-moved {
-  from = google_monitoring_alert_policy.errors
-  to   = google_monitoring_alert_policy.log_lines["errors"]
-}
-moved {
-  from = google_logging_metric.errors
-  to   = google_logging_metric.counter["errors"]
-}
-moved {
-  from = google_logging_metric.events
-  to   = google_logging_metric.counter["events"]
-}
-moved {
-  from = google_logging_metric.missed_auto_pause
-  to   = google_logging_metric.counter["missed_pause"]
-}
-moved {
-  from = google_logging_metric.run_completed
-  to   = google_logging_metric.counter["run_completed"]
-}
-moved {
-  from = google_logging_metric.run_context
-  to   = google_logging_metric.distribution
 }
 
 # "Tonight's run has not logged RUN_COMPLETED by the deadline hour."

@@ -117,8 +117,15 @@ variable "memory" {
 
 variable "max_instance_count" {
   type        = number
-  description = "Maximum number of function instances. The sweep is one chain of segments, so 1 keeps it single-flight; a message arriving while the instance is busy is retried by Pub/Sub."
-  default     = 1
+  description = "Maximum number of function instances (each takes one request at a time). Default 2: a duplicate delivery reaches the function and is answered RUN_BUSY (503), not turned away by Cloud Run with a 429; single flight is the database lease's job, not this limit's."
+  # Why 2 and not 1: with one instance busy on a segment, Cloud Run queues a second delivery
+  # (a Pub/Sub redelivery, a duplicate nightly message) for up to 10 s and then answers 429
+  # "no available instance", which is logged as an error and spends one of the dead-letter
+  # delivery attempts. A second instance lets the function see that delivery: its claim finds
+  # the run's lease held by the live segment (cron_runs.lease_until, claim_nightly_run /
+  # claim_continuation) and answers RUN_BUSY, so still only one chain of segments runs per
+  # night, whatever this limit is. The errors metric ignores a 429 all the same (log_metrics.tf).
+  default = 2
 
   validation {
     condition     = var.max_instance_count >= 1 && var.max_instance_count <= 10 && floor(var.max_instance_count) == var.max_instance_count

@@ -82,16 +82,45 @@ def entry_from_line(line: str, *, stream: str, service: str, project: str = "loc
     return entry
 
 
-def request_entry(status: int, *, service: str, project: str = "local-demo") -> Entry:
-    """The platform's request log entry for one HTTP request the service answered: ERROR for
-    5xx, WARNING for 4xx, INFO otherwise; no payload."""
-    severity = "ERROR" if status >= 500 else "WARNING" if status >= 400 else "INFO"
-    return {
+# What Cloud Run writes in textPayload of a request entry it answered itself (the function
+# never saw the request, or its instance failed), as seen in request logs and its
+# troubleshooting guide. Only the presence of a payload matters to the metrics, not its words.
+NO_AVAILABLE_INSTANCE = (
+    "The request was aborted because there was no available instance. Additional "
+    "troubleshooting documentation can be found at: "
+    "https://cloud.google.com/run/docs/troubleshooting#abort-request"
+)
+INSTANCE_FAILED_TO_START = (
+    "The request failed because either the HTTP response was malformed or connection to the "
+    "instance had an error. Additional troubleshooting documentation can be found at: "
+    "https://cloud.google.com/run/docs/troubleshooting#malformed-response-or-connection-error"
+)
+
+
+def request_entry(
+    status: int, *, service: str, project: str = "local-demo", platform: str | None = None
+) -> Entry:
+    """The platform's request log entry for one HTTP request of the service.
+
+    `platform` is None for an answer of the function itself: no payload, ERROR for 5xx,
+    WARNING for 4xx, INFO otherwise. Otherwise Cloud Run answered (a 429 "no available
+    instance" when every instance is busy, a 503 when the instance failed to start or its
+    connection broke, a 504 timeout): its explanation is the entry's textPayload and the entry
+    is an ERROR whatever the status, 429 included, which is what trips an errors metric that
+    reads severity only."""
+    if platform is not None:
+        severity = "ERROR"
+    else:
+        severity = "ERROR" if status >= 500 else "WARNING" if status >= 400 else "INFO"
+    entry: Entry = {
         "logName": f"projects/{project}/logs/{quote('run.googleapis.com/requests', safe='')}",
         "resource": cloud_run_resource(service),
         "severity": severity,
         "httpRequest": {"requestMethod": "POST", "status": status},
     }
+    if platform is not None:
+        entry["textPayload"] = platform
+    return entry
 
 
 def field(entry: Mapping[str, Any], path: str) -> Any:

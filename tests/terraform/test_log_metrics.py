@@ -4,8 +4,10 @@ The function runs end to end (functions-framework, the fake Pub/Sub, the embedde
 through a night that writes every line a metric exists for: a missed night, failing records
 (DB_OPERATION_FAILED, MISSED_AUTO_PAUSE), continuations, a duplicate trigger answered 503
 (RUN_BUSY), a malformed message, the completion. Its output lines become the LogEntries Cloud
-Run makes of them, beside the platform's request log of each HTTP answer (and of one crash,
-a 500, which only the platform logs). Terraform renders the metrics (log_metrics.tf), and each
+Run makes of them, beside the platform's request log of each HTTP answer, and of three
+requests only the platform answers: a crash (500), a delivery turned away while every instance
+was busy (429 "no available instance", logged at ERROR) and a 503 from an instance that failed
+to start. Terraform renders the metrics (log_metrics.tf), and each
 filter, label extractor and value extractor is evaluated on those entries (logquery.py).
 """
 
@@ -26,6 +28,8 @@ from tests.chain import over_http
 from tests.clock import OrgDay
 from tests.seeding import add_cert, add_mentor, refuse_updates
 from tests.terraform.logquery import (
+    INSTANCE_FAILED_TO_START,
+    NO_AVAILABLE_INSTANCE,
     Entry,
     compile_filter,
     entry_from_line,
@@ -48,6 +52,7 @@ class Logged:
     code: str | None  # the app line's error_code; None for a platform request entry
     severity: str
     status: int | None  # the request entry's HTTP status
+    platform: bool = False  # a request entry of an answer Cloud Run made, not the function
 
 
 def _app(code: str) -> Callable[[Logged], bool]:
@@ -56,8 +61,12 @@ def _app(code: str) -> Callable[[Logged], bool]:
 
 # Which entries each metric exists for; every other entry must give it no point.
 EXPECTED: dict[str, Callable[[Logged], bool]] = {
+    # An app ERROR line, a crash, and a 503 the platform made (an instance that failed to
+    # start); never the function's own 503 nor a 429 (every instance busy).
     "errors": lambda logged: (
-        (logged.code is not None and logged.severity == "ERROR") or logged.status == 500
+        (logged.code is not None and logged.severity == "ERROR")
+        or logged.status == 500
+        or (logged.status == 503 and logged.platform)
     ),
     "events": lambda logged: logged.code is not None,
     "missed_pause": _app("MISSED_AUTO_PAUSE"),
@@ -122,6 +131,9 @@ def _night(db: Conn, database_url: str, pubsub: FakePubSub, org: OrgDay) -> list
     for status in [*statuses, 500]:  # 500: a crash, which only the platform logs
         entry = request_entry(status, service=SERVICE)
         logged.append(Logged(entry, None, entry["severity"], status))
+    for status, text in [(429, NO_AVAILABLE_INSTANCE), (503, INSTANCE_FAILED_TO_START)]:
+        entry = request_entry(status, service=SERVICE, platform=text)
+        logged.append(Logged(entry, None, entry["severity"], status, platform=True))
     codes = {item.code for item in logged}
     assert {"RUN_BUSY", "NIGHTS_MISSED", "MISSED_AUTO_PAUSE", "DB_OPERATION_FAILED"} <= codes
     assert {"CONTINUATION_PUBLISHED", "INVALID_MESSAGE", "RUN_COMPLETED"} <= codes
@@ -180,7 +192,7 @@ def _without(logged: list[Logged], path: str) -> list[Logged]:
             else:
                 node.pop(leaf, None)
             entry["jsonPayload"] = payload
-        out.append(Logged(entry, item.code, item.severity, item.status))
+        out.append(Logged(entry, item.code, item.severity, item.status, item.platform))
     return out
 
 
@@ -201,10 +213,48 @@ def test_every_metric_counts_exactly_the_lines_it_exists_for(
 
 
 @needs_terraform
-def test_the_error_metric_ignores_intentional_503s_only(tmp_path: Path) -> None:
-    """The ERROR metric skips the request log entry of a 503 and counts a 500 or 504 one."""
+def test_the_error_metric_ignores_the_functions_503s_and_429s_only(tmp_path: Path) -> None:
+    """The ERROR metric skips the request entry of the function's own 503 and of a 429 (Cloud
+    Run's "no available instance", logged at ERROR), and counts a 500, a 504 and a 503 the
+    platform made (an instance that failed to start)."""
     errors = compile_filter(_metrics(tmp_path)["errors"]["filter"])
+    busy = request_entry(429, service=SERVICE, platform=NO_AVAILABLE_INSTANCE)
+    assert busy["severity"] == "ERROR", "a 429 the platform answers is logged as an error"
+    assert not errors(busy)
     assert not errors(request_entry(503, service=SERVICE))
+    assert errors(request_entry(503, service=SERVICE, platform=INSTANCE_FAILED_TO_START))
     assert errors(request_entry(500, service=SERVICE))
     assert errors(request_entry(504, service=SERVICE))
     assert not errors(request_entry(500, service="another-service"))
+
+
+@needs_terraform
+def test_an_instance_that_failed_to_start_pages_through_the_errors_alert(tmp_path: Path) -> None:
+    """Which alert catches a platform 503 from an instance that failed to start: the "nightly
+    sweep logged an ERROR" policy (log_alerts.errors, incident with an empty error_code), and
+    only it among the log-line alerts; neither a 429 nor the function's own 503 opens any. (A
+    message that keeps failing either way also trips the stuck-message alert, on the
+    subscription's oldest unacked message age, which reads no log line.)"""
+    module = scratch_module(tmp_path, "variables.tf", "log_metrics.tf")
+    rendered = evaluate(
+        module,
+        "{ alerts = local.log_alerts, metrics = local.log_metrics }",
+        "project_id=certexpiry-test",
+    )
+    alert_filters = {
+        name: compile_filter(rendered["metrics"][alert["metric"]]["filter"])
+        for name, alert in rendered["alerts"].items()
+    }
+
+    def paged_by(entry: Entry) -> list[str]:
+        return sorted(name for name, matches in alert_filters.items() if matches(entry))
+
+    failed_start = request_entry(503, service=SERVICE, platform=INSTANCE_FAILED_TO_START)
+    assert paged_by(failed_start) == ["errors"]
+    assert rendered["alerts"]["errors"]["group_by"] == ["metric.label.error_code"]
+    assert (
+        extract(rendered["metrics"]["errors"]["label_extractors"]["error_code"], failed_start)
+        is None
+    )
+    assert paged_by(request_entry(429, service=SERVICE, platform=NO_AVAILABLE_INSTANCE)) == []
+    assert paged_by(request_entry(503, service=SERVICE)) == []

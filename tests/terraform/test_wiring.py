@@ -381,3 +381,22 @@ def test_checkov_skips_are_justified(tf: Module) -> None:
                 assert re.search(r"#checkov:skip=CKV2?_[A-Z]+_\d+:.{40,}", line), (
                     f"{name}: {line.strip()}"
                 )
+
+
+def test_a_duplicate_delivery_reaches_the_function(tf: Module) -> None:
+    """Two instances by default, one request each: a delivery arriving while a segment runs is
+    answered RUN_BUSY by the function (the database lease keeps one chain), not 429 by Cloud
+    Run; and why is written next to the default."""
+    assert _default(tf, "max_instance_count") == 2
+    service = block(_function(tf), "service_config")
+    assert service["max_instance_request_concurrency"] == 1
+    text = tf.files["variables.tf"]
+    why = text[text.index('variable "max_instance_count"') : text.index('variable "supabase_url"')]
+    assert "lease" in why
+    assert "429" in why
+
+
+def test_no_moved_blocks(tf: Module) -> None:
+    """No deployment exists, so there are no earlier addresses to move from."""
+    for name, text in tf.files.items():
+        assert not re.search(r"^\s*moved\s*\{", text, re.M), name
