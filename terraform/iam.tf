@@ -89,9 +89,13 @@ resource "google_service_account" "build" {
 # roles/run.builder at project level, which reads every bucket, the Terraform state bucket
 # included, and every Artifact Registry repository of the project):
 #   - push the image to the function's own repository (artifacts.tf);
-#   - read the source archive, from this stack's bucket and from the gcf-v2-sources bucket
-#     Cloud Functions copies it into (created by the service, so granted by a condition on
-#     its name rather than on the bucket);
+#   - roles/storage.objectAdmin, the storage role Google's pages on the build service account
+#     of 2nd gen functions list (read the source, store build objects; objectViewer can leave
+#     the first build without a permission it needs), on exactly two buckets: this stack's
+#     source bucket (a bucket-level grant) and the gcf-v2-sources bucket Cloud Functions
+#     copies the source into (created by the service, so granted by a condition on its name
+#     rather than on the bucket); no other bucket of the project, the Terraform state's
+#     included;
 #   - write its build log (logging.logEntries.create exists only at project level).
 resource "google_artifact_registry_repository_iam_member" "build_writer" {
   project    = google_artifact_registry_repository.functions.project
@@ -101,18 +105,20 @@ resource "google_artifact_registry_repository_iam_member" "build_writer" {
   member     = "serviceAccount:${google_service_account.build.email}"
 }
 
-# The source archive in this stack's bucket.
-resource "google_storage_bucket_iam_member" "build_source_reader" {
+# The source archive in this stack's bucket: objectAdmin on this one bucket only. Its
+# versioning keeps any archive the build could overwrite or delete as a noncurrent version.
+resource "google_storage_bucket_iam_member" "build_source_objects" {
   bucket = google_storage_bucket.source.name
-  role   = "roles/storage.objectViewer"
+  role   = "roles/storage.objectAdmin"
   member = "serviceAccount:${google_service_account.build.email}"
 }
 
 # Cloud Functions' own copy of the source: bucket gcf-v2-sources-<project number>-<region>,
-# created by the service on the first deploy. Project-level, conditioned on that bucket only.
-resource "google_project_iam_member" "build_gcf_sources_reader" {
+# created by the service on the first deploy. Project-level, conditioned on that bucket (and
+# its objects) only.
+resource "google_project_iam_member" "build_gcf_sources_objects" {
   project = var.project_id
-  role    = "roles/storage.objectViewer"
+  role    = "roles/storage.objectAdmin"
   member  = "serviceAccount:${google_service_account.build.email}"
 
   condition {
@@ -136,8 +142,8 @@ resource "time_sleep" "build_grants" {
 
   depends_on = [
     google_artifact_registry_repository_iam_member.build_writer,
-    google_storage_bucket_iam_member.build_source_reader,
-    google_project_iam_member.build_gcf_sources_reader,
+    google_storage_bucket_iam_member.build_source_objects,
+    google_project_iam_member.build_gcf_sources_objects,
     google_project_iam_member.build_logs_writer,
   ]
 }

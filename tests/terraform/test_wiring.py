@@ -400,3 +400,37 @@ def test_no_moved_blocks(tf: Module) -> None:
     """No deployment exists, so there are no earlier addresses to move from."""
     for name, text in tf.files.items():
         assert not re.search(r"^\s*moved\s*\{", text, re.M), name
+
+
+def test_the_build_account_is_storage_object_admin_on_the_two_source_buckets_only(
+    tf: Module,
+) -> None:
+    """The build account's storage grants are roles/storage.objectAdmin (the role Google's
+    build-service-account pages list for 2nd gen builds), each limited to one bucket: this
+    stack's source bucket (bucket-level) and Cloud Functions' gcf-v2-sources bucket (a
+    project-level grant conditioned on that bucket's name and its objects)."""
+    build = "serviceAccount:${google_service_account.build.email}"
+    storage = [
+        (rtype, grant)
+        for rtype, by_name in tf.resources.items()
+        if rtype.endswith("_iam_member")
+        for grant in by_name.values()
+        if grant.get("member") == build and str(grant.get("role", "")).startswith("roles/storage.")
+    ]
+    assert sorted(rtype for rtype, _ in storage) == [
+        "google_project_iam_member",
+        "google_storage_bucket_iam_member",
+    ]
+    for rtype, grant in storage:
+        assert grant["role"] == "roles/storage.objectAdmin", rtype
+        if rtype == "google_storage_bucket_iam_member":
+            assert grant["bucket"] == "${google_storage_bucket.source.name}"
+        else:
+            expression = block(grant, "condition")["expression"]
+            assert expression == (
+                'resource.name == "${local.gcf_sources_bucket}" || '
+                'resource.name.startsWith("${local.gcf_sources_bucket}/")'
+            )
+    assert tf.locals["gcf_sources_bucket"] == (
+        "projects/_/buckets/gcf-v2-sources-${data.google_project.this.number}-${var.region}"
+    )
