@@ -23,7 +23,9 @@ locals {
   # The nightly trigger body, exactly {"kind":"nightly"}.
   nightly_message = jsonencode({ kind = "nightly" })
 
-  service_version = coalesce(var.service_version, substr(data.archive_file.source.output_md5, 0, 12))
+  # The running code's identity in every log line: by default a hash of the deployed sources
+  # (source_version.tf), which changes with the code only.
+  service_version = coalesce(var.service_version, substr(local.source_sha256, 0, 12))
 
   # App settings, always set. SUPABASE_URL is added only in the service-role
   # key mode: the app rejects a SUPABASE_URL without its key (settings.py).

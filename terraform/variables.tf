@@ -69,16 +69,25 @@ variable "function_name" {
     condition     = can(regex("^[a-z][a-z0-9-]{1,24}[a-z0-9]$", var.function_name)) && !startswith(var.function_name, "goog")
     error_message = "function_name must be 3-26 chars of lowercase letters, digits and hyphens, start with a letter, not end with a hyphen and not start with goog: it is the topic name (3+ chars, no goog prefix) and prefixes service account IDs (6-30 chars: <name>-fn, <name>-evt, <name>-bld)."
   }
+
+  # Cloud Storage refuses a bucket name that contains "google" or a close misspelling of it
+  # (g00gle), wherever it stands, and the source bucket is <project>-<name>-src. Project IDs
+  # cannot contain "google" themselves, and the hyphens around the name keep it from forming
+  # one across the joins, so refusing it in the name is enough.
+  validation {
+    condition     = !can(regex("g[o0][o0]gle", var.function_name))
+    error_message = "function_name must not contain google (or g00gle, g0ogle, go0gle): Cloud Storage refuses bucket names containing it, and the source bucket is <project_id>-<function_name>-src."
+  }
 }
 
 variable "runtime" {
   type        = string
-  description = "Python runtime of the function."
+  description = "Python runtime of the function: python312, python313 or python314."
   default     = "python312"
 
   validation {
-    condition     = contains(["python312", "python313"], var.runtime)
-    error_message = "runtime must be python312 or python313."
+    condition     = contains(["python312", "python313", "python314"], var.runtime)
+    error_message = "runtime must be python312, python313 or python314."
   }
 }
 
@@ -172,12 +181,12 @@ variable "secret_id" {
 
 variable "secret_version" {
   type        = string
-  description = "Secret version mounted into the function: a version number (pinned, changes need a re-apply) or latest (read when an instance starts)."
-  default     = "latest"
+  description = "Secret version mounted into the function: a version number, never latest. A new version takes effect only when this is set to its number and applied (a new revision), so a bad value added to the secret cannot break the next night without a deploy (docs/deploy.md, Rotating the credential)."
+  default     = "1"
 
   validation {
-    condition     = can(regex("^(latest|[1-9][0-9]*)$", var.secret_version))
-    error_message = "secret_version must be latest or a positive version number."
+    condition     = can(regex("^[1-9][0-9]*$", var.secret_version))
+    error_message = "secret_version must be a version number such as 1 or 2 (not latest): pin the version the function reads, and move it with a deploy (docs/deploy.md, Rotating the credential)."
   }
 }
 
@@ -216,7 +225,7 @@ variable "org_timezone" {
 
 variable "service_version" {
   type        = string
-  description = "SERVICE_VERSION reported in logs, e.g. a git commit SHA (terraform apply -var service_version=$(git rev-parse --short HEAD)). Empty means the first 12 hex digits of the source archive's MD5."
+  description = "SERVICE_VERSION reported in logs. Empty (the default, and the usual choice) means the first 12 hex digits of local.source_sha256, a hash of the deployed files' names and contents: it changes with the function's code only, so a docs-only commit rolls no new revision. Set it only to override that, e.g. for a release name."
   default     = ""
 
   validation {

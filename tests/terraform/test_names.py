@@ -25,8 +25,11 @@ RULES: dict[tuple[str, str], re.Pattern[str]] = {
     ("google_artifact_registry_repository", "repository_id"): re.compile(
         r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$"
     ),
-    # Cloud Storage bucket: 3-63 chars.
-    ("google_storage_bucket", "name"): re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$"),
+    # Cloud Storage bucket: 3-63 chars, not starting with "goog", not containing "google" or a
+    # close misspelling of it such as "g00gle".
+    ("google_storage_bucket", "name"): re.compile(
+        r"^(?!goog)(?!.*g[o0][o0]gle)[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$"
+    ),
     # Cloud Functions (2nd gen) = Cloud Run service: at most 49 chars, no trailing hyphen.
     ("google_cloudfunctions2_function", "name"): re.compile(r"^[a-z](?:[-a-z0-9]{0,47}[a-z0-9])?$"),
 }
@@ -54,13 +57,18 @@ def _valid_everywhere(tf: Module, name: str) -> bool:
 
 
 def _accepted(tf: Module, name: str) -> bool:
-    """Whether function_name's validation (regex and goog prefix) accepts `name`."""
-    condition = tf.variables["function_name"]["validation"][0]["condition"]
-    pattern = re.search(r'regex\("(.+?)", var\.function_name\)', condition)
-    assert pattern is not None, condition
+    """Whether function_name's validations accept `name`: the first (pattern and goog
+    prefix) and the second (no google or a misspelling of it anywhere)."""
+    first, second = (v["condition"] for v in tf.variables["function_name"]["validation"])
+    pattern = re.search(r'regex\("(.+?)", var\.function_name\)', first)
+    assert pattern is not None, first
     regex = pattern.group(1).replace("\\\\", "\\")
-    return bool(re.match(regex, name)) and not (
-        'startswith(var.function_name, "goog")' in condition and name.startswith("goog")
+    forbidden = re.fullmatch(r'\$\{!can\(regex\("(.+?)", var\.function_name\)\)\}', second)
+    assert forbidden is not None, second
+    return (
+        bool(re.match(regex, name))
+        and not ('startswith(var.function_name, "goog")' in first and name.startswith("goog"))
+        and not re.search(forbidden.group(1), name)
     )
 
 
@@ -88,3 +96,15 @@ def test_a_goog_prefix_is_refused_as_pubsub_refuses_it() -> None:
     assert not _accepted(tf, "google-sweep")
     assert _accepted(tf, "gooseberry")
     assert _valid_everywhere(tf, "gooseberry")
+
+
+def test_google_anywhere_is_refused_as_cloud_storage_refuses_it() -> None:
+    """Cloud Storage refuses a bucket name containing google (or g00gle) anywhere; the source
+    bucket is <project>-<name>-src, so the validation refuses such a name too."""
+    tf = load_module()
+    for name in ("my-google-sweep", "sweep-g00gle", "certexpiry-googles"):
+        assert not _valid_everywhere(tf, name), name
+        assert not _accepted(tf, name), name
+    for name in ("my-goggle-sweep", "certexpiry-nightly-sweep"):
+        assert _valid_everywhere(tf, name), name
+        assert _accepted(tf, name), name

@@ -75,6 +75,10 @@ def test_example_tfvars_pass_every_variable_validation(tmp_path: Path) -> None:
     [
         ("timeout_seconds=600", "timeout_seconds must be"),
         ("runtime=python311", "runtime must be"),
+        ("secret_version=latest", "secret_version must be a version number"),
+        ("secret_version=0", "secret_version must be a version number"),
+        ("function_name=my-google-sweep", "must not contain google"),
+        ("function_name=sweep-g00gle", "must not contain google"),
         ("budget_reserve_s=5", "budget_reserve_s must be"),
         ("memory=512", "memory must be"),
         ("secret_env_var_name=SUPABASE_KEY", "secret_env_var_name must be"),
@@ -112,11 +116,14 @@ def test_bad_values_are_rejected_by_validation(
         ("region=africa-south1",),
         ("function_name=abc",),
         ("function_name=a2345678901234567890123456",),
+        ("runtime=python314",),
+        ("runtime=python313", "secret_version=12"),
     ],
 )
 def test_real_values_pass_validation(tmp_path: Path, assignments: tuple[str, ...]) -> None:
-    """Real regions (two-digit ones included) and the shortest and longest valid function
-    names pass every variable validation."""
+    """Real regions (two-digit ones included), the shortest and longest valid function names,
+    every supported runtime (python314 included) and a pinned secret version pass every
+    variable validation."""
     module = scratch_module(tmp_path, "variables.tf")
     code, out = _plan(
         module, "-var=project_id=certexpiry-test", *(f"-var={a}" for a in assignments)
@@ -187,3 +194,44 @@ def test_the_archive_runs_without_the_tooling(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     # main.py routes stdout through the JSON logger, so the probe's answer is a log line.
     assert json.loads(done.stdout.strip().splitlines()[-1])["message"] == "[]"
+
+
+def _source_sha256(tree: Path) -> str:
+    """local.source_sha256 (source_version.tf) rendered by Terraform over `tree`."""
+    module = tree / "terraform"
+    if not module.exists():
+        module = scratch_module(tree, "source_files.tf", "source_version.tf")
+    result = run_terraform(
+        ["console", "-no-color"], module, stdin="jsonencode(local.source_sha256)\n"
+    )
+    assert result.returncode == 0, result.stderr
+    value = json.loads(json.loads(result.stdout.strip()))
+    assert isinstance(value, str)
+    return value
+
+
+@needs_terraform
+def test_the_default_service_version_changes_with_the_code_only(tmp_path: Path) -> None:
+    """SERVICE_VERSION defaults to a hash of the deployed files (local.source_sha256): a change
+    to a file outside the archive (docs, tests, the toolkit) leaves it, a change to any
+    deployed file changes it, and nothing else (a git SHA) goes into it."""
+    tree = tmp_path / "tree"
+    shutil.copytree(REPO_ROOT / "certexpiry", tree / "certexpiry")
+    for name in ("main.py", "requirements.txt"):
+        shutil.copy(REPO_ROOT / name, tree / name)
+    (tree / "docs").mkdir()
+    (tree / "docs" / "deploy.md").write_text("# deploy\n")
+    (tree / "certexpiry" / "__main__.py").write_text("# the ops command line\n", encoding="utf-8")
+    first = _source_sha256(tree)
+    assert len(first) == 64
+    (tree / "docs" / "deploy.md").write_text("# deploy, reworded\n")
+    (tree / "certexpiry" / "__main__.py").write_text("# changed\n", encoding="utf-8")
+    assert _source_sha256(tree) == first
+    sweep = tree / "certexpiry" / "sweep.py"
+    sweep.write_text(sweep.read_text(encoding="utf-8") + "\n# changed\n", encoding="utf-8")
+    assert _source_sha256(tree) != first
+    main_tf = (TERRAFORM_DIR / "main.tf").read_text(encoding="utf-8")
+    assert "coalesce(var.service_version, substr(local.source_sha256, 0, 12))" in main_tf
+    variables = (TERRAFORM_DIR / "variables.tf").read_text(encoding="utf-8")
+    block = variables[variables.index('variable "service_version"') :]
+    assert 'default     = ""' in block[: block.index("validation")]

@@ -175,12 +175,13 @@ def test_retry_policy_is_retry(tf: Module) -> None:
 
 
 def test_runtime_and_entry_point(tf: Module) -> None:
-    """The function runs Python 3.12/3.13, entry point nightly_sweep, memory/instances as vars."""
+    """The function runs Python 3.12-3.14, entry point nightly_sweep, memory/instances as vars."""
     build = block(_function(tf), "build_config")
     assert build["entry_point"] == "nightly_sweep"
     assert build["runtime"] == "${var.runtime}"
-    assert _default(tf, "runtime") in {"python312", "python313"}
-    assert "python312" in tf.variables["runtime"]["validation"][0]["condition"]
+    assert _default(tf, "runtime") in {"python312", "python313", "python314"}
+    condition = tf.variables["runtime"]["validation"][0]["condition"]
+    assert all(f'"{r}"' in condition for r in ("python312", "python313", "python314"))
     service = block(_function(tf), "service_config")
     assert service["available_memory"] == "${var.memory}"
     assert service["max_instance_count"] == "${var.max_instance_count}"
@@ -434,3 +435,17 @@ def test_the_build_account_is_storage_object_admin_on_the_two_source_buckets_onl
     assert tf.locals["gcf_sources_bucket"] == (
         "projects/_/buckets/gcf-v2-sources-${data.google_project.this.number}-${var.region}"
     )
+
+
+def test_the_secret_survives_a_plan_and_its_version_is_pinned(tf: Module) -> None:
+    """The secret cannot be destroyed by a plan (prevent_destroy), and the function reads a
+    numbered version, 1 by default, never latest unless the validation is changed."""
+    secret = tf.resource("google_secret_manager_secret", "db")
+    assert block(secret, "lifecycle")["prevent_destroy"] is True
+    mounted = block(block(_function(tf), "service_config"), "secret_environment_variables")
+    assert mounted["version"] == "${var.secret_version}"
+    assert _default(tf, "secret_version") == "1"
+    condition = tf.variables["secret_version"]["validation"][0]["condition"]
+    assert "latest" not in condition
+    text = (TERRAFORM_DIR / "terraform.tfvars.example").read_text(encoding="utf-8")
+    assert re.search(r'^secret_version\s*=\s*"[1-9][0-9]*"', text, re.M)
