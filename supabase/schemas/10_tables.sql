@@ -90,7 +90,8 @@ create table public.cron_audit_log (
     missed_pause_count integer not null,
     missed_ids jsonb not null,
     resolved boolean not null default false,
-    status text not null default 'completed' check (status in ('completed', 'monitoring_failed')),
+    status text not null default 'completed'
+        check (status in ('completed', 'monitoring_failed', 'failed')),
     nightly_key date,
     segments integer,
     totals jsonb not null default '{}'::jsonb,
@@ -102,6 +103,11 @@ create table public.cron_audit_log (
 comment on table public.cron_audit_log is
     'certexpiry: one row per nightly run, what its monitoring found. Readable by service_role '
     'and ops admins (JWT claim user_role = ops_admin), who may set resolved.';
+comment on column public.cron_audit_log.status is
+    'completed: the night swept and monitoring answered; monitoring_failed: the monitoring query '
+    'failed (the work stands, unverified); failed: the night stopped half-way at a batch it '
+    'could not get past (RUN_STOPPED; the run is left for the next night), whatever monitoring '
+    'found.';
 comment on column public.cron_audit_log.resolved is
     'Set by ops (certexpiry audit resolve, or an ops admin through the API) to acknowledge a '
     'remediation; rows are never deleted.';
