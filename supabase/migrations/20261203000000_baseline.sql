@@ -653,7 +653,9 @@ language sql
 as $$
     -- What the effects did not settle: a marked certification looked at goes back on the
     -- schedule (null) when something is left after tonight, and a reminder that failed on the
-    -- schedule is marked for the next night. An expired one needs nothing here:
+    -- schedule is marked for the next night (tomorrow's date: a mark of tonight would be read
+    -- again by tonight's own marked pages, which come after the schedule, so the reminder would
+    -- be retried and reported twice in one night). An expired one needs nothing here:
     -- apply_auto_pauses paused it or, finding its auto-pause recorded, marked it infinity.
     -- Failed marked ones keep their mark, failed auto-pauses stay on the schedule (every
     -- night's work), and a certification locked elsewhere, or changed since it was read, is
@@ -663,7 +665,7 @@ as $$
         from unnest(p_page) w
         cross join lateral (select w.id = any (p_failed) as failed) f
         cross join lateral (
-            select case when f.failed then p_today end as mark,
+            select case when f.failed then p_today + 1 end as mark,
                    case when f.failed
                         then w.mark is null and not certexpiry.is_expired(w.expiry_date, p_today)
                         else w.mark is not null and w.after_tonight is not null end as write) t
