@@ -23,6 +23,11 @@ output "eventarc_trigger" {
   value       = google_cloudfunctions2_function.sweep.event_trigger[0].trigger
 }
 
+output "trigger_subscription_regex" {
+  description = "Pattern (RE2, whole name) by which the stuck-message alert and the dashboard find the Eventarc trigger's subscription; after a deploy exactly one subscription must match it (docs/deploy.md, Smoke check)."
+  value       = local.trigger_subscription_regex
+}
+
 output "dead_letter_topic" {
   description = "Full ID of the dead-letter topic."
   value       = google_pubsub_topic.dead_letter.id
