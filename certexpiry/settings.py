@@ -7,7 +7,9 @@ a traceback. Secret values are handed to the log sanitiser so they are redacted 
 from __future__ import annotations
 
 import os
+import re
 from typing import Annotated, Self
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -58,6 +60,21 @@ class Settings(BaseSettings):
         """An empty connection setting (e.g. `DATABASE_URL=`) means "not configured"."""
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("database_url")
+    @classmethod
+    def _refuse_transaction_pooler(cls, value: SecretStr | None) -> SecretStr | None:
+        """Supabase's transaction pooler (port 6543, or a `pgbouncer=true` string) hands each
+        transaction any server connection: the job's `set local role` and claims hold, but
+        psycopg's prepared statements do not, so every night would fail. Refused at cold start,
+        naming the setting and never its value (docs/deploy.md: the session pooler works)."""
+        if value is not None and _is_transaction_pooler(value.get_secret_value()):
+            raise ValueError(
+                "DATABASE_URL points at a transaction pooler (port 6543 or pgbouncer=true), "
+                "which breaks prepared statements: use Supabase's session pooler (port 5432 on "
+                "the pooler host) or the direct connection"
+            )
+        return value
+
     @field_validator("reminder_days", mode="before")
     @classmethod
     def _parse_days(cls, value: object) -> object:
@@ -106,6 +123,22 @@ class Settings(BaseSettings):
             if secret is not None
             for part in secret_parts(secret.get_secret_value())
         ]
+
+
+_KEYWORD_PORT = re.compile(r"(?:^|\s)port\s*=\s*'?6543\b")
+_PGBOUNCER = re.compile(r"[?&\s]pgbouncer=true\b", re.IGNORECASE)
+
+
+def _is_transaction_pooler(conninfo: str) -> bool:
+    """Whether a libpq URI or keyword/value string names port 6543 or pgbouncer=true."""
+    if _PGBOUNCER.search(conninfo):
+        return True
+    if "://" in conninfo:
+        try:
+            return urlsplit(conninfo).port == 6543
+        except ValueError:  # a malformed port is libpq's to refuse
+            return False
+    return bool(_KEYWORD_PORT.search(conninfo))
 
 
 def register_secrets(values: list[str], sanitizer: Sanitizer | None = None) -> None:

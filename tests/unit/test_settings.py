@@ -97,3 +97,36 @@ def test_a_blank_secret_is_still_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SUPABASE_URL", raising=False)
     monkeypatch.delenv("SUPABASE_SERVICE_ROLE_KEY", raising=False)
     assert load_settings().database_url is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres.ref:Pa55wd@aws-0-eu-north-1.pooler.supabase.com:6543/postgres",
+        "postgresql://postgres.ref:Pa55wd@aws-0-eu-north-1.pooler.supabase.com:5432/postgres"
+        "?pgbouncer=true",
+        "host=aws-0-eu-north-1.pooler.supabase.com port=6543 user=postgres password=Pa55wd",
+    ],
+)
+def test_a_transaction_pooler_is_refused_naming_the_setting_only(url: str) -> None:
+    """Supabase's transaction pooler breaks prepared statements: refused at cold start with
+    the setting's name and never its value."""
+    with pytest.raises(SettingsError) as refused:
+        load_settings(database_url=url)
+    assert refused.value.setting == "DATABASE_URL"
+    assert "transaction pooler" in refused.value.reason
+    assert "Pa55wd" not in str(refused.value)
+    assert "pooler.supabase" not in refused.value.reason
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres.ref:Pa55wd@aws-0-eu-north-1.pooler.supabase.com:5432/postgres",
+        "postgresql://postgres:Pa55wd@db.ref.supabase.co/postgres",
+        "host=db.ref.supabase.co port=5432 user=postgres password=Pa55wd",
+    ],
+)
+def test_the_session_pooler_and_direct_connections_are_accepted(url: str) -> None:
+    settings = load_settings(database_url=url)
+    assert settings.database_url is not None
