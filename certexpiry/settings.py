@@ -64,9 +64,10 @@ class Settings(BaseSettings):
     @classmethod
     def _refuse_transaction_pooler(cls, value: SecretStr | None) -> SecretStr | None:
         """Supabase's transaction pooler (port 6543, or a `pgbouncer=true` string) hands each
-        transaction any server connection: the job's `set local role` and claims hold, but
-        psycopg's prepared statements do not, so every night would fail. Refused at cold start,
-        naming the setting and never its value (docs/deploy.md: the session pooler works)."""
+        transaction any server connection: the session settings the store makes once per
+        connection (role, JWT claims, statement_timeout) and psycopg's prepared statements do
+        not hold, so every night would fail. Refused at cold start, naming the setting and never
+        its value (docs/deploy.md: the session pooler works)."""
         if value is not None and _is_transaction_pooler(value.get_secret_value()):
             raise ValueError(
                 "DATABASE_URL points at a transaction pooler (port 6543 or pgbouncer=true), "
