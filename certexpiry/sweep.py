@@ -332,7 +332,7 @@ def _stopped(
     (status failed: what is done, and the expired certifications still unpaused), then
     RUN_STOPPED. The run is left unfinished, for the next night to supersede; the message is
     acknowledged, since a redelivery would stop at the same place."""
-    settings, log, claim = job.settings, segment.log, segment.claim
+    log, claim = segment.log, segment.claim
     log.error(
         error.code,
         "A batch failed and no smaller batch gets past it; the night stops here.",
@@ -342,19 +342,7 @@ def _stopped(
         batch_size=batch_size,
         **error.log_context(),
     )
-    duration_ms = _run_duration_ms(claim)
-    monitor_and_audit(
-        job.store,
-        log,
-        run_id=claim.run_id,
-        timezone=settings.org_timezone,
-        today=claim.today,
-        segments=claim.segment + 1,
-        totals=segment.totals,
-        duration_ms=duration_ms,
-        missed_ids_limit=settings.missed_ids_limit,
-        stopped=True,
-    )
+    duration_ms = _monitor(job, segment, stopped=True)
     log.warning(
         Code.RUN_STOPPED,
         "Nightly run stopped half-way; its audit row says failed.",
@@ -394,20 +382,29 @@ def _hand_off(job: Job, segment: _Segment, cursor: str | None, budget: TimeBudge
     return Outcome.ACK
 
 
-def _finish(job: Job, segment: _Segment, budget: TimeBudget) -> Outcome:
-    settings, log, claim = job.settings, segment.log, segment.claim
+def _monitor(job: Job, segment: _Segment, *, stopped: bool) -> int:
+    """The end of a run, completed or stopped half-way: monitoring and the audit row (status
+    failed when stopped); returns the run's duration so far."""
+    claim = segment.claim
     duration_ms = _run_duration_ms(claim)
     monitor_and_audit(
         job.store,
-        log,
+        segment.log,
         run_id=claim.run_id,
-        timezone=settings.org_timezone,
+        timezone=job.settings.org_timezone,
         today=claim.today,
         segments=claim.segment + 1,
         totals=segment.totals,
         duration_ms=duration_ms,
-        missed_ids_limit=settings.missed_ids_limit,
+        missed_ids_limit=job.settings.missed_ids_limit,
+        stopped=stopped,
     )
+    return duration_ms
+
+
+def _finish(job: Job, segment: _Segment, budget: TimeBudget) -> Outcome:
+    log, claim = segment.log, segment.claim
+    duration_ms = _monitor(job, segment, stopped=False)
     completion = job.store.complete(claim.run_id, claim.segment)
     if completion.fenced:
         return _fenced(segment)
