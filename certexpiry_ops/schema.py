@@ -59,7 +59,7 @@ _STATEMENT_END = re.compile(r";\s*$", re.MULTILINE)
 LOCK_TIMEOUT = "1s"
 LOCK_RETRIES = (1.0, 2.0, 4.0, 8.0)
 
-_BASELINE_HEADER = """\
+_BASELINE_HEADER = f"""\
 -- The baseline: the job's whole schema as of its first release, generated from
 -- supabase/schemas/ (`make baseline`; do not edit by hand). Until the first release (tag
 -- v1.0.0) it may be regenerated; from then on migrations are append-only and never edited: a
@@ -71,7 +71,7 @@ _BASELINE_HEADER = """\
 -- holds is waited for at most 1 s (the app's queries queue behind a waiting DDL statement):
 -- then the migration fails whole, and is run again (`certexpiry migrate` retries by itself).
 
-set local lock_timeout = '1s';
+set local lock_timeout = '{LOCK_TIMEOUT}';
 """
 
 
