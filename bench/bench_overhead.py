@@ -80,8 +80,11 @@ class TimedStore:
         limit: int,
         reminder_days: Sequence[int],
         lease_s: int,
+        failed_ahead: Sequence[str] = (),
     ) -> BatchResult:
-        return self.inner.process_batch(run_id, segment, cursor, limit, reminder_days, lease_s)
+        return self.inner.process_batch(
+            run_id, segment, cursor, limit, reminder_days, lease_s, failed_ahead=failed_ahead
+        )
 
     def handoff(self, run_id: UUID, segment: int, lease_s: int) -> bool:
         return self.inner.handoff(run_id, segment, lease_s)

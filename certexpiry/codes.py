@@ -31,6 +31,7 @@ class Code(StrEnum):
     SEGMENT_STARTED = "SEGMENT_STARTED"
     BATCH_DONE = "BATCH_DONE"
     BATCH_SHRUNK = "BATCH_SHRUNK"
+    ROW_FAILED_ALONE = "ROW_FAILED_ALONE"
     TRANSIENT_RETRY = "TRANSIENT_RETRY"
     CONTINUATION_PUBLISHED = "CONTINUATION_PUBLISHED"
     CONTINUATION_PUBLISH_FAILED = "CONTINUATION_PUBLISH_FAILED"
@@ -100,11 +101,25 @@ CATALOGUE: Mapping[Code, CodeInfo] = MappingProxyType(
             "A batch failed as a whole: the database's statement timeout (57014), or an error "
             "no row's isolation caught (sqlstate, operation; routine and the diagnostics' names "
             "when known). Nothing of it was kept, and the segment tries the same page again with "
-            "half as many certifications per batch (batch_size), down to one.",
-            "None if rare and the run completes. If it repeats, read the sqlstate: 57014 is the "
-            "batch's query plan (lower BATCH_SIZE); any other is a row the database refuses "
-            "(see RUN_STOPPED). A batch of one that still times out is retried by Pub/Sub like "
-            "any transient error.",
+            "half as many certifications per batch (batch_size), down to one (ROW_FAILED_ALONE).",
+            "None if rare and the run completes. If it repeats, read the sqlstate: 57014 is a "
+            "slow batch (lower BATCH_SIZE) or one slow row; any other is a row the database "
+            "refuses, reported by id in the DB_OPERATION_FAILED line that follows.",
+        ),
+        Code.ROW_FAILED_ALONE: CodeInfo(
+            _W,
+            "The certification right after cursor fails even in a batch of one (sqlstate, "
+            "operation, routine when known; position: how many in a row). The next batch "
+            "passes it as failed, with its DB_OPERATION_FAILED line by id, and the night goes "
+            "on; the failed certification is read again the next night (an auto-pause stays "
+            "on the schedule and counts in MISSED_AUTO_PAUSE; a reminder is marked for the "
+            "next night, unless it outlived the statement timeout). A second certification in "
+            "a row that times out alone means the database, not a row, is slow: the batch's "
+            "ERROR follows and Pub/Sub redelivers, nothing passed.",
+            "Read the DB_OPERATION_FAILED line that follows: the app's trigger or constraint "
+            "on that certification or its mentor (routine, table_name, constraint_name), or, "
+            "for 57014, a trigger slower than the statement timeout. Fix it in the app; the "
+            "next night does the work.",
         ),
         Code.TRANSIENT_RETRY: CodeInfo(
             _W,
@@ -201,18 +216,19 @@ CATALOGUE: Mapping[Code, CodeInfo] = MappingProxyType(
         ),
         Code.RUN_STOPPED: CodeInfo(
             _W,
-            "The night stopped half-way, in place of RUN_COMPLETED: a batch failed with an "
-            "error that is not transient and no smaller batch got past it (down to one "
-            "certification, the first after cursor), or the call itself was refused. The "
-            "error's own ERROR line comes first (operation, sqlstate or http_status, routine, "
-            "the diagnostics' names, cursor); what came before it is done and checkpointed; "
-            "monitoring ran and the audit row says failed, its missed_ids the expired "
-            "certifications left unpaused. The message is acknowledged, the run left "
-            "unfinished: the next night supersedes it (RUN_ABANDONED) and sweeps again.",
-            "Read the ERROR line before it: a trigger or constraint on the app's tables refusing "
-            "the certification after cursor (sqlstate, routine, table_name, constraint_name), or "
-            "a grant or a missing function (42501, PGRST202). Fix it, then python -m certexpiry "
-            "run finishes tonight's run; or remediate RUN_ID the missed auto-pauses.",
+            "The night stopped half-way, in place of RUN_COMPLETED: a call failed with an "
+            "error that is neither transient nor one row's (the call itself refused: a grant, "
+            "a missing function, an answer outside the contract, or the call that only passes "
+            "a certification failing alone failing too), or an unexpected exception. The "
+            "error's own ERROR line comes first (operation, sqlstate or http_status, cursor); "
+            "what came before it is done and checkpointed; monitoring ran and the audit row "
+            "says failed, its missed_ids the expired certifications left unpaused. The message "
+            "is acknowledged, the run left unfinished: the next night supersedes it "
+            "(RUN_ABANDONED) and sweeps again.",
+            "Read the ERROR line before it: a grant or a missing function (42501, PGRST202: "
+            "run the migrations), a contract mismatch (SCHEMA_MISMATCH), or the trigger or "
+            "constraint refusing the certifications after cursor. Fix it, then python -m "
+            "certexpiry run finishes tonight's run; or remediate RUN_ID the missed auto-pauses.",
         ),
         Code.SUPABASE_RPC_FAILED: CodeInfo(
             _E,

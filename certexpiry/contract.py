@@ -54,6 +54,7 @@ RPC_SIGNATURES: Mapping[str, Mapping[str, str]] = {
         "p_limit": "integer",
         "p_reminder_days": "integer[]",
         "p_lease_seconds": "integer",
+        "p_failed_ahead": "text[]",
     },
     "handoff_run": {"p_run_id": "uuid", "p_segment": "integer", "p_lease_seconds": "integer"},
     "complete_run": {"p_run_id": "uuid", "p_segment": "integer"},
@@ -172,11 +173,13 @@ class RecordFailure(ContractModel):
     column_name: _SQL_NAME
     datatype_name: _SQL_NAME
     routine: _SQL_NAME
-    message: str
+    message: str | None  # null for a certification passed after failing alone (no message)
 
     @field_validator("message")
     @classmethod
-    def _template(cls, value: str, info: ValidationInfo) -> str:
+    def _template(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
         return db_message(value, info.data.get("sqlstate"), shared_sanitizer().clean)
 
     def names(self) -> dict[str, str]:

@@ -83,6 +83,7 @@ ALLOWED_CONTEXT_KEYS: frozenset[str] = frozenset(
         "outcome",
         "peak_rss_kb",
         "peer_mentor_id",
+        "position",
         "postgrest_code",
         "published_message_id",
         "reason",

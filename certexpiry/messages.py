@@ -31,6 +31,9 @@ MAX_AGE = timedelta(days=7)
 PUBSUB_EVENT_TYPE = "google.cloud.pubsub.topic.v1.messagePublished"
 
 
+SqlState = Annotated[str, StringConstraints(pattern=r"^[0-9A-Z]{5}$")]
+
+
 class NightlyTrigger(BaseModel):
     """Cloud Scheduler's nightly message: start (or join) tonight's run."""
 
@@ -60,6 +63,12 @@ class Resume(BaseModel):
     # Strictly a whole number: "1", 1.0 or true is a message this function did not publish.
     segment: int = Field(ge=1, le=100_000, strict=True)
     cursor: Cursor | None
+    # How the segment handing off was getting past a batch that failed as a whole (the sweep's
+    # _Narrowing): its batch size (0: only pass the certifications that failed alone), and the
+    # SQLSTATEs of the certifications right after the cursor that failed even alone (at most a
+    # timed-out one and the one after it). Absent from a continuation that was not narrowing.
+    batch_size: int | None = Field(default=None, ge=0, le=1000, strict=True)
+    failed_ahead: tuple[SqlState, ...] = Field(default=(), max_length=2)
 
     def to_bytes(self) -> bytes:
         """The message body as published."""

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     # How many missed IDs the monitoring query returns (and the warning line carries); the
     # audit row always gets the complete list, written by the database.
     missed_ids_limit: int = Field(default=1000, ge=1, le=100_000)
+    # The statement timeout of each call on DATABASE_URL (Supabase's HTTP API applies its role's
+    # own). A batch that outlives it is narrowed; one certification that outlives it alone is
+    # passed as failed (docs/decisions/0028-a-row-that-fails-alone.md).
+    statement_timeout_s: float = Field(default=60.0, gt=0, lt=FUNCTION_TIMEOUT_S)
     service_name: str = Field(default="certexpiry", alias="K_SERVICE")
     service_version: str = Field(default="dev")
 

@@ -59,8 +59,10 @@ class RecordFailure:
     peer_mentor_id: str
     operation: str
     sqlstate: str
-    message: str
-    """The error's template (certexpiry.log_template), never its raw text."""
+    message: str | None
+    """The error's template (certexpiry.log_template), never its raw text; None for a
+    certification that failed even alone in a batch of one (the sweep passed it, knowing only
+    the SQLSTATE)."""
     names: Mapping[str, str] = field(default_factory=dict)
     """Constraint, schema, table, column and datatype names from the error's diagnostics."""
     routine: str | None = None
@@ -169,6 +171,7 @@ class Store(Protocol):
         limit: int,
         reminder_days: Sequence[int],
         lease_s: int,
+        failed_ahead: Sequence[str] = (),
     ) -> BatchResult: ...
 
     def handoff(self, run_id: UUID, segment: int, lease_s: int) -> bool: ...
@@ -219,7 +222,11 @@ class RpcStore:
         limit: int,
         reminder_days: Sequence[int],
         lease_s: int,
+        failed_ahead: Sequence[str] = (),
     ) -> BatchResult:
+        """The next batch after `cursor`; `failed_ahead` are the SQLSTATEs of the certifications
+        right after it that failed even in a batch of one, passed as failed first."""
+        extra = {"p_failed_ahead": list(failed_ahead)} if failed_ahead else {}
         answer = self._call(
             contract.PROCESS_EXPIRY_BATCH,
             {
@@ -229,6 +236,7 @@ class RpcStore:
                 "p_limit": limit,
                 "p_reminder_days": list(reminder_days),
                 "p_lease_seconds": lease_s,
+                **extra,
             },
         )
         if isinstance(answer, contract.BatchFenced):

@@ -20,6 +20,7 @@ from uuid import UUID
 from certexpiry.budget import TimeBudget
 from certexpiry.codes import Code
 from certexpiry.errors import (
+    STATEMENT_TIMEOUT,
     CertexpiryError,
     ContractError,
     DatabaseError,
@@ -62,12 +63,31 @@ class Job:
 
 
 @dataclass
+class _Narrowing:
+    """How a segment gets past a batch that fails as a whole (docs/decisions/0028): the same
+    page again with half as many certifications, down to one; a certification that fails even
+    alone is passed as failed by the next call, which carries its SQLSTATE (`failed_ahead`):
+    a call that only passes it (batch size 0), or, after a statement timeout, one that passes
+    it and does the next certification (whose timing out too means the database is slow).
+    Carried in the continuation, so a hand-off does not start the search again."""
+
+    batch_size: int
+    failed_ahead: list[str] = field(default_factory=list)
+
+
+@dataclass
 class _Segment:
     """The state of the segment this invocation is running."""
 
     claim: Claim
     log: JsonLogger
+    narrowing: _Narrowing
     totals: dict[str, int] = field(default_factory=dict)
+    cursor: str | None = None
+
+    def __post_init__(self) -> None:
+        self.cursor = self.claim.cursor
+        self.totals = dict(self.claim.totals)
 
 
 class _Invocation:
@@ -211,7 +231,7 @@ def _nightly(job: Job, invocation: _Invocation, message_id: str | None) -> Outco
         nightly_key=_iso(claim.today),
         timezone=settings.org_timezone,
     )
-    return _run_segment(job, _Segment(claim=claim, log=log, totals=dict(claim.totals)))
+    return _run_segment(job, _Segment(claim, log, _Narrowing(settings.batch_size)))
 
 
 def _resume(job: Job, invocation: _Invocation, message: Resume, message_id: str | None) -> Outcome:
@@ -242,45 +262,70 @@ def _resume(job: Job, invocation: _Invocation, message: Resume, message_id: str 
         segment=claim.segment,
         nightly_key=_iso(claim.today),
     )
-    return _run_segment(job, _Segment(claim=claim, log=log, totals=dict(claim.totals)))
+    narrowing = _Narrowing(
+        job.settings.batch_size
+        if message.batch_size is None
+        else min(message.batch_size, job.settings.batch_size),
+        list(message.failed_ahead),
+    )
+    return _run_segment(job, _Segment(claim, log, narrowing))
 
 
 def _run_segment(job: Job, segment: _Segment) -> Outcome:
-    settings, log, claim = job.settings, segment.log, segment.claim
+    """The segment's batches, then a hand-off or the end of the run. Once the run is claimed,
+    a night that cannot go on still reaches monitoring and its audit row (status failed): only
+    a transient failure, which Pub/Sub's redelivery resumes from the checkpoint, a publish
+    failure (the hand-off redelivered) and a live lease elsewhere end it without them."""
+    try:
+        return _sweep(job, segment)
+    except (RunBusy, PublishError):
+        raise
+    except StoreError as exc:
+        if exc.transient:
+            raise
+        segment.log.error(
+            exc.code,
+            "A call to the database failed; the night stops here.",
+            exc=exc,
+            segment=segment.claim.segment,
+            cursor=segment.cursor,
+            **exc.log_context(),
+        )
+        return _stopped(job, segment, exc.operation)
+    except Exception as exc:  # noqa: BLE001  # the night still reaches its audit row
+        segment.log.error(
+            Code.UNEXPECTED_EXCEPTION,
+            "Unexpected exception in the nightly sweep; the night stops here.",
+            exc=exc,
+            error_type=type(exc).__name__,
+            segment=segment.claim.segment,
+            cursor=segment.cursor,
+        )
+        return _stopped(job, segment, None)
+
+
+def _sweep(job: Job, segment: _Segment) -> Outcome:
+    settings, log, claim, narrowing = job.settings, segment.log, segment.claim, segment.narrowing
     budget = TimeBudget(
         budget_s=settings.time_budget_s, reserve_s=settings.monitoring_reserve_s, clock=job.clock
     )
-    cursor = claim.cursor
-    batch_size = settings.batch_size
     while True:
         if not budget.can_start_batch():
-            return _hand_off(job, segment, cursor, budget)
+            return _hand_off(job, segment, budget)
         started = job.clock()
         try:
             result = job.store.process_batch(
                 claim.run_id,
                 claim.segment,
-                cursor,
-                batch_size,
+                segment.cursor,
+                narrowing.batch_size,
                 settings.reminder_days,
                 settings.lease_s,
+                failed_ahead=tuple(narrowing.failed_ahead),
             )
         except StoreError as exc:
-            if batch_size == 1 or not _narrowable(exc):
-                if exc.transient:  # retried in-process already, or a timeout even alone
-                    raise
-                return _stopped(job, segment, cursor, batch_size, exc)
-            # Nothing of the batch was kept: the same page again, half as large, down to the
-            # certification that fails alone; what comes before it gets done meanwhile.
             budget.record_batch(job.clock() - started)
-            batch_size = max(1, batch_size // 2)
-            log.warning(
-                Code.BATCH_SHRUNK,
-                "A batch failed as a whole; going on with smaller batches.",
-                segment=claim.segment,
-                batch_size=batch_size,
-                **exc.log_context(),
-            )
+            _narrow(job, segment, exc)
             continue
         duration_s = job.clock() - started
         budget.record_batch(duration_s)
@@ -295,68 +340,101 @@ def _run_segment(job: Job, segment: _Segment) -> Outcome:
             duration_ms=int(duration_s * 1000),
             **_counts(result.counts),
         )
-        cursor = result.next_cursor
+        segment.cursor = result.next_cursor
+        if narrowing.failed_ahead:  # the search found its rows: full batches again
+            segment.narrowing = narrowing = _Narrowing(settings.batch_size)
         if result.done:
             return _finish(job, segment, budget)
 
 
-# SQLSTATE classes about the call, not a row: a smaller batch fails the same way. Feature not
-# supported, invalid authorization, syntax or access rule (42501, 42883), invalid catalog or
-# schema name.
-_CALL_SQLSTATE_CLASSES = ("0A", "28", "3D", "3F", "42")
+def _narrow(job: Job, segment: _Segment, error: StoreError) -> None:
+    """After a batch failed as a whole, nothing of it kept: the same page again, half as large;
+    at one certification, that certification is passed as failed by the next call (with its
+    SQLSTATE) and what follows gets done. Raises the error when no smaller batch can help: a
+    refusal of the call, a transient failure (redelivered), a call that only passes
+    certifications failing too (not a row's error: the night stops), or a second
+    certification in a row that outlives the statement timeout alone (the database is slow,
+    not a row: nothing of the passing is kept, the redelivery resumes from the checkpoint)."""
+    narrowing = segment.narrowing
+    sqlstate = _row_sqlstate(error)
+    if sqlstate is None or narrowing.batch_size == 0:
+        raise error
+    if narrowing.batch_size > 1:
+        narrowing.batch_size = max(1, narrowing.batch_size // 2)
+        segment.log.warning(
+            Code.BATCH_SHRUNK,
+            "A batch failed as a whole; going on with smaller batches.",
+            segment=segment.claim.segment,
+            batch_size=narrowing.batch_size,
+            **error.log_context(),
+        )
+        return
+    if sqlstate == STATEMENT_TIMEOUT and STATEMENT_TIMEOUT in narrowing.failed_ahead:
+        raise error
+    narrowing.failed_ahead.append(sqlstate)
+    # A timed-out certification is passed together with the next one, so that a database slow
+    # for every row is told from one slow row before anything is passed.
+    narrowing.batch_size = 1 if sqlstate == STATEMENT_TIMEOUT else 0
+    segment.log.warning(
+        Code.ROW_FAILED_ALONE,
+        "A certification fails even in a batch of one; the next call passes it as failed.",
+        segment=segment.claim.segment,
+        cursor=segment.cursor,
+        position=len(narrowing.failed_ahead),
+        **error.log_context(),
+    )
 
 
-def _narrowable(error: StoreError) -> bool:
-    """A batch failure a smaller batch may not have: a statement timeout, or an error that is
-    neither transient nor about the call itself, so possibly one row's (a trigger raising, an
-    ASSERT, a constraint no row's isolation caught). Not an answer outside the contract (the
-    batch committed), a refusal of the call (permission, a missing function: PostgREST's
-    PGRST codes, HTTP 401/403/404 without a SQLSTATE) or a driver error without one."""
+# SQLSTATE classes about the call or the server, not a row: a smaller batch fails the same way.
+# Feature not supported, invalid authorization, syntax or access rule (42501, 42883), invalid
+# catalog or schema name; operator intervention (57014 aside, handled first), system error (I/O),
+# configuration file error.
+_CALL_SQLSTATE_CLASSES = ("0A", "28", "3D", "3F", "42", "57", "58", "F0")
+
+
+def _row_sqlstate(error: StoreError) -> str | None:
+    """The SQLSTATE of a batch failure a smaller batch may not have, or None: a statement
+    timeout (57014), or an error that is neither transient nor about the call itself, so
+    possibly one row's (a trigger raising, an ASSERT, a constraint no row's isolation caught).
+    None for an answer outside the contract (the batch committed), a refusal of the call
+    (permission, a missing function: PostgREST's PGRST codes, HTTP 401/403/404 without a
+    SQLSTATE) or a driver error without one."""
     if error.statement_timeout:
-        return True
+        return STATEMENT_TIMEOUT
     if error.transient or isinstance(error, ContractError):
-        return False
+        return None
     if isinstance(error, DatabaseError):
         code = error.sqlstate
     elif isinstance(error, RpcError):
         code = error.postgrest_code
     else:
-        return False
-    return code is not None and is_sqlstate(code) and not code.startswith(_CALL_SQLSTATE_CLASSES)
+        return None
+    if code is None or not is_sqlstate(code) or code.startswith(_CALL_SQLSTATE_CLASSES):
+        return None
+    return code
 
 
-def _stopped(
-    job: Job, segment: _Segment, cursor: str | None, batch_size: int, error: StoreError
-) -> Outcome:
-    """The night cannot get past `cursor`: the error's line, then monitoring and the audit row
+def _stopped(job: Job, segment: _Segment, operation: str | None) -> Outcome:
+    """The night cannot go on (the error's line is written): monitoring and the audit row
     (status failed: what is done, and the expired certifications still unpaused), then
     RUN_STOPPED. The run is left unfinished, for the next night to supersede; the message is
     acknowledged, since a redelivery would stop at the same place."""
     log, claim = segment.log, segment.claim
-    log.error(
-        error.code,
-        "A batch failed and no smaller batch gets past it; the night stops here.",
-        exc=error,
-        segment=claim.segment,
-        cursor=cursor,
-        batch_size=batch_size,
-        **error.log_context(),
-    )
     duration_ms = _monitor(job, segment, stopped=True)
     log.warning(
         Code.RUN_STOPPED,
         "Nightly run stopped half-way; its audit row says failed.",
         segment=claim.segment,
-        cursor=cursor,
-        operation=error.operation,
+        cursor=segment.cursor,
+        operation=operation,
         duration_ms=duration_ms,
         **_counts(segment.totals),
     )
     return Outcome.ACK
 
 
-def _hand_off(job: Job, segment: _Segment, cursor: str | None, budget: TimeBudget) -> Outcome:
-    settings, log, claim = job.settings, segment.log, segment.claim
+def _hand_off(job: Job, segment: _Segment, budget: TimeBudget) -> Outcome:
+    settings, log, claim, narrowing = job.settings, segment.log, segment.claim, segment.narrowing
     if not job.store.handoff(claim.run_id, claim.segment, settings.lease_s):
         return _fenced(segment)
     if settings.continuation_topic is None:
@@ -366,7 +444,14 @@ def _hand_off(job: Job, segment: _Segment, cursor: str | None, budget: TimeBudge
             setting="CONTINUATION_TOPIC",
         )
         return Outcome.RETRY
-    message = Resume(kind="resume", run_id=claim.run_id, segment=claim.segment + 1, cursor=cursor)
+    message = Resume(
+        kind="resume",
+        run_id=claim.run_id,
+        segment=claim.segment + 1,
+        cursor=segment.cursor,
+        batch_size=narrowing.batch_size if narrowing.batch_size < settings.batch_size else None,
+        failed_ahead=tuple(narrowing.failed_ahead),
+    )
     published_id = job.publisher.publish(
         settings.continuation_topic, message.to_bytes(), {"cron_run_id": str(claim.run_id)}
     )

@@ -39,7 +39,10 @@ def make_transport(settings: Settings) -> RpcTransport:
     if settings.database_url is not None:
         from certexpiry.pg_store import PgTransport
 
-        return PgTransport(settings.database_url.get_secret_value())
+        return PgTransport(
+            settings.database_url.get_secret_value(),
+            statement_timeout_ms=int(settings.statement_timeout_s * 1000),
+        )
     if settings.supabase_url and settings.supabase_service_role_key is not None:
         from certexpiry.supabase_store import SupabaseTransport
 

@@ -37,6 +37,36 @@ class EmbeddedPostgres:
     _pg_ctl: str | None = field(default=None, repr=False)
     _prefix: list[str] = field(default_factory=list, repr=False)
 
+    def crash_restart(self) -> None:
+        """Stop the server at once (`pg_ctl -m immediate`: no checkpoint, every connection cut,
+        crash recovery at the next start) and start it again, waiting until it accepts
+        connections: a database restart mid-night, for the reliability tests."""
+        if self._server is not None:
+            from pgserver._commands import POSTGRES_BIN_PATH
+
+            subprocess.run(  # pg_ctl's output to files, not pipes: a pipe can hang it (pgserver)
+                [
+                    *(str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self._server.pgdata)),
+                    *("-m", "immediate", "-w", "-l", str(self._server.log), "restart"),
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                user=self._server.system_user,
+                timeout=60,
+            )
+        elif self._pg_ctl is not None:
+            log_file = self.data_dir.parent / "postgres.log"
+            subprocess.run(
+                [
+                    *(*self._prefix, self._pg_ctl, "-D", str(self.data_dir)),
+                    *("-m", "immediate", "-w", "-l", str(log_file), "restart"),
+                ],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+
     def stop(self) -> None:
         """Stop the server; the data directory is left for the caller to remove."""
         if self._server is not None:

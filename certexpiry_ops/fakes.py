@@ -75,8 +75,12 @@ class FakeStore:
         limit: int,
         reminder_days: Sequence[int],
         lease_s: int,
+        failed_ahead: Sequence[str] = (),
     ) -> BatchResult:
-        self._enter("process_batch", (run_id, segment, cursor, limit, tuple(reminder_days)))
+        self._enter(
+            "process_batch",
+            (run_id, segment, cursor, limit, tuple(reminder_days), tuple(failed_ahead)),
+        )
         return self.pages.pop(0)
 
     def handoff(self, run_id: UUID, segment: int, lease_s: int) -> bool:

@@ -21,7 +21,7 @@ alter table public.certifications drop column if exists next_action_on;
 -- The job's RPCs and its audit log in public.
 drop function if exists public.claim_nightly_run(uuid, text, integer, timestamptz);
 drop function if exists public.claim_continuation(uuid, integer, integer, timestamptz);
-drop function if exists public.process_expiry_batch(uuid, integer, text, integer, integer[], integer);
+drop function if exists public.process_expiry_batch(uuid, integer, text, integer, integer[], integer, text[]);
 drop function if exists public.handoff_run(uuid, integer, integer);
 drop function if exists public.complete_run(uuid, integer);
 drop function if exists public.get_missed_auto_pauses(text, date, integer);

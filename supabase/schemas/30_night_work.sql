@@ -284,6 +284,8 @@ begin
     -- reported again, every night until the app lets the mark be written. Only a certification
     -- not expired gets a mark written, so it is reported as its reminder's failure (the mark is
     -- when its next reminder is looked at); one whose effects failed tonight is reported once.
+    -- Deferred constraints fire inside the subtransaction, as in apply_effects_isolated.
+    set constraints all immediate;
     begin
         perform certexpiry.mark_page(p_today, p_page, p_failed);
         return '[]'::jsonb;

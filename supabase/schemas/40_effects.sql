@@ -245,6 +245,10 @@ begin
     -- call, not one row. Caught here, the timeout would fire once and never again (it is armed
     -- per statement), so the halves would run on unbounded, and a cancel (pg_cancel_backend,
     -- a client giving up) would be swallowed; the sweep retries a timed-out batch halved.
+    -- The app's deferred constraint triggers and deferrable foreign keys are fired at the end
+    -- of each statement, inside the subtransaction, instead of at commit, where one row's
+    -- error would fail the whole call (for the rest of the caller's transaction too).
+    set constraints all immediate;
     begin
         return certexpiry.apply_effects(
                 p_run_id, p_today, p_reminder_days, p_certification_ids, p_expiry_dates)

@@ -108,7 +108,8 @@ create or replace function public.process_expiry_batch(
     p_cursor text,
     p_limit integer,
     p_reminder_days integer[],
-    p_lease_seconds integer)
+    p_lease_seconds integer,
+    p_failed_ahead text[] default '{}')
 returns jsonb
 language plpgsql
 set search_path = ''
@@ -117,7 +118,11 @@ as $$
 declare
     v_run certexpiry.cron_runs;
     v_today date;
+    v_failed_ahead text[] := coalesce(p_failed_ahead, '{}');
+    v_skipped certexpiry.page_row[] := '{}';
+    v_cursor text := p_cursor;
     v_page certexpiry.page_row[];
+    v_more certexpiry.page_row[];
     v_next text;
     v_done boolean;
     v_effects jsonb;
@@ -125,8 +130,14 @@ declare
     v_marks_failed jsonb;
     v_counts jsonb;
 begin
-    if p_limit is null or p_limit < 1 or p_limit > 1000 then
-        raise exception 'p_limit must be between 1 and 1000' using errcode = '22023';
+    if p_limit is null or p_limit < 0 or p_limit > 1000
+       or (p_limit = 0 and cardinality(v_failed_ahead) = 0) then
+        raise exception 'p_limit must be between 1 and 1000 (0 only with p_failed_ahead)'
+            using errcode = '22023';
+    end if;
+    if cardinality(v_failed_ahead) > 1000
+       or exists (select from unnest(v_failed_ahead) s where s is null or s !~ '^[0-9A-Z]{5}$') then
+        raise exception 'p_failed_ahead must be at most 1000 SQLSTATEs' using errcode = '22023';
     end if;
     select * into v_run from certexpiry.cron_runs where run_id = p_run_id for update;
     if not found or v_run.status <> 'running' or v_run.segment <> p_segment then
@@ -134,24 +145,59 @@ begin
     end if;
     v_today := v_run.nightly_key;
 
-    -- 1. Read the next page of the night's work and judge it from the expiry dates.
-    v_page := certexpiry.read_page(v_today, p_reminder_days, p_cursor, p_limit);
-    v_next := coalesce(certexpiry.cursor_after(v_page[cardinality(v_page)]), p_cursor);
-    v_done := cardinality(v_page) < p_limit;
+    -- 0. The certifications right after the cursor that failed even alone, in a batch of one,
+    -- the sweep tells by their SQLSTATEs (docs/decisions/0028-a-row-that-fails-alone.md):
+    -- read without judging (the judging may be what failed), reported as failed and passed.
+    -- Their effects are not tried again tonight. Within this transaction, so a page after them
+    -- that fails too undoes the passing (the sweep passes a timed-out certification with the
+    -- next one: a database slow for every row is not a row's failure). p_limit 0: only pass.
+    if cardinality(v_failed_ahead) > 0 then
+        v_skipped := array(
+            select row(n.id, n.peer_mentor_id, n.expiry_date, n.mark, null, null)::certexpiry.page_row
+            from certexpiry.night_page(v_today, p_reminder_days, p_cursor, cardinality(v_failed_ahead))
+                     with ordinality n (id, peer_mentor_id, expiry_date, mark, k)
+            order by n.k);
+        v_cursor := coalesce(certexpiry.cursor_after(v_skipped[cardinality(v_skipped)]), p_cursor);
+    end if;
+    select coalesce(jsonb_agg(certexpiry.failure_detail(v_skipped[i].id, v_today,
+               v_failed_ahead[i], null, null, null, null, null, null, null) order by i), '[]')
+      into v_failures
+    from generate_subscripts(v_skipped, 1) i;
+
+    -- 1. Read the next page of the night's work and judge it from the expiry dates. After a
+    -- certification passed for a statement timeout, the page goes on to the first one due
+    -- tonight (or the night's end): that its effects fit in the timeout is what tells one slow
+    -- row from a database slow for every row, before the passing is committed.
+    v_page := '{}';
+    loop
+        v_more := certexpiry.read_page(v_today, p_reminder_days,
+            coalesce(certexpiry.cursor_after(v_page[cardinality(v_page)]), v_cursor), p_limit);
+        v_page := v_page || v_more;
+        v_done := cardinality(v_more) < p_limit;
+        exit when v_done or cardinality(v_more) = 0 or cardinality(v_page) >= 1000
+               or not ('57014' = any (v_failed_ahead))
+               or exists (select from unnest(v_page) p where p.due_on <= v_today);
+    end loop;
+    v_next := coalesce(certexpiry.cursor_after(v_page[cardinality(v_page)]), v_cursor);
 
     -- 2. The effects of what is due tonight, one bad row isolated from the others.
     v_effects := certexpiry.apply_effects_isolated(p_run_id, v_today, p_reminder_days,
         array(select p.id from unnest(v_page) p where p.due_on <= v_today order by p.id),
         array(select p.expiry_date from unnest(v_page) p where p.due_on <= v_today order by p.id));
-    v_failures := v_effects -> 'failures_detail';
+    v_failures := v_failures || (v_effects -> 'failures_detail');
 
     -- 3. The marks the effects did not settle; a mark the app refuses is that certification's
-    -- failure alone, reported with the effects' failures.
-    v_marks_failed := certexpiry.mark_page_isolated(v_today, v_page, array(
-        select (f ->> 'certification_id')::uuid from jsonb_array_elements(v_failures) f));
+    -- failure alone, reported with the effects' failures. A passed certification gets the
+    -- mark of a failed one (a reminder on the schedule: the next night), unless it outlived
+    -- the statement timeout: its mark would too, and would fail the whole call again.
+    v_marks_failed := certexpiry.mark_page_isolated(v_today, v_page || array(
+            select v_skipped[i] from generate_subscripts(v_skipped, 1) i
+            where v_failed_ahead[i] <> '57014' order by i),
+        array(select (f ->> 'certification_id')::uuid from jsonb_array_elements(v_failures) f));
     v_failures := v_failures || v_marks_failed;
     v_effects := v_effects || jsonb_build_object(
-        'failures', coalesce((v_effects ->> 'failures')::integer, 0) + jsonb_array_length(v_marks_failed));
+        'failures', coalesce((v_effects ->> 'failures')::integer, 0)
+                    + cardinality(v_skipped) + jsonb_array_length(v_marks_failed));
 
     -- 4. Checkpoint the run in the same transaction.
     select certexpiry.sum_counts(jsonb_build_object(
@@ -174,12 +220,14 @@ begin
         'failures_detail', v_failures, 'run_totals', v_run.totals);
 end
 $$;
-comment on function public.process_expiry_batch(uuid, integer, text, integer, integer[], integer) is
+comment on function public.process_expiry_batch(uuid, integer, text, integer, integer[], integer, text[]) is
     'The next page of at most p_limit certifications of the night''s work after p_cursor: read '
     'and judged (certexpiry.read_page), effects applied with failures isolated, marks written, '
     'and the run checkpointed, all in one transaction. Fenced by (run, segment). A row locked '
     'elsewhere fails alone after lock_timeout, and so does a row whose effects or mark the app '
-    'refuses, whatever the error (a cancel or statement timeout aside). Counts: certifications and mentors judged due by '
+    'refuses, whatever the error (a cancel or statement timeout aside). p_failed_ahead: the '
+    'SQLSTATEs of the certifications right after p_cursor that failed even in a batch of one, '
+    'reported as failed and passed first (p_limit 0: nothing else). Counts: certifications and mentors judged due by '
     'their dates; effect counts exact.';
 
 create or replace function public.handoff_run(p_run_id uuid, p_segment integer, p_lease_seconds integer)

@@ -38,8 +38,8 @@ revoke all on function public.claim_nightly_run(uuid, text, integer, timestamptz
 grant execute on function public.claim_nightly_run(uuid, text, integer, timestamptz) to service_role;
 revoke all on function public.claim_continuation(uuid, integer, integer, timestamptz) from public, anon, authenticated, service_role;
 grant execute on function public.claim_continuation(uuid, integer, integer, timestamptz) to service_role;
-revoke all on function public.process_expiry_batch(uuid, integer, text, integer, integer[], integer) from public, anon, authenticated, service_role;
-grant execute on function public.process_expiry_batch(uuid, integer, text, integer, integer[], integer) to service_role;
+revoke all on function public.process_expiry_batch(uuid, integer, text, integer, integer[], integer, text[]) from public, anon, authenticated, service_role;
+grant execute on function public.process_expiry_batch(uuid, integer, text, integer, integer[], integer, text[]) to service_role;
 revoke all on function public.handoff_run(uuid, integer, integer) from public, anon, authenticated, service_role;
 grant execute on function public.handoff_run(uuid, integer, integer) to service_role;
 revoke all on function public.complete_run(uuid, integer) from public, anon, authenticated, service_role;

@@ -80,6 +80,7 @@ def test_a_raise_quoting_the_mentor_reports_structure_and_no_value(db: Conn) -> 
     for value in (NAME, NAME.lower(), "Ragnhild", "plantedottir", NATIONAL_ID, EMAIL):
         assert value not in message
     model = RecordFailure.model_validate({**failure, "message": message})
+    assert model.message is not None
     assert "ragnhild" not in model.message.lower()
     assert str(cert) not in model.message  # the row literal is a parenthesised value
     assert model.message.startswith("row (?) of [REDACTED:mentor] (?) violates xxx")

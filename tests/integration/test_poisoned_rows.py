@@ -49,6 +49,31 @@ def _trigger(table: str, body: str, *, setup: str = "") -> Install:
     return install
 
 
+def _deferred_trigger(body: str) -> Install:
+    """A constraint trigger of the app's, deferred to the end of the transaction, refusing the
+    chosen certification's updates: fired at commit, outside any subtransaction, it would fail
+    the whole batch, unless the job fires deferred constraints at each statement's end."""
+
+    @contextlib.contextmanager
+    def install(db: Conn, url: str, row_id: uuid.UUID) -> Iterator[None]:
+        db.execute(
+            f"""
+            create function public.poisoned() returns trigger language plpgsql as $$
+            begin
+                {body};
+                return new;
+            end $$;
+            create constraint trigger poisoned after update on public.certifications
+                deferrable initially deferred
+                for each row when (old.id = '{row_id}') execute function public.poisoned();
+            """  # DDL cannot take bind parameters
+        )
+        yield
+        db.execute("drop trigger poisoned on public.certifications")
+
+    return install
+
+
 @contextlib.contextmanager
 def _check_constraint(db: Conn, url: str, row_id: uuid.UUID) -> Iterator[None]:
     """A check constraint the app adds, which the chosen certification meets only while active."""
@@ -102,6 +127,9 @@ POISONS = {
         _trigger("certifications", "new.updated_at := now() + interval '1 day' / 0"),
         "22012",
         any_update=True,
+    ),
+    "deferred_constraint_trigger": Poison(
+        _deferred_trigger("raise exception 'refused at commit'"), "P0001", any_update=True
     ),
     "check_violation": Poison(
         _check_constraint, "23514", routine=PAUSE, constraint="certifications_poisoned_check"

@@ -25,7 +25,7 @@ from psycopg.conninfo import make_conninfo
 from certexpiry_ops import catalog, embedded, schema
 
 PROCESS_EXPIRY_BATCH = (
-    "function public.process_expiry_batch(uuid, integer, text, integer, integer[], integer)"
+    "function public.process_expiry_batch(uuid, integer, text, integer, integer[], integer, text[])"
 )
 DAYS_LEFT = "function certexpiry.days_left(date, date)"
 NEW_DAYS_LEFT = (

@@ -401,9 +401,10 @@ def test_postgrest_fault(
     assert outcomes[-1] is outcome
     check_line(the_line(log, code), "ERROR", operation=rpc, **fields)
     # Transient faults are retried to the bound only; a row's error (P0001) on the batch is
-    # narrowed, halving the night's batch of 4 down to one certification (4, 2, 1: 3 calls).
+    # narrowed, halving the night's batch of 4 down to one certification, and the call that
+    # only passes that one fails too, so it is not a row's (4, 2, 1, 0: 4 calls).
     narrowed = rpc == "process_expiry_batch" and fields.get("postgrest_code") == "P0001"
-    expected_calls = FAST.attempts if outcome is Outcome.RETRY else 3 if narrowed else 1
+    expected_calls = FAST.attempts if outcome is Outcome.RETRY else 4 if narrowed else 1
     assert postgrest.calls[rpc] == expected_calls
     if rpc == "claim_nightly_run":
         assert run_statuses(night.db) == []
@@ -554,13 +555,15 @@ def test_postgres_connection_refused(night: Night, monkeypatch: pytest.MonkeyPat
 
 
 def test_postgres_statement_timeout(night: Night) -> None:
-    """A batch that outlives statement_timeout (57014) is rolled back whole, reported, and retried:
-    Pub/Sub redelivers the message, which finishes the night once the slowness is gone."""
+    """A database slow for every row (each certification's effects outlive statement_timeout,
+    57014): the batches are narrowed to one certification, which times out alone, and so does
+    the call passing it with the next one, so it is the database, not a row. Nothing is passed
+    or kept, Pub/Sub redelivers the message, which finishes the night once the slowness is gone."""
     night.db.execute(
         """
         create function public.slow_down() returns trigger language plpgsql as $$
         begin perform pg_sleep(0.3); return new; end $$;
-        create trigger slow_down before insert on certexpiry.notification_outbox
+        create trigger slow_down before insert on certexpiry.certification_idempotency_log
             for each row execute function public.slow_down();
         """
     )
@@ -576,7 +579,8 @@ def test_postgres_statement_timeout(night: Night) -> None:
     )
     assert effects_count(night.db) == 0
     assert run_statuses(night.db) == ["running"]
-    night.db.execute("drop trigger slow_down on certexpiry.notification_outbox")
+    assert len(log.with_code("ROW_FAILED_ALONE")) == 1
+    night.db.execute("drop trigger slow_down on certexpiry.certification_idempotency_log")
     night.db.execute(
         "update certexpiry.cron_runs set lease_until = '-infinity'"
     )  # the lease lapses

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from certexpiry.errors import (
 )
 from certexpiry.messages import PUBSUB_EVENT_TYPE, Resume
 from certexpiry.settings import Settings
-from certexpiry.store import BatchResult, ClaimOutcome, MissedReport, RecordFailure
+from certexpiry.store import BatchResult, Claim, ClaimOutcome, MissedReport, RecordFailure
 from certexpiry.sweep import Job, Outcome, handle_event
 from certexpiry_ops.fakes import FakeStore, InMemoryPublisher
 from certexpiry_ops.local import LOCAL_TOPIC, pubsub_event_data
@@ -99,7 +100,7 @@ def test_unexpected_exception_yields_stack_trace() -> None:
     assert trace.rstrip().endswith("ZeroDivisionError: division by zero")
     assert entry["context"]["error_type"] == "ZeroDivisionError"
     # The whole path, from the handler's top down to the frame that raised it.
-    assert trace.index(", in handle_event\n") < trace.index(", in process_batch\n")
+    assert trace.index(", in _run_segment\n") < trace.index(", in process_batch\n")
     assert trace.count('  File "') >= 3
 
 
@@ -302,13 +303,18 @@ def test_logged_severities_match_the_catalogue() -> None:
     assert {"MISSED_AUTO_PAUSE", "MONITORING_FAILED", "AUDIT_FAILED", "RUN_BUSY"} <= seen
 
 
+STATEMENT_TIMEOUT_ERROR = DatabaseError(
+    "process_expiry_batch", "canceling statement", sqlstate="57014"
+)
+
+
 def _timeouts(count: int) -> Any:
     """An on_call hook: the first `count` batches hit the statement timeout."""
     left = itertools.count(count, -1)
 
     def on_call(name: str) -> None:
         if name == "process_batch" and next(left) > 0:
-            raise DatabaseError("process_expiry_batch", "canceling statement", sqlstate="57014")
+            raise STATEMENT_TIMEOUT_ERROR
 
     return on_call
 
@@ -328,15 +334,28 @@ def test_statement_timeout_shrinks_the_batch_and_the_run_goes_on() -> None:
     assert log.with_code("RUN_COMPLETED")
 
 
-def test_statement_timeout_of_a_single_row_batch_is_redelivered() -> None:
-    """Once a batch of one still times out, the error is a transient failure for Pub/Sub."""
+def test_a_row_outliving_the_statement_timeout_alone_is_passed() -> None:
+    """A batch of one that still times out is that row's failure: the next batch passes it
+    (57014) and the night completes."""
+    store = PoisonedNight(3, {1}, STATEMENT_TIMEOUT_ERROR)
+    log = CapturedLog()
+    assert handle_event(_job(store, log, batch_size=2), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    assert _failed_ahead(store) == [(), (), (), ("57014",)]
+    assert (store.passed, store.done) == ([1], [0, 2])
+    assert log.codes()[-1] == "RUN_COMPLETED"
+
+
+def test_two_rows_in_a_row_outliving_the_statement_timeout_are_a_slow_database() -> None:
+    """The batch passing a timed-out row times out too, at one row: the database is slow, not
+    a row. Nothing is passed, and Pub/Sub redelivers (the error's line, no audit row)."""
     store = FakeStore(pages=[_page(True)], on_call=_timeouts(5))
     log = CapturedLog()
     outcome = handle_event(_job(store, log, batch_size=2), PUBSUB_EVENT_TYPE, NIGHTLY)
     assert outcome is Outcome.RETRY
-    limits = [args[3] for name, args in store.calls if name == "process_batch"]
-    assert limits == [2, 1]
+    assert _limits(store) == [2, 1, 1]
+    assert _failed_ahead(store) == [(), (), ("57014",)]
     assert log.with_code("DB_OPERATION_FAILED")[0]["context"]["sqlstate"] == "57014"
+    assert store.audits == []
 
 
 def test_a_nested_envelope_is_one_invalid_message_acknowledged() -> None:
@@ -359,14 +378,15 @@ def test_a_nested_envelope_is_one_invalid_message_acknowledged() -> None:
 
 
 # A batch that fails as a whole (issue 28, item 2): narrowed down to the certification that
-# fails alone; what comes before it done; the night then stops and still reaches monitoring
-# and its audit row (status failed).
+# fails alone; what comes before it done; the next batch passes it as failed and the night goes
+# on to monitoring and its audit row.
 
 
 class PoisonedNight(FakeStore):
     """`rows` certifications in the night's order; a batch covering one of `poisoned` (or
     larger than `largest`) fails whole with `error`, as a transaction rolled back; any other
-    batch processes its rows and moves the cursor past them."""
+    batch passes the `failed_ahead` rows after the cursor as failed (as process_expiry_batch
+    does), processes its rows and moves the cursor past them."""
 
     def __init__(
         self,
@@ -380,6 +400,11 @@ class PoisonedNight(FakeStore):
         self.cursors = [f"2026-11-30/{uuid.UUID(int=index + 1)}" for index in range(rows)]
         self.poisoned, self.error, self.largest = poisoned, error, largest
         self.done: list[int] = []
+        self.passed: list[int] = []
+        self.checkpoint: str | None = None
+
+    def _claim(self, segment: int) -> Claim:
+        return replace(super()._claim(segment), cursor=self.checkpoint)
 
     def process_batch(
         self,
@@ -389,20 +414,48 @@ class PoisonedNight(FakeStore):
         limit: int,
         reminder_days: Any,
         lease_s: int,
+        failed_ahead: Any = (),
     ) -> BatchResult:
-        self._enter("process_batch", (run_id, segment, cursor, limit, tuple(reminder_days)))
+        self._enter(
+            "process_batch",
+            (run_id, segment, cursor, limit, tuple(reminder_days), tuple(failed_ahead)),
+        )
         start = 0 if cursor is None else self.cursors.index(cursor) + 1
+        passed = list(range(start, min(start + len(failed_ahead), len(self.cursors))))
+        start += len(passed)
         page = list(range(start, min(start + limit, len(self.cursors))))
         if limit > self.largest or self.poisoned & set(page):
             raise self.error
         self.done += page
+        self.passed += passed
         paused = len(self.done)
+        last = (passed + page)[-1:]
+        self.checkpoint = self.cursors[last[0]] if last else cursor
         return BatchResult(
             fenced=False,
-            counts={"batches": 1, "certifications": len(page), "certifications_paused": len(page)},
-            next_cursor=self.cursors[page[-1]] if page else cursor,
+            counts={
+                "batches": 1,
+                "certifications": len(page),
+                "certifications_paused": len(page),
+                "failures": len(passed),
+            },
+            next_cursor=self.cursors[last[0]] if last else cursor,
             done=start + limit >= len(self.cursors),
-            run_totals={"certifications_paused": paused, "certifications": paused},
+            run_totals={
+                "certifications_paused": paused,
+                "certifications": paused,
+                "failures": len(self.passed),
+            },
+            failures=[
+                RecordFailure(
+                    certification_id=str(uuid.UUID(int=row + 1)),
+                    peer_mentor_id=str(uuid.UUID(int=1000 + row)),
+                    operation="auto_pause",
+                    sqlstate=sqlstate,
+                    message=None,
+                )
+                for row, sqlstate in zip(passed, failed_ahead, strict=False)
+            ],
         )
 
 
@@ -419,52 +472,137 @@ def _limits(store: FakeStore) -> list[int]:
     return [args[3] for name, args in store.calls if name == "process_batch"]
 
 
-def test_a_poisoned_row_is_narrowed_to_and_the_night_reaches_its_audit_row() -> None:
+def _failed_ahead(store: FakeStore) -> list[tuple[str, ...]]:
+    return [args[5] for name, args in store.calls if name == "process_batch"]
+
+
+def test_a_poisoned_row_is_narrowed_to_passed_and_the_night_completes() -> None:
     """A batch failing as a whole on one row (an ASSERT in the app's trigger, P0004) is tried
-    again halved down to that row: the rows before it are done, then the night stops there,
-    says where (cursor, sqlstate, operation), runs monitoring and writes the audit row with
-    status failed and the totals so far; the message is acknowledged, the run not completed."""
-    missed = [str(uuid.uuid4())]
+    again halved down to that row (the rows before it done meanwhile); the next batch passes
+    it as failed with its SQLSTATE, full batches again after it, and the night completes:
+    monitoring names it, the audit row counts it."""
+    missed = [str(uuid.UUID(int=7))]
     store = PoisonedNight(10, {6}, ASSERT_FAILURE, missed=MissedReport(1, missed))
     log = CapturedLog()
     assert handle_event(_job(store, log, batch_size=4), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
-    assert _limits(store) == [4, 4, 2, 2, 1]
-    assert store.done == [0, 1, 2, 3, 4, 5]
+    assert _limits(store) == [4, 4, 2, 2, 1, 0, 4]  # 0: the call that only passes it
+    assert _failed_ahead(store) == [(), (), (), (), (), ("P0004",), ()]
+    assert store.done == [0, 1, 2, 3, 4, 5, 7, 8, 9]
+    assert store.passed == [6]
     assert log.codes() == [
         "RUN_STARTED",
         "BATCH_DONE",
         "BATCH_SHRUNK",
         "BATCH_DONE",
         "BATCH_SHRUNK",
+        "ROW_FAILED_ALONE",
         "DB_OPERATION_FAILED",
+        "BATCH_DONE",
+        "BATCH_DONE",
         "MISSED_AUTO_PAUSE",
         "AUDIT_WRITTEN",
-        "RUN_STOPPED",
+        "RUN_COMPLETED",
     ]
     shrunk = log.with_code("BATCH_SHRUNK")
     assert [entry["context"]["batch_size"] for entry in shrunk] == [2, 1]
     assert {entry["context"]["sqlstate"] for entry in shrunk} == {"P0004"}
-    failed = log.with_code("DB_OPERATION_FAILED")[0]
-    assert failed["severity"] == "ERROR"
-    context = failed["context"]
+    (alone,) = log.with_code("ROW_FAILED_ALONE")
+    assert alone["severity"] == "WARNING"
+    context = alone["context"]
     assert context["cursor"] == store.cursors[5]  # the certification after it is the one
     assert (context["sqlstate"], context["operation"]) == ("P0004", "process_expiry_batch")
-    assert context["batch_size"] == 1
+    assert context["position"] == 1
     assert context["table_name"] == "certifications"
     assert "public.app_trigger" in context["routine"]
+    (failed,) = log.with_code("DB_OPERATION_FAILED")
+    assert failed["severity"] == "ERROR"
+    assert failed["context"]["certification_id"] == str(uuid.UUID(int=7))
+    assert (failed["context"]["sqlstate"], failed["context"]["operation"]) == (
+        "P0004",
+        "auto_pause",
+    )
     (audit,) = store.audits
-    assert audit.status == "failed"
-    assert list(audit.missed_ids) == missed
-    assert audit.totals["certifications_paused"] == 6
-    assert log.with_code("AUDIT_WRITTEN")[0]["context"]["status"] == "failed"
-    stopped = log.entries[-1]
-    assert stopped["severity"] == "WARNING"
-    assert stopped["context"]["cursor"] == store.cursors[5]
-    assert stopped["context"]["certifications_paused"] == 6
-    assert "complete" not in store.names()
+    assert (audit.status, list(audit.missed_ids)) == ("completed", missed)
+    assert audit.totals["failures"] == 1
     for entry in log.entries:
         jsonschema.validate(entry, _schema())
         assert entry["cron_run_id"] == str(store.run_id)
+
+
+def test_rows_failing_alone_one_after_the_other_are_each_passed() -> None:
+    """Two certifications in a row that fail alone: each is found and passed in its turn."""
+    store = PoisonedNight(6, {2, 3}, ASSERT_FAILURE)
+    log = CapturedLog()
+    assert handle_event(_job(store, log, batch_size=2), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    assert _limits(store) == [2, 2, 1, 0, 2, 1, 0, 2]
+    assert _failed_ahead(store) == [(), (), (), ("P0004",), (), (), ("P0004",), ()]
+    assert (store.passed, store.done) == ([2, 3], [0, 1, 4, 5])
+    assert len(log.with_code("ROW_FAILED_ALONE")) == 2
+    assert len(log.with_code("DB_OPERATION_FAILED")) == 2
+    assert log.codes()[-1] == "RUN_COMPLETED"
+
+
+def test_a_call_that_only_passes_failing_too_is_not_a_row_and_stops_the_night() -> None:
+    """Every call fails alike, the one passing the certification without doing anything else
+    too: not a row's error. The error's line, monitoring, the audit row (failed), RUN_STOPPED."""
+    store = PoisonedNight(5, set(), ASSERT_FAILURE, largest=-1)
+    log = CapturedLog()
+    assert handle_event(_job(store, log, batch_size=2), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    assert _limits(store) == [2, 1, 0]
+    assert log.codes() == [
+        "RUN_STARTED",
+        "BATCH_SHRUNK",
+        "ROW_FAILED_ALONE",
+        "DB_OPERATION_FAILED",
+        "MONITORING_CLEAN",
+        "AUDIT_WRITTEN",
+        "RUN_STOPPED",
+    ]
+    assert store.audits[0].status == "failed"
+    assert store.passed == []
+
+
+def test_the_narrowing_is_carried_across_a_hand_off() -> None:
+    """The budget running out while the search is at one row: the continuation carries the
+    batch size and the SQLSTATEs found, and the next segment goes on from them."""
+    store = PoisonedNight(8, {5}, ASSERT_FAILURE)
+    log, publisher = CapturedLog(), InMemoryPublisher()
+    job = _job(
+        store,
+        log,
+        publisher=publisher,
+        clock=lambda: 1000.0 if log.with_code("ROW_FAILED_ALONE") else 0.0,
+        batch_size=4,
+        monitoring_reserve_s=0,
+    )
+    assert handle_event(job, PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    ((_, body, _),) = publisher.messages
+    message = json.loads(body)
+    assert (message["batch_size"], message["failed_ahead"]) == (0, ["P0004"])
+    calls = len(_limits(store))
+    store.claim_outcome = "claimed"
+    resume = pubsub_event_data(body, message_id="msg-2")
+    job.clock = lambda: 0.0
+    assert handle_event(job, PUBSUB_EVENT_TYPE, resume) is Outcome.ACK
+    assert _failed_ahead(store)[calls] == ("P0004",)
+    assert _limits(store)[calls] == 0
+    assert store.passed == [5]
+    assert log.codes()[-1] == "RUN_COMPLETED"
+
+
+def test_an_unexpected_exception_after_the_claim_still_writes_the_audit_row() -> None:
+    """An exception no code expects, once the run is claimed (here completing the run): the
+    UNEXPECTED_EXCEPTION line, monitoring, the audit row (failed) and RUN_STOPPED; ACK."""
+    store = FakeStore(pages=[_page(True)], raises={"complete": KeyError("totals")})
+    log = CapturedLog()
+    assert handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    assert log.codes()[-4:] == [
+        "UNEXPECTED_EXCEPTION",
+        "MONITORING_CLEAN",
+        "AUDIT_WRITTEN",
+        "RUN_STOPPED",
+    ]
+    assert [audit.status for audit in store.audits] == ["completed", "failed"]
 
 
 def test_a_batch_too_large_for_the_database_is_narrowed_and_the_night_completes() -> None:
@@ -519,24 +657,26 @@ def test_a_refused_call_is_not_narrowed_but_the_night_still_reaches_its_audit_ro
 
 def test_a_supabase_row_failure_is_narrowed_like_a_direct_one() -> None:
     """Through PostgREST the SQLSTATE is the postgrest_code: P0001 (a trigger's RAISE) is
-    narrowed to the row, then the night stops with SUPABASE_RPC_FAILED, audit and RUN_STOPPED."""
+    narrowed to the row and passed with it, like a direct connection's."""
     error = RpcError("process_expiry_batch", "boom", http_status=400, postgrest_code="P0001")
     store = PoisonedNight(4, {0}, error)
     log = CapturedLog()
     assert handle_event(_job(store, log, batch_size=4), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
-    assert _limits(store) == [4, 2, 1]
-    assert store.done == []
-    failed = log.with_code("SUPABASE_RPC_FAILED")[0]
-    assert (failed["context"]["postgrest_code"], failed["context"]["cursor"]) == ("P0001", None)
-    assert log.codes()[-3:] == ["MONITORING_CLEAN", "AUDIT_WRITTEN", "RUN_STOPPED"]
+    assert _limits(store) == [4, 2, 1, 0, 4]
+    assert _failed_ahead(store)[3] == ("P0001",)
+    assert (store.passed, store.done) == ([0], [1, 2, 3])
+    (alone,) = log.with_code("ROW_FAILED_ALONE")
+    assert (alone["context"]["postgrest_code"], alone["context"]["cursor"]) == ("P0001", None)
+    assert log.codes()[-3:] == ["MONITORING_CLEAN", "AUDIT_WRITTEN", "RUN_COMPLETED"]
 
 
 def test_a_stopped_night_whose_audit_fails_is_still_acknowledged_once_said() -> None:
-    """Monitoring and the audit row failing too: their warnings, RUN_STOPPED, an ACK."""
+    """A refused call, and monitoring and the audit row failing too: their warnings,
+    RUN_STOPPED, an ACK."""
     store = PoisonedNight(
         3,
         {0},
-        ASSERT_FAILURE,
+        DatabaseError("process_expiry_batch", "permission denied", sqlstate="42501"),
         raises={"missed_auto_pauses": RuntimeError("x"), "upsert_audit": RuntimeError("y")},
     )
     log = CapturedLog()
