@@ -1,5 +1,5 @@
 # The two commands of the README, and a few for development.
-.PHONY: demo test lint bench schema-diff baseline venv clean
+.PHONY: demo test check lint test-fast bench schema-diff baseline venv clean
 
 venv:
 	@bash scripts/venv.sh
@@ -10,8 +10,33 @@ demo: venv
 test:
 	@bash scripts/test.sh
 
-lint: venv
-	.venv/bin/ruff check . && .venv/bin/mypy
+# The contributor's loop: `make check` (lint, format, import contracts, types: the first steps of
+# `make test`, a few seconds), then `make test-fast` (well under a minute), `make test` before a
+# pull request. .pre-commit-config.yaml runs the same checks as `make check` on each commit.
+check: venv
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/lint-imports
+	.venv/bin/mypy
+
+lint: check
+
+# The unit tests and the integration tests of the database's contract (the RPCs, the SQL rules,
+# grants, run state, the sweep: each test on its own copy of the embedded Postgres template),
+# without the coverage gates: about 40 s on 2 cores. Not here: the end-to-end, reliability and
+# Terraform suites, and the integration tests that start processes or servers, install the job,
+# compare schemas or run minutes-long nights (cli, demo_seed, embedded, install, migrate,
+# night_work, poisoned_rows, schema_equal, terminal): `make test` runs everything.
+# ARGS goes to pytest (ARGS=--lf, ARGS='-k sweep').
+FAST_TESTS = tests/unit \
+  tests/integration/test_contract.py tests/integration/test_sql_rules.py \
+  tests/integration/test_security.py tests/integration/test_run_state.py \
+  tests/integration/test_nights.py tests/integration/test_missed_nights.py \
+  tests/integration/test_ops_api.py tests/integration/test_plan.py \
+  tests/integration/test_failure_report.py tests/integration/test_sweep.py
+test-fast: venv
+	XDG_RUNTIME_DIR=$${XDG_RUNTIME_DIR:-/tmp} .venv/bin/python -m pytest -q --durations=5 \
+	  $(FAST_TESTS) $(ARGS)
 
 bench: venv
 	.venv/bin/python -m bench.report

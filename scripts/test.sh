@@ -15,7 +15,7 @@ echo "== mypy --strict"
 .venv/bin/mypy
 echo "== pytest"
 set +e
-.venv/bin/python -m pytest -q -p no:cacheprovider \
+.venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 \
   --cov --cov-branch --cov-report=term:skip-covered "$@"
 status=$?
 set -e
@@ -27,6 +27,12 @@ fi
 echo "== 100% branch coverage: logging, sanitiser, monitoring, reports"
 .venv/bin/python -m coverage report --fail-under=100 \
   --include='certexpiry/log*.py,certexpiry/sanitize.py,certexpiry/monitoring.py,certexpiry/reports.py'
+# Everything measured (certexpiry/ and certexpiry_ops/): a floor just below what the suite reaches
+# (90.33% on 2026-12-03). coverage rounds the total to whole percents before comparing, so this
+# fails below 89.5%: room for a few timing-dependent branches (about 45 lines or branches), none
+# for an untested module. Raise it as the figure rises; never lower it to let a change pass.
+echo "== coverage floor: 90% of lines and branches over everything measured (total:)"
+.venv/bin/python -m coverage report --fail-under=90 --format=total
 echo "== terraform fmt"
 if command -v terraform >/dev/null 2>&1; then
   terraform fmt -check -recursive terraform

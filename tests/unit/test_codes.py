@@ -107,7 +107,7 @@ def test_runbook_markdown_escapes_pipes() -> None:
     """A pipe inside a cell cannot break the table."""
     from certexpiry import codes
 
-    assert codes._cell("a | b\nc")  # noqa: SLF001  # the one escaping rule of the table == "a \\| b c"
+    assert codes._cell("a | b\nc") == "a \\| b c"  # noqa: SLF001  # the table's one escaping rule
 
 
 @pytest.mark.parametrize("path", TABLES, ids=[path.name for path in TABLES])

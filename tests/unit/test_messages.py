@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -123,14 +122,16 @@ def test_message_id_is_carried_in_the_error() -> None:
     }
 
 
-def test_segment_bounds() -> None:
-    """A continuation's segment must be a positive whole number."""
+@pytest.mark.parametrize("segment", [0, -1])
+def test_segment_bounds(segment: int) -> None:
+    """A continuation's segment must be a positive whole number: 0 or below is refused at the
+    segment field, not somewhere else in the body."""
     body = json.dumps(
-        {"kind": "resume", "run_id": str(uuid.uuid4()), "segment": 0, "cursor": None}
+        {"kind": "resume", "run_id": str(uuid.uuid4()), "segment": segment, "cursor": None}
     ).encode()
-    with pytest.raises(InvalidMessage):
+    with pytest.raises(InvalidMessage) as caught:
         decode(PUBSUB_EVENT_TYPE, _data(body), now=NOW)
-    assert base64  # the module's encoding is what pubsub_event_data uses
+    assert caught.value.reason == "message body has the wrong shape at resume.segment"
 
 
 @pytest.mark.parametrize("segment", ["1", 1.0, True, "01", " 1"])
