@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
@@ -61,26 +60,6 @@ def outbox_of(conn: psycopg.Connection[Any], cert_id: uuid.UUID) -> list[tuple[s
         (cert_id,),
     ).fetchall()
     return [(str(k), p) for k, p in rows]
-
-
-def refuse_updates(conn: psycopg.Connection[Any], ids: Iterable[uuid.UUID]) -> None:
-    """Make every update of these certifications raise (a trigger), so their records fail inside
-    a batch; connections opened afterwards see the list (a database setting)."""
-    conn.execute(
-        """
-        create or replace function public.refuse() returns trigger language plpgsql as $$
-        begin
-          if new.id = any (string_to_array(current_setting('test.bad_ids'), ',')::uuid[]) then
-            raise exception 'refused by test trigger';
-          end if;
-          return new;
-        end $$;
-        create trigger refuse before update on public.certifications
-            for each row execute function public.refuse();
-        """
-    )
-    listed = ",".join(map(str, ids))
-    conn.execute(f"alter database \"{conn.info.dbname}\" set test.bad_ids = '{listed}'")
 
 
 # The specification's missed auto-pause, word for word: expired, not paused, no auto_pause record

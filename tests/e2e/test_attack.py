@@ -33,6 +33,7 @@ from certexpiry_ops.cli import main as cli_main
 from certexpiry_ops.console import CliIO
 from certexpiry_ops.harness import FunctionProcess, function_env
 from certexpiry_ops.pubsub_fake import FakePubSub
+from tests import faults
 from tests.chain import NIGHTLY
 from tests.clock import OrgDay
 from tests.seeding import add_cert, add_mentor
@@ -161,9 +162,10 @@ def _leaks(lines: list[str]) -> list[tuple[str, str]]:
     return found
 
 
-def _attack_db(db: Conn, today: date) -> tuple[uuid.UUID, uuid.UUID]:
-    """The planted mentor with two expired certifications a trigger refuses, quoting her row,
-    her values and another's, with DETAIL, HINT and CONTEXT; a few ordinary mentors."""
+def _attack_db(db: Conn, today: date) -> tuple[uuid.UUID, uuid.UUID, faults.Fault]:
+    """The planted mentor with two expired certifications triggers refuse, quoting her row,
+    her values and another's, with DETAIL, HINT and CONTEXT; a few ordinary mentors; and a
+    trigger refusing the night's claim (returned: the test removes it)."""
     mentor = uuid.uuid4()
     db.execute(
         "insert into public.peer_mentors (id, full_name, national_id, email) values (%s, %s, %s, %s)",
@@ -175,47 +177,51 @@ def _attack_db(db: Conn, today: date) -> tuple[uuid.UUID, uuid.UUID]:
         add_cert(db, add_mentor(db, name=f"Ola Testesen {i}"), today - timedelta(days=1))
     db.execute("create table public.attack_plant (text text)")
     db.execute("insert into public.attack_plant values (%s)", (PLANT,))
-    db.execute(
-        f"""
-        create function public.attack_refuse() returns trigger language plpgsql
-        security definer set search_path = '' as $$
-        declare m record; p text := (select text from public.attack_plant);
-        begin
-          select * into m from public.peer_mentors where id = new.peer_mentor_id;
-          if new.id = '{raised}' and new.status = 'paused' then
+    mentor_and_plant = "m record; p text := (select text from public.attack_plant);"
+    read_mentor = "select * into m from public.peer_mentors where id = new.peer_mentor_id"
+    paused = "new.status = 'paused'"
+    faults.inject(
+        db,
+        "certifications",
+        f"""{read_mentor};
             raise exception 'refusing % for % (%): %', new, m.full_name, m.national_id, p
               using detail = 'Failing row contains ' || new::text || ' ' || m.email,
-                    hint = 'Ask ' || m.full_name || ' at +47 912 34 567';
-          end if;
-          if new.id = '{checked}' and new.status = 'paused' then
+                    hint = 'Ask ' || m.full_name || ' at +47 912 34 567'""",
+        name="attack_refuse",
+        ids=[raised],
+        when=paused,
+        declare=mentor_and_plant,
+    )
+    faults.inject(
+        db,
+        "certifications",
+        f"""{read_mentor};
             raise exception using errcode = '23514',
               message = format('row %s of %s refused: %s%s %s', new, m.full_name,
                                repeat('x', 470), m.national_id, p),
               detail = 'Failing row contains ' || new::text,
               hint = lower(m.full_name) || ' ' || p,
               constraint = 'certifications_attack_check', table = 'certifications',
-              schema = 'public', column = 'status';
-          end if;
-          return new;
-        end $$;
-        create trigger attack_refuse before update on public.certifications
-          for each row execute function public.attack_refuse();
-        create function public.attack_claim() returns trigger language plpgsql
-        security definer set search_path = '' as $$
-        declare p text := (select text from public.attack_plant);
-        begin
-          raise exception using errcode = '23505',
+              schema = 'public', column = 'status'""",
+        name="attack_check",
+        ids=[checked],
+        when=paused,
+        declare=mentor_and_plant,
+    )
+    claim_refused = faults.inject(
+        db,
+        "certexpiry.cron_runs",
+        f"""raise exception using errcode = '23505',
             message = 'duplicate key value violates unique constraint "peer_mentors_email_key" '
                       || 'for {NAME} ' || p,
             detail = 'Key (email)=({EMAIL}) already exists.',
             hint = 'Call +47 912 34 567 or ' || p,
-            constraint = 'peer_mentors_email_key', table = 'peer_mentors', schema = 'public';
-        end $$;
-        create trigger attack_claim before insert on certexpiry.cron_runs
-          for each row execute function public.attack_claim();
-        """  # DDL cannot take bind parameters
+            constraint = 'peer_mentors_email_key', table = 'peer_mentors', schema = 'public'""",
+        name="attack_claim",
+        events="insert",
+        declare="p text := (select text from public.attack_plant);",
     )
-    return raised, checked
+    return raised, checked, claim_refused
 
 
 def _entries(function: FunctionProcess) -> list[dict[str, Any]]:
@@ -239,13 +245,13 @@ def test_the_function_leaks_nothing_and_keeps_what_is_useful(
     characters) and the planted values; every batch prints, logs, warns, raises in a thread
     and prints a traceback with them. Then a continuation whose claim raises a Python
     exception holding the password, and an invalid message; message ids are planted too."""
-    raised, checked = _attack_db(db, org.today)
+    raised, checked, claim_refused = _attack_db(db, org.today)
     url = f"{database_url} password={PASSWORD}"  # trust auth: the password is accepted, unused
     env = {**function_env(url, pubsub, org_timezone=org.timezone), **noise}
     function = FunctionProcess(env=env).start()
     try:
         first = function.deliver(NIGHTLY, message_id=f"{NAME} {NATIONAL_ID}")
-        db.execute("drop trigger attack_claim on certexpiry.cron_runs")
+        claim_refused.remove()
         second = function.deliver(NIGHTLY, message_id="4242424242424242")
         resume = json.dumps(
             {"kind": "resume", "run_id": str(uuid.uuid4()), "segment": 1, "cursor": None}
@@ -398,13 +404,13 @@ def test_the_cli_leaks_nothing(
 ) -> None:
     """The CLI's run over the same planted night (the claim refused, then two rows refused)
     and its error paths over the bad connection settings print none of the planted values."""
-    _attack_db(db, org.today)
+    *_, claim_refused = _attack_db(db, org.today)
     for name in ("SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY", "CONTINUATION_TOPIC"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ORG_TIMEZONE", org.timezone)
     monkeypatch.setenv("DATABASE_URL", f"{database_url} password={PASSWORD}")
     lines = _cli("run", "--json")
-    db.execute("drop trigger attack_claim on certexpiry.cron_runs")
+    claim_refused.remove()
     lines += _cli("run", "--json")
     assert any("DB_OPERATION_FAILED" in line for line in lines)
     for bad in (AT_PASSWORD_URL, NON_URL_SECRET):

@@ -19,6 +19,7 @@ import psycopg
 
 from certexpiry_ops.harness import FunctionProcess, function_env
 from certexpiry_ops.pubsub_fake import FakePubSub
+from tests import faults
 from tests.chain import over_http
 from tests.clock import OrgDay
 from tests.seeding import add_cert, add_mentor, status_of
@@ -26,7 +27,7 @@ from tests.seeding import add_cert, add_mentor, status_of
 Conn = psycopg.Connection[Any]
 
 # Each poison: the SQLSTATE its certification is reported with, and how the app refuses it.
-# What a trigger does is chosen by the row's kind in public.poisons (the app's fix: delete it).
+# The triggers' bodies run, by tests/faults.py, on their kind's certification only.
 TRIGGER_BODIES = {
     "raise": ("P0001", "raise exception 'refused by the app'"),
     "assert": ("P0004", "assert false, 'the app never updates this row'"),
@@ -46,61 +47,45 @@ OTHER_POISONS = {
 SQLSTATES = {kind: state for kind, (state, _) in TRIGGER_BODIES.items()} | OTHER_POISONS
 
 
-def _install_poisons(db: Conn, poisoned: dict[str, uuid.UUID], mentor: uuid.UUID) -> None:
-    """The app's refusals, keyed by public.poisons (certification or mentor id, kind)."""
-    cases = "\n".join(f"when '{kind}' then {body};" for kind, (_, body) in TRIGGER_BODIES.items())
+def _install_poisons(
+    db: Conn, poisoned: dict[str, uuid.UUID], mentor: uuid.UUID
+) -> list[faults.Fault]:
+    """The app's refusals: a trigger per kind on its certification (or mentor), and the check
+    constraint; `_fix` removes them."""
     db.execute(
-        f"""
-        create table public.poisons (id uuid primary key, kind text not null);
-        create table public.certification_events (
-            certification_id uuid not null references public.certifications (id),
-            course_id uuid not null references public.courses (id));
-        create function public.poisoned() returns trigger language plpgsql as $$
-        declare v_kind text := (select p.kind from public.poisons p where p.id = old.id);
-        begin
-            case v_kind
-                {cases}
-                else null;
-            end case;
-            return new;
-        end $$;
-        create trigger poisoned before update on public.certifications
-            for each row execute function public.poisoned();
-        create function public.refuse_at_commit() returns trigger language plpgsql as $$
-        begin
-            if exists (select from public.poisons p
-                       where p.id = old.id and p.kind = 'deferred_constraint_trigger') then
-                raise exception 'refused at commit';
-            end if;
-            return new;
-        end $$;
-        create constraint trigger refuse_at_commit after update on public.certifications
-            deferrable initially deferred
-            for each row execute function public.refuse_at_commit();
-        create function public.refuse_mentor() returns trigger language plpgsql as $$
-        begin
-            if exists (select from public.poisons p
-                       where p.id = old.id and p.kind = 'mentor_refused') then
-                raise exception 'mentor refused by the app';
-            end if;
-            return new;
-        end $$;
-        create trigger refuse_mentor before update on public.peer_mentors
-            for each row execute function public.refuse_mentor();
-        """  # DDL cannot take bind parameters; every value here is the test's own
+        "create table public.certification_events ("
+        " certification_id uuid not null references public.certifications (id),"
+        " course_id uuid not null references public.courses (id))"
     )
-    for kind, cert in poisoned.items():
-        if kind in TRIGGER_BODIES or kind == "deferred_constraint_trigger":
-            db.execute("insert into public.poisons values (%s, %s)", (cert, kind))
-    db.execute("insert into public.poisons values (%s, 'mentor_refused')", (mentor,))
+    installed = [
+        faults.inject(db, "certifications", body, name=f"poisoned_{kind}", ids=[poisoned[kind]])
+        for kind, (_, body) in TRIGGER_BODIES.items()
+    ]
+    installed.append(
+        faults.refuse(
+            db,
+            "certifications",
+            [poisoned["deferred_constraint_trigger"]],
+            message="refused at commit",
+            name="refuse_at_commit",
+            deferred=True,
+        )
+    )
+    installed.append(
+        faults.refuse(
+            db, "peer_mentors", [mentor], message="mentor refused by the app", name="refuse_mentor"
+        )
+    )
     db.execute(
         "alter table public.certifications add constraint certifications_poisoned_check "
         f"check (id <> '{poisoned['check_violation']}' or status = 'active')"
     )
+    return installed
 
 
-def _fix(db: Conn) -> None:
-    db.execute("delete from public.poisons")
+def _fix(db: Conn, installed: list[faults.Fault]) -> None:
+    for fault in installed:
+        fault.remove()
     db.execute("alter table public.certifications drop constraint certifications_poisoned_check")
 
 
@@ -177,7 +162,7 @@ def test_every_error_class_fails_alone_every_night_until_fixed(
     db: Conn, database_url: str, pubsub: FakePubSub, org: OrgDay
 ) -> None:
     seeded = _seed(db, org)
-    _install_poisons(db, seeded.poisoned, seeded.mentor_refused)
+    installed = _install_poisons(db, seeded.poisoned, seeded.mentor_refused)
     expected = {str(seeded.poisoned[kind]): state for kind, state in SQLSTATES.items()}
     function = FunctionProcess(
         env=function_env(
@@ -202,7 +187,7 @@ def test_every_error_class_fails_alone_every_night_until_fixed(
             "where action = 'reminder_7d' and certification_id = any(%s)",
             (seeded.reminders,),
         ).fetchone() == (len(seeded.reminders),)
-        _fix(db)
+        _fix(db, installed)
         entries = _night(function, pubsub)
     finally:
         function.stop()
@@ -222,14 +207,7 @@ def test_a_row_outliving_the_statement_timeout_alone_is_passed_every_night_until
     expired = org.today - timedelta(days=1)
     slow = add_cert(db, add_mentor(db), expired)
     healthy = [add_cert(db, add_mentor(db), expired) for _ in range(9)]
-    db.execute(
-        f"""
-        create function public.slow() returns trigger language plpgsql as $$
-        begin perform pg_sleep(5); return new; end $$;
-        create trigger slow before update on public.certifications
-            for each row when (old.id = '{slow}') execute function public.slow();
-        """  # DDL cannot take bind parameters
-    )
+    slowed = faults.slow(db, "certifications", 5, [slow])
     function = FunctionProcess(
         env=function_env(
             database_url,
@@ -250,7 +228,7 @@ def test_a_row_outliving_the_statement_timeout_alone_is_passed_every_night_until
             assert _audit(db) == ("completed", 1, [str(slow)])
             assert {status_of(db, "certifications", c) for c in healthy} == {"paused"}
             _next_night(db)
-        db.execute("drop trigger slow on public.certifications")
+        slowed.remove()
         entries = _night(function, pubsub)
     finally:
         function.stop()

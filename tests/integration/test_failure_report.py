@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 
 from certexpiry.contract import RecordFailure
+from tests import faults
 from tests.integration.sqlapi import NOW, TODAY, sweep_all
 from tests.seeding import add_cert
 
@@ -30,20 +31,15 @@ def _mentor(db: Conn) -> uuid.UUID:
 
 
 def _refuse(db: Conn, cert: uuid.UUID, raise_sql: str) -> None:
-    db.execute(
-        f"""
-        create function public.attack_refuse() returns trigger language plpgsql as $$
-        declare m record;
-        begin
-          select * into m from public.peer_mentors where id = new.peer_mentor_id;
-          if new.id = '{cert}' and new.status = 'paused' then
-            {raise_sql};
-          end if;
-          return new;
-        end $$;
-        create trigger attack_refuse before update on public.certifications
-          for each row execute function public.attack_refuse();
-        """  # DDL cannot take bind parameters
+    """The certification's pause refused by `raise_sql`, which may quote its mentor `m`."""
+    faults.inject(
+        db,
+        "certifications",
+        f"select * into m from public.peer_mentors where id = new.peer_mentor_id; {raise_sql}",
+        name="attack_refuse",
+        ids=[cert],
+        when="new.status = 'paused'",
+        declare="m record;",
     )
 
 

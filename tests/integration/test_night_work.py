@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests import faults
 from tests.integration.sqlapi import NOW, TODAY, batch, claim, missed, rpc, sweep_all
 from tests.seeding import SPEC_MISSED, actions_of, add_cert, add_mentor, outbox_of, status_of
 
@@ -213,18 +214,14 @@ def test_each_page_continues_where_the_last_ended(db: Conn) -> None:
 
 
 def _refuse_pause(db: Conn, cert: uuid.UUID) -> None:
-    db.execute(
-        f"""
-        create function public.refuse_one() returns trigger language plpgsql as $$
-        begin
-            if new.status = 'paused' and new.id = '{cert}' then
-                raise exception 'refused' using errcode = 'P0001';
-            end if;
-            return new;
-        end $$;
-        create trigger refuse_one before update on public.certifications
-            for each row execute function public.refuse_one();
-        """
+    """A trigger of the app's refusing (P0001) to pause the certification."""
+    faults.refuse(
+        db,
+        "certifications",
+        [cert],
+        message="refused",
+        name="refuse_one",
+        when="new.status = 'paused'",
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests import faults
 from tests.integration.sqlapi import NOW, TODAY, claim, missed, rpc, sweep_all
 from tests.integration.test_night_work import next_action
 from tests.seeding import actions_of, add_cert, add_mentor, outbox_of, status_of
@@ -25,51 +26,19 @@ Conn = psycopg.Connection[Any]
 Install = Callable[[Conn, str, uuid.UUID], contextlib.AbstractContextManager[None]]
 
 
-def _trigger(table: str, body: str, *, setup: str = "") -> Install:
+def _trigger(table: str, body: str, *, setup: str = "", deferred: bool = False) -> Install:
     """A trigger of the app's on `table` that runs `body` on every update of the chosen row
-    (a certification or a mentor); the app's fix drops it."""
+    (a certification or a mentor); the app's fix drops it. `deferred`: a constraint trigger
+    deferred to the end of the transaction, fired at commit, outside any subtransaction: it
+    would fail the whole batch, unless the job fires deferred constraints at each statement's
+    end."""
 
     @contextlib.contextmanager
     def install(db: Conn, url: str, row_id: uuid.UUID) -> Iterator[None]:
-        db.execute(
-            f"""
-            {setup}
-            create function public.poisoned() returns trigger language plpgsql as $$
-            begin
-                {body};
-                return new;
-            end $$;
-            create trigger poisoned before update on public.{table}
-                for each row when (old.id = '{row_id}') execute function public.poisoned();
-            """  # DDL cannot take bind parameters
-        )
-        yield
-        db.execute(f"drop trigger poisoned on public.{table}")
-
-    return install
-
-
-def _deferred_trigger(body: str) -> Install:
-    """A constraint trigger of the app's, deferred to the end of the transaction, refusing the
-    chosen certification's updates: fired at commit, outside any subtransaction, it would fail
-    the whole batch, unless the job fires deferred constraints at each statement's end."""
-
-    @contextlib.contextmanager
-    def install(db: Conn, url: str, row_id: uuid.UUID) -> Iterator[None]:
-        db.execute(
-            f"""
-            create function public.poisoned() returns trigger language plpgsql as $$
-            begin
-                {body};
-                return new;
-            end $$;
-            create constraint trigger poisoned after update on public.certifications
-                deferrable initially deferred
-                for each row when (old.id = '{row_id}') execute function public.poisoned();
-            """  # DDL cannot take bind parameters
-        )
-        yield
-        db.execute("drop trigger poisoned on public.certifications")
+        if setup:
+            db.execute(setup)
+        with faults.inject(db, table, body, name="poisoned", ids=[row_id], deferred=deferred):
+            yield
 
     return install
 
@@ -129,7 +98,9 @@ POISONS = {
         any_update=True,
     ),
     "deferred_constraint_trigger": Poison(
-        _deferred_trigger("raise exception 'refused at commit'"), "P0001", any_update=True
+        _trigger("certifications", "raise exception 'refused at commit'", deferred=True),
+        "P0001",
+        any_update=True,
     ),
     "check_violation": Poison(
         _check_constraint, "23514", routine=PAUSE, constraint="certifications_poisoned_check"
@@ -141,7 +112,7 @@ POISONS = {
             "values (new.id, gen_random_uuid())",
             setup="create table public.certification_events ("
             " certification_id uuid not null references public.certifications (id),"
-            " course_id uuid not null references public.courses (id));",
+            " course_id uuid not null references public.courses (id))",
         ),
         "23503",
         constraint="certification_events_course_id_fkey",

@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests import faults
 from tests.integration.sqlapi import NOW, TODAY, batch, claim, missed, rpc, sweep_all
 from tests.seeding import actions_of, add_cert, add_mentor, outbox_of, status_of
 
@@ -225,18 +226,13 @@ def test_failing_row_is_isolated_and_reported(db: Conn) -> None:
     bad_mentor = add_mentor(db)
     bad = add_cert(db, bad_mentor, TODAY - timedelta(days=2))
     good = [add_cert(db, add_mentor(db), TODAY - timedelta(days=2)) for _ in range(3)]
-    db.execute(
-        f"""
-        create function public.refuse_pause() returns trigger language plpgsql as $$
-        begin
-          if new.id = '{bad}' and new.status = 'paused' then
-            raise exception 'refusing to pause' using errcode = 'P0001';
-          end if;
-          return new;
-        end $$;
-        create trigger refuse_pause before update on public.certifications
-          for each row execute function public.refuse_pause();
-        """  # DDL cannot take bind parameters
+    faults.refuse(
+        db,
+        "certifications",
+        [bad],
+        message="refusing to pause",
+        name="refuse_pause",
+        when="new.status = 'paused'",
     )
     totals = sweep_all(db, NOW)
     assert [status_of(db, "certifications", c) for c in good] == ["paused"] * 3

@@ -18,10 +18,10 @@ from certexpiry.store import RpcStore
 from certexpiry.sweep import Job, Outcome, handle_event
 from certexpiry_ops.fakes import InMemoryPublisher
 from certexpiry_ops.local import LOCAL_TOPIC, pubsub_event_data
+from tests import faults
 from tests.chain import in_process
 from tests.clock import OrgDay, StepClock
 from tests.logcapture import CapturedLog
-from tests.seeding import refuse_updates
 
 Conn = psycopg.Connection[Any]
 
@@ -155,8 +155,7 @@ def test_failing_rows_reported_and_flagged_by_monitoring(
     """A trigger raising for chosen IDs: those are logged by ID and flagged; all others processed."""
     seeded = seed_night(db, org.today, 12)
     bad = seeded["expired"][:2]
-    refuse_updates(db, bad)
-    store.close()  # reconnect so the new database setting applies
+    faults.refuse(db, "certifications", bad)
     log = CapturedLog()
     in_process(make_job(store, log, org)).run()
     failures = log.with_code("DB_OPERATION_FAILED")

@@ -42,6 +42,7 @@ from psycopg.conninfo import make_conninfo
 
 from certexpiry_ops.harness import FunctionProcess, function_env
 from certexpiry_ops.pubsub_fake import FakePubSub, Published
+from tests import faults
 from tests.chain import NIGHTLY, over_http
 from tests.clock import OrgDay
 from tests.reliability.support import (
@@ -74,19 +75,6 @@ DB_PASSWORD = (
 )
 END_OF_RUN_SLEEP_S = 0.04
 EFFECT_SLEEP_S = 0.004
-SLOW_END_OF_RUN = f"""
-create function public.slow_end_of_run() returns trigger language plpgsql as $$
-begin perform pg_sleep({END_OF_RUN_SLEEP_S}); return new; end $$;
-create trigger slow_audit before insert or update on public.cron_audit_log
-    for each row execute function public.slow_end_of_run();
-create trigger slow_completion before update on certexpiry.cron_runs
-    for each row when (new.status = 'completed' and old.status <> 'completed')
-    execute function public.slow_end_of_run();
-create function public.slow_effect() returns trigger language plpgsql as $$
-begin perform pg_sleep({EFFECT_SLEEP_S}); return new; end $$;
-create trigger slow_effect before insert on certexpiry.notification_outbox
-    for each row execute function public.slow_effect();
-"""
 
 MODES = (
     "delay",
@@ -291,7 +279,19 @@ def test_sigkill_at_random_points_then_recover(
     # A batch, the audit upsert and the completion take a few ms; a slower database (a sleep
     # per notification queued, and before the audit row and the completion) widens the windows
     # so that a kill after RUN_STARTED, MONITORING_CLEAN or AUDIT_WRITTEN lands inside them.
-    db.execute(SLOW_END_OF_RUN)
+    faults.slow(
+        db, "cron_audit_log", END_OF_RUN_SLEEP_S, events="insert or update", name="slow_audit"
+    )
+    faults.slow(
+        db,
+        "certexpiry.cron_runs",
+        END_OF_RUN_SLEEP_S,
+        name="slow_completion",
+        when="new.status = 'completed' and old.status <> 'completed'",
+    )
+    faults.slow(
+        db, "certexpiry.notification_outbox", EFFECT_SLEEP_S, events="insert", name="slow_effect"
+    )
     expected = expected_effects(db, today)
     assert expected.size > mentors  # the night has work of every kind
 

@@ -25,6 +25,7 @@ from certexpiry.store import RpcStore
 from certexpiry.sweep import Job
 from certexpiry_ops import embedded, schema
 from certexpiry_ops.fakes import InMemoryPublisher
+from tests import faults
 from tests.chain import in_process
 from tests.clock import org_day
 from tests.logcapture import CapturedLog
@@ -90,14 +91,7 @@ def test_a_database_restart_mid_night_is_warnings_and_nothing_else(
         org = org_day(db)
         seed_night(db, 24, org.today)
         expected = expected_effects(db, org.today)
-        db.execute(
-            """
-            create function public.slow() returns trigger language plpgsql as $$
-            begin perform pg_sleep(0.02); return new; end $$;
-            create trigger slow before update on public.certifications
-                for each row execute function public.slow();
-            """
-        )
+        faults.slow(db, "certifications", 0.02)
     transport = RestartingTransport(url, pg)
     log = CapturedLog()
     job = Job(

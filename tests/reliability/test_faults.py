@@ -45,7 +45,7 @@ from certexpiry.sweep import Job, Outcome, handle_event
 from certexpiry_ops.fakes import InMemoryPublisher
 from certexpiry_ops.local import pubsub_event_data
 from certexpiry_ops.pubsub_fake import FakePubSub
-from tests import leak_plugin
+from tests import faults, leak_plugin
 from tests.chain import NIGHTLY, Chain, Subscription, in_process
 from tests.clock import OrgDay, StepClock
 from tests.logcapture import CapturedLog
@@ -559,13 +559,8 @@ def test_postgres_statement_timeout(night: Night) -> None:
     57014): the batches are narrowed to one certification, which times out alone, and so does
     the call passing it with the next one, so it is the database, not a row. Nothing is passed
     or kept, Pub/Sub redelivers the message, which finishes the night once the slowness is gone."""
-    night.db.execute(
-        """
-        create function public.slow_down() returns trigger language plpgsql as $$
-        begin perform pg_sleep(0.3); return new; end $$;
-        create trigger slow_down before insert on certexpiry.certification_idempotency_log
-            for each row execute function public.slow_down();
-        """
+    slow_down = faults.slow(
+        night.db, "certexpiry.certification_idempotency_log", 0.3, events="insert"
     )
     log = CapturedLog()
     store = RpcStore(PgTransport(night.url, statement_timeout_ms=100, retry=FAST))
@@ -580,7 +575,7 @@ def test_postgres_statement_timeout(night: Night) -> None:
     assert effects_count(night.db) == 0
     assert run_statuses(night.db) == ["running"]
     assert len(log.with_code("ROW_FAILED_ALONE")) == 1
-    night.db.execute("drop trigger slow_down on certexpiry.certification_idempotency_log")
+    slow_down.remove()
     night.db.execute(
         "update certexpiry.cron_runs set lease_until = '-infinity'"
     )  # the lease lapses
@@ -589,29 +584,9 @@ def test_postgres_statement_timeout(night: Night) -> None:
     store.close()
 
 
-def _fail_cron_run_updates(db: Conn, times: int | None) -> None:
-    """Serialization failures on the run's checkpoint: the first `times` updates (None: all)."""
-    limit = "true" if times is None else f"nextval('public.serialization_failures') <= {times}"
-    db.execute(
-        f"""
-        create sequence public.serialization_failures;
-        grant usage on sequence public.serialization_failures to service_role;
-        create function public.serialize_fail() returns trigger language plpgsql as $$
-        begin
-          if {limit} then
-            raise exception 'could not serialize access due to concurrent update' using errcode = '40001';
-          end if;
-          return new;
-        end $$;
-        create trigger serialize_fail before update on certexpiry.cron_runs
-            for each row execute function public.serialize_fail();
-        """
-    )
-
-
 def test_postgres_serialization_failure_is_retried(night: Night) -> None:
     """40001 twice, then success: retried inside the call, no ERROR, nothing doubled."""
-    _fail_cron_run_updates(night.db, 2)
+    faults.fail_n_times(night.db, "certexpiry.cron_runs", 2)
     log = CapturedLog()
     outcomes = chain(night, make_job(night, pg_store(night.url, retry=FAST), log.logger)).run()
     assert outcomes == [Outcome.ACK]
@@ -622,7 +597,9 @@ def test_postgres_serialization_failure_is_retried(night: Night) -> None:
 def test_postgres_serialization_failure_persisting(night: Night) -> None:
     """40001 on every attempt: DB_OPERATION_FAILED with the SQLSTATE, RETRY, nothing written;
     the redelivery after the failures stop completes the run exactly once."""
-    _fail_cron_run_updates(night.db, None)
+    serialize_fail = faults.refuse(
+        night.db, "certexpiry.cron_runs", errcode="40001", message=faults.SERIALIZATION_FAILURE
+    )
     log = CapturedLog()
     driver = chain(night, make_job(night, pg_store(night.url, retry=FAST), log.logger))
     outcomes = driver.run(stop_on_retry=True)
@@ -634,35 +611,10 @@ def test_postgres_serialization_failure_persisting(night: Night) -> None:
         sqlstate="40001",
     )
     assert effects_count(night.db) == 0
-    night.db.execute("drop trigger serialize_fail on certexpiry.cron_runs")
+    serialize_fail.remove()
     expire_leases(night.db)
     driver.run(())  # the redelivery of the refused trigger
     assert_clean_result(night)
-
-
-def _refuse_certifications(
-    db: Conn,
-    ids: list[str],
-    *,
-    table: str = "certifications",
-    message: str = "'refused by test trigger'",
-) -> None:
-    db.execute("create table public.refused (id uuid primary key)")
-    db.execute("insert into public.refused select unnest(%s::uuid[])", (ids,))
-    db.execute(
-        f"""
-        create function public.refuse() returns trigger language plpgsql
-        security definer set search_path = '' as $$
-        begin
-          if exists (select 1 from public.refused r where r.id = new.id) then
-            raise exception {message};
-          end if;
-          return new;
-        end $$;
-        create trigger refuse before update on public.{table}
-            for each row execute function public.refuse();
-        """
-    )
 
 
 def test_trigger_raising_on_some_rows(night: Night) -> None:
@@ -670,7 +622,7 @@ def test_trigger_raising_on_some_rows(night: Night) -> None:
     SQLSTATE, the rest of each batch kept, the refused ones flagged by monitoring."""
     expired = sorted(night.expected.pauses)
     refused = expired[:3]
-    _refuse_certifications(night.db, refused)
+    faults.refuse(night.db, "certifications", refused)
     log = CapturedLog()
     outcomes = chain(night, make_job(night, pg_store(night.url, retry=FAST), log.logger)).run()
     assert outcomes == [Outcome.ACK]
@@ -718,8 +670,12 @@ def test_trigger_error_quoting_the_mentor_row_leaks_no_pii(night: Night) -> None
             (sorted(night.expected.pauses),),
         )
     ]
-    _refuse_certifications(
-        night.db, mentor_ids[:2], table="peer_mentors", message="'mentor row rejected: %', new"
+    faults.inject(
+        night.db,
+        "peer_mentors",
+        "raise exception 'mentor row rejected: %', new",
+        ids=mentor_ids[:2],
+        name="refuse",
     )
     stream = io.StringIO()
     logger = JsonLogger(sanitizer=Sanitizer(), stream=stream)

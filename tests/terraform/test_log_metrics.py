@@ -24,9 +24,10 @@ import psycopg
 
 from certexpiry_ops.harness import FunctionProcess, function_env
 from certexpiry_ops.pubsub_fake import FakePubSub
+from tests import faults
 from tests.chain import over_http
 from tests.clock import OrgDay
-from tests.seeding import add_cert, add_mentor, refuse_updates
+from tests.seeding import add_cert, add_mentor
 from tests.terraform.logquery import (
     INSTANCE_FAILED_TO_START,
     NO_AVAILABLE_INSTANCE,
@@ -99,7 +100,7 @@ def _night(db: Conn, database_url: str, pubsub: FakePubSub, org: OrgDay) -> list
         add_cert(db, mentor, org.today + timedelta(days=7))
         if i < 2:
             bad.append(expired)
-    refuse_updates(db, bad)
+    faults.refuse(db, "certifications", bad)
     db.execute(
         "insert into certexpiry.cron_runs (run_id, nightly_key, timezone, status, lease_until, "
         "finished_at) values (%s, %s, %s, 'completed', now(), now())",
