@@ -17,7 +17,8 @@ from certexpiry.sweep import Outcome
 from tests.chain import in_process
 from tests.clock import OrgDay
 from tests.integration.sqlapi import claim, rpc
-from tests.integration.test_sweep import make_job, seed_night
+from tests.integration.test_sweep import seed_night
+from tests.jobs import make_job
 from tests.logcapture import CapturedLog
 
 Conn = psycopg.Connection[Any]
@@ -106,7 +107,7 @@ def test_seeded_gap_gives_the_warning_and_the_audit_record(
     seed_night(db, org.today, 5)
     _seed_run(db, org.today - timedelta(days=3), org.timezone)
     log = CapturedLog()
-    assert in_process(make_job(store, log, org)).run() == [Outcome.ACK]
+    assert in_process(make_job(store, log, org_timezone=org.timezone)).run() == [Outcome.ACK]
     missed = log.with_code("NIGHTS_MISSED")
     assert len(missed) == 1
     assert missed[0]["severity"] == "WARNING"
@@ -127,6 +128,6 @@ def test_no_gap_no_warning_and_an_empty_record(db: Conn, store: RpcStore, org: O
     seed_night(db, org.today, 3)
     _seed_run(db, org.today - timedelta(days=1), org.timezone)
     log = CapturedLog()
-    assert in_process(make_job(store, log, org)).run() == [Outcome.ACK]
+    assert in_process(make_job(store, log, org_timezone=org.timezone)).run() == [Outcome.ACK]
     assert "NIGHTS_MISSED" not in log.codes()
     assert db.execute("select missed_nights from public.cron_audit_log").fetchall() == [([],)]

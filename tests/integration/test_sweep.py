@@ -13,14 +13,13 @@ from psycopg.conninfo import make_conninfo
 
 from certexpiry.messages import PUBSUB_EVENT_TYPE
 from certexpiry.pg_store import pg_store
-from certexpiry.settings import Settings
 from certexpiry.store import RpcStore
-from certexpiry.sweep import Job, Outcome, handle_event
-from certexpiry_ops.fakes import InMemoryPublisher
-from certexpiry_ops.local import LOCAL_TOPIC, pubsub_event_data
+from certexpiry.sweep import Outcome, handle_event
+from certexpiry_ops.local import pubsub_event_data
 from tests import faults
 from tests.chain import in_process
 from tests.clock import OrgDay, StepClock
+from tests.jobs import make_job
 from tests.logcapture import CapturedLog
 
 Conn = psycopg.Connection[Any]
@@ -31,12 +30,6 @@ def store(database_url: str) -> Iterator[RpcStore]:
     s = pg_store(database_url)
     yield s
     s.close()
-
-
-def make_job(store: RpcStore, log: CapturedLog, org: OrgDay, **overrides: Any) -> Job:
-    """The job on the organisation's zone, with an in-memory publisher the driver reads."""
-    settings = Settings(continuation_topic=LOCAL_TOPIC, org_timezone=org.timezone, **overrides)
-    return Job(settings=settings, store=store, publisher=InMemoryPublisher(), log=log.logger)
 
 
 def seed_night(db: Conn, today: date, mentors: int = 30) -> dict[str, list[Any]]:
@@ -82,7 +75,7 @@ def test_clean_run_writes_audit_with_zero_missed(db: Conn, store: RpcStore, org:
     """A clean run logs no WARNING and writes an audit row with missed_pause_count=0 (spec test 3)."""
     seed_night(db, org.today, 10)
     log = CapturedLog()
-    assert in_process(make_job(store, log, org)).run() == [Outcome.ACK]
+    assert in_process(make_job(store, log, org_timezone=org.timezone)).run() == [Outcome.ACK]
     assert "WARNING" not in log.severities()
     assert "ERROR" not in log.severities()
     assert log.codes()[0] == "RUN_STARTED"
@@ -111,11 +104,20 @@ def test_many_segments_reach_the_same_state_as_one(
     with psycopg.connect(ref_url, autocommit=True) as ref:
         seed_night(ref, org.today, 40)
     ref_store = pg_store(ref_url)
-    assert in_process(make_job(ref_store, CapturedLog(), org)).run() == [Outcome.ACK]
+    assert in_process(make_job(ref_store, CapturedLog(), org_timezone=org.timezone)).run() == [
+        Outcome.ACK
+    ]
     ref_store.close()
 
     log = CapturedLog()
-    job = make_job(store, log, org, batch_size=3, time_budget_s=10, monitoring_reserve_s=1)
+    job = make_job(
+        store,
+        log,
+        org_timezone=org.timezone,
+        batch_size=3,
+        time_budget_s=10,
+        monitoring_reserve_s=1,
+    )
     job.clock = StepClock(2.0)  # every batch "takes" 2 s: about two batches per segment
     invocations = len(in_process(job).run())
     assert invocations > 5
@@ -134,7 +136,14 @@ def test_every_message_delivered_twice_still_one_chain(
     """Delivering every message twice (retried ones again later) yields one chain and no duplicate effect."""
     seed_night(db, org.today, 20)
     log = CapturedLog()
-    job = make_job(store, log, org, batch_size=4, time_budget_s=10, monitoring_reserve_s=1)
+    job = make_job(
+        store,
+        log,
+        org_timezone=org.timezone,
+        batch_size=4,
+        time_budget_s=10,
+        monitoring_reserve_s=1,
+    )
     job.clock = StepClock(3.0)
     chain = in_process(job)
     chain.run(copies=2, max_deliveries=500)  # raises if the deliveries do not settle
@@ -157,7 +166,7 @@ def test_failing_rows_reported_and_flagged_by_monitoring(
     bad = seeded["expired"][:2]
     faults.refuse(db, "certifications", bad)
     log = CapturedLog()
-    in_process(make_job(store, log, org)).run()
+    in_process(make_job(store, log, org_timezone=org.timezone)).run()
     failures = log.with_code("DB_OPERATION_FAILED")
     assert sorted(f["context"]["certification_id"] for f in failures) == sorted(map(str, bad))
     assert all(
@@ -183,10 +192,10 @@ def test_failing_rows_reported_and_flagged_by_monitoring(
 def test_second_trigger_same_night_sends_nothing(db: Conn, store: RpcStore, org: OrgDay) -> None:
     """Running the nightly trigger again after completion is a duplicate: nothing new is written."""
     seed_night(db, org.today, 5)
-    in_process(make_job(store, CapturedLog(), org)).run()
+    in_process(make_job(store, CapturedLog(), org_timezone=org.timezone)).run()
     before = snapshot(db)
     log = CapturedLog()
-    assert in_process(make_job(store, log, org)).run() == [Outcome.ACK]
+    assert in_process(make_job(store, log, org_timezone=org.timezone)).run() == [Outcome.ACK]
     assert log.codes() == ["DUPLICATE_DELIVERY"]
     assert snapshot(db) == before
 
@@ -197,7 +206,7 @@ def test_invalid_message_touches_nothing(db: Conn, store: RpcStore, org: OrgDay)
     before = snapshot(db)
     log = CapturedLog()
     outcome = handle_event(
-        make_job(store, log, org),
+        make_job(store, log, org_timezone=org.timezone),
         PUBSUB_EVENT_TYPE,
         pubsub_event_data(b'{"kind": "resume", "run_id": "nope"}', message_id="1001"),
     )

@@ -20,14 +20,12 @@ from psycopg.conninfo import make_conninfo
 
 from certexpiry.pg_store import PgTransport
 from certexpiry.retry import RetryPolicy
-from certexpiry.settings import Settings
 from certexpiry.store import RpcStore
-from certexpiry.sweep import Job
 from certexpiry_ops import embedded, schema
-from certexpiry_ops.fakes import InMemoryPublisher
 from tests import faults
 from tests.chain import in_process
 from tests.clock import org_day
+from tests.jobs import make_job
 from tests.logcapture import CapturedLog
 from tests.reliability.support import (
     expected_effects,
@@ -94,17 +92,7 @@ def test_a_database_restart_mid_night_is_warnings_and_nothing_else(
         faults.slow(db, "certifications", 0.02)
     transport = RestartingTransport(url, pg)
     log = CapturedLog()
-    job = Job(
-        settings=Settings(
-            continuation_topic="projects/local-demo/topics/certexpiry-nightly",
-            batch_size=4,
-            org_timezone=org.timezone,
-            lease_s=30,
-        ),
-        store=RpcStore(transport),
-        publisher=InMemoryPublisher(),
-        log=log.logger,
-    )
+    job = make_job(RpcStore(transport), log, batch_size=4, org_timezone=org.timezone, lease_s=30)
     try:
         outcomes = in_process(job).run()
     finally:

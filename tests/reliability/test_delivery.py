@@ -24,14 +24,14 @@ import pytest
 from certexpiry.messages import PUBSUB_EVENT_TYPE
 from certexpiry.pg_store import pg_store
 from certexpiry.retry import RetryPolicy
-from certexpiry.settings import Settings
 from certexpiry.store import RpcStore
 from certexpiry.sweep import Job, Outcome, handle_event
 from certexpiry_ops.harness import FunctionProcess, function_env
-from certexpiry_ops.local import LOCAL_TOPIC, pubsub_event_data
+from certexpiry_ops.local import pubsub_event_data
 from certexpiry_ops.pubsub_fake import FakePubSub
 from tests.chain import NIGHTLY, LockedPublisher, Subscription
 from tests.clock import OrgDay, StepClock
+from tests.jobs import make_job
 from tests.logcapture import CapturedLog
 from tests.reliability.support import (
     entries,
@@ -161,17 +161,17 @@ def one_chain_problems(codes: list[dict[str, Any]]) -> list[str]:
 
 
 def _job(store: RpcStore, log: CapturedLog, publisher: LockedPublisher, org: OrgDay) -> Job:
-    settings = Settings(
+    return make_job(
+        store,
+        log,
+        publisher=publisher,
+        clock=StepClock(3.0),  # every batch "takes" 3 s: one or two batches a segment
         org_timezone=org.timezone,
-        continuation_topic=LOCAL_TOPIC,
         batch_size=3,
         time_budget_s=10,
         monitoring_reserve_s=1,
         lease_s=10,
     )
-    job = Job(settings=settings, store=store, publisher=publisher, log=log.logger)
-    job.clock = StepClock(3.0)  # every batch "takes" 3 s: one or two batches a segment
-    return job
 
 
 @pytest.fixture

@@ -38,16 +38,15 @@ from certexpiry.pg_store import PgTransport, pg_store
 from certexpiry.publisher import Publisher, PubSubPublisher
 from certexpiry.retry import RetryPolicy
 from certexpiry.sanitize import Sanitizer
-from certexpiry.settings import Settings
 from certexpiry.store import AuditRow, RpcStore, Store
 from certexpiry.supabase_store import SupabaseTransport
 from certexpiry.sweep import Job, Outcome, handle_event
-from certexpiry_ops.fakes import InMemoryPublisher
-from certexpiry_ops.local import pubsub_event_data
+from certexpiry_ops.local import LOCAL_TOPIC, pubsub_event_data
 from certexpiry_ops.pubsub_fake import FakePubSub
 from tests import faults, leak_plugin
 from tests.chain import NIGHTLY, Chain, Subscription, in_process
 from tests.clock import OrgDay, StepClock
+from tests.jobs import make_job
 from tests.logcapture import CapturedLog
 from tests.reliability.support import (
     Expectation,
@@ -64,7 +63,6 @@ Conn = psycopg.Connection[Any]
 FAST = RetryPolicy(attempts=3, max_seconds=2, initial_wait_s=0.001, max_wait_s=0.002)
 SUPABASE_URL = "https://reliabilitytest.supabase.co"
 SERVICE_ROLE_KEY = "sb_secret_RELIABILITY_fault_matrix_key_0123456789"
-TOPIC = "projects/local-demo/topics/certexpiry-nightly"
 HTML_502 = (
     "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
     "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>cloudflare</center>\r\n</body>\r\n</html>\r\n"
@@ -92,26 +90,16 @@ def night(db: Conn, database_url: str, org: OrgDay) -> Night:
     return Night(db, database_url, org, expected_effects(db, org.today))
 
 
-def make_job(
+def night_job(
     night: Night,
     store: Store,
     log: JsonLogger,
     publisher: Publisher | None = None,
     **settings: Any,
 ) -> Job:
-    options: dict[str, Any] = {
-        "continuation_topic": TOPIC,
-        "lease_s": 10,
-        "batch_size": 4,
-        "org_timezone": night.org.timezone,
-        **settings,
-    }
-    return Job(
-        settings=Settings(**options),
-        store=store,
-        publisher=publisher if publisher is not None else InMemoryPublisher(),
-        log=log,
-    )
+    """The shared factory (tests/jobs.py) with the night's zone, small batches, a short lease."""
+    options: dict[str, Any] = {"lease_s": 10, "batch_size": 4, **settings}
+    return make_job(store, log, publisher=publisher, org_timezone=night.org.timezone, **options)
 
 
 def deliver(job: Job, body: bytes = NIGHTLY) -> Outcome:
@@ -395,7 +383,7 @@ def test_postgrest_fault(
     then the recovery (a redelivery for RETRY, the next night for ACK) does exactly the clean run."""
     store = postgrest.store()
     log = CapturedLog(secrets=(SERVICE_ROLE_KEY,))
-    driver = chain(night, make_job(night, store, log.logger))
+    driver = chain(night, night_job(night, store, log.logger))
     postgrest.faults[rpc] = Fault(fault)
     outcomes = driver.run(stop_on_retry=True)
     assert outcomes[-1] is outcome
@@ -443,7 +431,7 @@ def test_postgrest_transient_fault_then_success_is_silent(
         times=1,
     )
     log = CapturedLog()
-    outcomes = chain(night, make_job(night, postgrest.store(), log.logger)).run()
+    outcomes = chain(night, night_job(night, postgrest.store(), log.logger)).run()
     assert outcomes == [Outcome.ACK]
     assert postgrest.calls["claim_nightly_run"] == 2
     assert "ERROR" not in log.severities()
@@ -459,7 +447,7 @@ def test_postgrest_answer_lost_after_commit_doubles_nothing(
         raises(httpx.ReadTimeout, "timed out"), times=1, after_commit=True
     )
     log = CapturedLog()
-    outcomes = chain(night, make_job(night, postgrest.store(), log.logger)).run()
+    outcomes = chain(night, night_job(night, postgrest.store(), log.logger)).run()
     assert outcomes == [Outcome.ACK]
     assert "ERROR" not in log.severities()
     assert_clean_result(night)
@@ -479,7 +467,7 @@ def test_postgrest_answer_lost_after_commit_audit_totals(
         raises(httpx.ReadTimeout, "timed out"), times=1, after_commit=True
     )
     log = CapturedLog()
-    chain(night, make_job(night, postgrest.store(), log.logger)).run()
+    chain(night, night_job(night, postgrest.store(), log.logger)).run()
     completed = the_line(log, "RUN_COMPLETED")["context"]
     audit = night.db.execute("select totals from public.cron_audit_log").fetchone()
     assert audit is not None
@@ -495,7 +483,7 @@ def test_postgrest_monitoring_function_missing(night: Night, postgrest: FakePost
         status(404, {**PGRST202, "code": "PGRST202"})
     )
     log = CapturedLog()
-    outcomes = chain(night, make_job(night, postgrest.store(), log.logger)).run()
+    outcomes = chain(night, night_job(night, postgrest.store(), log.logger)).run()
     assert outcomes == [Outcome.ACK]
     check_line(
         the_line(log, "MONITORING_FAILED"),
@@ -540,7 +528,7 @@ def test_postgres_connection_refused(night: Night, monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(psycopg, "connect", counting_connect)  # what pg_store calls
     store = pg_store(url, retry=policy, connect_timeout_s=2)
-    assert deliver(make_job(night, store, log.logger)) is Outcome.RETRY
+    assert deliver(night_job(night, store, log.logger)) is Outcome.RETRY
     assert len(attempts) == policy.attempts  # retried, and only to the bound
     check_line(
         the_line(log, "DB_OPERATION_FAILED"),
@@ -564,7 +552,7 @@ def test_postgres_statement_timeout(night: Night) -> None:
     )
     log = CapturedLog()
     store = RpcStore(PgTransport(night.url, statement_timeout_ms=100, retry=FAST))
-    job = make_job(night, store, log.logger)
+    job = night_job(night, store, log.logger)
     assert deliver(job) is Outcome.RETRY
     check_line(
         the_line(log, "DB_OPERATION_FAILED"),
@@ -588,7 +576,7 @@ def test_postgres_serialization_failure_is_retried(night: Night) -> None:
     """40001 twice, then success: retried inside the call, no ERROR, nothing doubled."""
     faults.fail_n_times(night.db, "certexpiry.cron_runs", 2)
     log = CapturedLog()
-    outcomes = chain(night, make_job(night, pg_store(night.url, retry=FAST), log.logger)).run()
+    outcomes = chain(night, night_job(night, pg_store(night.url, retry=FAST), log.logger)).run()
     assert outcomes == [Outcome.ACK]
     assert "ERROR" not in log.severities()
     assert_clean_result(night)
@@ -601,7 +589,7 @@ def test_postgres_serialization_failure_persisting(night: Night) -> None:
         night.db, "certexpiry.cron_runs", errcode="40001", message=faults.SERIALIZATION_FAILURE
     )
     log = CapturedLog()
-    driver = chain(night, make_job(night, pg_store(night.url, retry=FAST), log.logger))
+    driver = chain(night, night_job(night, pg_store(night.url, retry=FAST), log.logger))
     outcomes = driver.run(stop_on_retry=True)
     assert outcomes == [Outcome.RETRY]
     check_line(
@@ -624,7 +612,7 @@ def test_trigger_raising_on_some_rows(night: Night) -> None:
     refused = expired[:3]
     faults.refuse(night.db, "certifications", refused)
     log = CapturedLog()
-    outcomes = chain(night, make_job(night, pg_store(night.url, retry=FAST), log.logger)).run()
+    outcomes = chain(night, night_job(night, pg_store(night.url, retry=FAST), log.logger)).run()
     assert outcomes == [Outcome.ACK]
     failures = log.with_code("DB_OPERATION_FAILED")
     assert sorted(f["context"]["certification_id"] for f in failures) == refused
@@ -679,7 +667,7 @@ def test_trigger_error_quoting_the_mentor_row_leaks_no_pii(night: Night) -> None
     )
     stream = io.StringIO()
     logger = JsonLogger(sanitizer=Sanitizer(), stream=stream)
-    chain(night, make_job(night, pg_store(night.url, retry=FAST), logger)).run()
+    chain(night, night_job(night, pg_store(night.url, retry=FAST), logger)).run()
     scanner = leak_plugin.LeakScanner()
     hits = scanner.scan_text(stream.getvalue(), "trigger quoting the row")
     assert "DB_OPERATION_FAILED" in stream.getvalue()
@@ -698,16 +686,15 @@ def real_publisher(pubsub: FakePubSub, monkeypatch: pytest.MonkeyPatch) -> PubSu
 
 
 def _segmented_job(night: Night, log: CapturedLog, publisher: Publisher) -> Job:
-    job = make_job(
+    return night_job(
         night,
         pg_store(night.url, retry=FAST),
         log.logger,
         publisher,
+        clock=StepClock(3.0),  # a batch or two per segment: several continuations
         time_budget_s=10,
         monitoring_reserve_s=1,
     )
-    job.clock = StepClock(3.0)  # a batch or two per segment: several continuations
-    return job
 
 
 def test_publish_fails_transiently_then_succeeds(
@@ -755,7 +742,7 @@ def test_publish_fails(
     check_line(
         the_line(log, "CONTINUATION_PUBLISH_FAILED"),
         "ERROR",
-        topic=TOPIC,
+        topic=LOCAL_TOPIC,
         error_type="PublishError",
     )
     assert run_statuses(night.db) == ["handoff"]
@@ -795,7 +782,7 @@ def test_stdout_failing_the_sweep_still_completes(
     completes with the right data."""
     stream = make_stream()
     logger = JsonLogger(sanitizer=Sanitizer(), stream=stream)
-    outcomes = chain(night, make_job(night, pg_store(night.url, retry=FAST), logger)).run()
+    outcomes = chain(night, night_job(night, pg_store(night.url, retry=FAST), logger)).run()
     assert outcomes == [Outcome.ACK]
     assert logger.dropped > 5
     assert_clean_result(night)
@@ -836,7 +823,7 @@ def test_stdout_blocked_costs_one_budget_then_recovers(
     assert writer is not None  # a pipe is written through the bounded writer
     poller = _RecordingPoller(writer._poller)
     monkeypatch.setattr(writer, "_poller", poller)
-    outcomes = chain(night, make_job(night, pg_store(night.url, retry=FAST), logger)).run()
+    outcomes = chain(night, night_job(night, pg_store(night.url, retry=FAST), logger)).run()
     assert outcomes == [Outcome.ACK]
     assert_clean_result(night)
     dropped = logger.dropped
@@ -892,7 +879,7 @@ def test_monitoring_query_failing(night: Night) -> None:
         "revoke execute on function public.get_missed_auto_pauses(text, date, integer) from service_role"
     )
     log = CapturedLog()
-    outcomes = chain(night, make_job(night, pg_store(night.url, retry=FAST), log.logger)).run()
+    outcomes = chain(night, night_job(night, pg_store(night.url, retry=FAST), log.logger)).run()
     assert outcomes == [Outcome.ACK]
     check_line(
         the_line(log, "MONITORING_FAILED"),
@@ -917,7 +904,7 @@ def test_audit_upsert_failing(night: Night) -> None:
         "jsonb, bigint, timestamptz) from service_role"
     )
     log = CapturedLog()
-    outcomes = chain(night, make_job(night, pg_store(night.url, retry=FAST), log.logger)).run()
+    outcomes = chain(night, night_job(night, pg_store(night.url, retry=FAST), log.logger)).run()
     assert outcomes == [Outcome.ACK]
     check_line(
         the_line(log, "AUDIT_FAILED"), "WARNING", operation="upsert_cron_audit", sqlstate="42501"
@@ -946,7 +933,7 @@ def test_audit_upsert_raising_unexpectedly(night: Night) -> None:
     still completes with the right data."""
     log = CapturedLog()
     store = _AuditRaises(pg_store(night.url, retry=FAST))
-    outcomes = chain(night, make_job(night, store, log.logger)).run()
+    outcomes = chain(night, night_job(night, store, log.logger)).run()
     assert outcomes == [Outcome.ACK]
     check_line(the_line(log, "AUDIT_FAILED"), "WARNING", error_type="RuntimeError")
     assert verdict(night.db, night.expected).ok
@@ -960,7 +947,7 @@ def test_unknown_run_id_never_reaches_data(night: Night) -> None:
         {"kind": "resume", "run_id": str(uuid.uuid4()), "segment": 3, "cursor": None}
     ).encode()
     assert (
-        deliver(make_job(night, pg_store(night.url, retry=FAST), log.logger), body) is Outcome.ACK
+        deliver(night_job(night, pg_store(night.url, retry=FAST), log.logger), body) is Outcome.ACK
     )
     check_line(the_line(log, "INVALID_MESSAGE"), "ERROR", segment=3)
     assert run_statuses(night.db) == []

@@ -27,13 +27,12 @@ from hypothesis import strategies as st
 
 from certexpiry.messages import MAX_AGE, MAX_BODY_BYTES, PUBSUB_EVENT_TYPE
 from certexpiry.pg_store import pg_store
-from certexpiry.settings import Settings
 from certexpiry.store import RpcStore
-from certexpiry.sweep import Job, Outcome, handle_event
-from certexpiry_ops.fakes import InMemoryPublisher
-from certexpiry_ops.local import LOCAL_TOPIC, pubsub_event_data
+from certexpiry.sweep import Outcome, handle_event
+from certexpiry_ops.local import pubsub_event_data
 from tests.chain import NIGHTLY
 from tests.clock import OrgDay
+from tests.jobs import make_job
 from tests.logcapture import CapturedLog
 from tests.reliability.support import report, seed_night, sized, variants
 
@@ -319,12 +318,7 @@ def test_bad_messages_are_invalid_once_and_change_nothing(
     DUPLICATE_DELIVERY) line, and no table changes."""
     examples = sized(variant, 300, 10_000, env="CERTEXPIRY_FUZZ_EXAMPLES")
     seed_night(db, 8, org.today)
-    base = Job(
-        settings=Settings(continuation_topic=LOCAL_TOPIC, org_timezone=org.timezone),
-        store=store,
-        publisher=InMemoryPublisher(),
-        log=CapturedLog().logger,
-    )
+    base = make_job(store, CapturedLog(), org_timezone=org.timezone)
     # Tonight's run exists and is complete, so forged continuations can name a real run.
     assert handle_event(base, PUBSUB_EVENT_TYPE, pubsub_event_data(NIGHTLY)) is Outcome.ACK
     run = db.execute("select run_id::text from certexpiry.cron_runs").fetchone()
@@ -362,12 +356,7 @@ def test_falsy_data_of_a_wrong_type_is_invalid(value: Any, db: Conn, store: RpcS
 
     It used to be read as an empty body (`data or ""`), i.e. as a nightly trigger."""
     log = CapturedLog()
-    job = Job(
-        settings=Settings(continuation_topic=LOCAL_TOPIC),
-        store=store,
-        publisher=InMemoryPublisher(),
-        log=log.logger,
-    )
+    job = make_job(store, log)
     assert handle_event(job, PUBSUB_EVENT_TYPE, {"message": {"data": value}}) is Outcome.ACK
     assert log.codes() == ["INVALID_MESSAGE"]
     assert db.execute("select count(*) from certexpiry.cron_runs").fetchone() == (0,)
@@ -383,12 +372,7 @@ def test_body_just_over_the_limit_is_too_large(
     The base64 length check alone let 4,097 and 4,098 bytes through (found by the fuzz run:
     4,097 spaces were read as an empty body, i.e. a nightly trigger)."""
     log = CapturedLog()
-    job = Job(
-        settings=Settings(continuation_topic=LOCAL_TOPIC),
-        store=store,
-        publisher=InMemoryPublisher(),
-        log=log.logger,
-    )
+    job = make_job(store, log)
     data = {"message": {"data": b64(filler * size)}}
     assert handle_event(job, PUBSUB_EVENT_TYPE, data) is Outcome.ACK
     assert log.codes() == ["INVALID_MESSAGE"]

@@ -28,13 +28,12 @@ from bench.seed import seed_certifications
 from certexpiry.log import JsonLogger
 from certexpiry.pg_store import pg_store
 from certexpiry.sanitize import Sanitizer
-from certexpiry.settings import Settings
-from certexpiry.sweep import Job, Outcome
+from certexpiry.sweep import Outcome
 from certexpiry_ops.fakes import InMemoryPublisher
-from certexpiry_ops.local import LOCAL_TOPIC
 from tests import leak_plugin
 from tests.chain import in_process
 from tests.clock import OrgDay
+from tests.jobs import make_job
 from tests.reliability.support import report, sized, variants
 
 Conn = psycopg.Connection[Any]
@@ -137,18 +136,14 @@ def test_large_night_through_continuations(
     sink = LineSink(f"load {variant}")
     store = pg_store(database_url)
     publisher = InMemoryPublisher()
-    settings = Settings(
-        continuation_topic=LOCAL_TOPIC,
+    job = make_job(
+        store,
+        JsonLogger(sanitizer=Sanitizer(), stream=sink),
+        publisher=publisher,
         org_timezone=org.timezone,
         time_budget_s=budget_s,
         monitoring_reserve_s=0,
         lease_s=600,
-    )
-    job = Job(
-        settings=settings,
-        store=store,
-        publisher=publisher,
-        log=JsonLogger(sanitizer=Sanitizer(), stream=sink),
     )
     process = psutil.Process()
     rss: list[int] = []

@@ -15,13 +15,13 @@ from certexpiry.codes import Code
 from certexpiry.contract import ANSWERS, COUNT_KEYS, RPC_SIGNATURES, Counts
 from certexpiry.errors import ContractError, StoreError
 from certexpiry.messages import PUBSUB_EVENT_TYPE
-from certexpiry.settings import Settings
 from certexpiry.store import AuditRow, RpcStore
-from certexpiry.sweep import Job, Outcome, handle_event
+from certexpiry.sweep import Outcome, handle_event
 from certexpiry.wiring import read_schema_version
-from certexpiry_ops.fakes import FakeStore, InMemoryPublisher
-from certexpiry_ops.local import LOCAL_TOPIC, pubsub_event_data
+from certexpiry_ops.fakes import FakeStore
+from certexpiry_ops.local import pubsub_event_data
 from certexpiry_ops.ops import OpsStore
+from tests.jobs import make_job
 from tests.logcapture import CapturedLog
 
 RUN, CERT, MENTOR = (str(uuid.uuid4()) for _ in range(3))
@@ -414,15 +414,6 @@ def test_fenced_answers_carry_no_counts() -> None:
         ).complete(uuid.UUID(RUN), 0)
 
 
-def _job(store: Any, log: CapturedLog) -> Job:
-    return Job(
-        settings=Settings(continuation_topic=LOCAL_TOPIC),
-        store=store,
-        publisher=InMemoryPublisher(),
-        log=log.logger,
-    )
-
-
 NIGHTLY = pubsub_event_data(b'{"kind": "nightly"}', message_id="msg-1")
 
 
@@ -432,7 +423,7 @@ def test_the_sweep_stops_on_an_answer_outside_the_contract() -> None:
     answer = {**VALID["claim_nightly_run"], "outcome": "claimed", "cursor": PII}
     log = CapturedLog()
     store = RpcStore(CannedTransport({"claim_nightly_run": answer}))
-    assert handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    assert handle_event(make_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
     (entry,) = log.entries
     assert entry["error_code"] == "DB_OPERATION_FAILED"
     assert entry["severity"] == "ERROR"
@@ -444,7 +435,7 @@ def test_the_sweep_stops_on_an_answer_outside_the_contract() -> None:
 def test_the_sweep_never_takes_another_outcome_for_resumed() -> None:
     """Even from a store that skips the contract, only `resumed` is logged as RUN_RESUMED."""
     log = CapturedLog()
-    handle_event(_job(FakeStore(claim_outcome="claimed"), log), PUBSUB_EVENT_TYPE, NIGHTLY)
+    handle_event(make_job(FakeStore(claim_outcome="claimed"), log), PUBSUB_EVENT_TYPE, NIGHTLY)
     assert log.codes() == ["DB_OPERATION_FAILED"]
     assert log.entries[0]["context"]["details"].endswith("outcome (literal_error)")
 

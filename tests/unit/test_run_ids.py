@@ -15,11 +15,11 @@ import pytest
 from certexpiry.errors import DatabaseError, PublishError, RpcTimeout
 from certexpiry.log import install_process_logging, uninstall_process_logging
 from certexpiry.messages import PUBSUB_EVENT_TYPE, Resume
-from certexpiry.settings import Settings
 from certexpiry.store import BatchResult, ClaimOutcome
-from certexpiry.sweep import Job, Outcome, handle_event
+from certexpiry.sweep import Outcome, handle_event
 from certexpiry_ops.fakes import FakeStore, InMemoryPublisher
-from certexpiry_ops.local import LOCAL_TOPIC, pubsub_event_data
+from certexpiry_ops.local import pubsub_event_data
+from tests.jobs import make_job
 from tests.logcapture import CapturedLog
 
 NIGHTLY = pubsub_event_data(b'{"kind": "nightly"}', message_id="1234567890123456")
@@ -28,18 +28,6 @@ NIGHTLY = pubsub_event_data(b'{"kind": "nightly"}', message_id="1234567890123456
 class FailingPublisher:
     def publish(self, topic: str, data: bytes, attributes: Any) -> str:
         raise PublishError(topic, "UNAVAILABLE")
-
-
-def _job(store: FakeStore, log: CapturedLog, **overrides: Any) -> Job:
-    job = Job(
-        settings=Settings(continuation_topic=LOCAL_TOPIC),
-        store=store,
-        publisher=overrides.pop("publisher", InMemoryPublisher()),
-        log=log.logger,
-    )
-    for name, value in overrides.items():
-        setattr(job, name, value)
-    return job
 
 
 def _resume(store: FakeStore, segment: int = 1) -> Any:
@@ -69,7 +57,7 @@ def test_a_failing_run_logs_its_failure_with_its_run_id(failure: str, event: str
     by the top-level handler with the run's id, like every line before it."""
     store, log = FakeStore(raises={"process_batch": FAILURES[failure]()}), CapturedLog()
     data = NIGHTLY if event == "nightly" else _resume(store)
-    handle_event(_job(store, log), PUBSUB_EVENT_TYPE, data)
+    handle_event(make_job(store, log), PUBSUB_EVENT_TYPE, data)
     # The error's line: the last one, or (a night that stopped) before monitoring and RUN_STOPPED.
     assert "ERROR" in log.severities()
     assert set(_ids(log)) == {str(store.run_id)}
@@ -81,7 +69,7 @@ def test_a_failing_claim_is_logged_with_the_id_the_invocation_proposed() -> None
     proposed = uuid.uuid4()
     store = FakeStore(raises={"claim_nightly_run": DatabaseError("claim", "x", sqlstate="08006")})
     log = CapturedLog()
-    job = _job(store, log, new_run_id=lambda: proposed)
+    job = make_job(store, log, new_run_id=lambda: proposed)
     assert handle_event(job, PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.RETRY
     assert _ids(log) == [str(proposed)]
 
@@ -91,7 +79,7 @@ def test_run_busy_carries_the_busy_runs_id(event: str) -> None:
     """RUN_BUSY names the run whose lease is held."""
     store, log = FakeStore(claim_outcome="busy"), CapturedLog()
     data = NIGHTLY if event == "nightly" else _resume(store)
-    assert handle_event(_job(store, log), PUBSUB_EVENT_TYPE, data) is Outcome.RETRY
+    assert handle_event(make_job(store, log), PUBSUB_EVENT_TYPE, data) is Outcome.RETRY
     (entry,) = log.entries
     assert entry["error_code"] == "RUN_BUSY"
     assert entry["cron_run_id"] == str(store.run_id)
@@ -104,7 +92,7 @@ def test_publish_failure_is_logged_with_the_run_id() -> None:
     )
     store, log = FakeStore(pages=[page]), CapturedLog()
     ticks = iter(range(0, 100_000, 100))
-    job = _job(store, log, publisher=FailingPublisher(), clock=lambda: float(next(ticks)))
+    job = make_job(store, log, publisher=FailingPublisher(), clock=lambda: float(next(ticks)))
     assert handle_event(job, PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.RETRY
     assert log.codes()[-1] == "CONTINUATION_PUBLISH_FAILED"
     assert set(_ids(log)) == {str(store.run_id)}
@@ -114,7 +102,7 @@ def test_publish_failure_is_logged_with_the_run_id() -> None:
 def test_continuation_outcomes_carry_the_run_id(outcome: ClaimOutcome) -> None:
     """Every answer to a continuation is logged under the run the message names."""
     store, log = FakeStore(claim_outcome=outcome), CapturedLog()
-    handle_event(_job(store, log), PUBSUB_EVENT_TYPE, _resume(store))
+    handle_event(make_job(store, log), PUBSUB_EVENT_TYPE, _resume(store))
     assert set(_ids(log)) == {str(store.run_id)}
 
 
@@ -122,7 +110,7 @@ def test_invalid_messages_get_a_uuid_per_invocation() -> None:
     """An invocation that never reaches a run logs under a UUID of its own, a new one each
     time, never null and never the process logger's."""
     log = CapturedLog()
-    job = _job(FakeStore(), log)
+    job = make_job(FakeStore(), log)
     handle_event(job, PUBSUB_EVENT_TYPE, pubsub_event_data(b"{bad", message_id="x"))
     handle_event(job, "google.cloud.other", {})
     first, second = _ids(log)
@@ -145,7 +133,7 @@ def test_a_run_its_retry_and_its_continuations_all_carry_the_run_id() -> None:
     store = FakeStore(pages=pages, raises={"process_batch": RpcTimeout("p", "t", elapsed_ms=1)})
     log, publisher = CapturedLog(), InMemoryPublisher()
     ticks = iter(range(0, 100_000, 60))
-    job = _job(store, log, publisher=publisher, clock=lambda: float(next(ticks)))
+    job = make_job(store, log, publisher=publisher, clock=lambda: float(next(ticks)))
     assert handle_event(job, PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.RETRY  # the retry
     del store.raises["process_batch"]
     handle_event(job, PUBSUB_EVENT_TYPE, NIGHTLY)
@@ -180,7 +168,7 @@ def test_what_the_process_writes_during_a_run_carries_the_run_id(uninstall: None
                 warnings.warn("deprecated", DeprecationWarning, stacklevel=1)
 
     store = FakeStore(on_call=noisy)
-    handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY)
+    handle_event(make_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY)
     print("after")
     sys.stdout.flush()
     by_message = {entry["message"]: entry["cron_run_id"] for entry in log.entries}

@@ -21,11 +21,11 @@ from certexpiry.errors import (
     StoreError,
 )
 from certexpiry.messages import PUBSUB_EVENT_TYPE, Resume
-from certexpiry.settings import Settings
 from certexpiry.store import BatchResult, Claim, ClaimOutcome, MissedReport, RecordFailure
-from certexpiry.sweep import Job, Outcome, handle_event
+from certexpiry.sweep import Outcome, handle_event
 from certexpiry_ops.fakes import FakeStore, InMemoryPublisher
 from certexpiry_ops.local import LOCAL_TOPIC, pubsub_event_data
+from tests.jobs import make_job
 from tests.logcapture import CapturedLog
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "log-entry.schema.json"
@@ -39,20 +39,6 @@ def _schema() -> Any:
 class FailingPublisher:
     def publish(self, topic: str, data: bytes, attributes: Any) -> str:
         raise PublishError(topic, "UNAVAILABLE")
-
-
-def _job(
-    store: FakeStore, log: CapturedLog, publisher: Any = None, clock: Any = None, **settings: Any
-) -> Job:
-    job = Job(
-        settings=Settings(continuation_topic=LOCAL_TOPIC, **settings),
-        store=store,
-        publisher=publisher or InMemoryPublisher(),
-        log=log.logger,
-    )
-    if clock is not None:
-        job.clock = clock
-    return job
 
 
 def _page(done: bool, **counts: int) -> BatchResult:
@@ -74,7 +60,7 @@ def test_postgrest_error_yields_schema_valid_error_line() -> None:
         postgrest_code="XX000",
     )
     store, log = FakeStore(raises={"claim_nightly_run": error}), CapturedLog()
-    assert handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    assert handle_event(make_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
     (entry,) = log.entries
     jsonschema.validate(entry, _schema())
     assert entry["severity"] == "ERROR"
@@ -91,7 +77,7 @@ def test_unexpected_exception_yields_stack_trace() -> None:
         FakeStore(raises={"process_batch": ZeroDivisionError("division by zero")}),
         CapturedLog(),
     )
-    assert handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    assert handle_event(make_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
     entry = log.with_code("UNEXPECTED_EXCEPTION")[0]
     jsonschema.validate(entry, _schema())
     assert entry["severity"] == "ERROR"
@@ -112,7 +98,7 @@ def test_transient_store_error_asks_for_redelivery() -> None:
         }
     )
     log = CapturedLog()
-    assert handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.RETRY
+    assert handle_event(make_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.RETRY
     entry = log.entries[0]
     assert entry["error_code"] == "SUPABASE_TIMEOUT"
     assert entry["context"]["elapsed_ms"] == 30_000
@@ -128,7 +114,7 @@ def test_database_error_is_logged_with_operation_and_sqlstate() -> None:
         }
     )
     log = CapturedLog()
-    assert handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.RETRY
+    assert handle_event(make_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.RETRY
     entry = log.with_code("DB_OPERATION_FAILED")[0]
     assert entry["context"]["operation"] == "process_expiry_batch"
     assert entry["context"]["sqlstate"] == "40P01"
@@ -145,7 +131,7 @@ def test_record_failures_are_logged_by_id_and_the_run_goes_on() -> None:
         failures=[RecordFailure(cert, mentor, "auto_pause", "P0001", "refused")],
     )
     store, log = FakeStore(pages=[page]), CapturedLog()
-    handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY)
+    handle_event(make_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY)
     failure = log.with_code("DB_OPERATION_FAILED")[0]
     assert failure["context"]["certification_id"] == cert
     assert failure["context"]["peer_mentor_id"] == mentor
@@ -158,10 +144,10 @@ def test_budget_reached_hands_off_and_publishes_the_cursor() -> None:
     first = _page(False, mentors=50)
     store, log, publisher = FakeStore(pages=[first]), CapturedLog(), InMemoryPublisher()
     ticks = itertools.count()
-    job = _job(
+    job = make_job(
         store,
         log,
-        publisher,
+        publisher=publisher,
         clock=lambda: next(ticks) * 100.0,
         time_budget_s=420,
         monitoring_reserve_s=15,
@@ -181,7 +167,7 @@ def test_publish_failure_after_checkpoint_asks_for_redelivery() -> None:
     """If the continuation cannot be published, the handoff stays stored and Pub/Sub is asked to redeliver."""
     store, log = FakeStore(pages=[_page(False)]), CapturedLog()
     ticks = itertools.count()
-    job = _job(store, log, FailingPublisher(), clock=lambda: next(ticks) * 100.0)
+    job = make_job(store, log, publisher=FailingPublisher(), clock=lambda: next(ticks) * 100.0)
     assert handle_event(job, PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.RETRY
     assert "handoff" in store.names()
     assert log.with_code("CONTINUATION_PUBLISH_FAILED")[0]["context"]["topic"] == LOCAL_TOPIC
@@ -197,7 +183,7 @@ def test_publish_failure_after_checkpoint_asks_for_redelivery() -> None:
 def test_nightly_claim_outcomes(outcome: ClaimOutcome, code: str, expected: Outcome) -> None:
     """A busy run asks for redelivery; a completed run acknowledges the duplicate trigger."""
     store, log = FakeStore(claim_outcome=outcome), CapturedLog()
-    assert handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY) is expected
+    assert handle_event(make_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY) is expected
     assert log.codes() == [code]
     assert store.names() == ["claim_nightly_run"]
 
@@ -215,7 +201,9 @@ def test_continuation_claim_outcomes(outcome: ClaimOutcome, code: str, expected:
     """Each answer of the continuation claim leads to the right log line and acknowledgement."""
     store, log = FakeStore(claim_outcome=outcome), CapturedLog()
     body = Resume(kind="resume", run_id=store.run_id, segment=2, cursor=None).to_bytes()
-    assert handle_event(_job(store, log), PUBSUB_EVENT_TYPE, pubsub_event_data(body)) is expected
+    assert (
+        handle_event(make_job(store, log), PUBSUB_EVENT_TYPE, pubsub_event_data(body)) is expected
+    )
     assert log.codes()[-1] == code
 
 
@@ -223,7 +211,7 @@ def test_fenced_batch_stops_without_writing() -> None:
     """A batch fenced out (another invocation took over) stops the segment quietly."""
     store = FakeStore(pages=[BatchResult(fenced=True, counts={}, next_cursor=None, done=False)])
     log = CapturedLog()
-    assert handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    assert handle_event(make_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
     assert log.codes()[-1] == "RUN_FENCED"
     assert "complete" not in store.names()
 
@@ -237,12 +225,14 @@ def test_fenced_handoff_and_completion() -> None:
         InMemoryPublisher(),
     )
     handle_event(
-        _job(store, log, publisher, clock=lambda: next(ticks) * 100.0), PUBSUB_EVENT_TYPE, NIGHTLY
+        make_job(store, log, publisher=publisher, clock=lambda: next(ticks) * 100.0),
+        PUBSUB_EVENT_TYPE,
+        NIGHTLY,
     )
     assert log.codes()[-1] == "RUN_FENCED"
     assert publisher.messages == []
     store, log = FakeStore(completion_fenced=True), CapturedLog()
-    handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY)
+    handle_event(make_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY)
     assert log.codes()[-1] == "RUN_FENCED"
 
 
@@ -250,7 +240,7 @@ def test_missing_topic_on_handoff_is_a_settings_error() -> None:
     """Without CONTINUATION_TOPIC a handoff cannot publish: INVALID_SETTINGS and a retry."""
     ticks = itertools.count()
     store, log = FakeStore(pages=[_page(False)]), CapturedLog()
-    job = _job(store, log, clock=lambda: next(ticks) * 100.0)
+    job = make_job(store, log, clock=lambda: next(ticks) * 100.0)
     job.settings = job.settings.model_copy(update={"continuation_topic": None})
     assert handle_event(job, PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.RETRY
     assert log.with_code("INVALID_SETTINGS")[0]["context"]["setting"] == "CONTINUATION_TOPIC"
@@ -259,7 +249,7 @@ def test_missing_topic_on_handoff_is_a_settings_error() -> None:
 def test_clean_run_emits_started_batches_monitoring_audit_completed() -> None:
     """A one-segment run logs its whole story in order, all lines valid against the schema."""
     store, log = FakeStore(pages=[_page(False, mentors=50), _page(True, mentors=3)]), CapturedLog()
-    handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY)
+    handle_event(make_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY)
     assert log.codes() == [
         "RUN_STARTED",
         "BATCH_DONE",
@@ -295,7 +285,7 @@ def test_logged_severities_match_the_catalogue() -> None:
     seen: set[str] = set()
     for store in scenarios:
         log = CapturedLog()
-        handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY)
+        handle_event(make_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY)
         for entry in log.entries:
             seen.add(entry["error_code"])
             expected = CATALOGUE[Code(entry["error_code"])].severity.value
@@ -324,7 +314,7 @@ def test_statement_timeout_shrinks_the_batch_and_the_run_goes_on() -> None:
     BATCH_SHRUNK warning each time, and the run completes."""
     store = FakeStore(pages=[_page(True, certifications=3)], on_call=_timeouts(2))
     log = CapturedLog()
-    outcome = handle_event(_job(store, log, batch_size=400), PUBSUB_EVENT_TYPE, NIGHTLY)
+    outcome = handle_event(make_job(store, log, batch_size=400), PUBSUB_EVENT_TYPE, NIGHTLY)
     assert outcome is Outcome.ACK
     limits = [args[3] for name, args in store.calls if name == "process_batch"]
     assert limits == [400, 200, 100]
@@ -339,7 +329,9 @@ def test_a_row_outliving_the_statement_timeout_alone_is_passed() -> None:
     (57014) and the night completes."""
     store = PoisonedNight(3, {1}, STATEMENT_TIMEOUT_ERROR)
     log = CapturedLog()
-    assert handle_event(_job(store, log, batch_size=2), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    assert (
+        handle_event(make_job(store, log, batch_size=2), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    )
     assert _failed_ahead(store) == [(), (), (), ("57014",)]
     assert (store.passed, store.done) == ([1], [0, 2])
     assert log.codes()[-1] == "RUN_COMPLETED"
@@ -350,7 +342,7 @@ def test_two_rows_in_a_row_outliving_the_statement_timeout_are_a_slow_database()
     a row. Nothing is passed, and Pub/Sub redelivers (the error's line, no audit row)."""
     store = FakeStore(pages=[_page(True)], on_call=_timeouts(5))
     log = CapturedLog()
-    outcome = handle_event(_job(store, log, batch_size=2), PUBSUB_EVENT_TYPE, NIGHTLY)
+    outcome = handle_event(make_job(store, log, batch_size=2), PUBSUB_EVENT_TYPE, NIGHTLY)
     assert outcome is Outcome.RETRY
     assert _limits(store) == [2, 1, 1]
     assert _failed_ahead(store) == [(), (), ("57014",)]
@@ -367,7 +359,7 @@ def test_a_nested_envelope_is_one_invalid_message_acknowledged() -> None:
     data = pubsub_event_data(b'{"kind": "nightly"}', message_id="12345")
     data["message"]["attributes"] = {"a": nested}
     store, log = FakeStore(), CapturedLog()
-    assert handle_event(_job(store, log), PUBSUB_EVENT_TYPE, data) is Outcome.ACK
+    assert handle_event(make_job(store, log), PUBSUB_EVENT_TYPE, data) is Outcome.ACK
     assert log.codes() == ["INVALID_MESSAGE"]
     context = log.entries[0]["context"]
     assert (context["reason"], context["message_id"]) == (
@@ -484,7 +476,9 @@ def test_a_poisoned_row_is_narrowed_to_passed_and_the_night_completes() -> None:
     missed = [str(uuid.UUID(int=7))]
     store = PoisonedNight(10, {6}, ASSERT_FAILURE, missed=MissedReport(1, missed))
     log = CapturedLog()
-    assert handle_event(_job(store, log, batch_size=4), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    assert (
+        handle_event(make_job(store, log, batch_size=4), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    )
     assert _limits(store) == [4, 4, 2, 2, 1, 0, 4]  # 0: the call that only passes it
     assert _failed_ahead(store) == [(), (), (), (), (), ("P0004",), ()]
     assert store.done == [0, 1, 2, 3, 4, 5, 7, 8, 9]
@@ -533,7 +527,9 @@ def test_rows_failing_alone_one_after_the_other_are_each_passed() -> None:
     """Two certifications in a row that fail alone: each is found and passed in its turn."""
     store = PoisonedNight(6, {2, 3}, ASSERT_FAILURE)
     log = CapturedLog()
-    assert handle_event(_job(store, log, batch_size=2), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    assert (
+        handle_event(make_job(store, log, batch_size=2), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    )
     assert _limits(store) == [2, 2, 1, 0, 2, 1, 0, 2]
     assert _failed_ahead(store) == [(), (), (), ("P0004",), (), (), ("P0004",), ()]
     assert (store.passed, store.done) == ([2, 3], [0, 1, 4, 5])
@@ -547,7 +543,9 @@ def test_a_call_that_only_passes_failing_too_is_not_a_row_and_stops_the_night() 
     too: not a row's error. The error's line, monitoring, the audit row (failed), RUN_STOPPED."""
     store = PoisonedNight(5, set(), ASSERT_FAILURE, largest=-1)
     log = CapturedLog()
-    assert handle_event(_job(store, log, batch_size=2), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    assert (
+        handle_event(make_job(store, log, batch_size=2), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    )
     assert _limits(store) == [2, 1, 0]
     assert log.codes() == [
         "RUN_STARTED",
@@ -567,7 +565,7 @@ def test_the_narrowing_is_carried_across_a_hand_off() -> None:
     batch size and the SQLSTATEs found, and the next segment goes on from them."""
     store = PoisonedNight(8, {5}, ASSERT_FAILURE)
     log, publisher = CapturedLog(), InMemoryPublisher()
-    job = _job(
+    job = make_job(
         store,
         log,
         publisher=publisher,
@@ -595,7 +593,7 @@ def test_an_unexpected_exception_after_the_claim_still_writes_the_audit_row() ->
     UNEXPECTED_EXCEPTION line, monitoring, the audit row (failed) and RUN_STOPPED; ACK."""
     store = FakeStore(pages=[_page(True)], raises={"complete": KeyError("totals")})
     log = CapturedLog()
-    assert handle_event(_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    assert handle_event(make_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
     assert log.codes()[-4:] == [
         "UNEXPECTED_EXCEPTION",
         "MONITORING_CLEAN",
@@ -611,7 +609,9 @@ def test_a_batch_too_large_for_the_database_is_narrowed_and_the_night_completes(
     error = DatabaseError("process_expiry_batch", "too large", sqlstate="54000")
     store = PoisonedNight(10, set(), error, largest=3)
     log = CapturedLog()
-    assert handle_event(_job(store, log, batch_size=6), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    assert (
+        handle_event(make_job(store, log, batch_size=6), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    )
     assert _limits(store) == [6, 3, 3, 3, 3]
     assert store.done == list(range(10))
     assert log.codes()[-1] == "RUN_COMPLETED"
@@ -642,7 +642,9 @@ def test_a_refused_call_is_not_narrowed_but_the_night_still_reaches_its_audit_ro
     monitoring, the audit row (failed) and RUN_STOPPED; acknowledged."""
     store = PoisonedNight(10, set(), error, largest=0)
     log = CapturedLog()
-    assert handle_event(_job(store, log, batch_size=8), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    assert (
+        handle_event(make_job(store, log, batch_size=8), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    )
     assert _limits(store) == [8]
     assert log.codes() == [
         "RUN_STARTED",
@@ -661,7 +663,9 @@ def test_a_supabase_row_failure_is_narrowed_like_a_direct_one() -> None:
     error = RpcError("process_expiry_batch", "boom", http_status=400, postgrest_code="P0001")
     store = PoisonedNight(4, {0}, error)
     log = CapturedLog()
-    assert handle_event(_job(store, log, batch_size=4), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    assert (
+        handle_event(make_job(store, log, batch_size=4), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    )
     assert _limits(store) == [4, 2, 1, 0, 4]
     assert _failed_ahead(store)[3] == ("P0001",)
     assert (store.passed, store.done) == ([0], [1, 2, 3])
@@ -680,7 +684,9 @@ def test_a_stopped_night_whose_audit_fails_is_still_acknowledged_once_said() -> 
         raises={"missed_auto_pauses": RuntimeError("x"), "upsert_audit": RuntimeError("y")},
     )
     log = CapturedLog()
-    assert handle_event(_job(store, log, batch_size=1), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    assert (
+        handle_event(make_job(store, log, batch_size=1), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
+    )
     assert log.codes() == [
         "RUN_STARTED",
         "DB_OPERATION_FAILED",
@@ -695,7 +701,7 @@ def test_a_transient_batch_failure_is_still_redelivered_not_narrowed() -> None:
     error = DatabaseError("process_expiry_batch", "deadlock detected", sqlstate="40P01")
     store = PoisonedNight(4, {0}, error)
     log = CapturedLog()
-    assert handle_event(_job(store, log, batch_size=4), PUBSUB_EVENT_TYPE, NIGHTLY) is (
+    assert handle_event(make_job(store, log, batch_size=4), PUBSUB_EVENT_TYPE, NIGHTLY) is (
         Outcome.RETRY
     )
     assert _limits(store) == [4]

@@ -25,12 +25,11 @@ from certexpiry.errors import DatabaseError
 from certexpiry.messages import PUBSUB_EVENT_TYPE
 from certexpiry.pg_store import PgTransport
 from certexpiry.retry import RetryPolicy, retries_reported_to
-from certexpiry.settings import Settings
 from certexpiry.store import RpcStore, RpcTransport
 from certexpiry.supabase_store import SupabaseTransport
-from certexpiry.sweep import Job, Outcome, handle_event
-from certexpiry_ops.fakes import InMemoryPublisher
-from certexpiry_ops.local import LOCAL_TOPIC, pubsub_event_data
+from certexpiry.sweep import Outcome, handle_event
+from certexpiry_ops.local import pubsub_event_data
+from tests.jobs import make_job
 from tests.logcapture import CapturedLog
 
 FAST = RetryPolicy(attempts=4, max_seconds=30, initial_wait_s=0.001, max_wait_s=0.002)
@@ -134,12 +133,7 @@ def _shutdown() -> psycopg.Error:
 
 
 def _night(transport: RpcTransport, log: CapturedLog) -> Outcome:
-    job = Job(
-        settings=Settings(continuation_topic=LOCAL_TOPIC),
-        store=RpcStore(transport),
-        publisher=InMemoryPublisher(),
-        log=log.logger,
-    )
+    job = make_job(RpcStore(transport), log)
     return handle_event(job, PUBSUB_EVENT_TYPE, pubsub_event_data(b'{"kind":"nightly"}'))
 
 
