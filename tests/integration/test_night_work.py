@@ -247,6 +247,7 @@ def test_a_bad_row_is_isolated_by_bisection(db: Conn) -> None:
 def test_a_row_locked_elsewhere_fails_fast_and_alone(db: Conn, database_url: str) -> None:
     """A certification locked by another transaction fails with lock_not_available after the
     batch's lock_timeout instead of holding the batch up; the others are paused."""
+    faults.shorten_lock_timeout(db)
     certs = [add_cert(db, add_mentor(db), TODAY - timedelta(days=2)) for _ in range(6)]
     locked = certs[3]
     holding = threading.Event()
