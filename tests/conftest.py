@@ -48,6 +48,13 @@ def pg_admin_url() -> Iterator[str]:
         data_dir = tempfile.mkdtemp(prefix="certexpiry-test-pg-")
         server = embedded.start(data_dir)
         admin = server.uri
+        # A throwaway server: nothing of it must survive a crash, so it skips the flushes that
+        # make every test's `create database ... template` wait on the disk (the restart test
+        # runs a server of its own, durable).
+        with psycopg.connect(admin, autocommit=True) as conn:
+            for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+                conn.execute(sql.SQL("alter system set {} = off").format(sql.Identifier(setting)))
+            conn.execute("select pg_reload_conf()")
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(
             sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(TEMPLATE))
