@@ -23,7 +23,7 @@ lint: check
 
 # The unit tests and the integration tests of the database's contract (the RPCs, the SQL rules,
 # grants, run state, the sweep: each test on its own copy of the embedded Postgres template),
-# without the coverage gates: 35-40 s on a quiet 2-core machine. Not here: the end-to-end,
+# without the coverage gates: about 30 s on a 2-core machine (README). Not here: the end-to-end,
 # reliability and Terraform suites, and the integration tests that start processes or servers,
 # install the job, compare schemas or run the longer nights (cli, demo_seed, embedded, install,
 # migrate, night_work, poisoned_rows, schema_equal, terminal): `make test` runs everything.
