@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from typing import Annotated, Self
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -153,15 +154,21 @@ def register_secrets(values: list[str], sanitizer: Sanitizer | None = None) -> N
         target.register_secret(value)
 
 
+def register_environment_secrets(extra: Iterable[str] = ()) -> None:
+    """The credentials in the environment (and `extra` values), whole and by part, registered
+    on the shared sanitiser: for anything that may print or log before settings are read (the
+    command line registers them before any command runs)."""
+    raw = [os.environ.get(name, "") for name in SECRET_SETTINGS] + list(extra)
+    register_secrets([part for value in raw if value.strip() for part in secret_parts(value)])
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read the settings; a ValidationError becomes a SettingsError naming the first bad one.
 
     The credentials are registered on the shared sanitiser first, whole and by part, even when
     another setting is invalid: whatever is printed or logged next cannot echo them.
     """
-    raw = [os.environ.get(name, "") for name in SECRET_SETTINGS]
-    raw += [str(overrides.get(name.lower(), "")) for name in SECRET_SETTINGS]
-    register_secrets([part for value in raw if value.strip() for part in secret_parts(value)])
+    register_environment_secrets(str(overrides.get(name.lower(), "")) for name in SECRET_SETTINGS)
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]  # pydantic-settings reads the environment
         register_secrets(settings.secret_values())

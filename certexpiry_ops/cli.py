@@ -30,9 +30,10 @@ import psycopg
 
 from certexpiry.errors import CertexpiryError
 from certexpiry.sanitize import shared_sanitizer
+from certexpiry.settings import register_environment_secrets
 from certexpiry_ops.console import CliIO
 from certexpiry_ops.parser import build_parser
-from certexpiry_ops.usage import EXIT_USAGE, PROG, UsageError, with_migrate_hint
+from certexpiry_ops.usage import EXIT_USAGE, PROG, UsageError, database_error, with_migrate_hint
 
 __all__ = ["main"]
 
@@ -46,6 +47,7 @@ def main(argv: Sequence[str] | None = None, *, cli_io: CliIO | None = None) -> i
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
+    register_environment_secrets()  # before any command can fail or print
     try:
         return int(args.handler(args, cli_io))
     except UsageError as exc:
@@ -55,7 +57,10 @@ def main(argv: Sequence[str] | None = None, *, cli_io: CliIO | None = None) -> i
         reason = shared_sanitizer().clean(str(exc))
         cli_io.stderr.write(f"{PROG}: error: {with_migrate_hint(reason)}\n")
         return EXIT_USAGE
-    except (psycopg.Error, RuntimeError, OSError) as exc:  # no database / embedded server
+    except psycopg.Error as exc:  # no database, or it refused: never libpq's own text
+        cli_io.stderr.write(f"{PROG}: error: {database_error(exc)}\n")
+        return EXIT_USAGE
+    except (RuntimeError, OSError) as exc:  # the embedded server
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         reason = shared_sanitizer().clean(first_line)
         cli_io.stderr.write(f"{PROG}: error: {with_migrate_hint(reason)}\n")

@@ -37,14 +37,53 @@ _UNMIGRATED = re.compile(
 )
 
 
-def with_migrate_hint(text: str) -> str:
-    """The error text, plus where to go when it is what an unmigrated database says."""
-    if _UNMIGRATED.search(text):
-        return (
-            f"{text} (is the database migrated? `{PROG} migrate` applies supabase/migrations/ "
-            "to DATABASE_URL, or to the embedded database)"
-        )
+_MIGRATE_HINT = (
+    f" (is the database migrated? `{PROG} migrate` applies supabase/migrations/ to "
+    "DATABASE_URL, or to the embedded database)"
+)
+
+
+def with_migrate_hint(text: str, said: str | None = None) -> str:
+    """The error text, plus where to go when it is what an unmigrated database says; `said`
+    (what the database said) is what is matched, when the text shown is not it."""
+    if _UNMIGRATED.search(text if said is None else said):
+        return text + _MIGRATE_HINT
     return text
+
+
+# What libpq's own text says, in the command line's words: libpq's text itself is never printed,
+# since it can echo part of the connection string (a password read as a host name, a DSN
+# fragment after `missing "="`). The first match wins.
+_LIBPQ_SAYS = (
+    (
+        re.compile(r"password authentication failed|no password supplied", re.I),
+        "the database refused the credentials",
+    ),
+    (re.compile(r"connection refused", re.I), "nothing listens at the database's address"),
+    (
+        re.compile(r"could not translate host name|name or service not known", re.I),
+        "the database's host name does not resolve",
+    ),
+    (re.compile(r"timeout expired|timed out", re.I), "the connection timed out"),
+    (re.compile(r"no such file or directory", re.I), "no database server at that socket"),
+    (
+        re.compile(r"invalid connection option|missing \"=\"|invalid URI|invalid integer", re.I),
+        "DATABASE_URL is not a valid connection string",
+    ),
+    (re.compile(r"database \"[^\"]*\" does not exist", re.I), "that database does not exist"),
+    (_UNMIGRATED, "the job's objects are missing in that database"),
+)
+
+
+def database_error(exc: Exception) -> str:
+    """A psycopg error as the command line prints it, by allow-list: its meaning in the
+    project's own words, the error's class and SQLSTATE, and the migrate hint when it applies."""
+    said = str(exc)
+    meaning = next((words for pattern, words in _LIBPQ_SAYS if pattern.search(said)), None)
+    sqlstate = getattr(exc, "sqlstate", None)
+    found = type(exc).__name__ + (f", SQLSTATE {sqlstate}" if sqlstate else "")
+    text = f"cannot use the database: {meaning or 'the database refused'} ({found})"
+    return with_migrate_hint(text, said)
 
 
 class UsageError(Exception):

@@ -422,3 +422,32 @@ def test_logs_without_credentials_is_a_clear_error() -> None:
     assert "no Google Cloud credentials" in result.err
     assert "gcloud auth" in result.err
     assert invoke("logs", "not-a-uuid", logging_client=no_credentials).code == 2
+
+
+@pytest.mark.parametrize(
+    ("conninfo", "secret", "meaning"),
+    [
+        # libpq reads what follows the first @ as the host and echoes it: the password with it.
+        ("postgresql://postgres:Pa55wd@Pa55wd@127.0.0.1:1/x", "Pa55wd", "host name does not"),
+        ("postgresql://postgres:Pa55wd@127.0.0.1:1/x", "Pa55wd", "nothing listens"),
+        # A keyword DSN with a bare word: libpq quotes it (`missing "=" after "s3cretword"`).
+        ("host=/nonexistent s3cretword", "s3cretword", "not a valid connection string"),
+    ],
+    ids=["password read as host", "refused", "dsn fragment"],
+)
+@pytest.mark.parametrize("command", ["migrate", "seed", "check"])
+def test_a_database_error_prints_no_part_of_the_connection_string(
+    monkeypatch: pytest.MonkeyPatch, command: str, conninfo: str, secret: str, meaning: str
+) -> None:
+    """Issue 22, item 3: every command registers the credentials before it can fail, and
+    prints libpq's errors by allow-list (the project's words for them, class, SQLSTATE), never
+    libpq's text, which can quote the password or a fragment of a keyword DSN."""
+    register_secret(secret)
+    monkeypatch.setenv("DATABASE_URL", conninfo)
+    args = (command, "--allow-remote") if command == "seed" else (command,)
+    result = invoke(*args)
+    assert result.code == 2
+    assert secret not in result.err + result.out
+    if command != "check":  # check goes through the runtime's store: its error's template
+        assert "cannot use the database" in result.err
+        assert meaning in result.err
