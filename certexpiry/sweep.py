@@ -82,8 +82,9 @@ class _Segment:
     claim: Claim
     log: JsonLogger
     narrowing: _Narrowing
-    totals: dict[str, int] = field(default_factory=dict)
-    cursor: str | None = None
+    # Where the run stands: from the claim's checkpoint, then each batch's answer.
+    totals: dict[str, int] = field(init=False)
+    cursor: str | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.cursor = self.claim.cursor
@@ -325,7 +326,7 @@ def _sweep(job: Job, segment: _Segment) -> Outcome:
             )
         except StoreError as exc:
             budget.record_batch(job.clock() - started)
-            _narrow(job, segment, exc)
+            _narrow(segment, exc)
             continue
         duration_s = job.clock() - started
         budget.record_batch(duration_s)
@@ -347,7 +348,7 @@ def _sweep(job: Job, segment: _Segment) -> Outcome:
             return _finish(job, segment, budget)
 
 
-def _narrow(job: Job, segment: _Segment, error: StoreError) -> None:
+def _narrow(segment: _Segment, error: StoreError) -> None:
     """After a batch failed as a whole, nothing of it kept: the same page again, half as large;
     at one certification, that certification is passed as failed by the next call (with its
     SQLSTATE) and what follows gets done. Raises the error when no smaller batch can help: a

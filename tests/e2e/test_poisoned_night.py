@@ -22,6 +22,7 @@ from certexpiry_ops.pubsub_fake import FakePubSub
 from tests import faults
 from tests.chain import over_http
 from tests.clock import OrgDay
+from tests.reliability.support import shift_runs_to_yesterday
 from tests.seeding import add_cert, add_mentor, status_of
 
 Conn = psycopg.Connection[Any]
@@ -150,14 +151,6 @@ def _audit(db: Conn) -> tuple[str, int, list[str]]:
     return row[0], row[1], sorted(row[2])
 
 
-def _next_night(db: Conn) -> None:
-    """Tonight's run becomes last night's: the next nightly trigger starts a new night."""
-    db.execute(
-        "update certexpiry.cron_runs set nightly_key = nightly_key - 1, "
-        "started_at = started_at - interval '1 day', lease_until = '-infinity'"
-    )
-
-
 def test_every_error_class_fails_alone_every_night_until_fixed(
     db: Conn, database_url: str, pubsub: FakePubSub, org: OrgDay
 ) -> None:
@@ -182,7 +175,7 @@ def test_every_error_class_fails_alone_every_night_until_fixed(
                 }
                 missed = [e for e in entries if e["error_code"] == "MISSED_AUTO_PAUSE"]
                 assert sorted(missed[0]["context"]["missed_ids"]) == sorted(expected)
-                _next_night(db)
+                shift_runs_to_yesterday(db)
         assert db.execute(
             "select count(*) from certexpiry.certification_idempotency_log "
             "where action = 'reminder_7d' and certification_id = any(%s)",
@@ -228,7 +221,7 @@ def test_a_row_outliving_the_statement_timeout_alone_is_passed_every_night_until
             assert codes.count("ROW_FAILED_ALONE") == 1
             assert _audit(db) == ("completed", 1, [str(slow)])
             assert {status_of(db, "certifications", c) for c in healthy} == {"paused"}
-            _next_night(db)
+            shift_runs_to_yesterday(db)
         slowed.remove()
         entries = _night(function, pubsub)
     finally:
