@@ -114,6 +114,22 @@ class FunctionProcess:
             if self.on_line is not None:
                 self.on_line(name, line)
 
+    def entries_until(
+        self, code: str, *, after: int = 0, timeout_s: float = 30.0
+    ) -> list[dict[str, Any]]:
+        """The JSON entries written after line `after`, once one with `code` has been read.
+
+        The output is read by threads, so an HTTP answer can arrive before the last lines it
+        wrote do; a test that reads the lines mid-process waits for the one it expects. On a
+        timeout it returns what there is, and the caller's assertion says what is missing.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            entries = [json.loads(line) for _, line in self.lines[after:]]
+            if any(e.get("error_code") == code for e in entries) or time.monotonic() > deadline:
+                return entries
+            time.sleep(0.02)
+
     def kill(self) -> None:
         """SIGKILL the process group (master and worker): no clean-up, as a crashed instance."""
         if self._process is not None:

@@ -7,7 +7,6 @@ without stopping; once the app is fixed the night after does their work."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -125,7 +124,7 @@ def _night(function: FunctionProcess, pubsub: FakePubSub) -> list[dict[str, Any]
     before = len(function.lines)
     statuses = over_http(function, pubsub).run()
     assert statuses == [200] * len(statuses)  # no delivery refused, none stopped the night
-    entries = [json.loads(line) for _, line in function.lines[before:]]
+    entries = function.entries_until("RUN_COMPLETED", after=before)
     assert [e["error_code"] for e in entries].count("RUN_COMPLETED") == 1
     return entries
 
