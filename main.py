@@ -17,21 +17,21 @@ import functions_framework
 from werkzeug.exceptions import ServiceUnavailable
 
 from certexpiry.codes import Code
-from certexpiry.errors import SettingsError, loggable_message_id
+from certexpiry.errors import SettingsError
 from certexpiry.log import (
     JsonLogger,
     install_process_logging,
     new_invocation_id,
     trace_from_headers,
 )
+from certexpiry.redact import shared_secrets
 from certexpiry.retry import retries_reported_to
-from certexpiry.sanitize import shared_sanitizer
 from certexpiry.settings import load_settings
 from certexpiry.sweep import Job, Outcome, handle_event, log_retry
 from certexpiry.wiring import SchemaNotReady, make_job, make_logger
 
-_sanitizer = shared_sanitizer()
-_log: JsonLogger = make_logger(_sanitizer)
+_secrets = shared_secrets()
+_log: JsonLogger = make_logger(_secrets)
 install_process_logging(_log)
 _job: Job | None = None
 
@@ -43,7 +43,7 @@ def _get_job(log: JsonLogger) -> Job | None:
     if _job is None:
         try:
             settings = load_settings()
-            process_log = make_logger(_sanitizer, settings)
+            process_log = make_logger(_secrets, settings)
             with retries_reported_to(functools.partial(log_retry, log)):
                 job = make_job(settings, process_log, schema_log=log)
         except SettingsError as exc:
@@ -85,7 +85,7 @@ def _unreadable_body(exc: Exception) -> tuple[str, int]:
         "Ignored a request whose body could not be read as an event.",
         reason=reason,
         error_type=type(exc).__name__,
-        message_id=loggable_message_id(request.headers.get("ce-id")),
+        message_id=request.headers.get("ce-id"),
     )
     return "OK", 200
 

@@ -38,7 +38,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from certexpiry.codes import Code
 from certexpiry.log import JsonLogger
-from certexpiry.sanitize import Sanitizer
+from certexpiry.redact import Secrets
 
 GOAL_US = 20.0
 _ROUNDS = 10
@@ -70,16 +70,16 @@ def _timer_overhead_ns() -> float:
 
 def _cases(stream: TextIO, lines: int) -> dict[str, Callable[[int], None]]:
     """One callable per case, each writing line ``i`` to ``stream``."""
-    sanitizer = Sanitizer()
-    sanitizer.register_secret(_JWT.replace("dozj", "serv"))  # the service-role key
-    sanitizer.register_secret("db-password-for-bench")
+    secrets = Secrets()
+    secrets.register(_JWT.replace("dozj", "serv"))  # the service-role key
+    secrets.register("db-password-for-bench")
     log = JsonLogger(
-        sanitizer=sanitizer, service="certexpiry", version="bench", project="bench", stream=stream
+        secrets=secrets, service="certexpiry", version="bench", project="bench", stream=stream
     ).bind(run_id=str(uuid.uuid4()))
     ids = [str(uuid.uuid4()) for _ in range(2 * lines + 2)]
 
     probe = io.StringIO()
-    JsonLogger(sanitizer=sanitizer, stream=probe).bind(run_id=ids[0]).info(
+    JsonLogger(secrets=secrets, stream=probe).bind(run_id=ids[0]).info(
         Code.BATCH_DONE, "Batch processed.", segment=3, duration_ms=812, mentors=40
     )
     entry = json.loads(probe.getvalue())  # the baseline serialises a dict of the same shape

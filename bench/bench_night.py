@@ -81,7 +81,7 @@ from psycopg.conninfo import make_conninfo
 from certexpiry.log import JsonLogger
 from certexpiry.monitoring import monitor_and_audit
 from certexpiry.pg_store import PgTransport
-from certexpiry.sanitize import Sanitizer
+from certexpiry.redact import Secrets
 from certexpiry.settings import Settings
 from certexpiry.store import RpcStore
 from certexpiry_ops import embedded, schema
@@ -775,7 +775,7 @@ def end_of_run(
         outcome = call_adapted(
             monitor_and_audit,
             store,
-            JsonLogger(sanitizer=Sanitizer(), service="bench", stream=sink),
+            JsonLogger(secrets=Secrets(), service="bench", stream=sink),
             run_id=run_id,
             timezone=TIMEZONE,
             today=today,

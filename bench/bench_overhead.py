@@ -31,7 +31,7 @@ from psycopg.conninfo import make_conninfo
 
 from certexpiry.log import JsonLogger
 from certexpiry.pg_store import pg_store
-from certexpiry.sanitize import Sanitizer
+from certexpiry.redact import Secrets
 from certexpiry.settings import Settings
 from certexpiry.store import AuditRow, BatchResult, Claim, Completion, MissedReport, RpcStore
 from certexpiry.sweep import Job, Outcome
@@ -160,11 +160,11 @@ def _create(admin: str, name: str, template: str | None = None) -> str:
 def one_run(url: str) -> dict[str, float]:
     """One nightly run over the seeded database; seconds per part."""
     timer = Timer()
-    sanitizer = Sanitizer()
-    sanitizer.register_secret(url)
+    secrets = Secrets()
+    secrets.register(url)
     with open(os.devnull, "w", encoding="utf-8") as devnull:
         logger = JsonLogger(
-            sanitizer=sanitizer,
+            secrets=secrets,
             service="certexpiry",
             version="bench",
             project="bench",

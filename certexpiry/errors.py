@@ -14,25 +14,20 @@
 Each error knows its catalogued log code and the context fields it contributes, so the code
 that logs it does not have to know which adapter raised it.
 
-Private by construction: a store error keeps no free text from the database or PostgREST. It
-keeps the SQLSTATE / PostgREST code, the names psycopg's diagnostics give (constraint, schema,
-table, column, datatype), the functions named in CONTEXT and the message as its template
-(``certexpiry.log_template``); so neither its log context nor its ``str()`` in a stack trace
-can carry a row value.
+Private by construction: an error keeps no free text from outside the project's code. A store
+error keeps the SQLSTATE or PostgREST code, the HTTP status, a body's structure
+(``certexpiry.redact.body_shape``) and the names the database's catalog has
+(``certexpiry.error_names``); its ``str()`` is the project's own words. So neither its log
+context nor a stack trace can carry a row value.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from certexpiry.codes import Code
-from certexpiry.log_template import db_message, detail_template, routines, template
-from certexpiry.sanitize import shared_sanitizer
-
-_REDACT = shared_sanitizer().clean  # secrets and patterns go before any template
+from certexpiry.redact import BodyShape, CatalogName
 
 # Transient failures, retried with backoff: PostgREST could not reach or use its pool
 # (PGRST000-003), gateway errors, and the SQLSTATE classes of connection loss (08), resource
@@ -45,14 +40,6 @@ _TRANSIENT_SQLSTATE_CLASSES = ("08", "53")
 
 
 STATEMENT_TIMEOUT = "57014"
-
-
-_SQLSTATE = re.compile(r"[0-9A-Z]{5}")
-
-
-def is_sqlstate(code: str) -> bool:
-    """True for a Postgres SQLSTATE (five digits or capitals), not a PostgREST PGRSTnnn code."""
-    return _SQLSTATE.fullmatch(code) is not None
 
 
 def is_transient_sqlstate(sqlstate: str | None) -> bool:
@@ -72,21 +59,6 @@ class CertexpiryError(Exception):
         return {}
 
 
-# Pub/Sub's ids are decimal digits; local drivers (the demo, the harness) use UUIDs.
-_PUBSUB_MESSAGE_ID = re.compile(
-    r"[0-9]{1,32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-)
-NOT_A_MESSAGE_ID = "[not a Pub/Sub message id]"
-
-
-def loggable_message_id(value: str | None) -> str | None:
-    """A message id as it may be logged: Pub/Sub's shape (or a local driver's UUID); anything
-    else is input someone else chose (it could be anything) and is replaced whole."""
-    if value is None or _PUBSUB_MESSAGE_ID.fullmatch(value):
-        return value
-    return NOT_A_MESSAGE_ID
-
-
 class InvalidMessage(CertexpiryError):
     """The event is not a message this function accepts; `reason` says why."""
 
@@ -98,9 +70,9 @@ class InvalidMessage(CertexpiryError):
         self.message_id = message_id
 
     def log_context(self) -> dict[str, Any]:
-        context: dict[str, Any] = {"reason": template(self.reason, _REDACT)}
+        context: dict[str, Any] = {"reason": self.reason}
         if self.message_id is not None:
-            context["message_id"] = loggable_message_id(self.message_id)
+            context["message_id"] = self.message_id  # logged only in a message id's form
         return context
 
 
@@ -119,12 +91,12 @@ class SettingsError(CertexpiryError):
 
 
 class StoreError(CertexpiryError):
-    """A call to the SQL API failed."""
+    """A call to the SQL API failed; ``operation`` names the RPC."""
 
     code = Code.DB_OPERATION_FAILED
 
-    def __init__(self, operation: str, message: str, *, transient: bool = False) -> None:
-        super().__init__(message)
+    def __init__(self, operation: str, message: str = "", *, transient: bool = False) -> None:
+        super().__init__(message or f"{operation} failed")
         self.operation = operation
         self.transient = transient
 
@@ -148,30 +120,25 @@ class StoreError(CertexpiryError):
 
 
 class RpcError(StoreError):
-    """Supabase's HTTP API answered with an error, or the connection failed."""
+    """Supabase's HTTP API answered with an error, or the connection failed: the HTTP status,
+    the body's structure and PostgREST's code, never the body's text."""
 
     code = Code.SUPABASE_RPC_FAILED
 
     def __init__(
         self,
         operation: str,
-        message: str,
         *,
         http_status: int | None = None,
-        response_body: str | None = None,
+        body: BodyShape | None = None,
         postgrest_code: str | None = None,
-        details: str | None = None,
-        hint: str | None = None,
         transient: bool = False,
     ) -> None:
-        super().__init__(
-            operation, db_message(message, postgrest_code, _REDACT), transient=transient
-        )
+        status = f" (HTTP {http_status})" if http_status is not None else ""
+        super().__init__(operation, f"{operation} failed{status}", transient=transient)
         self.http_status = http_status
-        self.response_body = None if response_body is None else body_template(response_body)
-        self.postgrest_code = None if postgrest_code is None else error_code(postgrest_code)
-        self.details = None if details is None else detail_template(details)
-        self.hint = None if hint is None else "[hint]"
+        self.body = body
+        self.postgrest_code = postgrest_code
 
     @property
     def statement_timeout(self) -> bool:
@@ -185,10 +152,8 @@ class RpcError(StoreError):
         fields = {
             "operation": self.operation,
             "http_status": self.http_status,
-            "response_body": self.response_body,
+            "response_body": self.body,
             "postgrest_code": self.postgrest_code,
-            "details": self.details,
-            "hint": self.hint,
         }
         return {key: value for key, value in fields.items() if value is not None}
 
@@ -198,8 +163,8 @@ class RpcTimeout(RpcError):
 
     code = Code.SUPABASE_TIMEOUT
 
-    def __init__(self, operation: str, message: str, *, elapsed_ms: int) -> None:
-        super().__init__(operation, message, transient=True)
+    def __init__(self, operation: str, *, elapsed_ms: int) -> None:
+        super().__init__(operation, transient=True)
         self.elapsed_ms = elapsed_ms
 
     def log_context(self) -> dict[str, Any]:
@@ -209,34 +174,42 @@ class RpcTimeout(RpcError):
         return {**super().retry_context(), "elapsed_ms": self.elapsed_ms}
 
 
-DIAGNOSTIC_NAMES = ("constraint_name", "schema_name", "table_name", "column_name", "datatype_name")
-"""psycopg's diagnostics (Postgres' error fields) that name objects, never values."""
+DIAGNOSTIC_NAMES = (
+    "constraint_name",
+    "schema_name",
+    "table_name",
+    "column_name",
+    "datatype_name",
+    "routine",
+)
+"""The names an error is about (Postgres' error fields and its context's functions), each kept
+only when the database's catalog has it: a trigger can set these fields to any text."""
 
 
 class DatabaseError(StoreError):
-    """A direct Postgres call failed; `sqlstate` is Postgres' error code, `names` the objects
-    the error is about, `routines` the functions its CONTEXT names; the message is a template."""
+    """A direct Postgres call failed: ``sqlstate`` is Postgres' error code, ``names`` the
+    catalog-checked names of what it is about (``certexpiry.error_names``); no message."""
 
     code = Code.DB_OPERATION_FAILED
 
     def __init__(
         self,
         operation: str,
-        message: str,
         *,
         sqlstate: str | None,
         connection_lost: bool = False,
-        names: Mapping[str, str | None] | None = None,
-        context: str | None = None,
+        names: Mapping[str, str] | None = None,
     ) -> None:
         transient = connection_lost or is_transient_sqlstate(sqlstate)
-        super().__init__(operation, db_message(message, sqlstate, _REDACT), transient=transient)
+        code = f" with SQLSTATE {sqlstate}" if sqlstate else ""
+        super().__init__(operation, f"{operation} failed{code}", transient=transient)
         self.sqlstate = sqlstate
         self.connection_lost = connection_lost
         self.names = {
-            key: value for key, value in (names or {}).items() if key in DIAGNOSTIC_NAMES and value
+            key: CatalogName(value)
+            for key, value in (names or {}).items()
+            if key in DIAGNOSTIC_NAMES and value
         }
-        self.routines = routines(_REDACT(context)) if context else None
 
     @property
     def statement_timeout(self) -> bool:
@@ -255,42 +228,7 @@ class DatabaseError(StoreError):
         if self.sqlstate:
             context["sqlstate"] = self.sqlstate
         context.update(self.names)
-        if self.routines:
-            context["routine"] = self.routines
-        context["details"] = str(self)
         return context
-
-
-_ERROR_CODE = re.compile(r"[0-9A-Z]{5}|PGRST[0-9]{3}")
-
-
-def error_code(value: str) -> str:
-    """A SQLSTATE or PostgREST code as it may be logged: its shape, or "?"."""
-    return value if _ERROR_CODE.fullmatch(value) else "?"
-
-
-def body_template(body: str) -> str:
-    """A PostgREST error body as it may be logged: each string value of a JSON object as its
-    template (``details`` as a DETAIL, ``hint`` dropped), anything else as the text's template."""
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        return template(body, _REDACT)
-    if not isinstance(parsed, dict):
-        return template(body, _REDACT)
-    kept: dict[str, object] = {}
-    for key, value in parsed.items():
-        if not isinstance(value, str):
-            kept[str(key)] = value if value is None or isinstance(value, (bool, int)) else "?"
-        elif key == "code":
-            kept[key] = error_code(value)
-        elif key == "details":
-            kept[key] = detail_template(value)
-        elif key == "hint":
-            kept[key] = "[hint]"
-        else:
-            kept[str(key)] = db_message(value, str(parsed.get("code")), _REDACT)
-    return json.dumps(kept, separators=(",", ":"))
 
 
 class ContractError(StoreError):
@@ -339,9 +277,10 @@ class PublishError(CertexpiryError):
 
     code = Code.CONTINUATION_PUBLISH_FAILED
 
-    def __init__(self, topic: str, message: str) -> None:
-        super().__init__(template(message, _REDACT))
+    def __init__(self, topic: str, error_type: str) -> None:
+        super().__init__(f"publishing to {topic} failed ({error_type})")
         self.topic = topic
+        self.error_type = error_type
 
     def log_context(self) -> dict[str, Any]:
-        return {"topic": self.topic}
+        return {"topic": self.topic, "error_type": self.error_type}

@@ -19,6 +19,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
 from certexpiry.errors import InvalidMessage
+from certexpiry.redact import WORDS
 
 MAX_BODY_BYTES = 4_096
 # One replay window: the sweep topic keeps messages for 7 days (terraform/pubsub.tf,
@@ -77,6 +78,7 @@ class Resume(BaseModel):
 
 Message = Annotated[NightlyTrigger | Resume, Field(discriminator="kind")]
 _MESSAGE = TypeAdapter(Message)
+WORDS.add((PUBSUB_EVENT_TYPE, "on-schedule", "-infinity"))  # event_type; cursor parts
 
 
 class Envelope(BaseModel):
@@ -142,8 +144,15 @@ def _decode(  # noqa: C901  # one check per field of the envelope, each its own 
                 "message body has no known kind: this function takes kind nightly or resume",
                 envelope,
             ) from None
-        where = ".".join(str(part) for part in first.get("loc", ())) or "body"
-        raise _invalid(f"message body has the wrong shape at {where}", envelope) from None
+        # The path names our fields and list positions; a key the sender chose is its text.
+        known = {*NightlyTrigger.model_fields, *Resume.model_fields, "nightly", "resume"}
+        where = ".".join(
+            str(part) if isinstance(part, int) or part in known else "?"
+            for part in first.get("loc", ())
+        )
+        raise _invalid(
+            f"message body has the wrong shape at {where or 'body'} ({first['type']})", envelope
+        ) from None
 
 
 def _envelope(data: Any) -> Envelope:

@@ -65,4 +65,4 @@ class PubSubPublisher:
             )
             return str(future.result(timeout=self.deadline_s + 5))
         except Exception as exc:  # any failure to publish means the same thing
-            raise PublishError(topic, f"{type(exc).__name__}: {exc}") from exc
+            raise PublishError(topic, type(exc).__name__) from exc

@@ -52,7 +52,5 @@ def log_record_failures(log: JsonLogger, failures: Sequence[RecordFailure]) -> N
             certification_id=failure.certification_id,
             peer_mentor_id=failure.peer_mentor_id,
             sqlstate=failure.sqlstate,
-            details=failure.message,
-            routine=failure.routine,
             **names,
         )

@@ -1,14 +1,15 @@
 """The function's settings, from environment variables (pydantic-settings).
 
 A bad setting fails the invocation with one ERROR line naming it (see `load_settings`), never
-a traceback. Secret values are handed to the log sanitiser so they are redacted by value.
+a traceback. Secret values are registered (``certexpiry.redact.Secrets``) so that they are
+scrubbed from every line by value.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Self
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -17,8 +18,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from certexpiry.errors import SettingsError
-from certexpiry.log_secrets import secret_parts
-from certexpiry.sanitize import Sanitizer, shared_sanitizer
+from certexpiry.redact import WORDS, Secrets, shared_secrets
 
 SECRET_SETTINGS = ("DATABASE_URL", "SUPABASE_SERVICE_ROLE_KEY")
 """The settings that hold credentials: registered for redaction by value, whole and by part."""
@@ -109,7 +109,7 @@ class Settings(BaseSettings):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+            raise ValueError("unknown IANA time zone") from exc
         return value
 
     @model_validator(mode="after")
@@ -121,14 +121,9 @@ class Settings(BaseSettings):
         return self
 
     def secret_values(self) -> list[str]:
-        """Every configured secret and each secret part of it, for redaction by value."""
+        """Every configured credential (``Secrets.register`` takes each part of it too)."""
         secrets = [self.database_url, self.supabase_service_role_key]
-        return [
-            part
-            for secret in secrets
-            if secret is not None
-            for part in secret_parts(secret.get_secret_value())
-        ]
+        return [secret.get_secret_value() for secret in secrets if secret is not None]
 
 
 _KEYWORD_PORT = re.compile(r"(?:^|\s)port\s*=\s*'?6543\b")
@@ -147,25 +142,26 @@ def _is_transaction_pooler(conninfo: str) -> bool:
     return bool(_KEYWORD_PORT.search(conninfo))
 
 
-def register_secrets(values: list[str], sanitizer: Sanitizer | None = None) -> None:
-    """Register each value on ``sanitizer`` (by default the process's shared one)."""
-    target = shared_sanitizer() if sanitizer is None else sanitizer
+def register_secrets(values: Iterable[str], secrets: Secrets | None = None) -> None:
+    """Register each credential, whole and by part, on ``secrets`` (by default the
+    process's shared registry)."""
+    target = shared_secrets() if secrets is None else secrets
     for value in values:
-        target.register_secret(value)
+        if value.strip():
+            target.register(value)
 
 
 def register_environment_secrets(extra: Iterable[str] = ()) -> None:
-    """The credentials in the environment (and `extra` values), whole and by part, registered
-    on the shared sanitiser: for anything that may print or log before settings are read (the
-    command line registers them before any command runs)."""
-    raw = [os.environ.get(name, "") for name in SECRET_SETTINGS] + list(extra)
-    register_secrets([part for value in raw if value.strip() for part in secret_parts(value)])
+    """The credentials in the environment (and `extra` values) registered on the shared
+    registry: for anything that may print or log before settings are read (the command line
+    registers them before any command runs)."""
+    register_secrets([os.environ.get(name, "") for name in SECRET_SETTINGS] + list(extra))
 
 
 def load_settings(**overrides: object) -> Settings:
     """Read the settings; a ValidationError becomes a SettingsError naming the first bad one.
 
-    The credentials are registered on the shared sanitiser first, whole and by part, even when
+    The credentials are registered on the shared registry first, whole and by part, even when
     another setting is invalid: whatever is printed or logged next cannot echo them.
     """
     register_environment_secrets(str(overrides.get(name.lower(), "")) for name in SECRET_SETTINGS)
@@ -186,6 +182,13 @@ def _setting_from_message(message: str) -> str:
     return first if first.isupper() else "SETTINGS"
 
 
-def _reason(error: object) -> str:
-    message = str(error.get("msg", "invalid value")) if isinstance(error, dict) else "invalid value"
-    return message.removeprefix("Value error, ")
+def _reason(error: Mapping[str, object]) -> str:
+    """Our own validators' words; for pydantic's own checks, its error type (a code), never its
+    message, which is a library's text."""
+    if error.get("type") == "value_error":
+        return str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    return f"invalid value ({error.get('type', 'unknown')})"
+
+
+WORDS.add(name.upper() for name in Settings.model_fields)
+WORDS.add(("SETTINGS", *SECRET_SETTINGS))

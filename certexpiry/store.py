@@ -19,6 +19,7 @@ from certexpiry import contract
 from certexpiry.contract import COUNT_KEYS as COUNT_KEYS
 from certexpiry.contract import AuditStatus, Counts
 from certexpiry.contract import ClaimOutcome as ClaimOutcome
+from certexpiry.redact import CatalogName
 
 T = TypeVar("T")
 
@@ -59,13 +60,9 @@ class RecordFailure:
     peer_mentor_id: str
     operation: str
     sqlstate: str
-    message: str | None
-    """The error's template (certexpiry.log_template), never its raw text; None for a
-    certification that failed even alone in a batch of one (the sweep passed it, knowing only
-    the SQLSTATE)."""
-    names: Mapping[str, str] = field(default_factory=dict)
-    """Constraint, schema, table, column and datatype names from the error's diagnostics."""
-    routine: str | None = None
+    names: Mapping[str, CatalogName] = field(default_factory=dict)
+    """The constraint, schema, table, column, datatype and routine the error is about, those
+    the database's catalog has (``certexpiry.error_names``); never the error's message."""
 
 
 # Counts are `Counts` (a Mapping) from the RPCs; fakes may script any mapping of the same keys.
@@ -130,9 +127,7 @@ def _failures(details: Sequence[contract.RecordFailure]) -> list[RecordFailure]:
             peer_mentor_id=str(item.peer_mentor_id),
             operation=item.operation,
             sqlstate=item.sqlstate,
-            message=item.message,
-            names=item.names(),
-            routine=item.routine,
+            names={key: CatalogName(value) for key, value in item.names().items()},
         )
         for item in details
     ]

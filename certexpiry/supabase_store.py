@@ -3,12 +3,14 @@
 supabase-py's APIError carries neither the HTTP status nor the raw body, and postgrest-py
 never retries a POST. So the client is given our own httpx.Client (HTTP/1.1, explicit
 timeouts, a response hook that keeps the last response), every failure becomes an RpcError
-with `http_status`, the body, and PostgREST's `code`/`details`/`hint`, and transient failures
-are retried with backoff here (every RPC is idempotent, so a retried POST is safe).
+with `http_status`, the body's structure (never its text: PostgREST's `details` quote the row)
+and PostgREST's `code`, and transient failures are retried with backoff here (every RPC is
+idempotent, so a retried POST is safe).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -22,10 +24,11 @@ from certexpiry.errors import (
     RpcTimeout,
     is_transient_sqlstate,
 )
+from certexpiry.redact import body_shape
 from certexpiry.retry import DEFAULT_RETRY, RetryPolicy
 from certexpiry.store import RpcStore
 
-BODY_CAP = 2_000
+_CODE = re.compile(r"[0-9A-Z]{5}|PGRST[0-9]{3}")  # a SQLSTATE or PostgREST's own code
 
 
 def _text(value: Any) -> str | None:
@@ -76,9 +79,9 @@ class SupabaseTransport:
                 return self.client.rpc(operation, dict(params)).execute().data
             except httpx.TimeoutException as exc:
                 elapsed_ms = int((time.monotonic() - started) * 1000)
-                raise RpcTimeout(operation, f"{type(exc).__name__}", elapsed_ms=elapsed_ms) from exc
+                raise RpcTimeout(operation, elapsed_ms=elapsed_ms) from exc
             except httpx.TransportError as exc:
-                raise RpcError(operation, f"{type(exc).__name__}: {exc}", transient=True) from exc
+                raise RpcError(operation, transient=True) from exc
             except APIError as exc:
                 raise self._api_error(operation, exc) from exc
 
@@ -87,7 +90,11 @@ class SupabaseTransport:
     def _api_error(self, operation: str, exc: Any) -> RpcError:
         response = self._last_response
         status = response.status_code if response is not None else None
-        body = response.text[:BODY_CAP] if response is not None else None
+        body = (
+            body_shape(response.text, response.headers.get("content-type"))
+            if response is not None
+            else None
+        )
         code = _text(exc.code)
         transient = (
             (status in TRANSIENT_HTTP_STATUSES)
@@ -96,12 +103,9 @@ class SupabaseTransport:
         )
         return RpcError(
             operation,
-            _text(exc.message) or "PostgREST error",
             http_status=status,
-            response_body=body,
-            postgrest_code=code,
-            details=_text(exc.details),
-            hint=_text(exc.hint),
+            body=body,
+            postgrest_code=code if code is not None and _CODE.fullmatch(code) else None,
             transient=transient,
         )
 

@@ -29,14 +29,12 @@ from certexpiry.errors import (
     RpcError,
     RunBusy,
     StoreError,
-    is_sqlstate,
-    loggable_message_id,
 )
-from certexpiry.log import JsonLogger, TraceContext, new_invocation_id, route_process_logging
-from certexpiry.log_template import template
+from certexpiry.log import JsonLogger, TraceContext, bind_run, new_invocation_id
 from certexpiry.messages import NightlyTrigger, Resume, decode
 from certexpiry.monitoring import monitor_and_audit
 from certexpiry.publisher import Publisher
+from certexpiry.redact import is_sqlstate
 from certexpiry.reports import log_record_failures
 from certexpiry.retry import retries_reported_to
 from certexpiry.settings import Settings
@@ -95,22 +93,23 @@ class _Invocation:
     """The invocation's logger, bound to the run as soon as its id is known.
 
     Before that it carries a UUID of its own, so that even an invalid message's line is tied
-    to something; the top-level error handling logs with whatever is bound by then, and the
-    process's captured output (library loggers, print, warnings) is routed to it meanwhile.
+    to something; the top-level error handling logs with whatever is bound by then, and what
+    libraries log in the invocation's context (records, warnings) carries the same id
+    (``certexpiry.log.bind_run``, by contextvars).
     """
 
     def __init__(self, log: JsonLogger) -> None:
         self.log = log.bind(run_id=new_invocation_id())
-        self._previous = route_process_logging(self.log)
+        self._unbind = bind_run(self.log)
 
     def bind(self, run_id: object) -> JsonLogger:
         self.log = self.log.bind(run_id=str(run_id))
-        route_process_logging(self.log)
+        self._unbind()
+        self._unbind = bind_run(self.log)
         return self.log
 
     def close(self) -> None:
-        if self._previous is not None:
-            route_process_logging(self._previous)
+        self._unbind()
 
     def retried(self, error: StoreError, attempt: int) -> None:
         """A transient failure the transport retries: one line, on the run's logger by then."""
@@ -159,7 +158,7 @@ def handle_event(
     except CertexpiryError as exc:
         invocation.log.error(
             exc.code,
-            template(str(exc), invocation.log.sanitizer.clean),
+            "The invocation stopped on an error (see error_code and context).",
             **exc.log_context(),
         )
         return Outcome.ACK
@@ -185,7 +184,7 @@ def _dispatch(job: Job, invocation: _Invocation, event_type: str | None, data: A
             **exc.log_context(),
         )
         return Outcome.ACK
-    message_id = loggable_message_id(envelope.message_id)
+    message_id = envelope.message_id  # logged only in a message id's form
     if isinstance(message, NightlyTrigger):
         return _nightly(job, invocation, message_id)
     return _resume(job, invocation, message, message_id)

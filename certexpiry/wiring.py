@@ -13,19 +13,19 @@ from certexpiry.codes import Code
 from certexpiry.errors import CertexpiryError, DatabaseError, RpcError, SettingsError, StoreError
 from certexpiry.log import JsonLogger
 from certexpiry.publisher import Publisher, PubSubPublisher
-from certexpiry.sanitize import Sanitizer
+from certexpiry.redact import Secrets
 from certexpiry.settings import Settings
 from certexpiry.store import RpcStore, RpcTransport
 from certexpiry.sweep import Job
 
 
-def make_logger(sanitizer: Sanitizer, settings: Settings | None = None) -> JsonLogger:
-    """The process's logger; secrets in the settings are registered for redaction by value."""
+def make_logger(secrets: Secrets, settings: Settings | None = None) -> JsonLogger:
+    """The process's logger; the settings' credentials are registered to be scrubbed."""
     if settings is not None:
         for secret in settings.secret_values():
-            sanitizer.register_secret(secret)
+            secrets.register(secret)
     return JsonLogger(
-        sanitizer=sanitizer,
+        secrets=secrets,
         service=settings.service_name if settings else "certexpiry",
         version=settings.service_version
         if settings and settings.service_version != "dev"

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import psycopg
 
 from certexpiry.errors import CertexpiryError
-from certexpiry.sanitize import shared_sanitizer
+from certexpiry.redact import shared_secrets
 from certexpiry.settings import register_environment_secrets
 from certexpiry_ops.console import CliIO
 from certexpiry_ops.parser import build_parser
@@ -54,17 +54,24 @@ def main(argv: Sequence[str] | None = None, *, cli_io: CliIO | None = None) -> i
         cli_io.stderr.write(f"{PROG}: error: {exc}\n")
         return EXIT_USAGE
     except CertexpiryError as exc:
-        reason = shared_sanitizer().clean(str(exc))
+        reason = shared_secrets().scrub(str(exc))
         cli_io.stderr.write(f"{PROG}: error: {with_migrate_hint(reason)}\n")
         return EXIT_USAGE
     except psycopg.Error as exc:  # no database, or it refused: never libpq's own text
         cli_io.stderr.write(f"{PROG}: error: {database_error(exc)}\n")
         return EXIT_USAGE
     except (RuntimeError, OSError) as exc:  # the embedded server
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        reason = shared_sanitizer().clean(first_line)
+        reason = _embedded_error(exc)
         cli_io.stderr.write(f"{PROG}: error: {with_migrate_hint(reason)}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:
         cli_io.stderr.write(f"{PROG}: interrupted\n")
         return 130
+
+
+def _embedded_error(exc: RuntimeError | OSError) -> str:
+    """The embedded server's error in our words: its class and errno, never its text (an
+    OSError quotes a path, pgserver quotes the server's log)."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"the local database server failed ({type(exc).__name__}, errno {exc.errno})"
+    return f"the local database server failed ({type(exc).__name__})"

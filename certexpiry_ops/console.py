@@ -18,7 +18,7 @@ from uuid import UUID
 
 from certexpiry import __version__
 from certexpiry.log import JsonLogger
-from certexpiry.sanitize import shared_sanitizer
+from certexpiry.redact import shared_secrets
 from certexpiry.settings import Settings
 from certexpiry.store import COUNT_KEYS
 
@@ -74,7 +74,7 @@ class Console:
         self.json = output == "json" or (output == "auto" and not isatty(cli_io.stdout))
         self.progress = progress and isatty(cli_io.stderr)
         self.entries: list[dict[str, Any]] = []
-        self.sanitizer = shared_sanitizer()
+        self.secrets = shared_secrets()
         self._progress_shown = False
         self._counts: dict[str, int] = {}
         self._segment = 0
@@ -84,9 +84,9 @@ class Console:
         """A logger whose lines come back through `entry`."""
         if settings is not None:
             for secret in settings.secret_values():
-                self.sanitizer.register_secret(secret)
+                self.secrets.register(secret)
         return JsonLogger(
-            sanitizer=self.sanitizer,
+            secrets=self.secrets,
             service="certexpiry-cli",
             version=__version__,
             project=settings.google_cloud_project if settings else None,

@@ -21,6 +21,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from certexpiry_ops import schema
+from certexpiry_ops.usage import UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = ROOT / ".pgdata"
@@ -118,7 +119,7 @@ def start_from_path(path: Path) -> EmbeddedPostgres:
     """Fallback for Pythons without a pgserver wheel: initdb + pg_ctl from PATH."""
     initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
     if initdb is None or pg_ctl is None:
-        raise RuntimeError(
+        raise UsageError(
             "no embedded PostgreSQL: pgserver has no wheel for this Python and initdb/pg_ctl "
             "are not on PATH; use Python 3.11/3.12 or set DATABASE_URL"
         )

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from certexpiry.errors import RpcError, SettingsError, StoreError
-from certexpiry.sanitize import shared_sanitizer
+from certexpiry.redact import shared_secrets
 from certexpiry.settings import Settings, load_settings
 from certexpiry.store import RpcStore
 from certexpiry.wiring import make_transport
@@ -82,7 +82,7 @@ def call_store(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return func(*args, **kwargs)
     except StoreError as exc:
-        reason = shared_sanitizer().clean(" ".join(str(exc).split()))
+        reason = shared_secrets().scrub(" ".join(str(exc).split()))
         supabase = os.environ.get("SUPABASE_URL")
         if isinstance(exc, RpcError) and exc.http_status is None and supabase:
             reason += f" (Supabase at {urlsplit(supabase).netloc or supabase})"

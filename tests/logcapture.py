@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from certexpiry.log import JsonLogger
-from certexpiry.sanitize import Sanitizer
+from certexpiry.redact import Secrets
 
 _observers: list[Callable[[CapturedLog], None]] = []
 
@@ -24,11 +24,11 @@ class CapturedLog:
     def __init__(self, secrets: tuple[str, ...] = ()) -> None:
         self.stream = io.StringIO()
         self.secrets = secrets
-        sanitizer = Sanitizer()
+        secrets = Secrets()
         for secret in secrets:
-            sanitizer.register_secret(secret)
+            secrets.register(secret)
         self.logger = JsonLogger(
-            sanitizer=sanitizer,
+            secrets=secrets,
             service="certexpiry-test",
             version="test",
             project="test-project",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from certexpiry.sanitize import MIN_SECRET_LENGTH
+from certexpiry.redact import MIN_SECRET_LENGTH
 
 _B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _TOKEN = _B64URL + ".~+/"

@@ -55,7 +55,7 @@ def cmd_uninstall(args: argparse.Namespace, cli_io: CliIO) -> int:
     if not args.yes:
         raise UsageError(
             "`uninstall` removes the job and its history (idempotency log, outbox, runs, audit "
-            f"log) from the database on {console.sanitizer.clean(demo_seed.host_of(conninfo))}; "
+            f"log) from the database on {console.secrets.scrub(demo_seed.host_of(conninfo))}; "
             "pass --yes to go on"
         )
     schema.uninstall(conninfo)

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from certexpiry.sanitize import Sanitizer, shared_sanitizer
+from certexpiry.redact import Secrets, shared_secrets
 from certexpiry_ops.console import CliIO, Console, json_default, render_entry
 from certexpiry_ops.usage import EXIT_OK, PROG, UsageError, parse_uuid, positive_int
 
@@ -30,12 +30,12 @@ def cmd_logs(args: argparse.Namespace, cli_io: CliIO) -> int:
     project = args.project or os.environ.get("GOOGLE_CLOUD_PROJECT") or None
     since = datetime.now(UTC) - timedelta(days=args.days)
     filter_ = f'jsonPayload.cron_run_id="{run_id}" AND timestamp>="{since:%Y-%m-%dT%H:%M:%SZ}"'
-    sanitizer = shared_sanitizer()
+    secrets = shared_secrets()
     count = 0
     try:
         client = cli_io.logging_client(project)
         for entry in client.list_entries(filter_=filter_, order_by=ASCENDING):
-            cleaned = _clean(sanitizer, _log_entry_json(entry))
+            cleaned = _clean(secrets, _log_entry_json(entry))
             if console.json:
                 console.io.stdout.write(json.dumps(cleaned, default=json_default) + "\n")
             else:
@@ -48,11 +48,11 @@ def cmd_logs(args: argparse.Namespace, cli_io: CliIO) -> int:
             "GOOGLE_APPLICATION_CREDENTIALS (the account needs roles/logging.viewer)"
         ) from None
     except (GoogleAuthError, api_exceptions.GoogleAPIError) as exc:
-        raise UsageError(f"Cloud Logging: {sanitizer.clean(str(exc))}") from None
+        raise UsageError(f"Cloud Logging refused the request ({_status_of(exc)})") from None
     except OSError as exc:  # the client could not determine a project
         raise UsageError(
-            f"Cloud Logging: {sanitizer.clean(str(exc))} (pass --project or set "
-            "GOOGLE_CLOUD_PROJECT)"
+            f"Cloud Logging: no project could be determined ({type(exc).__name__}): pass "
+            "--project or set GOOGLE_CLOUD_PROJECT"
         ) from None
     if count == 0:
         cli_io.stderr.write(
@@ -88,14 +88,20 @@ def _log_entry_json(entry: Any) -> dict[str, Any]:
     return out
 
 
-def _clean(sanitizer: Sanitizer, value: Any) -> Any:
-    """Defence in depth: entries were sanitised when written; sanitise their strings again."""
+def _status_of(exc: Exception) -> str:
+    """A Google API error by its class and HTTP status, never its text."""
+    code = getattr(exc, "code", None)
+    return f"{type(exc).__name__}, HTTP {code}" if isinstance(code, int) else type(exc).__name__
+
+
+def _clean(secrets: Secrets, value: Any) -> Any:
+    """Defence in depth: entries were written by the allow-list; scrub secrets once more."""
     if isinstance(value, str):
-        return sanitizer.clean(value)
+        return secrets.scrub(value)
     if isinstance(value, Mapping):
-        return {str(key): _clean(sanitizer, item) for key, item in value.items()}
+        return {str(key): _clean(secrets, item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(sanitizer, item) for item in value]
+        return [_clean(secrets, item) for item in value]
     return value
 
 

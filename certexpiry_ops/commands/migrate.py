@@ -25,7 +25,7 @@ def cmd_migrate(args: argparse.Namespace, cli_io: CliIO) -> int:
     server = None
     if conninfo is None:
         server, conninfo = open_embedded(Path(args.data_dir), migrate=False)
-    host = console.sanitizer.clean(demo_seed.host_of(conninfo))
+    host = console.secrets.scrub(demo_seed.host_of(conninfo))
     bootstrap = True if args.bootstrap else (False if args.no_bootstrap else None)
 
     def applying(migration: schema.Migration) -> None:

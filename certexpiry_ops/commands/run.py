@@ -77,7 +77,7 @@ def cmd_run(args: argparse.Namespace, cli_io: CliIO) -> int:
                 settings.org_timezone, None, limit=settings.missed_ids_limit
             )  # can we talk to it?
         except StoreError as exc:
-            reason = console.sanitizer.clean(" ".join(str(exc).split()))
+            reason = console.secrets.scrub(" ".join(str(exc).split()))
             raise UsageError(with_migrate_hint(f"cannot use the database: {reason}")) from None
         publisher = InMemoryPublisher()
         job = Job(

@@ -25,7 +25,7 @@ def cmd_seed(args: argparse.Namespace, cli_io: CliIO) -> int:
     if conninfo is not None and not demo_seed.is_local(conninfo) and not args.allow_remote:
         raise UsageError(
             f"refusing to seed a database that is not local (host "
-            f"{console.sanitizer.clean(demo_seed.host_of(conninfo))}); pass --allow-remote if "
+            f"{console.secrets.scrub(demo_seed.host_of(conninfo))}); pass --allow-remote if "
             "you really mean to write generated people into it"
         )
     with open_target(args, direct=True) as target:

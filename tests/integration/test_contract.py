@@ -19,7 +19,7 @@ from psycopg.conninfo import make_conninfo
 from certexpiry.contract import ANSWERS, RPC_SIGNATURES, AuditStatus
 from certexpiry.log import JsonLogger
 from certexpiry.pg_store import PgTransport, as_api_role
-from certexpiry.sanitize import Sanitizer
+from certexpiry.redact import Secrets
 from certexpiry.store import AuditRow, RpcStore
 from certexpiry.wiring import check_schema
 from certexpiry_ops import schema
@@ -184,7 +184,7 @@ JOB_CALLS: list[Callable[[RpcStore, OpsStore], object]] = [
     lambda s, o: o.list_audit(),
     lambda s, o: o.get_audit(RUN),
     lambda s, o: o.resolve_audit(RUN),
-    lambda s, o: check_schema(s.transport, JsonLogger(sanitizer=Sanitizer(), stream=io.StringIO())),
+    lambda s, o: check_schema(s.transport, JsonLogger(secrets=Secrets(), stream=io.StringIO())),
     lambda s, o: o.plan("Europe/Oslo", None, [30, 7, 1], 10),
     lambda s, o: o.nights("Europe/Oslo", 14),
 ]

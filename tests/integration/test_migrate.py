@@ -20,7 +20,7 @@ from certexpiry import contract
 from certexpiry.codes import Code
 from certexpiry.log import JsonLogger
 from certexpiry.pg_store import PgTransport
-from certexpiry.sanitize import Sanitizer
+from certexpiry.redact import Secrets
 from certexpiry.wiring import SchemaNotReady, check_schema
 from certexpiry_ops import schema
 from tests.integration.test_cli import Result, invoke
@@ -154,7 +154,7 @@ def test_history_written_by_the_supabase_cli_is_accepted(
 
 def _logger() -> tuple[JsonLogger, io.StringIO]:
     stream = io.StringIO()
-    return JsonLogger(sanitizer=Sanitizer(), service="t", version="t", stream=stream), stream
+    return JsonLogger(secrets=Secrets(), service="t", version="t", stream=stream), stream
 
 
 def _lines(stream: io.StringIO) -> list[dict[str, Any]]:

@@ -37,7 +37,7 @@ from certexpiry.messages import PUBSUB_EVENT_TYPE
 from certexpiry.pg_store import PgTransport, pg_store
 from certexpiry.publisher import Publisher, PubSubPublisher
 from certexpiry.retry import RetryPolicy
-from certexpiry.sanitize import Sanitizer
+from certexpiry.redact import Secrets
 from certexpiry.store import AuditRow, RpcStore, Store
 from certexpiry.supabase_store import SupabaseTransport
 from certexpiry.sweep import Job, Outcome, handle_event
@@ -237,7 +237,7 @@ class FakePostgrest:
 
 @pytest.fixture
 def postgrest(night: Night) -> Iterator[FakePostgrest]:
-    leak_plugin.register_secret(SERVICE_ROLE_KEY)
+    leak_plugin.register(SERVICE_ROLE_KEY)
     fake = FakePostgrest(night.url)
     yield fake
     fake.close()
@@ -514,7 +514,7 @@ def test_postgres_connection_refused(night: Night, monkeypatch: pytest.MonkeyPat
     number of connection attempts, RETRY, URL and password unlogged."""
     password = "rel-refused-pw-51c0ffee"
     url = f"postgresql://certexpiry:{password}@127.0.0.1:{_closed_port()}/postgres"
-    leak_plugin.register_secret(password, url)
+    leak_plugin.register(password, url)
     log = CapturedLog(secrets=(url,))
     # Bounded by the attempt count alone (the time bound is far off), so the count is exact.
     policy = RetryPolicy(attempts=3, max_seconds=600, initial_wait_s=0.001, max_wait_s=0.002)
@@ -666,7 +666,7 @@ def test_trigger_error_quoting_the_mentor_row_leaks_no_pii(night: Night) -> None
         name="refuse",
     )
     stream = io.StringIO()
-    logger = JsonLogger(sanitizer=Sanitizer(), stream=stream)
+    logger = JsonLogger(secrets=Secrets(), stream=stream)
     chain(night, night_job(night, pg_store(night.url, retry=FAST), logger)).run()
     scanner = leak_plugin.LeakScanner()
     hits = scanner.scan_text(stream.getvalue(), "trigger quoting the row")
@@ -781,7 +781,7 @@ def test_stdout_failing_the_sweep_still_completes(
     """A stdout that raises, is closed or has lost its reader drops lines (counted) and the sweep
     completes with the right data."""
     stream = make_stream()
-    logger = JsonLogger(sanitizer=Sanitizer(), stream=stream)
+    logger = JsonLogger(secrets=Secrets(), stream=stream)
     outcomes = chain(night, night_job(night, pg_store(night.url, retry=FAST), logger)).run()
     assert outcomes == [Outcome.ACK]
     assert logger.dropped > 5
@@ -818,7 +818,7 @@ def test_stdout_blocked_costs_one_budget_then_recovers(
         pass
     os.set_blocking(write_end, True)
     stream = open(write_end, "w", encoding="utf-8")  # noqa: SIM115  # closed below
-    logger = JsonLogger(sanitizer=Sanitizer(), stream=stream)
+    logger = JsonLogger(secrets=Secrets(), stream=stream)
     writer = log_writer._fd_writer(stream)
     assert writer is not None  # a pipe is written through the bounded writer
     poller = _RecordingPoller(writer._poller)

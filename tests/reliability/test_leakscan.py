@@ -13,7 +13,7 @@ import pytest
 
 from certexpiry.codes import Code
 from certexpiry.log import JsonLogger
-from certexpiry.sanitize import Sanitizer
+from certexpiry.redact import Secrets
 from tests.leak_plugin import PATTERNS, SEEDED_PII, LeakScanner
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +38,7 @@ PLANTED = {
 def test_scanner_finds_a_planted_leak(what: str) -> None:
     """Each kind of planted PII or secret is found, and the report never repeats the value."""
     scanner = LeakScanner()
-    scanner.register_secret([SECRET])
+    scanner.register([SECRET])
     hits = scanner.scan_line(PLANTED[what], "synthetic")
     assert hits, what
     for hit in hits:  # the report names the kind, never the value
@@ -50,7 +50,7 @@ def test_scanner_passes_clean_log_lines() -> None:
     """Ids, timestamps, SQLSTATEs, counts and durations are not mistaken for PII."""
     scanner = LeakScanner()
     stream = io.StringIO()
-    log = JsonLogger(sanitizer=Sanitizer(), stream=stream, project="p").bind(
+    log = JsonLogger(secrets=Secrets(), stream=stream, project="p").bind(
         run_id="5f0c6a3e-8d1b-4c53-9a44-0e6b2d8f1a77"
     )
     log.info(
@@ -82,14 +82,14 @@ def test_sanitised_lines_leave_only_names() -> None:
     """What the logger's sanitiser leaves of the planted data: ids, e-mails, keys, JWTs and
     URL passwords are redacted; personal names are not (they are not recognisable by pattern),
     so a name must never reach a log line in the first place."""
-    sanitizer = Sanitizer()
-    sanitizer.register_secret(SECRET)
+    secrets = Secrets()
+    secrets.register(SECRET)
     stream = io.StringIO()
-    log = JsonLogger(sanitizer=sanitizer, stream=stream)
+    log = JsonLogger(secrets=secrets, stream=stream)
     for text in PLANTED.values():
         log.error(Code.DB_OPERATION_FAILED, text, details=text)
     scanner = LeakScanner()
-    scanner.register_secret([SECRET])
+    scanner.register([SECRET])
     kinds = {hit.kind for hit in scanner.scan_text(stream.getvalue(), "sanitised")}
     assert kinds == {
         "seeded PII value #1",

@@ -27,7 +27,7 @@ import pytest
 from bench.seed import seed_certifications
 from certexpiry.log import JsonLogger
 from certexpiry.pg_store import pg_store
-from certexpiry.sanitize import Sanitizer
+from certexpiry.redact import Secrets
 from certexpiry.sweep import Outcome
 from certexpiry_ops.fakes import InMemoryPublisher
 from tests import leak_plugin
@@ -138,7 +138,7 @@ def test_large_night_through_continuations(
     publisher = InMemoryPublisher()
     job = make_job(
         store,
-        JsonLogger(sanitizer=Sanitizer(), stream=sink),
+        JsonLogger(secrets=Secrets(), stream=sink),
         publisher=publisher,
         org_timezone=org.timezone,
         time_budget_s=budget_s,

@@ -72,7 +72,7 @@ def test_settings_are_stripped_of_surrounding_whitespace(monkeypatch: pytest.Mon
     """A secret saved with a trailing newline (`echo "$URL" | gcloud secrets create`) is the
     URL, not a DSN libpq refuses on every invocation (issue 28); every other text setting is
     stripped too, and the secret is registered for redaction as stripped."""
-    from certexpiry.sanitize import shared_sanitizer
+    from certexpiry.redact import shared_secrets
 
     url = "postgresql://u:pw-strip-secret-42@db/x"
     monkeypatch.setenv("DATABASE_URL", f"  {url}\n")
@@ -86,7 +86,7 @@ def test_settings_are_stripped_of_surrounding_whitespace(monkeypatch: pytest.Mon
     assert settings.continuation_topic == "projects/p/topics/t"
     assert settings.batch_size == 25
     assert settings.secret_values()[0] == url
-    cleaned = shared_sanitizer().clean(f"connect to {url} failed, password pw-strip-secret-42")
+    cleaned = shared_secrets().clean(f"connect to {url} failed, password pw-strip-secret-42")
     assert "pw-strip-secret-42" not in cleaned
     assert url not in cleaned
 

@@ -1,8 +1,6 @@
 """Request trace context for log lines: W3C ``traceparent`` or ``X-Cloud-Trace-Context``.
 
-Split out of ``certexpiry.log`` (which re-exports ``TraceContext`` and
-``trace_from_headers``) because header parsing has nothing to do with writing lines: it
-runs once per request, and keeping it apart keeps every logging module under 400 lines.
+Parsed once per request; the log binds the result to the request's lines.
 """
 
 from __future__ import annotations

@@ -1,0 +1,179 @@
+"""One log entry as a chain of small processors (structlog) ending in one JSON line.
+
+Each step is its own function, run in order by structlog for the job's own lines
+(``JsonLogger``) and by ``structlog.stdlib.ProcessorFormatter`` for library records alike.
+The event dict they pass on holds: ``event`` (the message: the project's own words),
+``severity``, ``code``, ``context`` (keyword arguments, not yet allowed), ``exc``, ``where``,
+``run_id`` and ``trace``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+import structlog
+from structlog.types import EventDict, Processor
+
+from certexpiry.codes import Code, Severity
+from certexpiry.log._stack import Where, cut_middle, stack_trace
+from certexpiry.redact import CONTEXT_FORMS, Secrets, allowed
+
+MAX_STRING = 2_000
+"""Characters kept of a message."""
+MAX_ITEMS = 100
+"""Items kept of a list in the context (the ids of a long report)."""
+MAX_LINE = 64_000
+"""Hard cap on a line (Cloud Logging's limit is 256 KB an entry)."""
+TRUNCATION_MARK = "...[truncated]"
+ERROR_EVENT_TYPE = (
+    "type.googleapis.com/google.devtools.clouderrorreporting.v1beta1.ReportedErrorEvent"
+)
+ALLOWED_CONTEXT_KEYS = frozenset(CONTEXT_FORMS)
+"""Context keys a caller may pass (``certexpiry.redact.CONTEXT_FORMS`` says each one's form);
+others are dropped and counted in ``dropped_keys``."""
+
+_RANK = {Severity.DEBUG: 10, Severity.INFO: 20, Severity.WARNING: 30, Severity.ERROR: 40}
+_ENCODE = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
+
+
+def enabled(min_severity: Severity) -> frozenset[Severity]:
+    """The severities a logger set to ``min_severity`` writes."""
+    return frozenset(level for level in Severity if _RANK[level] >= _RANK[min_severity])
+
+
+add_timestamp = structlog.processors.TimeStamper(fmt="%Y-%m-%dT%H:%M:%S.%fZ", key="timestamp")
+
+
+def allow_context(_logger: Any, _method: str, event: EventDict) -> EventDict:
+    """The caller's context through the allow-list: each value in its key's form, lists cut at
+    MAX_ITEMS (``truncated``, ``total_count``), other keys dropped and counted."""
+    kept: dict[str, object] = {}
+    dropped = 0
+    total = 0
+    for key, value in event["context"].items():
+        if key not in CONTEXT_FORMS:
+            dropped += 1
+            continue
+        if isinstance(value, (list, tuple, set, frozenset)) and len(value) > MAX_ITEMS:
+            total = max(total, len(value))
+            value = list(islice(value, MAX_ITEMS))
+        kept[key] = allowed(key, value)
+    if total:
+        kept["truncated"], kept["total_count"] = True, total
+    if dropped:
+        kept["dropped_keys"] = dropped
+    event["context"] = kept
+    return event
+
+
+def add_stack(_logger: Any, _method: str, event: EventDict) -> EventDict:
+    """An exception's frames and types (never its message), and its type as error_type."""
+    exc = event.get("exc")
+    if isinstance(exc, BaseException):
+        event["stack"] = stack_trace(exc)
+        event["context"].setdefault("error_type", allowed("error_type", type(exc).__name__))
+    return event
+
+
+@dataclass(frozen=True)
+class Service:
+    """What every line says about the service that wrote it, and the secrets to scrub."""
+
+    secrets: Secrets
+    name: str = "certexpiry"
+    version: str = "dev"
+    project: str | None = None
+
+    def chain(self) -> list[Processor]:
+        """The processors, in order, ending in the renderer."""
+        return [add_timestamp, allow_context, add_stack, self.cloud_logging, self.render]
+
+    def cloud_logging(self, _logger: Any, _method: str, event: EventDict) -> EventDict:
+        """Cloud Logging's special fields (labels, trace, source location) and, on ERROR lines,
+        Error Reporting's (the event type, the service, reportLocation without a stack)."""
+        special: dict[str, object] = {
+            "logging.googleapis.com/labels": {"cron_run_id": event["run_id"], "function": self.name}
+        }
+        trace = event.get("trace")
+        if trace is not None:
+            if self.project:
+                special["logging.googleapis.com/trace"] = (
+                    f"projects/{self.project}/traces/{trace.trace_id}"
+                )
+            if trace.span_id:
+                special["logging.googleapis.com/spanId"] = trace.span_id
+            special["logging.googleapis.com/trace_sampled"] = trace.sampled
+        where: Where | None = event.get("where")
+        if where is not None:
+            special["logging.googleapis.com/sourceLocation"] = {
+                "file": where.file,
+                "line": str(where.line),
+                "function": where.function,
+            }
+        if event["severity"] is Severity.ERROR:
+            special["@type"] = ERROR_EVENT_TYPE
+            special["serviceContext"] = {"service": self.name, "version": self.version}
+            if event.get("stack") is None and where is not None:
+                event["context"]["reportLocation"] = {
+                    "filePath": where.file,
+                    "lineNumber": where.line,
+                    "functionName": where.function,
+                }
+        event["special"] = special
+        return event
+
+    def render(self, _logger: Any, _method: str, event: EventDict) -> str:
+        """The JSON line, registered secrets scrubbed; over MAX_LINE the stack trace is cut,
+        then the context."""
+        message = str(event["event"])
+        if len(message) > MAX_STRING:
+            message = message[:MAX_STRING] + TRUNCATION_MARK
+        entry: dict[str, object] = {
+            "timestamp": event["timestamp"],
+            "time": event["timestamp"],
+            "severity": event["severity"].value,
+            "message": message,
+            "cron_run_id": event["run_id"],
+            "error_code": code_value(event["code"]),
+            "context": event["context"],
+        }
+        if event.get("stack") is not None:
+            entry["stack_trace"] = event["stack"]
+        entry.update(event["special"])
+        line = self.secrets.scrub(_ENCODE(entry))
+        if len(line) > MAX_LINE and "stack_trace" in entry:
+            entry["stack_trace"] = cut_middle(str(entry["stack_trace"]), 2_000)
+            line = self.secrets.scrub(_ENCODE(entry))
+        if len(line) > MAX_LINE:
+            entry["context"] = {"truncated": True}
+            line = self.secrets.scrub(_ENCODE(entry))
+        return line
+
+
+def code_value(code: object) -> str:
+    """The catalogue value of a code (given as a Code or its text); unknown ones are mapped."""
+    try:
+        return Code(str(code)).value
+    except ValueError:
+        return Code.UNEXPECTED_EXCEPTION.value
+
+
+def minimal_line(service: Service, run_id: str, severity: Severity, failure: Exception) -> str:
+    """An always-encodable entry for when building the real one failed."""
+    event: EventDict = {
+        "event": "log entry could not be built",
+        "severity": severity,
+        "code": Code.UNEXPECTED_EXCEPTION,
+        "context": {"error_type": allowed("error_type", type(failure).__name__)},
+        "run_id": run_id,
+    }
+    return service.render(None, "", service.cloud_logging(None, "", add_timestamp(None, "", event)))
+
+
+def context_of(mapping: Mapping[str, object]) -> dict[str, object]:
+    """A caller's keyword arguments as the chain's ``context`` (a copy it may change)."""
+    return dict(mapping)

@@ -1,0 +1,92 @@
+"""Where a line comes from: the call site, and an exception's frames without its message.
+
+An exception's message is someone else's text (psycopg quotes a row, a library quotes its
+input), so a stack trace here keeps what locates the fault and nothing else: each frame's file,
+line and function, and each exception's qualified type, in the layout Python prints (Error
+Reporting parses it). The source lines are left out too: a SyntaxError's shows the input.
+"""
+
+from __future__ import annotations
+
+import traceback
+from types import FrameType, TracebackType
+from typing import NamedTuple
+
+MAX_STACK = 16_000
+"""Characters kept of a stack trace (head and tail kept, middle frames cut)."""
+
+
+class Where(NamedTuple):
+    """A source location."""
+
+    file: str
+    line: int
+    function: str
+
+
+def call_site(frame: FrameType) -> Where:
+    """Where a logging call was made."""
+    return Where(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_qualname)
+
+
+def raised_at(tb: TracebackType | None) -> Where | None:
+    """The innermost frame of a traceback: where the exception was raised."""
+    if tb is None:
+        return None
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    return Where(code.co_filename, tb.tb_lineno, code.co_qualname)
+
+
+def type_name(exc: BaseException) -> str:
+    """``module.Class`` as Python prints it (builtins without a module)."""
+    cls = type(exc)
+    module = cls.__module__
+    return (
+        cls.__qualname__ if module in ("builtins", "__main__") else f"{module}.{cls.__qualname__}"
+    )
+
+
+def stack_trace(exc: BaseException) -> str:
+    """The traceback Python would print for ``exc``, every exception message left out."""
+    lines: list[str] = []
+    _walk(exc, lines, set())
+    text = "".join(lines)
+    return text if len(text) <= MAX_STACK else cut_middle(text, MAX_STACK)
+
+
+_CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
+_CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
+
+
+def _walk(exc: BaseException, lines: list[str], seen: set[int]) -> None:
+    seen.add(id(exc))
+    cause, context = exc.__cause__, exc.__context__
+    if cause is not None and id(cause) not in seen:
+        _walk(cause, lines, seen)
+        lines.append(_CAUSE)
+    elif context is not None and not exc.__suppress_context__ and id(context) not in seen:
+        _walk(context, lines, seen)
+        lines.append(_CONTEXT)
+    if exc.__traceback__ is not None:
+        lines.append("Traceback (most recent call last):\n")
+        frames = traceback.StackSummary.extract(
+            traceback.walk_tb(exc.__traceback__), lookup_lines=False
+        )
+        lines += [f'  File "{f.filename}", line {f.lineno}, in {f.name}\n' for f in frames]
+    lines.append(type_name(exc) + "\n")
+    for member in getattr(exc, "exceptions", None) or ():  # an exception group's members
+        if isinstance(member, BaseException) and id(member) not in seen:
+            lines.append("  +---- member of the group above:\n")
+            _walk(member, lines, seen)
+
+
+def cut_middle(text: str, limit: int) -> str:
+    """Keep the head and the tail of a stack trace, on line boundaries; drop the middle."""
+    head = text[: limit // 4]
+    head = head[: head.rfind("\n") + 1]
+    tail = text[-(limit * 3 // 4) :]
+    tail = tail[tail.find("\n") + 1 :]
+    omitted = len(text) - len(head) - len(tail)
+    return f"{head}  [... {omitted} characters omitted ...]\n{tail}"

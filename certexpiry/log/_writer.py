@@ -1,0 +1,111 @@
+"""Whole lines out in bounded time: to a text stream, or to a pipe or socket by its fd.
+
+Logging never blocks the job for long: a pipe or socket (Cloud Run's log collector reads one)
+is written with ``poll`` and chunks of at most ``PIPE_BUF`` bytes under WRITE_BUDGET_S, so a
+stalled reader costs one budget and then only attempts that do not wait until it drains. A
+line is written whole or started and finished before the next one; what cannot go out is
+dropped and counted by the caller.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import select
+import stat
+import threading
+import time
+from typing import TextIO
+
+WRITE_BUDGET_S = 0.05
+"""Longest a single line may wait for a stalled pipe, or for another thread's write."""
+
+
+class FdWriter:
+    """Bounded-time writes of whole lines to a file descriptor (pipe, socket or file).
+
+    After a timeout the writer is stalled and waits no more until a write succeeds; the part
+    of a line not written in time is kept as a tail and written before the next line.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.tail = b""
+        self.stalled = False
+        mode = os.fstat(fd).st_mode
+        self._poller: select.poll | None = None
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            self._poller = select.poll()
+            self._poller.register(fd, select.POLLOUT)
+
+    def write(self, data: bytes) -> bool:
+        """Write ``data`` (whole or started); False if nothing of it could be written."""
+        try:
+            deadline = time.monotonic() + (0.0 if self.stalled else WRITE_BUDGET_S)
+            if self.tail:
+                self.tail = self._drain(self.tail, deadline)
+                if self.tail:
+                    self.stalled = True
+                    return False
+            rest = self._drain(data, deadline)
+        except OSError:  # broken pipe, closed fd: nothing more will get through
+            self.tail = b""
+            return False
+        self.stalled = bool(rest)
+        if len(rest) == len(data):
+            return False
+        self.tail = rest
+        return True
+
+    def _drain(self, data: bytes, deadline: float) -> bytes:
+        """Write as much of ``data`` as the deadline allows; return the unwritten rest."""
+        while data:
+            if self._poller is not None:
+                wait_ms = max(0, math.ceil((deadline - time.monotonic()) * 1000))
+                if not self._poller.poll(wait_ms):
+                    break
+            try:
+                data = data[os.write(self.fd, data[: select.PIPE_BUF]) :]
+            except BlockingIOError:  # O_NONBLOCK set by someone else, and full after all
+                if time.monotonic() >= deadline:
+                    break
+        return data
+
+
+class Output:
+    """Where a logger's lines go: a text stream, a file descriptor, or (None) whatever
+    ``sys.stdout`` is at each line, unless the process's output is captured."""
+
+    def __init__(self, target: TextIO | int | None) -> None:
+        self.target = target
+        self.lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        self.dropped = 0
+        self.unreported = 0
+        self._fd_writer = FdWriter(target) if isinstance(target, int) else None
+
+    def count_drop(self) -> None:
+        """Count a dropped line; the next line that gets through reports it."""
+        with self._count_lock:
+            self.dropped += 1
+            self.unreported += 1
+
+    def reported(self, count: int) -> None:
+        """``count`` dropped lines were reported by a LOG_LINES_DROPPED line."""
+        with self._count_lock:
+            self.unreported -= count
+
+    def put(self, text: str, fallback: TextIO | FdWriter | None) -> bool:
+        """Write ``text`` (whole lines) to the target, or to ``fallback`` when the target is
+        None; False if it did not go out."""
+        if self._fd_writer is not None:
+            return self._fd_writer.write(text.encode("utf-8", "backslashreplace"))
+        stream = self.target if self.target is not None else fallback
+        if isinstance(stream, FdWriter):
+            return stream.write(text.encode("utf-8", "backslashreplace"))
+        try:
+            stream.write(text)  # type: ignore[union-attr]  # None fails like a broken stream
+            stream.flush()  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001  # whatever the stream raises, the line is dropped
+            return False
+        return True

@@ -1,0 +1,106 @@
+"""The secret registry: credentials removed from every line by value, as the last net.
+
+The allow-list keeps free text out of the log; a credential could still be inside text the
+project writes itself (a connection string in an own message by mistake), so every credential
+the process is given is registered, whole and by each part that could be printed alone (a URL's
+password, what libpq reads as the host when a password holds an unencoded "@", a JWT's payload),
+and replaced wherever it appears in a finished line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from urllib.parse import quote, unquote, urlsplit
+
+MIN_SECRET_LENGTH = 6
+"""Registered values shorter than this are ignored: replacing them would garble lines."""
+
+SECRET_MARK = "[REDACTED:secret]"  # noqa: S105  # the redaction marker, not a secret
+
+
+class Secrets:
+    """Registered secret values, replaced by SECRET_MARK wherever they appear."""
+
+    def __init__(self) -> None:
+        self._values: list[str] = []
+
+    def register(self, value: str) -> None:
+        """Register a credential: whole, each part of it (``credential_parts``), and each of
+        those as JSON and URL escaping write it. Surrounding whitespace is ignored."""
+        forms = set(self._values)
+        for part in credential_parts(value):
+            if len(part) >= MIN_SECRET_LENGTH:
+                forms |= {
+                    part,
+                    json.dumps(part)[1:-1],
+                    json.dumps(part, ensure_ascii=False)[1:-1],
+                    quote(part, safe=""),
+                }
+        # Longest first, so a secret containing another is replaced whole.
+        self._values = sorted(forms, key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every registered value replaced."""
+        for value in self._values:
+            if value in text:
+                text = text.replace(value, SECRET_MARK)
+        return text
+
+
+_SHARED = Secrets()
+
+
+def shared_secrets() -> Secrets:
+    """The process's registry. Only the edges use it (main.py, the wiring, the CLI): they
+    register what they load and hand it to the logger; nothing below them reaches for it."""
+    return _SHARED
+
+
+def credential_parts(value: str) -> list[str]:
+    """The whole credential and each part of it that could be printed alone.
+
+    A connection URL: its user info, its password (raw and decoded) and, when the password
+    holds an unencoded ``@``, what libpq reads as the host (``tail@host``) and each piece
+    around the ``@``. A key=value connection string or any other non-URL value: each password
+    value and each bare word. A JWT: its payload and signature. A Supabase key: its part after
+    the prefix.
+    """
+    value = value.strip()
+    parts = [value]
+    if "://" in value:
+        parts += _url_parts(value)
+    elif value.count(".") == 2 and value.startswith("eyJ"):
+        parts += value.split(".")[1:]
+    elif value.startswith(("sb_secret_", "sb_publishable_", "sbp_")):
+        parts.append(value.split("_", 2 if value.startswith("sb_") else 1)[-1])
+    else:
+        for word in re.split(r"\s+", value):
+            key, equals, setting = word.partition("=")
+            if not equals:
+                parts.append(word)
+            elif key.lower() in ("password", "pass", "pwd", "passwd"):
+                parts.append(setting.strip("'\""))
+    return [part for part in dict.fromkeys(parts) if part]
+
+
+def _url_parts(value: str) -> list[str]:
+    """Secret parts of a URL, read as urllib does (last ``@``) and as libpq does (first)."""
+    scheme_end = value.find("://") + 3
+    authority = re.split(r"[/?#]", value[scheme_end:], maxsplit=1)[0]
+    if "@" not in authority:
+        return []
+    userinfo = authority.rpartition("@")[0]
+    parts = [userinfo, unquote(userinfo)]
+    try:
+        password = urlsplit(value).password
+    except ValueError:
+        password = None
+    if password:
+        parts += [password, unquote(password)]
+    first_user, _, libpq_host = authority.partition("@")
+    parts.append(first_user)
+    if "@" in libpq_host:  # an unencoded "@" in the password: libpq names the rest the host
+        parts += [libpq_host, libpq_host.rsplit(":", 1)[0]]
+        parts += userinfo.replace(":", "@").split("@")
+    return parts
