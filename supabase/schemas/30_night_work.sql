@@ -267,7 +267,6 @@ as $$
 declare
     v_half integer;
     v_sqlstate text;
-    v_message text;
     v_constraint text;
     v_schema text;
     v_table text;
@@ -290,16 +289,16 @@ begin
         perform certexpiry.mark_page(p_today, p_page, p_failed);
         return '[]'::jsonb;
     exception when others or assert_failure then
-        get stacked diagnostics v_sqlstate = returned_sqlstate, v_message = message_text,
-            v_constraint = constraint_name, v_schema = schema_name, v_table = table_name,
-            v_column = column_name, v_datatype = pg_datatype_name, v_context = pg_exception_context;
+        get stacked diagnostics v_sqlstate = returned_sqlstate, v_constraint = constraint_name,
+            v_schema = schema_name, v_table = table_name, v_column = column_name,
+            v_datatype = pg_datatype_name, v_context = pg_exception_context;
     end;
     if cardinality(p_page) = 1 then
         if p_page[1].id = any (p_failed) then
             return '[]'::jsonb;
         end if;
         return jsonb_build_array(certexpiry.failure_detail(p_page[1].id, p_today, v_sqlstate,
-            v_message, v_constraint, v_schema, v_table, v_column, v_datatype, v_context));
+            v_constraint, v_schema, v_table, v_column, v_datatype, v_context));
     end if;
     v_half := cardinality(p_page) / 2;
     return certexpiry.mark_page_isolated(p_today, p_page[1:v_half], p_failed)

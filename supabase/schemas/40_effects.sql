@@ -137,63 +137,71 @@ comment on function certexpiry.apply_effects(uuid, date, integer[], uuid[], date
     'the auto-pause only and the others to the reminders only (null dates: both look at every '
     'id). One place for "what happens".';
 
-create or replace function certexpiry.redact_mentor_values(p_text text, p_peer_mentor_id uuid)
-returns text
-language plpgsql stable
+create or replace function certexpiry.error_names(
+    p_constraint text, p_schema text, p_table text, p_column text, p_datatype text,
+    p_context text)
+returns jsonb
+language sql stable
 as $$
-declare
-    v_mentor jsonb;
-    v_value text;
-    v_word boolean;
-    v_pattern text;
-    v_text text := p_text;
-begin
-    -- The mentor's row as the app has it, whatever its columns: the job knows no column of the
-    -- app's but those of its contract, so every text value counts as personal except the ones
-    -- whose form says they are not (UUIDs, dates and timestamps) and the two the job writes.
-    select to_jsonb(m) - 'status' - 'paused_reason' into v_mentor
-    from public.peer_mentors m where m.id = p_peer_mentor_id;
-    if v_mentor is null or v_text is null then
-        return v_text;
-    end if;
-    -- Whole values first, longest first, wherever they stand (an id glued to letters is still
-    -- the id); then each part of a value of 3 characters or more, as a whole word only ("Ola"
-    -- is no part of "violates"). Case-insensitively, the value's regex metacharacters escaped.
-    for v_value, v_word in
-        with personal as (
-            select e.value #>> '{}' as v
-            from jsonb_each(v_mentor) e
-            where jsonb_typeof(e.value) = 'string'
-              and e.value #>> '{}' !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
-              and e.value #>> '{}' !~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9:.+-]+)?$'
-        )
-        select v, w from (
-            select p.v, false as w from personal p
-            union all
-            select part, true
-            from personal p, regexp_split_to_table(p.v, '\s+') part
-            where length(part) >= 3 and part <> p.v
-        ) vals
-        where v is not null and length(btrim(v)) > 0
-        order by w, length(v) desc
-    loop
-        v_pattern := regexp_replace(v_value, '([.\\+*?\[^\]$(){}=!<>|:#/-])', '\\\1', 'g');
-        if v_word then
-            v_pattern := '(?<![[:alnum:]_])' || v_pattern || '(?![[:alnum:]_])';
-        end if;
-        v_text := regexp_replace(v_text, v_pattern, '[REDACTED:mentor]', 'gi');
-    end loop;
-    return v_text;
-end
+    -- Each name is kept only if the catalog has it (never a pattern): an error's fields are
+    -- whatever text raised it, and a trigger's RAISE ... USING COLUMN = 'Kari Nordmann' is one.
+    with named_tables as (
+        select c.oid
+        from pg_catalog.pg_class c
+        where c.relname = p_table and c.relkind in ('r', 'p', 'v', 'm', 'f')
+    ), context_lines as (
+        -- Each line of the context that names a function, innermost first as the context lists
+        -- them: PL/pgSQL's signature (schema-qualified when the function is not on the search
+        -- path, each part double-quoted when it must be) or a SQL function's name in quotes.
+        select m.at, m.parts[1] as qualifier, m.parts[2] as plpgsql_name, m.parts[3] as sql_name
+        from regexp_matches(p_context,
+                 '^(?:PL/pgSQL function (?:("(?:[^"]|"")+"|[^\s."(]+)\.)?("(?:[^"]|"")+"|[^\s."(]+)\('
+                 '|SQL function "(.+)"(?: |$))',
+                 'gn') with ordinality m (parts, at)
+    ), routines as (
+        select l.at, r.schema_name, r.name
+        from context_lines l
+        cross join lateral (
+            select case when l.qualifier like '"%'
+                        then replace(substr(l.qualifier, 2, length(l.qualifier) - 2), '""', '"')
+                        else l.qualifier end as schema_name,
+                   case when l.plpgsql_name like '"%'
+                        then replace(substr(l.plpgsql_name, 2, length(l.plpgsql_name) - 2), '""', '"')
+                        else coalesce(l.plpgsql_name, l.sql_name) end as name) r
+        where exists (
+            select from pg_catalog.pg_proc p
+            join pg_catalog.pg_namespace n on n.oid = p.pronamespace
+            where p.proname = r.name and (r.schema_name is null or n.nspname = r.schema_name))
+    )
+    select jsonb_strip_nulls(jsonb_build_object(
+        'constraint_name', (select p_constraint where exists (
+            select from pg_catalog.pg_constraint k where k.conname = p_constraint)),
+        'schema_name', (select p_schema where exists (
+            select from pg_catalog.pg_namespace n where n.nspname = p_schema)),
+        'table_name', (select p_table where exists (select from named_tables)),
+        'column_name', (select p_column where exists (
+            select from pg_catalog.pg_attribute a
+            join pg_catalog.pg_class c on c.oid = a.attrelid
+            where a.attname = p_column and a.attnum > 0 and not a.attisdropped
+              and c.relkind in ('r', 'p', 'v', 'm', 'f')
+              and (c.oid in (select t.oid from named_tables t)
+                   or not exists (select from named_tables)))),
+        'datatype_name', (select p_datatype where exists (
+            select from pg_catalog.pg_type t where t.typname = p_datatype)),
+        'routine', (select string_agg(coalesce(r.schema_name || '.', '') || r.name, ' < '
+                                      order by r.at)
+                    from routines r)))
 $$;
-comment on function certexpiry.redact_mentor_values(text, uuid) is
-    'A database message with the failing mentor''s own values (every text column of the app''s '
-    'row but UUIDs, dates and the status the job writes; each word of them too) replaced by '
-    '[REDACTED:mentor], ignoring case.';
+comment on function certexpiry.error_names(text, text, text, text, text, text) is
+    'The names an error''s diagnostics give (constraint, schema, table, column, datatype) and '
+    'the functions its context names (routine: schema.name or name, innermost first, joined '
+    'by " < "), each only if the catalog has it: an allow-list, because a trigger can set '
+    'every one of these fields to any text (RAISE ... USING COLUMN = ''Kari Nordmann''), and '
+    'the context quotes statements. A name the catalog lacks, null or empty, is left out.';
 
 create or replace function certexpiry.failure_detail(
-    p_certification_id uuid, p_today date, p_sqlstate text, p_message text, p_constraint text,
-    p_schema text, p_table text, p_column text, p_datatype text, p_context text)
+    p_certification_id uuid, p_today date, p_sqlstate text, p_constraint text, p_schema text,
+    p_table text, p_column text, p_datatype text, p_context text)
 returns jsonb
 language sql stable
 as $$
@@ -202,22 +210,16 @@ as $$
         'peer_mentor_id', c.peer_mentor_id,
         'operation', case when certexpiry.is_expired(c.expiry_date, p_today)
                           then 'auto_pause' else 'reminder' end,
-        'sqlstate', p_sqlstate,
-        'constraint_name', nullif(p_constraint, ''),
-        'schema_name', nullif(p_schema, ''),
-        'table_name', nullif(p_table, ''),
-        'column_name', nullif(p_column, ''),
-        'datatype_name', nullif(p_datatype, ''),
-        'routine', substring(p_context from '(?:PL/pgSQL|SQL) function ([A-Za-z0-9_$."]+)'),
-        'message', certexpiry.redact_mentor_values(p_message, c.peer_mentor_id))
+        'sqlstate', p_sqlstate)
+        || certexpiry.error_names(p_constraint, p_schema, p_table, p_column, p_datatype, p_context)
     from (values (1)) one
     left join public.certifications c on c.id = p_certification_id
 $$;
-comment on function certexpiry.failure_detail(uuid, date, text, text, text, text, text, text, text, text) is
+comment on function certexpiry.failure_detail(uuid, date, text, text, text, text, text, text, text) is
     'One element of failures_detail: the certification that failed, its mentor, the operation '
-    '(auto_pause when expired, else reminder), the SQLSTATE and the diagnostics'' names, the '
-    'innermost routine of the error''s context and the message with the mentor''s own values '
-    'redacted.';
+    '(auto_pause when expired, else reminder), the SQLSTATE, and those of the diagnostics'' '
+    'names and the context''s functions the catalog has (certexpiry.error_names). No text of '
+    'the error''s: its message, detail and hint are whatever raised it.';
 
 create or replace function certexpiry.apply_effects_isolated(
     p_run_id uuid, p_today date, p_reminder_days integer[], p_certification_ids uuid[],
@@ -228,7 +230,6 @@ as $$
 declare
     v_half integer;
     v_sqlstate text;
-    v_message text;
     v_constraint text;
     v_schema text;
     v_table text;
@@ -254,13 +255,13 @@ begin
                 p_run_id, p_today, p_reminder_days, p_certification_ids, p_expiry_dates)
             || jsonb_build_object('failures', 0, 'failures_detail', '[]'::jsonb);
     exception when others or assert_failure then
-        get stacked diagnostics v_sqlstate = returned_sqlstate, v_message = message_text,
-            v_constraint = constraint_name, v_schema = schema_name, v_table = table_name,
-            v_column = column_name, v_datatype = pg_datatype_name, v_context = pg_exception_context;
+        get stacked diagnostics v_sqlstate = returned_sqlstate, v_constraint = constraint_name,
+            v_schema = schema_name, v_table = table_name, v_column = column_name,
+            v_datatype = pg_datatype_name, v_context = pg_exception_context;
     end;
     if cardinality(p_certification_ids) = 1 then
         return jsonb_build_object('failures', 1, 'failures_detail', jsonb_build_array(
-            certexpiry.failure_detail(p_certification_ids[1], p_today, v_sqlstate, v_message,
+            certexpiry.failure_detail(p_certification_ids[1], p_today, v_sqlstate,
                 v_constraint, v_schema, v_table, v_column, v_datatype, v_context)));
     end if;
     v_half := cardinality(p_certification_ids) / 2;
@@ -275,7 +276,7 @@ $$;
 comment on function certexpiry.apply_effects_isolated(uuid, date, integer[], uuid[], date[]) is
     'apply_effects without letting one bad row hold back the others: set-based in a '
     'subtransaction; if that fails, each half alone, down to the certification that fails, '
-    'reported with its SQLSTATE, the diagnostics'' names and operation. Every error class is '
+    'reported with its SQLSTATE, the diagnostics'' names the catalog has and operation. Every error class is '
     'a row''s failure (ASSERT_FAILURE included) but QUERY_CANCELED: a statement timeout or a '
     'cancel stops the whole call, and the sweep retries a timed-out batch halved. One bad row '
     'in n costs about 2n row-effects. The sweep, the plan and remediation all use it.';

@@ -160,7 +160,7 @@ begin
         v_cursor := coalesce(certexpiry.cursor_after(v_skipped[cardinality(v_skipped)]), p_cursor);
     end if;
     select coalesce(jsonb_agg(certexpiry.failure_detail(v_skipped[i].id, v_today,
-               v_failed_ahead[i], null, null, null, null, null, null, null) order by i), '[]')
+               v_failed_ahead[i], null, null, null, null, null, null) order by i), '[]')
       into v_failures
     from generate_subscripts(v_skipped, 1) i;
 

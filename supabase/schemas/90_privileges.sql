@@ -111,10 +111,10 @@ revoke all on function certexpiry.apply_reminders(uuid, date, integer[], uuid[])
 grant execute on function certexpiry.apply_reminders(uuid, date, integer[], uuid[]) to service_role;
 revoke all on function certexpiry.apply_effects(uuid, date, integer[], uuid[], date[]) from public;
 grant execute on function certexpiry.apply_effects(uuid, date, integer[], uuid[], date[]) to service_role;
-revoke all on function certexpiry.redact_mentor_values(text, uuid) from public;
-grant execute on function certexpiry.redact_mentor_values(text, uuid) to service_role;
-revoke all on function certexpiry.failure_detail(uuid, date, text, text, text, text, text, text, text, text) from public;
-grant execute on function certexpiry.failure_detail(uuid, date, text, text, text, text, text, text, text, text) to service_role;
+revoke all on function certexpiry.error_names(text, text, text, text, text, text) from public;
+grant execute on function certexpiry.error_names(text, text, text, text, text, text) to service_role;
+revoke all on function certexpiry.failure_detail(uuid, date, text, text, text, text, text, text, text) from public;
+grant execute on function certexpiry.failure_detail(uuid, date, text, text, text, text, text, text, text) to service_role;
 revoke all on function certexpiry.apply_effects_isolated(uuid, date, integer[], uuid[], date[]) from public;
 grant execute on function certexpiry.apply_effects_isolated(uuid, date, integer[], uuid[], date[]) to service_role;
 revoke all on function certexpiry.missed_auto_pauses(date) from public;

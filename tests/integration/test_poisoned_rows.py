@@ -10,7 +10,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -75,8 +75,8 @@ def _locked(
 class Poison:
     install: Install
     sqlstate: str
-    routine: str = "public.poisoned"
-    constraint: str | None = None
+    routine: str = "public.poisoned"  # the innermost function the failure's routine names
+    names: dict[str, str] = field(default_factory=dict)  # the error's names the catalog has
     on_mentor: bool = False  # the chosen row is the certification's mentor
     sibling_fails: bool = False  # the mentor's other certification's reminder fails too
     any_update: bool = False  # refuses every update of the certification, the job's marks too
@@ -103,7 +103,14 @@ POISONS = {
         any_update=True,
     ),
     "check_violation": Poison(
-        _check_constraint, "23514", routine=PAUSE, constraint="certifications_poisoned_check"
+        _check_constraint,
+        "23514",
+        routine=PAUSE,
+        names={
+            "constraint_name": "certifications_poisoned_check",
+            "schema_name": "public",
+            "table_name": "certifications",
+        },
     ),
     "foreign_key_violation": Poison(
         _trigger(
@@ -115,7 +122,11 @@ POISONS = {
             " course_id uuid not null references public.courses (id))",
         ),
         "23503",
-        constraint="certification_events_course_id_fkey",
+        names={
+            "constraint_name": "certification_events_course_id_fkey",
+            "schema_name": "public",
+            "table_name": "certification_events",
+        },
         any_update=True,
     ),
     "lock_timeout": Poison(_locked("certifications"), "55P03", routine=PAUSE),
@@ -221,9 +232,23 @@ def _done(db: Conn, cert: uuid.UUID) -> list[str]:
     return [action for action, outcome in actions_of(db, cert) if outcome == "done"]
 
 
+NAME_KEYS = ("constraint_name", "schema_name", "table_name", "column_name", "datatype_name")
+
+
+def _innermost(failure: dict[str, Any]) -> str:
+    """The innermost function a failure's routine names (it names them innermost first, up to
+    the RPC), after checking that it has no message and ends at the RPC."""
+    assert "message" not in failure
+    chain: list[str] = failure["routine"].split(" < ")
+    assert chain[-1] == "public.process_expiry_batch"
+    return chain[0]
+
+
 def _failed(failures: list[dict[str, Any]]) -> dict[str, tuple[str, str, str | None]]:
-    """The failures by certification id: operation, SQLSTATE, routine."""
-    found = {f["certification_id"]: (f["operation"], f["sqlstate"], f["routine"]) for f in failures}
+    """The failures by certification id: operation, SQLSTATE, innermost routine."""
+    found = {
+        f["certification_id"]: (f["operation"], f["sqlstate"], _innermost(f)) for f in failures
+    }
     assert len(found) == len(failures)  # each certification reported once
     return found
 
@@ -250,7 +275,7 @@ def test_a_poisoned_row_fails_alone_every_night_until_fixed(
         assert _failed(first["failures_detail"]) == _expected(poison, night)
         (failure,) = [f for f in first["failures_detail"] if f["operation"] == "auto_pause"]
         assert failure["peer_mentor_id"] == str(night.mentor)
-        assert failure["constraint_name"] == poison.constraint
+        assert {key: failure[key] for key in NAME_KEYS if key in failure} == poison.names
         assert first["failures"] == len(first["failures_detail"])
         assert first["certifications_paused"] == len(night.expired)
         assert {status_of(db, "certifications", c) for c in night.expired} == {"paused"}
@@ -315,7 +340,8 @@ def test_a_mark_the_app_refuses_fails_alone_every_night_until_fixed(
             assert failure["peer_mentor_id"] == str(mentor)
             assert failure["operation"] == "reminder"
             assert failure["sqlstate"] == poison.sqlstate
-            assert failure["routine"] == poison.routine
+            assert _innermost(failure) == poison.routine
+            assert {key: failure[key] for key in NAME_KEYS if key in failure} == poison.names
             assert totals["failures"] == 1
             assert _done(db, refused) == ["reminder_7d"]
             assert next_action(db, refused) == "-infinity"  # read again the next night
