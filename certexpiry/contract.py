@@ -22,14 +22,10 @@ from pydantic import (
     StrictBool,
     TypeAdapter,
     ValidationError,
-    ValidationInfo,
-    field_validator,
 )
 
 from certexpiry.errors import DIAGNOSTIC_NAMES, ContractError
-from certexpiry.log_template import db_message
 from certexpiry.messages import Cursor
-from certexpiry.sanitize import shared_sanitizer
 
 # RPC name -> argument name -> Postgres type (as format_type() spells it), in pg_proc's order.
 # Both adapters send only the arguments the caller names; the others take their SQL default
@@ -157,10 +153,14 @@ _SQL_NAME = Annotated[str | None, Field(default=None, max_length=128)]
 
 
 class RecordFailure(ContractModel):
-    """One element of `failures_detail` (certexpiry.apply_effects_isolated, issue 11's shape).
+    """One element of `failures_detail` (certexpiry.failure_detail): which certification failed,
+    its mentor, the operation and the SQLSTATE.
 
-    The SQL replaces the failing mentor's own values in the message and cuts nothing; the model
-    keeps only the message's template, so the raw text never goes further than this answer.
+    No text of the error's: the SQL sends no message, and of the diagnostics' names and the
+    context's functions only those the database's catalog has (certexpiry.error_names, an
+    allow-list: a trigger can set those fields to any text). A name the catalog lacks is
+    absent, as is every name of a certification passed after failing alone (the sweep knew
+    only its SQLSTATE). An answer with a `message` is outside the contract.
     """
 
     certification_id: UUID
@@ -172,15 +172,9 @@ class RecordFailure(ContractModel):
     table_name: _SQL_NAME
     column_name: _SQL_NAME
     datatype_name: _SQL_NAME
-    routine: _SQL_NAME
-    message: str | None  # null for a certification passed after failing alone (no message)
-
-    @field_validator("message")
-    @classmethod
-    def _template(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None:
-            return None
-        return db_message(value, info.data.get("sqlstate"), shared_sanitizer().clean)
+    # The context's functions, innermost first, joined by " < ": as long as the call stack
+    # (the bisection's recursion included), so not bounded like one name.
+    routine: str | None = None
 
     def names(self) -> dict[str, str]:
         """The diagnostics' object names that are set."""

@@ -33,7 +33,6 @@ FAILURE = {
     "peer_mentor_id": MENTOR,
     "operation": "auto_pause",
     "sqlstate": "P0001",
-    "message": "refused",
 }
 ROW = {
     "run_id": RUN,

@@ -232,7 +232,6 @@ def test_batch_answer_is_parsed(transport: SupabaseTransport) -> None:
                         "peer_mentor_id": str(mentor),
                         "operation": "auto_pause",
                         "sqlstate": "P0001",
-                        "message": "no",
                     }
                 ],
             },
