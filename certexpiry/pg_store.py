@@ -16,9 +16,10 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 
 from certexpiry.contract import RPC_SIGNATURES
-from certexpiry.errors import DIAGNOSTIC_NAMES, DatabaseError
+from certexpiry.errors import DatabaseError
 from certexpiry.retry import DEFAULT_RETRY, RetryPolicy
 from certexpiry.store import RpcStore
 
@@ -113,11 +114,13 @@ class PgTransport:
         }
 
         def attempt() -> Any:
-            try:
-                with self._lock:
-                    row = self._connection().execute(statement, values).fetchone()
-            except psycopg.Error as exc:
-                raise database_error(operation, exc) from exc
+            with self._lock:
+                conn: psycopg.Connection[Any] | None = None
+                try:
+                    conn = self._connection()
+                    row = conn.execute(statement, values).fetchone()
+                except psycopg.Error as exc:
+                    raise database_error(operation, exc, conn) from exc
             return None if row is None else row[0]
 
         return self.retry.call(attempt)
@@ -128,22 +131,70 @@ class PgTransport:
             self._conn = None
 
 
-def database_error(operation: str, exc: psycopg.Error) -> DatabaseError:
-    """The store's error for a psycopg one: its diagnostics, and its message as a template."""
-    diag = exc.diag
+def database_error(
+    operation: str, exc: psycopg.Error, conn: psycopg.Connection[Any] | None = None
+) -> DatabaseError:
+    """The store's error for a psycopg one: its SQLSTATE, and the names its diagnostics give
+    (and the functions its CONTEXT names) that the database's catalog has, asked over `conn`.
+
+    Nothing of the error's text is kept: not its message, detail, hint or context, whatever
+    template they reduce to, and no name unchecked (a trigger can set each to any text:
+    ``RAISE ... USING COLUMN = 'Kari Nordmann'``). Without a usable connection, or when the
+    check itself fails, the error carries no names at all.
+    """
     lost = isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None
-    names = {name: getattr(diag, name, None) for name in DIAGNOSTIC_NAMES}
-    message = diag.message_primary or str(exc)
-    if diag.message_detail:  # its template keeps only a key violation's columns
-        message = f"{message}\nDETAIL: {diag.message_detail}"
     return DatabaseError(
         operation,
-        message,
         sqlstate=exc.sqlstate,
         connection_lost=lost,
-        names=names,
-        context=diag.context,
+        names=None if lost else checked_names(conn, exc.diag),
     )
+
+
+ERROR_NAMES = (
+    "constraint_name",
+    "schema_name",
+    "table_name",
+    "column_name",
+    "datatype_name",
+    "routine",
+)
+"""The keys of certexpiry.error_names' answer."""
+
+
+def checked_names(
+    conn: psycopg.Connection[Any] | None, diag: psycopg.errors.Diagnostic
+) -> dict[str, str] | None:
+    """Of an error's diagnostics' names and its context's functions, those the catalog has
+    (certexpiry.error_names, an allow-list), over `conn` if it is usable: open and idle (the
+    transport's connection is autocommit, so idle again after the failed statement). None
+    when there is nothing to check, no usable connection, or the check fails."""
+    fields = (
+        diag.constraint_name,
+        diag.schema_name,
+        diag.table_name,
+        diag.column_name,
+        diag.datatype_name,
+        diag.context,
+    )
+    if not any(fields) or conn is None or conn.closed or conn.broken:
+        return None
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        return None
+    try:
+        row = conn.execute(
+            "select certexpiry.error_names(%s, %s, %s, %s, %s, %s)", fields
+        ).fetchone()
+    except psycopg.Error:
+        return None
+    found = row[0] if row is not None else None
+    if not isinstance(found, dict):
+        return None
+    return {
+        key: value
+        for key, value in found.items()
+        if key in ERROR_NAMES and isinstance(value, str) and value
+    }
 
 
 def pg_store(conninfo: str, **options: Any) -> RpcStore:
