@@ -232,9 +232,9 @@ CATALOGUE: Mapping[Code, CodeInfo] = MappingProxyType(
         ),
         Code.SUPABASE_RPC_FAILED: CodeInfo(
             _E,
-            "A call to Supabase's API failed (operation, http_status, postgrest_code, details, "
-            "hint, sanitised response_body). Transient ones (502/503/504, PGRST000-003) are "
-            "retried, then redelivered by Pub/Sub.",
+            "A call to Supabase's API failed (operation, http_status, postgrest_code, and "
+            "response_body: the body's structure, never its text). Transient ones (502/503/504, "
+            "PGRST000-003) are retried, then redelivered by Pub/Sub.",
             "404 PGRST202: a migration is missing. 401/403: the service-role key or grants. 5xx: "
             "Supabase status.",
         ),
@@ -277,8 +277,11 @@ CATALOGUE: Mapping[Code, CodeInfo] = MappingProxyType(
         ),
         Code.LIBRARY_LOG: CodeInfo(
             _I,
-            "A line from a library logger or from raw stdout/stderr (logger names it).",
-            "Depends on the severity; WARNING/ERROR ones are worth a look.",
+            "A library logged a record, or a line was written to stdout/stderr outside the "
+            "logger (logger names it; sourceLocation where a record was logged). Its text is "
+            "never logged: it may hold anything.",
+            "Depends on the severity; WARNING/ERROR ones are worth a look: reproduce on the "
+            "demo, or read the library's code at sourceLocation.",
         ),
         Code.REMEDIATION_DONE: CodeInfo(
             _I,
@@ -292,7 +295,7 @@ CATALOGUE: Mapping[Code, CodeInfo] = MappingProxyType(
             "migration in the job's own ledger, certexpiry.schema_migrations) is older than the "
             "one this release was built for, or the job is not installed; the function answers "
             "503 and does nothing until it matches (reason names both versions; a failed call's "
-            "HTTP status, PostgREST code and redacted body, or SQLSTATE, come with it).",
+            "HTTP status, PostgREST code and body structure, or SQLSTATE, come with it).",
             "Install or upgrade the job: push its migrations with the app's (certexpiry "
             "export-migrations, then supabase db push from the app's repository) or run "
             "certexpiry migrate with DATABASE_URL set to the database; the next delivery checks "

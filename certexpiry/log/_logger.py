@@ -8,10 +8,11 @@ raises and never waits long (a failed line is counted and reported by the next o
 
 from __future__ import annotations
 
+import inspect
 import sys
 import threading
 import uuid
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 import structlog
 from structlog.types import Processor
@@ -23,14 +24,19 @@ from certexpiry.log._trace import TraceContext
 from certexpiry.log._writer import WRITE_BUDGET_S, FdWriter, Output
 from certexpiry.redact import Secrets
 
-if TYPE_CHECKING:
-    from types import FrameType
-
 
 def new_invocation_id() -> str:
     """A UUID for lines that belong to no run (yet): a process, or an invocation that never
     reaches one (an invalid message or settings), so that every line carries a cron_run_id."""
     return str(uuid.uuid4())
+
+
+def _caller() -> Where | None:
+    """Where the logging method that called this was called from."""
+    frame = inspect.currentframe()
+    for _ in range(2):  # this function's frame, then the logging method's
+        frame = frame.f_back if frame is not None else None
+    return call_site(frame) if frame is not None else None
 
 
 class _Sink:
@@ -115,22 +121,21 @@ class JsonLogger:
 
     def debug(self, code: Code, message: str, **context: object) -> None:
         """Log a DEBUG entry."""
-        self.emit(Severity.DEBUG, code, message, context, where=call_site(sys._getframe(1)))  # noqa: SLF001  # CPython's public-by-convention frame accessor
+        self.emit(Severity.DEBUG, code, message, context, where=_caller())
 
     def info(self, code: Code, message: str, **context: object) -> None:
         """Log an INFO entry."""
-        self.emit(Severity.INFO, code, message, context, where=call_site(sys._getframe(1)))  # noqa: SLF001  # CPython's public-by-convention frame accessor
+        self.emit(Severity.INFO, code, message, context, where=_caller())
 
     def warning(self, code: Code, message: str, **context: object) -> None:
         """Log a WARNING entry."""
-        self.emit(Severity.WARNING, code, message, context, where=call_site(sys._getframe(1)))  # noqa: SLF001  # CPython's public-by-convention frame accessor
+        self.emit(Severity.WARNING, code, message, context, where=_caller())
 
     def error(
         self, code: Code, message: str, *, exc: BaseException | None = None, **context: object
     ) -> None:
         """Log an ERROR entry (Error Reporting); ``exc`` adds its frames as stack_trace."""
-        frame: FrameType = sys._getframe(1)  # noqa: SLF001  # CPython's public-by-convention frame accessor
-        self.emit(Severity.ERROR, code, message, context, exc=exc, where=call_site(frame))
+        self.emit(Severity.ERROR, code, message, context, exc=exc, where=_caller())
 
     def log(
         self,
@@ -143,8 +148,7 @@ class JsonLogger:
     ) -> None:
         """Log at ``severity``, by default the code's severity in the catalogue."""
         chosen = CATALOGUE[code].severity if severity is None else severity
-        frame: FrameType = sys._getframe(1)  # noqa: SLF001  # CPython's public-by-convention frame accessor
-        self.emit(chosen, code, message, context, exc=exc, where=call_site(frame))
+        self.emit(chosen, code, message, context, exc=exc, where=_caller())
 
     def emit(
         self,

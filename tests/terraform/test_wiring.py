@@ -236,8 +236,9 @@ NOT_DEPLOYED = {"__main__": "only opens the ops command line (certexpiry_ops)"}
 
 
 def test_source_archive_lists_every_runtime_module_and_nothing_else(tf: Module) -> None:
-    """The archive is main.py, requirements.txt and each runtime module by name: a module added
-    to certexpiry/ must be listed (or named as not deployed), and no tooling is listed."""
+    """The archive is main.py, requirements.txt and each runtime module by name (subpackages'
+    modules as package/module): a module added to certexpiry/ must be listed (or named as not
+    deployed), and no tooling is listed."""
     archive = tf.data["archive_file"]["source"]
     assert "source_dir" not in archive
     assert "source_file" not in archive
@@ -245,12 +246,11 @@ def test_source_archive_lists_every_runtime_module_and_nothing_else(tf: Module) 
     assert dynamic["for_each"] == "${toset(local.source_files)}"
     assert tf.locals["source_top_level_files"] == ["main.py", "requirements.txt"]
     listed = set(tf.locals["runtime_modules"])
-    on_disk = {p.stem for p in (REPO_ROOT / "certexpiry").glob("*.py")}
+    runtime = REPO_ROOT / "certexpiry"
+    on_disk = {p.relative_to(runtime).with_suffix("").as_posix() for p in runtime.rglob("*.py")}
     assert listed == on_disk - set(NOT_DEPLOYED), listed ^ (on_disk - set(NOT_DEPLOYED))
-    packages = [p for p in (REPO_ROOT / "certexpiry").glob("*/") if p.name != "__pycache__"]
-    assert not packages, "the runtime is a flat package"
     tooling = {p.stem for p in (REPO_ROOT / "certexpiry_ops").rglob("*.py")}
-    assert not (listed & tooling - {"__init__"}), listed & tooling
+    assert not ({name.rpartition("/")[2] for name in listed} & tooling - {"__init__"}), listed
 
 
 def test_scheduler_publishes_the_nightly_message(tf: Module) -> None:
