@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar, get_args
 from uuid import UUID
 
 from pydantic import (
@@ -26,6 +26,7 @@ from pydantic import (
 
 from certexpiry.errors import DIAGNOSTIC_NAMES, ContractError
 from certexpiry.messages import Cursor
+from certexpiry.redact import WORDS
 
 # RPC name -> argument name -> Postgres type (as format_type() spells it), in pg_proc's order.
 # Both adapters send only the arguments the caller names; the others take their SQL default
@@ -499,3 +500,19 @@ ANSWERS: Mapping[str, Answer[Any]] = {
         NIGHT_HISTORY,
     )
 }
+
+
+def _literal_words(*types: Any) -> Iterator[str]:
+    """The string values of Literal types (nested ones too)."""
+    for found in types:
+        for arg in get_args(found):
+            if isinstance(arg, str):
+                yield arg
+            else:
+                yield from _literal_words(arg)
+
+
+# The contract's words may be logged as they are (operation, outcome, status): they are its own
+# constants, never a value read at run time (certexpiry.redact's vocabulary).
+WORDS.add(RPC_SIGNATURES)
+WORDS.add(_literal_words(ClaimOutcome, NightStatus, AuditStatus, Literal["auto_pause", "reminder"]))
