@@ -178,7 +178,7 @@ class RecordFailure(ContractModel):
     routine: str | None = None
 
     def names(self) -> dict[str, str]:
-        """The diagnostics' object names that are set."""
+        """The names that are set (DIAGNOSTIC_NAMES: the diagnostics' and the routine)."""
         found = {key: getattr(self, key) for key in DIAGNOSTIC_NAMES}
         return {key: value for key, value in found.items() if value}
 

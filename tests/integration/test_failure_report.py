@@ -15,6 +15,7 @@ import pytest
 from pydantic import ValidationError
 
 from certexpiry.contract import RecordFailure
+from certexpiry.errors import DIAGNOSTIC_NAMES
 from tests import faults
 from tests.integration.sqlapi import NOW, TODAY, claim, rpc, sweep_all
 from tests.seeding import add_cert
@@ -82,7 +83,11 @@ def test_a_raise_quoting_the_mentor_reports_structure_and_no_value(db: Conn) -> 
         assert value.lower() not in text.lower()
     model = RecordFailure.model_validate({**failure, "routine": routine})
     assert not hasattr(model, "message")
-    assert model.names() == {key: failure[key] for key in NAME_KEYS if key in failure}
+    assert model.names() == {
+        key: value
+        for key, value in {**failure, "routine": routine}.items()
+        if key in DIAGNOSTIC_NAMES
+    }
 
 
 def test_names_a_trigger_made_up_are_not_reported(db: Conn) -> None:
