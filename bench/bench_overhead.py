@@ -3,7 +3,7 @@
 A run over N actionable certifications (default 10,000) on the embedded Postgres, through the
 same `handle_event` the function runs, in one segment, with the logger writing to /dev/null
 (a real write and flush per line, as to a pipe). Timed during the run: every logger call
-(`JsonLogger._log`, wrapped for the run), the monitoring RPC and the audit upsert (a store
+(`JsonLogger.emit`, wrapped for the run), the monitoring RPC and the audit upsert (a store
 wrapper), against the run's wall time. Median of `repeats` runs, each on a fresh copy of the
 same seeded database.
 
@@ -104,17 +104,17 @@ class TimedStore:
 @contextmanager
 def timed_logging(timer: Timer) -> Iterator[None]:
     """Time every JsonLogger entry (build, sanitise, encode, write) while the block runs."""
-    original = JsonLogger._log
+    original = JsonLogger.emit
 
-    def _log(self: JsonLogger, *args: Any, **kwargs: Any) -> None:
+    def emit(self: JsonLogger, *args: Any, **kwargs: Any) -> None:
         with timer.time("logging"):
             original(self, *args, **kwargs)
 
-    JsonLogger._log = _log  # type: ignore[method-assign]
+    JsonLogger.emit = emit  # type: ignore[method-assign]
     try:
         yield
     finally:
-        JsonLogger._log = original  # type: ignore[method-assign]
+        JsonLogger.emit = original  # type: ignore[method-assign]
 
 
 def seed_actionable(conn: psycopg.Connection[Any], count: int) -> None:

@@ -134,8 +134,14 @@ class RpcError(StoreError):
         postgrest_code: str | None = None,
         transient: bool = False,
     ) -> None:
-        status = f" (HTTP {http_status})" if http_status is not None else ""
-        super().__init__(operation, f"{operation} failed{status}", transient=transient)
+        said = ", ".join(
+            part
+            for part in (http_status and f"HTTP {http_status}", postgrest_code)
+            if isinstance(part, str)
+        )
+        super().__init__(
+            operation, f"{operation} failed ({said or 'no answer'})", transient=transient
+        )
         self.http_status = http_status
         self.body = body
         self.postgrest_code = postgrest_code

@@ -28,11 +28,13 @@ EXIT_MISSED = 1
 EXIT_USAGE = 2
 
 
-# What an unmigrated (or older) database answers: no service_role, no function, no table.
+# What an unmigrated (or older) database answers: no service_role, no function, no table; as
+# libpq says it, or by SQLSTATE and PostgREST code in the store errors' own words (22023: the
+# role service_role does not exist; 42883 function, 3F000 schema, 42P01 table).
 _UNMIGRATED = re.compile(
     r'role "service_role" does not exist|function public\.\w+\(.*\) does not exist'
     r'|PGRST202|Could not find the function|schema "certexpiry" does not exist'
-    r'|relation "public\.\w+" does not exist',
+    r'|relation "public\.\w+" does not exist|SQLSTATE (?:22023|42883|3F000|42P01)\b',
     re.IGNORECASE,
 )
 

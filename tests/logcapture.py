@@ -24,11 +24,11 @@ class CapturedLog:
     def __init__(self, secrets: tuple[str, ...] = ()) -> None:
         self.stream = io.StringIO()
         self.secrets = secrets
-        secrets = Secrets()
+        registry = Secrets()
         for secret in secrets:
-            secrets.register(secret)
+            registry.register(secret)
         self.logger = JsonLogger(
-            secrets=secrets,
+            secrets=registry,
             service="certexpiry-test",
             version="test",
             project="test-project",

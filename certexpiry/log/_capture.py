@@ -142,6 +142,14 @@ class _Installation:
         self.writer: FdWriter | None = None
         self._traceback: dict[str, list[str]] = {}
 
+    def current(self) -> JsonLogger:
+        """The logger for a hook or a warning: bound to the run of the calling context."""
+        bound = structlog.contextvars.get_contextvars()
+        run_id = bound.get("run_id")
+        if run_id is None:
+            return self.logger
+        return self.logger.bind(run_id=run_id, trace=bound.get("trace"))
+
     def excepthook(
         self, exc_type: type[BaseException], exc: BaseException | None, tb: TracebackType | None
     ) -> None:
@@ -181,7 +189,7 @@ class _Installation:
     ) -> None:
         if exc is not None and tb is not None:
             exc = exc.with_traceback(tb)
-        self.logger.emit(
+        self.current().emit(
             Severity.ERROR,
             Code.UNEXPECTED_EXCEPTION,
             message,
@@ -200,7 +208,7 @@ class _Installation:
         line: str | None = None,
     ) -> None:
         """warnings.showwarning: the category and where, never the warning's text."""
-        self.logger.emit(
+        self.current().emit(
             Severity.WARNING,
             Code.LIBRARY_LOG,
             "A warning was issued; its text is not logged (see error_type and sourceLocation).",

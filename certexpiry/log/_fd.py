@@ -410,7 +410,7 @@ class FdCapture:
         _retire_std_fds()
         self.drain(_EXIT_DRAIN_S)
 
-    def _forked(self) -> None:
+    def after_fork_in_child(self) -> None:
         """In a forked child: fresh lock; the parent's reader (gone here) keeps the pipes."""
         self._lock = threading.Lock()
         if self._state is not None:
@@ -422,7 +422,7 @@ _LIVE: weakref.WeakSet[FdCapture] = weakref.WeakSet()
 
 def _after_fork_in_child() -> None:
     for capture in list(_LIVE):
-        capture._forked()  # noqa: SLF001  # the module's own fork hook
+        capture.after_fork_in_child()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -15,7 +15,7 @@ import select
 import stat
 import threading
 import time
-from typing import TextIO
+from typing import TextIO, cast
 
 WRITE_BUDGET_S = 0.05
 """Longest a single line may wait for a stalled pipe, or for another thread's write."""
@@ -83,6 +83,8 @@ class Output:
         self.dropped = 0
         self.unreported = 0
         self._fd_writer = FdWriter(target) if isinstance(target, int) else None
+        self._stream: object = None  # the last text stream seen, and its bounded writer
+        self._stream_writer: FdWriter | None = None
 
     def count_drop(self) -> None:
         """Count a dropped line; the next line that gets through reports it."""
@@ -98,14 +100,28 @@ class Output:
     def put(self, text: str, fallback: TextIO | FdWriter | None) -> bool:
         """Write ``text`` (whole lines) to the target, or to ``fallback`` when the target is
         None; False if it did not go out."""
-        if self._fd_writer is not None:
-            return self._fd_writer.write(text.encode("utf-8", "backslashreplace"))
-        stream = self.target if self.target is not None else fallback
-        if isinstance(stream, FdWriter):
-            return stream.write(text.encode("utf-8", "backslashreplace"))
+        target = self._fd_writer if self._fd_writer is not None else self.target
+        target = target if target is not None else fallback
+        writer = target if isinstance(target, FdWriter) else self._writer_of(target)
+        if writer is not None:
+            return writer.write(text.encode("utf-8", "backslashreplace"))
         try:
-            stream.write(text)  # type: ignore[union-attr]  # None fails like a broken stream
-            stream.flush()  # type: ignore[union-attr]
+            cast(TextIO, target).write(text)  # None fails like a broken stream
+            cast(TextIO, target).flush()
         except Exception:  # noqa: BLE001  # whatever the stream raises, the line is dropped
             return False
         return True
+
+    def _writer_of(self, stream: object) -> FdWriter | None:
+        """The bounded writer for a text stream over a pipe or a socket (the stream's own write
+        would block on a stalled reader), else None; remembered for the last stream seen."""
+        if stream is not self._stream:
+            self._stream, self._stream_writer = stream, None
+            try:
+                fd = stream.fileno()  # type: ignore[attr-defined]  # any stream, or none
+                if stat.S_ISFIFO(os.fstat(fd).st_mode) or stat.S_ISSOCK(os.fstat(fd).st_mode):
+                    stream.flush()  # type: ignore[attr-defined]  # what it buffered goes first
+                    self._stream_writer = FdWriter(fd)
+            except Exception:  # noqa: BLE001  # no fileno (StringIO), closed: a plain stream
+                self._stream_writer = None
+        return self._stream_writer

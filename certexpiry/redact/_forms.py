@@ -42,7 +42,7 @@ _PUBSUB_ID = re.compile(r"[0-9]{1,32}")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # A Pub/Sub topic or subscription: names an operator configured, not data the job reads.
 _RESOURCE = re.compile(
-    r"projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/(?:topics|subscriptions)/[A-Za-z][\w.~+%-]{2,254}"
+    r"projects/[a-z][a-z0-9-]{0,28}[a-z0-9]/(?:topics|subscriptions)/[A-Za-z][\w.~+%-]{2,254}"
 )
 
 

@@ -188,14 +188,19 @@ as $$
                    or not exists (select from named_tables)))),
         'datatype_name', (select p_datatype where exists (
             select from pg_catalog.pg_type t where t.typname = p_datatype)),
-        'routine', (select string_agg(coalesce(r.schema_name || '.', '') || r.name, ' < '
-                                      order by r.at)
-                    from routines r)))
+        -- A function calling itself (the isolation's halving) is named once per run of calls,
+        -- so a row's routine reads the same wherever it sat in its batch.
+        'routine', (select string_agg(q.qualified, ' < ' order by q.at)
+                    from (select r.at, coalesce(r.schema_name || '.', '') || r.name as qualified,
+                                 lag(coalesce(r.schema_name || '.', '') || r.name)
+                                     over (order by r.at) as previous
+                          from routines r) q
+                    where q.previous is distinct from q.qualified)))
 $$;
 comment on function certexpiry.error_names(text, text, text, text, text, text) is
     'The names an error''s diagnostics give (constraint, schema, table, column, datatype) and '
     'the functions its context names (routine: schema.name or name, innermost first, joined '
-    'by " < "), each only if the catalog has it: an allow-list, because a trigger can set '
+    'by " < ", a repeated call named once), each only if the catalog has it: an allow-list, because a trigger can set '
     'every one of these fields to any text (RAISE ... USING COLUMN = ''Kari Nordmann''), and '
     'the context quotes statements. A name the catalog lacks, null or empty, is left out.';
 

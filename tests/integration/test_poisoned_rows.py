@@ -246,7 +246,7 @@ def _innermost(failure: dict[str, Any]) -> str:
 
 def _failed(failures: list[dict[str, Any]]) -> dict[str, tuple[str, str, str | None]]:
     """The failures by certification id: operation, SQLSTATE, innermost routine."""
-    found = {
+    found: dict[str, tuple[str, str, str | None]] = {
         f["certification_id"]: (f["operation"], f["sqlstate"], _innermost(f)) for f in failures
     }
     assert len(found) == len(failures)  # each certification reported once

@@ -10,6 +10,7 @@ import pytest
 
 from certexpiry.errors import InvalidMessage
 from certexpiry.messages import PUBSUB_EVENT_TYPE, NightlyTrigger, Resume, decode
+from certexpiry.redact import WITHHELD, allowed
 from certexpiry_ops.local import pubsub_event_data
 
 NOW = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)
@@ -34,8 +35,9 @@ def test_empty_json_object_is_not_a_trigger() -> None:
         decode(PUBSUB_EVENT_TYPE, _data(b"{}"), now=NOW)
     assert caught.value.log_context() == {
         "reason": "message body has no known kind: this function takes kind nightly or resume",
-        "message_id": "[not a Pub/Sub message id]",
+        "message_id": "m-42",  # kept raw here: the log's message_id form withholds it
     }
+    assert allowed("message_id", "m-42") == WITHHELD
 
 
 def test_continuation_round_trips() -> None:
@@ -112,14 +114,16 @@ def test_wrong_event_type_is_rejected() -> None:
 
 
 def test_message_id_is_carried_in_the_error() -> None:
-    """The InvalidMessage carries the message id for the log line, replaced whole unless it has
-    Pub/Sub's shape (decimal digits): an invalid message's id is anyone's text."""
+    """The InvalidMessage carries the message id for the log line, where the message_id form
+    withholds it unless it has Pub/Sub's shape (decimal digits) or a UUID's: an invalid
+    message's id is anyone's text."""
     with pytest.raises(InvalidMessage) as caught:
         decode(PUBSUB_EVENT_TYPE, _data(b"{bad"), now=NOW)
     assert caught.value.log_context() == {
         "reason": "message body is not JSON",
-        "message_id": "[not a Pub/Sub message id]",
+        "message_id": "m-42",  # kept raw here: the log's message_id form withholds it
     }
+    assert allowed("message_id", "m-42") == WITHHELD
 
 
 @pytest.mark.parametrize("segment", [0, -1])
@@ -131,7 +135,7 @@ def test_segment_bounds(segment: int) -> None:
     ).encode()
     with pytest.raises(InvalidMessage) as caught:
         decode(PUBSUB_EVENT_TYPE, _data(body), now=NOW)
-    assert caught.value.reason == "message body has the wrong shape at resume.segment"
+    assert caught.value.reason.startswith("message body has the wrong shape at resume.segment (")
 
 
 @pytest.mark.parametrize("segment", ["1", 1.0, True, "01", " 1"])
@@ -142,7 +146,7 @@ def test_segment_is_strictly_an_integer(segment: object) -> None:
     body = json.dumps({"kind": "resume", "run_id": run_id, "segment": segment, "cursor": None})
     with pytest.raises(InvalidMessage) as caught:
         decode(PUBSUB_EVENT_TYPE, _data(body.encode()), now=NOW)
-    assert caught.value.reason == "message body has the wrong shape at resume.segment"
+    assert caught.value.reason.startswith("message body has the wrong shape at resume.segment (")
     own = json.dumps({"kind": "resume", "run_id": run_id, "segment": 1, "cursor": None})
     _, message = decode(PUBSUB_EVENT_TYPE, _data(own.encode()), now=NOW)
     assert isinstance(message, Resume)

@@ -7,6 +7,7 @@ from datetime import date
 
 from certexpiry.errors import RpcError
 from certexpiry.monitoring import monitor_and_audit
+from certexpiry.redact import body_shape
 from certexpiry.store import MissedReport
 from certexpiry_ops.fakes import FakeStore
 from tests.logcapture import CapturedLog
@@ -72,9 +73,7 @@ def test_many_missed_ids_are_capped_in_the_line_but_full_in_the_row() -> None:
 
 def test_monitoring_failure_is_a_warning_and_the_row_says_so() -> None:
     """A failing monitoring query logs MONITORING_FAILED (WARNING) and never raises."""
-    error = RpcError(
-        "get_missed_auto_pauses", "boom", http_status=500, response_body='{"code":"XX000"}'
-    )
+    error = RpcError("get_missed_auto_pauses", http_status=500, body=body_shape('{"code":"XX000"}'))
     store, log = FakeStore(raises={"missed_auto_pauses": error}), CapturedLog()
     outcome = _run(store, log)
     failed = log.with_code("MONITORING_FAILED")[0]
@@ -100,7 +99,7 @@ def test_a_stopped_night_is_audited_failed_whatever_monitoring_found() -> None:
     ids = [str(uuid.uuid4())]
     for store in (
         FakeStore(missed=MissedReport(1, ids)),
-        FakeStore(raises={"missed_auto_pauses": RpcError("get_missed_auto_pauses", "x")}),
+        FakeStore(raises={"missed_auto_pauses": RpcError("get_missed_auto_pauses")}),
     ):
         log = CapturedLog()
         outcome = monitor_and_audit(

@@ -28,11 +28,7 @@ def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.reminder_days == (14, 7, 1)
     assert settings.batch_size == 25
     assert settings.continuation_topic == "projects/p/topics/t"
-    assert settings.secret_values() == [
-        "postgresql://u:pw-secret-123@db/x",
-        "u:pw-secret-123",
-        "pw-secret-123",
-    ]
+    assert settings.secret_values() == ["postgresql://u:pw-secret-123@db/x"]
     assert "pw-secret-123" not in repr(settings)
 
 
@@ -86,7 +82,7 @@ def test_settings_are_stripped_of_surrounding_whitespace(monkeypatch: pytest.Mon
     assert settings.continuation_topic == "projects/p/topics/t"
     assert settings.batch_size == 25
     assert settings.secret_values()[0] == url
-    cleaned = shared_secrets().clean(f"connect to {url} failed, password pw-strip-secret-42")
+    cleaned = shared_secrets().scrub(f"connect to {url} failed, password pw-strip-secret-42")
     assert "pw-strip-secret-42" not in cleaned
     assert url not in cleaned
 

@@ -60,8 +60,9 @@ def test_rpc_request_shape_and_json_answer(transport: SupabaseTransport) -> None
 def test_postgrest_json_error_keeps_status_body_code_details_hint(
     transport: SupabaseTransport,
 ) -> None:
-    """A 404 PGRST202 (function missing after a bad migration) is not retried and keeps every
-    field, as its template: PostgREST's details and hint are free text (issue 11)."""
+    """A 404 PGRST202 (function missing after a bad migration) is not retried and keeps the
+    status, the code and the body's structure: PostgREST's message, details and hint are free
+    text and are never kept (issue 22)."""
     body = {
         "code": "PGRST202",
         "details": "Searched for the function public.get_missed_auto_pauses with parameters p_timezone, p_today",
@@ -75,16 +76,14 @@ def test_postgrest_json_error_keeps_status_body_code_details_hint(
     assert route.call_count == 1
     assert error.http_status == 404
     assert error.postgrest_code == "PGRST202"
-    assert error.details == "[detail]"
-    assert error.hint == "[hint]"
-    assert str(error) == body["message"]  # no value in it: the template is the message
-    assert error.response_body is not None
-    assert json.loads(error.response_body) == {
+    assert error.body == {
+        "length": len(json.dumps(body, separators=(",", ":"))),
+        "content_type": "application/json",
+        "keys": ["code", "details", "hint", "message"],
+        "other_keys": 0,
         "code": "PGRST202",
-        "details": "[detail]",
-        "hint": "[hint]",
-        "message": body["message"],
     }
+    assert str(error) == "get_missed_auto_pauses failed (HTTP 404, PGRST202)"
     assert error.transient is False
     assert error.log_context()["http_status"] == 404
 
@@ -166,8 +165,7 @@ def test_gateway_html_502_is_kept_as_body_and_retried(transport: SupabaseTranspo
         transport.call("get_missed_auto_pauses", {})
     assert route.call_count == FAST.attempts
     assert caught.value.http_status == 502
-    assert caught.value.response_body is not None
-    assert "<title>? Bad Gateway</title>" in caught.value.response_body
+    assert caught.value.body == {"length": len(HTML_502), "content_type": "text/html"}
 
 
 @respx.mock

@@ -322,10 +322,8 @@ def test_retry_context_is_codes_never_text() -> None:
     """Whatever the database said, the retry's context holds no message or detail."""
     error = DatabaseError(
         "process_expiry_batch",
-        "could not serialize access",
         sqlstate="40001",
-        names={"table_name": "certifications"},
-        context="PL/pgSQL function certexpiry.apply_effects(uuid) line 3",
+        names={"table_name": "certifications", "routine": "certexpiry.apply_effects"},
     )
     assert error.retry_context() == {
         "operation": "process_expiry_batch",
