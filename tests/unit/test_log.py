@@ -405,24 +405,23 @@ class Unprintable:
         raise RuntimeError(PLANTED)
 
 
-class Incomparable:
-    def __eq__(self, other: object) -> bool:
+class UnprintableCode:
+    def __str__(self) -> str:
         raise LookupError(PLANTED)
-
-    __hash__ = object.__hash__
 
 
 @pytest.mark.parametrize(
-    ("message", "context", "failure"),
-    [(Unprintable(), {}, "RuntimeError"), ("fine", {"logger": Incomparable()}, "LookupError")],
+    ("message", "code", "failure"),
+    [(Unprintable(), Code.BATCH_DONE, "RuntimeError"), ("fine", UnprintableCode(), "LookupError")],
 )
 def test_a_failure_while_building_gives_a_minimal_line(
-    message: object, context: dict[str, object], failure: str
+    message: object, code: object, failure: str
 ) -> None:
-    """A bug while building an entry never raises: a minimal UNEXPECTED_EXCEPTION line at the
-    same severity, with the failure's type and nothing of the input."""
+    """A bug while building an entry (a message or a code whose text cannot be had) never
+    raises: a minimal UNEXPECTED_EXCEPTION line at the same severity, with the failure's type
+    and nothing of the input."""
     logger, buffer = make(run_id=RUN_1)
-    logger.warning(Code.BATCH_DONE, message, **context)  # type: ignore[arg-type]
+    logger.warning(code, message, segment=1)  # type: ignore[arg-type]
     (entry,) = parse(buffer.getvalue())
     assert (entry["severity"], entry["error_code"]) == ("WARNING", "UNEXPECTED_EXCEPTION")
     assert entry["message"] == "log entry could not be built"
