@@ -175,11 +175,7 @@ CONTEXT_FORMS: Mapping[str, Form] = {
     "timezone": _one_of(_zones),
     "error_type": _one_of(_exception_names),
     # A logger the process's code created, or one of the two streams.
-    "logger": _kept_if(
-        lambda value: (
-            value in ("stdout", "stderr", "root") or value in logging.Logger.manager.loggerDict
-        )
-    ),
+    "logger": _one_of(lambda: {"stdout", "stderr", "root", *logging.Logger.manager.loggerDict}),
     # The name of a thread alive now (the hook that reports it runs in it).
     "thread": _one_of(lambda: {thread.name for thread in threading.enumerate()}),
     "response_body": lambda value: dict(value) if isinstance(value, BodyShape) else WITHHELD,
