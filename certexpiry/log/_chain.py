@@ -10,7 +10,6 @@ The event dict they pass on holds: ``event`` (the message: the project's own wor
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -172,8 +171,3 @@ def minimal_line(service: Service, run_id: str, severity: Severity, failure: Exc
         "run_id": run_id,
     }
     return service.render(None, "", service.cloud_logging(None, "", add_timestamp(None, "", event)))
-
-
-def context_of(mapping: Mapping[str, object]) -> dict[str, object]:
-    """A caller's keyword arguments as the chain's ``context`` (a copy it may change)."""
-    return dict(mapping)
