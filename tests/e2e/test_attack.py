@@ -1,7 +1,11 @@
 """The attack suite of issue 11: PII and secrets planted everywhere a line can come from, the
 real function (a functions-framework process) and the CLI run over them, and no line holds any
-of it; while what an engineer needs (UUIDs, SQLSTATEs, function names in CONTEXT, key columns,
-durations, byte counts, dates) is still there, and every line carries a cron_run_id.
+of it; while what an engineer needs (UUIDs, SQLSTATEs, function names in CONTEXT, the names of
+real constraints and tables, durations, counts) is still there, and every line carries a
+cron_run_id. Since issue 22 no text from outside the project's code is logged (a DETAIL, a
+printed line, an exception's message, an error body's values): the checks look for what stays
+instead. The names in every case and script, fields a trigger sets, a C-locale database, writes
+below Python's streams and gRPC's debug log: tests/e2e/test_attack_forms.py.
 
 Planted: a name (the failing mentor's and another's), national ids glued to letters and
 decimals, with a space, a D-number, e-mails (plain, quoted, with a slash, IDN, URL-encoded),
@@ -15,142 +19,35 @@ Supabase's place) and Pub/Sub message ids.
 
 from __future__ import annotations
 
-import io
 import json
-import os
-import threading
 import uuid
-from collections.abc import Iterator
 from datetime import date, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
-from certexpiry_ops.cli import main as cli_main
-from certexpiry_ops.console import CliIO
 from certexpiry_ops.harness import FunctionProcess, function_env
 from certexpiry_ops.pubsub_fake import FakePubSub
 from tests import faults
 from tests.chain import NIGHTLY
 from tests.clock import OrgDay
-from tests.seeding import add_cert, add_mentor
-
-Conn = psycopg.Connection[Any]
-ROOT = Path(__file__).resolve().parents[2]
-UUID_RE = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
-
-NAME = "Ragnhild Plantedottir"
-OTHER = "Ola Fremmedsen"
-NATIONAL_ID = "01019012345"
-EMAIL = "ragnhild@example.no"
-PASSWORD = "Hunter2Secret"
-AT_PASSWORD_URL = "postgresql://postgres:Secret1x@Pa55wd@127.0.0.1:1/postgres"
-NON_URL_SECRET = "hunter2xyzzy"
-JWT = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2lnbmF0dXJlLWF0dGFjaw"
-SB_KEY = "sb_secret_attackattack1234567"
-PLANTED = [
-    NAME,
-    OTHER,
-    NATIONAL_ID,
-    "fnrA01019012345",
-    "01019012345b",
-    "id 01019012345.5",
-    "010190 12345",
-    "d-nr 41019012345",
+from tests.e2e.attack_support import (
+    AT_PASSWORD_URL,
     EMAIL,
-    '"ragnhild.p"@example.no',
-    "ragnhild/p@example.no",
-    "ragnhild@øl.no",
-    "ragnhild%40example.no",
-    "+47 912 34 567",
-    "+4791234567",
-    "91234567",
-    "912 34 567",
-    "912-34-567",
-    "9123 4567",
-    f"the DB password is {PASSWORD}",
+    FORBIDDEN,
     JWT,
-    SB_KEY,
-    f"Authorization: Bearer {JWT}",
-]
-PLANT = " | ".join(PLANTED)
-# Supabase's body: everything but the database password, which that deployment does not have
-# (a password is recognised by value only where it is configured).
-BODY_PLANT = " | ".join(value for value in PLANTED if PASSWORD not in value)
-# What must not be found in any line, whatever surrounds it (case-insensitive).
-FORBIDDEN = [
-    "ragnhild",
-    "plantedottir",
-    "fremmedsen",
-    "01019012345",
-    "010190 12345",
-    "41019012345",
-    "91234567",
-    "912 34 567",
-    "912-34-567",
-    "9123 4567",
-    "+47 912",
-    PASSWORD.lower(),
-    "secret1x",
-    "pa55wd",
+    NAME,
+    NATIONAL_ID,
     NON_URL_SECRET,
-    "eyjyb2xlijoic2vydmljzv9yb2xlin0",
-    "c2lnbmf0dxjllwf0dgfjaw",
-    "attackattack",
-]
-# A line the noise writes that must keep its useful parts: a byte count, a duration, a date.
-USEFUL = "read 2048 bytes in 1500 ms on 30112026"
-
-SITECUSTOMIZE = '''
-"""Loaded by the function process (PYTHONPATH): noise with planted values at every batch."""
-import logging, os, sys, threading, traceback, warnings
-from certexpiry import pg_store
-
-PLANT = os.environ["ATTACK_PLANT"]
-_call = pg_store.PgTransport.call
-
-
-def _boom():
-    raise RuntimeError("thread: " + PLANT)
-
-
-def call(self, operation, params):
-    if operation == "process_expiry_batch":
-        print("print: " + PLANT)
-        print(os.environ["ATTACK_USEFUL"])
-        logging.getLogger("psycopg").warning("library: %s", PLANT)
-        logging.getLogger("httpx").error("library error: " + PLANT)
-        warnings.warn("warning: " + PLANT, UserWarning)
-        sys.stderr.write("stderr: " + PLANT + "\\n")
-        thread = threading.Thread(target=_boom, name="attack")
-        thread.start()
-        thread.join()
-        try:
-            raise ValueError("printed: " + PLANT)
-        except ValueError:
-            traceback.print_exc()
-    if operation == "claim_continuation":
-        raise ValueError("the DB password is " + os.environ["ATTACK_PASSWORD"] + ": " + PLANT)
-    return _call(self, operation, params)
-
-
-pg_store.PgTransport.call = call
-'''
-
-
-@pytest.fixture
-def noise(tmp_path: Path) -> dict[str, str]:
-    """The environment that makes the function process load the noise."""
-    (tmp_path / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
-    return {
-        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
-        "ATTACK_PLANT": PLANT,
-        "ATTACK_USEFUL": USEFUL,
-        "ATTACK_PASSWORD": PASSWORD,
-    }
+    PASSWORD,
+    PLANT,
+    SB_KEY,
+    Conn,
+    cli_lines,
+)
+from tests.e2e.attack_support import noise as noise  # the fixture, shared
+from tests.e2e.attack_support import supabase as supabase  # the fixture, shared
+from tests.seeding import add_cert, add_mentor
 
 
 def _leaks(lines: list[str]) -> list[tuple[str, str]]:
@@ -175,6 +72,15 @@ def _attack_db(db: Conn, today: date) -> tuple[uuid.UUID, uuid.UUID, faults.Faul
     checked = add_cert(db, mentor, today - timedelta(days=3))
     for i in range(4):
         add_cert(db, add_mentor(db, name=f"Ola Testesen {i}"), today - timedelta(days=1))
+    # The objects the triggers below name are real (issue 22: a name is logged only if the
+    # catalog has it), so the checks of their names hold under the allow-list too.
+    db.execute(
+        "alter table public.certifications add constraint certifications_attack_check"
+        " check (status is not null)"
+    )
+    db.execute(
+        "alter table public.peer_mentors add constraint peer_mentors_email_key unique (id, email)"
+    )
     db.execute("create table public.attack_plant (text text)")
     db.execute("insert into public.attack_plant values (%s)", (PLANT,))
     mentor_and_plant = "m record; p text := (select text from public.attack_plant);"
@@ -224,6 +130,11 @@ def _attack_db(db: Conn, today: date) -> tuple[uuid.UUID, uuid.UUID, faults.Faul
     return raised, checked, claim_refused
 
 
+def _innermost(routine: str) -> str:
+    """The innermost function of a `routine` field (the context's chain, innermost first)."""
+    return routine.split(" < ")[0]
+
+
 def _entries(function: FunctionProcess) -> list[dict[str, Any]]:
     entries = []
     for stream, line in function.lines:
@@ -271,9 +182,16 @@ def test_the_function_leaks_nothing_and_keeps_what_is_useful(
         assert uuid.UUID(entry["cron_run_id"])
         assert entry["logging.googleapis.com/labels"]["cron_run_id"] == entry["cron_run_id"]
     run_id = next(e["cron_run_id"] for e in entries if e["error_code"] == "RUN_COMPLETED")
-    noisy = [e for e in entries if "2048 bytes" in e["message"]]
-    assert noisy
-    assert {e["cron_run_id"] for e in noisy} == {run_id}
+    # The lines the noise wrote to stdout and stderr (issue 22: their text is not logged, so
+    # they are known by where they came from; the USEFUL line among them).
+    noisy = [e for e in entries if e["context"].get("logger") in ("stdout", "stderr")]
+    assert len(noisy) >= 3  # print x 2, sys.stderr.write, the printed traceback
+    strays = [
+        (e["error_code"], e["context"].get("logger") or e["context"].get("thread"))
+        for e in noisy + [e for e in entries if e["context"].get("thread") == "attack"]
+        if e["cron_run_id"] != run_id
+    ]
+    assert not strays, f"lines written during the run without the run's id: {strays}"
     for kind in ("UNEXPECTED_EXCEPTION", "LIBRARY_LOG"):
         assert any(e["cron_run_id"] == run_id for e in entries if e["error_code"] == kind)
 
@@ -283,8 +201,7 @@ def test_the_function_leaks_nothing_and_keeps_what_is_useful(
     assert claim["context"]["sqlstate"] == "23505"
     assert claim["context"]["constraint_name"] == "peer_mentors_email_key"
     assert claim["context"]["table_name"] == "peer_mentors"
-    assert "Key (email)=(?) already exists" in claim["context"]["details"]
-    assert "public.attack_claim()" in claim["context"]["routine"]
+    assert "public.attack_claim" in claim["context"]["routine"]
     assert "Traceback (most recent call last)" in claim["stack_trace"]
 
     # Phase B: the refused rows, by id, SQLSTATE, names and routine.
@@ -295,7 +212,7 @@ def test_the_function_leaks_nothing_and_keeps_what_is_useful(
     }
     assert set(failures) == {str(raised), str(checked)}
     assert failures[str(raised)]["sqlstate"] == "P0001"
-    assert failures[str(raised)]["routine"] == "public.attack_refuse"
+    assert _innermost(failures[str(raised)]["routine"]) == "public.attack_refuse"
     assert failures[str(checked)]["sqlstate"] == "23514"
     assert failures[str(checked)]["constraint_name"] == "certifications_attack_check"
     assert failures[str(checked)]["column_name"] == "status"
@@ -305,58 +222,24 @@ def test_the_function_leaks_nothing_and_keeps_what_is_useful(
         for e in entries
         if e["error_code"] == "BATCH_DONE"
     )
-    assert any(USEFUL in e["message"] for e in noisy)  # bytes, duration and date kept
     thread = [e for e in entries if e["context"].get("thread") == "attack"]
     assert thread[0]["error_code"] == "UNEXPECTED_EXCEPTION"
 
-    # The continuation's Python exception: frames and type kept, message templated.
+    # The continuation's Python exception: frames and type kept, its message not.
     unexpected = [
         e
         for e in entries
         if e["error_code"] == "UNEXPECTED_EXCEPTION"
         and "claim_continuation" in e.get("stack_trace", "")
     ]
-    assert unexpected[0]["stack_trace"].rstrip().splitlines()[-1].startswith("ValueError: ")
+    assert unexpected[0]["stack_trace"].rstrip().splitlines()[-1].startswith("ValueError")
     assert ", in handle_event\n" in unexpected[0]["stack_trace"]
 
     # Message ids: Pub/Sub's shape kept, anything else replaced.
     started = [e for e in entries if e["error_code"] == "RUN_STARTED"]
     assert started[0]["context"]["message_id"] == "4242424242424242"
     invalid = [e for e in entries if e["error_code"] == "INVALID_MESSAGE"]
-    assert invalid[0]["context"]["message_id"] == "[not a Pub/Sub message id]"
-
-
-class _SupabaseDown(BaseHTTPRequestHandler):
-    """Supabase's HTTP API answering every RPC with an error body quoting the planted values."""
-
-    def do_POST(self) -> None:  # http.server's name
-        self.rfile.read(int(self.headers.get("content-length") or 0))
-        body = json.dumps(
-            {
-                "code": "23505",
-                "message": f'duplicate key value violates unique constraint "m_k" {BODY_PLANT}',
-                "details": f"Key (email)=({EMAIL}) already exists. {BODY_PLANT}",
-                "hint": f"Ask {NAME}: {BODY_PLANT}",
-            }
-        ).encode()
-        self.send_response(409)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_args: Any) -> None:
-        """Silent: the test reads the function's lines, not the server's."""
-
-
-@pytest.fixture
-def supabase() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _SupabaseDown)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    assert invalid[0]["context"]["message_id"].startswith("[")  # a marker, not the id
 
 
 @pytest.mark.parametrize("backend", ["supabase", "password with @", "non-URL secret"])
@@ -390,13 +273,9 @@ def test_error_bodies_and_connection_secrets_leak_nothing(
         assert error["error_code"] == "SUPABASE_RPC_FAILED"
         assert error["context"]["http_status"] == 409
         assert error["context"]["postgrest_code"] == "23505"
-        assert error["context"]["details"] == "Key (email)=(?) already exists"
-
-
-def _cli(*args: str) -> list[str]:
-    stdout, stderr = io.StringIO(), io.StringIO()
-    cli_main(list(args), cli_io=CliIO(stdout=stdout, stderr=stderr))
-    return stdout.getvalue().splitlines() + stderr.getvalue().splitlines()
+        # The body by its structure (issue 22): its keys are named, their text is not.
+        body = json.dumps(error["context"]["response_body"])
+        assert all(key in body for key in ("code", "details", "hint", "message"))
 
 
 def test_the_cli_leaks_nothing(
@@ -409,14 +288,14 @@ def test_the_cli_leaks_nothing(
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ORG_TIMEZONE", org.timezone)
     monkeypatch.setenv("DATABASE_URL", f"{database_url} password={PASSWORD}")
-    lines = _cli("run", "--json")
+    lines = cli_lines("run", "--json")
     claim_refused.remove()
-    lines += _cli("run", "--json")
+    lines += cli_lines("run", "--json")
     assert any("DB_OPERATION_FAILED" in line for line in lines)
     for bad in (AT_PASSWORD_URL, NON_URL_SECRET):
         monkeypatch.setenv("DATABASE_URL", bad)
-        lines += _cli("check")
-        lines += _cli("run")
+        lines += cli_lines("check")
+        lines += cli_lines("run")
     assert _leaks(lines) == []
 
 
