@@ -2,17 +2,23 @@
 
 In-process tests install the capture over whatever pytest has on fds 1 and 2 (its capture
 files, or the terminal with -s) and uninstall it afterwards, which puts those back; they write
-with ``os.write`` (pytest points ``sys.stdout`` at its own file, not at fd 1). The end-to-end
-promises (print, C-level writes, a shell child, a daemon thread at exit, fork) are checked on
-real child processes that load ``_fd.py`` by path, so they need nothing else of certexpiry.
+with ``os.write`` (pytest points ``sys.stdout`` at its own file, not at fd 1). They use the
+public interface only: the exit hook is the function install hands to ``atexit.register``, the
+fork hook is ``after_fork_in_child``. The end-to-end promises (print, C-level writes, a shell
+child, a daemon thread at exit, fork) are checked on real child processes that load ``_fd.py``
+by path, so they need nothing else of certexpiry.
 """
 
 from __future__ import annotations
 
 import ast
+import atexit
+import errno
+import inspect
 import io
 import json
 import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -24,10 +30,10 @@ from typing import Any
 
 import pytest
 
-from certexpiry.log import _fd
-from certexpiry.log._fd import THREAD_NAME, FdCapture, _after_fork_in_child, _Splitter
+from certexpiry.log._fd import THREAD_NAME, FdCapture
 
 DEADLINE_S = 30.0  # generous: only how long a test waits for something that should arrive
+MODULE_PATH = Path(inspect.getfile(FdCapture))
 
 
 class Lines:
@@ -63,9 +69,35 @@ def readers() -> list[threading.Thread]:
     return [thread for thread in threading.enumerate() if thread.name == THREAD_NAME]
 
 
+def open_fds() -> set[int]:
+    """The fds open in this process (the one that listed /proc/self/fd is closed again)."""
+    listed = {int(name) for name in os.listdir("/proc/self/fd")}
+    return {fd for fd in listed if is_open(fd)}
+
+
+def is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
 @pytest.fixture
 def lines() -> Lines:
     return Lines()
+
+
+def install_keeping_the_exit_hook(
+    capture: FdCapture, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[], None]:
+    """Install; return the exit hook install registered, kept from atexit to be called here."""
+    hooks: list[Callable[[], None]] = []
+    with monkeypatch.context() as patch:
+        patch.setattr(atexit, "register", hooks.append)
+        capture.install()
+    (hook,) = hooks
+    return hook
 
 
 @pytest.fixture
@@ -170,21 +202,24 @@ def test_a_line_longer_than_max_line_comes_in_pieces_even_before_its_newline(
     assert lines.texts()[3:] == ["mnopq", "rstuv", "w"]
 
 
-def test_splitter_boundaries() -> None:
-    splitter = _Splitter("stdout", -1, 3)
-    assert splitter.feed(b"abc\n", 0.0) == ["abc"]  # exactly max_line: one piece
-    assert splitter.feed(b"abcd", 0.0) == ["abc"]
-    assert splitter.feed(b"\r\n", 0.0) == ["d"]
-    assert not splitter.pending
-    assert splitter.flush() == []
-    assert splitter.feed(b"x\xe2\x82", 0.0) == []
-    assert splitter.pending
-    assert splitter.flush() == ["x\ufffd"]
-    assert splitter.feed(b"\xc3", 0.0) == []  # only an incomplete character is pending
-    assert splitter.pending
-    assert splitter.flush() == ["\ufffd"]
-    assert splitter.feed(b"\r", 0.0) == []
-    assert splitter.flush() == [""]
+def test_piece_boundaries_and_partial_lines_passed_on_at_a_drain(
+    lines: Lines, make_capture: Callable[..., FdCapture]
+) -> None:
+    capture = make_capture(lines, idle_flush_s=600, max_line=3)
+    capture.install()
+    drained_after = [
+        [b"abc\n"],  # exactly max_line: one piece, nothing left to pass on at the drain
+        [b"abcd", b"\r\n"],  # a piece goes on before its newline, the rest without its "\r"
+        [b"x\xe2\x82"],  # a partial line ending in an unfinished character
+        [b"\xc3"],  # nothing but an unfinished character
+        [b"\r"],  # a partial line that is only "\r"
+        [],  # nothing pending: no line
+    ]
+    for writes in drained_after:
+        for data in writes:
+            os.write(1, data)
+        capture.drain(DEADLINE_S)
+    assert lines.texts() == ["abc", "abc", "d", "x\ufffd", "\ufffd", ""]
 
 
 # --- in-process: callback failures, drain, install/uninstall --------------------------------
@@ -279,14 +314,25 @@ def test_install_again_changes_nothing_and_uninstall_puts_the_original_fds_back(
     assert lines.texts() == ["second round"]
 
 
-def test_uninstall_hands_on_what_was_left_in_the_pipes(
-    lines: Lines, make_capture: Callable[..., FdCapture]
+def test_uninstall_hands_on_what_was_left_in_the_pipes_while_output_fd_is_open(
+    make_capture: Callable[..., FdCapture], capfd: pytest.CaptureFixture[str]
 ) -> None:
-    capture = make_capture(lines, idle_flush_s=600)
-    capture.install()
+    """on_line writes to output_fd, as the logger does: the last lines must still get there."""
+
+    def on_line(stream: str, text: str) -> None:
+        os.write(output, f"{stream}: {text}\n".encode())
+
+    capfd.readouterr()
+    capture = make_capture(on_line, idle_flush_s=600)
+    output = capture.install()
     os.write(1, b"complete\npartial at uninstall")
+    os.write(2, b"partial error")
     capture.uninstall()
-    assert lines.texts() == ["complete", "partial at uninstall"]
+    assert sorted(capfd.readouterr().out.splitlines()) == [
+        "stderr: partial error",
+        "stdout: complete",
+        "stdout: partial at uninstall",
+    ]
 
 
 def test_python_text_streams_are_switched_to_line_buffering(
@@ -315,10 +361,43 @@ def test_the_arguments_are_checked(lines: Lines) -> None:
         FdCapture(lines, max_line=0)
 
 
-def test_uninstall_leaves_the_pipes_to_a_reader_stuck_in_its_callback(
-    lines: Lines, make_capture: Callable[..., FdCapture], monkeypatch: pytest.MonkeyPatch
+def test_install_and_uninstall_leave_no_fd_behind(
+    lines: Lines, make_capture: Callable[..., FdCapture]
 ) -> None:
-    monkeypatch.setattr(_fd, "_JOIN_S", 0.05)
+    before = open_fds()
+    capture = make_capture(lines)
+    capture.install()
+    assert len(open_fds() - before) == 6  # the originals' duplicates, read ends, wake-up pipe
+    os.write(2, b"in flight\n")
+    capture.uninstall()
+    assert open_fds() == before
+    assert lines.texts() == ["in flight"]
+
+
+def test_an_install_that_fails_leaves_no_fd_open_and_fds_1_and_2_as_they_were(
+    lines: Lines, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_pipe, made = os.pipe, list[tuple[int, int]]()
+
+    def pipe() -> tuple[int, int]:
+        if len(made) == 2:
+            raise OSError(errno.EMFILE, "Too many open files")
+        made.append(real_pipe())
+        return made[-1]
+
+    before = open_fds(), identity(1), identity(2)
+    monkeypatch.setattr(os, "pipe", pipe)
+    capture = FdCapture(lines)
+    with pytest.raises(OSError, match="Too many open files"):
+        capture.install()
+    assert (open_fds(), identity(1), identity(2)) == before
+    assert capture.output_fd is None
+    assert readers() == []
+
+
+def test_uninstall_leaves_a_reader_stuck_in_its_callback_to_end_and_close_its_pipes_itself(
+    lines: Lines, make_capture: Callable[..., FdCapture]
+) -> None:
     entered, release = threading.Event(), threading.Event()
 
     def on_line(stream: str, text: str) -> None:
@@ -326,27 +405,24 @@ def test_uninstall_leaves_the_pipes_to_a_reader_stuck_in_its_callback(
         release.wait(DEADLINE_S)
         lines(stream, text)
 
-    before = identity(1)
+    before, fds_before = identity(1), open_fds()
     capture = make_capture(on_line)
     capture.install()
-    state = capture._state  # noqa: SLF001  # the fds and reader this test must see kept open
-    assert state is not None
-    assert state.reader is not None
     os.write(1, b"stuck\n")
     assert entered.wait(DEADLINE_S)
     capture.drain(0.01)  # returns at its timeout although the reader is busy
-    capture.uninstall()
+    capture.uninstall()  # waits a moment for the reader, then leaves it
     assert identity(1) == before
     assert capture.output_fd is None
-    assert state.reader.thread.is_alive()
-    for fd in (*state.read_ends, *state.wake):
-        os.fstat(fd)  # still open: not closed under the reader
+    (reader,) = readers()
+    left = open_fds() - fds_before
+    assert len(left) == 3  # the read ends and the wake-up pipe's: not closed under the reader
+    assert all(stat.S_ISFIFO(os.fstat(fd).st_mode) for fd in left)
     release.set()
-    state.reader.thread.join(DEADLINE_S)
-    assert not state.reader.thread.is_alive()
+    reader.join(DEADLINE_S)
+    assert not reader.is_alive()
     assert lines.texts() == ["stuck"]
-    for fd in (*state.read_ends, *state.wake):
-        os.close(fd)
+    assert open_fds() == fds_before  # the reader closed them as it ended
 
 
 # --- in-process: the fork hook and the exit hook --------------------------------------------
@@ -367,42 +443,44 @@ def test_after_fork_the_child_reads_nothing_and_drain_waits_for_the_parents_read
 
     before = identity(1)
     idle = FdCapture(lines)  # a capture that is not installed takes the hook as well
-    capture = make_capture(on_line)
+    capture = make_capture(on_line, idle_flush_s=600)
     output = capture.install()
-    state = capture._state  # noqa: SLF001  # the parent's reader, to end it as the parent would
-    assert state is not None
-    parents_reader = state.reader
-    assert parents_reader is not None
+    (parents_reader,) = readers()
     os.write(1, b"hold\n")
     assert entered.wait(DEADLINE_S)
 
-    _after_fork_in_child()
-    assert state.reader is None
+    idle.after_fork_in_child()
+    capture.after_fork_in_child()
     assert idle.output_fd is None
     assert capture.install() == output
-    assert readers() == [parents_reader.thread]  # no second reader
+    assert readers() == [parents_reader]  # no second reader
     os.write(1, b"written by the child\n")
+    os.write(2, b"partial line of the child")
     capture.drain(0.05)  # the parent's reader is held: the bytes wait in the pipe
-    assert "written by the child" not in lines.texts()
+    assert lines.texts() == ["hold"]
     release.set()
-    capture.drain(DEADLINE_S)  # until the pipes are empty
+    capture.drain(DEADLINE_S)  # until the pipes are empty (a partial line is not waited for)
     lines.wait_for(lambda: "written by the child" in lines.texts(), "the child's line")
 
-    assert parents_reader.stop(DEADLINE_S)
-    capture.uninstall()  # the child's: nothing to stop
+    # The child's uninstall puts fds 1 and 2 back and closes its copy of the wake-up pipe's write
+    # end: here, in one process, that ends the "parent's" reader too, which hands on the rest.
+    capture.uninstall()
+    parents_reader.join(DEADLINE_S)
+    assert not parents_reader.is_alive()
+    assert lines.texts() == ["hold", "written by the child", "partial line of the child"]
     assert identity(1) == before
     assert capture.output_fd is None
 
 
 def test_the_exit_hook_hands_on_everything_then_discards_later_bytes(
-    lines: Lines, make_capture: Callable[..., FdCapture]
+    lines: Lines, make_capture: Callable[..., FdCapture], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before = identity(1), identity(2)
     capture = make_capture(lines, idle_flush_s=600)
-    capture.install()
+    at_exit = install_keeping_the_exit_hook(capture, monkeypatch)
     os.write(1, b"last words without newline")
     os.write(2, b"last error\n")
-    capture._at_exit()  # noqa: SLF001  # what atexit runs, without ending this process
+    at_exit()
     assert sorted(lines.items) == [
         ("stderr", "last error"),
         ("stdout", "last words without newline"),
@@ -423,10 +501,10 @@ def test_the_exit_hook_without_dev_null_leaves_the_pipes(
     tmp_path: Path,
 ) -> None:
     capture = make_capture(lines)
-    capture.install()
+    at_exit = install_keeping_the_exit_hook(capture, monkeypatch)
     captured = identity(1)
     monkeypatch.setattr(os, "devnull", str(tmp_path / "missing" / "null"))
-    capture._at_exit()  # noqa: SLF001  # what atexit runs, without ending this process
+    at_exit()
     assert identity(1) == captured
     os.write(1, b"still in the pipe\n")
     capture.drain(DEADLINE_S)
@@ -434,7 +512,7 @@ def test_the_exit_hook_without_dev_null_leaves_the_pipes(
 
 
 def test_the_module_imports_the_standard_library_only() -> None:
-    tree = ast.parse(Path(_fd.__file__).read_text(encoding="utf-8"))
+    tree = ast.parse(MODULE_PATH.read_text(encoding="utf-8"))
     imported = {
         alias.name
         for node in ast.walk(tree)
@@ -476,7 +554,7 @@ def run_child(body: str, waited_for: str = "") -> tuple[list[dict[str, Any]], in
     Fails unless every byte of the child's real stdout is a JSON line and its stderr is empty.
     """
     script = (
-        f"MODULE_PATH = {str(Path(_fd.__file__))!r}\nWAITED_FOR = {waited_for!r}\n"
+        f"MODULE_PATH = {str(MODULE_PATH)!r}\nWAITED_FOR = {waited_for!r}\n"
         + PRELUDE
         + textwrap.dedent(body)
     )
