@@ -30,7 +30,6 @@ from certexpiry.log._chain import (
     ALLOWED_CONTEXT_KEYS,
     ERROR_EVENT_TYPE,
     MAX_ITEMS,
-    MAX_LINE,
     MAX_STRING,
     TRUNCATION_MARK,
 )
@@ -44,7 +43,6 @@ __all__ = [
     "ERROR_EVENT_TYPE",
     "LIBRARY_LOGGERS",
     "MAX_ITEMS",
-    "MAX_LINE",
     "MAX_STACK",
     "MAX_STRING",
     "TRUNCATION_MARK",

@@ -28,7 +28,7 @@ from structlog.types import EventDict
 from certexpiry.codes import Code, Severity
 from certexpiry.log._fd import FdCapture
 from certexpiry.log._logger import JsonLogger
-from certexpiry.log._stack import Where, raised_at
+from certexpiry.log._stack import located, raised_at
 from certexpiry.log._writer import FdWriter
 
 LIBRARY_LOGGERS = (
@@ -61,11 +61,24 @@ def _severity_for(levelno: int) -> Severity:
     return Severity.INFO if levelno >= logging.INFO else Severity.DEBUG
 
 
+_open_runs: list[JsonLogger] = []
+"""The runs bound now, latest last: for lines that cannot know their context (the fd reader's,
+a thread's exception), the run being worked on (an instance serves one request at a time)."""
+
+
 def bind_run(logger: JsonLogger) -> Callable[[], None]:
     """Tie what the process logs in this context (library records, warnings) to ``logger``'s
-    run and trace; returns the function that unties it."""
+    run and trace, and what it writes meanwhile with no context of its own (bytes on fds 1
+    and 2, a thread's exception); returns the function that unties it."""
     tokens = structlog.contextvars.bind_contextvars(run_id=logger.run_id, trace=logger.trace)
-    return lambda: structlog.contextvars.reset_contextvars(**tokens)
+    _open_runs.append(logger)
+
+    def unbind() -> None:
+        structlog.contextvars.reset_contextvars(**tokens)
+        with contextlib.suppress(ValueError):  # unbound twice
+            _open_runs.remove(logger)
+
+    return unbind
 
 
 class _RecordHandler(logging.Handler):
@@ -83,7 +96,11 @@ class _RecordHandler(logging.Handler):
         )
 
     def through_logger_chain(self, logger: Any, method: str, event: EventDict) -> str:
-        """The current logger's chain (the installation may switch loggers)."""
+        """The current logger's chain (the installation may switch loggers). A record of a
+        structlog-wrapped logger skipped the pre-chain: its event dict is rebuilt the same way,
+        its own keys (anyone's text) dropped."""
+        if event.get("_from_structlog"):
+            event = self.record_event(logger, method, {"_record": event["_record"]})
         result: Any = event
         for processor in self.installation.logger.chain():
             result = processor(logger, method, result)
@@ -98,13 +115,16 @@ class _RecordHandler(logging.Handler):
             code=Code.LIBRARY_LOG,
             context={"logger": record.name},
             exc=exc_info[1] if exc_info else None,
-            where=Where(str(record.pathname), record.lineno or 0, record.funcName or "?"),
+            where=located(str(record.pathname), record.lineno or 0, record.funcName or "?"),
         )
-        event.setdefault("run_id", self.installation.logger.run_id)
-        event.setdefault("trace", None)
+        if "run_id" not in event:  # no run in this context: the one being worked on, if any
+            fallback = self.installation.current()
+            event["run_id"], event["trace"] = fallback.run_id, fallback.trace
         return event
 
     def emit(self, record: logging.LogRecord) -> None:
+        if not self.installation.logger.writes(_severity_for(record.levelno)):
+            return
         try:
             line = self.format(record)
         except Exception as failure:  # noqa: BLE001  # a record must never break the job
@@ -143,12 +163,18 @@ class _Installation:
         self._traceback: dict[str, list[str]] = {}
 
     def current(self) -> JsonLogger:
-        """The logger for a hook or a warning: bound to the run of the calling context."""
+        """The logger for a hook, a warning or a captured line: bound to the run of the
+        calling context, else to the run being worked on, else the process's."""
         bound = structlog.contextvars.get_contextvars()
         run_id = bound.get("run_id")
-        if run_id is None:
-            return self.logger
-        return self.logger.bind(run_id=run_id, trace=bound.get("trace"))
+        if run_id is not None:
+            return self.logger.bind(run_id=run_id, trace=bound.get("trace"))
+        latest = _open_runs[-1:]
+        return (
+            self.logger.bind(run_id=latest[0].run_id, trace=latest[0].trace)
+            if latest
+            else self.logger
+        )
 
     def excepthook(
         self, exc_type: type[BaseException], exc: BaseException | None, tb: TracebackType | None
@@ -213,7 +239,7 @@ class _Installation:
             Code.LIBRARY_LOG,
             "A warning was issued; its text is not logged (see error_type and sourceLocation).",
             {"logger": "py.warnings", "error_type": category.__name__},
-            where=Where(filename, lineno, "?"),
+            where=located(filename, lineno, "?"),
         )
 
     def fd_line(self, stream: str, text: str) -> None:
@@ -224,7 +250,7 @@ class _Installation:
             if not text.startswith((" ", "\t")):
                 del self._traceback[stream]
                 error_type = text.partition(":")[0].rpartition(".")[2].strip()
-                self.logger.emit(
+                self.current().emit(
                     Severity.ERROR,
                     Code.UNEXPECTED_EXCEPTION,
                     _TRACEBACK.format(stream),
@@ -234,7 +260,7 @@ class _Installation:
         if text.startswith("Traceback (most recent call last):"):
             self._traceback[stream] = [text]
         elif text.strip():
-            self.logger.emit(
+            self.current().emit(
                 Severity.INFO if stream == "stdout" else Severity.WARNING,
                 Code.LIBRARY_LOG,
                 _LINE.format(stream),

@@ -18,15 +18,13 @@ import structlog
 from structlog.types import EventDict, Processor
 
 from certexpiry.codes import Code, Severity
-from certexpiry.log._stack import Where, cut_middle, stack_trace
+from certexpiry.log._stack import Where, stack_trace
 from certexpiry.redact import CONTEXT_FORMS, Secrets, allowed
 
 MAX_STRING = 2_000
 """Characters kept of a message."""
 MAX_ITEMS = 100
 """Items kept of a list in the context (the ids of a long report)."""
-MAX_LINE = 64_000
-"""Hard cap on a line (Cloud Logging's limit is 256 KB an entry)."""
 TRUNCATION_MARK = "...[truncated]"
 ERROR_EVENT_TYPE = (
     "type.googleapis.com/google.devtools.clouderrorreporting.v1beta1.ReportedErrorEvent"
@@ -126,31 +124,35 @@ class Service:
         return event
 
     def render(self, _logger: Any, _method: str, event: EventDict) -> str:
-        """The JSON line, registered secrets scrubbed; over MAX_LINE the stack trace is cut,
-        then the context."""
-        message = str(event["event"])
-        if len(message) > MAX_STRING:
-            message = message[:MAX_STRING] + TRUNCATION_MARK
+        """The JSON line: every text value scrubbed of registered secrets, then cut at
+        MAX_STRING (a cut secret would not be found). Keys are never scrubbed: they are the
+        format's, not data. A line stays far under Cloud Logging's 256 KB by construction:
+        texts of at most MAX_STRING, lists of MAX_ITEMS, a stack of MAX_STACK, a fixed set of
+        keys."""
         entry: dict[str, object] = {
             "timestamp": event["timestamp"],
             "time": event["timestamp"],
             "severity": event["severity"].value,
-            "message": message,
+            "message": self.clean(str(event["event"])),
             "cron_run_id": event["run_id"],
             "error_code": code_value(event["code"]),
-            "context": event["context"],
+            "context": self.clean(event["context"]),
         }
         if event.get("stack") is not None:
-            entry["stack_trace"] = event["stack"]
+            entry["stack_trace"] = self.secrets.scrub(event["stack"])
         entry.update(event["special"])
-        line = self.secrets.scrub(_ENCODE(entry))
-        if len(line) > MAX_LINE and "stack_trace" in entry:
-            entry["stack_trace"] = cut_middle(str(entry["stack_trace"]), 2_000)
-            line = self.secrets.scrub(_ENCODE(entry))
-        if len(line) > MAX_LINE:
-            entry["context"] = {"truncated": True}
-            line = self.secrets.scrub(_ENCODE(entry))
-        return line
+        return _ENCODE(entry)
+
+    def clean(self, value: Any) -> Any:
+        """A value with each text in it scrubbed, then cut at MAX_STRING."""
+        if isinstance(value, str):
+            text = self.secrets.scrub(value)
+            return text if len(text) <= MAX_STRING else text[:MAX_STRING] + TRUNCATION_MARK
+        if isinstance(value, dict):
+            return {key: self.clean(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.clean(item) for item in value]
+        return value
 
 
 def code_value(code: object) -> str:

@@ -147,7 +147,8 @@ class JsonLogger:
         **context: object,
     ) -> None:
         """Log at ``severity``, by default the code's severity in the catalogue."""
-        chosen = CATALOGUE[code].severity if severity is None else severity
+        known = CATALOGUE.get(code)
+        chosen = severity or (known.severity if known is not None else Severity.ERROR)
         self.emit(chosen, code, message, context, exc=exc, where=_caller())
 
     def emit(
@@ -205,6 +206,10 @@ class JsonLogger:
         finally:
             shared.emitting.discard(thread)
             output.lock.release()
+
+    def writes(self, severity: Severity) -> bool:
+        """Whether this logger writes lines of ``severity`` (its min_severity)."""
+        return severity in self._shared.enabled
 
     def chain(self) -> list[Processor]:
         """The processor chain of this logger's lines (library records take it too)."""

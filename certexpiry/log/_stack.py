@@ -8,9 +8,12 @@ Reporting parses it). The source lines are left out too: a SyntaxError's shows t
 
 from __future__ import annotations
 
+import os
 import traceback
 from types import FrameType, TracebackType
 from typing import NamedTuple
+
+from certexpiry.redact import WITHHELD
 
 MAX_STACK = 16_000
 """Characters kept of a stack trace (head and tail kept, middle frames cut)."""
@@ -22,6 +25,12 @@ class Where(NamedTuple):
     file: str
     line: int
     function: str
+
+
+def located(file: str, line: int, function: str) -> Where:
+    """A location someone else named (a library record's, a warning's, a frame's): the file
+    only if it exists, since a name given at run time could be anything."""
+    return Where(file if os.path.isfile(file) else WITHHELD, line, function)
 
 
 def call_site(frame: FrameType) -> Where:
@@ -36,7 +45,7 @@ def raised_at(tb: TracebackType | None) -> Where | None:
     while tb.tb_next is not None:
         tb = tb.tb_next
     code = tb.tb_frame.f_code
-    return Where(code.co_filename, tb.tb_lineno, code.co_qualname)
+    return located(code.co_filename, tb.tb_lineno, code.co_qualname)
 
 
 def type_name(exc: BaseException) -> str:
@@ -74,7 +83,9 @@ def _walk(exc: BaseException, lines: list[str], seen: set[int]) -> None:
         frames = traceback.StackSummary.extract(
             traceback.walk_tb(exc.__traceback__), lookup_lines=False
         )
-        lines += [f'  File "{f.filename}", line {f.lineno}, in {f.name}\n' for f in frames]
+        for frame in frames:
+            where = located(frame.filename, frame.lineno or 0, frame.name)
+            lines.append(f'  File "{where.file}", line {where.line}, in {where.function}\n')
     lines.append(type_name(exc) + "\n")
     for member in getattr(exc, "exceptions", None) or ():  # an exception group's members
         if isinstance(member, BaseException) and id(member) not in seen:

@@ -73,16 +73,15 @@ class FdWriter:
 
 
 class Output:
-    """Where a logger's lines go: a text stream, a file descriptor, or (None) whatever
+    """Where a logger's lines go: a text stream, or (None) whatever
     ``sys.stdout`` is at each line, unless the process's output is captured."""
 
-    def __init__(self, target: TextIO | int | None) -> None:
+    def __init__(self, target: TextIO | None) -> None:
         self.target = target
         self.lock = threading.Lock()
         self._count_lock = threading.Lock()
         self.dropped = 0
         self.unreported = 0
-        self._fd_writer = FdWriter(target) if isinstance(target, int) else None
         self._stream: object = None  # the last text stream seen, and its bounded writer
         self._stream_writer: FdWriter | None = None
 
@@ -100,8 +99,7 @@ class Output:
     def put(self, text: str, fallback: TextIO | FdWriter | None) -> bool:
         """Write ``text`` (whole lines) to the target, or to ``fallback`` when the target is
         None; False if it did not go out."""
-        target = self._fd_writer if self._fd_writer is not None else self.target
-        target = target if target is not None else fallback
+        target = self.target if self.target is not None else fallback
         writer = target if isinstance(target, FdWriter) else self._writer_of(target)
         if writer is not None:
             return writer.write(text.encode("utf-8", "backslashreplace"))

@@ -49,6 +49,20 @@ def is_sqlstate(value: object) -> bool:
     return isinstance(value, str) and _SQLSTATE.fullmatch(value) is not None
 
 
+def _known_sqlstate(value: object) -> bool:
+    """A SQLSTATE Postgres defines: five capitals have the shape too, and a trigger may raise
+    any (``RAISE ... USING ERRCODE = 'KARIN'``). psycopg's table of them is the catalog."""
+    if not is_sqlstate(value):
+        return False
+    import psycopg.errors  # imported when a SQLSTATE is first logged
+
+    try:
+        psycopg.errors.lookup(str(value))
+    except KeyError:
+        return False
+    return True
+
+
 def _kept_if(test: Callable[[object], bool]) -> Form:
     """The form of values that pass ``test``, logged as they are."""
     return lambda value: value if test(value) else WITHHELD
@@ -137,6 +151,19 @@ def _cursor(value: object) -> object:
 
 
 # The keys by form, written as words: a list literal of 25 names would fill a screen.
+_POSTGREST_CODE = _first_of(_shaped(r"PGRST[0-9]{3}"), _kept_if(_known_sqlstate))
+
+
+def _body(value: object) -> object:
+    """A body's structure (``body_shape``), its code checked like a PostgREST code."""
+    if not isinstance(value, BodyShape):
+        return WITHHELD
+    shape = dict(value)
+    if "code" in shape:
+        shape["code"] = _POSTGREST_CODE(shape["code"])
+    return shape
+
+
 _NUMBERS = (  # noqa: SIM905  # see above
     "attempt batch_size batches budget_s certifications certifications_paused delivery_attempt"
     " duration_ms elapsed_ms estimate_ms failures http_status lines_dropped mentors"
@@ -168,8 +195,8 @@ CONTEXT_FORMS: Mapping[str, Form] = {
         ),
     ),
     "details": _first_of(_list_of(_date), _OWN_TEXT),
-    "sqlstate": _kept_if(is_sqlstate),
-    "postgrest_code": _first_of(_shaped(r"PGRST[0-9]{3}"), _kept_if(is_sqlstate)),
+    "sqlstate": _kept_if(_known_sqlstate),
+    "postgrest_code": _POSTGREST_CODE,
     "missed_ids": _list_of(_uuid),
     "cursor": _cursor,
     "timezone": _one_of(_zones),
@@ -178,7 +205,7 @@ CONTEXT_FORMS: Mapping[str, Form] = {
     "logger": _one_of(lambda: {"stdout", "stderr", "root", *logging.Logger.manager.loggerDict}),
     # The name of a thread alive now (the hook that reports it runs in it).
     "thread": _one_of(lambda: {thread.name for thread in threading.enumerate()}),
-    "response_body": lambda value: dict(value) if isinstance(value, BodyShape) else WITHHELD,
+    "response_body": _body,
 }
 """Every context key a log line may carry, and the form of its value."""
 

@@ -45,5 +45,5 @@ def body_shape(body: str, content_type: str | None = None) -> BodyShape:
         shape["other_keys"] = sum(1 for key in keys if key not in _KNOWN_KEYS)
         code = parsed.get("code")
         if isinstance(code, str) and _CODE.fullmatch(code):
-            shape["code"] = code
+            shape["code"] = code  # the log's postgrest_code form decides if it is a known one
     return shape

@@ -31,9 +31,11 @@ class Secrets:
         forms = set(self._values)
         for part in credential_parts(value):
             if len(part) >= MIN_SECRET_LENGTH:
+                escaped = json.dumps(part)[1:-1]
                 forms |= {
                     part,
-                    json.dumps(part)[1:-1],
+                    escaped,
+                    json.dumps(escaped)[1:-1],  # JSON text inside a JSON string, as a line has it
                     json.dumps(part, ensure_ascii=False)[1:-1],
                     quote(part, safe=""),
                 }
@@ -75,6 +77,7 @@ def credential_parts(value: str) -> list[str]:
     elif value.startswith(("sb_secret_", "sb_publishable_", "sbp_")):
         parts.append(value.split("_", 2 if value.startswith("sb_") else 1)[-1])
     else:
+        parts += re.findall(r"(?i)\bpass(?:word|wd)?\s*=\s*'((?:[^'\\]|\\.)*)'", value)
         for word in re.split(r"\s+", value):
             key, equals, setting = word.partition("=")
             if not equals:
@@ -88,10 +91,14 @@ def _url_parts(value: str) -> list[str]:
     """Secret parts of a URL, read as urllib does (last ``@``) and as libpq does (first)."""
     scheme_end = value.find("://") + 3
     authority = re.split(r"[/?#]", value[scheme_end:], maxsplit=1)[0]
+    # libpq takes the user info up to the last "@" before the path, unencoded "?" or "#" in a
+    # password included, where urllib stops the authority at them.
+    raw = value[scheme_end:].split("/", 1)[0].rpartition("@")[0]
+    parts = [raw, raw.partition(":")[2]] if raw else []
     if "@" not in authority:
-        return []
+        return parts
     userinfo = authority.rpartition("@")[0]
-    parts = [userinfo, unquote(userinfo)]
+    parts += [userinfo, unquote(userinfo)]
     try:
         password = urlsplit(value).password
     except ValueError:

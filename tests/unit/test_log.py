@@ -39,7 +39,6 @@ from certexpiry.log import (
     ERROR_EVENT_TYPE,
     LIBRARY_LOGGERS,
     MAX_ITEMS,
-    MAX_LINE,
     MAX_STACK,
     MAX_STRING,
     TRUNCATION_MARK,
@@ -562,27 +561,25 @@ def test_long_lists_are_capped_with_the_total() -> None:
     assert whole["context"] == {"missed_ids": ids[:MAX_ITEMS]}
 
 
-def test_a_line_over_max_line_cuts_its_stack_then_its_context() -> None:
-    """A line over MAX_LINE first keeps only its stack trace's head and tail; if that is not
-    enough, or it has none, its context becomes {"truncated": true}; the rest stays."""
-    logger, buffer = make()
-    own_text = "r" * (MAX_LINE - MAX_STACK // 2)
-    error = raised_deep()
-    logger.error(Code.UNEXPECTED_EXCEPTION, "m", exc=error, remediation=own_text)
-    logger.error(Code.UNEXPECTED_EXCEPTION, "m", exc=error, remediation=own_text * 2)
-    logger.info(Code.RUN_FENCED, "m", segment=3, remediation=own_text * 2)
-    text = buffer.getvalue()
-    assert all(len(line) < MAX_LINE for line in text.splitlines())
-    # The first line keeps own text longer than the schema's 2014 characters (see the report).
-    stack_cut, context_cut, no_stack = parse(text, schema=False)
-    assert stack_cut["context"] == {"remediation": own_text, "error_type": "RecursionError"}
-    assert len(stack_cut["stack_trace"]) < 2_100
-    assert stack_cut["stack_trace"].startswith("Traceback (most recent call last):\n")
-    assert stack_cut["stack_trace"].endswith(", in deep\nRecursionError\n")
-    assert (context_cut["stack_trace"], context_cut["message"]) == (stack_cut["stack_trace"], "m")
-    assert context_cut["context"] == no_stack["context"] == {"truncated": True}
-    for entry in (context_cut, no_stack):
-        VALIDATOR.validate(entry)
+def test_texts_are_scrubbed_then_cut_and_a_line_stays_bounded() -> None:
+    """Own text and messages are cut at MAX_STRING after the scrub (a secret at the cut is
+    still found); a line with every text at its cap stays far under Cloud Logging's limit."""
+    secrets = Secrets()
+    secrets.register("Hunter2Secret")
+    logger, buffer = make(secrets=secrets)
+    long = "x" * (MAX_STRING - 5) + "Hunter2Secret"
+    logger.error(
+        Code.UNEXPECTED_EXCEPTION,
+        long,
+        exc=raised_deep(),
+        **dict.fromkeys(("reason", "remediation", "hint", "details"), long),
+        missed_ids=[str(uuid.uuid4()) for _ in range(500)],
+    )
+    (entry,) = parse(buffer.getvalue())
+    assert "Hunte" not in buffer.getvalue()
+    assert entry["message"] == "x" * (MAX_STRING - 5) + SECRET_MARK[:5] + TRUNCATION_MARK
+    assert entry["context"]["reason"] == entry["message"]
+    assert len(buffer.getvalue()) < 64_000
 
 
 def test_registered_secrets_never_reach_a_line() -> None:
@@ -954,9 +951,9 @@ def test_library_record_with_an_exception() -> None:
     assert PLANTED not in buffer.getvalue()
 
 
-def test_a_record_the_chain_cannot_take_is_one_error_line() -> None:
-    """A record the formatter fails on (here: one a structlog-wrapped library logger made, whose
-    event dict lacks the chain's fields) becomes one ERROR line naming the failure's type."""
+def test_a_structlog_wrapped_librarys_record_is_a_library_line() -> None:
+    """A record a structlog-wrapped library logger made (its event dict is the library's, its
+    keys anyone's text) becomes the same LIBRARY_LOG line as any record, without its text."""
     _, buffer = install()
     wrapped = structlog.wrap_logger(
         logging.getLogger("urllib3"),
@@ -965,9 +962,23 @@ def test_a_record_the_chain_cannot_take_is_one_error_line() -> None:
     )
     wrapped.warning(PLANTED, name=PLANTED)
     (entry,) = parse(buffer.getvalue())
+    assert (entry["severity"], entry["error_code"]) == ("WARNING", "LIBRARY_LOG")
+    assert entry["context"] == {"logger": "urllib3"}
+    assert PLANTED not in buffer.getvalue()
+
+
+def test_a_record_the_chain_cannot_take_is_one_error_line() -> None:
+    """A record the formatter fails on (a function name JSON cannot encode) becomes one ERROR
+    line naming the failure's type."""
+    _, buffer = install()
+    record = logging.makeLogRecord(
+        {"name": "urllib3", "levelno": logging.WARNING, "msg": PLANTED, "funcName": object()}
+    )
+    logging.getLogger("urllib3").handle(record)
+    (entry,) = parse(buffer.getvalue())
     assert (entry["severity"], entry["error_code"]) == ("ERROR", "UNEXPECTED_EXCEPTION")
     assert entry["message"] == "A library record could not be logged."
-    assert entry["context"]["error_type"] == "KeyError"
+    assert entry["context"]["error_type"] == "TypeError"
     assert PLANTED not in buffer.getvalue()
 
 
@@ -1268,6 +1279,11 @@ def test_registered_credentials_never_appear_in_any_form(credential: str, where:
     appears in the line."""
     parts = [part for part in credential_parts(credential) if len(part) >= MIN_SECRET_LENGTH]
     assume(all(_encoded(part) not in SECRET_MARK for part in parts))
+    # A part that is a word of the line's own format (a key such as "cron_run_id") is no leak:
+    # only values are scrubbed.
+    reference, skeleton = make()
+    reference.error(Code.BATCH_DONE, "m", exc=raised(ValueError("x")), table_name=CatalogName("t"))
+    assume(all(_encoded(part) not in skeleton.getvalue() for part in parts))
     secrets = Secrets()
     secrets.register(credential)
     logger, buffer = make(secrets=secrets)

@@ -63,7 +63,26 @@ JWT = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2lnbmF0dXJlLXNlY3Jl
         ),
         ("postgresql://onlyuser@db/x", ["postgresql://onlyuser@db/x", "onlyuser"]),
         ("postgresql://db.host/x", ["postgresql://db.host/x"]),
-        ("postgresql://u:pw@[::1/x", ["postgresql://u:pw@[::1/x", "u:pw"]),
+        ("postgresql://u:pw@[::1/x", ["postgresql://u:pw@[::1/x", "u:pw", "pw"]),
+        (  # libpq reads an unencoded "?" or "#" as part of the password; urllib stops there
+            "postgresql://u:Pa5s?word99@db.example.com/postgres",
+            [
+                "postgresql://u:Pa5s?word99@db.example.com/postgres",
+                "u:Pa5s?word99",
+                "Pa5s?word99",
+            ],
+        ),
+        (  # a quoted keyword password with spaces is registered whole, as well as by word
+            "host=db password='correct horse battery staple'",
+            [
+                "host=db password='correct horse battery staple'",
+                "correct horse battery staple",
+                "correct",
+                "horse",
+                "battery",
+                "staple'",
+            ],
+        ),
         (
             "host=db password='hunter2xyzzy' user=svc",
             ["host=db password='hunter2xyzzy' user=svc", "hunter2xyzzy"],
@@ -89,7 +108,9 @@ JWT = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2lnbmF0dXJlLXNlY3Jl
 def test_credential_parts(value: str, parts: list[str]) -> None:
     """Each credential shape gives the whole value and every part that could be printed alone,
     each once, none empty."""
-    assert credential_parts(value) == parts
+    found = credential_parts(value)
+    assert found[:1] == parts[:1]  # the whole credential first
+    assert sorted(found) == sorted(parts)
 
 
 def test_each_part_is_scrubbed_alone() -> None:
