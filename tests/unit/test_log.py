@@ -951,6 +951,15 @@ def test_library_record_with_an_exception() -> None:
     assert PLANTED not in buffer.getvalue()
 
 
+def test_library_records_below_the_loggers_min_severity_are_not_written() -> None:
+    """A logger set to WARNING writes no INFO record of a library, and the WARNING one."""
+    _, buffer = install(min_severity=Severity.WARNING)
+    logging.getLogger("httpx").info("below")
+    logging.getLogger("httpx").warning("at")
+    (entry,) = parse(buffer.getvalue())
+    assert (entry["severity"], entry["context"]) == ("WARNING", {"logger": "httpx"})
+
+
 def test_a_structlog_wrapped_librarys_record_is_a_library_line() -> None:
     """A record a structlog-wrapped library logger made (its event dict is the library's, its
     keys anyone's text) becomes the same LIBRARY_LOG line as any record, without its text."""

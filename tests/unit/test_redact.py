@@ -401,3 +401,17 @@ def test_a_body_is_logged_by_its_structure(
     logged = json.dumps(allowed("response_body", found))
     assert PLANTED not in logged
     assert "Kari" not in logged
+
+
+@pytest.mark.parametrize("code", ["KARIN", "OLAXX", "ZZ999"])
+def test_a_sqlstate_shaped_code_postgres_does_not_define_is_withheld(code: str) -> None:
+    """Five capitals have a SQLSTATE's shape, and a trigger may raise any of them
+    (``RAISE ... USING ERRCODE = 'KARIN'``): only codes Postgres defines are kept, as a sqlstate,
+    a PostgREST code or a body's code."""
+    assert allowed("sqlstate", code) == WITHHELD
+    assert allowed("postgrest_code", code) == WITHHELD
+    body = json.dumps({"code": code})
+    shape = allowed("response_body", body_shape(body))
+    assert shape == {"length": len(body), "keys": ["code"], "other_keys": 0, "code": WITHHELD}
+    assert allowed("sqlstate", "57014") == "57014"
+    assert allowed("postgrest_code", "P0001") == "P0001"
