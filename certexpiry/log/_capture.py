@@ -1,15 +1,5 @@
-"""Whole-process capture: library records, warnings, escaping exceptions and every byte on
-fds 1 and 2 become JSON lines, none of them carrying foreign text.
-
-Library records go through ``structlog.stdlib.ProcessorFormatter`` with the job's own chain;
-their text (``record.msg`` and its arguments) is someone else's and is dropped: a line names
-the logger and where it logged. Bytes written below Python (gRPC's C core, ``os.write``, a
-thread at exit) are read back by ``_fd.FdCapture`` and each line becomes an entry saying only
-which stream it was written to; a printed traceback becomes one ERROR entry with its exception's
-type, if the process has such a class. The run a line belongs to comes from ``contextvars``
-(``bind_run``): records logged in a run's context carry its id; lines without one (the capture's
-reader thread, a process-level record) carry the process logger's.
-"""
+"""Everything else the process writes, as the job's lines (see the package docstring): library
+records through ``ProcessorFormatter``, the hooks, warnings and the bytes on fds 1 and 2."""
 
 from __future__ import annotations
 
@@ -20,7 +10,7 @@ import threading
 import warnings
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, NamedTuple, TextIO
+from typing import Any, TextIO
 
 import structlog
 from structlog.types import EventDict
@@ -31,19 +21,9 @@ from certexpiry.log._logger import JsonLogger
 from certexpiry.log._stack import located, raised_at
 from certexpiry.log._writer import FdWriter
 
-LIBRARY_LOGGERS = (
-    "httpx",
-    "httpcore",
-    "psycopg",
-    "google",
-    "grpc",
-    "werkzeug",
-    "flask",
-    "functions_framework",
-    "urllib3",
-    "tenacity",
-    "gunicorn",
-    "py.warnings",
+LIBRARY_LOGGERS = tuple(  # a word list: a name per line would fill a screen
+    "httpx httpcore psycopg google grpc werkzeug flask functions_framework urllib3 tenacity"  # noqa: SIM905
+    " gunicorn py.warnings".split()
 )
 """Loggers (and their children) made to propagate to the root's JSON handler."""
 
@@ -141,69 +121,50 @@ class _RecordHandler(logging.Handler):
         """Never print logging's own "--- Logging error ---" text to stderr."""
 
 
-class _LoggerState(NamedTuple):
-    handlers: list[logging.Handler]
-    propagate: bool
-    disabled: bool
-
-
 class _Installation:
-    """What install_process_logging changed, so that uninstall can put it back."""
+    """The logger the capture writes through, and what it replaced, to put back on uninstall."""
 
     def __init__(self, logger: JsonLogger) -> None:
         self.logger = logger
-        root = logging.getLogger()
-        self.root_handlers = list(root.handlers)
-        self.root_level = root.level
-        self.loggers: dict[str, _LoggerState] = {}
-        self.hooks = (sys.excepthook, threading.excepthook, sys.unraisablehook)
-        self.saved_showwarning = warnings.showwarning
+        self.replaced: list[tuple[object, str, object]] = []  # (owner, attribute, original)
+        self.root_level = logging.getLogger().level
         self.fds: FdCapture | None = None
         self.writer: FdWriter | None = None
-        self._traceback: dict[str, list[str]] = {}
+        self.in_traceback: set[str] = set()  # the streams a printed traceback is being read on
+
+    def replace(self, owner: object, attribute: str, value: object) -> None:
+        self.replaced.append((owner, attribute, getattr(owner, attribute)))
+        setattr(owner, attribute, value)
+
+    def restore(self) -> None:
+        for owner, attribute, original in reversed(self.replaced):
+            setattr(owner, attribute, original)
+        logging.getLogger().setLevel(self.root_level)  # setLevel: loggers' level caches reset
 
     def current(self) -> JsonLogger:
         """The logger for a hook, a warning or a captured line: bound to the run of the
         calling context, else to the run being worked on, else the process's."""
         bound = structlog.contextvars.get_contextvars()
-        run_id = bound.get("run_id")
-        if run_id is not None:
-            return self.logger.bind(run_id=run_id, trace=bound.get("trace"))
-        latest = _open_runs[-1:]
-        return (
-            self.logger.bind(run_id=latest[0].run_id, trace=latest[0].trace)
-            if latest
-            else self.logger
-        )
+        if bound.get("run_id") is not None:
+            return self.logger.bind(run_id=bound["run_id"], trace=bound.get("trace"))
+        if _open_runs:
+            return self.logger.bind(run_id=_open_runs[-1].run_id, trace=_open_runs[-1].trace)
+        return self.logger
 
     def excepthook(
         self, exc_type: type[BaseException], exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        """sys.excepthook: an exception escaping the program is one ERROR entry."""
-        self._report(exc_type, exc, tb, "An exception escaped the program.", {})
+        self._report(exc_type, exc, tb, "An exception escaped the program.")
 
     def threading_excepthook(self, args: threading.ExceptHookArgs) -> None:
-        """threading.excepthook: the same for a thread (SystemExit ignored, as by default)."""
-        if args.exc_type is SystemExit:
-            return
-        thread: dict[str, object] = {"thread": args.thread.name} if args.thread else {}
-        self._report(
-            args.exc_type,
-            args.exc_value,
-            args.exc_traceback,
-            "An exception escaped a thread.",
-            thread,
-        )
+        if args.exc_type is not SystemExit:  # ignored, as Python's own hook does
+            message = "An exception escaped a thread."
+            thread = args.thread.name if args.thread else None
+            self._report(args.exc_type, args.exc_value, args.exc_traceback, message, thread)
 
     def unraisablehook(self, args: sys.UnraisableHookArgs) -> None:
-        """sys.unraisablehook: an exception in __del__ or a callback, ignored by Python."""
-        self._report(
-            args.exc_type,
-            args.exc_value,
-            args.exc_traceback,
-            "An exception was ignored (in a finaliser or a callback).",
-            {},
-        )
+        message = "An exception was ignored (in a finaliser or a callback)."
+        self._report(args.exc_type, args.exc_value, args.exc_traceback, message)
 
     def _report(
         self,
@@ -211,15 +172,18 @@ class _Installation:
         exc: BaseException | None,
         tb: TracebackType | None,
         message: str,
-        context: dict[str, object],
+        thread: str | None = None,
     ) -> None:
+        """An exception a hook was given: one ERROR entry with its frames and type."""
         if exc is not None and tb is not None:
             exc = exc.with_traceback(tb)
+        context = {"thread": thread} if thread else {}
+        context["error_type"] = exc_type.__name__
         self.current().emit(
             Severity.ERROR,
             Code.UNEXPECTED_EXCEPTION,
             message,
-            {**context, "error_type": exc_type.__name__},
+            context,
             exc=exc,
             where=raised_at(tb),
         )
@@ -233,7 +197,7 @@ class _Installation:
         file: TextIO | None = None,
         line: str | None = None,
     ) -> None:
-        """warnings.showwarning: the category and where, never the warning's text."""
+        """The warning's category and where it was issued, never its text."""
         self.current().emit(
             Severity.WARNING,
             Code.LIBRARY_LOG,
@@ -243,29 +207,21 @@ class _Installation:
         )
 
     def fd_line(self, stream: str, text: str) -> None:
-        """A line written to fd 1 or 2 below the logger (the capture's reader thread)."""
-        group = self._traceback.get(stream)
-        if group is not None:
-            group.append(text)
+        """A line written to fd 1 or 2 below the logger (the capture's reader thread). A printed
+        traceback is one entry, named by its last line (the exception's type)."""
+        if stream in self.in_traceback:
             if not text.startswith((" ", "\t")):
-                del self._traceback[stream]
+                self.in_traceback.discard(stream)
                 error_type = text.partition(":")[0].rpartition(".")[2].strip()
-                self.current().emit(
-                    Severity.ERROR,
-                    Code.UNEXPECTED_EXCEPTION,
-                    _TRACEBACK.format(stream),
-                    {"logger": stream, "error_type": error_type},
-                )
-            return
-        if text.startswith("Traceback (most recent call last):"):
-            self._traceback[stream] = [text]
+                context = {"logger": stream, "error_type": error_type}
+                message = _TRACEBACK.format(stream)
+                self.current().emit(Severity.ERROR, Code.UNEXPECTED_EXCEPTION, message, context)
+        elif text.startswith("Traceback (most recent call last):"):
+            self.in_traceback.add(stream)
         elif text.strip():
-            self.current().emit(
-                Severity.INFO if stream == "stdout" else Severity.WARNING,
-                Code.LIBRARY_LOG,
-                _LINE.format(stream),
-                {"logger": stream},
-            )
+            severity = Severity.INFO if stream == "stdout" else Severity.WARNING
+            context = {"logger": stream}
+            self.current().emit(severity, Code.LIBRARY_LOG, _LINE.format(stream), context)
 
 
 _installed: _Installation | None = None
@@ -284,32 +240,25 @@ def _library_loggers() -> list[logging.Logger]:
 def install_process_logging(
     logger: JsonLogger, *, level: int = logging.INFO, capture_fds: bool = True
 ) -> None:
-    """Route everything the process writes through ``logger``'s JSON lines.
-
-    Root logger: our handler only, at ``level``; library loggers (LIBRARY_LOGGERS and their
-    children) propagate to it, their own handlers removed (functions-framework's dictConfig
-    disables existing loggers: re-enabled). Warnings, sys/threading excepthooks and the
-    unraisable hook log one entry each. With ``capture_fds``, fds 1 and 2 are captured and the
-    logger writes to the real stdout. A second call only switches the logger.
-    """
+    """Route everything the process writes through ``logger``'s JSON lines (docs/logging.md,
+    "Nothing else reaches the log"). A second call only switches the logger."""
     global _installed
     if _installed is not None:
         _installed.logger = logger
         logger.capture_to(_installed.writer)
         return
     installation = _Installation(logger)
-    for library in _library_loggers():
-        installation.loggers[library.name] = _LoggerState(
-            list(library.handlers), library.propagate, library.disabled
-        )
-        library.handlers, library.propagate, library.disabled = [], True, False
+    for library in _library_loggers():  # functions-framework's dictConfig disables them
+        installation.replace(library, "handlers", [])
+        installation.replace(library, "propagate", True)
+        installation.replace(library, "disabled", False)
     root = logging.getLogger()
-    root.handlers = [_RecordHandler(installation)]
+    installation.replace(root, "handlers", [_RecordHandler(installation)])
     root.setLevel(level)
-    warnings.showwarning = installation.showwarning
-    sys.excepthook = installation.excepthook
-    threading.excepthook = installation.threading_excepthook
-    sys.unraisablehook = installation.unraisablehook
+    installation.replace(warnings, "showwarning", installation.showwarning)
+    installation.replace(sys, "excepthook", installation.excepthook)
+    installation.replace(threading, "excepthook", installation.threading_excepthook)
+    installation.replace(sys, "unraisablehook", installation.unraisablehook)
     if capture_fds:
         installation.fds = FdCapture(installation.fd_line)
         installation.writer = FdWriter(installation.fds.install())
@@ -320,20 +269,12 @@ def install_process_logging(
 def uninstall_process_logging() -> None:
     """Undo install_process_logging (tests): handlers, hooks and file descriptors."""
     global _installed
-    installation = _installed
+    installation, _installed = _installed, None
     if installation is None:
         return
-    _installed = None
     if installation.fds is not None:
         installation.fds.uninstall()
     installation.logger.capture_to(None)
-    warnings.showwarning = installation.saved_showwarning
-    sys.excepthook, threading.excepthook, sys.unraisablehook = installation.hooks
-    root = logging.getLogger()
-    root.handlers = installation.root_handlers
-    root.setLevel(installation.root_level)
-    for name, state in installation.loggers.items():
-        library = logging.getLogger(name)
-        library.handlers, library.propagate, library.disabled = state
+    installation.restore()
     with contextlib.suppress(Exception):
         sys.stdout.flush()

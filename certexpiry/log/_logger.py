@@ -1,10 +1,6 @@
-"""``JsonLogger``: the job's own lines, one JSON object per line, never raising.
-
-A thin front over a structlog ``BoundLogger`` whose processor chain (``_chain``) allows the
-context, formats the stack and renders the line; this module adds what structlog leaves to the
-application: the run id every line carries, the severity filter, and the write that never
-raises and never waits long (a failed line is counted and reported by the next one).
-"""
+"""``JsonLogger``: a structlog ``BoundLogger`` over the chain of ``_chain``, plus what structlog
+leaves to the application: the run id on every line, the severity filter, and a write that
+never raises and never waits long (a failed line is counted and reported by the next one)."""
 
 from __future__ import annotations
 
@@ -33,17 +29,10 @@ def new_invocation_id() -> str:
 
 def _caller() -> Where | None:
     """Where the logging method that called this was called from."""
-    frame = inspect.currentframe()
-    for _ in range(2):  # this function's frame, then the logging method's
-        frame = frame.f_back if frame is not None else None
-    return call_site(frame) if frame is not None else None
-
-
-class _Sink:
-    """structlog's "logger": hands the rendered line back."""
-
-    def msg(self, line: str) -> str:
-        return line
+    here = inspect.currentframe()
+    logging_method = here.f_back if here is not None else None
+    caller = logging_method.f_back if logging_method is not None else None
+    return call_site(caller) if caller is not None else None
 
 
 class _Shared:
@@ -59,12 +48,8 @@ class _Shared:
 
 
 class JsonLogger:
-    """Writes Cloud Logging entries, one JSON object per line, for the job's own code.
-
-    ``bind`` a copy per run or request to stamp ``cron_run_id`` and the trace; without a run id
-    a logger stamps a UUID of its own. The message is the project's own words; the context goes
-    through the allow-list (``certexpiry.redact``); an exception adds its frames, never its text.
-    """
+    """The job's own lines. Each carries ``run_id`` (as ``cron_run_id``) and ``trace``: ``bind``
+    a copy per run or request to set them; without a run id a logger stamps a UUID of its own."""
 
     def __init__(
         self,
@@ -83,31 +68,21 @@ class JsonLogger:
 
     def _setup(self, shared: _Shared, run_id: str, trace: TraceContext | None) -> None:
         self._shared = shared
-        self._run_id = run_id
-        self._trace = trace
-        self._bound = structlog.BoundLogger(
-            _Sink(), shared.chain, {"run_id": run_id, "trace": trace}
-        )
+        self.run_id = run_id
+        self.trace = trace
+        # ReturnLogger hands the rendered line back, for write() to send out
+        context = {"run_id": run_id, "trace": trace}
+        self._bound = structlog.BoundLogger(structlog.ReturnLogger(), shared.chain, context)
 
     def bind(self, *, run_id: str | None = None, trace: TraceContext | None = None) -> JsonLogger:
         """A logger with this run id and/or trace (None keeps the current one)."""
         bound = object.__new__(JsonLogger)
         bound._setup(
             self._shared,
-            self._run_id if run_id is None else run_id,
-            self._trace if trace is None else trace,
+            self.run_id if run_id is None else run_id,
+            self.trace if trace is None else trace,
         )
         return bound
-
-    @property
-    def run_id(self) -> str:
-        """The ``cron_run_id`` stamped on every line."""
-        return self._run_id
-
-    @property
-    def trace(self) -> TraceContext | None:
-        """The trace stamped on every line, if any."""
-        return self._trace
 
     @property
     def secrets(self) -> Secrets:
@@ -170,7 +145,7 @@ class JsonLogger:
                 message, severity=severity, code=code, context=context, exc=exc, where=where
             )
         except Exception as failure:  # noqa: BLE001  # logging must never take the job down
-            line = minimal_line(self._shared.service, self._run_id, severity, failure)
+            line = minimal_line(self._shared.service, self.run_id, severity, failure)
         self.write(line)
 
     def write(self, line: str) -> None:
@@ -178,10 +153,8 @@ class JsonLogger:
         shared = self._shared
         output = shared.output
         thread = threading.get_ident()
-        if thread in shared.emitting:  # the stream itself logged: no recursion
-            output.count_drop()
-            return
-        if not output.lock.acquire(timeout=WRITE_BUDGET_S):
+        # The stream itself logged (no recursion), or another thread's write stalls: dropped.
+        if thread in shared.emitting or not output.lock.acquire(timeout=WRITE_BUDGET_S):
             output.count_drop()
             return
         shared.emitting.add(thread)
@@ -194,8 +167,6 @@ class JsonLogger:
                     severity=Severity.WARNING,
                     code=Code.LOG_LINES_DROPPED,
                     context={"lines_dropped": pending},
-                    exc=None,
-                    where=None,
                 )
                 if not output.put(notice + "\n", fallback):
                     output.count_drop()

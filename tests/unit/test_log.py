@@ -1133,6 +1133,28 @@ def test_bind_run_ties_what_the_process_logs_to_the_run() -> None:
     assert "logging.googleapis.com/trace" not in after
 
 
+def test_a_thread_without_the_run_in_its_context_gets_the_run_being_worked_on() -> None:
+    """A thread's exception during bind_run (a new thread has no contextvars of its own)
+    carries the run's id; after untying, the process logger's."""
+    logger, buffer = install()
+
+    def fail() -> None:
+        raise LookupError(PLANTED)
+
+    untie = bind_run(logger.bind(run_id=RUN_1))
+    try:
+        thread = threading.Thread(target=fail)
+        thread.start()
+        thread.join()
+    finally:
+        untie()
+    thread = threading.Thread(target=fail)
+    thread.start()
+    thread.join()
+    during, after = parse(buffer.getvalue())
+    assert (during["cron_run_id"], after["cron_run_id"]) == (RUN_1, RUN_P)
+
+
 def test_bytes_on_fds_1_and_2_become_lines_without_their_text() -> None:
     """With fds captured, every line written below Python's streams is one entry naming only
     the stream; a traceback is one ERROR with its exception's type if the process has it."""
