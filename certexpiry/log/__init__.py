@@ -1,17 +1,9 @@
 """One JSON object per line, shaped for Cloud Logging and Error Reporting, with nothing personal.
 
-Why our own lines: Cloud Functions turns each stdout line that is a JSON object into a
-structured entry, and Error Reporting picks up ERROR entries typed as ``ReportedErrorEvent``;
-google-cloud-logging's ``StructuredLogHandler`` drops our ``timestamp``/``time`` keys and writes
-a diagnostic line first.
-
-Built as structlog is meant to be used: a chain of small processors ending in a renderer
-(``_chain``), ``ProcessorFormatter`` for library records and ``contextvars`` for the run a
-record belongs to (``_capture``). What a line may carry is decided by ``certexpiry.redact``'s
-allow-list; the message is the project's own words; an exception adds its frames, never its
-text. Logging never raises and never blocks for long (``_writer``). ``install_process_logging``
-routes everything else the process writes, down to the bytes on fds 1 and 2 (``_fd``), into
-the same lines.
+Our own lines, because google-cloud-logging's ``StructuredLogHandler`` drops our
+``timestamp``/``time`` keys and writes a diagnostic line first. What a line may carry is decided
+by ``certexpiry.redact``'s allow-list; an exception adds its frames, never its text. Logging
+never raises and never blocks for long. The design is in docs/logging.md:
 
     JsonLogger ──► structlog chain (_chain) ──► Output (_writer) ──► real stdout
     library records ─► ProcessorFormatter ─┘            ▲

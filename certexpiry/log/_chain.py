@@ -1,11 +1,6 @@
-"""One log entry as a chain of small processors (structlog) ending in one JSON line.
-
-Each step is its own function, run in order by structlog for the job's own lines
-(``JsonLogger``) and by ``structlog.stdlib.ProcessorFormatter`` for library records alike.
-The event dict they pass on holds: ``event`` (the message: the project's own words),
-``severity``, ``code``, ``context`` (keyword arguments, not yet allowed), ``exc``, ``where``,
-``run_id`` and ``trace``.
-"""
+"""The processors of a line, for the job's lines and library records alike. The event dict holds
+``event`` (the message), ``severity``, ``code``, ``context`` (not yet allowed), ``exc``,
+``where``, ``run_id`` and ``trace``."""
 
 from __future__ import annotations
 
@@ -33,13 +28,13 @@ ALLOWED_CONTEXT_KEYS = frozenset(CONTEXT_FORMS)
 """Context keys a caller may pass (``certexpiry.redact.CONTEXT_FORMS`` says each one's form);
 others are dropped and counted in ``dropped_keys``."""
 
-_RANK = {Severity.DEBUG: 10, Severity.INFO: 20, Severity.WARNING: 30, Severity.ERROR: 40}
 _ENCODE = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
 
 
 def enabled(min_severity: Severity) -> frozenset[Severity]:
-    """The severities a logger set to ``min_severity`` writes."""
-    return frozenset(level for level in Severity if _RANK[level] >= _RANK[min_severity])
+    """The severities a logger set to ``min_severity`` writes (Severity lists them in order)."""
+    levels = list(Severity)
+    return frozenset(levels[levels.index(min_severity) :])
 
 
 add_timestamp = structlog.processors.TimeStamper(fmt="%Y-%m-%dT%H:%M:%S.%fZ", key="timestamp")

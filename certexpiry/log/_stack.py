@@ -1,10 +1,5 @@
-"""Where a line comes from: the call site, and an exception's frames without its message.
-
-An exception's message is someone else's text (psycopg quotes a row, a library quotes its
-input), so a stack trace here keeps what locates the fault and nothing else: each frame's file,
-line and function, and each exception's qualified type, in the layout Python prints (Error
-Reporting parses it). The source lines are left out too: a SyntaxError's shows the input.
-"""
+"""Where a line comes from: the call site, and an exception's frames and types without its
+message or source lines (someone else's text: psycopg quotes a row, a SyntaxError its input)."""
 
 from __future__ import annotations
 

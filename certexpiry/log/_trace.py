@@ -1,7 +1,4 @@
-"""Request trace context for log lines: W3C ``traceparent`` or ``X-Cloud-Trace-Context``.
-
-Parsed once per request; the log binds the result to the request's lines.
-"""
+"""Request trace context for log lines: W3C ``traceparent`` or ``X-Cloud-Trace-Context``."""
 
 from __future__ import annotations
 

@@ -1,11 +1,5 @@
-"""Whole lines out in bounded time: to a text stream, or to a pipe or socket by its fd.
-
-Logging never blocks the job for long: a pipe or socket (Cloud Run's log collector reads one)
-is written with ``poll`` and chunks of at most ``PIPE_BUF`` bytes under WRITE_BUDGET_S, so a
-stalled reader costs one budget and then only attempts that do not wait until it drains. A
-line is written whole or started and finished before the next one; what cannot go out is
-dropped and counted by the caller.
-"""
+"""Whole lines out in bounded time, to a text stream or to a pipe or socket by its fd: a stalled
+log reader must not block the job (docs/logging.md, "Failures of the log itself")."""
 
 from __future__ import annotations
 
@@ -21,20 +15,24 @@ WRITE_BUDGET_S = 0.05
 """Longest a single line may wait for a stalled pipe, or for another thread's write."""
 
 
-class FdWriter:
-    """Bounded-time writes of whole lines to a file descriptor (pipe, socket or file).
+def _is_pipe(fd: int) -> bool:
+    """A pipe or a socket: what a stalled reader can make a write wait on."""
+    mode = os.fstat(fd).st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
-    After a timeout the writer is stalled and waits no more until a write succeeds; the part
-    of a line not written in time is kept as a tail and written before the next line.
-    """
+
+class FdWriter:
+    """Bounded-time writes of whole lines to a file descriptor (pipe, socket or file): a pipe or
+    socket is written with ``poll`` and chunks of at most ``PIPE_BUF`` bytes. After a timeout the
+    writer is stalled and waits no more until a write succeeds; the part of a line not written
+    in time is kept as a tail and written before the next line, so lines stay whole."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.tail = b""
         self.stalled = False
-        mode = os.fstat(fd).st_mode
         self._poller: select.poll | None = None
-        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        if _is_pipe(fd):
             self._poller = select.poll()
             self._poller.register(fd, select.POLLOUT)
 
@@ -117,7 +115,7 @@ class Output:
             self._stream, self._stream_writer = stream, None
             try:
                 fd = stream.fileno()  # type: ignore[attr-defined]  # any stream, or none
-                if stat.S_ISFIFO(os.fstat(fd).st_mode) or stat.S_ISSOCK(os.fstat(fd).st_mode):
+                if _is_pipe(fd):
                     stream.flush()  # type: ignore[attr-defined]  # what it buffered goes first
                     self._stream_writer = FdWriter(fd)
             except Exception:  # noqa: BLE001  # no fileno (StringIO), closed: a plain stream

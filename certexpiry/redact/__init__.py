@@ -1,15 +1,11 @@
 """What may leave the process: values by the form that shows they are not personal data.
 
-The rule is an allow-list. A value reaches a log line only if its form shows it cannot be
-personal data: a UUID, a SQLSTATE, a code or word the project itself defines, a number, a date,
-a name the database's catalog was asked about and has. Free text from outside the project's own
-code (database messages, PostgREST bodies, library exception messages, anything printed) is
-never logged as text; a name cannot be caught by a pattern, in any case or script, so nothing
-here tries. What a value cannot show is withheld whole (``WITHHELD``).
-
-Secrets are the one thing removed by value: the credentials the process is given are
-registered (each part that could be printed alone) and scrubbed from every line, as the last
-net behind the allow-list.
+An allow-list: a value reaches a log line only if its form shows it cannot be personal data (a
+UUID, a SQLSTATE, a word the project defines, a number, a date, a name the database's catalog
+has); else it is withheld whole (``WITHHELD``). A name cannot be caught by a pattern, in any
+case or script, so free text from outside the project's code is never logged and nothing here
+tries to clean it. Secrets are the one thing removed by value, as the last net: every
+credential the process is given is registered and scrubbed from every line.
 
 This package imports nothing else of the runtime: the log, the errors and the store get what
 they need from it, passed in.

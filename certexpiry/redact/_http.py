@@ -1,10 +1,5 @@
-"""A failed service call's body by its structure, never its text.
-
-The specification asks a failed call to log its status and body. A body is someone else's text
-(PostgREST quotes the row in ``details``), so what is logged is what its structure shows: the
-content type when it is a known one, the length, for a JSON object its keys and the values
-that have the form of a code (PostgREST's ``code``: a SQLSTATE or PGRSTnnn).
-"""
+"""A failed service call's body by its structure, never its text: the specification asks for the
+body, and a body is someone else's text (PostgREST quotes the row in ``details``)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,5 @@
-"""The secret registry: credentials removed from every line by value, as the last net.
-
-The allow-list keeps free text out of the log; a credential could still be inside text the
-project writes itself (a connection string in an own message by mistake), so every credential
-the process is given is registered, whole and by each part that could be printed alone (a URL's
-password, what libpq reads as the host when a password holds an unencoded "@", a JWT's payload),
-and replaced wherever it appears in a finished line.
-"""
+"""The secret registry: credentials removed from every line by value, as the last net behind the
+allow-list (a credential could still be inside the project's own text, by mistake)."""
 
 from __future__ import annotations
 

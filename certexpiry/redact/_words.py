@@ -1,10 +1,6 @@
-"""The words the project defines: operation names, statuses, outcomes, setting names.
-
-A lower-case word has the form of "kari" too, so a word is logged only if the project itself
-defines it: the modules that own a vocabulary add it here where they define it (the contract
-its RPC names and answer literals, the settings their variable names), at import, from
-constants. Nothing read at run time is ever added.
-"""
+"""The words the project defines (operations, statuses, outcomes, setting names). A lower-case
+word has the form of "kari" too, so a word is logged only if the project's code adds it here,
+at import, from constants; nothing read at run time."""
 
 from __future__ import annotations
 
