@@ -103,19 +103,17 @@ class _RecordHandler(logging.Handler):
         return event
 
     def emit(self, record: logging.LogRecord) -> None:
-        if not self.installation.logger.writes(_severity_for(record.levelno)):
+        logger = self.installation.logger
+        if not logger.writes(_severity_for(record.levelno)):
             return
         try:
             line = self.format(record)
         except Exception as failure:  # noqa: BLE001  # a record must never break the job
-            self.installation.logger.emit(
-                Severity.ERROR,
-                Code.UNEXPECTED_EXCEPTION,
-                "A library record could not be logged.",
-                {"error_type": type(failure).__name__},
-            )
+            context = {"error_type": type(failure).__name__}
+            message = "A library record could not be logged."
+            logger.emit(Severity.ERROR, Code.UNEXPECTED_EXCEPTION, message, context)
             return
-        self.installation.logger.write(line)
+        logger.write(line)
 
     def handleError(self, record: logging.LogRecord) -> None:
         """Never print logging's own "--- Logging error ---" text to stderr."""

@@ -101,11 +101,8 @@ class Service:
             special["logging.googleapis.com/trace_sampled"] = trace.sampled
         where: Where | None = event.get("where")
         if where is not None:
-            special["logging.googleapis.com/sourceLocation"] = {
-                "file": where.file,
-                "line": str(where.line),
-                "function": where.function,
-            }
+            location = {"file": where.file, "line": str(where.line), "function": where.function}
+            special["logging.googleapis.com/sourceLocation"] = location
         if event["severity"] is Severity.ERROR:
             special["@type"] = ERROR_EVENT_TYPE
             special["serviceContext"] = {"service": self.name, "version": self.version}

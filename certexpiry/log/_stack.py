@@ -43,15 +43,6 @@ def raised_at(tb: TracebackType | None) -> Where | None:
     return located(code.co_filename, tb.tb_lineno, code.co_qualname)
 
 
-def type_name(exc: BaseException) -> str:
-    """``module.Class`` as Python prints it (builtins without a module)."""
-    cls = type(exc)
-    module = cls.__module__
-    return (
-        cls.__qualname__ if module in ("builtins", "__main__") else f"{module}.{cls.__qualname__}"
-    )
-
-
 def stack_trace(exc: BaseException) -> str:
     """The traceback Python would print for ``exc``, every exception message left out."""
     lines: list[str] = []
@@ -81,7 +72,9 @@ def _walk(exc: BaseException, lines: list[str], seen: set[int]) -> None:
         for frame in frames:
             where = located(frame.filename, frame.lineno or 0, frame.name)
             lines.append(f'  File "{where.file}", line {where.line}, in {where.function}\n')
-    lines.append(type_name(exc) + "\n")
+    cls = type(exc)  # as Python prints it: module.Class, builtins without a module
+    module = "" if cls.__module__ in ("builtins", "__main__") else f"{cls.__module__}."
+    lines.append(f"{module}{cls.__qualname__}\n")
     for member in getattr(exc, "exceptions", None) or ():  # an exception group's members
         if isinstance(member, BaseException) and id(member) not in seen:
             lines.append("  +---- member of the group above:\n")

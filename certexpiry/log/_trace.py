@@ -6,8 +6,6 @@ import re
 from collections.abc import Mapping
 from typing import NamedTuple
 
-__all__ = ["TraceContext", "trace_from_headers"]
-
 
 class TraceContext(NamedTuple):
     """Trace id (32 hex), span id (16 hex) and sampling flag of the current request."""
@@ -38,9 +36,7 @@ def trace_from_headers(headers: Mapping[str, str]) -> TraceContext | None:
 
 def _parse_traceparent(value: object) -> TraceContext | None:
     """W3C Trace Context ``version-traceid-spanid-flags``."""
-    if not isinstance(value, str):
-        return None
-    match = _TRACEPARENT.fullmatch(value.strip())
+    match = _TRACEPARENT.fullmatch(value.strip()) if isinstance(value, str) else None
     if match is None:
         return None
     version, trace_id, span_id, flags, rest = match.groups()
@@ -56,9 +52,7 @@ def _parse_traceparent(value: object) -> TraceContext | None:
 
 def _parse_cloud_trace(value: object) -> TraceContext | None:
     """Google's ``TRACE_ID/SPAN_ID;o=1``; the decimal span id is turned into 16 hex."""
-    if not isinstance(value, str):
-        return None
-    match = _CLOUD_TRACE.fullmatch(value.strip())
+    match = _CLOUD_TRACE.fullmatch(value.strip()) if isinstance(value, str) else None
     if match is None:
         return None
     trace_id, span, sampled = match.groups()

@@ -150,7 +150,6 @@ def _cursor(value: object) -> object:
     return value if safe else WITHHELD
 
 
-# The keys by form, written as words: a list literal of 25 names would fill a screen.
 _POSTGREST_CODE = _first_of(_shaped(r"PGRST[0-9]{3}"), _kept_if(_known_sqlstate))
 
 
@@ -164,6 +163,7 @@ def _body(value: object) -> object:
     return shape
 
 
+# The keys by form, written as words: a list literal of 25 names would fill a screen.
 _NUMBERS = (  # noqa: SIM905  # see above
     "attempt batch_size batches budget_s certifications certifications_paused delivery_attempt"
     " duration_ms elapsed_ms estimate_ms failures http_status lines_dropped mentors"
