@@ -110,11 +110,9 @@ class _Reader(threading.Thread):
 
 
 class FdCapture:
-    """Everything written to fds 1 and 2, by anyone in the process, handed on as text lines.
-
-    gRPC's C core, C extensions, ``os.write``, child processes and daemon threads at exit all write
-    below ``sys.stdout``: only capturing fds 1 and 2 keeps their plain text off a stdout that Cloud
-    Logging reads as one JSON object a line. The fds become pipes, read by one daemon thread
+    """Everything written to fds 1 and 2 handed on as text lines: gRPC's C core, ``os.write``,
+    child processes and threads at exit write below ``sys.stdout``, so only the fds can keep
+    their plain text off the log. The fds become pipes, read by one daemon thread
     (THREAD_NAME) that calls ``on_line(stream, text)`` (stream "stdout"/"stderr") per line: UTF-8,
     errors replaced, a trailing "\\r" dropped, in pieces of ``max_line``; a partial line idle for
     ``idle_flush_s`` goes on as a line. What on_line raises is counted in ``callback_failures``.
