@@ -32,6 +32,10 @@ drop function if exists public.resolve_cron_audit(uuid, boolean);
 drop function if exists public.remediate_auto_pauses(uuid, uuid[], text);
 drop function if exists public.plan_night(text, date, integer[], integer);
 drop function if exists public.night_history(text, integer);
+drop function if exists public.claim_outbox(integer, integer, integer);
+drop function if exists public.acknowledge_outbox(bigint[]);
+drop function if exists public.fail_outbox(bigint[], text);
+drop function if exists public.outbox_backlog();
 drop function if exists public.schema_version();
 drop table if exists public.cron_audit_log;
 

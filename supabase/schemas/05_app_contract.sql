@@ -81,7 +81,8 @@ begin
                                     'handoff_run', 'complete_run', 'get_missed_auto_pauses',
                                     'upsert_cron_audit', 'list_cron_audit', 'get_cron_audit',
                                     'resolve_cron_audit', 'remediate_auto_pauses', 'plan_night',
-                                    'night_history', 'schema_version')
+                                    'night_history', 'schema_version', 'claim_outbox',
+                                    'acknowledge_outbox', 'fail_outbox', 'outbox_backlog')
                 union all
                 select 'relation public.' || c.relname
                 from pg_class c

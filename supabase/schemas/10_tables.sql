@@ -38,6 +38,10 @@ create table certexpiry.certification_idempotency_log (
 comment on column certexpiry.certification_idempotency_log.outcome is
     'done: the effect happened; superseded: a larger reminder offset skipped because a smaller one was due.';
 
+-- The job's side of the app's sender (75_outbox_api.sql): a message is claimed for a while
+-- (claimed_until, attempts), then ends once, in one of three ways: delivered (dispatched_at),
+-- failed for good (failed_at, failure_code) or dropped by the claim as no longer true
+-- (dropped_at). Why: docs/decisions/0030-outbox-claim-and-acknowledge.md.
 create table certexpiry.notification_outbox (
     id bigint generated always as identity primary key,
     peer_mentor_id uuid not null,
@@ -45,12 +49,37 @@ create table certexpiry.notification_outbox (
     kind text not null check (kind in ('reminder', 'pause_notice')),
     payload jsonb not null default '{}'::jsonb,
     created_at timestamptz not null default now(),
-    dispatched_at timestamptz
+    dispatched_at timestamptz,
+    claimed_until timestamptz,
+    attempts integer not null default 0 check (attempts >= 0),
+    failed_at timestamptz,
+    failure_code text check (failure_code ~ '^[a-z][a-z0-9_]{0,39}$'),
+    dropped_at timestamptz,
+    constraint notification_outbox_one_end check (num_nonnulls(dispatched_at, failed_at, dropped_at) <= 1),
+    constraint notification_outbox_failure_has_code check ((failed_at is null) = (failure_code is null))
 );
 comment on table certexpiry.notification_outbox is
-    'Written in the same transaction as the idempotency row; the app''s sender delivers and stamps dispatched_at.';
-create index notification_outbox_pending_idx on certexpiry.notification_outbox (created_at)
-    where dispatched_at is null;
+    'Written in the same transaction as the idempotency row; the app''s sender claims messages '
+    'with public.claim_outbox, delivers each at least once and reports it with '
+    'public.acknowledge_outbox (dispatched_at) or public.fail_outbox (failed_at, failure_code).';
+comment on column certexpiry.notification_outbox.claimed_until is
+    'The visibility timeout of the last claim: until then no other claim hands the message out.';
+comment on column certexpiry.notification_outbox.attempts is
+    'How many times the message was claimed; at p_max_attempts a lapsed claim fails it (attempts_exhausted).';
+comment on column certexpiry.notification_outbox.failure_code is
+    'Why it failed for good: a code (attempts_exhausted or the sender''s), never free text.';
+comment on column certexpiry.notification_outbox.dropped_at is
+    'Set by the claim on a reminder whose certification changed since it was queued (renewed, '
+    'no longer active or deleted): it would be false. Pause notices are never dropped.';
+-- The messages still to deliver, oldest first: what claim_outbox scans and outbox_backlog
+-- counts. The failed and dropped ones are counted by their own small indexes, never by a scan
+-- over the delivered rows.
+create index notification_outbox_pending_idx on certexpiry.notification_outbox (created_at, id)
+    where dispatched_at is null and failed_at is null and dropped_at is null;
+create index notification_outbox_failed_idx on certexpiry.notification_outbox (failed_at)
+    where failed_at is not null;
+create index notification_outbox_dropped_idx on certexpiry.notification_outbox (dropped_at)
+    where dropped_at is not null;
 create index notification_outbox_certification_idx on certexpiry.notification_outbox (certification_id);
 -- The foreign keys' other side: the app deleting a mentor finds their notices by index.
 create index notification_outbox_peer_mentor_idx on certexpiry.notification_outbox (peer_mentor_id);

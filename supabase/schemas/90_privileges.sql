@@ -12,7 +12,12 @@
 -- The job's tables, for service_role:
 --   certexpiry.certification_idempotency_log   select, insert (the records; insert ... returning)
 --   certexpiry.notification_outbox             insert (returning 1 reads no column; the identity
---                                              column needs no privilege on its sequence)
+--                                              column needs no privilege on its sequence);
+--                                              select, and update of the sender's columns only
+--                                              (claimed_until, attempts, dispatched_at,
+--                                              failed_at, failure_code, dropped_at) for the
+--                                              outbox RPCs (75_outbox_api.sql); a message's
+--                                              kind, ids and payload are never updated
 --   certexpiry.cron_runs                       select, insert, update (claims, checkpoints)
 --   public.cron_audit_log                      select, insert, update (upsert, list, get, resolve)
 --   certexpiry.schema_migrations               none (read by public.schema_version, definer)
@@ -27,7 +32,9 @@ revoke all on table certexpiry.cron_runs from public, anon, authenticated, servi
 revoke all on table public.cron_audit_log from public, anon, authenticated, service_role;
 
 grant select, insert on table certexpiry.certification_idempotency_log to service_role;
-grant insert on table certexpiry.notification_outbox to service_role;
+grant select, insert on table certexpiry.notification_outbox to service_role;
+grant update (claimed_until, attempts, dispatched_at, failed_at, failure_code, dropped_at)
+    on table certexpiry.notification_outbox to service_role;
 grant select, insert, update on table certexpiry.cron_runs to service_role;
 grant select, insert, update on table public.cron_audit_log to service_role;
 grant select on table public.cron_audit_log to authenticated;
@@ -60,6 +67,14 @@ revoke all on function public.plan_night(text, date, integer[], integer) from pu
 grant execute on function public.plan_night(text, date, integer[], integer) to service_role;
 revoke all on function public.night_history(text, integer) from public, anon, authenticated, service_role;
 grant execute on function public.night_history(text, integer) to service_role;
+revoke all on function public.claim_outbox(integer, integer, integer) from public, anon, authenticated, service_role;
+grant execute on function public.claim_outbox(integer, integer, integer) to service_role;
+revoke all on function public.acknowledge_outbox(bigint[]) from public, anon, authenticated, service_role;
+grant execute on function public.acknowledge_outbox(bigint[]) to service_role;
+revoke all on function public.fail_outbox(bigint[], text) from public, anon, authenticated, service_role;
+grant execute on function public.fail_outbox(bigint[], text) to service_role;
+revoke all on function public.outbox_backlog() from public, anon, authenticated, service_role;
+grant execute on function public.outbox_backlog() to service_role;
 revoke all on function public.schema_version() from public, anon, authenticated, service_role;
 grant execute on function public.schema_version() to service_role;
 

@@ -47,14 +47,28 @@ PRIVILEGES_FILE = "90_privileges.sql"
 JOB_TABLE_GRANTS = {
     "certexpiry.schema_migrations": {},
     "certexpiry.certification_idempotency_log": {"service_role": {"SELECT", "INSERT"}},
-    "certexpiry.notification_outbox": {"service_role": {"INSERT"}},
+    "certexpiry.notification_outbox": {"service_role": {"SELECT", "INSERT"}},
     "certexpiry.cron_runs": {"service_role": {"SELECT", "INSERT", "UPDATE"}},
     "public.cron_audit_log": {
         "service_role": {"SELECT", "INSERT", "UPDATE"},
         "authenticated": {"SELECT"},
     },
 }
-JOB_COLUMN_GRANTS = {("public.cron_audit_log", "resolved"): {"authenticated": {"UPDATE"}}}
+JOB_COLUMN_GRANTS = {
+    ("public.cron_audit_log", "resolved"): {"authenticated": {"UPDATE"}},
+    # The sender's columns, for the outbox RPCs (supabase/schemas/75_outbox_api.sql).
+    **{
+        ("certexpiry.notification_outbox", column): {"service_role": {"UPDATE"}}
+        for column in (
+            "claimed_until",
+            "attempts",
+            "dispatched_at",
+            "failed_at",
+            "failure_code",
+            "dropped_at",
+        )
+    },
+}
 
 _GRANTEE = "case when a.grantee = 0 then 'PUBLIC' else pg_get_userbyid(a.grantee) end"
 # The job's objects: all of certexpiry, and what is in public but not the app's.
@@ -327,7 +341,7 @@ def test_a_function_that_forgets_its_revoke_is_caught(db: Conn) -> None:
 def test_table_privileges_are_what_the_job_uses(db: Conn) -> None:
     """Each of the job's tables grants exactly its listed privileges, to service_role and, on
     the audit log, to authenticated (an ops admin, by policy); no one else holds any, and the
-    only column grant is the audit log's resolved."""
+    only column grants are the audit log's resolved and the outbox's sender columns."""
     tables = _relations(db, "rpvmf")
     assert tables == set(JOB_TABLE_GRANTS), "a new table needs its privileges decided"
     grants = _relation_grants(db, "rpvmf")
