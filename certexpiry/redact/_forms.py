@@ -168,7 +168,8 @@ _NUMBERS = (  # noqa: SIM905  # see above
     "attempt batch_size batches budget_s certifications certifications_paused delivery_attempt"
     " duration_ms elapsed_ms estimate_ms failures http_status lines_dropped mentors"
     " mentors_paused missed_pause_count notices_queued peak_rss_kb position remaining_ms"
-    " reminders_queued reminders_superseded segment segments total_count"
+    " reminders_queued reminders_superseded segment segments total_count outbox_undelivered"
+    " outbox_claimed outbox_oldest_age_s outbox_failed outbox_dropped"
 ).split()
 _CATALOG = "constraint_name schema_name table_name column_name datatype_name routine".split()  # noqa: SIM905  # see above
 # Text the project's code writes (a reason, a remediation): never a value read at run time; the
