@@ -23,7 +23,7 @@ locals {
 
   metric_prefix = replace(var.function_name, "-", "_")
 
-  code_filter = { for code in ["RUN_COMPLETED", "MISSED_AUTO_PAUSE", "NIGHTS_MISSED"] :
+  code_filter = { for code in ["RUN_COMPLETED", "MISSED_AUTO_PAUSE", "NIGHTS_MISSED", "OUTBOX_BACKLOG"] :
     code => "${local.function_log_filter} AND jsonPayload.error_code=\"${code}\""
   }
 
@@ -114,6 +114,17 @@ locals {
       label_extractors = {}
       value_extractor  = "EXTRACT(jsonPayload.context.missed_pause_count)"
       unit             = "1"
+    }
+    # The outbox backlog at the end of a night (OUTBOX_BACKLOG, INFO, one per run): the age of
+    # the oldest message the app's sender has not acknowledged, 0 when nothing waits. A line
+    # whose context lacks the key (withheld by the log's allow-list) records no value at all.
+    outbox_oldest_age = {
+      name             = "${local.metric_prefix}_outbox_oldest_age"
+      description      = "Age in seconds of the oldest undelivered outbox message at the end of a nightly run (0 when nothing waits), from OUTBOX_BACKLOG: how far behind the app's sender is."
+      filter           = local.code_filter.OUTBOX_BACKLOG
+      label_extractors = {}
+      value_extractor  = "EXTRACT(jsonPayload.context.outbox_oldest_age_s)"
+      unit             = "s"
     }
   }
 

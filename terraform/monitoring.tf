@@ -62,7 +62,7 @@ resource "google_logging_metric" "distribution" {
   }
   value_extractor = each.value.value_extractor
 
-  # 0, 1, 2, 4, ... 2^30: covers counts of rows and durations in ms alike.
+  # 0, 1, 2, 4, ... 2^30: covers counts of rows, durations in ms and ages in s alike.
   bucket_options {
     exponential_buckets {
       num_finite_buckets = 32
@@ -211,6 +211,50 @@ resource "google_monitoring_alert_policy" "stuck_message" {
     mime_type = "text/markdown"
     content   = "A message on the sweep topic has failed and been retried for over ${var.max_message_age_s} s. Pub/Sub drops it when the subscription's retention ends unless the dead-letter policy is attached (docs/deploy.md, Dead letters). Look at the function's ERROR logs."
   }
+}
+
+# "The app's sender stopped": at the end of a night the oldest outbox message it has not
+# acknowledged is older than outbox_stall_threshold_s (docs/operations.md, "The outbox and the
+# app's sender"). The metric is a distribution with one value a night (the OUTBOX_BACKLOG line).
+# ALIGN_MAX is defined for numeric values only, and a percentile of the exponential buckets can
+# be off by up to a factor of 2, while the mean of one value is that value: the mean per 5
+# minutes (the night's line), then the max across revisions. Checked once a night, when the
+# line is written; the incident closes after 30 minutes like the others and opens again the
+# next night while the backlog stays old.
+resource "google_monitoring_alert_policy" "outbox_stalled" {
+  display_name          = "certexpiry: the app's sender stopped (outbox message older than ${var.outbox_stall_threshold_s} s)"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "oldest undelivered outbox message at the end of a night (OUTBOX_BACKLOG)"
+    condition_threshold {
+      filter          = local.user_metric_filter.outbox_oldest_age
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.outbox_stall_threshold_s
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_MEAN"
+        cross_series_reducer = "REDUCE_MAX"
+      }
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = local.alert_auto_close
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "The app's sender stopped: at the end of tonight's run the oldest message in the outbox it has not acknowledged was older than ${var.outbox_stall_threshold_s} s, so mentors are not getting their reminders and pause notices. Check the sender (its schedule, its own logs, its service-role key; is it calling claim_outbox and acknowledge_outbox?), then `certexpiry check` for the backlog. Runbook: docs/operations.md, \"The outbox and the app's sender\". Lines: `${local.log_metrics.outbox_oldest_age.filter}`."
+  }
+
+  depends_on = [time_sleep.metrics_visible]
 }
 
 resource "google_monitoring_alert_policy" "dead_letter" {

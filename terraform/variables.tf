@@ -377,6 +377,17 @@ variable "max_message_age_s" {
   }
 }
 
+variable "outbox_stall_threshold_s" {
+  type        = number
+  description = "Alert when the oldest outbox message the app's sender has not acknowledged is older than this many seconds at the end of a night (the OUTBOX_BACKLOG line): the sender stopped. Default 86400: a message queued last night and still waiting tonight. Checked once a night, so an alert comes at most a day after the threshold is passed."
+  default     = 86400
+
+  validation {
+    condition     = var.outbox_stall_threshold_s > 0 && floor(var.outbox_stall_threshold_s) == var.outbox_stall_threshold_s
+    error_message = "outbox_stall_threshold_s must be a whole number of seconds greater than 0."
+  }
+}
+
 variable "force_destroy_source_bucket" {
   type        = bool
   description = "Let terraform destroy delete the source bucket even when it still holds archives. Keep false in production."

@@ -3,7 +3,8 @@
 The function runs end to end (functions-framework, the fake Pub/Sub, the embedded Postgres)
 through a night that writes every line a metric exists for: a missed night, failing records
 (DB_OPERATION_FAILED, MISSED_AUTO_PAUSE), continuations, a duplicate trigger answered 503
-(RUN_BUSY), a malformed message, the completion. Its output lines become the LogEntries Cloud
+(RUN_BUSY), a malformed message, the completion and the outbox backlog it leaves for the app's
+sender (OUTBOX_BACKLOG). Its output lines become the LogEntries Cloud
 Run makes of them, beside the platform's request log of each HTTP answer, and of three
 requests only the platform answers: a crash (500), a delivery turned away while every instance
 was busy (429 "no available instance", logged at ERROR) and a 503 from an instance that failed
@@ -13,6 +14,7 @@ filter, label extractor and value extractor is evaluated on those entries (logqu
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +24,9 @@ from typing import Any
 
 import psycopg
 
+from certexpiry.codes import Code
+from certexpiry.log import ALLOWED_CONTEXT_KEYS, JsonLogger
+from certexpiry.redact import Secrets
 from certexpiry_ops.harness import FunctionProcess, function_env
 from certexpiry_ops.pubsub_fake import FakePubSub
 from tests import faults
@@ -78,6 +83,7 @@ EXPECTED: dict[str, Callable[[Logged], bool]] = {
     "reminders": _app("RUN_COMPLETED"),
     "paused": _app("RUN_COMPLETED"),
     "missed_count": lambda logged: logged.code in ("MISSED_AUTO_PAUSE", "MONITORING_CLEAN"),
+    "outbox_oldest_age": _app("OUTBOX_BACKLOG"),
 }
 
 # The fields of the function's lines the metrics read (jsonPayload paths).
@@ -88,7 +94,17 @@ READ_FIELDS = [
     "context.reminders_queued",
     "context.certifications_paused",
     "context.missed_pause_count",
+    "context.outbox_oldest_age_s",
 ]
+
+# The context of the OUTBOX_BACKLOG line (docs/logging.md); the metric reads the age.
+OUTBOX_KEYS = (
+    "outbox_undelivered",
+    "outbox_claimed",
+    "outbox_oldest_age_s",
+    "outbox_failed",
+    "outbox_dropped",
+)
 
 
 def _night(db: Conn, database_url: str, pubsub: FakePubSub, org: OrgDay) -> list[Logged]:
@@ -138,6 +154,9 @@ def _night(db: Conn, database_url: str, pubsub: FakePubSub, org: OrgDay) -> list
     codes = {item.code for item in logged}
     assert {"RUN_BUSY", "NIGHTS_MISSED", "MISSED_AUTO_PAUSE", "DB_OPERATION_FAILED"} <= codes
     assert {"CONTINUATION_PUBLISHED", "INVALID_MESSAGE", "RUN_COMPLETED"} <= codes
+    backlog = [item for item in logged if item.code == "OUTBOX_BACKLOG"]
+    assert [item.severity for item in backlog] == ["INFO"], "one OUTBOX_BACKLOG line a night"
+    assert set(OUTBOX_KEYS) <= set(field(backlog[0].entry, "jsonPayload.context") or {})
     return logged
 
 
@@ -259,3 +278,43 @@ def test_an_instance_that_failed_to_start_pages_through_the_errors_alert(tmp_pat
     )
     assert paged_by(request_entry(429, service=SERVICE, platform=NO_AVAILABLE_INSTANCE)) == []
     assert paged_by(request_entry(503, service=SERVICE)) == []
+
+
+def _backlog_entry(**context: object) -> Entry:
+    """The LogEntry of an OUTBOX_BACKLOG line written by the project's own logger."""
+    stream = io.StringIO()
+    logger = JsonLogger(secrets=Secrets(), stream=stream)
+    logger.info(Code.OUTBOX_BACKLOG, "The outbox backlog at the end of the night.", **context)
+    (line,) = stream.getvalue().splitlines()
+    return entry_from_line(line, stream="stdout", service=SERVICE)
+
+
+@needs_terraform
+def test_the_outbox_age_metric_reads_the_age_the_function_logs(tmp_path: Path) -> None:
+    """The outbox age metric (what the "sender stopped" alert compares with
+    outbox_stall_threshold_s) takes from an OUTBOX_BACKLOG line, as the project's logger writes
+    it, exactly the age logged: 0 when nothing waits, a stalled sender's days. The outbox_* keys
+    must be in the log's allow-list: the logger drops a key the allow-list does not know, and a
+    line without outbox_oldest_age_s still matches the filter but records no value (Cloud
+    Logging skips an entry whose extraction fails), so the alert could never fire."""
+    metric = _metrics(tmp_path)["outbox_oldest_age"]
+    matches = compile_filter(metric["filter"])
+    assert set(OUTBOX_KEYS) <= ALLOWED_CONTEXT_KEYS
+    for age in (0, 3 * 86400 + 17):
+        entry = _backlog_entry(
+            outbox_undelivered=4 if age else 0,
+            outbox_claimed=1 if age else 0,
+            outbox_oldest_age_s=age,
+            outbox_failed=2,
+            outbox_dropped=1,
+        )
+        assert entry["severity"] == "INFO"
+        assert "dropped_keys" not in entry["jsonPayload"]["context"], entry
+        assert matches(entry)
+        assert extract(metric["value_extractor"], entry) == str(age)
+    without_age = _backlog_entry(outbox_undelivered=4, outbox_failed=0)
+    assert matches(without_age)
+    assert extract(metric["value_extractor"], without_age) is None
+    other = _backlog_entry(outbox_oldest_age_s=5)
+    other["jsonPayload"]["error_code"] = "RUN_COMPLETED"
+    assert not matches(other), "only OUTBOX_BACKLOG lines feed the age"

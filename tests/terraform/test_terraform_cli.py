@@ -95,6 +95,8 @@ def test_example_tfvars_pass_every_variable_validation(tmp_path: Path) -> None:
         ("region=europe-west01", "region must be"),
         ("topic_message_retention=691200s", "7-day message age limit"),
         ("metric_visibility_wait_s=-1", "metric_visibility_wait_s must be"),
+        ("outbox_stall_threshold_s=0", "outbox_stall_threshold_s must be"),
+        ("outbox_stall_threshold_s=1.5", "outbox_stall_threshold_s must be"),
     ],
 )
 def test_bad_values_are_rejected_by_validation(

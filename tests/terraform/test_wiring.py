@@ -284,7 +284,13 @@ def test_alerting_metrics_and_policies(tf: Module) -> None:
     assert set(tf.locals["log_metrics"]) >= {"errors", "missed_pause", "run_completed"}
 
     policies = tf.of_type("google_monitoring_alert_policy")
-    assert set(policies) == {"log_lines", "run_not_completed", "stuck_message", "dead_letter"}
+    assert set(policies) == {
+        "log_lines",
+        "run_not_completed",
+        "stuck_message",
+        "dead_letter",
+        "outbox_stalled",
+    }
     assert policies["log_lines"]["for_each"] == "${local.log_alerts}"
     log_alerts = tf.locals["log_alerts"]
     assert set(log_alerts) == {"errors", "missed_auto_pause", "nights_missed"}
@@ -294,7 +300,7 @@ def test_alerting_metrics_and_policies(tf: Module) -> None:
         assert policy["notification_channels"] == "${var.notification_channels}", name
         assert block(policy, "alert_strategy")["auto_close"] == "${local.alert_auto_close}", name
     assert tf.locals["alert_auto_close"] == "1800s"
-    for name in ("log_lines", "run_not_completed"):
+    for name in ("log_lines", "run_not_completed", "outbox_stalled"):
         assert policies[name]["depends_on"] == ["${time_sleep.metrics_visible}"], name
     promql = block(
         block(policies["run_not_completed"], "conditions"), "condition_prometheus_query_language"
@@ -308,6 +314,39 @@ def test_alerting_metrics_and_policies(tf: Module) -> None:
     assert sleep["create_duration"] == "${var.metric_visibility_wait_s}s"
     assert "google_logging_metric.counter" in sleep["triggers"]["metrics"]
     assert "google_monitoring_dashboard" in tf.resources
+
+
+def test_the_outbox_alert_fires_when_the_oldest_message_outlives_the_threshold(tf: Module) -> None:
+    """The "sender stopped" policy compares the outbox age metric (OUTBOX_BACKLOG's
+    outbox_oldest_age_s, evaluated in test_log_metrics.py) with outbox_stall_threshold_s: the
+    mean per 5 minutes (one line a night: that line's value; ALIGN_MAX is not defined on a
+    distribution), the max across revisions; its text points at the sender and the runbook."""
+    metric = tf.locals["log_metrics"]["outbox_oldest_age"]
+    assert metric["value_extractor"] == "EXTRACT(jsonPayload.context.outbox_oldest_age_s)"
+    assert metric["unit"] == "s"
+    assert metric["filter"] == "${local.code_filter.OUTBOX_BACKLOG}"
+    assert "OUTBOX_BACKLOG" in tf.locals["code_filter"]
+    policy = tf.resource("google_monitoring_alert_policy", "outbox_stalled")
+    condition = block(block(policy, "conditions"), "condition_threshold")
+    assert condition["filter"] == "${local.user_metric_filter.outbox_oldest_age}"
+    assert condition["comparison"] == "COMPARISON_GT"
+    assert condition["threshold_value"] == "${var.outbox_stall_threshold_s}"
+    assert condition["duration"] == "0s"
+    aggregation = block(condition, "aggregations")
+    assert aggregation["per_series_aligner"] == "ALIGN_MEAN"
+    assert aggregation["cross_series_reducer"] == "REDUCE_MAX"
+    assert aggregation["alignment_period"] == "300s"
+    assert block(condition, "trigger")["count"] == 1
+    text = block(policy, "documentation")["content"]
+    assert "sender" in text
+    assert "The outbox and the app's sender" in text
+    assert "docs/operations.md" in text
+    heading = "## The outbox and the app's sender"
+    assert heading in (REPO_ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+
+    assert _default(tf, "outbox_stall_threshold_s") == 86400
+    rule = tf.variables["outbox_stall_threshold_s"]["validation"][0]["condition"]
+    assert "var.outbox_stall_threshold_s > 0" in rule
 
 
 def test_a_missing_notification_channel_is_warned_about() -> None:
