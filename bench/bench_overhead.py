@@ -33,7 +33,15 @@ from certexpiry.log import JsonLogger
 from certexpiry.pg_store import pg_store
 from certexpiry.redact import Secrets
 from certexpiry.settings import Settings
-from certexpiry.store import AuditRow, BatchResult, Claim, Completion, MissedReport, RpcStore
+from certexpiry.store import (
+    AuditRow,
+    BatchResult,
+    Claim,
+    Completion,
+    MissedReport,
+    OutboxBacklog,
+    RpcStore,
+)
 from certexpiry.sweep import Job, Outcome
 from certexpiry_ops import embedded, schema
 from certexpiry_ops.fakes import InMemoryPublisher
@@ -99,6 +107,10 @@ class TimedStore:
     def upsert_audit(self, row: AuditRow) -> None:
         with self.timer.time("audit"):
             self.inner.upsert_audit(row)
+
+    def outbox_backlog(self) -> OutboxBacklog:
+        with self.timer.time("monitoring"):
+            return self.inner.outbox_backlog()
 
 
 @contextmanager

@@ -45,6 +45,7 @@ class Code(StrEnum):
     MONITORING_FAILED = "MONITORING_FAILED"
     AUDIT_WRITTEN = "AUDIT_WRITTEN"
     AUDIT_FAILED = "AUDIT_FAILED"
+    OUTBOX_BACKLOG = "OUTBOX_BACKLOG"
     RUN_COMPLETED = "RUN_COMPLETED"
     RUN_STOPPED = "RUN_STOPPED"
     SUPABASE_RPC_FAILED = "SUPABASE_RPC_FAILED"
@@ -194,9 +195,12 @@ CATALOGUE: Mapping[Code, CodeInfo] = MappingProxyType(
         ),
         Code.MONITORING_FAILED: CodeInfo(
             _W,
-            "The monitoring query itself failed; the run's outcome stands but is unverified (the "
-            "audit row says monitoring_failed).",
-            "Run python -m certexpiry check; see operation, sqlstate or http_status in context.",
+            "A query of the end of the run failed; the run's outcome stands. operation "
+            "get_missed_auto_pauses: the monitoring query, so the run is unverified (the audit "
+            "row says monitoring_failed); operation outbox_backlog: the outbox backlog is "
+            "unknown tonight (no OUTBOX_BACKLOG line).",
+            "Run python -m certexpiry check (it shows both); see operation, sqlstate or "
+            "http_status in context.",
         ),
         Code.AUDIT_WRITTEN: CodeInfo(
             _I,
@@ -208,6 +212,17 @@ CATALOGUE: Mapping[Code, CodeInfo] = MappingProxyType(
             "The cron_audit_log row could not be written; the run's work is done, and its totals "
             "are in its RUN_COMPLETED line and in cron_runs.",
             "Check the upsert_cron_audit RPC (migration applied, execute granted to service_role).",
+        ),
+        Code.OUTBOX_BACKLOG: CodeInfo(
+            _I,
+            "The end of every night (after the audit row): what waits in notification_outbox for "
+            "the app's sender (outbox_backlog): outbox_undelivered (outbox_claimed of them under "
+            "a live claim), outbox_oldest_age_s (whole seconds; 0 when nothing waits), "
+            "outbox_failed and outbox_dropped (all time). The night's own messages are queued "
+            "minutes before it, so a small age is normal; Terraform's alert watches the age.",
+            "None while outbox_oldest_age_s stays below a day. Higher: the app's sender stopped "
+            'or is slow; see docs/operations.md, "The outbox and the app\'s sender" (When the '
+            "alert fires); python -m certexpiry check shows the backlog now.",
         ),
         Code.RUN_COMPLETED: CodeInfo(
             _I,

@@ -85,6 +85,16 @@ RPC_SIGNATURES: Mapping[str, Mapping[str, str]] = {
         "p_ids_limit": "integer",
     },
     "night_history": {"p_timezone": "text", "p_nights": "integer"},
+    # The outbox as the app's sender sees it (supabase/schemas/75_outbox_api.sql): the nightly
+    # monitoring asks for the backlog; the toolkit's toy sender (certexpiry deliver) the rest.
+    "claim_outbox": {
+        "p_limit": "integer",
+        "p_visibility_s": "integer",
+        "p_max_attempts": "integer",
+    },
+    "acknowledge_outbox": {"p_ids": "bigint[]"},
+    "fail_outbox": {"p_ids": "bigint[]", "p_code": "text"},
+    "outbox_backlog": {},
 }
 
 # The newest migration this release's SQL contract was built with: the function refuses (at cold
@@ -416,6 +426,60 @@ class Night(ContractModel):
     resolved: StrictBool | None
 
 
+OutboxKind = Literal["reminder", "pause_notice"]  # notification_outbox.kind
+MessageId = Annotated[int, Field(strict=True, ge=1)]
+
+
+class OutboxMessage(ContractModel):
+    """One message of claim_outbox: ids, its kind and payload (dates and numbers), never a name
+    or a contact detail (the sender looks the mentor up in the app)."""
+
+    id: MessageId
+    kind: OutboxKind
+    peer_mentor_id: UUID
+    certification_id: UUID
+    payload: dict[str, Any]  # a JSON object: expiry_date; offset_days, days_left for reminders
+    attempt: Annotated[int, Field(strict=True, ge=1)]  # this claim's, counting from 1
+    created_at: datetime
+
+
+class OutboxClaim(ContractModel):
+    """claim_outbox's answer: the batch (empty: nothing to send now), and what the claim dropped
+    (reminders of certifications changed since queued) or failed (attempts exhausted)."""
+
+    messages: tuple[OutboxMessage, ...]
+    dropped: Count
+    exhausted: Count
+
+
+class OutboxAcknowledged(ContractModel):
+    """acknowledge_outbox's answer, over the distinct ids sent."""
+
+    acknowledged: Count
+    already: Count
+    unknown: Count
+
+
+class OutboxFailed(ContractModel):
+    """fail_outbox's answer, over the distinct ids sent."""
+
+    failed: Count
+    already: Count
+    unknown: Count
+
+
+class OutboxBacklog(ContractModel):
+    """outbox_backlog's answer: what ops watch (the nightly OUTBOX_BACKLOG line, check, nights).
+    `oldest_*` are null when nothing waits; `claimed` is part of `undelivered`."""
+
+    undelivered: Count
+    claimed: Count
+    oldest_undelivered_at: datetime | None
+    oldest_age_s: Count | None  # whole seconds
+    failed: Count
+    dropped: Count
+
+
 T = TypeVar("T")
 _TAG_ERRORS = ("union_tag_invalid", "union_tag_not_found")
 _MAX_LISTED = 10
@@ -479,6 +543,10 @@ RESOLVE_CRON_AUDIT: Answer[Resolution] = Answer("resolve_cron_audit", Resolution
 SCHEMA_VERSION_ANSWER: Answer[SchemaVersion] = Answer("schema_version", SchemaVersion)
 PLAN_NIGHT: Answer[Plan] = Answer("plan_night", Plan)
 NIGHT_HISTORY: Answer[tuple[Night, ...]] = Answer("night_history", tuple[Night, ...])
+CLAIM_OUTBOX: Answer[OutboxClaim] = Answer("claim_outbox", OutboxClaim)
+ACKNOWLEDGE_OUTBOX: Answer[OutboxAcknowledged] = Answer("acknowledge_outbox", OutboxAcknowledged)
+FAIL_OUTBOX: Answer[OutboxFailed] = Answer("fail_outbox", OutboxFailed)
+OUTBOX_BACKLOG: Answer[OutboxBacklog] = Answer("outbox_backlog", OutboxBacklog)
 
 # Every RPC's answer, by name (the keys are RPC_SIGNATURES').
 ANSWERS: Mapping[str, Answer[Any]] = {
@@ -498,6 +566,10 @@ ANSWERS: Mapping[str, Answer[Any]] = {
         SCHEMA_VERSION_ANSWER,
         PLAN_NIGHT,
         NIGHT_HISTORY,
+        CLAIM_OUTBOX,
+        ACKNOWLEDGE_OUTBOX,
+        FAIL_OUTBOX,
+        OUTBOX_BACKLOG,
     )
 }
 
@@ -515,4 +587,8 @@ def _literal_words(*types: Any) -> Iterator[str]:
 # The contract's words may be logged as they are (operation, outcome, status): they are its own
 # constants, never a value read at run time (certexpiry.redact's vocabulary).
 WORDS.add(RPC_SIGNATURES)
-WORDS.add(_literal_words(ClaimOutcome, NightStatus, AuditStatus, Literal["auto_pause", "reminder"]))
+WORDS.add(
+    _literal_words(
+        ClaimOutcome, NightStatus, AuditStatus, OutboxKind, Literal["auto_pause", "reminder"]
+    )
+)

@@ -1,7 +1,8 @@
-"""The end of a run: the monitoring query, its WARNING, and the audit row.
+"""The end of a run: the monitoring query, its WARNING, the audit row, then the outbox backlog.
 
-This section never raises. A broken monitoring query or audit upsert is logged as a WARNING and
-the run's outcome stands: a failure here must not mask what the sweep did.
+This section never raises. A broken monitoring query, audit upsert or backlog query is logged as
+a WARNING and the run's outcome stands: a failure here must not mask what the sweep did. The
+backlog comes last: it is a report on the app's sender, and must not delay the night's own row.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from uuid import UUID
 from certexpiry.codes import Code
 from certexpiry.log import JsonLogger
 from certexpiry.reports import remediation_for, report_missed
-from certexpiry.store import AuditRow, MissedReport, Store
+from certexpiry.store import AuditRow, MissedReport, OutboxBacklog, Store
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class MonitoringOutcome:
 
     report: MissedReport | None
     audit_written: bool
+    backlog: OutboxBacklog | None = None  # None: the backlog query failed
 
 
 def monitor_and_audit(
@@ -67,6 +69,13 @@ def monitor_and_audit(
         totals=dict(totals),
         duration_ms=duration_ms,
     )
+    audit_written = _write_audit(store, log, row)
+    return MonitoringOutcome(
+        report=report, audit_written=audit_written, backlog=report_backlog(store, log)
+    )
+
+
+def _write_audit(store: Store, log: JsonLogger, row: AuditRow) -> bool:
     try:
         store.upsert_audit(row)
     except Exception as exc:  # noqa: BLE001  # the audit row is a report, not the work itself
@@ -76,14 +85,44 @@ def monitor_and_audit(
             error_type=type(exc).__name__,
             **_error_context(exc),
         )
-        return MonitoringOutcome(report=report, audit_written=False)
+        return False
     log.info(
         Code.AUDIT_WRITTEN,
         "The cron_audit_log row for this run is written.",
         missed_pause_count=row.missed_pause_count,
         status=row.status,
     )
-    return MonitoringOutcome(report=report, audit_written=True)
+    return True
+
+
+def report_backlog(store: Store, log: JsonLogger) -> OutboxBacklog | None:
+    """Log the outbox backlog (OUTBOX_BACKLOG, INFO), or MONITORING_FAILED if it cannot be read.
+
+    outbox_oldest_age_s is always there, an integer: 0 when nothing waits, so the log-based
+    metric has a point every night (a stopped sender and a drained outbox are told apart by it).
+    """
+    try:
+        backlog = store.outbox_backlog()
+    except Exception as exc:  # noqa: BLE001  # a report on the sender must not fail the night
+        log.warning(
+            Code.MONITORING_FAILED,
+            "The outbox backlog could not be read; the app's sender is unwatched tonight.",
+            error_type=type(exc).__name__,
+            **_error_context(exc),
+        )
+        return None
+    age = backlog.oldest_age_s or 0
+    log.info(
+        Code.OUTBOX_BACKLOG,
+        f"The outbox holds {backlog.undelivered} undelivered message(s); the oldest has waited "
+        f"{age} s.",
+        outbox_undelivered=backlog.undelivered,
+        outbox_claimed=backlog.claimed,
+        outbox_oldest_age_s=age,
+        outbox_failed=backlog.failed,
+        outbox_dropped=backlog.dropped,
+    )
+    return backlog
 
 
 def _error_context(exc: Exception) -> dict[str, object]:

@@ -19,6 +19,7 @@ from certexpiry import contract
 from certexpiry.contract import COUNT_KEYS as COUNT_KEYS
 from certexpiry.contract import AuditStatus, Counts
 from certexpiry.contract import ClaimOutcome as ClaimOutcome
+from certexpiry.contract import OutboxBacklog as OutboxBacklog
 from certexpiry.redact import CatalogName
 
 T = TypeVar("T")
@@ -179,6 +180,8 @@ class Store(Protocol):
 
     def upsert_audit(self, row: AuditRow) -> None: ...
 
+    def outbox_backlog(self) -> OutboxBacklog: ...
+
 
 class RpcStore:
     """The store the sweep uses: typed methods over one SQL API transport."""
@@ -309,3 +312,7 @@ class RpcStore:
             },
         )
         return Remediation(counts=answer.counts, failures=_failures(answer.failures_detail))
+
+    def outbox_backlog(self) -> OutboxBacklog:
+        """What waits in the outbox for the app's sender (the nightly OUTBOX_BACKLOG line)."""
+        return self._call(contract.OUTBOX_BACKLOG, {})

@@ -5,7 +5,9 @@
     seed                  generate a demo organisation into an empty local database
     audit list|show|resolve   the cron_audit_log rows; acknowledge a remediated run
     remediate RUN_ID      auto-pause exactly the certifications a run missed
-    check                 the monitoring query, now (exit 1 if missed auto-pauses remain)
+    check                 the monitoring query and the outbox backlog, now (exit 1 if missed
+                          auto-pauses remain)
+    deliver               the toy sender: drain the outbox through the sender's RPCs
     logs RUN_ID           every Cloud Logging entry of a run, in order, as JSON lines
 
 The database is DATABASE_URL, else Supabase (SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY), else

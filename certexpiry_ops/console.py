@@ -17,6 +17,7 @@ from typing import Any, TextIO, cast
 from uuid import UUID
 
 from certexpiry import __version__
+from certexpiry.contract import OutboxBacklog
 from certexpiry.log import JsonLogger
 from certexpiry.redact import shared_secrets
 from certexpiry.settings import Settings
@@ -179,6 +180,11 @@ def render_entry(entry: Mapping[str, Any]) -> str:
             "mentors_paused",
             "segment",
             "details",
+            "outbox_undelivered",
+            "outbox_claimed",
+            "outbox_oldest_age_s",
+            "outbox_failed",
+            "outbox_dropped",
         )
         if key in context
     ]
@@ -212,4 +218,31 @@ def totals_text(totals: Mapping[str, int]) -> str:
         f"certifications paused {totals.get('certifications_paused', 0):,}, "
         f"mentors paused {totals.get('mentors_paused', 0):,}, "
         f"failures {totals.get('failures', 0):,}"
+    )
+
+
+def age_text(seconds: int) -> str:
+    """A duration for a person: 45 s, 12 min, 5 h 3 min, 2 d 4 h."""
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if seconds < 3600:
+        return f"{minutes} min"
+    if seconds < 86400:
+        return f"{hours} h {minutes % 60} min"
+    return f"{days} d {hours % 24} h"
+
+
+def backlog_text(backlog: OutboxBacklog) -> str:
+    """The outbox backlog in one line for a person (check, nights, deliver)."""
+    if backlog.undelivered == 0:
+        waiting = "nothing undelivered"
+    else:
+        waiting = (
+            f"{backlog.undelivered:,} undelivered ({backlog.claimed:,} claimed), the oldest "
+            f"waiting {age_text(backlog.oldest_age_s or 0)}"
+        )
+    return (
+        f"Outbox: {waiting}; {backlog.failed:,} failed, {backlog.dropped:,} dropped "
+        "(the app's sender delivers it)"
     )

@@ -5,8 +5,10 @@ between runs), applies the migrations, seeds a generated organisation when the d
 empty, then drives `main.nightly_sweep` over HTTP exactly as Eventarc delivers Pub/Sub
 messages: the nightly trigger, then every continuation the function publishes to a fake
 Pub/Sub server (certexpiry_ops.harness). A small time budget makes the run hand off to itself a few
-times. The function's JSON log lines are printed as they come; a short human summary follows a
-separator line, and is the only non-JSON output.
+times. Then the toy sender (certexpiry_ops.sender) drains the outbox through the sender's RPCs, as
+the app's sender would, and the summary lists what it delivered (ids and kinds). The function's
+JSON log lines are printed as they come; a short human summary follows a separator line, and is
+the only non-JSON output.
 
 Running it again the same day shows idempotency (the trigger is a duplicate: nothing new is
 sent); `--fresh` starts over; `--with-failures` adds a trigger that refuses to pause two
@@ -35,9 +37,11 @@ from certexpiry.codes import Code, Severity
 from certexpiry_ops.console import Console
 from certexpiry_ops.embedded import default_data_dir, open_embedded
 from certexpiry_ops.ops import AuditEntry, OpsStore
+from certexpiry_ops.sender import SenderResult, drain
 from certexpiry_ops.usage import command_prefix
 
 SEPARATOR = "=" * 25 + " certexpiry demo: summary " + "=" * 25
+SHOWN_MESSAGES = 8  # delivered messages listed in the text summary (JSON has them all)
 _STRIPPED_ENV = ("SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY")
 
 
@@ -155,7 +159,13 @@ def run_demo(options: DemoOptions, console: Console) -> int:
             function.stop()
             pubsub.stop()
         run_id = printer.run_id()
-        audit = OpsStore(transport).get_audit(UUID(run_id)) if run_id else None
+        ops = OpsStore(transport)
+        audit = ops.get_audit(UUID(run_id)) if run_id else None
+        console.progress_line("demo: the toy sender drains the outbox (claim, acknowledge)…")
+        try:
+            sent = drain(ops)
+        finally:
+            console.finish()
         summary = _Summary(
             options,
             printer,
@@ -164,6 +174,7 @@ def run_demo(options: DemoOptions, console: Console) -> int:
             refused,
             len(chain.deliveries),
             time.monotonic() - started,
+            sent,
         )
         console.data(summary.data())
         console.out("\n" + SEPARATOR + "\n" + summary.text())
@@ -182,6 +193,7 @@ class _Summary:
     refused: list[str]
     deliveries: int
     wall_s: float
+    sent: SenderResult
 
     def exit_code(self) -> int:
         codes = self.printer.codes()
@@ -245,6 +257,7 @@ class _Summary:
             lines.append(f"Duration       {self.wall_s:.1f} s wall time for the demo")
         else:
             lines.append("Outcome        the run did not complete: see the ERROR lines above")
+        lines += self.sender_text()
         still = audit.still_missed if audit is not None else None
         if still:
             lines.append(f"Still missed   {len(still)} certifications are expired but not paused")
@@ -257,6 +270,29 @@ class _Summary:
                 "precedence over the demo database: hence `env -u`)"
             )
         return "\n".join(lines)
+
+    def sender_text(self) -> list[str]:
+        """What the toy sender delivered: counts, then the first messages by id and kind."""
+        sent = self.sent
+        delivered = sent.delivered
+        by_kind = ", ".join(f"{kind} {count:,}" for kind, count in sent.by_kind().items())
+        if not delivered:
+            return [
+                "Delivered      nothing: the outbox held no message to send "
+                f"(dropped {sent.dropped:,}, exhausted {sent.exhausted:,})"
+            ]
+        shown = ", ".join(f"#{item.id} {item.kind}" for item in delivered[:SHOWN_MESSAGES])
+        more = (
+            f" and {len(delivered) - SHOWN_MESSAGES:,} more"
+            if len(delivered) > SHOWN_MESSAGES
+            else ""
+        )
+        return [
+            f"Delivered      {len(delivered):,} messages by the toy sender ({by_kind}) through "
+            f"claim_outbox and acknowledge_outbox, {sent.batches} batches; dropped "
+            f"{sent.dropped:,} stale reminders",
+            f"               {shown}{more}",
+        ]
 
     def outcome(self) -> str:
         codes = self.printer.codes()
@@ -289,6 +325,10 @@ class _Summary:
                 if seeded is not None
                 else None
             ),
+            "delivered": {
+                **self.sent.data(),
+                "messages": [{"id": item.id, "kind": item.kind} for item in self.sent.delivered],
+            },
             "data_dir": str(self.options.data_dir),
             "next": [command for command, _ in self.next_commands()],
         }
@@ -304,6 +344,8 @@ class _Summary:
             (f"{prefix} nights{dir_flag}", ""),
             (f"{prefix} audit show {run_id}{dir_flag}", ""),
             (f"{prefix} plan{dir_flag}", "what a run now would do"),
+            (f"{prefix} check{dir_flag}", "missed auto-pauses and the outbox backlog"),
+            (f"{prefix} deliver{dir_flag}", "the toy sender: drain the outbox again"),
         ]
         if self.audit is not None and self.audit.still_missed:
             drop = " --drop-demo-trigger" if self.refused or self.options.with_failures else ""

@@ -16,7 +16,24 @@ from typing import Any
 from uuid import UUID
 
 from certexpiry.contract import Counts
-from certexpiry.store import AuditRow, BatchResult, Claim, ClaimOutcome, Completion, MissedReport
+from certexpiry.store import (
+    AuditRow,
+    BatchResult,
+    Claim,
+    ClaimOutcome,
+    Completion,
+    MissedReport,
+    OutboxBacklog,
+)
+
+EMPTY_BACKLOG = OutboxBacklog(
+    undelivered=0,
+    claimed=0,
+    oldest_undelivered_at=None,
+    oldest_age_s=None,
+    failed=0,
+    dropped=0,
+)
 
 
 @dataclass
@@ -35,6 +52,7 @@ class FakeStore:
         ]
     )
     missed: MissedReport = field(default_factory=lambda: MissedReport(0, []))
+    backlog: OutboxBacklog = EMPTY_BACKLOG
     handoff_ok: bool = True
     completion_fenced: bool = False
     raises: dict[str, BaseException] = field(default_factory=dict)
@@ -104,6 +122,10 @@ class FakeStore:
     def upsert_audit(self, row: AuditRow) -> None:
         self._enter("upsert_audit", row)
         self.audits.append(row)
+
+    def outbox_backlog(self) -> OutboxBacklog:
+        self._enter("outbox_backlog", ())
+        return self.backlog
 
     def names(self) -> list[str]:
         return [name for name, _ in self.calls]

@@ -1,4 +1,5 @@
-"""The ops side of the SQL API: reading the audit log and acknowledging a remediated run.
+"""The ops side of the SQL API: reading the audit log and acknowledging a remediated run, and
+the outbox RPCs the toy sender (`certexpiry deliver`) uses as the app's sender would.
 
 Typed wrappers over the RPCs of supabase/schemas/70_ops_api.sql, over the same
 `RpcTransport` the sweep uses (direct Postgres or Supabase), so the command line touches data
@@ -19,6 +20,10 @@ from certexpiry import contract
 from certexpiry.contract import AuditEntry as AuditEntry
 from certexpiry.contract import AuditSummary as AuditSummary
 from certexpiry.contract import Night as Night
+from certexpiry.contract import OutboxAcknowledged as OutboxAcknowledged
+from certexpiry.contract import OutboxClaim as OutboxClaim
+from certexpiry.contract import OutboxFailed as OutboxFailed
+from certexpiry.contract import OutboxMessage as OutboxMessage
 from certexpiry.contract import Plan as Plan
 from certexpiry.contract import Resolution as Resolution
 from certexpiry.store import RpcTransport
@@ -27,6 +32,8 @@ DEFAULT_LIST_LIMIT = 20
 MAX_LIST_LIMIT = 1000  # list_cron_audit's own cap
 DEFAULT_NIGHTS = 14
 MAX_NIGHTS = 366  # night_history's own cap
+MAX_CLAIM = 1000  # claim_outbox's own caps
+MAX_VISIBILITY_S = 3600
 
 T = TypeVar("T")
 
@@ -73,3 +80,15 @@ class OpsStore:
             contract.NIGHT_HISTORY, {"p_timezone": timezone, "p_nights": nights}
         )
         return list(answer)
+
+    def claim_outbox(self, limit: int, visibility_s: int) -> OutboxClaim:
+        """Up to `limit` undelivered messages, hidden from other claims for `visibility_s`."""
+        return self._call(contract.CLAIM_OUTBOX, {"p_limit": limit, "p_visibility_s": visibility_s})
+
+    def acknowledge_outbox(self, ids: Sequence[int]) -> OutboxAcknowledged:
+        """These messages were delivered (idempotent)."""
+        return self._call(contract.ACKNOWLEDGE_OUTBOX, {"p_ids": list(ids)})
+
+    def fail_outbox(self, ids: Sequence[int], code: str) -> OutboxFailed:
+        """These messages can never be delivered; `code` matches ^[a-z][a-z0-9_]{0,39}$."""
+        return self._call(contract.FAIL_OUTBOX, {"p_ids": list(ids), "p_code": code})

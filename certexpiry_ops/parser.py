@@ -10,6 +10,7 @@ from certexpiry import __version__
 from certexpiry_ops.commands import (
     audit,
     check,
+    deliver,
     demo,
     install,
     logs,
@@ -35,6 +36,7 @@ COMMAND_GROUPS = (
     audit,
     remediate,
     check,
+    deliver,
     logs,
 )
 

@@ -1,10 +1,12 @@
-"""`check`: the monitoring query, now (exit 1 if missed auto-pauses remain)."""
+"""`check`: the monitoring query, now (exit 1 if missed auto-pauses remain), and the outbox
+backlog as the night's OUTBOX_BACKLOG line has it (never changes the exit code)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+from certexpiry.monitoring import report_backlog
 from certexpiry.reports import report_missed
 from certexpiry_ops.console import CliIO, Console
 from certexpiry_ops.target import call_store, open_target
@@ -27,7 +29,8 @@ def cmd_check(args: argparse.Namespace, cli_io: CliIO) -> int:
             None,
             limit=settings.missed_ids_limit,
         )
-    report_missed(log, report, CHECK_REMEDIATION)
+        report_missed(log, report, CHECK_REMEDIATION)
+        report_backlog(target.store, log)  # a failure is a MONITORING_FAILED line, not an exit
     return EXIT_MISSED if report.missed_pause_count else EXIT_OK
 
 
@@ -41,6 +44,8 @@ def register(
         help="run the monitoring query now",
         description="The monitoring query the sweep runs at its end (get_missed_auto_pauses), "
         "now: expired certifications that are neither paused nor recorded as "
-        "auto-paused. Exit 1 if there are any. Writes nothing.",
+        "auto-paused. Exit 1 if there are any. Then the outbox backlog (OUTBOX_BACKLOG: "
+        "undelivered, claimed, the oldest's age, failed, dropped), as the night logs it; it "
+        "does not change the exit code. Writes nothing.",
     )
     check.set_defaults(handler=cmd_check)

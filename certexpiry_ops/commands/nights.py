@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from certexpiry_ops.console import CliIO, Console
+from certexpiry.contract import OutboxBacklog
+from certexpiry_ops.console import CliIO, Console, backlog_text
 from certexpiry_ops.ops import DEFAULT_NIGHTS, MAX_NIGHTS, Night
-from certexpiry_ops.target import call_store, open_target
-from certexpiry_ops.usage import EXIT_OK, PROG, bounded_int
+from certexpiry_ops.target import Target, call_store, open_target
+from certexpiry_ops.usage import EXIT_OK, PROG, UsageError, bounded_int
 
 _MARK = {"missed": "!", "abandoned": "!", "running": "~", "handoff": "~"}
 
@@ -17,12 +18,27 @@ def cmd_nights(args: argparse.Namespace, cli_io: CliIO) -> int:
     console = Console(cli_io, args.output)
     with open_target(args) as target:
         nights = call_store(target.ops.nights, target.settings.org_timezone, args.nights)
+        backlog = _backlog(target, cli_io)
     for night in nights:
         console.data(night.model_dump(mode="json"))
+    if backlog is not None:  # piped: one last object, {"outbox": {...}}
+        console.data({"outbox": backlog.model_dump(mode="json")})
     if not console.json:
         for line in nights_text(nights):
             console.out(line)
+        if backlog is not None:
+            console.out("\n" + backlog_text(backlog))
     return EXIT_OK
+
+
+def _backlog(target: Target, cli_io: CliIO) -> OutboxBacklog | None:
+    """The outbox backlog; a failure to read it is a warning, the nights are shown anyway."""
+    try:
+        backlog: OutboxBacklog = call_store(target.store.outbox_backlog)
+    except UsageError as exc:
+        cli_io.stderr.write(f"{PROG}: warning: {exc}\n")
+        return None
+    return backlog
 
 
 def nights_text(nights: list[Night]) -> list[str]:
@@ -67,7 +83,9 @@ def register(
         description="The last N organisation-local nights, newest first, like a cron "
         "monitor's history: each night's run status, segments, duration, reminders, pauses, "
         "failures, missed auto-pauses and whether they were resolved. A night with no run "
-        "since the first run ever is shown as missed (tonight, before its run: pending).",
+        "since the first run ever is shown as missed (tonight, before its run: pending). "
+        "Then the outbox backlog (undelivered, the oldest's age, failed, dropped); piped, it is "
+        'the last line, {"outbox": {...}}.',
     )
     nights.add_argument(
         "--nights",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -101,6 +102,19 @@ def test_demo_runs_to_the_end_and_again_idempotently(tmp_path: Path, org: OrgDay
     assert f"audit show {run_id} --data-dir {data_dir}" in " ".join(summary["next"])
     output = first.stdout + first.stderr
     assert not [needle for needle in needles if needle in output]
+    # The toy sender drained what the night queued, through the sender's RPCs.
+    (backlog,) = [entry for entry in entries if entry["error_code"] == "OUTBOX_BACKLOG"]
+    waiting = backlog["context"]["outbox_undelivered"]
+    queued = summary["totals"]["reminders_queued"] + summary["totals"]["notices_queued"]
+    assert waiting == queued > 0
+    sent = summary["delivered"]
+    assert sent["delivered"] + sent["dropped"] == waiting
+    assert sent["delivered"] == sent["acknowledged"] == len(sent["messages"]) > 0
+    assert len({message["id"] for message in sent["messages"]}) == sent["delivered"]
+    assert {message["kind"] for message in sent["messages"]} <= {"reminder", "pause_notice"}
+    assert all(set(message) == {"id", "kind"} for message in sent["messages"])
+    assert sent["failed"] == 0
+    assert any(line.endswith(f"deliver --data-dir {data_dir}") for line in summary["next"])
 
     second = _demo(data_dir, org)
     assert second.returncode == 0, second.stderr[-2000:]
@@ -108,6 +122,7 @@ def test_demo_runs_to_the_end_and_again_idempotently(tmp_path: Path, org: OrgDay
     assert [entry["error_code"] for entry in entries] == ["DUPLICATE_DELIVERY"]
     assert summary["outcome"] == "duplicate"
     assert summary["run_id"] == run_id
+    assert summary["delivered"]["delivered"] == 0  # the first demo delivered everything
 
 
 def test_demo_with_failures_ends_with_missed_auto_pauses(tmp_path: Path, org: OrgDay) -> None:
@@ -149,5 +164,8 @@ def test_demo_on_a_terminal_is_for_a_person(tmp_path: Path, org: OrgDay) -> None
     assert "RUN_COMPLETED" in shown
     summary = shown.split(SEPARATOR, 1)[1]
     assert "Run id " in summary
+    assert re.search(r"Delivered +[0-9,]+ messages by the toy sender", summary), summary
+    assert re.search(r"#[0-9]+ (reminder|pause_notice)", summary), summary
+    assert " deliver" in summary
     assert "env -u DATABASE_URL " in summary
     assert f"env -u DATABASE_URL {command_prefix()} audit show" in summary

@@ -108,6 +108,7 @@ def test_help_on_every_command() -> None:
         ["audit", "resolve", "--help"],
         ["remediate", "--help"],
         ["check", "--help"],
+        ["deliver", "--help"],
         ["logs", "--help"],
     ):
         result = invoke(*command)
@@ -172,7 +173,7 @@ def test_remediation_walkthrough(cli: Cli, db: Conn, database_url: str, org: Org
 
     check = cli("check")
     assert check.code == 1
-    assert check.codes() == ["MISSED_AUTO_PAUSE"]
+    assert check.codes() == ["MISSED_AUTO_PAUSE", "OUTBOX_BACKLOG"]
     assert sorted(check.entries[0]["context"]["missed_ids"]) == refused
     listing = cli("audit", "list", "--json")
     assert listing.code == 0
@@ -209,7 +210,7 @@ def test_remediation_walkthrough(cli: Cli, db: Conn, database_url: str, org: Org
     ).fetchone()
     assert records == (2,)
 
-    assert cli("check").codes() == ["MONITORING_CLEAN"]
+    assert cli("check").codes() == ["MONITORING_CLEAN", "OUTBOX_BACKLOG"]
     assert cli("audit", "show", run_id).code == 0
     resolved = cli("audit", "resolve", run_id, "--json")
     assert resolved.code == 0
@@ -451,3 +452,114 @@ def test_a_database_error_prints_no_part_of_the_connection_string(
     if command != "check":  # check goes through the runtime's store: its error's template
         assert "cannot use the database" in result.err
         assert meaning in result.err
+
+
+def _outbox(db: Conn) -> dict[str, int]:
+    row = db.execute(
+        "select count(*) filter (where dispatched_at is null and failed_at is null"
+        " and dropped_at is null), count(*) filter (where dispatched_at is not null),"
+        " count(*) filter (where failure_code = 'demo_failure'), count(*) filter"
+        " (where dropped_at is not null) from certexpiry.notification_outbox"
+    ).fetchone()
+    assert row is not None
+    return dict(zip(("waiting", "dispatched", "failed", "dropped"), row, strict=True))
+
+
+def test_deliver_drains_the_outbox_through_the_sender_rpcs(cli: Cli, db: Conn, org: OrgDay) -> None:
+    """After a night, check shows the backlog (OUTBOX_BACKLOG); `deliver` claims batches, prints
+    each message by id, kind, certification and payload keys, acknowledges it (every 5th is
+    failed for good with --fail-every 5), until the outbox is empty; a second deliver finds
+    nothing. The database agrees message for message."""
+    seed(db, org, mentors=40)
+    assert cli("run").code == 0
+    before = _outbox(db)
+    assert before["waiting"] > 7  # more than one batch of --limit 7
+    backlog = cli("check").with_code("OUTBOX_BACKLOG")[0]["context"]
+    assert backlog["outbox_undelivered"] == before["waiting"]
+    assert backlog["outbox_claimed"] == 0
+    assert isinstance(backlog["outbox_oldest_age_s"], int)
+
+    result = cli("deliver", "--limit", "7", "--fail-every", "5")
+    assert result.code == 0, result.err
+    *messages, summary = result.entries
+    assert summary["summary"] == "deliver"
+    ids = [message["id"] for message in messages]
+    assert len(ids) == len(set(ids)) == before["waiting"] - summary["dropped"]
+    assert {message["kind"] for message in messages} <= {"reminder", "pause_notice"}
+    for message in messages:
+        assert set(message) == {
+            "id",
+            "kind",
+            "certification_id",
+            "payload_keys",
+            "attempt",
+            "outcome",
+        }
+        assert uuid.UUID(message["certification_id"])
+        assert set(message["payload_keys"]) <= {"expiry_date", "offset_days", "days_left", "reason"}
+        assert message["attempt"] == 1
+    failed = [m["id"] for i, m in enumerate(messages, 1) if i % 5 == 0]
+    assert [m["id"] for m in messages if m["outcome"] == "failed"] == failed
+    delivered = len(messages) - len(failed)
+    assert (summary["delivered"], summary["acknowledged"], summary["failed"]) == (
+        delivered,
+        delivered,
+        len(failed),
+    )
+    assert summary["batches"] == -(-len(messages) // 7)
+    assert sum(summary["by_kind"].values()) == delivered
+    after = _outbox(db)
+    assert after == {
+        "waiting": 0,
+        "dispatched": before["dispatched"] + delivered,
+        "failed": len(failed),
+        "dropped": before["dropped"] + summary["dropped"],
+    }
+    assert summary["backlog"]["undelivered"] == 0
+    assert summary["backlog"]["failed"] == len(failed)
+
+    again = cli("deliver", "--format", "text")
+    assert again.code == 0
+    assert "Nothing to deliver" in again.out
+    assert "Outbox: nothing undelivered" in again.out
+    assert _outbox(db) == after
+    check = cli("check")
+    assert check.code == 0  # the backlog never changes check's exit code
+    assert check.with_code("OUTBOX_BACKLOG")[0]["context"] == {
+        "outbox_undelivered": 0,
+        "outbox_claimed": 0,
+        "outbox_oldest_age_s": 0,
+        "outbox_failed": len(failed),
+        "outbox_dropped": after["dropped"],
+    }
+    nights = cli("nights", "--nights", "2").entries
+    assert nights[-1]["outbox"]["failed"] == len(failed)
+
+
+def test_deliver_text_mode_prints_ids_and_kinds(cli: Cli, db: Conn, org: OrgDay) -> None:
+    """On a terminal each message is one line with its id and kind, then the totals."""
+    seed(db, org, mentors=20)
+    assert cli("run").code == 0
+    waiting = _outbox(db)["waiting"]
+    result = cli("deliver", "--format", "text")
+    assert result.code == 0, result.err
+    lines = [line for line in result.out.splitlines() if line.startswith("  #")]
+    assert len(lines) == waiting
+    assert all(("reminder" in line) != ("pause_notice" in line) for line in lines)
+    assert f"Delivered {waiting} message(s)" in result.out
+
+
+def test_deliver_refuses_a_database_that_is_not_local(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The toy sender acknowledges what it never sends: a remote DATABASE_URL or Supabase is
+    refused before any connection (exit 2), without the password."""
+    register_secret(REMOTE_PASSWORD)
+    monkeypatch.setenv("DATABASE_URL", REMOTE_URL)
+    result = invoke("deliver")
+    assert result.code == 2
+    assert "not local" in result.err
+    assert REMOTE_PASSWORD not in result.err + result.out
+    monkeypatch.delenv("DATABASE_URL")
+    monkeypatch.setenv("SUPABASE_URL", "https://abcdefghijklmnop.supabase.co")
+    result = invoke("deliver")
+    assert result.code == 2
+    assert "Supabase" in result.err

@@ -201,6 +201,10 @@ JOB_CALLS: list[Callable[[RpcStore, OpsStore], object]] = [
     lambda s, o: check_schema(s.transport, JsonLogger(secrets=Secrets(), stream=io.StringIO())),
     lambda s, o: o.plan("Europe/Oslo", None, [30, 7, 1], 10),
     lambda s, o: o.nights("Europe/Oslo", 14),
+    lambda s, o: o.claim_outbox(100, 60),
+    lambda s, o: o.acknowledge_outbox([1]),
+    lambda s, o: o.fail_outbox([1], "demo_failure"),
+    lambda s, o: s.outbox_backlog(),
 ]
 
 
@@ -319,6 +323,24 @@ def test_every_answer_shape_the_sql_gives_parses(db: Conn, pg: PgTransport) -> N
     assert call("plan_night", p_today=date(2000, 1, 1), **plan_args).run is None
     nights = call("night_history", p_timezone="Europe/Oslo", p_nights=3)
     assert [n.status for n in nights] == ["completed", "before_first_run", "before_first_run"]
+    waiting = call("outbox_backlog")  # the batch's pause notice
+    assert (waiting.undelivered, waiting.claimed) == (1, 0)
+    assert waiting.oldest_age_s is not None
+    (notice,) = call("claim_outbox", p_limit=10, p_visibility_s=60).messages
+    assert (notice.kind, notice.certification_id, notice.attempt) == ("pause_notice", expired, 1)
+    assert call("outbox_backlog").claimed == 1
+    assert call("acknowledge_outbox", p_ids=[notice.id]).acknowledged == 1
+    assert call("acknowledge_outbox", p_ids=[notice.id]).already == 1
+    failed = call("fail_outbox", p_ids=[notice.id, notice.id + 1000], p_code="demo_failure")
+    assert (failed.failed, failed.already, failed.unknown) == (0, 1, 1)
+    empty = call("claim_outbox", p_limit=10, p_visibility_s=60)
+    assert (empty.messages, empty.dropped, empty.exhausted) == ((), 0, 0)
+    drained = call("outbox_backlog")
+    assert (drained.undelivered, drained.oldest_undelivered_at, drained.oldest_age_s) == (
+        0,
+        None,
+        None,
+    )
     assert set(seen) == set(RPC_SIGNATURES)
 
 

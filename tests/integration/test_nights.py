@@ -43,7 +43,8 @@ def test_nights_shows_each_night_and_the_missed_ones(cli: Cli, db: Conn, org: Or
     add_run(db, org, 3, "abandoned")
     result = cli("nights", "--nights", "7", "--json")
     assert result.code == 0, result.err
-    nights = [json.loads(line) for line in result.out.splitlines()]
+    *nights, outbox = [json.loads(line) for line in result.out.splitlines()]
+    assert outbox["outbox"]["undelivered"] == 0  # the backlog comes last
     assert [n["night"] for n in nights] == [
         (org.today - timedelta(days=ago)).isoformat() for ago in range(7)
     ]
@@ -73,6 +74,7 @@ def test_nights_shows_each_night_and_the_missed_ones(cli: Cli, db: Conn, org: Or
     assert rows[6].split()[:2] == [(org.today - timedelta(days=5)).isoformat(), "completed"]
     assert rows[6].rstrip().endswith("NO")  # missed auto-pauses, not resolved
     assert "3 night(s) without a run" in text.out
+    assert "Outbox: nothing undelivered" in text.out
 
 
 def test_nights_rejects_a_count_out_of_range(cli: Cli) -> None:

@@ -138,6 +138,31 @@ VALID: dict[str, Any] = {
             "resolved": False,
         }
     ],
+    "claim_outbox": {
+        "messages": [
+            {
+                "id": 41,
+                "kind": "reminder",
+                "peer_mentor_id": MENTOR,
+                "certification_id": CERT,
+                "payload": {"offset_days": 7, "days_left": 6, "expiry_date": "2026-12-04"},
+                "attempt": 1,
+                "created_at": AT,
+            }
+        ],
+        "dropped": 2,
+        "exhausted": 0,
+    },
+    "acknowledge_outbox": {"acknowledged": 1, "already": 1, "unknown": 0},
+    "fail_outbox": {"failed": 1, "already": 0, "unknown": 1},
+    "outbox_backlog": {
+        "undelivered": 3,
+        "claimed": 1,
+        "oldest_undelivered_at": AT,
+        "oldest_age_s": 3600,
+        "failed": 1,
+        "dropped": 2,
+    },
 }
 
 AUDIT = AuditRow(uuid.UUID(RUN), 0, [], "completed", None, 1, Counts(), 10)
@@ -157,6 +182,10 @@ CALLS: dict[str, Callable[[RpcStore, OpsStore], object]] = {
     "schema_version": lambda s, o: read_schema_version(s.transport),
     "plan_night": lambda s, o: o.plan("Europe/Oslo", None, [30, 7, 1], 10),
     "night_history": lambda s, o: o.nights("Europe/Oslo", 7),
+    "claim_outbox": lambda s, o: o.claim_outbox(100, 60),
+    "acknowledge_outbox": lambda s, o: o.acknowledge_outbox([41, 42]),
+    "fail_outbox": lambda s, o: o.fail_outbox([41], "no_contact_address"),
+    "outbox_backlog": lambda s, o: s.outbox_backlog(),
 }
 
 # (RPC, path to a key, its new name): a renamed key, the motivating bug of `.get(k) or 0`.
@@ -177,6 +206,11 @@ RENAMES = [
     ("schema_version", ("latest",), "version"),
     ("plan_night", ("mentors_paused", "ids"), "mentor_ids"),
     ("night_history", (0, "night"), "date"),
+    ("claim_outbox", ("messages", 0, "certification_id"), "cert_id"),
+    ("claim_outbox", ("dropped",), "stale"),
+    ("acknowledge_outbox", ("already",), "duplicates"),
+    ("fail_outbox", ("failed",), "failures"),
+    ("outbox_backlog", ("oldest_age_s",), "oldest_age"),
 ]
 
 # (RPC, path, a value outside its Literal, the field path the error names).
@@ -200,6 +234,7 @@ UNKNOWN = [
     ("get_cron_audit", ("status",), "exploded", "status (literal_error)"),
     ("plan_night", ("run", "status"), "exploded", "run.status (literal_error)"),
     ("night_history", (0, "status"), "skipped", "[0].status (literal_error)"),
+    ("claim_outbox", ("messages", 0, "kind"), "sms", "messages[0].kind (literal_error)"),
 ]
 
 # RPCs without an outcome or status: the closest thing, a flag that is not a boolean.
@@ -211,6 +246,10 @@ NOT_A_FLAG = [
     ("upsert_cron_audit", ("resolved",), "resolved (bool_type)"),
     ("resolve_cron_audit", ("found",), "found (bool_type)"),
     ("schema_version", ("applied",), "applied (int_type)"),
+    ("acknowledge_outbox", ("acknowledged",), "acknowledged (int_type)"),
+    ("fail_outbox", ("unknown",), "unknown (int_type)"),
+    ("outbox_backlog", ("undelivered",), "undelivered (int_type)"),
+    ("claim_outbox", ("messages", 0, "payload"), "messages[0].payload (dict_type)"),
 ]
 
 
@@ -461,3 +500,50 @@ def test_the_schema_check_turns_an_unreadable_answer_into_one_error_line() -> No
     (entry,) = log.entries
     assert entry["error_code"] == Code.DB_OPERATION_FAILED
     assert entry["context"]["operation"] == "schema_version"
+
+
+def test_the_outbox_answers_keep_ids_kinds_and_counts() -> None:
+    """claim_outbox's messages, the acknowledgement and failure counts and the backlog come
+    back typed; the calls send exactly the sender's arguments (p_max_attempts: its default)."""
+    transport = CannedTransport(VALID)
+    ops, store = OpsStore(transport), RpcStore(transport)
+    claim = ops.claim_outbox(100, 60)
+    (message,) = claim.messages
+    assert (message.id, message.kind, str(message.certification_id)) == (41, "reminder", CERT)
+    assert sorted(message.payload) == ["days_left", "expiry_date", "offset_days"]
+    assert (claim.dropped, claim.exhausted) == (2, 0)
+    assert ops.acknowledge_outbox([41, 42]).acknowledged == 1
+    assert ops.fail_outbox([41], "no_contact_address").unknown == 1
+    backlog = store.outbox_backlog()
+    assert (backlog.undelivered, backlog.oldest_age_s) == (3, 3600)
+    assert transport.calls[:3] == [
+        ("claim_outbox", {"p_limit": 100, "p_visibility_s": 60}),
+        ("acknowledge_outbox", {"p_ids": [41, 42]}),
+        ("fail_outbox", {"p_ids": [41], "p_code": "no_contact_address"}),
+    ]
+    assert transport.calls[3] == ("outbox_backlog", {})
+
+
+def test_an_empty_outbox_is_nulls_for_the_oldest_and_no_messages() -> None:
+    """Nothing waiting: the oldest's time and age are null; an empty claim is a valid batch.
+    A message id of 0, a negative count or an attempt of 0 is outside the contract."""
+    transport = CannedTransport(
+        {
+            "outbox_backlog": {
+                **VALID["outbox_backlog"],
+                "undelivered": 0,
+                "claimed": 0,
+                "oldest_undelivered_at": None,
+                "oldest_age_s": None,
+            },
+            "claim_outbox": {"messages": [], "dropped": 0, "exhausted": 3},
+        }
+    )
+    assert RpcStore(transport).outbox_backlog().oldest_age_s is None
+    assert OpsStore(transport).claim_outbox(10, 30).messages == ()
+    for key in ("id", "attempt"):
+        answer = _edited("claim_outbox", ("messages", 0, key), lambda p, k: p.update({k: 0}))
+        error = _contract_error("claim_outbox", answer)
+        assert f"messages[0].{key} (greater_than_equal)" in error.fields
+    negative = _edited("outbox_backlog", ("failed",), lambda p, k: p.update({k: -1}))
+    assert "failed (greater_than_equal)" in _contract_error("outbox_backlog", negative).fields

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import UTC, date, datetime
 
 from certexpiry.errors import RpcError
 from certexpiry.monitoring import monitor_and_audit
 from certexpiry.redact import body_shape
-from certexpiry.store import MissedReport
+from certexpiry.store import MissedReport, OutboxBacklog
 from certexpiry_ops.fakes import FakeStore
 from tests.logcapture import CapturedLog
 
@@ -33,7 +33,7 @@ def test_clean_run_logs_info_and_writes_zero_row() -> None:
     """No missed transitions: no WARNING, an audit row with missed_pause_count=0."""
     store, log = FakeStore(), CapturedLog()
     outcome = _run(store, log)
-    assert log.codes() == ["MONITORING_CLEAN", "AUDIT_WRITTEN"]
+    assert log.codes() == ["MONITORING_CLEAN", "AUDIT_WRITTEN", "OUTBOX_BACKLOG"]
     assert "WARNING" not in log.severities()
     assert store.audits[0].missed_pause_count == 0
     assert store.audits[0].status == "completed"
@@ -88,7 +88,7 @@ def test_audit_failure_is_a_warning() -> None:
     """A failing audit upsert logs AUDIT_FAILED (WARNING) and the outcome stands."""
     store, log = FakeStore(raises={"upsert_audit": RuntimeError("down")}), CapturedLog()
     outcome = _run(store, log)
-    assert log.codes() == ["MONITORING_CLEAN", "AUDIT_FAILED"]
+    assert log.codes() == ["MONITORING_CLEAN", "AUDIT_FAILED", "OUTBOX_BACKLOG"]
     assert log.with_code("AUDIT_FAILED")[0]["context"]["error_type"] == "RuntimeError"
     assert outcome.audit_written is False  # type: ignore[attr-defined]
 
@@ -118,3 +118,69 @@ def test_a_stopped_night_is_audited_failed_whatever_monitoring_found() -> None:
         assert store.audits[0].status == "failed"
         assert log.with_code("AUDIT_WRITTEN")[0]["context"]["status"] == "failed"
     assert list(store.audits[0].missed_ids) == []
+
+
+BACKLOG = OutboxBacklog(
+    undelivered=12,
+    claimed=3,
+    oldest_undelivered_at=datetime(2026, 11, 27, 1, 0, tzinfo=UTC),
+    oldest_age_s=90_061,
+    failed=2,
+    dropped=5,
+)
+
+
+def test_the_outbox_backlog_is_one_info_line_after_the_audit_row() -> None:
+    """Every night ends with OUTBOX_BACKLOG (INFO): the five counts as integers, after the audit
+    row (a slow backlog query never delays the night's own record)."""
+    store, log = FakeStore(backlog=BACKLOG), CapturedLog()
+    outcome = _run(store, log)
+    assert log.codes() == ["MONITORING_CLEAN", "AUDIT_WRITTEN", "OUTBOX_BACKLOG"]
+    assert store.names() == ["missed_auto_pauses", "upsert_audit", "outbox_backlog"]
+    line = log.with_code("OUTBOX_BACKLOG")[0]
+    assert line["severity"] == "INFO"
+    assert line["context"] == {
+        "outbox_undelivered": 12,
+        "outbox_claimed": 3,
+        "outbox_oldest_age_s": 90_061,
+        "outbox_failed": 2,
+        "outbox_dropped": 5,
+    }
+    assert "12 undelivered" in line["message"]
+    assert outcome.backlog == BACKLOG  # type: ignore[attr-defined]
+
+
+def test_an_empty_outbox_logs_age_zero_not_null() -> None:
+    """Nothing waiting: oldest_age_s is null in the answer, 0 in the line (an integer every
+    night, so the metric has a point and a drained outbox is told from a silent one)."""
+    store, log = FakeStore(), CapturedLog()
+    _run(store, log)
+    context = log.with_code("OUTBOX_BACKLOG")[0]["context"]
+    assert context["outbox_oldest_age_s"] == 0
+    assert context["outbox_undelivered"] == 0
+    assert all(type(value) is int for value in context.values())
+
+
+def test_a_failing_backlog_query_is_a_warning_and_the_night_goes_on() -> None:
+    """outbox_backlog failing logs MONITORING_FAILED (WARNING) with its operation; monitoring,
+    the audit row and the outcome stand, and nothing raises."""
+    error = RpcError("outbox_backlog", http_status=404, body=body_shape('{"code":"PGRST202"}'))
+    store, log = FakeStore(raises={"outbox_backlog": error}), CapturedLog()
+    outcome = _run(store, log)
+    assert log.codes() == ["MONITORING_CLEAN", "AUDIT_WRITTEN", "MONITORING_FAILED"]
+    failed = log.with_code("MONITORING_FAILED")[0]
+    assert failed["severity"] == "WARNING"
+    assert failed["context"]["operation"] == "outbox_backlog"
+    assert failed["context"]["http_status"] == 404
+    assert failed["context"]["error_type"] == "RpcError"
+    assert store.audits[0].status == "completed"
+    assert outcome.audit_written  # type: ignore[attr-defined]
+    assert outcome.backlog is None  # type: ignore[attr-defined]
+
+
+def test_the_backlog_is_reported_even_when_the_audit_row_fails() -> None:
+    """A failed audit upsert does not skip the backlog line."""
+    store = FakeStore(raises={"upsert_audit": RuntimeError("down")}, backlog=BACKLOG)
+    log = CapturedLog()
+    _run(store, log)
+    assert log.codes() == ["MONITORING_CLEAN", "AUDIT_FAILED", "OUTBOX_BACKLOG"]

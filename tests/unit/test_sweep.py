@@ -252,6 +252,7 @@ def test_clean_run_emits_started_batches_monitoring_audit_completed() -> None:
         "BATCH_DONE",
         "MONITORING_CLEAN",
         "AUDIT_WRITTEN",
+        "OUTBOX_BACKLOG",
         "RUN_COMPLETED",
     ]
     for entry in log.entries:
@@ -484,6 +485,7 @@ def test_a_poisoned_row_is_narrowed_to_passed_and_the_night_completes() -> None:
         "BATCH_DONE",
         "MISSED_AUTO_PAUSE",
         "AUDIT_WRITTEN",
+        "OUTBOX_BACKLOG",
         "RUN_COMPLETED",
     ]
     shrunk = log.with_code("BATCH_SHRUNK")
@@ -543,6 +545,7 @@ def test_a_call_that_only_passes_failing_too_is_not_a_row_and_stops_the_night() 
         "DB_OPERATION_FAILED",
         "MONITORING_CLEAN",
         "AUDIT_WRITTEN",
+        "OUTBOX_BACKLOG",
         "RUN_STOPPED",
     ]
     assert store.audits[0].status == "failed"
@@ -583,10 +586,11 @@ def test_an_unexpected_exception_after_the_claim_still_writes_the_audit_row() ->
     store = FakeStore(pages=[_page(True)], raises={"complete": KeyError("totals")})
     log = CapturedLog()
     assert handle_event(make_job(store, log), PUBSUB_EVENT_TYPE, NIGHTLY) is Outcome.ACK
-    assert log.codes()[-4:] == [
+    assert log.codes()[-5:] == [
         "UNEXPECTED_EXCEPTION",
         "MONITORING_CLEAN",
         "AUDIT_WRITTEN",
+        "OUTBOX_BACKLOG",
         "RUN_STOPPED",
     ]
     assert [audit.status for audit in store.audits] == ["completed", "failed"]
@@ -639,6 +643,7 @@ def test_a_refused_call_is_not_narrowed_but_the_night_still_reaches_its_audit_ro
         error.code.value,
         "MONITORING_CLEAN",
         "AUDIT_WRITTEN",
+        "OUTBOX_BACKLOG",
         "RUN_STOPPED",
     ]
     assert log.entries[1]["context"]["operation"] == "process_expiry_batch"
@@ -659,17 +664,26 @@ def test_a_supabase_row_failure_is_narrowed_like_a_direct_one() -> None:
     assert (store.passed, store.done) == ([0], [1, 2, 3])
     (alone,) = log.with_code("ROW_FAILED_ALONE")
     assert (alone["context"]["postgrest_code"], alone["context"]["cursor"]) == ("P0001", None)
-    assert log.codes()[-3:] == ["MONITORING_CLEAN", "AUDIT_WRITTEN", "RUN_COMPLETED"]
+    assert log.codes()[-4:] == [
+        "MONITORING_CLEAN",
+        "AUDIT_WRITTEN",
+        "OUTBOX_BACKLOG",
+        "RUN_COMPLETED",
+    ]
 
 
 def test_a_stopped_night_whose_audit_fails_is_still_acknowledged_once_said() -> None:
-    """A refused call, and monitoring and the audit row failing too: their warnings,
-    RUN_STOPPED, an ACK."""
+    """A refused call, and monitoring, the audit row and the backlog failing too: their
+    warnings, RUN_STOPPED, an ACK."""
     store = PoisonedNight(
         3,
         {0},
         DatabaseError("process_expiry_batch", sqlstate="42501"),
-        raises={"missed_auto_pauses": RuntimeError("x"), "upsert_audit": RuntimeError("y")},
+        raises={
+            "missed_auto_pauses": RuntimeError("x"),
+            "upsert_audit": RuntimeError("y"),
+            "outbox_backlog": RuntimeError("z"),
+        },
     )
     log = CapturedLog()
     assert (
@@ -680,6 +694,7 @@ def test_a_stopped_night_whose_audit_fails_is_still_acknowledged_once_said() -> 
         "DB_OPERATION_FAILED",
         "MONITORING_FAILED",
         "AUDIT_FAILED",
+        "MONITORING_FAILED",
         "RUN_STOPPED",
     ]
 

@@ -66,6 +66,14 @@ def answer(operation: str, params: Mapping[str, Any]) -> Any:
         },
         "get_missed_auto_pauses": {"missed_pause_count": 0, "missed_ids": [], "today": TODAY},
         "upsert_cron_audit": {"run_id": run_id, "missed_pause_count": 0, "resolved": False},
+        "outbox_backlog": {
+            "undelivered": 1,
+            "claimed": 0,
+            "oldest_undelivered_at": STARTED,
+            "oldest_age_s": 5,
+            "failed": 0,
+            "dropped": 0,
+        },
         "complete_run": {
             "fenced": False,
             "totals": TOTALS,
@@ -137,12 +145,20 @@ def _night(transport: RpcTransport, log: CapturedLog) -> Outcome:
     return handle_event(job, PUBSUB_EVENT_TYPE, pubsub_event_data(b'{"kind":"nightly"}'))
 
 
-CLEAN_NIGHT = ["RUN_STARTED", "BATCH_DONE", "MONITORING_CLEAN", "AUDIT_WRITTEN", "RUN_COMPLETED"]
+CLEAN_NIGHT = [
+    "RUN_STARTED",
+    "BATCH_DONE",
+    "MONITORING_CLEAN",
+    "AUDIT_WRITTEN",
+    "OUTBOX_BACKLOG",
+    "RUN_COMPLETED",
+]
 RPCS = [
     "claim_nightly_run",
     "process_expiry_batch",
     "get_missed_auto_pauses",
     "upsert_cron_audit",
+    "outbox_backlog",
     "complete_run",
 ]
 
