@@ -65,20 +65,23 @@ class _Reader(threading.Thread):
     ``served``. When a pipe ends (uninstall closes ``wake_w``, the exit hook fds 1 and 2), a last
     round follows, then ``done``, and the thread closes the read ends."""
 
-    def __init__(
-        self, on_line: _OnLine, max_line: int, idle_s: float, originals: tuple[int, int] | None
-    ) -> None:
+    def __init__(self, on_line: _OnLine, max_line: int, idle_s: float) -> None:
         super().__init__(name=THREAD_NAME, daemon=True)
         self.on_line, self.max_line, self.idle_s = on_line, max_line, idle_s
+        self.forked_child = False  # True: the parent's thread reads the pipes, none runs here
         self.cond, self.requested, self.served, self.done = threading.Condition(), 0, 0, False
         with contextlib.ExitStack() as undo:
             fds: list[int] = []
             undo.callback(_close, fds)
-            fds += originals or [os.dup(1), os.dup(2)]  # (a forked child keeps its parent's)
+            for fd in (1, 2):
+                fds.append(os.dup(fd))
             for _ in range(3):
                 fds += os.pipe()
             self.out, self.err, out_r, out_w, err_r, err_w, self.wake_r, self.wake_w = fds
             os.set_blocking(self.wake_w, False)
+            for pipe_write_end in (out_w, err_w):
+                with contextlib.suppress(OSError):  # a capped system keeps the default 64 KiB
+                    fcntl.fcntl(pipe_write_end, fcntl.F_SETPIPE_SZ, 1 << 20)
             self.streams = {out_r: _Stream("stdout", self), err_r: _Stream("stderr", self)}
             self.start()
             undo.pop_all()
@@ -112,17 +115,23 @@ class _Reader(threading.Thread):
 class FdCapture:
     """Everything written to fds 1 and 2 handed on as text lines: gRPC's C core, ``os.write``,
     child processes and threads at exit write below ``sys.stdout``, so only the fds can keep
-    their plain text off the log. The fds become pipes, read by one daemon thread
+    their plain text off the log. The fds become pipes (1 MiB where the system allows), read by
+    one daemon thread
     (THREAD_NAME) that calls ``on_line(stream, text)`` (stream "stdout"/"stderr") per line: UTF-8,
     errors replaced, a trailing "\\r" dropped, in pieces of ``max_line``; a partial line idle for
     ``idle_flush_s`` goes on as a line. What on_line raises is counted in ``callback_failures``.
     It must write to ``output_fd`` (the original fd 1), not to fds 1/2, nor wait for a lock that a
     writer to fds 1/2 may hold (that writer may be waiting for the reader).
 
-    Fork: gunicorn's master imports us, then forks the worker that serves requests; threads do
-    not survive a fork. So a child (``os.register_at_fork``) makes its own pipes and reader, and
-    writes its lines to the same original fd 1: what a worker writes is read in the worker, where
-    the logger knows which run it is working on, and never shares a pipe with its parent's.
+    Fork: gunicorn's master imports us, then forks workers. A child's fds 1 and 2 are the same
+    pipes, which the parent's reader keeps reading (a second reader would split lines), so the
+    child (``os.register_at_fork``) runs none, and its ``drain`` waits until FIONREAD shows both
+    pipes empty. The parent's reader must outlive its children's writes; parent and child lines
+    may interleave beyond PIPE_BUF (4 KiB) a write. Reading in the parent is also what keeps the
+    worker safe: C code that logs while holding the GIL (gRPC's tracer does) blocks on a full
+    pipe, and a reader thread in the same process would need that GIL to drain it (measured: a
+    worker with its own reader hung under GRPC_TRACE=all). In one process with no fork, that
+    risk remains; the large pipe makes it need a megabyte of output in one burst.
 
     Exit: an ``atexit`` hook flushes ``sys.stdout``/``sys.stderr``, points fds 1 and 2 at
     /dev/null and drains. Not the originals: a daemon thread writing after the drain would put
@@ -153,7 +162,7 @@ class FdCapture:
         """Capture fds 1 and 2 (see the class); return ``output_fd`` (again: the same fd)."""
         with self._lock:
             if self._reader is None:
-                self._reader = _Reader(self._deliver, self._max_line, self._idle_flush_s, None)
+                self._reader = _Reader(self._deliver, self._max_line, self._idle_flush_s)
                 for stream in (sys.stdout, sys.stderr):  # line-buffered: or print() waits for 8 KiB
                     if isinstance(stream, io.TextIOWrapper):
                         with contextlib.suppress(OSError, ValueError):
@@ -163,10 +172,15 @@ class FdCapture:
 
     def drain(self, timeout_s: float = 1.0) -> None:
         """Wait (at most timeout_s) until what fds 1 and 2 got so far, a partial line included,
-        is handed to on_line. Returns at once on the reader thread (it cannot wait for itself).
-        Never raises."""
+        is handed to on_line; in a forked child, until FIONREAD shows both pipes empty. Returns
+        at once on the reader thread (it cannot wait for itself). Never raises."""
         reader = self._reader
         if reader is None or reader is threading.current_thread():
+            return
+        if reader.forked_child:  # wait until the parent's thread has emptied the pipes
+            deadline = time.monotonic() + timeout_s
+            while sum(map(_unread, reader.streams)) > 0 and time.monotonic() < deadline:
+                time.sleep(0.005)
             return
         with reader.cond:
             reader.requested += 1
@@ -189,13 +203,10 @@ class FdCapture:
                 atexit.unregister(self._at_exit)
 
     def after_fork_in_child(self) -> None:
-        """In a forked child: a fresh lock (another thread may have held it), and pipes and a
-        reader of its own. The parent's read ends stay open here, unused: a few fds, against
-        closing what the parent's reader polls when this runs in one process (the tests)."""
-        self._lock, parent = threading.Lock(), self._reader
-        if parent is not None:
-            originals = (parent.out, parent.err)
-            self._reader = _Reader(self._deliver, self._max_line, self._idle_flush_s, originals)
+        """In a forked child: a fresh lock (another thread may have held it); no reader here."""
+        self._lock = threading.Lock()
+        if self._reader is not None:
+            self._reader.forked_child = True
 
     def _deliver(self, stream: str, text: str) -> None:
         try:

@@ -177,7 +177,10 @@ def test_the_function_leaks_nothing_and_keeps_what_is_useful(
     entries = _entries(function)
     codes = [entry["error_code"] for entry in entries]
 
-    # Every line carries a UUID run id; the run's lines, the noise included, carry the run's.
+    # Every line carries a UUID run id; the run's lines and a thread's exception during it carry
+    # the run's. Bytes the noise wrote to fds 1 and 2 are read in gunicorn's master (a reader in
+    # the worker could deadlock on C code logging under the GIL: docs/logging.md), where no run
+    # is known: they carry the master's own id, one UUID for all of them.
     for entry in entries:
         assert uuid.UUID(entry["cron_run_id"])
         assert entry["logging.googleapis.com/labels"]["cron_run_id"] == entry["cron_run_id"]
@@ -186,12 +189,13 @@ def test_the_function_leaks_nothing_and_keeps_what_is_useful(
     # they are known by where they came from; the USEFUL line among them).
     noisy = [e for e in entries if e["context"].get("logger") in ("stdout", "stderr")]
     assert len(noisy) >= 3  # print x 2, sys.stderr.write, the printed traceback
+    assert len({e["cron_run_id"] for e in noisy}) == 1
     strays = [
-        (e["error_code"], e["context"].get("logger") or e["context"].get("thread"))
-        for e in noisy + [e for e in entries if e["context"].get("thread") == "attack"]
-        if e["cron_run_id"] != run_id
+        (e["error_code"], e["context"].get("thread"))
+        for e in entries
+        if e["context"].get("thread") == "attack" and e["cron_run_id"] != run_id
     ]
-    assert not strays, f"lines written during the run without the run's id: {strays}"
+    assert not strays, f"a thread's exception during the run without the run's id: {strays}"
     for kind in ("UNEXPECTED_EXCEPTION", "LIBRARY_LOG"):
         assert any(e["cron_run_id"] == run_id for e in entries if e["error_code"] == kind)
 

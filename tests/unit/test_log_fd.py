@@ -428,37 +428,46 @@ def test_uninstall_leaves_a_reader_stuck_in_its_callback_to_end_and_close_its_pi
 # --- in-process: the fork hook and the exit hook --------------------------------------------
 
 
-def test_after_fork_the_child_reads_pipes_of_its_own(
+def test_after_fork_the_child_reads_nothing_and_drain_waits_for_the_parents_reader(
     lines: Lines, make_capture: Callable[..., FdCapture]
 ) -> None:
-    """os.fork's child handler, run in this process: the capture makes pipes and a reader of its
-    own, writing to the same original fd 1; the parent's pipes, left without a writer here, end
-    the parent's reader once it has handed on what it had."""
+    """os.fork's child handler, run in this process: the thread already running stands for the
+    parent's reader (which keeps reading the shared pipes); the capture is now the child's."""
+    entered, release = threading.Event(), threading.Event()
+
+    def on_line(stream: str, text: str) -> None:
+        lines(stream, text)
+        if text == "hold":
+            entered.set()
+            release.wait(DEADLINE_S)
+
     before = identity(1)
     idle = FdCapture(lines)  # a capture that is not installed takes the hook as well
-    capture = make_capture(lines)
+    capture = make_capture(on_line, idle_flush_s=600)
     output = capture.install()
     (parents_reader,) = readers()
-    os.write(1, b"written by the parent\n")
-    capture.drain(DEADLINE_S)
+    os.write(1, b"hold\n")
+    assert entered.wait(DEADLINE_S)
 
     idle.after_fork_in_child()
     capture.after_fork_in_child()
     assert idle.output_fd is None
     assert capture.install() == output
-    parents_reader.join(DEADLINE_S)
-    assert not parents_reader.is_alive()  # fds 1 and 2 are the child's pipes now
-    (childs_reader,) = readers()
-    assert childs_reader is not parents_reader
+    assert readers() == [parents_reader]  # no second reader
     os.write(1, b"written by the child\n")
     os.write(2, b"partial line of the child")
-    capture.drain(DEADLINE_S)
-    assert lines.texts() == [
-        "written by the parent",
-        "written by the child",
-        "partial line of the child",
-    ]
+    capture.drain(0.05)  # the parent's reader is held: the bytes wait in the pipe
+    assert lines.texts() == ["hold"]
+    release.set()
+    capture.drain(DEADLINE_S)  # until the pipes are empty (a partial line is not waited for)
+    lines.wait_for(lambda: "written by the child" in lines.texts(), "the child's line")
+
+    # The child's uninstall puts fds 1 and 2 back and closes its copy of the wake-up pipe's write
+    # end: here, in one process, that ends the "parent's" reader too, which hands on the rest.
     capture.uninstall()
+    parents_reader.join(DEADLINE_S)
+    assert not parents_reader.is_alive()
+    assert lines.texts() == ["hold", "written by the child", "partial line of the child"]
     assert identity(1) == before
     assert capture.output_fd is None
 
@@ -614,7 +623,7 @@ def test_a_real_process_traceback_at_exit_arrives_as_lines() -> None:
     assert stderr[-1] == "RuntimeError: escaped the program"
 
 
-def test_a_forked_child_reads_its_own_writes() -> None:
+def test_a_forked_childs_writes_are_read_by_the_parents_reader() -> None:
     entries, status = run_child(
         """
         pid = os.fork()
@@ -626,23 +635,24 @@ def test_a_forked_child_reads_its_own_writes() -> None:
             same = capture.install() == output
             print(f"child {os.getpid()}: readers {before} {count()}, same fd {same}")
             os.write(2, b"child wrote to fd 2\\n")
-            capture.drain(600)  # the child's own reader hands its lines on
+            capture.drain(600)  # without the fork hook: a wait for a reader not here
             sys.stdout.write("child's last words")
             sys.exit(0)
         _, child_status = os.waitpid(pid, 0)
-        print(f"parent {os.getpid()}: child {pid} status {child_status}")
-        """
+        came = arrived.wait(60)
+        print(f"parent {os.getpid()}: child {pid} status {child_status}, last words {came}")
+        """,
+        waited_for="child's last words",
     )
     assert status == 0
     (parent_line,) = [e["text"] for e in entries if e["text"].startswith("parent ")]
     parent, _, rest = parent_line.removeprefix("parent ").partition(": child ")
     child = rest.split(" ")[0]
-    assert parent != child
-    assert rest == f"{child} status 0"
+    assert rest == f"{child} status 0, last words True"
     assert sorted((entry["stream"], entry["text"]) for entry in entries) == [
         ("stderr", "child wrote to fd 2"),
-        ("stdout", f"child {child}: readers 1 1, same fd True"),
+        ("stdout", f"child {child}: readers 0 0, same fd True"),
         ("stdout", "child's last words"),
         ("stdout", parent_line),
     ]
-    assert {entry["pid"] for entry in entries if entry["text"] != parent_line} == {int(child)}
+    assert {entry["pid"] for entry in entries} == {int(parent)}
