@@ -52,9 +52,9 @@ def main(argv: Sequence[str] | None = None, *, cli_io: CliIO | None = None) -> i
     register_environment_secrets()  # before any command can fail or print
     try:
         return int(args.handler(args, cli_io))
-    except UsageError as exc:
+    except UsageError as exc:  # NotFoundError and CommandFailed carry their own code
         cli_io.stderr.write(f"{PROG}: error: {exc}\n")
-        return EXIT_USAGE
+        return exc.exit_code
     except CertexpiryError as exc:
         reason = shared_secrets().scrub(str(exc))
         cli_io.stderr.write(f"{PROG}: error: {with_migrate_hint(reason)}\n")

@@ -1,5 +1,16 @@
-"""What every command shares about talking to a person: the program name, exit codes, and the
-one exception that turns into `error: ...` on stderr with exit 2."""
+"""What every command shares about talking to a person: the program name, the exit codes, and
+the exceptions that turn into `error: ...` on stderr with their exit code.
+
+The exit codes mean one thing each (docs/operations.md "Exit codes" is the table):
+
+    0    ok
+    1    missed auto-pauses remain (check, run, remediate)
+    2    usage or configuration: bad arguments, no database named (UsageError)
+    3    not found: the run, night or version asked for does not exist (NotFoundError)
+    4    failed: the database could not be reached or refused the work (CommandFailed)
+    130  interrupted (Ctrl-C)
+    141  the reader of stdout went away (a broken pipe: `| head`), ended quietly
+"""
 
 from __future__ import annotations
 
@@ -26,6 +37,10 @@ def command_prefix() -> str:
 EXIT_OK = 0
 EXIT_MISSED = 1
 EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_FAILED = 4
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `yes | head`
 
 
 # What an unmigrated (or older) database answers: no service_role, no function, no table; as
@@ -89,7 +104,21 @@ def database_error(exc: Exception) -> str:
 
 
 class UsageError(Exception):
-    """A usage, configuration or connection problem: message on stderr, exit 2."""
+    """A usage or configuration problem: message on stderr, exit 2."""
+
+    exit_code = EXIT_USAGE
+
+
+class NotFoundError(UsageError):
+    """What was asked for does not exist (a run id, a night, a version): exit 3."""
+
+    exit_code = EXIT_NOT_FOUND
+
+
+class CommandFailed(UsageError):
+    """The database could not be reached, or refused the work: exit 4."""
+
+    exit_code = EXIT_FAILED
 
 
 def parse_uuid(value: str, what: str = "RUN_ID") -> UUID:
