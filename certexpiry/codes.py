@@ -144,7 +144,7 @@ CATALOGUE: Mapping[Code, CodeInfo] = MappingProxyType(
             "stored; the function answered 503, so Pub/Sub redelivers this message, which resumes "
             "the run once its lease lapses.",
             "Check that the function's service account may publish to the topic, and Pub/Sub's "
-            "status. Runs resume by themselves; to finish one now: python -m certexpiry run.",
+            "status. Runs resume by themselves; to finish one now: certexpiry run.",
         ),
         Code.DUPLICATE_DELIVERY: CodeInfo(
             _I,
@@ -168,7 +168,7 @@ CATALOGUE: Mapping[Code, CodeInfo] = MappingProxyType(
             _W,
             "An earlier night's run never finished; tonight's run supersedes it and sweeps "
             "everything it would have done.",
-            "Read that run's logs (python -m certexpiry logs RUN_ID) to see why it stopped.",
+            "Read that run's logs (certexpiry logs RUN_ID) to see why it stopped.",
         ),
         Code.NIGHTS_MISSED: CodeInfo(
             _W,
@@ -189,8 +189,8 @@ CATALOGUE: Mapping[Code, CodeInfo] = MappingProxyType(
             "The post-run monitoring query found expired certifications that are not paused and "
             "have no auto_pause record (missed_ids, capped in the line; complete in "
             "cron_audit_log).",
-            "python -m certexpiry remediate RUN_ID, then python -m certexpiry check, then python "
-            "-m certexpiry audit resolve RUN_ID. DB_OPERATION_FAILED lines of the same run give "
+            "certexpiry remediate RUN_ID, then certexpiry check, then "
+            "certexpiry audit resolve RUN_ID. DB_OPERATION_FAILED lines of the same run give "
             "the cause.",
         ),
         Code.MONITORING_FAILED: CodeInfo(
@@ -199,7 +199,7 @@ CATALOGUE: Mapping[Code, CodeInfo] = MappingProxyType(
             "get_missed_auto_pauses: the monitoring query, so the run is unverified (the audit "
             "row says monitoring_failed); operation outbox_backlog: the outbox backlog is "
             "unknown tonight (no OUTBOX_BACKLOG line).",
-            "Run python -m certexpiry check (it shows both); see operation, sqlstate or "
+            "Run certexpiry check (it shows both); see operation, sqlstate or "
             "http_status in context.",
         ),
         Code.AUDIT_WRITTEN: CodeInfo(
@@ -222,7 +222,7 @@ CATALOGUE: Mapping[Code, CodeInfo] = MappingProxyType(
             "minutes before it, so a small age is normal; Terraform's alert watches the age.",
             "None while outbox_oldest_age_s stays below a day. Higher: the app's sender stopped "
             'or is slow; see docs/operations.md, "The outbox and the app\'s sender" (When the '
-            "alert fires); python -m certexpiry check shows the backlog now.",
+            "alert fires); certexpiry check shows the backlog now.",
         ),
         Code.RUN_COMPLETED: CodeInfo(
             _I,
@@ -242,7 +242,7 @@ CATALOGUE: Mapping[Code, CodeInfo] = MappingProxyType(
             "(RUN_ABANDONED) and sweeps again.",
             "Read the ERROR line before it: a grant or a missing function (42501, PGRST202: "
             "run the migrations), a contract mismatch (SCHEMA_MISMATCH), or the trigger or "
-            "constraint refusing the certifications after cursor. Fix it, then python -m "
+            "constraint refusing the certifications after cursor. Fix it, then "
             "certexpiry run finishes tonight's run; or remediate RUN_ID the missed auto-pauses.",
         ),
         Code.SUPABASE_RPC_FAILED: CodeInfo(
@@ -282,7 +282,7 @@ CATALOGUE: Mapping[Code, CodeInfo] = MappingProxyType(
             "An exception escaped (stack_trace attached). The message is acknowledged, since a "
             "bug fails every retry; the run is resumed by a redelivery or superseded the next "
             "night.",
-            "Open the Error Reporting group and fix the bug; then python -m certexpiry run "
+            "Open the Error Reporting group and fix the bug; then certexpiry run "
             "finishes tonight's run.",
         ),
         Code.LOG_LINES_DROPPED: CodeInfo(

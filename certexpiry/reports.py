@@ -12,8 +12,8 @@ from certexpiry.log import JsonLogger
 from certexpiry.store import MissedReport, RecordFailure
 
 REMEDIATION = (
-    "Run `python -m certexpiry remediate {run_id}` to auto-pause exactly these certifications, "
-    "then `python -m certexpiry audit resolve {run_id}` once monitoring reports none left."
+    "Run `certexpiry remediate {run_id}` to auto-pause exactly these certifications, "
+    "then `certexpiry audit resolve {run_id}` once monitoring reports none left."
 )
 
 

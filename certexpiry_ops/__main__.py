@@ -1,4 +1,4 @@
-"""`python -m certexpiry_ops`: the ops command line (also `certexpiry`, `python -m certexpiry`)."""
+"""`python -m certexpiry_ops`: the ops command line (also `certexpiry`, `certexpiry`)."""
 
 from __future__ import annotations
 

@@ -376,7 +376,7 @@ def install_refusal(conn: psycopg.Connection[Any], certification_ids: Sequence[s
                and new.id = any ({ids}::uuid[]) then
                 raise exception 'certexpiry demo: this certification refuses to be paused'
                     using errcode = 'P0001',
-                          hint = 'python -m certexpiry remediate RUN_ID --drop-demo-trigger';
+                          hint = 'certexpiry remediate RUN_ID --drop-demo-trigger';
             end if;
             return new;
         end

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable
 from uuid import UUID
 
-PROG = "python -m certexpiry"
+PROG = "certexpiry"
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -30,7 +30,7 @@ def command_prefix() -> str:
     when that is what runs now (a bare `python` there may lack psycopg), else PROG."""
     venv = os.path.join(_ROOT, ".venv")
     if os.path.abspath(sys.prefix) == venv:
-        return ".venv/bin/python -m certexpiry"
+        return ".venv/bin/certexpiry"
     return PROG
 
 

@@ -1,4 +1,4 @@
-"""`python -m certexpiry demo` end to end: its own embedded Postgres, seed, function over HTTP."""
+"""`certexpiry demo` end to end: its own embedded Postgres, seed, function over HTTP."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The ops command line (`python -m certexpiry ...`) in process, against the embedded Postgres."""
+"""The ops command line (`certexpiry ...`) in process, against the embedded Postgres."""
 
 from __future__ import annotations
 
@@ -113,7 +113,7 @@ def test_help_on_every_command() -> None:
     ):
         result = invoke(*command)
         assert result.code == 0, command
-        assert "usage: python -m certexpiry" in result.out, command
+        assert "usage: certexpiry" in result.out, command
     assert invoke().code == 2  # no command: usage error
     assert invoke("audit", "show", "not-a-uuid").code == 2
 
@@ -169,7 +169,7 @@ def test_remediation_walkthrough(cli: Cli, db: Conn, database_url: str, org: Org
     missed = run.with_code("MISSED_AUTO_PAUSE")[0]
     run_id = missed["cron_run_id"]
     assert sorted(missed["context"]["missed_ids"]) == refused
-    assert f"python -m certexpiry remediate {run_id}" in missed["context"]["remediation"]
+    assert f"certexpiry remediate {run_id}" in missed["context"]["remediation"]
 
     check = cli("check")
     assert check.code == 1

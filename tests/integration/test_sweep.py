@@ -176,7 +176,7 @@ def test_failing_rows_reported_and_flagged_by_monitoring(
     assert len(missed) == 1
     assert missed[0]["severity"] == "WARNING"
     assert sorted(missed[0]["context"]["missed_ids"]) == sorted(map(str, bad))
-    assert "python -m certexpiry remediate" in missed[0]["context"]["remediation"]
+    assert "certexpiry remediate" in missed[0]["context"]["remediation"]
     paused = db.execute(
         "select count(*) from public.certifications where status = 'paused'"
     ).fetchone()

@@ -53,8 +53,8 @@ def test_missed_transitions_warn_with_ids_and_remediation() -> None:
     assert warning["context"]["missed_ids"] == ids
     remediation = warning["context"]["remediation"]
     assert str(RUN) in remediation
-    assert f"python -m certexpiry remediate {RUN}" in remediation
-    assert f"python -m certexpiry audit resolve {RUN}" in remediation
+    assert f"certexpiry remediate {RUN}" in remediation
+    assert f"certexpiry audit resolve {RUN}" in remediation
     assert remediation.index(f"remediate {RUN}") < remediation.index(f"audit resolve {RUN}")
     assert store.audits[0].missed_ids == ids
 
