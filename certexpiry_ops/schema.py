@@ -32,6 +32,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -108,18 +109,97 @@ class Migration:
 
 @dataclass
 class MigrateResult:
-    """What a migrate did: the versions applied now and those found already applied."""
+    """What a migrate did: the versions applied now, those found already applied, and those
+    the database holds that this release does not know (a newer release migrated it)."""
 
     applied: list[str] = field(default_factory=list)
     already: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
     bootstrapped: bool = False
     app_fixture: bool = False
     invalid_indexes: list[str] = field(default_factory=list)
 
     @property
     def latest(self) -> str | None:
-        versions = self.applied + self.already
+        """The database's schema version after the migrate: its ledger's newest, as
+        `public.schema_version()` answers it (so a database ahead says its own version, not
+        this release's)."""
+        versions = self.applied + self.already + self.unknown
         return max(versions) if versions else None
+
+    @property
+    def ahead(self) -> bool:
+        """The database holds a version newer than every migration of this release."""
+        return is_ahead(self.unknown)
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One row of the job's ledger."""
+
+    name: str
+    applied_at: datetime | None
+    checksum: str | None
+
+
+APPLIED, PENDING, UNKNOWN = "applied", "pending", "unknown"
+# How an applied file compares with what was applied: the same, changed since (migrate refuses),
+# or not known (the row has no checksum: the SQL recorded itself, applied by the Supabase CLI
+# or the SQL editor; migrate takes it as applied).
+SAME, CHANGED, UNRECORDED = "same", "changed", "unrecorded"
+
+
+@dataclass(frozen=True)
+class VersionStatus:
+    """One version as `supabase migration list` shows it (Local | Remote): in this release's
+    files, in the database's ledger, or both."""
+
+    version: str
+    name: str
+    state: str  # APPLIED (both), PENDING (file only), UNKNOWN (ledger only)
+    applied_at: datetime | None = None
+    checksum: str | None = None  # SAME, CHANGED or UNRECORDED when applied, else None
+
+    @property
+    def local(self) -> bool:
+        return self.state != UNKNOWN
+
+    @property
+    def database(self) -> bool:
+        return self.state != PENDING
+
+
+def compare(files: list[Migration], recorded: dict[str, LedgerRow]) -> list[VersionStatus]:
+    """Every version of this release's files and of the database's ledger, in version order:
+    the one comparison both `migrate` and its status and dry run are made from, so what the
+    dry run says is pending is what migrate applies."""
+    rows = []
+    for migration in files:
+        row = recorded.get(migration.version)
+        if row is None:
+            rows.append(VersionStatus(migration.version, migration.name, PENDING))
+            continue
+        if row.checksum is None:
+            state = UNRECORDED
+        else:
+            state = SAME if row.checksum == checksum(migration.text()) else CHANGED
+        rows.append(
+            VersionStatus(migration.version, migration.name, APPLIED, row.applied_at, state)
+        )
+    known = {migration.version for migration in files}
+    rows += [
+        VersionStatus(version, row.name, UNKNOWN, row.applied_at)
+        for version, row in recorded.items()
+        if version not in known
+    ]
+    return sorted(rows, key=lambda status: status.version)
+
+
+def is_ahead(unknown: list[str]) -> bool:
+    """A version unknown to this release and newer than all of its migrations: a newer
+    release migrated the database (an unknown older one is a history this release lacks)."""
+    files = migrations()
+    return bool(unknown) and (not files or max(unknown) > files[-1].version)
 
 
 def _without_comments(text: str) -> str:
@@ -263,14 +343,14 @@ def prepare_local(
     return bootstrapped, fixture
 
 
-def ledger(conn: psycopg.Connection[Any]) -> dict[str, str | None]:
-    """version -> checksum (None: applied by other means), from the job's ledger."""
+def ledger(conn: psycopg.Connection[Any]) -> dict[str, LedgerRow]:
+    """version -> its row, from the job's ledger (empty where the job is not installed)."""
     if conn.execute("select to_regclass('certexpiry.schema_migrations')").fetchone() == (None,):
         return {}
     return {
-        str(version): digest
-        for version, digest in conn.execute(
-            "select version, checksum from certexpiry.schema_migrations"
+        str(version): LedgerRow(str(name), applied_at, digest)
+        for version, name, applied_at, digest in conn.execute(
+            "select version, name, applied_at, checksum from certexpiry.schema_migrations"
         )
     }
 
@@ -357,24 +437,84 @@ def migrate(
             result.bootstrapped, result.app_fixture = prepare_local(
                 conn, bootstrap=bootstrap, app=app_fixture
             )
-            done = ledger(conn)
             files = migrations()
-            for migration in files:
-                recorded = done.get(migration.version)
-                if recorded is not None and recorded != checksum(migration.text()):
-                    raise MigrationChanged(migration.version, migration.name)
-            for migration in files:
-                if migration.version in done:
-                    result.already.append(migration.version)
-                    continue
-                if on_apply is not None:
-                    on_apply(migration)
-                _apply_one(conn, migration)
-                result.applied.append(migration.version)
+            statuses = compare(files, ledger(conn))
+            refuse_changed(statuses)
+            by_version = {m.version: m for m in files}
+            for status in statuses:
+                if status.state == UNKNOWN:
+                    result.unknown.append(status.version)
+                elif status.state == APPLIED:
+                    result.already.append(status.version)
+                else:
+                    migration = by_version[status.version]
+                    if on_apply is not None:
+                        on_apply(migration)
+                    _apply_one(conn, migration)
+                    result.applied.append(status.version)
             result.invalid_indexes = invalid_indexes(conn)
         finally:
             conn.execute("select pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return result
+
+
+def refuse_changed(statuses: list[VersionStatus]) -> None:
+    """Raise MigrationChanged for the first applied migration whose file changed since."""
+    for status in statuses:
+        if status.checksum == CHANGED:
+            raise MigrationChanged(status.version, status.name)
+
+
+@dataclass
+class Inspection:
+    """What `migrate` would find and do on a database, read without writing anything: every
+    version's status, and whether the bootstrap and the app fixture would be applied."""
+
+    statuses: list[VersionStatus]
+    would_bootstrap: bool
+    would_app_fixture: bool
+    app_tables: bool
+    invalid_indexes: list[str]
+
+    def versions(self, state: str) -> list[str]:
+        return [status.version for status in self.statuses if status.state == state]
+
+    @property
+    def pending(self) -> list[VersionStatus]:
+        """What migrate would apply, in the order it would apply them."""
+        return [status for status in self.statuses if status.state == PENDING]
+
+    @property
+    def latest(self) -> str | None:
+        """The database's schema version now (its ledger's newest), None without the job."""
+        applied = [status.version for status in self.statuses if status.database]
+        return max(applied) if applied else None
+
+    @property
+    def ahead(self) -> bool:
+        return is_ahead(self.versions(UNKNOWN))
+
+
+def inspect(
+    conninfo: str, *, bootstrap: bool | None = None, app_fixture: bool = False
+) -> Inspection:
+    """The database as `migrate` would see it (the same comparison, the same bootstrap and
+    fixture rules), read in one read-only transaction, so neither `migrate status` nor
+    `migrate --dry-run` can write: Postgres itself refuses a write in it."""
+    with psycopg.connect(conninfo) as conn:
+        conn.read_only = True
+        app_tables = conn.execute(
+            "select to_regclass('public.certifications') is not null"
+        ).fetchone() == (True,)
+        inspection = Inspection(
+            statuses=compare(migrations(), ledger(conn)),
+            would_bootstrap=bool(bootstrap or (bootstrap is None and needs_bootstrap(conn))),
+            would_app_fixture=app_fixture and not app_tables,
+            app_tables=app_tables,
+            invalid_indexes=invalid_indexes(conn),
+        )
+        conn.rollback()
+    return inspection
 
 
 def apply(conninfo: str, *, bootstrap: bool = True) -> list[str]:
