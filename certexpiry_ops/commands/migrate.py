@@ -66,9 +66,8 @@ def _warn_ahead(cli_io: CliIO, unknown: list[str], latest: str | None) -> None:
     cli_io.stderr.write(
         f"{PROG}: warning: the database is ahead of this release: schema version {latest}, "
         f"this release's newest is {_release_latest()}; {len(unknown)} applied migration(s) "
-        f"are not in this release ({', '.join(unknown)}). Nothing of this release is missing "
-        "and its function accepts a newer schema; to move forward, migrate with the newer "
-        "release instead\n"
+        f"are not in this release ({', '.join(unknown)}). This release's function accepts a "
+        "newer schema; to move the database forward, migrate with the newer release\n"
     )
 
 
@@ -270,7 +269,8 @@ def _status_summary(console: Console, inspection: schema.Inspection) -> None:
     if inspection.ahead:
         console.out(
             "The database is ahead of this release (a newer release migrated it): "
-            f"`{PROG} migrate` applies nothing here; migrate with the newer release."
+            f"`{PROG} migrate` of this release applies only its own pending migrations; to "
+            "move the database forward, migrate with the newer release."
         )
     if counts[schema.PENDING]:
         console.out(

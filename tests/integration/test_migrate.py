@@ -22,7 +22,7 @@ from certexpiry.log import JsonLogger
 from certexpiry.pg_store import PgTransport
 from certexpiry.redact import Secrets
 from certexpiry.wiring import SchemaNotReady, check_schema
-from certexpiry_ops import schema
+from certexpiry_ops import catalog, schema
 from tests.integration.test_cli import Result, invoke
 
 Conn = psycopg.Connection[Any]
@@ -256,3 +256,268 @@ def test_an_upgrade_starts_from_the_migrations_before_it(empty_url: str) -> None
     result = schema.migrate(empty_url)
     assert result.applied == [m.version for m in schema.migrations()]
     assert result.latest == schema.migrations()[-1].version
+
+
+# -- migrate status, migrate --dry-run, a database ahead of this release (issue 24, item 5) ----
+
+FUTURE = "29990101000000"  # a version a newer release would have written
+
+
+def status_rows(*args: str) -> list[dict[str, Any]]:
+    result = invoke("migrate", "status", "--json", *args)
+    assert result.code == 0, result.err
+    assert result.err == ""
+    return [json.loads(line) for line in result.out.splitlines()]
+
+
+def states(rows: list[dict[str, Any]]) -> dict[str, str]:
+    return {row["version"]: row["state"] for row in rows}
+
+
+def dry_run() -> tuple[Result, dict[str, Any]]:
+    result = invoke("migrate", "--dry-run", "--json")
+    assert result.code == 0, result.err
+    (line,) = result.out.splitlines()
+    return result, json.loads(line)
+
+
+def everything(url: str) -> tuple[object, ...]:
+    """What a dry run or a status must leave as it was: the catalog (every object, grant and
+    comment), the job's ledger and the app's history."""
+    with psycopg.connect(url) as conn:
+        return catalog.snapshot(conn), schema.ledger(conn), app_history(url)
+
+
+def add_future_version(url: str) -> None:
+    """A newer release's migration, as it records itself (no checksum: its own last statement)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "insert into certexpiry.schema_migrations (version, name) values (%s, 'from_later')",
+            (FUTURE,),
+        )
+
+
+def test_status_on_a_database_without_the_job_lists_every_version_pending(
+    empty_url: str,
+) -> None:
+    """Fresh (the app's tables, no job): every file of this release pending, none in the
+    database; the text table says so and points to the dry run; exit 0."""
+    files = schema.migrations()
+    rows = status_rows()
+    assert [row["version"] for row in rows] == [m.version for m in files]
+    assert [row["name"] for row in rows] == [m.name for m in files]
+    assert all(row["state"] == "pending" for row in rows)
+    assert all(row["local"] and not row["database"] for row in rows)
+    assert all(row["applied_at"] is None and row["checksum"] is None for row in rows)
+
+    text = invoke("migrate", "status", "--format", "text")
+    assert text.code == 0
+    assert f"0 applied, {len(files)} pending, 0 unknown to this release" in text.out
+    assert "schema version none" in text.out
+    assert "migrate --dry-run" in text.out
+    for migration in files:
+        (line,) = [
+            line for line in text.out.splitlines() if line.startswith(f"  {migration.version}")
+        ]
+        assert line.split()[-1] == "pending"
+
+
+def test_status_on_a_migrated_database_lists_every_version_applied(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migrated: every version applied by this runner (checksum the same), with its time."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    rows = status_rows()
+    assert states(rows) == {m.version: "applied" for m in schema.migrations()}
+    assert all(row["local"] and row["database"] for row in rows)
+    assert all(row["checksum"] == "same" and row["applied_at"] for row in rows)
+    text = invoke("migrate", "status", "--format", "text")
+    latest = schema.migrations()[-1].version
+    assert f"{len(rows)} applied, 0 pending, 0 unknown to this release" in text.out
+    assert f"schema version {latest}, this release's newest {latest}" in text.out
+    assert "Next:" not in text.out
+
+
+def test_one_pending_migration_is_listed_dry_run_and_applied_alike(empty_url: str) -> None:
+    """All but the last applied (an older release's database): status lists the last pending,
+    the dry run names it and writes nothing, and migrate then applies exactly what the dry run
+    said."""
+    files = schema.migrations()
+    last = files[-1]
+    assert migrate_before(empty_url, last.version) == [m.version for m in files[:-1]]
+    assert states(status_rows()) == {
+        **{m.version: "applied" for m in files[:-1]},
+        last.version: "pending",
+    }
+
+    before = everything(empty_url)
+    _, planned = dry_run()
+    assert everything(empty_url) == before
+    assert planned["dry_run"] is True
+    assert planned["would_apply"] == [last.version]
+    assert planned["already_applied"] == len(files) - 1
+    assert planned["would_bootstrap"] is False
+    assert planned["ahead"] is False
+    assert planned["latest"] == files[-2].version
+    text = invoke("migrate", "--dry-run", "--format", "text")
+    assert f"Would apply 1 migration(s), in this order:\n  {last.version}  {last.name}" in (
+        text.out
+    )
+
+    _, done = migrate_json()
+    assert done["applied"] == planned["would_apply"]
+    assert done["latest"] == last.version
+    assert states(status_rows()) == {m.version: "applied" for m in files}
+
+
+def test_a_dropped_ledger_row_is_pending_again(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last ledger row removed (the index built by `supabase db push`, which records it only
+    in the app's history): pending; migrate records it again, its index already there."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    last = schema.migrations()[-1]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("delete from certexpiry.schema_migrations where version = %s", (last.version,))
+    assert states(status_rows())[last.version] == "pending"
+    assert dry_run()[1]["would_apply"] == [last.version]
+    assert migrate_json()[1]["applied"] == [last.version]
+    assert states(status_rows())[last.version] == "applied"
+
+
+def test_a_database_ahead_of_this_release_is_reported_as_ahead(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A newer release's version in the ledger: status lists it unknown to this release;
+    migrate applies nothing, reports the database's own schema version (not this release's, and
+    not "up to date") and warns on stderr, exit 0; the dry run says the same."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    add_future_version(database_url)
+    rows = status_rows()
+    future = rows[-1]
+    assert future == {
+        "version": FUTURE,
+        "name": "from_later",
+        "state": "unknown",
+        "local": False,
+        "database": True,
+        "applied_at": future["applied_at"],
+        "checksum": None,
+    }
+    assert future["applied_at"]
+    assert all(row["state"] == "applied" for row in rows[:-1])
+    status_text = invoke("migrate", "status", "--format", "text")
+    assert "1 unknown to this release" in status_text.out
+    assert "ahead of this release" in status_text.out
+
+    result, done = migrate_json()
+    assert done["applied"] == []
+    assert done["unknown"] == [FUTURE]
+    assert done["ahead"] is True
+    assert done["latest"] == FUTURE
+    assert done["release_latest"] == schema.migrations()[-1].version
+    assert "warning: the database is ahead of this release" in result.err
+    assert FUTURE in result.err
+
+    text = invoke("migrate", "--format", "text")
+    assert text.code == 0
+    assert "up to date" not in text.out
+    assert "is ahead of this release" in text.out
+    assert f"schema version now {FUTURE}" in text.out
+    assert "warning: the database is ahead" in text.err
+
+    _, planned = dry_run()
+    assert (planned["would_apply"], planned["ahead"], planned["latest"]) == ([], True, FUTURE)
+    assert history(database_url)[FUTURE] == ("from_later", None)
+
+
+def test_an_unknown_older_version_is_unknown_but_not_ahead(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A version older than this release's newest that this release lacks (another line of
+    releases) is listed unknown, and migrate does not call the database ahead."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "insert into certexpiry.schema_migrations (version, name) values ('20200101000000', 'x')"
+        )
+    assert states(status_rows())["20200101000000"] == "unknown"
+    result, done = migrate_json()
+    assert (done["ahead"], done["unknown"]) == (False, ["20200101000000"])
+    assert result.err == ""
+
+
+def test_a_dry_run_on_a_plain_postgres_writes_nothing(
+    pg_admin_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bare database (no Supabase roles' schema, no app, no job): the dry run says it would
+    bootstrap and apply every migration, names the missing app tables, and the catalog is the
+    same after it."""
+    name = f"p_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    url = make_conninfo(pg_admin_url, dbname=name)
+    monkeypatch.setenv("DATABASE_URL", url)
+    try:
+        with psycopg.connect(url) as conn:
+            before = catalog.snapshot(conn)
+        _, planned = dry_run()
+        assert planned["would_bootstrap"] is True
+        assert planned["would_apply"] == [m.version for m in schema.migrations()]
+        assert planned["latest"] is None
+        text = invoke("migrate", "--dry-run", "--format", "text")
+        assert "Would bootstrap it first" in text.out
+        assert "public.certifications) are missing" in text.out
+        with psycopg.connect(url) as conn:
+            assert catalog.snapshot(conn) == before
+            assert conn.execute("select to_regnamespace('auth')").fetchone() == (None,)
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+            )
+
+
+def test_status_and_dry_run_read_in_a_read_only_transaction(database_url: str) -> None:
+    """The guarantee behind "applies nothing": Postgres itself refuses a write in the
+    transaction the inspection reads in (shown by writing in one opened the same way)."""
+    with psycopg.connect(database_url) as conn:
+        conn.read_only = True
+        assert conn.execute("show transaction_read_only").fetchone() == ("on",)
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("delete from certexpiry.schema_migrations")
+
+
+def test_a_changed_file_is_shown_by_status_and_refused_by_the_dry_run(
+    empty_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An applied file edited since: status marks it changed (exit 0, a report); the dry run
+    refuses it as migrate would (exit 2), before printing a plan."""
+    migrate_json()
+    copy = tmp_path / "migrations"
+    shutil.copytree(schema.MIGRATIONS_DIR, copy)
+    first = sorted(copy.glob("*.sql"))[0]
+    first.write_text(first.read_text() + "\ncreate table public.sneaky (id int);\n")
+    monkeypatch.setattr(schema, "MIGRATIONS_DIR", copy)
+    rows = status_rows()
+    assert rows[0]["checksum"] == "changed"
+    assert all(row["checksum"] == "same" for row in rows[1:])
+    text = invoke("migrate", "status", "--format", "text")
+    assert "FILE CHANGED since" in text.out
+    refused = invoke("migrate", "--dry-run")
+    assert refused.code == 2
+    assert refused.out == ""
+    assert f"migration {first.name} was changed after it was applied" in refused.err
+
+
+def test_migrate_and_its_status_answer_help_with_examples() -> None:
+    """`migrate --help` names the dry run and the status; `migrate status --help` has its own
+    examples; neither needs a database."""
+    whole = invoke("migrate", "--help")
+    assert whole.code == 0
+    assert "--dry-run" in whole.out
+    assert "status" in whole.out
+    status = invoke("migrate", "status", "--help")
+    assert status.code == 0
+    assert "Examples:" in status.out
+    assert "migrate status --json" in status.out
