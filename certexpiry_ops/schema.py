@@ -11,6 +11,12 @@ repository (`export_to_app` writes the files there), or the SQL editor. The runn
 checksum to each row it applies and refuses, before writing anything, an applied file that
 changed since.
 
+What migrate does and what `migrate status` / `migrate --dry-run` report come from one
+comparison of this release's files with the ledger (`compare`): each version applied, pending
+(a file not in the ledger) or unknown to this release (in the ledger only: a newer release
+migrated the database, which is then "ahead"). The reports read it in a read-only transaction
+(`inspect`), so they cannot write.
+
 A migration that is one `CONCURRENTLY` statement (an index on the app's table, built without
 blocking the app's writes) runs outside a transaction (the Supabase CLI does so for a file that
 holds one such statement from v2.109.0 on) and cannot record itself: the runner records it.
