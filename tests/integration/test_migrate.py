@@ -23,7 +23,9 @@ from certexpiry.pg_store import PgTransport
 from certexpiry.redact import Secrets
 from certexpiry.wiring import SchemaNotReady, check_schema
 from certexpiry_ops import catalog, schema
+from certexpiry_ops.usage import EXIT_FAILED, EXIT_USAGE
 from tests.integration.test_cli import Result, invoke
+from tests.leak_plugin import register_secret
 
 Conn = psycopg.Connection[Any]
 
@@ -533,3 +535,22 @@ def test_migrate_and_its_status_answer_help_with_examples() -> None:
     assert status.code == 0
     assert "Examples:" in status.out
     assert "migrate status --json" in status.out
+
+
+@pytest.mark.parametrize("args", [("status",), ("--dry-run",)], ids=["status", "dry-run"])
+def test_status_and_dry_run_print_no_part_of_a_bad_dsn(
+    monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]
+) -> None:
+    """The reports fail like every command on a database they cannot use: the project's words
+    for libpq's error, never libpq's text (which echoes the password read as a host)."""
+    secret = "Pa55wdStatus"
+    register_secret(secret)
+    for variable in ("SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres:{secret}@{secret}@127.0.0.1:1/x")
+    result = invoke("migrate", *args)
+    # 2 today; the team's table makes an unreachable database 4 (cli.main, not this command).
+    assert result.code in (EXIT_USAGE, EXIT_FAILED)
+    assert secret not in result.err + result.out
+    assert "cannot use the database" in result.err
+    assert result.out == ""
