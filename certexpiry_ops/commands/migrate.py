@@ -330,4 +330,4 @@ def register(
         epilog=f"Examples: DATABASE_URL=postgresql://... {PROG} migrate status; "
         f"{PROG} migrate status --json | jq -r 'select(.state != \"applied\") | .version'",
     )
-    status.set_defaults(handler=cmd_migrate_status, bootstrap=False, no_bootstrap=False)
+    status.set_defaults(handler=cmd_migrate_status)
