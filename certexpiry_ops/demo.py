@@ -10,9 +10,13 @@ the app's sender would, and the summary lists what it delivered (ids and kinds).
 JSON log lines are printed as they come; a short human summary follows a separator line, and is
 the only non-JSON output.
 
+The function's JSON log lines are also kept in the data directory (certexpiry_ops.demo_log),
+the demo's stand-in for Cloud Logging: `certexpiry logs RUN_ID --demo` reads a run's back.
+
 Running it again the same day shows idempotency (the trigger is a duplicate: nothing new is
 sent); `--fresh` starts over; `--with-failures` adds a trigger that refuses to pause two
-certifications, so the run ends with MISSED_AUTO_PAUSE and `remediate` can be practised.
+certifications, so the run ends with MISSED_AUTO_PAUSE and `remediate` can be practised;
+`--stop-half-way` makes the night stop half-way once (RUN_STOPPED), so resuming it can be.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -35,10 +39,11 @@ import psycopg
 from certexpiry import __version__
 from certexpiry.codes import Code, Severity
 from certexpiry_ops.console import Console
+from certexpiry_ops.demo_log import open_demo_log
 from certexpiry_ops.embedded import default_data_dir, open_embedded
 from certexpiry_ops.ops import AuditEntry, OpsStore
 from certexpiry_ops.sender import SenderResult, drain
-from certexpiry_ops.usage import command_prefix
+from certexpiry_ops.usage import EXIT_FAILED, EXIT_MISSED, EXIT_OK, command_prefix
 
 SEPARATOR = "=" * 25 + " certexpiry demo: summary " + "=" * 25
 SHOWN_MESSAGES = 8  # delivered messages listed in the text summary (JSON has them all)
@@ -54,20 +59,23 @@ class DemoOptions:
     seed: int = 42
     fresh: bool = False
     with_failures: bool = False
+    stop_half_way: bool = False
     time_budget_s: float = 0.1
     batch_size: int = 50
     monitoring_reserve_s: float = 0.02
 
 
 class _Printer:
-    """Hands the function's lines to the console as they come (both streams, one lock) and
-    keeps them. A line that is not a JSON object (none is expected) is wrapped into one,
-    sanitised, so that piped output stays JSON lines.
+    """Hands the function's lines to the console as they come (both streams, one lock), keeps
+    them, and appends them to the demo's log file (what `logs --demo` reads). A line that is
+    not a JSON object (none is expected) is wrapped into one, sanitised, so that piped output
+    stays JSON lines; it is not the function's log entry, so it stays out of the file.
     """
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, log_file: TextIO) -> None:
         self.console = console
         self.log = console.logger()
+        self.log_file = log_file
         self.lock = threading.Lock()
         self.entries: list[dict[str, Any]] = []
 
@@ -81,6 +89,7 @@ class _Printer:
                 entry = None
             if isinstance(entry, dict):
                 self.entries.append(entry)
+                self.log_file.write(line.strip() + "\n")
                 self.console.entry(line)
             else:
                 severity = Severity.WARNING if stream == "stderr" else Severity.INFO
@@ -109,8 +118,10 @@ def _without_env(names: tuple[str, ...]) -> Iterator[None]:
 
 
 def run_demo(options: DemoOptions, console: Console) -> int:
-    """Run the demo; 0 when done and clean, 1 when missed auto-pauses remain, 2 on failure."""
+    """Run the demo; 0 when done and clean, 1 when missed auto-pauses remain, 4 when the night
+    did not complete (it stopped half-way, or failed)."""
     from certexpiry.pg_store import PgTransport
+    from certexpiry.settings import load_settings
     from certexpiry.store import RpcStore
     from certexpiry_ops import demo_seed
     from certexpiry_ops.harness import FunctionProcess, follow_chain, function_env
@@ -119,12 +130,14 @@ def run_demo(options: DemoOptions, console: Console) -> int:
     started = time.monotonic()
     timezone = os.environ.get("ORG_TIMEZONE") or "Europe/Oslo"
     today = datetime.now(ZoneInfo(timezone)).date()
-    printer = _Printer(console)
     console.progress_line(f"demo: starting the embedded PostgreSQL in {options.data_dir}…")
     server, url = open_embedded(options.data_dir, fresh=options.fresh)
     transport = PgTransport(url)
     store = RpcStore(transport)
+    log_file = None
     try:
+        log_file = open_demo_log(options.data_dir, fresh=options.fresh)
+        printer = _Printer(console, log_file)
         seeded = None
         refused: list[str] = []
         with psycopg.connect(url, autocommit=True) as conn:
@@ -137,6 +150,10 @@ def run_demo(options: DemoOptions, console: Console) -> int:
                 refused = list(store.missed_auto_pauses(timezone, today, limit=2).missed_ids)[:2]
                 if refused:
                     demo_seed.install_refusal(conn, refused)
+            if options.stop_half_way:
+                days = load_settings(database_url=url).reminder_days  # as the function reads them
+                batches = demo_seed.night_batches(conn, today, days, options.batch_size)
+                demo_seed.install_stop(conn, at_checkpoint=max(1, (batches + 1) // 2))
         pubsub = FakePubSub().start()
         env = function_env(
             url,
@@ -180,6 +197,8 @@ def run_demo(options: DemoOptions, console: Console) -> int:
         console.out("\n" + SEPARATOR + "\n" + summary.text())
         return summary.exit_code()
     finally:
+        if log_file is not None:
+            log_file.close()
         transport.close()
         server.stop()
 
@@ -198,10 +217,10 @@ class _Summary:
     def exit_code(self) -> int:
         codes = self.printer.codes()
         if "RUN_COMPLETED" not in codes and "DUPLICATE_DELIVERY" not in codes:
-            return 2
+            return EXIT_FAILED
         if self.audit is not None and self.audit.still_missed:
-            return 1
-        return 0
+            return EXIT_MISSED
+        return EXIT_OK
 
     def text(self) -> str:
         lines: list[str] = []
@@ -222,8 +241,29 @@ class _Summary:
             lines.append(
                 f"Demo trigger   to pause {len(self.refused)} certifications (--with-failures)"
             )
+        if self.options.stop_half_way:
+            lines.append("Demo fault     refuses one checkpoint half-way (--stop-half-way), once")
         run_id = self.printer.run_id() or "(none)"
         lines.append(f"Run id         {run_id}")
+        lines += self.outcome_text(codes)
+        audit = self.audit
+        lines += self.sender_text()
+        still = audit.still_missed if audit is not None else None
+        if still:
+            lines.append(f"Still missed   {len(still)} certifications are expired but not paused")
+        lines += ["", "Next:"]
+        for command, note in self.next_commands():
+            lines.append(f"  {command}" + (f"            ({note})" if note else ""))
+        if _overriding_env():
+            lines.append(
+                f"  ({' and '.join(_overriding_env())} is set in this shell and would take "
+                "precedence over the demo database: hence `env -u`)"
+            )
+        return "\n".join(lines)
+
+    def outcome_text(self, codes: list[str]) -> list[str]:
+        """How the night ended, and its totals when it completed."""
+        lines: list[str] = []
         audit = self.audit
         if "RUN_COMPLETED" in codes and audit is not None:
             totals = audit.totals
@@ -255,21 +295,14 @@ class _Summary:
                     f"{audit.missed_pause_count:,} missed, {audit.segments} segments"
                 )
             lines.append(f"Duration       {self.wall_s:.1f} s wall time for the demo")
+        elif "RUN_STOPPED" in codes:
+            lines.append(
+                "Outcome        the night stopped half-way (RUN_STOPPED): see the ERROR line "
+                'before it; `run` finishes it (docs/operations.md, "A night failed half-way")'
+            )
         else:
             lines.append("Outcome        the run did not complete: see the ERROR lines above")
-        lines += self.sender_text()
-        still = audit.still_missed if audit is not None else None
-        if still:
-            lines.append(f"Still missed   {len(still)} certifications are expired but not paused")
-        lines += ["", "Next:"]
-        for command, note in self.next_commands():
-            lines.append(f"  {command}" + (f"            ({note})" if note else ""))
-        if _overriding_env():
-            lines.append(
-                f"  ({' and '.join(_overriding_env())} is set in this shell and would take "
-                "precedence over the demo database: hence `env -u`)"
-            )
-        return "\n".join(lines)
+        return lines
 
     def sender_text(self) -> list[str]:
         """What the toy sender delivered: counts, then the first messages by id and kind."""
@@ -298,7 +331,9 @@ class _Summary:
         codes = self.printer.codes()
         if "RUN_COMPLETED" in codes and self.audit is not None:
             return "completed"
-        return "duplicate" if "DUPLICATE_DELIVERY" in codes else "failed"
+        if "DUPLICATE_DELIVERY" in codes:
+            return "duplicate"
+        return "stopped" if "RUN_STOPPED" in codes else "failed"
 
     def data(self) -> dict[str, Any]:
         """The summary as one JSON object (the last line when piped or with --json)."""

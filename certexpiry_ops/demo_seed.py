@@ -400,3 +400,56 @@ def drop_refusal(conn: psycopg.Connection[Any]) -> bool:
     present = has_refusal(conn)
     conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(DEMO_SCHEMA)))
     return present
+
+
+def install_stop(conn: psycopg.Connection[Any], at_checkpoint: int) -> None:
+    """`demo --stop-half-way`: the night stops half-way once, as when the database refuses the
+    job's call itself (SQLSTATE 42501, a privilege taken away): the `at_checkpoint`-th batch's
+    checkpoint of the run is refused, so its whole call fails, which no smaller batch can help,
+    and the night logs the error, monitoring, the audit row (failed) and RUN_STOPPED.
+
+    It refuses once: a sequence counts the checkpoints, and a sequence is not rolled back with
+    the refused batch (security definer: the job's role needs no grant on it). So the
+    runbook's fix on the demo is nothing but resuming (`certexpiry run`). Same schema as
+    `install_refusal`, so `drop_refusal` and `--fresh` remove it too.
+    """
+    conn.execute(
+        sql.SQL(
+            """
+        create schema if not exists {schema};
+        drop sequence if exists {schema}.stop_checkpoints;
+        create sequence {schema}.stop_checkpoints;
+        create or replace function {schema}.stop_half_way() returns trigger
+        language plpgsql security definer set search_path = '' as $fn$
+        begin
+            if nextval({sequence}) = {at} then
+                raise exception 'certexpiry demo: the night''s checkpoint is refused once'
+                    using errcode = '42501', hint = 'certexpiry run';
+            end if;
+            return new;
+        end
+        $fn$;
+        drop trigger if exists certexpiry_demo_stop_half_way on certexpiry.cron_runs;
+        create trigger certexpiry_demo_stop_half_way before update on certexpiry.cron_runs
+            for each row when (new.cursor is distinct from old.cursor)
+            execute function {schema}.stop_half_way();
+        """
+        ).format(
+            schema=sql.Identifier(DEMO_SCHEMA),
+            sequence=sql.Literal(f"{DEMO_SCHEMA}.stop_checkpoints"),
+            at=sql.Literal(at_checkpoint),
+        )
+    )
+
+
+def night_batches(
+    conn: psycopg.Connection[Any], today: date, reminder_days: Sequence[int], batch_size: int
+) -> int:
+    """How many batches of `batch_size` tonight's due work takes at least (the sweep's own
+    definition of it, certexpiry.actionable_certifications): where half-way is."""
+    row = conn.execute(
+        "select count(*) from certexpiry.actionable_certifications(%s, %s)",
+        (today, list(reminder_days)),
+    ).fetchone()
+    due = int(row[0]) if row else 0
+    return -(-due // batch_size)

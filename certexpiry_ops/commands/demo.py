@@ -20,6 +20,7 @@ def cmd_demo(args: argparse.Namespace, cli_io: CliIO) -> int:
         seed=args.seed,
         fresh=args.fresh,
         with_failures=args.with_failures,
+        stop_half_way=args.stop_half_way,
         time_budget_s=args.time_budget,
         batch_size=args.batch_size,
         monitoring_reserve_s=args.monitoring_reserve,
@@ -46,9 +47,10 @@ def register(
         "Pub/Sub: the nightly trigger, then every continuation. On a terminal: the "
         "function's log rendered one line per entry, a progress line, then a summary; "
         "piped or with --json: the function's JSON log lines, then the summary as one "
-        "JSON object. Always uses the embedded PostgreSQL: DATABASE_URL and SUPABASE_URL "
-        "are ignored (and hidden from the function). Run it twice the same day to see "
-        "that nothing new is sent.",
+        "JSON object. The function's JSON lines are also appended to function-log.jsonl in "
+        "--data-dir, which `logs RUN_ID --demo` reads. Always uses the embedded "
+        "PostgreSQL: DATABASE_URL and SUPABASE_URL are ignored (and hidden from the "
+        "function). Run it twice the same day to see that nothing new is sent.",
     )
     demo.add_argument(
         "--data-dir",
@@ -73,6 +75,12 @@ def register(
         help="install a trigger refusing to pause 2 certifications, so the run "
         "ends with MISSED_AUTO_PAUSE (remove it with remediate "
         "--drop-demo-trigger, or --fresh)",
+    )
+    demo.add_argument(
+        "--stop-half-way",
+        action="store_true",
+        help="refuse the checkpoint of the night's middle batch once (SQLSTATE 42501), so the "
+        "night stops half-way with RUN_STOPPED and exit 4; `run` then finishes it",
     )
     demo.add_argument(
         "--time-budget",

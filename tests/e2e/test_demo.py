@@ -15,6 +15,7 @@ import pytest
 
 from certexpiry_ops import demo_seed
 from certexpiry_ops.demo import SEPARATOR
+from certexpiry_ops.demo_log import demo_log_path
 from certexpiry_ops.harness import ROOT
 from certexpiry_ops.usage import command_prefix
 from tests.clock import OrgDay, machine_org_day
@@ -115,6 +116,9 @@ def test_demo_runs_to_the_end_and_again_idempotently(tmp_path: Path, org: OrgDay
     assert all(set(message) == {"id", "kind"} for message in sent["messages"])
     assert sent["failed"] == 0
     assert any(line.endswith(f"deliver --data-dir {data_dir}") for line in summary["next"])
+    # The demo's stand-in for Cloud Logging: the function's lines, as printed (`logs --demo`).
+    log_file = demo_log_path(data_dir)
+    assert [json.loads(line) for line in log_file.read_text().splitlines()] == entries
 
     second = _demo(data_dir, org)
     assert second.returncode == 0, second.stderr[-2000:]
@@ -123,6 +127,8 @@ def test_demo_runs_to_the_end_and_again_idempotently(tmp_path: Path, org: OrgDay
     assert summary["outcome"] == "duplicate"
     assert summary["run_id"] == run_id
     assert summary["delivered"]["delivered"] == 0  # the first demo delivered everything
+    logged = [json.loads(line)["error_code"] for line in log_file.read_text().splitlines()]
+    assert logged == [*codes, "DUPLICATE_DELIVERY"]  # appended to, not started over
 
 
 def test_demo_with_failures_ends_with_missed_auto_pauses(tmp_path: Path, org: OrgDay) -> None:
