@@ -278,9 +278,13 @@ def cmd_nights_ack(args: argparse.Namespace, cli_io: CliIO) -> int:
         answers: list[NightAck] = call_store(
             target.ops.acknowledge_nights, nights, timezone, args.code
         )
+    zone = ZoneInfo(timezone)
     for answer in answers:
-        console.data(answer.model_dump(mode="json"))
-        console.out(ack_text(answer))
+        data = answer.model_dump(mode="json")
+        if answer.acknowledged_at is not None:
+            data["acknowledged_at"] = answer.acknowledged_at.astimezone(zone).isoformat()
+        console.data(data)
+        console.out(ack_text(answer, timezone))
     refused = [str(answer.night) for answer in answers if answer.outcome in _REFUSED]
     if refused:
         raise NotFoundError(
@@ -293,9 +297,13 @@ def cmd_nights_ack(args: argparse.Namespace, cli_io: CliIO) -> int:
 _REFUSED = ("has_run", "not_missed")
 
 
-def ack_text(answer: NightAck) -> str:
+def ack_text(answer: NightAck, timezone: str) -> str:
+    """One acknowledged (or refused) night for a person; the time in the organisation's zone."""
     code = f" (code {answer.code})" if answer.code else ""
-    when = f"{answer.acknowledged_at:%Y-%m-%d %H:%M:%S %Z}" if answer.acknowledged_at else ""
+    when = ""
+    if answer.acknowledged_at is not None:
+        local = answer.acknowledged_at.astimezone(ZoneInfo(timezone))
+        when = f"{local:%Y-%m-%d %H:%M:%S} {timezone}"
     if answer.outcome == "acknowledged":
         return f"{answer.night}  acknowledged at {when}{code}"
     if answer.outcome == "already":
