@@ -132,8 +132,10 @@ def test_nights_shows_each_night_and_the_missed_ones(
     rows = text.out.splitlines()
     assert f"Nights in {org.timezone}" in rows[0]
     assert rows[1].split()[:2] == ["NIGHT", "STATE"]
-    assert rows[2].startswith("! ") and "late" in rows[2]
-    assert rows[3].startswith("! ") and "missed" in rows[3]
+    assert rows[2].startswith("! ")
+    assert "late" in rows[2]
+    assert rows[3].startswith("! ")
+    assert "missed" in rows[3]
     oldest = rows[7].split()
     assert oldest[1:4] == [(org.today - timedelta(days=5)).isoformat(), "unresolved", "01:00"]
     assert oldest[4:6] == ["01:00:05", "01:01:35"]
@@ -210,7 +212,8 @@ def test_no_runs_yet_on_an_empty_database(nights_cli: Cli) -> None:
     nights, summary = nights_json(nights_cli, "--nights", "3")
     assert {n["state"] for n in nights} == {"before_first_run"}
     assert summary["no_runs_yet"] is True
-    assert summary["late"] == [] and summary["missed"] == []
+    assert summary["late"] == []
+    assert summary["missed"] == []
     text = nights_cli("nights", "--format", "text").out
     assert "No runs yet" in text
     assert "NIGHT" not in text
