@@ -34,6 +34,15 @@ DEFAULT_LIST_LIMIT = 20
 MAX_LIST_LIMIT = 1000  # list_cron_audit's own cap
 DEFAULT_NIGHTS = 14
 MAX_NIGHTS = 366  # night_history's own cap
+# The scheduler job's cron and time zone as Terraform sets them by default (var.schedule,
+# var.time_zone): tonight's expected time, unless the caller says otherwise.
+DEFAULT_SCHEDULE = "0 1 * * *"
+DEFAULT_SCHEDULE_TIME = time(1, 0)
+DEFAULT_SCHEDULE_ZONE = "Etc/UTC"
+# Tonight is late when no run has claimed it this long after the expected time: the scheduler
+# job retries a failed publish for up to 1800 s (terraform/scheduler.tf, max_retry_duration),
+# and a run claims its night at its first step.
+LATE_AFTER_S = 1800
 MAX_CLAIM = 1000  # claim_outbox's own caps
 MAX_VISIBILITY_S = 3600
 
@@ -82,9 +91,9 @@ class OpsStore:
         timezone: str,
         nights: int = DEFAULT_NIGHTS,
         *,
-        schedule_time: time,
-        schedule_zone: str,
-        late_after_s: int,
+        schedule_time: time = DEFAULT_SCHEDULE_TIME,
+        schedule_zone: str = DEFAULT_SCHEDULE_ZONE,
+        late_after_s: int = LATE_AFTER_S,
     ) -> list[Night]:
         """The last `nights` organisation-local nights (1..366), newest first; tonight is late
         `late_after_s` after the daily schedule (`schedule_time` in `schedule_zone`) fired."""

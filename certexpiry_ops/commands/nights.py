@@ -20,7 +20,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from certexpiry.contract import NightAck, OutboxBacklog
 from certexpiry_ops.console import CliIO, Console, age_text, backlog_text
-from certexpiry_ops.ops import DEFAULT_NIGHTS, MAX_NIGHTS, Night
+from certexpiry_ops.ops import (
+    DEFAULT_NIGHTS,
+    DEFAULT_SCHEDULE,
+    DEFAULT_SCHEDULE_ZONE,
+    LATE_AFTER_S,
+    MAX_NIGHTS,
+    Night,
+)
 from certexpiry_ops.target import Target, call_store, open_target
 from certexpiry_ops.usage import (
     EXIT_OK,
@@ -35,12 +42,6 @@ from certexpiry_ops.usage import (
 # read. Their defaults are Terraform's; a deployment that changes them sets the same values here.
 SCHEDULE_ENV = "CERTEXPIRY_SCHEDULE"
 SCHEDULE_ZONE_ENV = "CERTEXPIRY_SCHEDULE_TIME_ZONE"
-DEFAULT_SCHEDULE = "0 1 * * *"
-DEFAULT_SCHEDULE_ZONE = "Etc/UTC"
-# Tonight is late when no run has claimed it this long after the expected time: the scheduler
-# job retries a failed publish for up to 1800 s (terraform/scheduler.tf, max_retry_duration),
-# and a run claims its night at its first step.
-LATE_AFTER_S = 1800
 _CRON = re.compile(r"^([0-9]|[1-5][0-9]) ([0-9]|1[0-9]|2[0-3]) \* \* \*$")  # Terraform's rule
 _ACK_CODE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
