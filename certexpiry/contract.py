@@ -84,7 +84,20 @@ RPC_SIGNATURES: Mapping[str, Mapping[str, str]] = {
         "p_reminder_days": "integer[]",
         "p_ids_limit": "integer",
     },
-    "night_history": {"p_timezone": "text", "p_nights": "integer"},
+    "night_history": {
+        "p_timezone": "text",
+        "p_nights": "integer",
+        "p_schedule_time": "time without time zone",
+        "p_schedule_zone": "text",
+        "p_late_after_s": "integer",
+        "p_now": "timestamp with time zone",
+    },
+    "acknowledge_missed_nights": {
+        "p_nights": "date[]",
+        "p_timezone": "text",
+        "p_code": "text",
+        "p_now": "timestamp with time zone",
+    },
     # The outbox as the app's sender sees it (supabase/schemas/75_outbox_api.sql): the nightly
     # monitoring asks for the backlog; the toolkit's toy sender (certexpiry deliver) the rest.
     "claim_outbox": {
@@ -407,23 +420,60 @@ class Plan(ContractModel):
         return sum(item.count for item in self.superseded.values())
 
 
-NightStatus = Literal[RunStatus, "missed", "pending", "before_first_run"]
+# night_history's verdict on a night, as a cron monitor's. With a run: ok (completed, monitoring
+# clean or resolved), unresolved (missed auto-pauses not resolved), unverified (monitoring failed
+# or no audit row), running (a live lease), failed (unfinished, no live lease: crashed or
+# superseded), stopped (RUN_STOPPED). Without one: pending, late (tonight, past the expected time
+# and its grace), missed, acknowledged (a missed night ops acknowledged), before_first_run.
+NightState = Literal[
+    "ok",
+    "unresolved",
+    "unverified",
+    "running",
+    "failed",
+    "stopped",
+    "pending",
+    "late",
+    "missed",
+    "acknowledged",
+    "before_first_run",
+]
+AckCode = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 
 
 class Night(ContractModel):
     """One organisation-local night of night_history, with or without a run."""
 
     night: date
-    status: NightStatus
+    state: NightState
     run_id: UUID | None
+    run_status: RunStatus | None
+    audit_status: AuditStatus | None
     segments: int | None
+    expected_at: datetime | None  # when the schedule fires for this night (null: it does not)
     started_at: datetime | None
     finished_at: datetime | None
-    duration_ms: int | None
+    worked_ms: Count | None  # the segments' working time, without the waits between them
+    wall_ms: int | None  # finished_at - started_at
     totals: Counts
     lease_left_s: Annotated[float, Field(ge=0)] | None  # unfinished runs only
     missed_pause_count: Count | None
     resolved: StrictBool | None
+    acknowledged_at: datetime | None
+    ack_code: AckCode | None
+    covered_by: date | None  # without a run: the later night whose run swept what it left
+
+
+NightAckOutcome = Literal["acknowledged", "already", "has_run", "not_missed"]
+
+
+class NightAck(ContractModel):
+    """One night of acknowledge_missed_nights' answer."""
+
+    night: date
+    outcome: NightAckOutcome
+    acknowledged_at: datetime | None
+    code: AckCode | None
 
 
 OutboxKind = Literal["reminder", "pause_notice"]  # notification_outbox.kind
@@ -543,6 +593,9 @@ RESOLVE_CRON_AUDIT: Answer[Resolution] = Answer("resolve_cron_audit", Resolution
 SCHEMA_VERSION_ANSWER: Answer[SchemaVersion] = Answer("schema_version", SchemaVersion)
 PLAN_NIGHT: Answer[Plan] = Answer("plan_night", Plan)
 NIGHT_HISTORY: Answer[tuple[Night, ...]] = Answer("night_history", tuple[Night, ...])
+ACKNOWLEDGE_MISSED_NIGHTS: Answer[tuple[NightAck, ...]] = Answer(
+    "acknowledge_missed_nights", tuple[NightAck, ...]
+)
 CLAIM_OUTBOX: Answer[OutboxClaim] = Answer("claim_outbox", OutboxClaim)
 ACKNOWLEDGE_OUTBOX: Answer[OutboxAcknowledged] = Answer("acknowledge_outbox", OutboxAcknowledged)
 FAIL_OUTBOX: Answer[OutboxFailed] = Answer("fail_outbox", OutboxFailed)
@@ -566,6 +619,7 @@ ANSWERS: Mapping[str, Answer[Any]] = {
         SCHEMA_VERSION_ANSWER,
         PLAN_NIGHT,
         NIGHT_HISTORY,
+        ACKNOWLEDGE_MISSED_NIGHTS,
         CLAIM_OUTBOX,
         ACKNOWLEDGE_OUTBOX,
         FAIL_OUTBOX,
@@ -589,6 +643,11 @@ def _literal_words(*types: Any) -> Iterator[str]:
 WORDS.add(RPC_SIGNATURES)
 WORDS.add(
     _literal_words(
-        ClaimOutcome, NightStatus, AuditStatus, OutboxKind, Literal["auto_pause", "reminder"]
+        ClaimOutcome,
+        NightState,
+        NightAckOutcome,
+        AuditStatus,
+        OutboxKind,
+        Literal["auto_pause", "reminder"],
     )
 )

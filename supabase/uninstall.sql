@@ -2,8 +2,8 @@
 -- installed: its tables' columns, triggers and indexes, its grants, policies and default
 -- privileges (the job never changed those). Run it as the role that installed the job, in one
 -- transaction: `certexpiry uninstall` (it also asks before it runs), or psql -1 -f, or the SQL
--- editor. It deletes the job's history (the idempotency log, the outbox, the runs, the audit
--- log and the job's migration ledger) with it: export what ops must keep first. The app's own
+-- editor. It deletes the job's history (the idempotency log, the outbox, the runs, the
+-- acknowledged missed nights, the audit log and the job's migration ledger) with it: export what ops must keep first. The app's own
 -- migration history never held the job's versions unless the job's migrations were pushed
 -- from the app's repository; then remove those files there too (docs/deploy.md).
 --
@@ -31,7 +31,8 @@ drop function if exists public.get_cron_audit(uuid);
 drop function if exists public.resolve_cron_audit(uuid, boolean);
 drop function if exists public.remediate_auto_pauses(uuid, uuid[], text);
 drop function if exists public.plan_night(text, date, integer[], integer);
-drop function if exists public.night_history(text, integer);
+drop function if exists public.night_history(text, integer, time, text, integer, timestamptz);
+drop function if exists public.acknowledge_missed_nights(date[], text, text, timestamptz);
 drop function if exists public.claim_outbox(integer, integer, integer);
 drop function if exists public.acknowledge_outbox(bigint[]);
 drop function if exists public.fail_outbox(bigint[], text);
@@ -39,5 +40,6 @@ drop function if exists public.outbox_backlog();
 drop function if exists public.schema_version();
 drop table if exists public.cron_audit_log;
 
--- Everything else the job owns: rules, run state, idempotency log, outbox, ledger.
+-- Everything else the job owns: rules, run state, idempotency log, outbox, ledger, the
+-- acknowledged missed nights.
 drop schema if exists certexpiry cascade;

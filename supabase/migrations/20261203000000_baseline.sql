@@ -121,7 +121,8 @@ begin
                                     'upsert_cron_audit', 'list_cron_audit', 'get_cron_audit',
                                     'resolve_cron_audit', 'remediate_auto_pauses', 'plan_night',
                                     'night_history', 'schema_version', 'claim_outbox',
-                                    'acknowledge_outbox', 'fail_outbox', 'outbox_backlog')
+                                    'acknowledge_outbox', 'fail_outbox', 'outbox_backlog',
+                                    'acknowledge_missed_nights')
                 union all
                 select 'relation public.' || c.relname
                 from pg_class c
@@ -255,7 +256,8 @@ create table certexpiry.cron_runs (
     started_at timestamptz not null default now(),
     finished_at timestamptz,
     totals jsonb not null default '{}'::jsonb,
-    swept_reminder_days integer[]
+    swept_reminder_days integer[],
+    worked_ms bigint not null default 0 check (worked_ms >= 0)
 );
 comment on column certexpiry.cron_runs.segment is
     'Fencing token: only the invocation holding this segment may write batches for the run.';
@@ -264,8 +266,25 @@ comment on column certexpiry.cron_runs.lease_until is
 comment on column certexpiry.cron_runs.swept_reminder_days is
     'The reminder offsets this run''s sweep covered, set when it read its last page; the next '
     'night''s schedule starts after the last night that covered each offset.';
+comment on column certexpiry.cron_runs.worked_ms is
+    'The time the run''s segments worked, in milliseconds: each heartbeat of the invocation '
+    'holding the segment (a batch, the hand-off, the completion) adds the time since the one '
+    'before; a claim only sets the heartbeat, so the waits between segments, for a lapsed '
+    'lease or a redelivery, are not counted (finished_at - started_at is the wall clock).';
 create index cron_runs_unfinished_idx on certexpiry.cron_runs (started_at)
     where status in ('running', 'handoff');
+
+-- Missed nights ops have acknowledged (`certexpiry nights ack`): one row per organisation-local
+-- night that had no run, with an optional code (no free text: no personal data can land here).
+-- Never updated or deleted: service_role may select and insert, nothing else.
+create table certexpiry.night_acknowledgements (
+    night date primary key,
+    acknowledged_at timestamptz not null default now(),
+    code text check (code ~ '^[a-z][a-z0-9_]{0,39}$')
+);
+comment on table certexpiry.night_acknowledgements is
+    'Missed nights (no run) acknowledged by ops, kept for good; written only by '
+    'public.acknowledge_missed_nights, which refuses a night that had a run or was not missed.';
 
 -- One row per run, written at its end: what monitoring found. Never deleted. Readable by
 -- service_role and by an ops admin (a user whose JWT carries the claim user_role = 'ops_admin',
@@ -327,6 +346,7 @@ alter table certexpiry.schema_migrations enable row level security;
 alter table certexpiry.certification_idempotency_log enable row level security;
 alter table certexpiry.notification_outbox enable row level security;
 alter table certexpiry.cron_runs enable row level security;
+alter table certexpiry.night_acknowledgements enable row level security;
 alter table public.cron_audit_log enable row level security;
 
 -- The ops admin, as Supabase's role-based access guide identifies one: a custom claim in the
@@ -1067,6 +1087,17 @@ comment on function certexpiry.apply_effects_isolated(uuid, date, integer[], uui
 -- Why: docs/decisions/0004-run-totals-in-the-database.md, 0009-keyset-pages-bounded-in-
 -- certifications.md, 0020-no-sql-default-repeats-a-setting.md, 0026-batch-size-1000.md.
 
+create or replace function certexpiry.ms_since(p_then timestamptz)
+returns bigint
+language sql stable
+set search_path = ''
+as $$
+    select greatest(0, floor(extract(epoch from (now() - p_then)) * 1000))::bigint
+$$;
+comment on function certexpiry.ms_since(timestamptz) is
+    'Whole milliseconds from p_then to now (0 if p_then is later): what a heartbeat adds to '
+    'cron_runs.worked_ms.';
+
 create or replace function public.claim_nightly_run(
     p_run_id uuid, p_timezone text, p_lease_seconds integer, p_now timestamptz default now())
 returns jsonb
@@ -1271,6 +1302,7 @@ begin
     where p.due_on <= v_today;
     update certexpiry.cron_runs
     set cursor = v_next, heartbeat_at = now(),
+        worked_ms = worked_ms + certexpiry.ms_since(heartbeat_at),
         lease_until = greatest(lease_until, now() + make_interval(secs => p_lease_seconds)),
         totals = certexpiry.sum_counts(totals, v_counts),
         swept_reminder_days = case when v_done then p_reminder_days else swept_reminder_days end
@@ -1301,7 +1333,8 @@ declare
     v_run certexpiry.cron_runs;
 begin
     update certexpiry.cron_runs
-    set status = 'handoff', heartbeat_at = now(), lease_until = now() + make_interval(secs => p_lease_seconds)
+    set status = 'handoff', heartbeat_at = now(),
+        worked_ms = worked_ms + certexpiry.ms_since(heartbeat_at), lease_until = now() + make_interval(secs => p_lease_seconds)
     where run_id = p_run_id and segment = p_segment and status = 'running'
     returning * into v_run;
     return jsonb_build_object('fenced', not found, 'cursor', v_run.cursor, 'segment', p_segment);
@@ -1320,7 +1353,8 @@ declare
     v_run certexpiry.cron_runs;
 begin
     update certexpiry.cron_runs
-    set status = 'completed', finished_at = now(), heartbeat_at = now()
+    set status = 'completed', finished_at = now(), heartbeat_at = now(),
+        worked_ms = worked_ms + certexpiry.ms_since(heartbeat_at)
     where run_id = p_run_id and segment = p_segment and status = 'running'
     returning * into v_run;
     return jsonb_build_object('fenced', not found, 'totals', v_run.totals, 'segments', v_run.segment + 1,
@@ -1463,7 +1497,8 @@ comment on function public.upsert_cron_audit(uuid, integer, jsonb, text, date, i
 -- ===== supabase/schemas/70_ops_api.sql =====
 
 -- What ops use (the certexpiry command line): the audit rows, remediation, tonight's plan, the
--- night history and the schema check. Granted to service_role only, like the sweep's API.
+-- night history with the acknowledging of a missed night, and the schema check. Granted to
+-- service_role only, like the sweep's API.
 -- Why: docs/decisions/0015-schema-version-check.md, 0016-plan-night-rolled-back.md.
 
 create or replace function certexpiry.audit_today(p_run_id uuid)
@@ -1580,7 +1615,8 @@ set lock_timeout = '3s'
 as $_$
 declare
     v_today date := coalesce(p_today, certexpiry.org_today(p_timezone));
-    v_limit integer := greatest(0, least(coalesce(p_ids_limit, 20), 100000));
+    v_limit integer := case when p_ids_limit is not null  -- null: every id
+                            then greatest(0, least(p_ids_limit, 100000)) end;
     v_plan_run uuid := gen_random_uuid();
     v_due uuid[];
     v_due_expiry date[];
@@ -1661,49 +1697,164 @@ comment on function public.plan_night(text, date, integer[], integer) is
     'What tonight''s sweep would do, without doing it: the night''s work whole '
     '(certexpiry.actionable_certifications, the sweep''s own selection and judgement), its '
     'effects applied and then rolled back by a private SQLSTATE (CXPLN), with counts and the '
-    'first p_ids_limit ids of each list.';
+    'first p_ids_limit ids of each list (null: all of them).';
 
-create or replace function public.night_history(p_timezone text, p_nights integer)
+create or replace function certexpiry.expected_at(
+    p_night date, p_timezone text, p_schedule_time time, p_schedule_zone text)
+returns timestamptz
+language sql stable
+set search_path = ''
+as $$
+    select min(x.t)
+    from (select ((p_night + k) + p_schedule_time) at time zone p_schedule_zone as t
+          from generate_series(-1, 1) k) x
+    where (x.t at time zone p_timezone)::date = p_night
+$$;
+comment on function certexpiry.expected_at(date, text, time, text) is
+    'When a daily schedule at p_schedule_time in p_schedule_zone (Cloud Scheduler''s cron and '
+    'time zone) fires for the organisation-local night p_night: the firing whose local date in '
+    'p_timezone is that night (null when none is, which a far-off zone can make happen).';
+
+create or replace function certexpiry.first_night()
+returns date
+language sql stable
+set search_path = ''
+as $$
+    select min(r.nightly_key) from certexpiry.cron_runs r
+$$;
+comment on function certexpiry.first_night() is
+    'The night of the first run ever recorded (null: none): no night before it is missed.';
+
+create or replace function public.night_history(
+    p_timezone text, p_nights integer, p_schedule_time time, p_schedule_zone text,
+    p_late_after_s integer, p_now timestamptz default now())
 returns jsonb
 language sql stable
 set search_path = ''
 as $$
     with bounds as (
-        select certexpiry.org_today(p_timezone) as today,
+        select certexpiry.org_today(p_timezone, p_now) as today,
                greatest(1, least(coalesce(p_nights, 14), 366)) as nights,
-               (select min(r.nightly_key) from certexpiry.cron_runs r) as first_night
+               certexpiry.first_night() as first_night
     ), nights as (
         select (b.today - g)::date as night, b.today, b.first_night
         from bounds b cross join generate_series(0, b.nights - 1) g
+    ), facts as (
+        select n.night, n.today, n.first_night, r.run_id, r.status as run_status, r.segment,
+               r.started_at, r.finished_at, r.worked_ms, r.totals, r.lease_until,
+               a.status as audit_status, a.segments, a.missed_pause_count, a.resolved,
+               k.acknowledged_at, k.code as ack_code,
+               certexpiry.expected_at(n.night, p_timezone, p_schedule_time, p_schedule_zone)
+                   as expected_at,
+               (select min(c.nightly_key) from certexpiry.cron_runs c
+                where c.nightly_key > n.night and c.swept_reminder_days is not null)
+                   as swept_after
+        from nights n
+        left join certexpiry.cron_runs r on r.nightly_key = n.night
+        left join public.cron_audit_log a on a.run_id = r.run_id
+        left join certexpiry.night_acknowledgements k on k.night = n.night
     )
     select coalesce(jsonb_agg(jsonb_build_object(
-            'night', n.night,
-            'status', case
-                when r.run_id is not null then r.status
-                when n.first_night is null or n.night < n.first_night then 'before_first_run'
-                when n.night = n.today then 'pending'
+            'night', f.night,
+            'state', case
+                when f.run_id is not null then case
+                    when f.run_status <> 'completed' and f.audit_status = 'failed' then 'stopped'
+                    when f.run_status in ('running', 'handoff') and f.lease_until >= p_now
+                        then 'running'
+                    when f.run_status <> 'completed' then 'failed'
+                    when f.audit_status is distinct from 'completed' then 'unverified'
+                    when f.missed_pause_count > 0 and not f.resolved then 'unresolved'
+                    else 'ok' end
+                when f.first_night is null or f.night < f.first_night then 'before_first_run'
+                when f.night = f.today then case
+                    when p_now >= f.expected_at + make_interval(secs => greatest(p_late_after_s, 0))
+                        then 'late'
+                    else 'pending' end
+                when f.acknowledged_at is not null then 'acknowledged'
                 else 'missed' end,
-            'run_id', r.run_id,
-            'segments', coalesce(a.segments, r.segment + 1),
-            'started_at', r.started_at,
-            'finished_at', r.finished_at,
-            'duration_ms', coalesce(a.duration_ms,
-                (extract(epoch from (r.finished_at - r.started_at)) * 1000)::bigint),
-            'totals', coalesce(r.totals, '{}'::jsonb),
-            'lease_left_s', case when r.status in ('running', 'handoff')
-                                 then round(greatest(0, extract(epoch from (r.lease_until - now())))::numeric, 1)
+            'run_id', f.run_id,
+            'run_status', f.run_status,
+            'audit_status', f.audit_status,
+            'segments', coalesce(f.segments, f.segment + 1),
+            'expected_at', f.expected_at,
+            'started_at', f.started_at,
+            'finished_at', f.finished_at,
+            'worked_ms', f.worked_ms,
+            'wall_ms', (floor(extract(epoch from (f.finished_at - f.started_at)) * 1000))::bigint,
+            'totals', coalesce(f.totals, '{}'::jsonb),
+            'lease_left_s', case when f.run_status in ('running', 'handoff')
+                                 then round(greatest(0, extract(epoch from (f.lease_until - p_now)))::numeric, 1)
                             end,
-            'missed_pause_count', a.missed_pause_count,
-            'resolved', a.resolved)
-        order by n.night desc), '[]'::jsonb)
-    from nights n
-    left join certexpiry.cron_runs r on r.nightly_key = n.night
-    left join public.cron_audit_log a on a.run_id = r.run_id
+            'missed_pause_count', f.missed_pause_count,
+            'resolved', f.resolved,
+            'acknowledged_at', f.acknowledged_at,
+            'ack_code', f.ack_code,
+            'covered_by', case when f.run_id is null and f.night >= f.first_night
+                               and f.night < f.today then f.swept_after end)
+        order by f.night desc), '[]'::jsonb)
+    from facts f
 $$;
-comment on function public.night_history(text, integer) is
-    'The last p_nights organisation-local nights (1 to 366, default 14), newest first: each '
-    'night''s run and status, or missed / pending / before_first_run, with its audit row''s '
-    'missed pauses.';
+comment on function public.night_history(text, integer, time, text, integer, timestamptz) is
+    'The last p_nights organisation-local nights (1 to 366, default 14), newest first, as a '
+    'cron monitor shows them: each night''s state (ok, unresolved, unverified, running, failed, '
+    'stopped; without a run: late, pending, missed, acknowledged, before_first_run), when the '
+    'schedule (p_schedule_time in p_schedule_zone) expected it and when it started and ended, '
+    'the time its segments worked (cron_runs.worked_ms, without the waits between them), its '
+    'totals and audit row, and for a night without a run the later night whose run swept what '
+    'it left (covered_by; null: the next run will). Tonight is late once p_late_after_s have '
+    'passed since its expected time without a run.';
+
+create or replace function public.acknowledge_missed_nights(
+    p_nights date[], p_timezone text, p_code text, p_now timestamptz default now())
+returns jsonb
+language plpgsql
+set search_path = ''
+as $_$
+declare
+    v_today date := certexpiry.org_today(p_timezone, p_now);
+    v_first date := certexpiry.first_night();
+    v_night date;
+    v_row certexpiry.night_acknowledgements;
+    v_answer jsonb := '[]'::jsonb;
+begin
+    if p_code is not null and p_code !~ '^[a-z][a-z0-9_]{0,39}$' then
+        raise exception 'p_code must match ^[a-z][a-z0-9_]{0,39}$' using errcode = '22023';
+    end if;
+    if p_nights is null or cardinality(p_nights) > 366 then
+        raise exception 'p_nights must hold at most 366 nights' using errcode = '22023';
+    end if;
+    for v_night in select distinct n from unnest(p_nights) n where n is not null order by n loop
+        if exists (select from certexpiry.cron_runs r where r.nightly_key = v_night) then
+            v_answer := v_answer || jsonb_build_object('night', v_night, 'outcome', 'has_run',
+                'acknowledged_at', null, 'code', null);
+            continue;
+        end if;
+        if v_first is null or v_night < v_first or v_night >= v_today then
+            v_answer := v_answer || jsonb_build_object('night', v_night, 'outcome', 'not_missed',
+                'acknowledged_at', null, 'code', null);
+            continue;
+        end if;
+        insert into certexpiry.night_acknowledgements (night, acknowledged_at, code)
+        values (v_night, p_now, p_code)
+        on conflict (night) do nothing
+        returning * into v_row;
+        if found then
+            v_answer := v_answer || jsonb_build_object('night', v_night, 'outcome', 'acknowledged',
+                'acknowledged_at', v_row.acknowledged_at, 'code', v_row.code);
+        else
+            select * into v_row from certexpiry.night_acknowledgements where night = v_night;
+            v_answer := v_answer || jsonb_build_object('night', v_night, 'outcome', 'already',
+                'acknowledged_at', v_row.acknowledged_at, 'code', v_row.code);
+        end if;
+    end loop;
+    return v_answer;
+end
+$_$;
+comment on function public.acknowledge_missed_nights(date[], text, text, timestamptz) is
+    'Acknowledge missed nights (no run, after the first run ever, before tonight in '
+    'p_timezone), each once and for good, with an optional code: per night, oldest first, '
+    'acknowledged, already (the first acknowledgement stands), has_run or not_missed (nothing '
+    'written for those two).';
 
 create or replace function public.schema_version()
 returns jsonb
@@ -2024,6 +2175,8 @@ alter table certexpiry.notification_outbox
 --                                              outbox RPCs (75_outbox_api.sql); a message's
 --                                              kind, ids and payload are never updated
 --   certexpiry.cron_runs                       select, insert, update (claims, checkpoints)
+--   certexpiry.night_acknowledgements          select, insert (acknowledged missed nights are
+--                                              kept: never updated or deleted)
 --   public.cron_audit_log                      select, insert, update (upsert, list, get, resolve)
 --   certexpiry.schema_migrations               none (read by public.schema_version, definer)
 -- and for an ops admin (authenticated, filtered by the policies of 10_tables.sql): select on
@@ -2034,6 +2187,7 @@ revoke all on table certexpiry.certification_idempotency_log from public, anon, 
 revoke all on table certexpiry.notification_outbox from public, anon, authenticated, service_role;
 revoke all on sequence certexpiry.notification_outbox_id_seq from public, anon, authenticated, service_role;
 revoke all on table certexpiry.cron_runs from public, anon, authenticated, service_role;
+revoke all on table certexpiry.night_acknowledgements from public, anon, authenticated, service_role;
 revoke all on table public.cron_audit_log from public, anon, authenticated, service_role;
 
 grant select, insert on table certexpiry.certification_idempotency_log to service_role;
@@ -2041,6 +2195,7 @@ grant select, insert on table certexpiry.notification_outbox to service_role;
 grant update (claimed_until, attempts, dispatched_at, failed_at, failure_code, dropped_at)
     on table certexpiry.notification_outbox to service_role;
 grant select, insert, update on table certexpiry.cron_runs to service_role;
+grant select, insert on table certexpiry.night_acknowledgements to service_role;
 grant select, insert, update on table public.cron_audit_log to service_role;
 grant select on table public.cron_audit_log to authenticated;
 grant update (resolved) on table public.cron_audit_log to authenticated;
@@ -2070,8 +2225,10 @@ revoke all on function public.remediate_auto_pauses(uuid, uuid[], text) from pub
 grant execute on function public.remediate_auto_pauses(uuid, uuid[], text) to service_role;
 revoke all on function public.plan_night(text, date, integer[], integer) from public, anon, authenticated, service_role;
 grant execute on function public.plan_night(text, date, integer[], integer) to service_role;
-revoke all on function public.night_history(text, integer) from public, anon, authenticated, service_role;
-grant execute on function public.night_history(text, integer) to service_role;
+revoke all on function public.night_history(text, integer, time, text, integer, timestamptz) from public, anon, authenticated, service_role;
+grant execute on function public.night_history(text, integer, time, text, integer, timestamptz) to service_role;
+revoke all on function public.acknowledge_missed_nights(date[], text, text, timestamptz) from public, anon, authenticated, service_role;
+grant execute on function public.acknowledge_missed_nights(date[], text, text, timestamptz) to service_role;
 revoke all on function public.claim_outbox(integer, integer, integer) from public, anon, authenticated, service_role;
 grant execute on function public.claim_outbox(integer, integer, integer) to service_role;
 revoke all on function public.acknowledge_outbox(bigint[]) from public, anon, authenticated, service_role;
@@ -2141,6 +2298,12 @@ revoke all on function certexpiry.missed_auto_pauses(date) from public;
 grant execute on function certexpiry.missed_auto_pauses(date) to service_role;
 revoke all on function certexpiry.missed_nights(date) from public;
 grant execute on function certexpiry.missed_nights(date) to service_role;
+revoke all on function certexpiry.ms_since(timestamptz) from public;
+grant execute on function certexpiry.ms_since(timestamptz) to service_role;
+revoke all on function certexpiry.expected_at(date, text, time, text) from public;
+grant execute on function certexpiry.expected_at(date, text, time, text) to service_role;
+revoke all on function certexpiry.first_night() from public;
+grant execute on function certexpiry.first_night() to service_role;
 revoke all on function certexpiry.audit_today(uuid) from public;
 grant execute on function certexpiry.audit_today(uuid) to service_role;
 revoke all on function certexpiry.still_missed(jsonb, date) from public;

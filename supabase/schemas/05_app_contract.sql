@@ -82,7 +82,8 @@ begin
                                     'upsert_cron_audit', 'list_cron_audit', 'get_cron_audit',
                                     'resolve_cron_audit', 'remediate_auto_pauses', 'plan_night',
                                     'night_history', 'schema_version', 'claim_outbox',
-                                    'acknowledge_outbox', 'fail_outbox', 'outbox_backlog')
+                                    'acknowledge_outbox', 'fail_outbox', 'outbox_backlog',
+                                    'acknowledge_missed_nights')
                 union all
                 select 'relation public.' || c.relname
                 from pg_class c

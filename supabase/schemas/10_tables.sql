@@ -98,7 +98,8 @@ create table certexpiry.cron_runs (
     started_at timestamptz not null default now(),
     finished_at timestamptz,
     totals jsonb not null default '{}'::jsonb,
-    swept_reminder_days integer[]
+    swept_reminder_days integer[],
+    worked_ms bigint not null default 0 check (worked_ms >= 0)
 );
 comment on column certexpiry.cron_runs.segment is
     'Fencing token: only the invocation holding this segment may write batches for the run.';
@@ -107,8 +108,25 @@ comment on column certexpiry.cron_runs.lease_until is
 comment on column certexpiry.cron_runs.swept_reminder_days is
     'The reminder offsets this run''s sweep covered, set when it read its last page; the next '
     'night''s schedule starts after the last night that covered each offset.';
+comment on column certexpiry.cron_runs.worked_ms is
+    'The time the run''s segments worked, in milliseconds: each heartbeat of the invocation '
+    'holding the segment (a batch, the hand-off, the completion) adds the time since the one '
+    'before; a claim only sets the heartbeat, so the waits between segments, for a lapsed '
+    'lease or a redelivery, are not counted (finished_at - started_at is the wall clock).';
 create index cron_runs_unfinished_idx on certexpiry.cron_runs (started_at)
     where status in ('running', 'handoff');
+
+-- Missed nights ops have acknowledged (`certexpiry nights ack`): one row per organisation-local
+-- night that had no run, with an optional code (no free text: no personal data can land here).
+-- Never updated or deleted: service_role may select and insert, nothing else.
+create table certexpiry.night_acknowledgements (
+    night date primary key,
+    acknowledged_at timestamptz not null default now(),
+    code text check (code ~ '^[a-z][a-z0-9_]{0,39}$')
+);
+comment on table certexpiry.night_acknowledgements is
+    'Missed nights (no run) acknowledged by ops, kept for good; written only by '
+    'public.acknowledge_missed_nights, which refuses a night that had a run or was not missed.';
 
 -- One row per run, written at its end: what monitoring found. Never deleted. Readable by
 -- service_role and by an ops admin (a user whose JWT carries the claim user_role = 'ops_admin',
@@ -170,6 +188,7 @@ alter table certexpiry.schema_migrations enable row level security;
 alter table certexpiry.certification_idempotency_log enable row level security;
 alter table certexpiry.notification_outbox enable row level security;
 alter table certexpiry.cron_runs enable row level security;
+alter table certexpiry.night_acknowledgements enable row level security;
 alter table public.cron_audit_log enable row level security;
 
 -- The ops admin, as Supabase's role-based access guide identifies one: a custom claim in the

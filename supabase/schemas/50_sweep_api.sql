@@ -5,6 +5,17 @@
 -- Why: docs/decisions/0004-run-totals-in-the-database.md, 0009-keyset-pages-bounded-in-
 -- certifications.md, 0020-no-sql-default-repeats-a-setting.md, 0026-batch-size-1000.md.
 
+create or replace function certexpiry.ms_since(p_then timestamptz)
+returns bigint
+language sql stable
+set search_path = ''
+as $$
+    select greatest(0, floor(extract(epoch from (now() - p_then)) * 1000))::bigint
+$$;
+comment on function certexpiry.ms_since(timestamptz) is
+    'Whole milliseconds from p_then to now (0 if p_then is later): what a heartbeat adds to '
+    'cron_runs.worked_ms.';
+
 create or replace function public.claim_nightly_run(
     p_run_id uuid, p_timezone text, p_lease_seconds integer, p_now timestamptz default now())
 returns jsonb
@@ -209,6 +220,7 @@ begin
     where p.due_on <= v_today;
     update certexpiry.cron_runs
     set cursor = v_next, heartbeat_at = now(),
+        worked_ms = worked_ms + certexpiry.ms_since(heartbeat_at),
         lease_until = greatest(lease_until, now() + make_interval(secs => p_lease_seconds)),
         totals = certexpiry.sum_counts(totals, v_counts),
         swept_reminder_days = case when v_done then p_reminder_days else swept_reminder_days end
@@ -239,7 +251,8 @@ declare
     v_run certexpiry.cron_runs;
 begin
     update certexpiry.cron_runs
-    set status = 'handoff', heartbeat_at = now(), lease_until = now() + make_interval(secs => p_lease_seconds)
+    set status = 'handoff', heartbeat_at = now(),
+        worked_ms = worked_ms + certexpiry.ms_since(heartbeat_at), lease_until = now() + make_interval(secs => p_lease_seconds)
     where run_id = p_run_id and segment = p_segment and status = 'running'
     returning * into v_run;
     return jsonb_build_object('fenced', not found, 'cursor', v_run.cursor, 'segment', p_segment);
@@ -258,7 +271,8 @@ declare
     v_run certexpiry.cron_runs;
 begin
     update certexpiry.cron_runs
-    set status = 'completed', finished_at = now(), heartbeat_at = now()
+    set status = 'completed', finished_at = now(), heartbeat_at = now(),
+        worked_ms = worked_ms + certexpiry.ms_since(heartbeat_at)
     where run_id = p_run_id and segment = p_segment and status = 'running'
     returning * into v_run;
     return jsonb_build_object('fenced', not found, 'totals', v_run.totals, 'segments', v_run.segment + 1,

@@ -19,6 +19,8 @@
 --                                              outbox RPCs (75_outbox_api.sql); a message's
 --                                              kind, ids and payload are never updated
 --   certexpiry.cron_runs                       select, insert, update (claims, checkpoints)
+--   certexpiry.night_acknowledgements          select, insert (acknowledged missed nights are
+--                                              kept: never updated or deleted)
 --   public.cron_audit_log                      select, insert, update (upsert, list, get, resolve)
 --   certexpiry.schema_migrations               none (read by public.schema_version, definer)
 -- and for an ops admin (authenticated, filtered by the policies of 10_tables.sql): select on
@@ -29,6 +31,7 @@ revoke all on table certexpiry.certification_idempotency_log from public, anon, 
 revoke all on table certexpiry.notification_outbox from public, anon, authenticated, service_role;
 revoke all on sequence certexpiry.notification_outbox_id_seq from public, anon, authenticated, service_role;
 revoke all on table certexpiry.cron_runs from public, anon, authenticated, service_role;
+revoke all on table certexpiry.night_acknowledgements from public, anon, authenticated, service_role;
 revoke all on table public.cron_audit_log from public, anon, authenticated, service_role;
 
 grant select, insert on table certexpiry.certification_idempotency_log to service_role;
@@ -36,6 +39,7 @@ grant select, insert on table certexpiry.notification_outbox to service_role;
 grant update (claimed_until, attempts, dispatched_at, failed_at, failure_code, dropped_at)
     on table certexpiry.notification_outbox to service_role;
 grant select, insert, update on table certexpiry.cron_runs to service_role;
+grant select, insert on table certexpiry.night_acknowledgements to service_role;
 grant select, insert, update on table public.cron_audit_log to service_role;
 grant select on table public.cron_audit_log to authenticated;
 grant update (resolved) on table public.cron_audit_log to authenticated;
@@ -65,8 +69,10 @@ revoke all on function public.remediate_auto_pauses(uuid, uuid[], text) from pub
 grant execute on function public.remediate_auto_pauses(uuid, uuid[], text) to service_role;
 revoke all on function public.plan_night(text, date, integer[], integer) from public, anon, authenticated, service_role;
 grant execute on function public.plan_night(text, date, integer[], integer) to service_role;
-revoke all on function public.night_history(text, integer) from public, anon, authenticated, service_role;
-grant execute on function public.night_history(text, integer) to service_role;
+revoke all on function public.night_history(text, integer, time, text, integer, timestamptz) from public, anon, authenticated, service_role;
+grant execute on function public.night_history(text, integer, time, text, integer, timestamptz) to service_role;
+revoke all on function public.acknowledge_missed_nights(date[], text, text, timestamptz) from public, anon, authenticated, service_role;
+grant execute on function public.acknowledge_missed_nights(date[], text, text, timestamptz) to service_role;
 revoke all on function public.claim_outbox(integer, integer, integer) from public, anon, authenticated, service_role;
 grant execute on function public.claim_outbox(integer, integer, integer) to service_role;
 revoke all on function public.acknowledge_outbox(bigint[]) from public, anon, authenticated, service_role;
@@ -136,6 +142,12 @@ revoke all on function certexpiry.missed_auto_pauses(date) from public;
 grant execute on function certexpiry.missed_auto_pauses(date) to service_role;
 revoke all on function certexpiry.missed_nights(date) from public;
 grant execute on function certexpiry.missed_nights(date) to service_role;
+revoke all on function certexpiry.ms_since(timestamptz) from public;
+grant execute on function certexpiry.ms_since(timestamptz) to service_role;
+revoke all on function certexpiry.expected_at(date, text, time, text) from public;
+grant execute on function certexpiry.expected_at(date, text, time, text) to service_role;
+revoke all on function certexpiry.first_night() from public;
+grant execute on function certexpiry.first_night() to service_role;
 revoke all on function certexpiry.audit_today(uuid) from public;
 grant execute on function certexpiry.audit_today(uuid) to service_role;
 revoke all on function certexpiry.still_missed(jsonb, date) from public;

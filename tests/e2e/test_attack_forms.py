@@ -785,6 +785,7 @@ _COMMANDS_ON_THE_DATA = (
     ("check",),
     ("plan",),
     ("nights",),
+    ("nights", "ack", "2026-11-29"),
     ("audit", "list"),
     ("audit", "show", _SOME_ID),
     ("audit", "resolve", _SOME_ID),

@@ -8,7 +8,7 @@ import io
 import re
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, get_args
 
 import psycopg
@@ -49,6 +49,7 @@ JOB_TABLE_GRANTS = {
     "certexpiry.certification_idempotency_log": {"service_role": {"SELECT", "INSERT"}},
     "certexpiry.notification_outbox": {"service_role": {"SELECT", "INSERT"}},
     "certexpiry.cron_runs": {"service_role": {"SELECT", "INSERT", "UPDATE"}},
+    "certexpiry.night_acknowledgements": {"service_role": {"SELECT", "INSERT"}},
     "public.cron_audit_log": {
         "service_role": {"SELECT", "INSERT", "UPDATE"},
         "authenticated": {"SELECT"},
@@ -200,7 +201,10 @@ JOB_CALLS: list[Callable[[RpcStore, OpsStore], object]] = [
     lambda s, o: o.resolve_audit(RUN),
     lambda s, o: check_schema(s.transport, JsonLogger(secrets=Secrets(), stream=io.StringIO())),
     lambda s, o: o.plan("Europe/Oslo", None, [30, 7, 1], 10),
-    lambda s, o: o.nights("Europe/Oslo", 14),
+    lambda s, o: o.nights(
+        "Europe/Oslo", 14, schedule_time=time(1), schedule_zone="Etc/UTC", late_after_s=1800
+    ),
+    lambda s, o: o.acknowledge_nights([date(2026, 11, 27)], "Europe/Oslo", "scheduler_paused"),
     lambda s, o: o.claim_outbox(100, 60),
     lambda s, o: o.acknowledge_outbox([1]),
     lambda s, o: o.fail_outbox([1], "demo_failure"),
@@ -321,8 +325,22 @@ def test_every_answer_shape_the_sql_gives_parses(db: Conn, pg: PgTransport) -> N
     plan_args = {"p_timezone": "Europe/Oslo", "p_reminder_days": [30], "p_ids_limit": 5}
     assert call("plan_night", p_today=None, **plan_args).run.status == "completed"
     assert call("plan_night", p_today=date(2000, 1, 1), **plan_args).run is None
-    nights = call("night_history", p_timezone="Europe/Oslo", p_nights=3)
-    assert [n.status for n in nights] == ["completed", "before_first_run", "before_first_run"]
+    nights = call(
+        "night_history",
+        p_timezone="Europe/Oslo",
+        p_nights=3,
+        p_schedule_time="01:00",
+        p_schedule_zone="Etc/UTC",
+        p_late_after_s=1800,
+    )
+    assert [n.state for n in nights] == ["ok", "before_first_run", "before_first_run"]
+    (refused,) = call(
+        "acknowledge_missed_nights",
+        p_nights=[nights[0].night.isoformat()],
+        p_timezone="Europe/Oslo",
+        p_code=None,
+    )
+    assert refused.outcome == "has_run"
     waiting = call("outbox_backlog")  # the batch's pause notice
     assert (waiting.undelivered, waiting.claimed) == (1, 0)
     assert waiting.oldest_age_s is not None

@@ -139,3 +139,34 @@ def test_plan_of_a_later_night(cli: Cli, db: Conn, org: OrgDay) -> None:
     bad = cli("plan", "--date", "tomorrow")
     assert bad.code == 2
     assert "--date must be a date" in bad.err
+
+
+def test_plan_text_lists_what_it_got_and_counts_the_rest(cli: Cli, db: Conn, org: OrgDay) -> None:
+    """The text lists every ID the plan returned (all --ids of them, not three) and says how
+    many more there are, exactly; --all lists every ID and says no "more"; the two options
+    exclude each other."""
+    seed(db, org, mentors=120)
+    full = plan_of(cli)
+    paused = sorted(str(item) for item in full.certifications_paused.ids)
+    assert len(paused) > 5
+    text = cli("plan", "--format", "text", "--ids", "5").out
+    shown = [item for item in paused if item in text]
+    assert shown == paused[:5]
+    assert f"… and {len(paused) - 5:,} more" in text
+    every = cli("plan", "--format", "text", "--all")
+    assert every.code == 0, every.err
+    assert [item for item in paused if item in every.out] == paused
+    assert "more (--all" not in every.out
+    listed = cli("plan", "--json", "--all")
+    assert len(PLAN_NIGHT.parse(listed.entries[0]).certifications_paused.ids) == len(paused)
+    assert cli("plan", "--all", "--ids", "3").code == 2
+
+
+def test_plan_says_nothing_more_when_the_list_is_whole(cli: Cli, db: Conn, org: OrgDay) -> None:
+    """A list no longer than --ids is shown whole, without a "more" line."""
+    certs = sorted(
+        str(add_cert(db, add_mentor(db), org.today - timedelta(days=1))) for _ in range(4)
+    )
+    text = cli("plan", "--format", "text", "--ids", "4").out
+    assert [item for item in certs if item in text] == certs
+    assert "more" not in text

@@ -83,6 +83,7 @@ def test_cron_audit_log_role_matrix(db: Conn, role_key: str, operation: str) -> 
         "certexpiry.certification_idempotency_log",
         "certexpiry.notification_outbox",
         "certexpiry.cron_runs",
+        "certexpiry.night_acknowledgements",
         "public.cron_audit_log",
     ],
 )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import uuid
 from collections.abc import Callable, Mapping
+from datetime import date, time
 from typing import Any
 
 import pytest
@@ -126,16 +127,31 @@ VALID: dict[str, Any] = {
     "night_history": [
         {
             "night": "2026-11-28",
-            "status": "completed",
+            "state": "unresolved",
             "run_id": RUN,
+            "run_status": "completed",
+            "audit_status": "completed",
             "segments": 2,
+            "expected_at": AT,
             "started_at": AT,
             "finished_at": AT,
-            "duration_ms": 1234,
+            "worked_ms": 1234,
+            "wall_ms": 5678,
             "totals": TOTALS,
             "lease_left_s": None,
             "missed_pause_count": 1,
             "resolved": False,
+            "acknowledged_at": None,
+            "ack_code": None,
+            "covered_by": None,
+        }
+    ],
+    "acknowledge_missed_nights": [
+        {
+            "night": "2026-11-27",
+            "outcome": "acknowledged",
+            "acknowledged_at": AT,
+            "code": "scheduler_paused",
         }
     ],
     "claim_outbox": {
@@ -181,7 +197,12 @@ CALLS: dict[str, Callable[[RpcStore, OpsStore], object]] = {
     "resolve_cron_audit": lambda s, o: o.resolve_audit(uuid.UUID(RUN)),
     "schema_version": lambda s, o: read_schema_version(s.transport),
     "plan_night": lambda s, o: o.plan("Europe/Oslo", None, [30, 7, 1], 10),
-    "night_history": lambda s, o: o.nights("Europe/Oslo", 7),
+    "night_history": lambda s, o: o.nights(
+        "Europe/Oslo", 7, schedule_time=time(1), schedule_zone="Etc/UTC", late_after_s=1800
+    ),
+    "acknowledge_missed_nights": lambda s, o: o.acknowledge_nights(
+        [date(2026, 11, 27)], "Europe/Oslo", None
+    ),
     "claim_outbox": lambda s, o: o.claim_outbox(100, 60),
     "acknowledge_outbox": lambda s, o: o.acknowledge_outbox([41, 42]),
     "fail_outbox": lambda s, o: o.fail_outbox([41], "no_contact_address"),
@@ -206,6 +227,8 @@ RENAMES = [
     ("schema_version", ("latest",), "version"),
     ("plan_night", ("mentors_paused", "ids"), "mentor_ids"),
     ("night_history", (0, "night"), "date"),
+    ("night_history", (0, "worked_ms"), "duration_ms"),
+    ("acknowledge_missed_nights", (0, "outcome"), "result"),
     ("claim_outbox", ("messages", 0, "certification_id"), "cert_id"),
     ("claim_outbox", ("dropped",), "stale"),
     ("acknowledge_outbox", ("already",), "duplicates"),
@@ -233,7 +256,8 @@ UNKNOWN = [
     ("list_cron_audit", (0, "status"), "exploded", "[0].status (literal_error)"),
     ("get_cron_audit", ("status",), "exploded", "status (literal_error)"),
     ("plan_night", ("run", "status"), "exploded", "run.status (literal_error)"),
-    ("night_history", (0, "status"), "skipped", "[0].status (literal_error)"),
+    ("night_history", (0, "state"), "skipped", "[0].state (literal_error)"),
+    ("acknowledge_missed_nights", (0, "outcome"), "deleted", "[0].outcome (literal_error)"),
     ("claim_outbox", ("messages", 0, "kind"), "sms", "messages[0].kind (literal_error)"),
 ]
 
