@@ -7,7 +7,9 @@
 # demand). The venv is refreshed only when the pinned version is missing, so
 # repeat runs cost the scan alone.
 #
-# Usage: scripts/checkov.sh [extra checkov args]
+# Usage: scripts/checkov.sh [--install-only | extra checkov args]
+#   --install-only  install (or check) the venv and stop: scripts/test.sh runs this in the
+#                   background while the tests run, and the scan after them
 #   CHECKOV_VENV=/path  use another venv location
 #   PYTHON=python3.12   interpreter used to create the venv
 # Exit status: checkov's (non-zero when any check fails), or pip's/venv's
@@ -46,6 +48,8 @@ if [[ "$(installed_version)" != "$CHECKOV_VERSION" ]]; then
   pip_install "checkov==$CHECKOV_VERSION"
   echo "checkov.sh: install took $((SECONDS - start)) s" >&2
 fi
+
+[[ "${1:-}" == "--install-only" ]] && exit 0
 
 cd "$ROOT"
 start=$SECONDS

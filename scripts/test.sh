@@ -6,6 +6,13 @@ cd "$(dirname "$0")/.."
 bash scripts/venv.sh
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
 
+# checkov's own virtualenv (scripts/checkov.sh) installs in the background while lint, types
+# and tests run: the install waits on the network and the disk, the tests on the CPU.
+checkov_log=$(mktemp)
+bash scripts/checkov.sh --install-only >"$checkov_log" 2>&1 &
+checkov_install=$!
+trap 'kill "$checkov_install" 2>/dev/null || true; rm -f "$checkov_log"' EXIT
+
 echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
@@ -13,9 +20,11 @@ echo "== import contracts (the runtime never imports the tooling)"
 .venv/bin/lint-imports
 echo "== mypy --strict"
 .venv/bin/mypy
-echo "== pytest"
+# Two workers on a 2-core machine (pytest-xdist; PYTEST_WORKERS=0 runs in one process): each
+# starts its own embedded Postgres; tests/leak_plugin.py adds up the workers' leak scans.
+echo "== pytest (${PYTEST_WORKERS:-auto} workers)"
 set +e
-.venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 \
+.venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 -n "${PYTEST_WORKERS:-auto}" \
   --cov --cov-branch --cov-report=term:skip-covered "$@"
 status=$?
 set -e
@@ -40,4 +49,10 @@ else
   echo "terraform binary not present: fmt check not run"
 fi
 echo "== checkov"
+if ! wait "$checkov_install"; then
+  cat "$checkov_log" >&2
+  echo "checkov: the install failed" >&2
+  exit 1
+fi
+cat "$checkov_log" >&2
 bash scripts/checkov.sh

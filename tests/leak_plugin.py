@@ -19,6 +19,10 @@ the source and the kind of data, never the value itself. A test whose purpose is
 raw PII or secrets (e.g. a test of the scanner) is marked ``leak_scan_exempt``.
 
 Registered in ``tests/conftest.py`` with ``pytest_plugins = ["tests.leak_plugin"]``.
+
+Under pytest-xdist (``make test`` runs two workers) each worker scans what its own tests write,
+with the needles its own collection harvested; the controller only adds up what each worker
+reports when it goes down (``workeroutput``) and fails the session on any hit.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from types import ModuleType
 from typing import Any
 
@@ -224,6 +228,8 @@ class _State:
     patched: bool = False
     original_start: Any = None
     observer_installed: bool = False
+    distributing: bool = False  # the xdist controller: its workers scan, it adds up
+    worker_secrets: int = 0  # the most secret values one worker scanned for
 
 
 _state = _State()
@@ -369,6 +375,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if _state.distributing:  # a worker's report, already scanned by the worker
+        return
     exempt = report.nodeid in _state.exempt_ids
     if not exempt:
         for title, content in report.sections:
@@ -383,17 +391,46 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 @pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _state.distributing = session.config.pluginmanager.has_plugin("dsession")
+
+
+@pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     _flush_all(final=True)
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: hand the totals to the controller
+        workeroutput["leak_scan"] = {
+            "hits": [asdict(hit) for hit in SCANNER.hits],
+            "lines_scanned": SCANNER.lines_scanned,
+            "sources": sorted(SCANNER.sources),
+            "pii": list(SCANNER.pii),
+            "secrets_count": len(SCANNER.secrets),
+        }
     if SCANNER.hits and session.exitstatus == 0:
         session.exitstatus = 1
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """The xdist controller adds up one worker's scan (hits fail the session above)."""
+    scan = getattr(node, "workeroutput", {}).get("leak_scan")
+    if scan is None:
+        return
+    SCANNER.hits += [Hit(**hit) for hit in scan["hits"]]
+    SCANNER.lines_scanned += scan["lines_scanned"]
+    SCANNER.sources.update(scan["sources"])
+    SCANNER.register_pii(scan["pii"])
+    # Secret values never cross to the controller, only how many the worker had.
+    _state.worker_secrets = max(_state.worker_secrets, scan["secrets_count"])
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     hits = SCANNER.hits
     summary = (
         f"leak scan: {SCANNER.lines_scanned} lines from {len(SCANNER.sources)} sources, "
-        f"{len(SCANNER.pii)} PII values, {len(SCANNER.secrets)} secret values, "
+        f"{len(SCANNER.pii)} PII values, "
+        f"{max(len(SCANNER.secrets), _state.worker_secrets)} secret values, "
         f"{len(SCANNER.patterns)} patterns: {len(hits)} hits"
     )
     if not hits:

@@ -105,9 +105,11 @@ def test_the_allow_list_leaves_nothing_of_the_planted_data() -> None:
 
 
 @pytest.mark.leak_scan_exempt("runs an inner session that leaks on purpose")
-def test_a_leaking_session_fails(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one process", "two xdist workers"])
+def test_a_leaking_session_fails(tmp_path: Path, workers: list[str]) -> None:
     """An inner pytest session whose tests print PII or a secret fails with a report naming the
-    test, never the value; a clean session passes."""
+    test, never the value; a clean session passes. Under xdist (as `make test` runs) the workers
+    scan and the controller adds up their hits."""
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     (tmp_path / "test_inner.py").write_text(
         "import sys\n"
@@ -131,6 +133,7 @@ def test_a_leaking_session_fails(tmp_path: Path) -> None:
         str(tmp_path / "pytest.ini"),
         "--rootdir",
         str(tmp_path),
+        *workers,
     ]
     leaking = subprocess.run(
         [*command, str(tmp_path / "test_inner.py")],
