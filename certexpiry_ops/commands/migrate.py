@@ -3,28 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 from typing import Any
 
 from certexpiry.contract import SCHEMA_VERSION
 from certexpiry_ops import demo_seed, schema
 from certexpiry_ops.console import CliIO, Console
-from certexpiry_ops.embedded import open_embedded
-from certexpiry_ops.usage import EXIT_OK, EXIT_USAGE, PROG, UsageError
+from certexpiry_ops.target import Where, probe, resolve, started
+from certexpiry_ops.usage import EXIT_OK, EXIT_USAGE, PROG
 
 
 def cmd_migrate(args: argparse.Namespace, cli_io: CliIO) -> int:
     console = Console(cli_io, args.output)
-    conninfo = os.environ.get("DATABASE_URL") or None
-    if conninfo is None and os.environ.get("SUPABASE_URL"):
-        raise UsageError(
-            "`migrate` needs a direct Postgres connection: set DATABASE_URL to the project's "
-            "database connection string (Supabase: Project Settings > Database), not its HTTP URL"
-        )
-    server = None
-    if conninfo is None:
-        server, conninfo = open_embedded(Path(args.data_dir), migrate=False)
+    with started(resolve(args, direct=True), migrate=False) as where:
+        probe(where)  # within the connect timeout, saying what it waits for
+        return _migrate(args, console, cli_io, where)
+
+
+def _migrate(args: argparse.Namespace, console: Console, cli_io: CliIO, where: Where) -> int:
+    conninfo = where.conninfo or ""
+    embedded = where.kind == "demo"
     host = console.secrets.scrub(demo_seed.host_of(conninfo))
     bootstrap = True if args.bootstrap else (False if args.no_bootstrap else None)
 
@@ -35,7 +32,7 @@ def cmd_migrate(args: argparse.Namespace, cli_io: CliIO) -> int:
         # The embedded default plays the app too (its fixture); a database named by
         # DATABASE_URL must hold the app already: the migrations check its contract.
         result = schema.migrate(
-            conninfo, bootstrap=bootstrap, app_fixture=server is not None, on_apply=applying
+            conninfo, bootstrap=bootstrap, app_fixture=embedded, on_apply=applying
         )
     except schema.MigrationChanged as exc:
         console.finish()
@@ -43,12 +40,10 @@ def cmd_migrate(args: argparse.Namespace, cli_io: CliIO) -> int:
         return EXIT_USAGE
     finally:
         console.finish()
-        if server is not None:
-            server.stop()
     console.data(
         {
             "host": host,
-            "embedded": server is not None,
+            "embedded": embedded,
             "bootstrapped": result.bootstrapped,
             "applied": result.applied,
             "already_applied": len(result.already),
@@ -61,7 +56,7 @@ def cmd_migrate(args: argparse.Namespace, cli_io: CliIO) -> int:
     _report(
         console,
         result,
-        "the embedded database" if server is not None else f"the database on {host}",
+        "the demo database" if embedded else f"the database on {host}",
     )
     return EXIT_OK
 
@@ -99,9 +94,9 @@ def register(
         help="install or upgrade the job in the database (supabase/migrations/)",
         description="Apply every migration of supabase/migrations/ not yet in the job's own "
         "ledger (certexpiry.schema_migrations) to the database (DATABASE_URL: the app's "
-        "Supabase database or a plain Postgres holding the app's tables; else the embedded "
-        "one, with the app fixture), in order, each in its own transaction with a 1 s lock "
-        "timeout, retried while the app holds a lock; the online index builds run outside a "
+        "Supabase database or a plain Postgres holding the app's tables; or with --demo the "
+        "embedded one, with the app fixture), in order, each in its own transaction with a 1 s "
+        "lock timeout, retried while the app holds a lock; the online index builds run outside a "
         "transaction. Never writes the app's migration history. Idempotent. Refuses, before "
         "writing anything, when an applied migration's file was changed since. On a database "
         "without Supabase's roles (plain Postgres) it first applies supabase/local/bootstrap.sql.",
