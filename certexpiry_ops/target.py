@@ -103,8 +103,9 @@ def cli_retry(timeout_s: int) -> RetryPolicy:
 def describe_conninfo(conninfo: str) -> str:
     """Host, port, database and user of a connection string, as libpq would use them (the
     PG* environment variables and libpq's defaults filling what it leaves out); never the
-    password. Infrastructure names, not personal data; each still passes the secret registry,
-    so a password libpq would read as a host name (an unencoded `@`) is never shown."""
+    password. Infrastructure names, not personal data; each still passes the secret registry
+    when there is a password, so one libpq would read as a host name (an unencoded `@`) is
+    never shown."""
     params = conninfo_to_dict(conninfo)
     user = str(params.get("user") or os.environ.get("PGUSER") or _os_user())
     values = {
@@ -119,7 +120,13 @@ def describe_conninfo(conninfo: str) -> str:
         "user": user,
     }
     scrub = shared_secrets().scrub
-    return ", ".join(f"{key} {scrub(value)}" for key, value in values.items())
+    # Without a password the user info is the user's name alone, though the registry holds it
+    # (it cannot tell); with one, whatever holds a registered part is hidden.
+    plain = not params.get("password")
+    return ", ".join(
+        f"{key} {value if plain and '@' not in value else scrub(value)}"
+        for key, value in values.items()
+    )
 
 
 def _os_user() -> str:
