@@ -65,9 +65,9 @@ def notices_to(stream: TextIO) -> Iterator[None]:
         _NOTICES.reset(token)
 
 
-def notice(text: str) -> None:
-    """One line on the command line's stderr."""
-    stream = _NOTICES.get() or sys.stderr
+def notice(text: str, stream: TextIO | None = None) -> None:
+    """One line on the command line's stderr (or `stream`: a timer's thread has no context)."""
+    stream = stream or _NOTICES.get() or sys.stderr
     stream.write(f"{PROG}: {text}\n")
     stream.flush()
 
@@ -210,7 +210,10 @@ def waiting_for(where: Where) -> Iterator[None]:
     timer = threading.Timer(
         WAIT_NOTICE_S,
         notice,
-        (f"waiting for {where.describe()} to answer (gives up after {where.timeout_s} s)",),
+        (
+            f"waiting for {where.describe()} to answer (gives up after {where.timeout_s} s)",
+            _NOTICES.get() or sys.stderr,
+        ),
     )
     timer.daemon = True
     timer.start()
