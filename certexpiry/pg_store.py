@@ -24,6 +24,8 @@ from certexpiry.retry import DEFAULT_RETRY, RetryPolicy
 from certexpiry.store import RpcStore
 
 SERVICE_ROLE_CLAIMS = {"role": "service_role"}
+CONNECT_TIMEOUT_S = 10
+"""How long a connection may take to open (libpq's connect_timeout), unless the caller says."""
 
 
 @contextmanager
@@ -78,7 +80,7 @@ class PgTransport:
         self,
         conninfo: str,
         *,
-        connect_timeout_s: int = 10,
+        connect_timeout_s: int = CONNECT_TIMEOUT_S,
         statement_timeout_ms: int = 60_000,
         retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:

@@ -301,12 +301,14 @@ class RpcStore:
         )
 
     def remediate(
-        self, run_id: UUID, certification_ids: Sequence[str], timezone: str
+        self, run_id: UUID | None, certification_ids: Sequence[str], timezone: str
     ) -> Remediation:
+        """Auto-pause exactly these certifications (those still expired and active); their
+        auto_pause records carry `run_id`, or none (null) for a remediation outside a run."""
         answer = self._call(
             contract.REMEDIATE_AUTO_PAUSES,
             {
-                "p_run_id": str(run_id),
+                "p_run_id": str(run_id) if run_id is not None else None,
                 "p_certification_ids": list(certification_ids),
                 "p_timezone": timezone,
             },

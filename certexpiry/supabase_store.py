@@ -28,6 +28,8 @@ from certexpiry.redact import body_shape
 from certexpiry.retry import DEFAULT_RETRY, RetryPolicy
 from certexpiry.store import RpcStore
 
+READ_TIMEOUT_S = 30.0  # an RPC's answer; the connection has its own, shorter timeout
+CONNECT_TIMEOUT_S = 5.0
 _CODE = re.compile(r"[0-9A-Z]{5}|PGRST[0-9]{3}")  # a SQLSTATE or PostgREST's own code
 
 
@@ -58,7 +60,7 @@ class SupabaseTransport:
         self.http = httpx.Client(
             http1=True,
             http2=False,
-            timeout=timeout or httpx.Timeout(30.0, connect=5.0),
+            timeout=timeout or httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
             event_hooks={"response": [self._keep_response]},
             transport=transport,
         )

@@ -14,6 +14,7 @@ from certexpiry.errors import CertexpiryError, DatabaseError, RpcError, Settings
 from certexpiry.log import JsonLogger
 from certexpiry.publisher import Publisher, PubSubPublisher
 from certexpiry.redact import Secrets
+from certexpiry.retry import DEFAULT_RETRY, RetryPolicy
 from certexpiry.settings import Settings
 from certexpiry.store import RpcStore, RpcTransport
 from certexpiry.sweep import Job
@@ -34,20 +35,35 @@ def make_logger(secrets: Secrets, settings: Settings | None = None) -> JsonLogge
     )
 
 
-def make_transport(settings: Settings) -> RpcTransport:
-    """Direct Postgres when DATABASE_URL is set, else Supabase's HTTP API."""
+def make_transport(
+    settings: Settings,
+    *,
+    connect_timeout_s: int | None = None,
+    retry: RetryPolicy = DEFAULT_RETRY,
+) -> RpcTransport:
+    """Direct Postgres when DATABASE_URL is set, else Supabase's HTTP API. The function keeps
+    each transport's own connect timeout and the default retry policy; the command line passes
+    its own, shorter ones."""
     if settings.database_url is not None:
-        from certexpiry.pg_store import PgTransport
+        from certexpiry.pg_store import CONNECT_TIMEOUT_S, PgTransport
 
         return PgTransport(
             settings.database_url.get_secret_value(),
+            connect_timeout_s=connect_timeout_s or CONNECT_TIMEOUT_S,
             statement_timeout_ms=int(settings.statement_timeout_s * 1000),
+            retry=retry,
         )
     if settings.supabase_url and settings.supabase_service_role_key is not None:
-        from certexpiry.supabase_store import SupabaseTransport
+        import httpx
+
+        from certexpiry.supabase_store import CONNECT_TIMEOUT_S as HTTP_CONNECT_S
+        from certexpiry.supabase_store import READ_TIMEOUT_S, SupabaseTransport
 
         return SupabaseTransport(
-            settings.supabase_url, settings.supabase_service_role_key.get_secret_value()
+            settings.supabase_url,
+            settings.supabase_service_role_key.get_secret_value(),
+            timeout=httpx.Timeout(READ_TIMEOUT_S, connect=connect_timeout_s or HTTP_CONNECT_S),
+            retry=retry,
         )
     raise SettingsError(
         "DATABASE_URL", "set DATABASE_URL, or SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY"

@@ -10,8 +10,9 @@
     deliver               the toy sender: drain the outbox through the sender's RPCs
     logs RUN_ID           every Cloud Logging entry of a run, in order, as JSON lines
 
-The database is DATABASE_URL, else Supabase (SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY), else
-the embedded PostgreSQL the demo uses (`--data-dir`, default .pgdata/). Data is read and
+The database is named, always: DATABASE_URL, or Supabase (SUPABASE_URL +
+SUPABASE_SERVICE_ROLE_KEY), or `--demo`, the embedded PostgreSQL the demo uses (`--data-dir`,
+default .pgdata/); each command says on stderr which one it uses. Data is read and
 written only through the SQL API (certexpiry.store, certexpiry_ops.ops); `seed` is the one
 exception, and refuses any database that is not local.
 
@@ -19,8 +20,8 @@ Output: on a terminal, tables and summaries (and a progress line on stderr for `
 or with --json, JSON lines on stdout. Errors go to stderr. No personal data is ever printed:
 log lines pass the sanitiser, and the SQL API returns IDs and counts only.
 
-Exit codes: 0 ok; 1 missed auto-pauses remain (or resolve refused); 2 usage, configuration,
-connection or credential error.
+Exit codes: 0 ok; 1 missed auto-pauses remain (or resolve refused); 2 usage or configuration
+(no database named); 3 not found; 4 the database could not be reached or refused the work.
 """
 
 from __future__ import annotations
@@ -30,12 +31,20 @@ from collections.abc import Sequence
 
 import psycopg
 
-from certexpiry.errors import CertexpiryError
+from certexpiry.errors import CertexpiryError, StoreError
 from certexpiry.redact import shared_secrets
 from certexpiry.settings import register_environment_secrets
 from certexpiry_ops.console import CliIO
 from certexpiry_ops.parser import build_parser
-from certexpiry_ops.usage import EXIT_USAGE, PROG, UsageError, database_error, with_migrate_hint
+from certexpiry_ops.target import notices_to, store_failed
+from certexpiry_ops.usage import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    PROG,
+    UsageError,
+    database_error,
+    with_migrate_hint,
+)
 
 __all__ = ["main"]
 
@@ -51,21 +60,26 @@ def main(argv: Sequence[str] | None = None, *, cli_io: CliIO | None = None) -> i
         return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
     register_environment_secrets()  # before any command can fail or print
     try:
-        return int(args.handler(args, cli_io))
+        with notices_to(cli_io.stderr):  # which database, what it waits for
+            return int(args.handler(args, cli_io))
     except UsageError as exc:  # NotFoundError and CommandFailed carry their own code
         cli_io.stderr.write(f"{PROG}: error: {exc}\n")
         return exc.exit_code
+    except StoreError as exc:  # a store call outside call_store: the same words, exit 4
+        failed = store_failed(exc)
+        cli_io.stderr.write(f"{PROG}: error: {failed}\n")
+        return failed.exit_code
     except CertexpiryError as exc:
         reason = shared_secrets().scrub(str(exc))
         cli_io.stderr.write(f"{PROG}: error: {with_migrate_hint(reason)}\n")
         return EXIT_USAGE
     except psycopg.Error as exc:  # no database, or it refused: never libpq's own text
         cli_io.stderr.write(f"{PROG}: error: {database_error(exc)}\n")
-        return EXIT_USAGE
+        return EXIT_FAILED
     except (RuntimeError, OSError) as exc:  # the embedded server
         reason = _embedded_error(exc)
         cli_io.stderr.write(f"{PROG}: error: {with_migrate_hint(reason)}\n")
-        return EXIT_USAGE
+        return EXIT_FAILED
     except KeyboardInterrupt:
         cli_io.stderr.write(f"{PROG}: interrupted\n")
         return 130

@@ -23,6 +23,10 @@ from certexpiry.redact import shared_secrets
 from certexpiry.settings import Settings
 from certexpiry.store import COUNT_KEYS
 
+NO_RUN = "00000000-0000-0000-0000-000000000000"
+"""The cron_run_id of the command line's lines that belong to no run (the nil UUID): never a run
+id, so no log filter or audit row is sent after one that does not exist."""
+
 
 def _default_logging_client(project: str | None) -> Any:
     """google-cloud-logging's client (Application Default Credentials)."""
@@ -82,7 +86,9 @@ class Console:
         self._busy_shown = False  # one RUN_BUSY line per wait, not one per retry
 
     def logger(self, settings: Settings | None = None) -> JsonLogger:
-        """A logger whose lines come back through `entry`."""
+        """A logger whose lines come back through `entry`. Its lines carry NO_RUN until bound
+        to a run that exists: a command is not a run, and an id of its own would send a reader
+        looking for a run no audit row or log filter knows."""
         if settings is not None:
             for secret in settings.secret_values():
                 self.secrets.register(secret)
@@ -92,6 +98,7 @@ class Console:
             version=__version__,
             project=settings.google_cloud_project if settings else None,
             stream=cast(TextIO, _Sink(self)),
+            run_id=NO_RUN,
         )
 
     def entry(self, line: str) -> None:

@@ -257,7 +257,7 @@ class _Summary:
         if _overriding_env():
             lines.append(
                 f"  ({' and '.join(_overriding_env())} is set in this shell and would take "
-                "precedence over the demo database: hence `env -u`)"
+                "the demo database's place: hence `env -u`)"
             )
         return "\n".join(lines)
 
@@ -374,18 +374,20 @@ class _Summary:
         run_id = self.printer.run_id() or "RUN_ID"
         unset = "".join(f"-u {name} " for name in _overriding_env())
         prefix = (f"env {unset}" if unset else "") + command_prefix()
+        demo_flag = " --demo" + ("" if where == default_data_dir() else f" --data-dir {where}")
         dir_flag = "" if where == default_data_dir() else f" --data-dir {where}"
         commands = [
-            (f"{prefix} nights{dir_flag}", ""),
-            (f"{prefix} audit show {run_id}{dir_flag}", ""),
-            (f"{prefix} plan{dir_flag}", "what a run now would do"),
-            (f"{prefix} check{dir_flag}", "missed auto-pauses and the outbox backlog"),
-            (f"{prefix} deliver{dir_flag}", "the toy sender: drain the outbox again"),
+            (f"{prefix} nights{demo_flag}", ""),
+            (f"{prefix} audit show {run_id}{demo_flag}", ""),
+            (f"{prefix} logs {run_id}{demo_flag}", "the function's lines of that run"),
+            (f"{prefix} plan{demo_flag}", "what a run now would do"),
+            (f"{prefix} check{demo_flag}", "missed auto-pauses and the outbox backlog"),
+            (f"{prefix} deliver{demo_flag}", "the toy sender: drain the outbox again"),
         ]
         if self.audit is not None and self.audit.still_missed:
             drop = " --drop-demo-trigger" if self.refused or self.options.with_failures else ""
-            commands.append((f"{prefix} remediate {run_id}{drop}{dir_flag}", ""))
-            commands.append((f"{prefix} audit resolve {run_id}{dir_flag}", ""))
+            commands.append((f"{prefix} remediate {run_id}{drop}{demo_flag}", ""))
+            commands.append((f"{prefix} audit resolve {run_id}{demo_flag}", ""))
         commands.append((f"{prefix} demo{dir_flag}", "again today: nothing new is sent"))
         commands.append((f"{prefix} demo --fresh --with-failures{dir_flag}", ""))
         return commands

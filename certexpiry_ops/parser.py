@@ -23,7 +23,12 @@ from certexpiry_ops.commands import (
 )
 from certexpiry_ops.console import CliIO
 from certexpiry_ops.embedded import default_data_dir
-from certexpiry_ops.usage import EXIT_USAGE, PROG
+from certexpiry_ops.target import (
+    CONNECT_TIMEOUT_ENV,
+    DEFAULT_CONNECT_TIMEOUT_S,
+    MIN_CONNECT_TIMEOUT_S,
+)
+from certexpiry_ops.usage import EXIT_USAGE, PROG, bounded_int
 
 COMMAND_GROUPS = (
     demo,
@@ -63,11 +68,24 @@ def build_parser(cli_io: CliIO | None = None) -> argparse.ArgumentParser:
     _Parser.cli_io = cli_io
     common = _Parser(add_help=False)
     common.add_argument(
+        "--demo",
+        action="store_true",
+        help="use the embedded demo database in --data-dir (the one `demo` fills); without it "
+        "the database is DATABASE_URL, or SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY",
+    )
+    common.add_argument(
         "--data-dir",
         default=str(default_data_dir()),
         metavar="DIR",
-        help="data directory of the embedded PostgreSQL, used when neither DATABASE_URL nor "
-        "SUPABASE_URL is set (default: $CERTEXPIRY_DATA_DIR or .pgdata/ in the repository)",
+        help="data directory of the embedded PostgreSQL, used with --demo "
+        "(default: $CERTEXPIRY_DATA_DIR or .pgdata/ in the repository)",
+    )
+    common.add_argument(
+        "--connect-timeout",
+        type=bounded_int(MIN_CONNECT_TIMEOUT_S, 600),
+        metavar="SECONDS",
+        help=f"give up connecting to the database after this long (default: "
+        f"${CONNECT_TIMEOUT_ENV} or {DEFAULT_CONNECT_TIMEOUT_S})",
     )
     output = _Parser(add_help=False)
     output.add_argument(
@@ -84,9 +102,10 @@ def build_parser(cli_io: CliIO | None = None) -> argparse.ArgumentParser:
         prog=PROG,
         description="Operate the nightly certification-expiry job: demo, run, audit, "
         "remediate, read logs.",
-        epilog="Database: DATABASE_URL, else SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY, else the "
-        "embedded PostgreSQL in --data-dir. Exit codes: 0 ok, 1 missed auto-pauses "
-        "remain, 2 usage/configuration/connection error. See docs/operations.md.",
+        epilog="Database: DATABASE_URL, or SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY, or --demo "
+        "(the embedded PostgreSQL in --data-dir); without one a command refuses. Exit codes: 0 "
+        "ok, 1 missed auto-pauses remain, 2 usage or configuration, 3 not found, 4 the "
+        "database could not be reached or refused. See docs/operations.md.",
     )
     parser.add_argument("--version", action="version", version=f"certexpiry {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -55,8 +55,8 @@ _UNMIGRATED = re.compile(
 
 
 _MIGRATE_HINT = (
-    f" (is the database migrated? `{PROG} migrate` applies supabase/migrations/ to "
-    "DATABASE_URL, or to the embedded database)"
+    f" (is the database migrated? `{PROG} migrate` applies supabase/migrations/ to the "
+    "database DATABASE_URL names, or with --demo to the demo database)"
 )
 
 

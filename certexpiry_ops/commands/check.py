@@ -1,5 +1,6 @@
 """`check`: the monitoring query, now (exit 1 if missed auto-pauses remain), and the outbox
-backlog as the night's OUTBOX_BACKLOG line has it (never changes the exit code)."""
+backlog as the night's OUTBOX_BACKLOG line has it (never changes the exit code). Its lines
+belong to no run; the fix it names is the run whose audit row recorded the IDs, or `--ids`."""
 
 from __future__ import annotations
 
@@ -9,13 +10,9 @@ from typing import Any
 from certexpiry.monitoring import report_backlog
 from certexpiry.reports import report_missed
 from certexpiry_ops.console import CliIO, Console
+from certexpiry_ops.remedy import remediation_hint
 from certexpiry_ops.target import call_store, open_target
-from certexpiry_ops.usage import EXIT_MISSED, EXIT_OK, PROG
-
-CHECK_REMEDIATION = (
-    f"Find the run that reported them (`{PROG} audit list`), then `{PROG} remediate RUN_ID`; "
-    f"or pause exactly these with `{PROG} remediate --ids ID,ID,...`."
-)
+from certexpiry_ops.usage import EXIT_MISSED, EXIT_OK
 
 
 def cmd_check(args: argparse.Namespace, cli_io: CliIO) -> int:
@@ -29,7 +26,8 @@ def cmd_check(args: argparse.Namespace, cli_io: CliIO) -> int:
             None,
             limit=settings.missed_ids_limit,
         )
-        report_missed(log, report, CHECK_REMEDIATION)
+        hint = remediation_hint(target.ops, report.missed_ids) if report.missed_pause_count else ""
+        report_missed(log, report, hint)
         report_backlog(target.store, log)  # a failure is a MONITORING_FAILED line, not an exit
     return EXIT_MISSED if report.missed_pause_count else EXIT_OK
 

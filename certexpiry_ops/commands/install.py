@@ -14,6 +14,7 @@ from typing import Any
 
 from certexpiry_ops import demo_seed, schema
 from certexpiry_ops.console import CliIO, Console
+from certexpiry_ops.target import probe, resolve
 from certexpiry_ops.usage import EXIT_OK, PROG, UsageError
 
 
@@ -49,15 +50,18 @@ def cmd_export(args: argparse.Namespace, cli_io: CliIO) -> int:
 
 def cmd_uninstall(args: argparse.Namespace, cli_io: CliIO) -> int:
     console = Console(cli_io, args.output)
-    conninfo = os.environ.get("DATABASE_URL") or None
-    if conninfo is None:
+    if not os.environ.get("DATABASE_URL", "").strip():
         raise UsageError("`uninstall` needs DATABASE_URL: the database to remove the job from")
+    where = resolve(args, direct=True)
+    conninfo = where.conninfo or ""
     if not args.yes:
         raise UsageError(
             "`uninstall` removes the job and its history (idempotency log, outbox, runs, audit "
             f"log) from the database on {console.secrets.scrub(demo_seed.host_of(conninfo))}; "
             "pass --yes to go on"
         )
+    where.announce()
+    probe(where)
     schema.uninstall(conninfo)
     console.data({"host": demo_seed.host_of(conninfo), "uninstalled": True})
     console.out(

@@ -12,44 +12,32 @@ engineer is making (docs/operations.md, `migrate`).
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC
-from pathlib import Path
 from typing import Any
 
 from certexpiry.contract import SCHEMA_VERSION
 from certexpiry_ops import demo_seed, schema
 from certexpiry_ops.console import CliIO, Console
-from certexpiry_ops.embedded import open_embedded
+from certexpiry_ops.target import probe, resolve, started
 from certexpiry_ops.usage import EXIT_OK, PROG, UsageError
 
 
 @contextmanager
 def _database(args: argparse.Namespace) -> Iterator[tuple[str, bool]]:
-    """(conninfo, embedded): DATABASE_URL, else the embedded database, started for the
-    command and stopped after it. The HTTP API cannot run DDL, so Supabase alone is refused."""
-    conninfo = os.environ.get("DATABASE_URL") or None
-    if conninfo is None and os.environ.get("SUPABASE_URL"):
-        raise UsageError(
-            "`migrate` needs a direct Postgres connection: set DATABASE_URL to the project's "
-            "database connection string (Supabase: Project Settings > Database), not its HTTP URL"
-        )
-    if conninfo is not None:
-        yield conninfo, False
-        return
-    server, conninfo = open_embedded(Path(args.data_dir), migrate=False)
-    try:
-        yield conninfo, True
-    finally:
-        server.stop()
+    """(conninfo, embedded): the database the command line names (DATABASE_URL, or the demo's
+    embedded one with --demo, started for the command and stopped after it; Supabase's HTTP API
+    cannot run DDL, so it is refused), announced and reached once within the connect timeout."""
+    with started(resolve(args, direct=True), migrate=False) as where:
+        probe(where)  # within the connect timeout, saying what it waits for
+        yield where.conninfo or "", where.kind == "demo"
 
 
 def _where(console: Console, conninfo: str, embedded: bool) -> tuple[str, str]:
     """(host for JSON, words for a person), the host scrubbed of any secret."""
     host = console.secrets.scrub(demo_seed.host_of(conninfo))
-    return host, "the embedded database" if embedded else f"the database on {host}"
+    return host, "the demo database" if embedded else f"the database on {host}"
 
 
 def _bootstrap(args: argparse.Namespace) -> bool | None:

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import uuid
 from typing import Any
 
 import psycopg
 
 from certexpiry.codes import Code
-from certexpiry.reports import log_record_failures, remediation_for, report_missed
+from certexpiry.reports import log_record_failures, report_missed
 from certexpiry_ops import demo_seed
 from certexpiry_ops.console import CliIO, Console
-from certexpiry_ops.target import Target, call_store, open_target
-from certexpiry_ops.usage import EXIT_MISSED, EXIT_OK, PROG, UsageError, parse_uuid
+from certexpiry_ops.remedy import remediation_hint
+from certexpiry_ops.target import Target, call_store, connection_failed, open_target
+from certexpiry_ops.usage import EXIT_MISSED, EXIT_OK, PROG, NotFoundError, UsageError, parse_uuid
 
 
 def cmd_remediate(args: argparse.Namespace, cli_io: CliIO) -> int:
@@ -26,18 +26,22 @@ def cmd_remediate(args: argparse.Namespace, cli_io: CliIO) -> int:
         raise UsageError("give a RUN_ID (its missed certifications) or --ids a,b,c")
     with open_target(args, direct=args.drop_demo_trigger) as target:
         settings = target.settings
+        log = console.logger(settings)  # without a run: NO_RUN, never an id of its own
         if run_id is not None:
             entry = call_store(target.ops.get_audit, run_id)
             if entry is None:
-                raise UsageError(f"no audit row for run {run_id}")
+                raise NotFoundError(
+                    f"no audit row for run {run_id} (`{PROG} audit list` shows the runs; "
+                    f"`{PROG} remediate --ids ID,ID,...` pauses certifications without one)"
+                )
             targets = ids or list(entry.missed_ids)
+            log = log.bind(run_id=str(run_id))
         else:
             targets = ids
         if args.drop_demo_trigger:
             _drop_demo_trigger(target, console)
-        remediation_id = run_id or uuid.uuid4()  # recorded on the auto_pause rows
-        log = console.logger(settings).bind(run_id=str(remediation_id))
-        result = call_store(target.store.remediate, remediation_id, targets, settings.org_timezone)
+        # The run's id is recorded on the auto_pause rows; without a run, none (null).
+        result = call_store(target.store.remediate, run_id, targets, settings.org_timezone)
         log_record_failures(log, result.failures)
         counts = {
             key: result.counts.get(key, 0)
@@ -59,7 +63,8 @@ def cmd_remediate(args: argparse.Namespace, cli_io: CliIO) -> int:
             None,
             limit=settings.missed_ids_limit,
         )
-        report_missed(log, report, remediation_for(remediation_id))
+        hint = remediation_hint(target.ops, report.missed_ids) if report.missed_pause_count else ""
+        report_missed(log, report, hint)
     left = set(report.missed_ids)
     of_run = [item for item in targets if item in left]
     console.out("")
@@ -85,8 +90,11 @@ def _drop_demo_trigger(target: Target, console: Console) -> None:
         raise UsageError("--drop-demo-trigger needs a direct Postgres connection: set DATABASE_URL")
     if not demo_seed.is_local(target.conninfo):
         raise UsageError("--drop-demo-trigger only works on a local database")
-    with psycopg.connect(target.conninfo, autocommit=True) as conn:
-        dropped = demo_seed.drop_refusal(conn)
+    try:
+        with psycopg.connect(target.conninfo, autocommit=True) as conn:
+            dropped = demo_seed.drop_refusal(conn)
+    except psycopg.Error as exc:
+        raise connection_failed(target.where, exc) from None
     console.out("Dropped the demo trigger." if dropped else "No demo trigger to drop.")
 
 

@@ -9,21 +9,13 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
-from certexpiry.errors import StoreError
 from certexpiry.sweep import Job
 from certexpiry_ops.console import CliIO, Console, totals_text
 from certexpiry_ops.fakes import InMemoryPublisher
 from certexpiry_ops.local import run_chain
+from certexpiry_ops.remedy import remediation_hint
 from certexpiry_ops.target import Target, call_store, open_target
-from certexpiry_ops.usage import (
-    EXIT_MISSED,
-    EXIT_OK,
-    EXIT_USAGE,
-    PROG,
-    UsageError,
-    positive_int,
-    with_migrate_hint,
-)
+from certexpiry_ops.usage import EXIT_FAILED, EXIT_MISSED, EXIT_OK, PROG, positive_int
 
 # Lines that show the chain is moving (a run that logs errors without them is failing).
 _PROGRESS_CODES = frozenset(
@@ -72,13 +64,12 @@ def cmd_run(args: argparse.Namespace, cli_io: CliIO) -> int:
     console = Console(cli_io, args.output, progress=True)
     with open_target(args) as target:
         settings = target.settings
-        try:
-            target.store.missed_auto_pauses(
-                settings.org_timezone, None, limit=settings.missed_ids_limit
-            )  # can we talk to it?
-        except StoreError as exc:
-            reason = console.secrets.scrub(" ".join(str(exc).split()))
-            raise UsageError(with_migrate_hint(f"cannot use the database: {reason}")) from None
+        call_store(  # can we talk to it? (exit 4 naming the target if not)
+            target.store.missed_auto_pauses,
+            settings.org_timezone,
+            None,
+            limit=settings.missed_ids_limit,
+        )
         publisher = InMemoryPublisher()
         job = Job(
             settings=settings, store=target.store, publisher=publisher, log=console.logger(settings)
@@ -106,7 +97,7 @@ def cmd_run(args: argparse.Namespace, cli_io: CliIO) -> int:
         except _ChainFailing:
             console.finish()
             cli_io.stderr.write(f"{PROG}: error: the run keeps failing; see the ERROR lines\n")
-            return EXIT_USAGE
+            return EXIT_FAILED
         finally:
             console.finish()
         codes = [e.get("error_code") for e in console.entries]
@@ -120,11 +111,15 @@ def cmd_run(args: argparse.Namespace, cli_io: CliIO) -> int:
         )
         if run_id is None:
             cli_io.stderr.write(f"{PROG}: error: the run did not complete; see the ERROR lines\n")
-            return EXIT_USAGE
-        left = target.store.missed_auto_pauses(
-            settings.org_timezone, None, limit=settings.missed_ids_limit
+            return EXIT_FAILED
+        left = call_store(
+            target.store.missed_auto_pauses,
+            settings.org_timezone,
+            None,
+            limit=settings.missed_ids_limit,
         )
-        audit = target.ops.get_audit(UUID(str(run_id)))
+        audit = call_store(target.ops.get_audit, UUID(str(run_id)))
+        hint = remediation_hint(target.ops, left.missed_ids) if left.missed_pause_count else ""
         if not console.json:
             console.out("")
             if "RUN_COMPLETED" in codes and audit is not None:
@@ -137,8 +132,8 @@ def cmd_run(args: argparse.Namespace, cli_io: CliIO) -> int:
                 console.out(f"Tonight's run {run_id} had already completed: nothing was done.")
             console.out(f"  missed auto-pauses now: {left.missed_pause_count}")
             console.out(f"Next: {PROG} audit show {run_id}")
-            if left.missed_pause_count:
-                console.out(f"      {PROG} remediate {run_id}")
+            if hint:  # the run(s) whose audit rows recorded what is missed now, or --ids
+                console.out(f"      {hint}")
         return EXIT_MISSED if left.missed_pause_count else EXIT_OK
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -13,15 +12,13 @@ import psycopg
 
 from certexpiry_ops import demo_seed
 from certexpiry_ops.console import CliIO, Console
-from certexpiry_ops.target import open_target
+from certexpiry_ops.target import connection_failed, open_target, resolve
 from certexpiry_ops.usage import EXIT_OK, UsageError, positive_int
 
 
 def cmd_seed(args: argparse.Namespace, cli_io: CliIO) -> int:
     console = Console(cli_io, args.output)
-    conninfo = os.environ.get("DATABASE_URL") or None
-    if conninfo is None and os.environ.get("SUPABASE_URL"):
-        raise UsageError("`seed` needs a direct Postgres connection: set DATABASE_URL")
+    conninfo = resolve(args, direct=True).conninfo  # None: --demo, local by construction
     if conninfo is not None and not demo_seed.is_local(conninfo) and not args.allow_remote:
         raise UsageError(
             f"refusing to seed a database that is not local (host "
@@ -31,14 +28,17 @@ def cmd_seed(args: argparse.Namespace, cli_io: CliIO) -> int:
     with open_target(args, direct=True) as target:
         if target.conninfo is None:  # open_target(direct=True) refuses Supabase's HTTP API
             raise UsageError("`seed` needs a direct Postgres connection: set DATABASE_URL")
-        with psycopg.connect(target.conninfo, autocommit=True) as conn:
-            if not demo_seed.is_empty(conn):
-                raise UsageError(
-                    "the database already has peer mentors; `seed` only fills an "
-                    "empty one (`demo --fresh` starts the local one over)"
-                )
-            today = datetime.now(ZoneInfo(target.settings.org_timezone)).date()
-            report = demo_seed.seed(conn, mentors=args.mentors, seed=args.seed, today=today)
+        try:
+            with psycopg.connect(target.conninfo, autocommit=True) as conn:
+                if not demo_seed.is_empty(conn):
+                    raise UsageError(
+                        "the database already has peer mentors; `seed` only fills an "
+                        "empty one (`demo --fresh` starts the local one over)"
+                    )
+                today = datetime.now(ZoneInfo(target.settings.org_timezone)).date()
+                report = demo_seed.seed(conn, mentors=args.mentors, seed=args.seed, today=today)
+        except psycopg.Error as exc:
+            raise connection_failed(target.where, exc) from None
     console.data(asdict(report))
     console.out(
         f"Seeded {report.mentors:,} mentors and {report.certifications:,} certifications "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -14,6 +15,8 @@ from typing import Any
 import pytest
 
 from certexpiry_ops import demo_seed
+from certexpiry_ops.cli import main
+from certexpiry_ops.console import CliIO
 from certexpiry_ops.demo import SEPARATOR
 from certexpiry_ops.demo_log import demo_log_path
 from certexpiry_ops.harness import ROOT
@@ -78,9 +81,14 @@ def _split(stdout: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return entries, summary
 
 
-def test_demo_runs_to_the_end_and_again_idempotently(tmp_path: Path, org: OrgDay) -> None:
+def test_demo_runs_to_the_end_and_again_idempotently(
+    tmp_path: Path, org: OrgDay, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The demo seeds, self-resumes to completion with only JSON before its summary, no seeded PII
-    anywhere, and a second run the same day sends nothing new."""
+    anywhere, and a second run the same day sends nothing new. The commands it prints next name
+    the demo database (--demo) and work as printed."""
+    for name in ("DATABASE_URL", "SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY"):
+        monkeypatch.delenv(name, raising=False)
     people = demo_seed.generate(MENTORS, SEED, org.today).mentors
     needles = [value for m in people for value in (m.full_name, m.national_id, m.email, m.phone)]
     register_pii(needles)
@@ -100,7 +108,8 @@ def test_demo_runs_to_the_end_and_again_idempotently(tmp_path: Path, org: OrgDay
     assert summary["outcome"] == "completed"
     assert summary["seeded"]["mentors"] == MENTORS
     assert summary["segments"] == codes.count("CONTINUATION_PUBLISHED") + 1
-    assert f"audit show {run_id} --data-dir {data_dir}" in " ".join(summary["next"])
+    (audit_show,) = [line for line in summary["next"] if f"audit show {run_id}" in line]
+    assert audit_show.endswith(f"audit show {run_id} --demo --data-dir {data_dir}")
     output = first.stdout + first.stderr
     assert not [needle for needle in needles if needle in output]
     # The toy sender drained what the night queued, through the sender's RPCs.
@@ -115,7 +124,14 @@ def test_demo_runs_to_the_end_and_again_idempotently(tmp_path: Path, org: OrgDay
     assert {message["kind"] for message in sent["messages"]} <= {"reminder", "pause_notice"}
     assert all(set(message) == {"id", "kind"} for message in sent["messages"])
     assert sent["failed"] == 0
-    assert any(line.endswith(f"deliver --data-dir {data_dir}") for line in summary["next"])
+    assert any(line.endswith(f"deliver --demo --data-dir {data_dir}") for line in summary["next"])
+    # The printed command works as printed: it names the demo database and finds the run.
+    stderr = io.StringIO()
+    shown = io.StringIO()
+    code = main([*shlex.split(audit_show)[1:], "--json"], cli_io=CliIO(shown, stderr))
+    assert code == 0, stderr.getvalue()
+    assert f"using the demo database in {data_dir.resolve()} (--demo)" in stderr.getvalue()
+    assert json.loads(shown.getvalue().splitlines()[0])["run_id"] == run_id
     # The demo's stand-in for Cloud Logging: the function's lines, as printed (`logs --demo`).
     log_file = demo_log_path(data_dir)
     assert [json.loads(line) for line in log_file.read_text().splitlines()] == entries

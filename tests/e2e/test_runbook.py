@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from certexpiry_ops import demo_seed
-from certexpiry_ops.demo_log import demo_log_path
 from certexpiry_ops.embedded import open_embedded
 from certexpiry_ops.harness import ROOT
 from tests.clock import OrgDay, machine_org_day
@@ -79,19 +77,6 @@ def test_every_runbook_has_commands() -> None:
     assert [step.runbook for step in demos] == [RUNBOOKS[0], RUNBOOKS[2]]
 
 
-def as_on_this_branch(command: str, demo_url: str, log_file: Path) -> tuple[str, dict[str, str]]:
-    """The command and the environment it runs with, until the common `--demo` flag (the
-    embedded demo database; being added by another branch) is merged: `--demo` left out and
-    DATABASE_URL pointed at the demo's database, and for `logs` the demo's log file named with
-    --file. The lead switches this to `return command, {}` once `--demo` exists, so that the
-    lines run exactly as written."""
-    if " --demo" not in command:
-        return command, {}
-    if command.startswith("certexpiry logs "):
-        return command.replace(" --demo", f" --file {shlex.quote(str(log_file))}"), {}
-    return command.replace(" --demo", ""), {"DATABASE_URL": demo_url}
-
-
 @pytest.fixture
 def demo_database(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """The demo's data directory and its database's URL, kept up for the whole test (every
@@ -107,7 +92,7 @@ def demo_database(tmp_path: Path) -> Iterator[tuple[Path, str]]:
 def test_the_runbooks_run_on_the_demo_as_written(demo_database: tuple[Path, str]) -> None:
     """Every runbook command exits as the runbook says, on the demo, in order; the log of the
     stopped night shows the codes in the order "A night failed half-way" gives."""
-    data_dir, url = demo_database
+    data_dir, _url = demo_database
     org: OrgDay = machine_org_day()
     people = demo_seed.generate(MENTORS, SEED, org.today).mentors
     register_pii([v for m in people for v in (m.full_name, m.national_id, m.email, m.phone)])
@@ -130,11 +115,10 @@ def test_the_runbooks_run_on_the_demo_as_written(demo_database: tuple[Path, str]
         else:
             assert run_id is not None, f"{step.runbook}: no demo ran before {command!r}"
             command = command.replace("RUN_ID", run_id)
-        command, extra = as_on_this_branch(command, url, demo_log_path(data_dir))
         done = subprocess.run(
             ["bash", "-o", "pipefail", "-c", command],
             cwd=ROOT,
-            env={**env, **extra},
+            env=env,
             capture_output=True,
             text=True,
             timeout=300,

@@ -18,7 +18,7 @@ from google.auth.exceptions import DefaultCredentialsError
 from certexpiry.pg_store import pg_store
 from certexpiry_ops import demo_seed
 from certexpiry_ops.cli import main
-from certexpiry_ops.console import CliIO
+from certexpiry_ops.console import NO_RUN, CliIO
 from tests.clock import OrgDay
 from tests.leak_plugin import register_lines, register_pii, register_secret
 
@@ -175,6 +175,12 @@ def test_remediation_walkthrough(cli: Cli, db: Conn, database_url: str, org: Org
     assert check.code == 1
     assert check.codes() == ["MISSED_AUTO_PAUSE", "OUTBOX_BACKLOG"]
     assert sorted(check.entries[0]["context"]["missed_ids"]) == refused
+    # check is not a run: its lines carry no run id of its own, and its fix names the run whose
+    # audit row recorded the IDs (issue 24, item 3).
+    assert {entry["cron_run_id"] for entry in check.entries} == {NO_RUN}
+    hint = check.entries[0]["context"]["remediation"]
+    assert f"`certexpiry remediate {run_id}`" in hint
+    assert "--ids" not in hint
     listing = cli("audit", "list", "--json")
     assert listing.code == 0
     assert listing.entries[0]["run_id"] == run_id
@@ -239,10 +245,48 @@ def test_resolve_force_and_remediate_by_ids(
     demo_seed.drop_refusal(db)
     one = cli("remediate", "--ids", refused[0])
     assert one.code == 1  # the other one is still missed
-    assert one.with_code("MISSED_AUTO_PAUSE")[0]["context"]["missed_ids"] == [refused[1]]
+    (left,) = one.with_code("MISSED_AUTO_PAUSE")
+    assert left["context"]["missed_ids"] == [refused[1]]
+    assert f"`certexpiry remediate {run_id}`" in left["context"]["remediation"]  # it recorded it
+    # Without a RUN_ID the lines and the auto_pause records belong to no run.
+    assert {entry["cron_run_id"] for entry in one.entries} == {NO_RUN}
+    assert db.execute(
+        "select run_id from certexpiry.certification_idempotency_log "
+        "where action = 'auto_pause' and certification_id = %s",
+        (refused[0],),
+    ).fetchall() == [(None,)]
     assert cli("remediate", "--ids", ",".join(refused)).code == 0
     assert cli("remediate", "--ids", "nope").code == 2
     assert cli("remediate").code == 2
+    unknown = cli("remediate", str(uuid.uuid4()))
+    assert unknown.code == 3  # no such run: not found
+    assert "no audit row for run" in unknown.err
+
+
+def test_check_without_an_audit_row_prints_remediate_by_ids(
+    cli: Cli, db: Conn, database_url: str, org: OrgDay
+) -> None:
+    """When no audit row records the missed IDs (the night's audit row was never written),
+    `check` names no run: its fix is `remediate --ids` with exactly those IDs, and that
+    command, run as printed, pauses them."""
+    seed(db, org, mentors=30)
+    refused = refuse_two(db, database_url, org)
+    run_id = cli("run").with_code("MISSED_AUTO_PAUSE")[0]["cron_run_id"]
+    db.execute("delete from public.cron_audit_log where run_id = %s", (run_id,))  # AUDIT_FAILED
+    check = cli("check")
+    assert check.code == 1
+    (missed,) = check.with_code("MISSED_AUTO_PAUSE")
+    assert missed["cron_run_id"] == NO_RUN
+    hint = missed["context"]["remediation"]
+    assert f"`certexpiry remediate --ids {','.join(missed['context']['missed_ids'])}`" in hint
+    assert run_id not in hint
+    demo_seed.drop_refusal(db)
+    printed = hint.split("`")[1].split()  # certexpiry remediate --ids a,b
+    assert printed[:3] == ["certexpiry", "remediate", "--ids"]
+    fixed = cli(*printed[1:])
+    assert fixed.code == 0, fixed.err
+    assert fixed.with_code("REMEDIATION_DONE")[0]["context"]["certifications_paused"] == 2
+    assert sorted(printed[3].split(",")) == refused
 
 
 def test_audit_text_views_mark_unresolved_runs(
@@ -333,11 +377,17 @@ def test_is_local(conninfo: str, local: bool) -> None:
 def test_run_reports_an_unreachable_database(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`run` exits 2 with a clear message when the database cannot be reached."""
+    """`run` exits 4 when the database cannot be reached, naming what it tried (host, port,
+    database, user) and why, in the project's words."""
     monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@/postgres?host={tmp_path}")
     result = invoke("run")
-    assert result.code == 2
-    assert "cannot use the database" in result.err
+    assert result.code == 4
+    tried = f"the database at host {tmp_path}, port 5432, database postgres, user postgres"
+    assert f"certexpiry: using {tried} (DATABASE_URL); connect timeout 5 s" in result.err
+    assert (
+        "error: the database call get_missed_auto_pauses failed: no database server at that "
+        f"socket (OperationalError); {tried}" in result.err
+    )
     assert result.out == ""
 
 
@@ -447,11 +497,10 @@ def test_a_database_error_prints_no_part_of_the_connection_string(
     monkeypatch.setenv("DATABASE_URL", conninfo)
     args = (command, "--allow-remote") if command == "seed" else (command,)
     result = invoke(*args)
-    assert result.code == 2
+    # A connection string libpq cannot parse is configuration (2); one it tried, a failure (4).
+    assert result.code == (2 if "valid connection string" in meaning else 4), result.err
     assert secret not in result.err + result.out
-    if command != "check":  # check goes through the runtime's store: its error's template
-        assert "cannot use the database" in result.err
-        assert meaning in result.err
+    assert meaning in result.err
 
 
 def _outbox(db: Conn) -> dict[str, int]:

@@ -171,7 +171,9 @@ def test_every_command_is_human_on_a_terminal_and_json_when_piped(
 
     code, shown = terminal("nights", "--nights", "2", "--json")  # --json wins on a terminal
     assert code == 0
-    json_lines(shown)
+    named, *rest = shown.splitlines()  # stderr shares the terminal: the target comes first
+    assert named.startswith("certexpiry: using the database at host "), named
+    json_lines("\n".join(rest))
 
 
 class _Tty(io.StringIO):
@@ -221,8 +223,10 @@ def test_an_unmigrated_database_points_to_migrate(
         monkeypatch.setenv("DATABASE_URL", make_conninfo(pg_admin_url, dbname=name))
         for command in (["check"], ["audit", "list"], ["run"], ["plan"], ["nights"]):
             err = io.StringIO()
-            assert main(command, cli_io=CliIO(stdout=io.StringIO(), stderr=err)) == 2, command
+            assert main(command, cli_io=CliIO(stdout=io.StringIO(), stderr=err)) == 4, command
             assert "certexpiry migrate" in err.getvalue(), (command, err.getvalue())
+            assert f"database {name}, user postgres (DATABASE_URL)" in err.getvalue()
+            assert '"?"' not in err.getvalue()
     finally:
         with psycopg.connect(pg_admin_url, autocommit=True) as conn:
             conn.execute(f'drop database if exists "{name}" with (force)')
@@ -234,7 +238,7 @@ def test_a_refused_supabase_connection_names_the_host(monkeypatch: pytest.Monkey
     monkeypatch.setenv("SUPABASE_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("SUPABASE_SERVICE_ROLE_KEY", "k" * 40)
     err = io.StringIO()
-    assert main(["audit", "list"], cli_io=CliIO(stdout=io.StringIO(), stderr=err)) == 2
+    assert main(["audit", "list"], cli_io=CliIO(stdout=io.StringIO(), stderr=err)) == 4
     assert "127.0.0.1:9" in err.getvalue()
 
 
