@@ -1,6 +1,6 @@
-"""``JsonLogger``: a structlog ``BoundLogger`` over the chain of ``_chain``, plus what structlog
-leaves to the application: the run id on every line, the severity filter, and a write that
-never raises and never waits long (a failed line is counted and reported by the next one)."""
+"""``JsonLogger``: a structlog ``BoundLogger`` over ``_chain``'s processors, plus what structlog
+leaves to the application: the run id on every line, the severity filter, and a write that never
+raises and never waits long (a failed line is counted and reported by the next one)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import structlog
 from structlog.types import Processor
 
 from certexpiry.codes import CATALOGUE, Code, Severity
-from certexpiry.log._chain import Service, enabled, minimal_line
-from certexpiry.log._stack import Where, call_site
+from certexpiry.log._chain import Service
+from certexpiry.log._stack import Where
 from certexpiry.log._trace import TraceContext
 from certexpiry.log._writer import WRITE_BUDGET_S, FdWriter, Output
 from certexpiry.redact import Secrets
@@ -30,9 +30,11 @@ def new_invocation_id() -> str:
 def _caller() -> Where | None:
     """Where the logging method that called this was called from."""
     here = inspect.currentframe()
-    logging_method = here.f_back if here is not None else None
-    caller = logging_method.f_back if logging_method is not None else None
-    return call_site(caller) if caller is not None else None
+    method = here.f_back if here is not None else None
+    caller = method.f_back if method is not None else None
+    if caller is None:
+        return None
+    return Where(caller.f_code.co_filename, caller.f_lineno, caller.f_code.co_qualname)
 
 
 class _Shared:
@@ -42,7 +44,8 @@ class _Shared:
         self.service = service
         self.chain = service.chain()
         self.output = Output(stream)
-        self.enabled = enabled(min_severity)
+        levels = list(Severity)  # in order
+        self.enabled = frozenset(levels[levels.index(min_severity) :])
         self.emitting: set[int] = set()  # threads inside a write: a stream that logs
         self.captured: FdWriter | None = None  # the real stdout, once the process is captured
 
@@ -67,9 +70,7 @@ class JsonLogger:
         self._setup(shared, new_invocation_id() if run_id is None else run_id, trace)
 
     def _setup(self, shared: _Shared, run_id: str, trace: TraceContext | None) -> None:
-        self._shared = shared
-        self.run_id = run_id
-        self.trace = trace
+        self._shared, self.run_id, self.trace = shared, run_id, trace
         # ReturnLogger hands the rendered line back, for write() to send out
         context = {"run_id": run_id, "trace": trace}
         self._bound = structlog.BoundLogger(structlog.ReturnLogger(), shared.chain, context)
@@ -77,11 +78,8 @@ class JsonLogger:
     def bind(self, *, run_id: str | None = None, trace: TraceContext | None = None) -> JsonLogger:
         """A logger with this run id and/or trace (None keeps the current one)."""
         bound = object.__new__(JsonLogger)
-        bound._setup(
-            self._shared,
-            self.run_id if run_id is None else run_id,
-            self.trace if trace is None else trace,
-        )
+        run_id = self.run_id if run_id is None else run_id
+        bound._setup(self._shared, run_id, self.trace if trace is None else trace)
         return bound
 
     @property
@@ -95,21 +93,18 @@ class JsonLogger:
         return self._shared.output.dropped
 
     def debug(self, code: Code, message: str, **context: object) -> None:
-        """Log a DEBUG entry."""
         self.emit(Severity.DEBUG, code, message, context, where=_caller())
 
     def info(self, code: Code, message: str, **context: object) -> None:
-        """Log an INFO entry."""
         self.emit(Severity.INFO, code, message, context, where=_caller())
 
     def warning(self, code: Code, message: str, **context: object) -> None:
-        """Log a WARNING entry."""
         self.emit(Severity.WARNING, code, message, context, where=_caller())
 
     def error(
         self, code: Code, message: str, *, exc: BaseException | None = None, **context: object
     ) -> None:
-        """Log an ERROR entry (Error Reporting); ``exc`` adds its frames as stack_trace."""
+        """An ERROR entry (Error Reporting); ``exc`` adds its frames as stack_trace."""
         self.emit(Severity.ERROR, code, message, context, exc=exc, where=_caller())
 
     def log(
@@ -121,7 +116,7 @@ class JsonLogger:
         exc: BaseException | None = None,
         **context: object,
     ) -> None:
-        """Log at ``severity``, by default the code's severity in the catalogue."""
+        """An entry at ``severity``, by default the code's severity in the catalogue."""
         known = CATALOGUE.get(code)
         chosen = severity or (known.severity if known is not None else Severity.ERROR)
         self.emit(chosen, code, message, context, exc=exc, where=_caller())
@@ -136,22 +131,21 @@ class JsonLogger:
         exc: BaseException | None = None,
         where: Where | None = None,
     ) -> None:
-        """Build and write one entry; never raises. The entry point the process capture
-        shares (it gives the location of a library record or a hook's exception)."""
-        if severity not in self._shared.enabled:
+        """Build and write one entry; never raises. The process capture's entry point too (it
+        gives the location of a library record or a hook's exception)."""
+        if not self.writes(severity):
             return
         try:
             line = self._bound.msg(
                 message, severity=severity, code=code, context=context, exc=exc, where=where
             )
         except Exception as failure:  # noqa: BLE001  # logging must never take the job down
-            line = minimal_line(self._shared.service, self.run_id, severity, failure)
+            line = self._shared.service.minimal_line(self.run_id, severity, failure)
         self.write(line)
 
     def write(self, line: str) -> None:
         """Write one rendered line (after a drop notice if lines were dropped)."""
-        shared = self._shared
-        output = shared.output
+        shared, output = self._shared, self._shared.output
         thread = threading.get_ident()
         # The stream itself logged (no recursion), or another thread's write stalls: dropped.
         if thread in shared.emitting or not output.lock.acquire(timeout=WRITE_BUDGET_S):
@@ -160,8 +154,7 @@ class JsonLogger:
         shared.emitting.add(thread)
         try:
             fallback = shared.captured if shared.captured is not None else sys.stdout
-            pending = output.unreported
-            if pending:
+            if pending := output.unreported:
                 notice = self._bound.msg(
                     f"{pending} log line(s) were dropped: the log stream failed or stalled",
                     severity=Severity.WARNING,
@@ -183,10 +176,10 @@ class JsonLogger:
         return severity in self._shared.enabled
 
     def chain(self) -> list[Processor]:
-        """The processor chain of this logger's lines (library records take it too)."""
+        """The processors of this logger's lines (library records take them too)."""
         return self._shared.chain
 
     def capture_to(self, writer: FdWriter | None) -> None:
-        """Write to ``writer`` (the real stdout) when no stream was given: the process
-        capture calls this, since fd 1 itself now leads back into the capture."""
+        """Write to ``writer`` (the real stdout) when no stream was given: the process capture
+        calls this, since fd 1 itself now leads back into the capture."""
         self._shared.captured = writer

@@ -1,14 +1,8 @@
-"""What may leave the process: values by the form that shows they are not personal data.
-
-An allow-list: a value reaches a log line only if its form shows it cannot be personal data (a
-UUID, a SQLSTATE, a word the project defines, a number, a date, a name the database's catalog
-has); else it is withheld whole (``WITHHELD``). A name cannot be caught by a pattern, in any
-case or script, so free text from outside the project's code is never logged and nothing here
-tries to clean it. Secrets are the one thing removed by value, as the last net: every
-credential the process is given is registered and scrubbed from every line.
-
-This package imports nothing else of the runtime: the log, the errors and the store get what
-they need from it, passed in.
+"""What may leave the process: a value reaches a log line only if its form shows it cannot be
+personal data, else it is withheld whole (``WITHHELD``); free text from outside the project's
+code is never logged, so nothing here tries to clean it. Secrets are the one thing removed by
+value, as the last net. Imports nothing else of the runtime (the log, the errors and the store
+get what they need from it). Why: docs/decisions/0029-logging-by-allow-list.md.
 """
 
 from certexpiry.redact._forms import (

@@ -1,13 +1,13 @@
 """The allow-list: for each context key a log line may carry, the form its value must have.
 
-A form takes a value and returns it as it may be logged, or ``WITHHELD`` when the value cannot
-show that it is not personal data. Forms check what a value is (its type, its shape, whether
-the catalog or the project's vocabulary has it), never what it is not: there is no pattern of
-names, e-mails or phone numbers here, because a deny-list always misses one.
+A form returns the value as it may be logged, or ``WITHHELD`` when the value cannot show that it
+is not personal data. Forms check what a value is (its type, its shape, whether the catalog or
+the project's vocabulary has it), never what it is not: a deny-list of names always misses one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import math
@@ -15,7 +15,7 @@ import re
 import threading
 import uuid
 import zoneinfo
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from datetime import date
 from functools import lru_cache
 
@@ -35,8 +35,9 @@ class CatalogName(str):
     __slots__ = ()
 
 
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_UUID = re.compile(r"(?i)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _SQLSTATE = re.compile(r"[0-9A-Z]{5}")
+_DIGITS = re.compile(r"[0-9]{1,32}")
 
 
 def is_uuid(value: object) -> bool:
@@ -49,53 +50,43 @@ def is_sqlstate(value: object) -> bool:
     return isinstance(value, str) and _SQLSTATE.fullmatch(value) is not None
 
 
-def _known_sqlstate(value: object) -> bool:
-    """A SQLSTATE Postgres defines: five capitals have the shape too, and a trigger may raise
-    any (``RAISE ... USING ERRCODE = 'KARIN'``). psycopg's table of them is the catalog."""
-    if not is_sqlstate(value):
-        return False
-    import psycopg.errors  # imported when a SQLSTATE is first logged
+def _known_sqlstate(value: str) -> bool:
+    """A SQLSTATE Postgres defines: a trigger may raise any five capitals (``RAISE ... USING
+    ERRCODE = 'KARIN'``). psycopg's table is the catalog (imported when first needed)."""
+    import psycopg.errors
 
     try:
-        psycopg.errors.lookup(str(value))
+        return is_sqlstate(value) and bool(psycopg.errors.lookup(value))
     except KeyError:
         return False
-    return True
 
 
-def _kept_if(test: Callable[[object], bool]) -> Form:
+def _kept_if(test: Callable[[object], object]) -> Form:
     """The form of values that pass ``test``, logged as they are."""
     return lambda value: value if test(value) else WITHHELD
 
 
-def _one_of(known: Callable[[], object]) -> Form:
-    """The form of strings in the collection ``known()`` returns (asked at each value)."""
-    return _kept_if(lambda value: isinstance(value, str) and value in known())  # type: ignore[operator]  # any container
+def _text(test: Callable[[str], object]) -> Form:
+    """The form of strings that pass ``test``."""
+    return _kept_if(lambda value: isinstance(value, str) and test(value))
 
 
 def _shaped(pattern: str) -> Form:
     """The form of strings whose whole text has the shape of ``pattern``."""
-    compiled = re.compile(pattern)
-    return _kept_if(lambda value: isinstance(value, str) and bool(compiled.fullmatch(value)))
+    return _text(re.compile(pattern).fullmatch)
 
 
-def _first_of(*forms: Form) -> Form:
-    def first(value: object) -> object:
-        for form in forms:
-            if (found := form(value)) is not WITHHELD:
-                return found
-        return WITHHELD
-
-    return first
+def _one_of(known: Callable[[], Container[str]]) -> Form:
+    """The form of strings in what ``known()`` returns (asked at each value: it grows)."""
+    return _text(lambda value: value in known())
 
 
 def _list_of(form: Form) -> Form:
-    def each(value: object) -> object:
-        if isinstance(value, (list, tuple, set, frozenset)):
-            return [form(item) for item in value]
-        return WITHHELD
-
-    return each
+    return lambda value: (
+        [form(item) for item in value]
+        if isinstance(value, (list, tuple, set, frozenset))
+        else WITHHELD
+    )
 
 
 def _uuid(value: object) -> object:
@@ -103,9 +94,9 @@ def _uuid(value: object) -> object:
 
 
 def _number(value: object) -> object:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return WITHHELD
-    return int(value) if isinstance(value, int) else value if math.isfinite(value) else WITHHELD
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(value)  # an IntEnum as the number JSON has
+    return value if isinstance(value, float) and math.isfinite(value) else WITHHELD
 
 
 def _date(value: object) -> object:
@@ -113,10 +104,8 @@ def _date(value: object) -> object:
     if isinstance(value, date):
         return value.isoformat()[:10]
     if isinstance(value, str) and len(value) == 10:
-        try:
+        with contextlib.suppress(ValueError):
             return date.fromisoformat(value).isoformat()
-        except ValueError:
-            return WITHHELD
     return WITHHELD
 
 
@@ -143,6 +132,11 @@ def _exception_names() -> set[str]:
     return names
 
 
+def _message_id(value: object) -> object:
+    """Pub/Sub's message ids are digits; a local driver's, UUIDs."""
+    return value if isinstance(value, str) and _DIGITS.fullmatch(value) else _uuid(value)
+
+
 def _cursor(value: object) -> object:
     """A resume cursor: words of the vocabulary, dates and UUIDs joined by "/"."""
     parts = value.split("/") if isinstance(value, str) else [None]
@@ -150,7 +144,9 @@ def _cursor(value: object) -> object:
     return value if safe else WITHHELD
 
 
-_POSTGREST_CODE = _first_of(_shaped(r"PGRST[0-9]{3}"), _kept_if(_known_sqlstate))
+_POSTGREST_CODE = _text(
+    lambda value: re.fullmatch("PGRST[0-9]{3}", value) or _known_sqlstate(value)
+)
 
 
 def _body(value: object) -> object:
@@ -172,22 +168,21 @@ _NUMBERS = (  # noqa: SIM905  # see above
     " outbox_claimed outbox_oldest_age_s outbox_failed outbox_dropped"
 ).split()
 _CATALOG = "constraint_name schema_name table_name column_name datatype_name routine".split()  # noqa: SIM905  # see above
-# Text the project's code writes (a reason, a remediation): never a value read at run time; the
-# sources of these keys build them from literals and allowed values only.
-_OWN_TEXT = _kept_if(lambda value: isinstance(value, str))
-_MESSAGE_ID = _first_of(_shaped(r"[0-9]{1,32}"), _uuid)  # Pub/Sub's, or a local driver's UUID
 
 CONTEXT_FORMS: Mapping[str, Form] = {
     **dict.fromkeys(_NUMBERS, _number),
     **dict.fromkeys(_CATALOG, _kept_if(lambda value: isinstance(value, CatalogName))),
     **dict.fromkeys(("certification_id", "peer_mentor_id", "run_id"), _uuid),
     **dict.fromkeys(
-        ("message_id", "published_message_id", "event_id", "execution_id"), _MESSAGE_ID
+        ("message_id", "published_message_id", "event_id", "execution_id"), _message_id
     ),
     **dict.fromkeys(("dry_run", "truncated"), _kept_if(lambda value: isinstance(value, bool))),
     **dict.fromkeys(("nightly_key", "today"), _date),
     **dict.fromkeys(("operation", "status", "outcome", "setting", "event_type"), _word),
-    **dict.fromkeys(("reason", "remediation", "hint"), _OWN_TEXT),
+    # Text the project's code writes from literals and allowed values, never one read at run time.
+    **dict.fromkeys(
+        ("reason", "remediation", "hint"), _kept_if(lambda value: isinstance(value, str))
+    ),
     # A Pub/Sub topic or subscription: names an operator configured, not data the job reads.
     **dict.fromkeys(
         ("topic", "subscription"),
@@ -195,8 +190,9 @@ CONTEXT_FORMS: Mapping[str, Form] = {
             r"projects/[a-z][a-z0-9-]{0,28}[a-z0-9]/(?:topics|subscriptions)/[A-Za-z][\w.~+%-]{2,254}"
         ),
     ),
-    "details": _first_of(_list_of(_date), _OWN_TEXT),
-    "sqlstate": _kept_if(_known_sqlstate),
+    # Dates (the nights missed) or the project's own text.
+    "details": lambda value: value if isinstance(value, str) else _list_of(_date)(value),
+    "sqlstate": _text(_known_sqlstate),
     "postgrest_code": _POSTGREST_CODE,
     "missed_ids": _list_of(_uuid),
     "cursor": _cursor,
