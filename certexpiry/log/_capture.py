@@ -1,5 +1,6 @@
-"""Everything else the process writes, as the job's lines (see the package docstring): library
-records through ``ProcessorFormatter``, the hooks, warnings and the bytes on fds 1 and 2."""
+"""Everything else the process writes, as the job's lines (docs/logging.md, "Nothing else
+reaches the log"): library records through ``ProcessorFormatter``, the hooks, warnings and the
+bytes on fds 1 and 2."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import threading
 import warnings
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any
 
 import structlog
 from structlog.types import EventDict
@@ -26,7 +27,6 @@ LIBRARY_LOGGERS = tuple(  # a word list: a name per line would fill a screen
     " gunicorn py.warnings".split()
 )
 """Loggers (and their children) made to propagate to the root's JSON handler."""
-
 _RECORD = "A library logged a record; its text is not logged (see logger and sourceLocation)."
 _LINE = "A line was written to {} outside the logger; its text is not logged."
 _TRACEBACK = "A traceback was written to {} outside the logger; its text is not logged."
@@ -42,8 +42,8 @@ def _severity_for(levelno: int) -> Severity:
 
 
 _open_runs: list[JsonLogger] = []
-"""The runs bound now, latest last: for lines that cannot know their context (the fd reader's,
-a thread's exception), the run being worked on (an instance serves one request at a time)."""
+"""The runs bound now, latest last: for lines with no context of their own (the fd reader's, a
+thread's exception), the run being worked on (an instance serves one request at a time)."""
 
 
 def bind_run(logger: JsonLogger) -> Callable[[], None]:
@@ -62,23 +62,23 @@ def bind_run(logger: JsonLogger) -> Callable[[], None]:
 
 
 class _RecordHandler(logging.Handler):
-    """The root's handler: each record through ProcessorFormatter, then the logger's write."""
+    """The root's handler: each record through ProcessorFormatter, whose pre-chain makes it an
+    event (its text dropped, never formatted), then the current logger's chain."""
 
     def __init__(self, installation: _Installation) -> None:
-        super().__init__(logging.NOTSET)
+        super().__init__()
         self.installation = installation
         self.setFormatter(
             structlog.stdlib.ProcessorFormatter(
                 processors=[self.through_logger_chain],
                 foreign_pre_chain=[structlog.contextvars.merge_contextvars, self.record_event],
-                use_get_message=False,  # the text is dropped: never format its arguments
+                use_get_message=False,
             )
         )
 
     def through_logger_chain(self, logger: Any, method: str, event: EventDict) -> str:
-        """The current logger's chain (the installation may switch loggers). A record of a
-        structlog-wrapped logger skipped the pre-chain: its event dict is rebuilt the same way,
-        its own keys (anyone's text) dropped."""
+        """The current logger's chain (install may switch loggers). A structlog-wrapped
+        logger's record skipped the pre-chain: its event (anyone's text) is rebuilt the same."""
         if event.get("_from_structlog"):
             event = self.record_event(logger, method, {"_record": event["_record"]})
         result: Any = event
@@ -88,13 +88,12 @@ class _RecordHandler(logging.Handler):
 
     def record_event(self, _logger: Any, _method: str, event: EventDict) -> EventDict:
         record: logging.LogRecord = event["_record"]
-        exc_info = record.exc_info
         event.update(
             event=_RECORD,
             severity=_severity_for(record.levelno),
             code=Code.LIBRARY_LOG,
             context={"logger": record.name},
-            exc=exc_info[1] if exc_info else None,
+            exc=record.exc_info[1] if record.exc_info else None,
             where=located(str(record.pathname), record.lineno or 0, record.funcName or "?"),
         )
         if "run_id" not in event:  # no run in this context: the one being worked on, if any
@@ -104,16 +103,15 @@ class _RecordHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         logger = self.installation.logger
-        if not logger.writes(_severity_for(record.levelno)):
-            return
-        try:
-            line = self.format(record)
-        except Exception as failure:  # noqa: BLE001  # a record must never break the job
-            context = {"error_type": type(failure).__name__}
-            message = "A library record could not be logged."
-            logger.emit(Severity.ERROR, Code.UNEXPECTED_EXCEPTION, message, context)
-            return
-        logger.write(line)
+        if logger.writes(_severity_for(record.levelno)):
+            try:
+                line = self.format(record)
+            except Exception as failure:  # noqa: BLE001  # a record must never break the job
+                message = "A library record could not be logged."
+                context = {"error_type": type(failure).__name__}
+                logger.emit(Severity.ERROR, Code.UNEXPECTED_EXCEPTION, message, context)
+            else:
+                logger.write(line)
 
     def handleError(self, record: logging.LogRecord) -> None:
         """Never print logging's own "--- Logging error ---" text to stderr."""
@@ -134,11 +132,6 @@ class _Installation:
         self.replaced.append((owner, attribute, getattr(owner, attribute)))
         setattr(owner, attribute, value)
 
-    def restore(self) -> None:
-        for owner, attribute, original in reversed(self.replaced):
-            setattr(owner, attribute, original)
-        logging.getLogger().setLevel(self.root_level)  # setLevel: loggers' level caches reset
-
     def current(self) -> JsonLogger:
         """The logger for a hook, a warning or a captured line: bound to the run of the
         calling context, else to the run being worked on, else the process's."""
@@ -152,50 +145,31 @@ class _Installation:
     def excepthook(
         self, exc_type: type[BaseException], exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._report(exc_type, exc, tb, "An exception escaped the program.")
+        args = threading.ExceptHookArgs([exc_type, exc, tb, None])
+        self.report("An exception escaped the program.", args)
 
     def threading_excepthook(self, args: threading.ExceptHookArgs) -> None:
-        if args.exc_type is not SystemExit:  # ignored, as Python's own hook does
-            message = "An exception escaped a thread."
-            thread = args.thread.name if args.thread else None
-            self._report(args.exc_type, args.exc_value, args.exc_traceback, message, thread)
+        if args.exc_type is not SystemExit:  # quiet, as Python's own hook is
+            self.report("An exception escaped a thread.", args)
 
     def unraisablehook(self, args: sys.UnraisableHookArgs) -> None:
-        message = "An exception was ignored (in a finaliser or a callback)."
-        self._report(args.exc_type, args.exc_value, args.exc_traceback, message)
+        self.report("An exception was ignored (in a finaliser or a callback).", args)
 
-    def _report(
-        self,
-        exc_type: type[BaseException],
-        exc: BaseException | None,
-        tb: TracebackType | None,
-        message: str,
-        thread: str | None = None,
-    ) -> None:
-        """An exception a hook was given: one ERROR entry with its frames and type."""
+    def report(self, message: str, args: threading.ExceptHookArgs | sys.UnraisableHookArgs) -> None:
+        """A hook's exception: one ERROR entry with its frames, its type and a thread's name."""
+        exc, tb = args.exc_value, args.exc_traceback
         if exc is not None and tb is not None:
             exc = exc.with_traceback(tb)
-        context = {"thread": thread} if thread else {}
-        context["error_type"] = exc_type.__name__
-        self.current().emit(
-            Severity.ERROR,
-            Code.UNEXPECTED_EXCEPTION,
-            message,
-            context,
-            exc=exc,
-            where=raised_at(tb),
-        )
+        thread = getattr(args, "thread", None)
+        context = {"thread": thread.name} if thread else {}
+        context["error_type"] = args.exc_type.__name__
+        code, where = Code.UNEXPECTED_EXCEPTION, raised_at(tb)
+        self.current().emit(Severity.ERROR, code, message, context, exc=exc, where=where)
 
-    def showwarning(  # warnings.showwarning's signature
-        self,
-        message: Warning | str,
-        category: type[Warning],
-        filename: str,
-        lineno: int,
-        file: TextIO | None = None,
-        line: str | None = None,
+    def showwarning(
+        self, _: object, category: type[Warning], filename: str, lineno: int, *__: object
     ) -> None:
-        """The warning's category and where it was issued, never its text."""
+        """warnings.showwarning: the category and where it was issued, never the text."""
         self.current().emit(
             Severity.WARNING,
             Code.LIBRARY_LOG,
@@ -207,32 +181,22 @@ class _Installation:
     def fd_line(self, stream: str, text: str) -> None:
         """A line written to fd 1 or 2 below the logger (the capture's reader thread). A printed
         traceback is one entry, named by its last line (the exception's type)."""
+        context = {"logger": stream}
         if stream in self.in_traceback:
             if not text.startswith((" ", "\t")):
                 self.in_traceback.discard(stream)
-                error_type = text.partition(":")[0].rpartition(".")[2].strip()
-                context = {"logger": stream, "error_type": error_type}
+                context["error_type"] = text.partition(":")[0].rpartition(".")[2].strip()
                 message = _TRACEBACK.format(stream)
                 self.current().emit(Severity.ERROR, Code.UNEXPECTED_EXCEPTION, message, context)
         elif text.startswith("Traceback (most recent call last):"):
             self.in_traceback.add(stream)
         elif text.strip():
             severity = Severity.INFO if stream == "stdout" else Severity.WARNING
-            context = {"logger": stream}
-            self.current().emit(severity, Code.LIBRARY_LOG, _LINE.format(stream), context)
+            message = _LINE.format(stream)
+            self.current().emit(severity, Code.LIBRARY_LOG, message, context)
 
 
 _installed: _Installation | None = None
-
-
-def _library_loggers() -> list[logging.Logger]:
-    """The configured library loggers and every existing child of theirs, once each."""
-    found = {name: logging.getLogger(name) for name in LIBRARY_LOGGERS}
-    prefixes = tuple(f"{name}." for name in LIBRARY_LOGGERS)
-    for name, candidate in list(logging.Logger.manager.loggerDict.items()):
-        if name.startswith(prefixes) and isinstance(candidate, logging.Logger):
-            found[name] = candidate
-    return list(found.values())
 
 
 def install_process_logging(
@@ -246,7 +210,12 @@ def install_process_logging(
         logger.capture_to(_installed.writer)
         return
     installation = _Installation(logger)
-    for library in _library_loggers():  # functions-framework's dictConfig disables them
+    libraries = {name: logging.getLogger(name) for name in LIBRARY_LOGGERS}
+    prefixes = tuple(f"{name}." for name in LIBRARY_LOGGERS)
+    for name, candidate in list(logging.Logger.manager.loggerDict.items()):
+        if name.startswith(prefixes) and isinstance(candidate, logging.Logger):
+            libraries[name] = candidate  # a child (each once)
+    for library in libraries.values():  # functions-framework's dictConfig disables them
         installation.replace(library, "handlers", [])
         installation.replace(library, "propagate", True)
         installation.replace(library, "disabled", False)
@@ -273,6 +242,8 @@ def uninstall_process_logging() -> None:
     if installation.fds is not None:
         installation.fds.uninstall()
     installation.logger.capture_to(None)
-    installation.restore()
+    for owner, attribute, original in reversed(installation.replaced):
+        setattr(owner, attribute, original)
+    logging.getLogger().setLevel(installation.root_level)  # setLevel: loggers' caches reset
     with contextlib.suppress(Exception):
         sys.stdout.flush()

@@ -113,39 +113,23 @@ class _Reader(threading.Thread):
 
 
 class FdCapture:
-    """Everything written to fds 1 and 2 handed on as text lines: gRPC's C core, ``os.write``,
-    child processes and threads at exit write below ``sys.stdout``, so only the fds can keep
-    their plain text off the log. The fds become pipes (1 MiB where the system allows), read by
-    one daemon thread
-    (THREAD_NAME) that calls ``on_line(stream, text)`` (stream "stdout"/"stderr") per line: UTF-8,
-    errors replaced, a trailing "\\r" dropped, in pieces of ``max_line``; a partial line idle for
-    ``idle_flush_s`` goes on as a line. What on_line raises is counted in ``callback_failures``.
-    It must write to ``output_fd`` (the original fd 1), not to fds 1/2, nor wait for a lock that a
-    writer to fds 1/2 may hold (that writer may be waiting for the reader).
+    """Everything written to fds 1 and 2 handed on as text lines, since gRPC's C core,
+    ``os.write``, child processes and threads at exit write below ``sys.stdout``. The fds become
+    pipes (1 MiB where allowed) read by one daemon thread (THREAD_NAME) that calls
+    ``on_line(stream, text)`` ("stdout"/"stderr") per line: UTF-8, errors replaced, a trailing
+    "\\r" dropped, in pieces of ``max_line``; a partial line idle for ``idle_flush_s`` goes on as a
+    line; what on_line raises is counted in ``callback_failures``. on_line must write to
+    ``output_fd`` (the original fd 1), never to fds 1/2 nor wait for a lock their writer may hold.
 
-    Fork: gunicorn's master imports us, then forks workers. A child's fds 1 and 2 are the same
-    pipes, which the parent's reader keeps reading (a second reader would split lines), so the
-    child (``os.register_at_fork``) runs none, and its ``drain`` waits until FIONREAD shows both
-    pipes empty. The parent's reader must outlive its children's writes; parent and child lines
-    may interleave beyond PIPE_BUF (4 KiB) a write. Reading in the parent is also what keeps the
-    worker safe: C code that logs while holding the GIL (gRPC's tracer does) blocks on a full
-    pipe, and a reader thread in the same process would need that GIL to drain it (measured: a
-    worker with its own reader hung under GRPC_TRACE=all). In one process with no fork, that
-    risk remains; the large pipe makes it need a megabyte of output in one burst.
-
-    Exit: an ``atexit`` hook flushes ``sys.stdout``/``sys.stderr``, points fds 1 and 2 at
-    /dev/null and drains. Not the originals: a daemon thread writing after the drain would put
-    plain text there (its bytes are lost instead). Not the pipes: with the reader gone, that
-    writer would fill one and block holding sys.stdout's lock, and the final flush would die.
+    A forked child (gunicorn's worker) runs no reader: the parent's keeps reading the shared
+    pipes (a second reader would split lines; one next to C code logging under the GIL could
+    deadlock on a full pipe), so the parent's must outlive its children's writes, and their lines
+    may interleave beyond PIPE_BUF a write. docs/logging.md, "Nothing else reaches the log".
     """
 
     def __init__(
         self, on_line: _OnLine, *, idle_flush_s: float = 0.2, max_line: int = 16_000
     ) -> None:
-        if not idle_flush_s > 0:
-            raise ValueError(f"idle_flush_s must be positive, not {idle_flush_s!r}")
-        if max_line < 1:
-            raise ValueError(f"max_line must be at least 1, not {max_line!r}")
         self.callback_failures = 0  # calls of on_line that raised (the line dropped, reader on)
         self._on_line, self._idle_flush_s, self._max_line = on_line, idle_flush_s, max_line
         self._lock = threading.Lock()
@@ -215,6 +199,9 @@ class FdCapture:
             self.callback_failures += 1
 
     def _at_exit(self) -> None:
+        """Fds 1 and 2 to /dev/null, then drain. Not the originals: a daemon thread's later bytes
+        would reach them as plain text. Not the pipes: with the reader gone, a writer would block
+        on a full one holding sys.stdout's lock, and the final flush would die."""
         for stream in (sys.stdout, sys.stderr):  # what Python's streams hold goes to fds 1 and 2
             with contextlib.suppress(AttributeError, OSError, ValueError):  # None, broken, closed
                 stream.flush()

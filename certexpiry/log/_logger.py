@@ -32,9 +32,11 @@ def _caller() -> Where | None:
     here = inspect.currentframe()
     method = here.f_back if here is not None else None
     caller = method.f_back if method is not None else None
-    if caller is None:
-        return None
-    return Where(caller.f_code.co_filename, caller.f_lineno, caller.f_code.co_qualname)
+    return (
+        None
+        if caller is None
+        else Where(caller.f_code.co_filename, caller.f_lineno, caller.f_code.co_qualname)
+    )
 
 
 class _Shared:

@@ -1,8 +1,7 @@
 """Whole lines out in bounded time, to a text stream or to a pipe or socket by its fd: a stalled
 log reader must not block the job (docs/logging.md, "Failures of the log itself")."""
 
-from __future__ import annotations
-
+import contextlib
 import math
 import os
 import select
@@ -22,15 +21,12 @@ def _is_pipe(fd: int) -> bool:
 
 
 class FdWriter:
-    """Bounded-time writes of whole lines to a file descriptor (pipe, socket or file): a pipe or
-    socket is written with ``poll`` and chunks of at most ``PIPE_BUF`` bytes. After a timeout the
-    writer is stalled and waits no more until a write succeeds; the part of a line not written
-    in time is kept as a tail and written before the next line, so lines stay whole."""
+    """Whole lines to a file descriptor, a pipe or socket with ``poll`` and in chunks of at most
+    ``PIPE_BUF`` bytes. After a timeout the writer is stalled and waits no more until a write
+    succeeds; the part of a line not written in time is written before the next line."""
 
     def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.tail = b""
-        self.stalled = False
+        self.fd, self.tail, self.stalled = fd, b"", False
         self._poller: select.poll | None = None
         if _is_pipe(fd):
             self._poller = select.poll()
@@ -71,15 +67,14 @@ class FdWriter:
 
 
 class Output:
-    """Where a logger's lines go: a text stream, or (None) whatever
-    ``sys.stdout`` is at each line, unless the process's output is captured."""
+    """Where a logger's lines go: a text stream, or (None) the fallback each line is given; and
+    the count of lines that did not go out."""
 
     def __init__(self, target: TextIO | None) -> None:
         self.target = target
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # one line at a time
         self._count_lock = threading.Lock()
-        self.dropped = 0
-        self.unreported = 0
+        self.dropped = self.unreported = 0
         self._stream: object = None  # the last text stream seen, and its bounded writer
         self._stream_writer: FdWriter | None = None
 
@@ -90,7 +85,6 @@ class Output:
             self.unreported += 1
 
     def reported(self, count: int) -> None:
-        """``count`` dropped lines were reported by a LOG_LINES_DROPPED line."""
         with self._count_lock:
             self.unreported -= count
 
@@ -110,14 +104,12 @@ class Output:
 
     def _writer_of(self, stream: object) -> FdWriter | None:
         """The bounded writer for a text stream over a pipe or a socket (the stream's own write
-        would block on a stalled reader), else None; remembered for the last stream seen."""
+        would block on a stalled reader), else None; kept for the last stream seen."""
         if stream is not self._stream:
             self._stream, self._stream_writer = stream, None
-            try:
+            with contextlib.suppress(Exception):  # no fileno (StringIO), closed: a plain stream
                 fd = stream.fileno()  # type: ignore[attr-defined]  # any stream, or none
                 if _is_pipe(fd):
                     stream.flush()  # type: ignore[attr-defined]  # what it buffered goes first
                     self._stream_writer = FdWriter(fd)
-            except Exception:  # noqa: BLE001  # no fileno (StringIO), closed: a plain stream
-                self._stream_writer = None
         return self._stream_writer
