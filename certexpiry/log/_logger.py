@@ -5,8 +5,6 @@ raises and never waits long (a failed line is counted and reported by the next o
 from __future__ import annotations
 
 import inspect
-import sys
-import threading
 import uuid
 from typing import Any, TextIO
 
@@ -17,7 +15,7 @@ from certexpiry.codes import CATALOGUE, Code, Severity
 from certexpiry.log._chain import Service
 from certexpiry.log._stack import Where
 from certexpiry.log._trace import TraceContext
-from certexpiry.log._writer import WRITE_BUDGET_S, FdWriter, Output
+from certexpiry.log._writer import FdWriter, Output
 from certexpiry.redact import Secrets
 
 
@@ -48,8 +46,6 @@ class _Shared:
         self.output = Output(stream)
         levels = list(Severity)  # in order
         self.enabled = frozenset(levels[levels.index(min_severity) :])
-        self.emitting: set[int] = set()  # threads inside a write: a stream that logs
-        self.captured: FdWriter | None = None  # the real stdout, once the process is captured
 
 
 class JsonLogger:
@@ -147,31 +143,17 @@ class JsonLogger:
 
     def write(self, line: str) -> None:
         """Write one rendered line (after a drop notice if lines were dropped)."""
-        shared, output = self._shared, self._shared.output
-        thread = threading.get_ident()
-        # The stream itself logged (no recursion), or another thread's write stalls: dropped.
-        if thread in shared.emitting or not output.lock.acquire(timeout=WRITE_BUDGET_S):
-            output.count_drop()
-            return
-        shared.emitting.add(thread)
-        try:
-            fallback = shared.captured if shared.captured is not None else sys.stdout
-            if pending := output.unreported:
-                notice = self._bound.msg(
-                    f"{pending} log line(s) were dropped: the log stream failed or stalled",
-                    severity=Severity.WARNING,
-                    code=Code.LOG_LINES_DROPPED,
-                    context={"lines_dropped": pending},
-                )
-                if not output.put(notice + "\n", fallback):
-                    output.count_drop()
-                    return
-                output.reported(pending)
-            if not output.put(line + "\n", fallback):
-                output.count_drop()
-        finally:
-            shared.emitting.discard(thread)
-            output.lock.release()
+        self._shared.output.write(line, self._drop_notice)
+
+    def _drop_notice(self, count: int) -> str:
+        return str(
+            self._bound.msg(
+                f"{count} log line(s) were dropped: the log stream failed or stalled",
+                severity=Severity.WARNING,
+                code=Code.LOG_LINES_DROPPED,
+                context={"lines_dropped": count},
+            )
+        )
 
     def writes(self, severity: Severity) -> bool:
         """Whether this logger writes lines of ``severity`` (its min_severity)."""
@@ -184,4 +166,4 @@ class JsonLogger:
     def capture_to(self, writer: FdWriter | None) -> None:
         """Write to ``writer`` (the real stdout) when no stream was given: the process capture
         calls this, since fd 1 itself now leads back into the capture."""
-        self._shared.captured = writer
+        self._shared.output.captured = writer

@@ -6,8 +6,10 @@ import math
 import os
 import select
 import stat
+import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import TextIO, cast
 
 WRITE_BUDGET_S = 0.05
@@ -67,36 +69,51 @@ class FdWriter:
 
 
 class Output:
-    """Where a logger's lines go: a text stream, or (None) the fallback each line is given; and
-    the count of lines that did not go out."""
+    """Where a logger's lines go, one at a time: its stream, else the real stdout once the
+    process is captured, else whatever ``sys.stdout`` is at each line. A line that does not go
+    out (the stream failed or stalled, another thread's write stalled, or the stream logged while
+    being written) is counted, and reported by the next line that gets through."""
 
     def __init__(self, target: TextIO | None) -> None:
         self.target = target
-        self.lock = threading.Lock()  # one line at a time
-        self._count_lock = threading.Lock()
+        self.captured: FdWriter | None = None
         self.dropped = self.unreported = 0
+        self._lock, self._count_lock = threading.Lock(), threading.Lock()
+        self._writing: set[int] = set()  # the threads inside a write
         self._stream: object = None  # the last text stream seen, and its bounded writer
         self._stream_writer: FdWriter | None = None
 
-    def count_drop(self) -> None:
-        """Count a dropped line; the next line that gets through reports it."""
-        with self._count_lock:
-            self.dropped += 1
-            self.unreported += 1
+    def write(self, line: str, notice: Callable[[int], str]) -> None:
+        """Write ``line``, after ``notice(count)`` if lines were dropped; never raises."""
+        thread = threading.get_ident()
+        if thread in self._writing or not self._lock.acquire(timeout=WRITE_BUDGET_S):
+            self._count(1, 1)
+            return
+        self._writing.add(thread)
+        try:
+            if (pending := self.unreported) and not self._put(notice(pending)):
+                self._count(1, 1)
+                return
+            self._count(0, -pending)
+            if not self._put(line):
+                self._count(1, 1)
+        finally:
+            self._writing.discard(thread)
+            self._lock.release()
 
-    def reported(self, count: int) -> None:
+    def _count(self, dropped: int, unreported: int) -> None:
         with self._count_lock:
-            self.unreported -= count
+            self.dropped += dropped
+            self.unreported += unreported
 
-    def put(self, text: str, fallback: TextIO | FdWriter | None) -> bool:
-        """Write ``text`` (whole lines) to the target, or to ``fallback`` when the target is
-        None; False if it did not go out."""
-        target = self.target if self.target is not None else fallback
+    def _put(self, line: str) -> bool:
+        """Write one line; False if it did not go out."""
+        target = self.target if self.target is not None else self.captured or sys.stdout
         writer = target if isinstance(target, FdWriter) else self._writer_of(target)
         if writer is not None:
-            return writer.write(text.encode("utf-8", "backslashreplace"))
+            return writer.write(f"{line}\n".encode("utf-8", "backslashreplace"))
         try:
-            cast(TextIO, target).write(text)  # None fails like a broken stream
+            cast(TextIO, target).write(f"{line}\n")  # None fails like a broken stream
             cast(TextIO, target).flush()
         except Exception:  # noqa: BLE001  # whatever the stream raises, the line is dropped
             return False
