@@ -4,6 +4,7 @@ raises and never waits long (a failed line is counted and reported by the next o
 
 from __future__ import annotations
 
+import copy
 import inspect
 import uuid
 from typing import Any, TextIO
@@ -37,17 +38,6 @@ def _caller() -> Where | None:
     )
 
 
-class _Shared:
-    """What a logger and every logger bound from it share."""
-
-    def __init__(self, service: Service, stream: TextIO | None, min_severity: Severity) -> None:
-        self.service = service
-        self.chain = service.chain()
-        self.output = Output(stream)
-        levels = list(Severity)  # in order
-        self.enabled = frozenset(levels[levels.index(min_severity) :])
-
-
 class JsonLogger:
     """The job's own lines. Each carries ``run_id`` (as ``cron_run_id``) and ``trace``: ``bind``
     a copy per run or request to set them; without a run id a logger stamps a UUID of its own."""
@@ -64,31 +54,35 @@ class JsonLogger:
         stream: TextIO | None = None,
         min_severity: Severity = Severity.DEBUG,
     ) -> None:
-        shared = _Shared(Service(secrets, service, version, project), stream, min_severity)
-        self._setup(shared, new_invocation_id() if run_id is None else run_id, trace)
+        self._service = Service(secrets, service, version, project)
+        self._chain = self._service.chain()
+        self._output = Output(stream)  # bound copies share these
+        levels = list(Severity)  # in order
+        self._enabled = frozenset(levels[levels.index(min_severity) :])
+        self._set_run(new_invocation_id() if run_id is None else run_id, trace)
 
-    def _setup(self, shared: _Shared, run_id: str, trace: TraceContext | None) -> None:
-        self._shared, self.run_id, self.trace = shared, run_id, trace
+    def _set_run(self, run_id: str, trace: TraceContext | None) -> None:
+        self.run_id, self.trace = run_id, trace
         # ReturnLogger hands the rendered line back, for write() to send out
         context = {"run_id": run_id, "trace": trace}
-        self._bound = structlog.BoundLogger(structlog.ReturnLogger(), shared.chain, context)
+        self._bound = structlog.BoundLogger(structlog.ReturnLogger(), self._chain, context)
 
     def bind(self, *, run_id: str | None = None, trace: TraceContext | None = None) -> JsonLogger:
         """A logger with this run id and/or trace (None keeps the current one)."""
-        bound = object.__new__(JsonLogger)
+        bound: JsonLogger = copy.copy(self)
         run_id = self.run_id if run_id is None else run_id
-        bound._setup(self._shared, run_id, self.trace if trace is None else trace)
+        bound._set_run(run_id, self.trace if trace is None else trace)
         return bound
 
     @property
     def secrets(self) -> Secrets:
         """The shared secret registry (register credentials on it)."""
-        return self._shared.service.secrets
+        return self._service.secrets
 
     @property
     def dropped(self) -> int:
         """Lines dropped so far (stream failed or stalled), over the process's lifetime."""
-        return self._shared.output.dropped
+        return self._output.dropped
 
     def debug(self, code: Code, message: str, **context: object) -> None:
         self.emit(Severity.DEBUG, code, message, context, where=_caller())
@@ -138,12 +132,12 @@ class JsonLogger:
                 message, severity=severity, code=code, context=context, exc=exc, where=where
             )
         except Exception as failure:  # noqa: BLE001  # logging must never take the job down
-            line = self._shared.service.minimal_line(self.run_id, severity, failure)
+            line = self._service.minimal_line(self.run_id, severity, failure)
         self.write(line)
 
     def write(self, line: str) -> None:
         """Write one rendered line (after a drop notice if lines were dropped)."""
-        self._shared.output.write(line, self._drop_notice)
+        self._output.write(line, self._drop_notice)
 
     def _drop_notice(self, count: int) -> str:
         return str(
@@ -157,13 +151,13 @@ class JsonLogger:
 
     def writes(self, severity: Severity) -> bool:
         """Whether this logger writes lines of ``severity`` (its min_severity)."""
-        return severity in self._shared.enabled
+        return severity in self._enabled
 
     def chain(self) -> list[Processor]:
         """The processors of this logger's lines (library records take them too)."""
-        return self._shared.chain
+        return self._chain
 
     def capture_to(self, writer: FdWriter | None) -> None:
         """Write to ``writer`` (the real stdout) when no stream was given: the process capture
         calls this, since fd 1 itself now leads back into the capture."""
-        self._shared.output.captured = writer
+        self._output.captured = writer
