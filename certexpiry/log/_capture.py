@@ -1,6 +1,5 @@
 """Everything else the process writes, as the job's lines (docs/logging.md, "Nothing else
-reaches the log"): library records through ``ProcessorFormatter``, the hooks, warnings and the
-bytes on fds 1 and 2."""
+reaches the log"): library records, the hooks, warnings and the bytes on fds 1 and 2."""
 
 from __future__ import annotations
 
@@ -27,6 +26,7 @@ LIBRARY_LOGGERS = tuple(  # a word list: a name per line would fill a screen
     " gunicorn py.warnings".split()
 )
 """Loggers (and their children) made to propagate to the root's JSON handler."""
+
 _RECORD = "A library logged a record; its text is not logged (see logger and sourceLocation)."
 _LINE = "A line was written to {} outside the logger; its text is not logged."
 _TRACEBACK = "A traceback was written to {} outside the logger; its text is not logged."
@@ -61,13 +61,17 @@ def bind_run(logger: JsonLogger) -> Callable[[], None]:
     return unbind
 
 
-class _RecordHandler(logging.Handler):
-    """The root's handler: each record through ProcessorFormatter, whose pre-chain makes it an
-    event (its text dropped, never formatted), then the current logger's chain."""
+class _Capture(logging.Handler):
+    """The installed capture: the root logger's one handler (a record through structlog's
+    ``ProcessorFormatter``, its text dropped, never formatted, then the logger's chain), the
+    hooks, ``showwarning`` and the fd reader's callback, all writing through ``logger``."""
 
-    def __init__(self, installation: _Installation) -> None:
+    def __init__(self, logger: JsonLogger) -> None:
         super().__init__()
-        self.installation = installation
+        self.logger = logger  # a second install switches it
+        self.undo = contextlib.ExitStack()  # puts back what install replaced
+        self.writer: FdWriter | None = None  # the real stdout, once fds 1 and 2 are captured
+        self.in_traceback: set[str] = set()  # the streams a printed traceback is being read on
         self.setFormatter(
             structlog.stdlib.ProcessorFormatter(
                 processors=[self.through_logger_chain],
@@ -76,13 +80,27 @@ class _RecordHandler(logging.Handler):
             )
         )
 
+    def replace(self, owner: object, attribute: str, value: object) -> None:
+        self.undo.callback(setattr, owner, attribute, getattr(owner, attribute))
+        setattr(owner, attribute, value)
+
+    def current(self) -> JsonLogger:
+        """The logger for a hook, a warning or a captured line: bound to the run of the
+        calling context, else to the run being worked on, else the process's."""
+        bound = structlog.contextvars.get_contextvars()
+        if bound.get("run_id") is not None:
+            return self.logger.bind(run_id=bound["run_id"], trace=bound.get("trace"))
+        if _open_runs:
+            return self.logger.bind(run_id=_open_runs[-1].run_id, trace=_open_runs[-1].trace)
+        return self.logger
+
     def through_logger_chain(self, logger: Any, method: str, event: EventDict) -> str:
-        """The current logger's chain (install may switch loggers). A structlog-wrapped
-        logger's record skipped the pre-chain: its event (anyone's text) is rebuilt the same."""
+        """The logger's chain. A structlog-wrapped logger's record skipped the pre-chain: its
+        event (anyone's text) is rebuilt the same way."""
         if event.get("_from_structlog"):
             event = self.record_event(logger, method, {"_record": event["_record"]})
         result: Any = event
-        for processor in self.installation.logger.chain():
+        for processor in self.logger.chain():
             result = processor(logger, method, result)
         return str(result)  # the chain ends in the renderer
 
@@ -97,50 +115,21 @@ class _RecordHandler(logging.Handler):
             where=located(str(record.pathname), record.lineno or 0, record.funcName or "?"),
         )
         if "run_id" not in event:  # no run in this context: the one being worked on, if any
-            fallback = self.installation.current()
+            fallback = self.current()
             event["run_id"], event["trace"] = fallback.run_id, fallback.trace
         return event
 
     def emit(self, record: logging.LogRecord) -> None:
-        logger = self.installation.logger
-        if logger.writes(_severity_for(record.levelno)):
+        """A record as one line; never raises (so logging's handleError never prints)."""
+        if self.logger.writes(_severity_for(record.levelno)):
             try:
                 line = self.format(record)
             except Exception as failure:  # noqa: BLE001  # a record must never break the job
                 message = "A library record could not be logged."
                 context = {"error_type": type(failure).__name__}
-                logger.emit(Severity.ERROR, Code.UNEXPECTED_EXCEPTION, message, context)
+                self.logger.emit(Severity.ERROR, Code.UNEXPECTED_EXCEPTION, message, context)
             else:
-                logger.write(line)
-
-    def handleError(self, record: logging.LogRecord) -> None:
-        """Never print logging's own "--- Logging error ---" text to stderr."""
-
-
-class _Installation:
-    """The logger the capture writes through, and what it replaced, to put back on uninstall."""
-
-    def __init__(self, logger: JsonLogger) -> None:
-        self.logger = logger
-        self.replaced: list[tuple[object, str, object]] = []  # (owner, attribute, original)
-        self.root_level = logging.getLogger().level
-        self.fds: FdCapture | None = None
-        self.writer: FdWriter | None = None
-        self.in_traceback: set[str] = set()  # the streams a printed traceback is being read on
-
-    def replace(self, owner: object, attribute: str, value: object) -> None:
-        self.replaced.append((owner, attribute, getattr(owner, attribute)))
-        setattr(owner, attribute, value)
-
-    def current(self) -> JsonLogger:
-        """The logger for a hook, a warning or a captured line: bound to the run of the
-        calling context, else to the run being worked on, else the process's."""
-        bound = structlog.contextvars.get_contextvars()
-        if bound.get("run_id") is not None:
-            return self.logger.bind(run_id=bound["run_id"], trace=bound.get("trace"))
-        if _open_runs:
-            return self.logger.bind(run_id=_open_runs[-1].run_id, trace=_open_runs[-1].trace)
-        return self.logger
+                self.logger.write(line)
 
     def excepthook(
         self, exc_type: type[BaseException], exc: BaseException | None, tb: TracebackType | None
@@ -192,11 +181,10 @@ class _Installation:
             self.in_traceback.add(stream)
         elif text.strip():
             severity = Severity.INFO if stream == "stdout" else Severity.WARNING
-            message = _LINE.format(stream)
-            self.current().emit(severity, Code.LIBRARY_LOG, message, context)
+            self.current().emit(severity, Code.LIBRARY_LOG, _LINE.format(stream), context)
 
 
-_installed: _Installation | None = None
+_installed: _Capture | None = None
 
 
 def install_process_logging(
@@ -209,41 +197,38 @@ def install_process_logging(
         _installed.logger = logger
         logger.capture_to(_installed.writer)
         return
-    installation = _Installation(logger)
+    capture = _Capture(logger)
+    root = logging.getLogger()
+    capture.undo.callback(root.setLevel, root.level)  # setLevel: loggers' level caches reset
     libraries = {name: logging.getLogger(name) for name in LIBRARY_LOGGERS}
     prefixes = tuple(f"{name}." for name in LIBRARY_LOGGERS)
     for name, candidate in list(logging.Logger.manager.loggerDict.items()):
         if name.startswith(prefixes) and isinstance(candidate, logging.Logger):
             libraries[name] = candidate  # a child (each once)
     for library in libraries.values():  # functions-framework's dictConfig disables them
-        installation.replace(library, "handlers", [])
-        installation.replace(library, "propagate", True)
-        installation.replace(library, "disabled", False)
-    root = logging.getLogger()
-    installation.replace(root, "handlers", [_RecordHandler(installation)])
+        capture.replace(library, "handlers", [])
+        capture.replace(library, "propagate", True)
+        capture.replace(library, "disabled", False)
+    capture.replace(root, "handlers", [capture])
     root.setLevel(level)
-    installation.replace(warnings, "showwarning", installation.showwarning)
-    installation.replace(sys, "excepthook", installation.excepthook)
-    installation.replace(threading, "excepthook", installation.threading_excepthook)
-    installation.replace(sys, "unraisablehook", installation.unraisablehook)
+    capture.replace(warnings, "showwarning", capture.showwarning)
+    capture.replace(sys, "excepthook", capture.excepthook)
+    capture.replace(threading, "excepthook", capture.threading_excepthook)
+    capture.replace(sys, "unraisablehook", capture.unraisablehook)
+    capture.undo.callback(lambda: capture.logger.capture_to(None))
     if capture_fds:
-        installation.fds = FdCapture(installation.fd_line)
-        installation.writer = FdWriter(installation.fds.install())
-        logger.capture_to(installation.writer)
-    _installed = installation
+        fds = FdCapture(capture.fd_line)
+        capture.writer = FdWriter(fds.install())
+        capture.undo.callback(fds.uninstall)
+        logger.capture_to(capture.writer)
+    _installed = capture
 
 
 def uninstall_process_logging() -> None:
-    """Undo install_process_logging (tests): handlers, hooks and file descriptors."""
+    """Undo install_process_logging (tests): file descriptors, hooks and handlers."""
     global _installed
-    installation, _installed = _installed, None
-    if installation is None:
-        return
-    if installation.fds is not None:
-        installation.fds.uninstall()
-    installation.logger.capture_to(None)
-    for owner, attribute, original in reversed(installation.replaced):
-        setattr(owner, attribute, original)
-    logging.getLogger().setLevel(installation.root_level)  # setLevel: loggers' caches reset
-    with contextlib.suppress(Exception):
-        sys.stdout.flush()
+    capture, _installed = _installed, None
+    if capture is not None:
+        capture.undo.close()
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
