@@ -1,9 +1,6 @@
-"""The allow-list: for each context key a log line may carry, the form its value must have.
-
-A form returns the value as it may be logged, or ``WITHHELD`` when the value cannot show that it
-is not personal data. Forms check what a value is (its type, its shape, whether the catalog or
-the project's vocabulary has it), never what it is not: a deny-list of names always misses one.
-"""
+"""The allow-list: for each context key a log line may carry, the form its value must have. A
+form returns the value as it may be logged, or ``WITHHELD``; it checks what a value is (type,
+shape, a catalog or vocabulary that has it), never what it is not (no pattern of names)."""
 
 from __future__ import annotations
 
@@ -17,7 +14,7 @@ import uuid
 import zoneinfo
 from collections.abc import Callable, Container, Mapping
 from datetime import date
-from functools import lru_cache
+from functools import cache
 
 from certexpiry.redact._http import BodyShape
 from certexpiry.redact._words import WORDS
@@ -29,64 +26,56 @@ Form = Callable[[object], object]
 
 
 class CatalogName(str):
-    """A name of a constraint, table, column, schema, type or function that the database's
-    catalog was asked about and has (``certexpiry.error_names``): not a value a trigger wrote."""
+    """A name the database's catalog was asked about and has (``certexpiry.error_names``): a
+    constraint, table, column, schema, type or function, not a value a trigger wrote."""
 
     __slots__ = ()
 
 
-_UUID = re.compile(r"(?i)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_SQLSTATE = re.compile(r"[0-9A-Z]{5}")
-_DIGITS = re.compile(r"[0-9]{1,32}")
-
-
 def is_uuid(value: object) -> bool:
     """True for a UUID object or its canonical text."""
-    return isinstance(value, uuid.UUID) or (isinstance(value, str) and bool(_UUID.fullmatch(value)))
+    return isinstance(value, uuid.UUID) or _matches(
+        r"(?i)[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", value
+    )
 
 
 def is_sqlstate(value: object) -> bool:
     """True for a Postgres SQLSTATE (five digits or capitals), not a PostgREST PGRSTnnn code."""
-    return isinstance(value, str) and _SQLSTATE.fullmatch(value) is not None
+    return _matches("[0-9A-Z]{5}", value)
 
 
-def _known_sqlstate(value: str) -> bool:
+def _matches(pattern: str, value: object) -> bool:
+    return isinstance(value, str) and re.fullmatch(pattern, value) is not None
+
+
+def _known_sqlstate(value: object) -> bool:
     """A SQLSTATE Postgres defines: a trigger may raise any five capitals (``RAISE ... USING
     ERRCODE = 'KARIN'``). psycopg's table is the catalog (imported when first needed)."""
     import psycopg.errors
 
     try:
-        return is_sqlstate(value) and bool(psycopg.errors.lookup(value))
+        return is_sqlstate(value) and bool(psycopg.errors.lookup(str(value)))
     except KeyError:
         return False
 
 
-def _kept_if(test: Callable[[object], object]) -> Form:
+def _kept_if(test: Callable[[object], bool]) -> Form:
     """The form of values that pass ``test``, logged as they are."""
     return lambda value: value if test(value) else WITHHELD
 
 
-def _text(test: Callable[[str], object]) -> Form:
-    """The form of strings that pass ``test``."""
-    return _kept_if(lambda value: isinstance(value, str) and test(value))
-
-
-def _shaped(pattern: str) -> Form:
-    """The form of strings whose whole text has the shape of ``pattern``."""
-    return _text(re.compile(pattern).fullmatch)
-
-
 def _one_of(known: Callable[[], Container[str]]) -> Form:
     """The form of strings in what ``known()`` returns (asked at each value: it grows)."""
-    return _text(lambda value: value in known())
+    return _kept_if(lambda value: isinstance(value, str) and value in known())
 
 
 def _list_of(form: Form) -> Form:
-    return lambda value: (
-        [form(item) for item in value]
-        if isinstance(value, (list, tuple, set, frozenset))
-        else WITHHELD
-    )
+    def each(value: object) -> object:
+        if isinstance(value, (list, tuple, set, frozenset)):
+            return [form(item) for item in value]
+        return WITHHELD
+
+    return each
 
 
 def _uuid(value: object) -> object:
@@ -116,11 +105,6 @@ def _word(value: object) -> object:
     return value if isinstance(value, str) and value in WORDS else WITHHELD
 
 
-@lru_cache(maxsize=1)
-def _zones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
-
-
 def _exception_names() -> set[str]:
     """The names of the exception classes this process has (walked afresh: error lines are
     rare, and a class made later must not be missed)."""
@@ -132,11 +116,6 @@ def _exception_names() -> set[str]:
     return names
 
 
-def _message_id(value: object) -> object:
-    """Pub/Sub's message ids are digits; a local driver's, UUIDs."""
-    return value if isinstance(value, str) and _DIGITS.fullmatch(value) else _uuid(value)
-
-
 def _cursor(value: object) -> object:
     """A resume cursor: words of the vocabulary, dates and UUIDs joined by "/"."""
     parts = value.split("/") if isinstance(value, str) else [None]
@@ -144,9 +123,7 @@ def _cursor(value: object) -> object:
     return value if safe else WITHHELD
 
 
-_POSTGREST_CODE = _text(
-    lambda value: re.fullmatch("PGRST[0-9]{3}", value) or _known_sqlstate(value)
-)
+_postgrest_code = _kept_if(lambda value: _matches("PGRST[0-9]{3}", value) or _known_sqlstate(value))
 
 
 def _body(value: object) -> object:
@@ -155,7 +132,7 @@ def _body(value: object) -> object:
         return WITHHELD
     shape = dict(value)
     if "code" in shape:
-        shape["code"] = _POSTGREST_CODE(shape["code"])
+        shape["code"] = _postgrest_code(shape["code"])
     return shape
 
 
@@ -168,35 +145,34 @@ _NUMBERS = (  # noqa: SIM905  # see above
     " outbox_claimed outbox_oldest_age_s outbox_failed outbox_dropped"
 ).split()
 _CATALOG = "constraint_name schema_name table_name column_name datatype_name routine".split()  # noqa: SIM905  # see above
+_MESSAGE_IDS = ("message_id", "published_message_id", "event_id", "execution_id")
+# A Pub/Sub topic or subscription: names an operator configured, not data the job reads.
+_TOPIC = r"projects/[a-z][a-z0-9-]{0,28}[a-z0-9]/(topics|subscriptions)/[A-Za-z][\w.~+%-]{2,254}"
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str)
+
 
 CONTEXT_FORMS: Mapping[str, Form] = {
     **dict.fromkeys(_NUMBERS, _number),
     **dict.fromkeys(_CATALOG, _kept_if(lambda value: isinstance(value, CatalogName))),
     **dict.fromkeys(("certification_id", "peer_mentor_id", "run_id"), _uuid),
-    **dict.fromkeys(
-        ("message_id", "published_message_id", "event_id", "execution_id"), _message_id
-    ),
+    # Pub/Sub's message ids are digits; a local driver's, UUIDs.
+    **dict.fromkeys(_MESSAGE_IDS, lambda v: v if _matches("[0-9]{1,32}", v) else _uuid(v)),
     **dict.fromkeys(("dry_run", "truncated"), _kept_if(lambda value: isinstance(value, bool))),
     **dict.fromkeys(("nightly_key", "today"), _date),
     **dict.fromkeys(("operation", "status", "outcome", "setting", "event_type"), _word),
     # Text the project's code writes from literals and allowed values, never one read at run time.
-    **dict.fromkeys(
-        ("reason", "remediation", "hint"), _kept_if(lambda value: isinstance(value, str))
-    ),
-    # A Pub/Sub topic or subscription: names an operator configured, not data the job reads.
-    **dict.fromkeys(
-        ("topic", "subscription"),
-        _shaped(
-            r"projects/[a-z][a-z0-9-]{0,28}[a-z0-9]/(?:topics|subscriptions)/[A-Za-z][\w.~+%-]{2,254}"
-        ),
-    ),
-    # Dates (the nights missed) or the project's own text.
-    "details": lambda value: value if isinstance(value, str) else _list_of(_date)(value),
-    "sqlstate": _text(_known_sqlstate),
-    "postgrest_code": _POSTGREST_CODE,
+    **dict.fromkeys(("reason", "remediation", "hint"), _kept_if(_is_text)),
+    **dict.fromkeys(("topic", "subscription"), _kept_if(lambda value: _matches(_TOPIC, value))),
+    # The nights missed, or the project's own text.
+    "details": lambda value: value if _is_text(value) else _list_of(_date)(value),
+    "sqlstate": _kept_if(_known_sqlstate),
+    "postgrest_code": _postgrest_code,
     "missed_ids": _list_of(_uuid),
     "cursor": _cursor,
-    "timezone": _one_of(_zones),
+    "timezone": _one_of(cache(zoneinfo.available_timezones)),
     "error_type": _one_of(_exception_names),
     # A logger the process's code created, or one of the two streams.
     "logger": _one_of(lambda: {"stdout", "stderr", "root", *logging.Logger.manager.loggerDict}),
