@@ -10,10 +10,8 @@ import threading
 import warnings
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
 
 import structlog
-from structlog.types import EventDict
 
 from certexpiry.codes import Code, Severity
 from certexpiry.log._fd import FdCapture
@@ -62,9 +60,8 @@ def bind_run(logger: JsonLogger) -> Callable[[], None]:
 
 
 class _Capture(logging.Handler):
-    """The installed capture: the root logger's one handler (a record through structlog's
-    ``ProcessorFormatter``, its text dropped, never formatted, then the logger's chain), the
-    hooks, ``showwarning`` and the fd reader's callback, all writing through ``logger``."""
+    """The installed capture: the root logger's one handler, the hooks, ``showwarning`` and the
+    fd reader's callback, all writing through ``logger``."""
 
     def __init__(self, logger: JsonLogger) -> None:
         super().__init__()
@@ -72,21 +69,14 @@ class _Capture(logging.Handler):
         self.undo = contextlib.ExitStack()  # puts back what install replaced
         self.writer: FdWriter | None = None  # the real stdout, once fds 1 and 2 are captured
         self.in_traceback: set[str] = set()  # the streams a printed traceback is being read on
-        self.setFormatter(
-            structlog.stdlib.ProcessorFormatter(
-                processors=[self.through_logger_chain],
-                foreign_pre_chain=[structlog.contextvars.merge_contextvars, self.record_event],
-                use_get_message=False,
-            )
-        )
 
     def replace(self, owner: object, attribute: str, value: object) -> None:
         self.undo.callback(setattr, owner, attribute, getattr(owner, attribute))
         setattr(owner, attribute, value)
 
     def current(self) -> JsonLogger:
-        """The logger for a hook, a warning or a captured line: bound to the run of the
-        calling context, else to the run being worked on, else the process's."""
+        """The logger for a record, a hook, a warning or a captured line: bound to the run of
+        the calling context, else to the run being worked on, else the process's."""
         bound = structlog.contextvars.get_contextvars()
         if bound.get("run_id") is not None:
             return self.logger.bind(run_id=bound["run_id"], trace=bound.get("trace"))
@@ -94,42 +84,22 @@ class _Capture(logging.Handler):
             return self.logger.bind(run_id=_open_runs[-1].run_id, trace=_open_runs[-1].trace)
         return self.logger
 
-    def through_logger_chain(self, logger: Any, method: str, event: EventDict) -> str:
-        """The logger's chain. A structlog-wrapped logger's record skipped the pre-chain: its
-        event (anyone's text) is rebuilt the same way."""
-        if event.get("_from_structlog"):
-            event = self.record_event(logger, method, {"_record": event["_record"]})
-        result: Any = event
-        for processor in self.logger.chain():
-            result = processor(logger, method, result)
-        return str(result)  # the chain ends in the renderer
-
-    def record_event(self, _logger: Any, _method: str, event: EventDict) -> EventDict:
-        record: logging.LogRecord = event["_record"]
-        event.update(
-            event=_RECORD,
-            severity=_severity_for(record.levelno),
-            code=Code.LIBRARY_LOG,
-            context={"logger": record.name},
-            exc=record.exc_info[1] if record.exc_info else None,
-            where=located(str(record.pathname), record.lineno or 0, record.funcName or "?"),
-        )
-        if "run_id" not in event:  # no run in this context: the one being worked on, if any
-            fallback = self.current()
-            event["run_id"], event["trace"] = fallback.run_id, fallback.trace
-        return event
-
     def emit(self, record: logging.LogRecord) -> None:
-        """A record as one line; never raises (so logging's handleError never prints)."""
-        if self.logger.writes(_severity_for(record.levelno)):
+        """A record as one line with its logger's name and its location, never its text (not
+        even formatted: its arguments are anyone's); never raises."""
+        severity = _severity_for(record.levelno)
+        if self.logger.writes(severity):
+            logger, context = self.current(), {"logger": record.name}
+            exc = record.exc_info[1] if record.exc_info else None
+            where = located(str(record.pathname), record.lineno or 0, record.funcName or "?")
             try:
-                line = self.format(record)
+                line = logger.render(severity, Code.LIBRARY_LOG, _RECORD, context, exc, where)
             except Exception as failure:  # noqa: BLE001  # a record must never break the job
                 message = "A library record could not be logged."
                 context = {"error_type": type(failure).__name__}
                 self.logger.emit(Severity.ERROR, Code.UNEXPECTED_EXCEPTION, message, context)
             else:
-                self.logger.write(line)
+                logger.write(line)
 
     def excepthook(
         self, exc_type: type[BaseException], exc: BaseException | None, tb: TracebackType | None

@@ -10,7 +10,6 @@ import uuid
 from typing import Any, TextIO
 
 import structlog
-from structlog.types import Processor
 
 from certexpiry.codes import CATALOGUE, Code, Severity
 from certexpiry.log._chain import Service
@@ -128,12 +127,26 @@ class JsonLogger:
         if not self.writes(severity):
             return
         try:
-            line = self._bound.msg(
-                message, severity=severity, code=code, context=context, exc=exc, where=where
-            )
+            line = self.render(severity, code, message, context, exc, where)
         except Exception as failure:  # noqa: BLE001  # logging must never take the job down
             line = self._service.minimal_line(self.run_id, severity, failure)
         self.write(line)
+
+    def render(
+        self,
+        severity: Severity,
+        code: Code,
+        message: str,
+        context: dict[str, Any],
+        exc: BaseException | None = None,
+        where: Where | None = None,
+    ) -> str:
+        """One entry as its line, through the chain (it may raise)."""
+        return str(
+            self._bound.msg(
+                message, severity=severity, code=code, context=context, exc=exc, where=where
+            )
+        )
 
     def write(self, line: str) -> None:
         """Write one rendered line (after a drop notice if lines were dropped)."""
@@ -152,10 +165,6 @@ class JsonLogger:
     def writes(self, severity: Severity) -> bool:
         """Whether this logger writes lines of ``severity`` (its min_severity)."""
         return severity in self._enabled
-
-    def chain(self) -> list[Processor]:
-        """The processors of this logger's lines (library records take them too)."""
-        return self._chain
 
     def capture_to(self, writer: FdWriter | None) -> None:
         """Write to ``writer`` (the real stdout) when no stream was given: the process capture
