@@ -39,15 +39,12 @@ def _severity_for(levelno: int) -> Severity:
     return Severity.INFO if levelno >= logging.INFO else Severity.DEBUG
 
 
-_open_runs: list[JsonLogger] = []
-"""The runs bound now, latest last: for lines with no context of their own (the fd reader's, a
-thread's exception), the run being worked on (an instance serves one request at a time)."""
+_open_runs: list[JsonLogger] = []  # bound now, latest last: the run an instance works on
 
 
 def bind_run(logger: JsonLogger) -> Callable[[], None]:
-    """Tie what the process logs in this context (library records, warnings) to ``logger``'s
-    run and trace, and what it writes meanwhile with no context of its own (bytes on fds 1
-    and 2, a thread's exception); returns the function that unties it."""
+    """Tie what the process logs in this context, and what it writes meanwhile with no context
+    of its own (fds 1 and 2, a new thread), to ``logger``'s run; returns the untying function."""
     tokens = structlog.contextvars.bind_contextvars(run_id=logger.run_id, trace=logger.trace)
     _open_runs.append(logger)
 
@@ -60,8 +57,7 @@ def bind_run(logger: JsonLogger) -> Callable[[], None]:
 
 
 class _Capture(logging.Handler):
-    """The installed capture: the root logger's one handler, the hooks, ``showwarning`` and the
-    fd reader's callback, all writing through ``logger``."""
+    """The root logger's one handler, the hooks, ``showwarning`` and the fd reader's callback."""
 
     def __init__(self, logger: JsonLogger) -> None:
         super().__init__()
@@ -75,8 +71,7 @@ class _Capture(logging.Handler):
         setattr(owner, attribute, value)
 
     def current(self) -> JsonLogger:
-        """The logger for a record, a hook, a warning or a captured line: bound to the run of
-        the calling context, else to the run being worked on, else the process's."""
+        """``logger`` bound to the context's run, else to the open one, else as it is."""
         bound = structlog.contextvars.get_contextvars()
         if bound.get("run_id") is not None:
             return self.logger.bind(run_id=bound["run_id"], trace=bound.get("trace"))
@@ -85,8 +80,7 @@ class _Capture(logging.Handler):
         return self.logger
 
     def emit(self, record: logging.LogRecord) -> None:
-        """A record as one line with its logger's name and its location, never its text (not
-        even formatted: its arguments are anyone's); never raises."""
+        """A record as its logger's name and location, never its text (not even formatted)."""
         severity = _severity_for(record.levelno)
         if self.logger.writes(severity):
             logger, context = self.current(), {"logger": record.name}
@@ -138,8 +132,7 @@ class _Capture(logging.Handler):
         )
 
     def fd_line(self, stream: str, text: str) -> None:
-        """A line written to fd 1 or 2 below the logger (the capture's reader thread). A printed
-        traceback is one entry, named by its last line (the exception's type)."""
+        """A line of fd 1 or 2; a printed traceback is one entry, typed by its last line."""
         context = {"logger": stream}
         if stream in self.in_traceback:
             if not text.startswith((" ", "\t")):
@@ -160,8 +153,7 @@ _installed: _Capture | None = None
 def install_process_logging(
     logger: JsonLogger, *, level: int = logging.INFO, capture_fds: bool = True
 ) -> None:
-    """Route everything the process writes through ``logger``'s JSON lines (docs/logging.md,
-    "Nothing else reaches the log"). A second call only switches the logger."""
+    """Route everything the process writes through ``logger``; a second call switches it."""
     global _installed
     if _installed is not None:
         _installed.logger = logger

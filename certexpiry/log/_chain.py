@@ -1,6 +1,5 @@
-"""The processors of a line, for the job's lines and library records alike. The event dict holds
-``event`` (the message), ``severity``, ``code``, ``context`` (not yet allowed), ``exc``,
-``where``, ``run_id`` and ``trace``."""
+"""The processors of a line. The event: ``event`` (the message), ``severity``, ``code``,
+``context`` (not yet allowed), ``exc``, ``where``, ``run_id`` and ``trace``."""
 
 import json
 from dataclasses import dataclass
@@ -32,8 +31,7 @@ add_timestamp = structlog.processors.TimeStamper(fmt="%Y-%m-%dT%H:%M:%S.%fZ", ke
 
 
 def allow_context(_logger: Any, _method: str, event: EventDict) -> EventDict:
-    """The caller's context through the allow-list: each value in its key's form, lists cut at
-    MAX_ITEMS (``truncated``, ``total_count``), other keys dropped and counted."""
+    """Each value in its key's form, lists cut at MAX_ITEMS, other keys dropped and counted."""
     kept: dict[str, object] = {}
     dropped = total = 0
     for key, value in event["context"].items():
@@ -74,8 +72,7 @@ class Service:
         return [add_timestamp, allow_context, add_stack, self.cloud_logging, self.render]
 
     def cloud_logging(self, _logger: Any, _method: str, event: EventDict) -> EventDict:
-        """Cloud Logging's special fields (labels, trace, source location) and, on ERROR lines,
-        Error Reporting's (the event type, the service, reportLocation without a stack)."""
+        """Cloud Logging's special fields; on ERROR lines, Error Reporting's."""
         labels = {"cron_run_id": event["run_id"], "function": self.name}
         special: dict[str, object] = {"logging.googleapis.com/labels": labels}
         trace = event.get("trace")
@@ -103,9 +100,8 @@ class Service:
         return event
 
     def render(self, _logger: Any, _method: str, event: EventDict) -> str:
-        """The JSON line, every text scrubbed of secrets before it is cut (a cut secret would not
-        be found); keys are the format's, never scrubbed. Bounded by construction, far under
-        Cloud Logging's 256 KB: MAX_STRING, MAX_ITEMS, MAX_STACK and a fixed set of keys."""
+        """The JSON line, each text scrubbed before it is cut (a cut secret would not be found);
+        far under Cloud Logging's 256 KB by MAX_STRING, MAX_ITEMS, MAX_STACK and fixed keys."""
         code = str(event["code"])
         entry: dict[str, object] = {
             "timestamp": event["timestamp"],

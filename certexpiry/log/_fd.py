@@ -20,7 +20,7 @@ _OnLine = Callable[[str, str], None]
 
 
 def _unread(fd: int) -> int:
-    """Bytes waiting in the pipe ``fd`` (FIONREAD); 0 when the fd cannot be asked."""
+    """Bytes waiting in the pipe ``fd``; 0 when it cannot be asked."""
     answer = bytes(4)
     with contextlib.suppress(OSError):
         answer = fcntl.ioctl(fd, termios.FIONREAD, answer)
@@ -58,12 +58,9 @@ class _Stream:
 
 
 class _Reader(threading.Thread):
-    """One installation: fds 1 and 2 made pipes, and the daemon thread that reads them.
-
-    A drain bumps ``requested`` and wakes the thread for a round: read per pipe what FIONREAD
-    shows then (a writer that never pauses cannot hold it), pass partial lines as lines, set
-    ``served``. When a pipe ends (uninstall closes ``wake_w``, the exit hook fds 1 and 2), a last
-    round follows, then ``done``, and the thread closes the read ends."""
+    """One installation: fds 1 and 2 made pipes, and the daemon thread that reads them. A drain
+    asks for a round (``requested``): what FIONREAD shows then, partial lines as lines. An ended
+    pipe (``wake_w`` closed, or fds 1 and 2) gets a last round, then ``done``."""
 
     def __init__(self, on_line: _OnLine, max_line: int, idle_s: float) -> None:
         super().__init__(name=THREAD_NAME, daemon=True)
@@ -113,19 +110,12 @@ class _Reader(threading.Thread):
 
 
 class FdCapture:
-    """Everything written to fds 1 and 2 handed on as text lines, since gRPC's C core,
-    ``os.write``, child processes and threads at exit write below ``sys.stdout``. The fds become
-    pipes (1 MiB where allowed) read by one daemon thread (THREAD_NAME) that calls
-    ``on_line(stream, text)`` ("stdout"/"stderr") per line: UTF-8, errors replaced, a trailing
-    "\\r" dropped, in pieces of ``max_line``; a partial line idle for ``idle_flush_s`` goes on as a
-    line; what on_line raises is counted in ``callback_failures``. on_line must write to
-    ``output_fd`` (the original fd 1), never to fds 1/2 nor wait for a lock their writer may hold.
-
-    A forked child (gunicorn's worker) runs no reader: the parent's keeps reading the shared
-    pipes (a second reader would split lines; one next to C code logging under the GIL could
-    deadlock on a full pipe), so the parent's must outlive its children's writes, and their lines
-    may interleave beyond PIPE_BUF a write. docs/logging.md, "Nothing else reaches the log".
-    """
+    """Everything written to fds 1 and 2 (gRPC's C core, ``os.write``, children, threads at exit
+    write below ``sys.stdout``) as ``on_line(stream, text)`` calls from one reader thread: UTF-8,
+    a trailing "\\r" dropped, in pieces of ``max_line``, a partial line idle ``idle_flush_s`` as
+    a line. on_line writes to ``output_fd`` (the original fd 1), never to fds 1/2, nor waits for
+    a lock their writer may hold. A forked child runs no reader (docs/logging.md, "Nothing else
+    reaches the log")."""
 
     def __init__(
         self, on_line: _OnLine, *, idle_flush_s: float = 0.2, max_line: int = 16_000
@@ -138,12 +128,12 @@ class FdCapture:
 
     @property
     def output_fd(self) -> int | None:
-        """The duplicate of the original fd 1 (the caller writes there) if installed, else None."""
+        """The duplicate of the original fd 1 if installed, else None."""
         reader = self._reader
         return None if reader is None else reader.out
 
     def install(self) -> int:
-        """Capture fds 1 and 2 (see the class); return ``output_fd`` (again: the same fd)."""
+        """Capture fds 1 and 2 (once); return ``output_fd``."""
         with self._lock:
             if self._reader is None:
                 self._reader = _Reader(self._deliver, self._max_line, self._idle_flush_s)
@@ -155,9 +145,8 @@ class FdCapture:
             return self._reader.out
 
     def drain(self, timeout_s: float = 1.0) -> None:
-        """Wait (at most timeout_s) until what fds 1 and 2 got so far, a partial line included,
-        is handed to on_line; in a forked child, until FIONREAD shows both pipes empty. Returns
-        at once on the reader thread (it cannot wait for itself). Never raises."""
+        """Wait (at most timeout_s) until what fds 1 and 2 got so far is handed on (a forked
+        child: until the pipes are empty); at once on the reader thread. Never raises."""
         reader = self._reader
         if reader is None or reader is threading.current_thread():
             return
@@ -174,8 +163,7 @@ class FdCapture:
             reader.cond.wait_for(lambda: reader.done or reader.served >= target, timeout_s)
 
     def uninstall(self) -> None:
-        """For tests: hand on what is left and put the original fds 1 and 2 back. A reader stuck
-        in on_line for seconds is left to end on its own (it closes its pipes then)."""
+        """For tests: hand on what is left, put fds 1 and 2 back; a stuck reader ends alone."""
         with self._lock:
             reader, self._reader = self._reader, None
             if reader is not None:
@@ -199,9 +187,8 @@ class FdCapture:
             self.callback_failures += 1
 
     def _at_exit(self) -> None:
-        """Fds 1 and 2 to /dev/null, then drain. Not the originals: a daemon thread's later bytes
-        would reach them as plain text. Not the pipes: with the reader gone, a writer would block
-        on a full one holding sys.stdout's lock, and the final flush would die."""
+        """Fds 1 and 2 to /dev/null, then drain: not the originals (later bytes would reach them
+        as plain text), not the pipes (unread, a writer holding sys.stdout's lock would block)."""
         for stream in (sys.stdout, sys.stderr):  # what Python's streams hold goes to fds 1 and 2
             with contextlib.suppress(AttributeError, OSError, ValueError):  # None, broken, closed
                 stream.flush()

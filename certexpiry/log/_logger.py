@@ -1,6 +1,5 @@
-"""``JsonLogger``: a structlog ``BoundLogger`` over ``_chain``'s processors, plus what structlog
-leaves to the application: the run id on every line, the severity filter, and a write that never
-raises and never waits long (a failed line is counted and reported by the next one)."""
+"""``JsonLogger``: a structlog ``BoundLogger`` over ``_chain``'s processors, with a run id on
+every line, a severity filter and ``_writer``'s bounded write."""
 
 from __future__ import annotations
 
@@ -20,8 +19,7 @@ from certexpiry.redact import Secrets
 
 
 def new_invocation_id() -> str:
-    """A UUID for lines that belong to no run (yet): a process, or an invocation that never
-    reaches one (an invalid message or settings), so that every line carries a cron_run_id."""
+    """A UUID for lines of no run (yet): every line carries a cron_run_id."""
     return str(uuid.uuid4())
 
 
@@ -38,8 +36,7 @@ def _caller() -> Where | None:
 
 
 class JsonLogger:
-    """The job's own lines. Each carries ``run_id`` (as ``cron_run_id``) and ``trace``: ``bind``
-    a copy per run or request to set them; without a run id a logger stamps a UUID of its own."""
+    """The job's own lines, each with ``run_id`` (a UUID of its own if none) and ``trace``."""
 
     def __init__(
         self,
@@ -80,7 +77,7 @@ class JsonLogger:
 
     @property
     def dropped(self) -> int:
-        """Lines dropped so far (stream failed or stalled), over the process's lifetime."""
+        """Lines dropped so far (stream failed or stalled)."""
         return self._output.dropped
 
     def debug(self, code: Code, message: str, **context: object) -> None:
@@ -122,8 +119,7 @@ class JsonLogger:
         exc: BaseException | None = None,
         where: Where | None = None,
     ) -> None:
-        """Build and write one entry; never raises. The process capture's entry point too (it
-        gives the location of a library record or a hook's exception)."""
+        """Build and write one entry; never raises."""
         if not self.writes(severity):
             return
         try:
@@ -167,6 +163,5 @@ class JsonLogger:
         return severity in self._enabled
 
     def capture_to(self, writer: FdWriter | None) -> None:
-        """Write to ``writer`` (the real stdout) when no stream was given: the process capture
-        calls this, since fd 1 itself now leads back into the capture."""
+        """Write to ``writer`` (the real stdout, once fd 1 leads into the capture) if no stream."""
         self._output.captured = writer

@@ -19,8 +19,7 @@ class Where(NamedTuple):
 
 
 def located(file: str, line: int, function: str) -> Where:
-    """A location someone else named (a record's, a warning's, a frame's): the file only if it
-    exists, since a name given at run time could be anything."""
+    """A location someone else named: the file only if it exists (else it could be anything)."""
     return Where(file if os.path.isfile(file) else WITHHELD, line, function)
 
 
@@ -35,8 +34,7 @@ def raised_at(tb: TracebackType | None) -> Where | None:
 
 
 def stack_trace(exc: BaseException) -> str:
-    """The traceback Python would print for ``exc``, every exception message left out; past
-    MAX_STACK, its head and tail on line boundaries."""
+    """The traceback Python would print, without messages; past MAX_STACK, head and tail."""
     lines: list[str] = []
     _walk(exc, lines, set())
     text = "".join(lines)

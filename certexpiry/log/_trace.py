@@ -18,10 +18,8 @@ _CLOUD_TRACE = re.compile(r"([0-9a-fA-F]{32})(?:/([0-9]{1,20}))?(?:;o=([0-9]))?"
 
 
 def trace_from_headers(headers: Mapping[str, str]) -> TraceContext | None:
-    """Trace context from W3C ``traceparent``, else from Google's ``X-Cloud-Trace-Context``
-    (``TRACE_ID/SPAN_ID;o=1``, its decimal span id as 16 hex), else None. Header names match in
-    any case; a malformed value counts as absent. Takes any mapping with ``items()`` (Flask
-    headers, CloudEvent attributes)."""
+    """From ``traceparent``, else ``X-Cloud-Trace-Context`` (``TRACE/SPAN;o=1``, span decimal),
+    else None; names in any case, malformed values absent, any mapping with ``items()``."""
     try:
         found = {str(name).lower(): value for name, value in headers.items()}
     except Exception:  # noqa: BLE001  # any odd mapping means "no trace", never a failure

@@ -23,9 +23,8 @@ def _is_pipe(fd: int) -> bool:
 
 
 class FdWriter:
-    """Whole lines to a file descriptor, a pipe or socket with ``poll`` and in chunks of at most
-    ``PIPE_BUF`` bytes. After a timeout the writer is stalled and waits no more until a write
-    succeeds; the part of a line not written in time is written before the next line."""
+    """Whole lines to an fd; to a pipe or socket after ``poll``, ``PIPE_BUF`` bytes a write. Stalled
+    after a timeout, it waits no more until a write succeeds; a line's unwritten part goes first."""
 
     def __init__(self, fd: int) -> None:
         self.fd, self.tail, self.stalled = fd, b"", False
@@ -69,10 +68,8 @@ class FdWriter:
 
 
 class Output:
-    """Where a logger's lines go, one at a time: its stream, else the real stdout once the
-    process is captured, else whatever ``sys.stdout`` is at each line. A line that does not go
-    out (the stream failed or stalled, another thread's write stalled, or the stream logged while
-    being written) is counted, and reported by the next line that gets through."""
+    """Where a logger's lines go, one at a time: its stream, else the real stdout once captured,
+    else ``sys.stdout`` as it is at each line; a line that does not go out is counted."""
 
     def __init__(self, target: TextIO | None) -> None:
         self.target = target
@@ -84,7 +81,8 @@ class Output:
         self._stream_writer: FdWriter | None = None
 
     def write(self, line: str, notice: Callable[[int], str]) -> None:
-        """Write ``line``, after ``notice(count)`` if lines were dropped; never raises."""
+        """``line``, after ``notice(count)`` if lines were dropped; never raises. Dropped: a line
+        that fails, stalls, waits on another thread's write, or is logged by the stream itself."""
         thread = threading.get_ident()
         if thread in self._writing or not self._lock.acquire(timeout=WRITE_BUDGET_S):
             self._count(1, 1)
@@ -120,8 +118,7 @@ class Output:
         return True
 
     def _writer_of(self, stream: object) -> FdWriter | None:
-        """The bounded writer for a text stream over a pipe or a socket (the stream's own write
-        would block on a stalled reader), else None; kept for the last stream seen."""
+        """The bounded writer of a text stream over a pipe or a socket, else None."""
         if stream is not self._stream:
             self._stream, self._stream_writer = stream, None
             with contextlib.suppress(Exception):  # no fileno (StringIO), closed: a plain stream

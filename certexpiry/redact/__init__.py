@@ -1,9 +1,6 @@
-"""What may leave the process: a value reaches a log line only if its form shows it cannot be
-personal data, else it is withheld whole (``WITHHELD``); free text from outside the project's
-code is never logged, so nothing here tries to clean it. Secrets are the one thing removed by
-value, as the last net. Imports nothing else of the runtime (the log, the errors and the store
-get what they need from it). Why: docs/decisions/0029-logging-by-allow-list.md.
-"""
+"""What may leave the process: a value only in a form that shows it is not personal data, else
+``WITHHELD``; secrets scrubbed by value as the last net. Imports nothing else of the runtime.
+Why an allow-list: docs/decisions/0029-logging-by-allow-list.md."""
 
 from certexpiry.redact._forms import (
     CONTEXT_FORMS,
