@@ -87,7 +87,8 @@ class _Capture(logging.Handler):
             exc = record.exc_info[1] if record.exc_info else None
             where = located(str(record.pathname), record.lineno or 0, record.funcName or "?")
             try:
-                line = logger.render(severity, Code.LIBRARY_LOG, _RECORD, context, exc, where)
+                event = {"severity": severity, "code": Code.LIBRARY_LOG, "exc": exc}
+                line = logger.render(_RECORD, context=context, where=where, **event)
             except Exception as failure:  # noqa: BLE001  # a record must never break the job
                 message = "A library record could not be logged."
                 context = {"error_type": type(failure).__name__}

@@ -123,40 +123,25 @@ class JsonLogger:
         if not self.writes(severity):
             return
         try:
-            line = self.render(severity, code, message, context, exc, where)
+            event = {"severity": severity, "code": code, "context": context, "exc": exc}
+            line = self.render(message, where=where, **event)
         except Exception as failure:  # noqa: BLE001  # logging must never take the job down
             line = self._service.minimal_line(self.run_id, severity, failure)
         self.write(line)
 
-    def render(
-        self,
-        severity: Severity,
-        code: Code,
-        message: str,
-        context: dict[str, Any],
-        exc: BaseException | None = None,
-        where: Where | None = None,
-    ) -> str:
-        """One entry as its line, through the chain (it may raise)."""
-        return str(
-            self._bound.msg(
-                message, severity=severity, code=code, context=context, exc=exc, where=where
-            )
-        )
+    def render(self, message: str, **event: Any) -> str:
+        """One entry as its line, through the chain (which may raise): ``event`` holds its
+        ``severity``, ``code``, ``context``, ``exc`` and ``where``."""
+        return str(self._bound.msg(message, **event))
 
     def write(self, line: str) -> None:
         """Write one rendered line (after a drop notice if lines were dropped)."""
         self._output.write(line, self._drop_notice)
 
     def _drop_notice(self, count: int) -> str:
-        return str(
-            self._bound.msg(
-                f"{count} log line(s) were dropped: the log stream failed or stalled",
-                severity=Severity.WARNING,
-                code=Code.LOG_LINES_DROPPED,
-                context={"lines_dropped": count},
-            )
-        )
+        message = f"{count} log line(s) were dropped: the log stream failed or stalled"
+        notice = {"severity": Severity.WARNING, "code": Code.LOG_LINES_DROPPED}
+        return self.render(message, context={"lines_dropped": count}, **notice)
 
     def writes(self, severity: Severity) -> bool:
         """Whether this logger writes lines of ``severity`` (its min_severity)."""
