@@ -5,12 +5,15 @@ Why an allow-list: docs/decisions/0029-logging-by-allow-list.md."""
 from certexpiry.redact._forms import (
     CONTEXT_FORMS,
     WITHHELD,
+    WORDS,
+    BodyShape,
     CatalogName,
+    Words,
     allowed,
+    body_shape,
     is_sqlstate,
     is_uuid,
 )
-from certexpiry.redact._http import BodyShape, body_shape
 from certexpiry.redact._secrets import (
     MIN_SECRET_LENGTH,
     SECRET_MARK,
@@ -18,7 +21,6 @@ from certexpiry.redact._secrets import (
     credential_parts,
     shared_secrets,
 )
-from certexpiry.redact._words import WORDS, Words
 
 __all__ = [
     "CONTEXT_FORMS",

@@ -1,23 +1,22 @@
 """The allow-list: for each context key a log line may carry, the form its value must have. A
 form returns the value as it may be logged, or ``WITHHELD``; it checks what a value is (type,
-shape, a catalog or vocabulary that has it), never what it is not (no pattern of names)."""
+shape, a catalog or vocabulary that has it), never what it is not (no pattern of names). Here
+too, what the forms take: the project's words and a response body's structure."""
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import json
 import logging
 import math
 import re
 import threading
 import uuid
 import zoneinfo
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from datetime import date
 from functools import cache
-
-from certexpiry.redact._http import BodyShape
-from certexpiry.redact._words import WORDS
 
 WITHHELD = "[withheld]"
 """What a value becomes when its form does not show it is safe to log."""
@@ -46,6 +45,54 @@ def is_sqlstate(value: object) -> bool:
 
 def _matches(pattern: str, value: object) -> bool:
     return isinstance(value, str) and re.fullmatch(pattern, value) is not None
+
+
+class Words:
+    """The words the project defines (operations, statuses, setting names): a lower-case word
+    has the form of "kari" too, so only those the project's code adds, from constants at import,
+    are logged; nothing read at run time."""
+
+    def __init__(self) -> None:
+        self._words: set[str] = set()
+
+    def add(self, words: Iterable[str]) -> None:
+        self._words.update(words)
+
+    def __contains__(self, word: object) -> bool:
+        return word in self._words
+
+
+WORDS = Words()
+"""The process's vocabulary."""
+
+
+class BodyShape(dict[str, object]):
+    """What ``body_shape`` kept of a body: only structure, so the log takes it as it is."""
+
+
+_JSON_TYPES = ("application/json", "application/problem+json", "application/vnd.pgrst.object+json")
+_KNOWN_TYPES = frozenset((*_JSON_TYPES, "text/plain", "text/html"))
+_KNOWN_KEYS = frozenset(("code", "message", "details", "hint", "error", "msg", "status"))
+
+
+def body_shape(body: str, content_type: str | None = None) -> BodyShape:
+    """A failed call's body by its structure, never its text (PostgREST quotes the row in
+    ``details``): content type (known ones), length, a JSON object's known keys, a count of the
+    others and a code-shaped ``code`` (the log's form decides if it is a known one)."""
+    shape = BodyShape(length=len(body))
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media:
+        shape["content_type"] = media if media in _KNOWN_TYPES else "other"
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        return shape
+    if isinstance(parsed, dict):
+        shape["keys"] = sorted(key for key in parsed if key in _KNOWN_KEYS)
+        shape["other_keys"] = sum(1 for key in parsed if key not in _KNOWN_KEYS)
+        if _matches("PGRST[0-9]{3}", code := parsed.get("code")) or is_sqlstate(code):
+            shape["code"] = code
+    return shape
 
 
 def _known_sqlstate(value: object) -> bool:
