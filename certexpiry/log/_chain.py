@@ -127,14 +127,3 @@ class Service:
         if isinstance(value, list):
             return [self.clean(item) for item in value]
         return value
-
-    def minimal_line(self, run_id: str, severity: Severity, failure: Exception) -> str:
-        """An always-encodable entry for when building the real one failed."""
-        event: EventDict = {
-            "event": "log entry could not be built",
-            "severity": severity,
-            "code": Code.UNEXPECTED_EXCEPTION,
-            "context": {"error_type": allowed("error_type", type(failure).__name__)},
-            "run_id": run_id,
-        }
-        return self.render(None, "", self.cloud_logging(None, "", add_timestamp(None, "", event)))

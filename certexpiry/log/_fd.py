@@ -122,7 +122,6 @@ class FdCapture:
     ) -> None:
         self.callback_failures = 0  # calls of on_line that raised (the line dropped, reader on)
         self._on_line, self._idle_flush_s, self._max_line = on_line, idle_flush_s, max_line
-        self._lock = threading.Lock()
         self._reader: _Reader | None = None
         os.register_at_fork(after_in_child=self.after_fork_in_child)  # keeps self alive for good
 
@@ -134,15 +133,14 @@ class FdCapture:
 
     def install(self) -> int:
         """Capture fds 1 and 2 (once); return ``output_fd``."""
-        with self._lock:
-            if self._reader is None:
-                self._reader = _Reader(self._deliver, self._max_line, self._idle_flush_s)
-                for stream in (sys.stdout, sys.stderr):  # line-buffered: or print() waits for 8 KiB
-                    if isinstance(stream, io.TextIOWrapper):
-                        with contextlib.suppress(OSError, ValueError):
-                            stream.reconfigure(line_buffering=True)
-                atexit.register(self._at_exit)
-            return self._reader.out
+        if self._reader is None:
+            self._reader = _Reader(self._deliver, self._max_line, self._idle_flush_s)
+            for stream in (sys.stdout, sys.stderr):  # line-buffered: or print() waits for 8 KiB
+                if isinstance(stream, io.TextIOWrapper):
+                    with contextlib.suppress(OSError, ValueError):
+                        stream.reconfigure(line_buffering=True)
+            atexit.register(self._at_exit)
+        return self._reader.out
 
     def drain(self, timeout_s: float = 1.0) -> None:
         """Wait (at most timeout_s) until what fds 1 and 2 got so far is handed on (a forked
@@ -164,19 +162,17 @@ class FdCapture:
 
     def uninstall(self) -> None:
         """For tests: hand on what is left, put fds 1 and 2 back; a stuck reader ends alone."""
-        with self._lock:
-            reader, self._reader = self._reader, None
-            if reader is not None:
-                os.dup2(reader.out, 1)
-                os.dup2(reader.err, 2)
-                os.close(reader.wake_w)  # the reader's signal for a last round (on_line may write)
-                reader.join(_WAIT_S)
-                _close([reader.out, reader.err])
-                atexit.unregister(self._at_exit)
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            os.dup2(reader.out, 1)
+            os.dup2(reader.err, 2)
+            os.close(reader.wake_w)  # the reader's signal for a last round (on_line may write)
+            reader.join(_WAIT_S)
+            _close([reader.out, reader.err])
+            atexit.unregister(self._at_exit)
 
     def after_fork_in_child(self) -> None:
-        """In a forked child: a fresh lock (another thread may have held it); no reader here."""
-        self._lock = threading.Lock()
+        """In a forked child: no reader here (the parent's reads the pipes)."""
         if self._reader is not None:
             self._reader.forked_child = True
 

@@ -126,7 +126,9 @@ class JsonLogger:
             event = {"severity": severity, "code": code, "context": context, "exc": exc}
             line = self.render(message, where=where, **event)
         except Exception as failure:  # noqa: BLE001  # logging must never take the job down
-            line = self._service.minimal_line(self.run_id, severity, failure)
+            context = {"error_type": type(failure).__name__}  # and nothing of the input
+            event = {"severity": severity, "code": Code.UNEXPECTED_EXCEPTION, "context": context}
+            line = self.render("log entry could not be built", **event)
         self.write(line)
 
     def render(self, message: str, **event: Any) -> str:
