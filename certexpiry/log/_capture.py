@@ -3,6 +3,7 @@ reaches the log"): library records, the hooks, warnings and the bytes on fds 1 a
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import sys
@@ -28,15 +29,12 @@ LIBRARY_LOGGERS = tuple(  # a word list: a name per line would fill a screen
 _RECORD = "A library logged a record; its text is not logged (see logger and sourceLocation)."
 _LINE = "A line was written to {} outside the logger; its text is not logged."
 _TRACEBACK = "A traceback was written to {} outside the logger; its text is not logged."
+_LEVELS = (logging.INFO, logging.WARNING, logging.ERROR)  # where each next severity begins
 
 
 def _severity_for(levelno: int) -> Severity:
     """A stdlib level as one of the four severities (CRITICAL -> ERROR)."""
-    if levelno >= logging.ERROR:
-        return Severity.ERROR
-    if levelno >= logging.WARNING:
-        return Severity.WARNING
-    return Severity.INFO if levelno >= logging.INFO else Severity.DEBUG
+    return list(Severity)[bisect.bisect_right(_LEVELS, levelno)]
 
 
 _open_runs: list[JsonLogger] = []  # bound now, latest last: the run an instance works on
@@ -156,35 +154,32 @@ def install_process_logging(
 ) -> None:
     """Route everything the process writes through ``logger``; a second call switches it."""
     global _installed
-    if _installed is not None:
-        _installed.logger = logger
-        logger.capture_to(_installed.writer)
-        return
-    capture = _Capture(logger)
-    root = logging.getLogger()
-    capture.undo.callback(root.setLevel, root.level)  # setLevel: loggers' level caches reset
-    libraries = {name: logging.getLogger(name) for name in LIBRARY_LOGGERS}
-    prefixes = tuple(f"{name}." for name in LIBRARY_LOGGERS)
-    for name, candidate in list(logging.Logger.manager.loggerDict.items()):
-        if name.startswith(prefixes) and isinstance(candidate, logging.Logger):
-            libraries[name] = candidate  # a child (each once)
-    for library in libraries.values():  # functions-framework's dictConfig disables them
-        capture.replace(library, "handlers", [])
-        capture.replace(library, "propagate", True)
-        capture.replace(library, "disabled", False)
-    capture.replace(root, "handlers", [capture])
-    root.setLevel(level)
-    capture.replace(warnings, "showwarning", capture.showwarning)
-    capture.replace(sys, "excepthook", capture.excepthook)
-    capture.replace(threading, "excepthook", capture.threading_excepthook)
-    capture.replace(sys, "unraisablehook", capture.unraisablehook)
-    capture.undo.callback(lambda: capture.logger.capture_to(None))
-    if capture_fds:
-        fds = FdCapture(capture.fd_line)
-        capture.writer = FdWriter(fds.install())
-        capture.undo.callback(fds.uninstall)
-        logger.capture_to(capture.writer)
-    _installed = capture
+    if _installed is None:
+        capture = _installed = _Capture(logger)
+        root = logging.getLogger()
+        capture.undo.callback(root.setLevel, root.level)  # setLevel: loggers' level caches reset
+        libraries = {name: logging.getLogger(name) for name in LIBRARY_LOGGERS}
+        prefixes = tuple(f"{name}." for name in LIBRARY_LOGGERS)
+        for name, candidate in list(logging.Logger.manager.loggerDict.items()):
+            if name.startswith(prefixes) and isinstance(candidate, logging.Logger):
+                libraries[name] = candidate  # a child (each once)
+        for library in libraries.values():  # functions-framework's dictConfig disables them
+            capture.replace(library, "handlers", [])
+            capture.replace(library, "propagate", True)
+            capture.replace(library, "disabled", False)
+        capture.replace(root, "handlers", [capture])
+        root.setLevel(level)
+        capture.replace(warnings, "showwarning", capture.showwarning)
+        capture.replace(sys, "excepthook", capture.excepthook)
+        capture.replace(threading, "excepthook", capture.threading_excepthook)
+        capture.replace(sys, "unraisablehook", capture.unraisablehook)
+        capture.undo.callback(lambda: capture.logger.capture_to(None))
+        if capture_fds:
+            fds = FdCapture(capture.fd_line)
+            capture.writer = FdWriter(fds.install())
+            capture.undo.callback(fds.uninstall)
+    _installed.logger = logger
+    logger.capture_to(_installed.writer)
 
 
 def uninstall_process_logging() -> None:
