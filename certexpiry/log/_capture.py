@@ -27,6 +27,7 @@ LIBRARY_LOGGERS = tuple(  # a word list: a name per line would fill a screen
 """Loggers (and their children) made to propagate to the root's JSON handler."""
 
 _RECORD = "A library logged a record; its text is not logged (see logger and sourceLocation)."
+_WARNING = "A warning was issued; its text is not logged (see error_type and sourceLocation)."
 _LINE = "A line was written to {} outside the logger; its text is not logged."
 _TRACEBACK = "A traceback was written to {} outside the logger; its text is not logged."
 _LEVELS = (logging.INFO, logging.WARNING, logging.ERROR)  # where each next severity begins
@@ -122,13 +123,9 @@ class _Capture(logging.Handler):
         self, _: object, category: type[Warning], filename: str, lineno: int, *__: object
     ) -> None:
         """warnings.showwarning: the category and where it was issued, never the text."""
-        self.current().emit(
-            Severity.WARNING,
-            Code.LIBRARY_LOG,
-            "A warning was issued; its text is not logged (see error_type and sourceLocation).",
-            {"logger": "py.warnings", "error_type": category.__name__},
-            where=located(filename, lineno, "?"),
-        )
+        context = {"logger": "py.warnings", "error_type": category.__name__}
+        where = located(filename, lineno, "?")
+        self.current().emit(Severity.WARNING, Code.LIBRARY_LOG, _WARNING, context, where=where)
 
     def fd_line(self, stream: str, text: str) -> None:
         """A line of fd 1 or 2; a printed traceback is one entry, typed by its last line."""
