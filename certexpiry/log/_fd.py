@@ -128,8 +128,7 @@ class FdCapture:
     @property
     def output_fd(self) -> int | None:
         """The duplicate of the original fd 1 if installed, else None."""
-        reader = self._reader
-        return None if reader is None else reader.out
+        return None if self._reader is None else self._reader.out
 
     def install(self) -> int:
         """Capture fds 1 and 2 (once); return ``output_fd``."""

@@ -27,10 +27,8 @@ def raised_at(tb: TracebackType | None) -> Where | None:
     """The innermost frame of a traceback: where the exception was raised."""
     if tb is None:
         return None
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    code = tb.tb_frame.f_code
-    return located(code.co_filename, tb.tb_lineno, code.co_qualname)
+    *_, (frame, line) = traceback.walk_tb(tb)
+    return located(frame.f_code.co_filename, line, frame.f_code.co_qualname)
 
 
 def stack_trace(exc: BaseException) -> str:
