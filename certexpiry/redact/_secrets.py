@@ -22,14 +22,9 @@ class Secrets:
         forms = set(self._values)
         for part in credential_parts(value):
             if len(part) >= MIN_SECRET_LENGTH:
-                escaped = json.dumps(part)[1:-1]
-                forms |= {
-                    part,
-                    escaped,
-                    json.dumps(escaped)[1:-1],  # JSON text inside a JSON string, as a line has it
-                    json.dumps(part, ensure_ascii=False)[1:-1],
-                    quote(part, safe=""),
-                }
+                escaped = json.dumps(part)[1:-1]  # and that in a JSON string, as a line has it
+                unescaped = json.dumps(part, ensure_ascii=False)[1:-1]
+                forms |= {part, escaped, json.dumps(escaped)[1:-1], unescaped, quote(part, safe="")}
         self._values = sorted(forms, key=len, reverse=True)  # one holding another: whole
 
     def scrub(self, text: str) -> str:
