@@ -11,8 +11,10 @@ import threading
 import warnings
 from collections.abc import Callable
 from types import TracebackType
+from typing import Any
 
 import structlog
+from structlog.types import EventDict
 
 from certexpiry.codes import Code, Severity
 from certexpiry.log._fd import FdCapture
@@ -64,6 +66,10 @@ class _Capture(logging.Handler):
         self.undo = contextlib.ExitStack()  # puts back what install replaced
         self.writer: FdWriter | None = None  # the real stdout, once fds 1 and 2 are captured
         self.in_traceback: set[str] = set()  # the streams a printed traceback is being read on
+        formatter = structlog.stdlib.ProcessorFormatter(
+            processors=[self.record_line], use_get_message=False
+        )
+        self.setFormatter(formatter)
 
     def replace(self, owner: object, attribute: str, value: object) -> None:
         self.undo.callback(setattr, owner, attribute, getattr(owner, attribute))
@@ -79,21 +85,27 @@ class _Capture(logging.Handler):
         return self.logger
 
     def emit(self, record: logging.LogRecord) -> None:
-        """A record as its logger's name and location, never its text (not even formatted)."""
-        severity = _severity_for(record.levelno)
-        if self.logger.writes(severity):
-            logger, context = self.current(), {"logger": record.name}
-            exc = record.exc_info[1] if record.exc_info else None
-            where = located(str(record.pathname), record.lineno or 0, record.funcName or "?")
+        """A record as one line, through structlog's ``ProcessorFormatter``; never raises."""
+        if self.logger.writes(_severity_for(record.levelno)):
             try:
-                event = {"severity": severity, "code": Code.LIBRARY_LOG, "exc": exc}
-                line = logger.render(_RECORD, context=context, where=where, **event)
+                line = self.format(record)
             except Exception as failure:  # noqa: BLE001  # a record must never break the job
                 message = "A library record could not be logged."
                 context = {"error_type": type(failure).__name__}
                 self.logger.emit(Severity.ERROR, Code.UNEXPECTED_EXCEPTION, message, context)
             else:
-                logger.write(line)
+                self.logger.write(line)
+
+    def record_line(self, _logger: Any, _method: str, event: EventDict) -> str:
+        """The formatter's renderer: a record (structlog-wrapped or not) as its logger's name
+        and location, never its text or event (anyone's, even unformatted)."""
+        record: logging.LogRecord = event["_record"]  # a copy, its exc_info already cleared
+        exc_info = event.get("exc_info")
+        exc = exc_info[1] if isinstance(exc_info, tuple) else None
+        where = located(str(record.pathname), record.lineno or 0, record.funcName or "?")
+        event = {"severity": _severity_for(record.levelno), "code": Code.LIBRARY_LOG, "exc": exc}
+        context = {"logger": record.name}
+        return self.current().render(_RECORD, context=context, where=where, **event)
 
     def excepthook(
         self, exc_type: type[BaseException], exc: BaseException | None, tb: TracebackType | None
