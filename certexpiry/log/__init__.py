@@ -1,15 +1,6 @@
-"""One JSON object per line, shaped for Cloud Logging and Error Reporting, with nothing personal.
-
-Our own lines, because google-cloud-logging's ``StructuredLogHandler`` drops our
-``timestamp``/``time`` keys and writes a diagnostic line first. What a line may carry is decided
-by ``certexpiry.redact``'s allow-list; an exception adds its frames, never its text. Logging
-never raises and never blocks for long. The design is in docs/logging.md:
-
-    JsonLogger ──► structlog chain (_chain) ──► Output (_writer) ──► real stdout
-    library records ─► ProcessorFormatter ─┘            ▲
-    hooks, warnings ───────────────────────┘            │
-    fds 1 and 2 ─► FdCapture (_fd) ─► one entry per line┘
-"""
+"""One JSON object per line, for Cloud Logging and Error Reporting, with nothing personal (what
+a line may carry is ``certexpiry.redact``'s allow-list). Never raises, never blocks for long.
+The design, and why not google-cloud-logging's handler: docs/logging.md."""
 
 from certexpiry.codes import Severity
 from certexpiry.log._capture import (

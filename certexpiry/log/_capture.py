@@ -1,8 +1,9 @@
-"""Everything else the process writes, as the job's lines (see the package docstring): library
-records through ``ProcessorFormatter``, the hooks, warnings and the bytes on fds 1 and 2."""
+"""Everything else the process writes, as the job's lines (docs/logging.md, "Nothing else
+reaches the log"): library records, the hooks, warnings and the bytes on fds 1 and 2."""
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import sys
@@ -10,7 +11,7 @@ import threading
 import warnings
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any
 
 import structlog
 from structlog.types import EventDict
@@ -28,28 +29,23 @@ LIBRARY_LOGGERS = tuple(  # a word list: a name per line would fill a screen
 """Loggers (and their children) made to propagate to the root's JSON handler."""
 
 _RECORD = "A library logged a record; its text is not logged (see logger and sourceLocation)."
+_WARNING = "A warning was issued; its text is not logged (see error_type and sourceLocation)."
 _LINE = "A line was written to {} outside the logger; its text is not logged."
 _TRACEBACK = "A traceback was written to {} outside the logger; its text is not logged."
+_LEVELS = (logging.INFO, logging.WARNING, logging.ERROR)  # where each next severity begins
 
 
 def _severity_for(levelno: int) -> Severity:
     """A stdlib level as one of the four severities (CRITICAL -> ERROR)."""
-    if levelno >= logging.ERROR:
-        return Severity.ERROR
-    if levelno >= logging.WARNING:
-        return Severity.WARNING
-    return Severity.INFO if levelno >= logging.INFO else Severity.DEBUG
+    return list(Severity)[bisect.bisect_right(_LEVELS, levelno)]
 
 
-_open_runs: list[JsonLogger] = []
-"""The runs bound now, latest last: for lines that cannot know their context (the fd reader's,
-a thread's exception), the run being worked on (an instance serves one request at a time)."""
+_open_runs: list[JsonLogger] = []  # bound now, latest last: the run an instance works on
 
 
 def bind_run(logger: JsonLogger) -> Callable[[], None]:
-    """Tie what the process logs in this context (library records, warnings) to ``logger``'s
-    run and trace, and what it writes meanwhile with no context of its own (bytes on fds 1
-    and 2, a thread's exception); returns the function that unties it."""
+    """Tie what the process logs in this context, and what it writes meanwhile with no context
+    of its own (fds 1 and 2, a new thread), to ``logger``'s run; returns the untying function."""
     tokens = structlog.contextvars.bind_contextvars(run_id=logger.run_id, trace=logger.trace)
     _open_runs.append(logger)
 
@@ -61,87 +57,26 @@ def bind_run(logger: JsonLogger) -> Callable[[], None]:
     return unbind
 
 
-class _RecordHandler(logging.Handler):
-    """The root's handler: each record through ProcessorFormatter, then the logger's write."""
-
-    def __init__(self, installation: _Installation) -> None:
-        super().__init__(logging.NOTSET)
-        self.installation = installation
-        self.setFormatter(
-            structlog.stdlib.ProcessorFormatter(
-                processors=[self.through_logger_chain],
-                foreign_pre_chain=[structlog.contextvars.merge_contextvars, self.record_event],
-                use_get_message=False,  # the text is dropped: never format its arguments
-            )
-        )
-
-    def through_logger_chain(self, logger: Any, method: str, event: EventDict) -> str:
-        """The current logger's chain (the installation may switch loggers). A record of a
-        structlog-wrapped logger skipped the pre-chain: its event dict is rebuilt the same way,
-        its own keys (anyone's text) dropped."""
-        if event.get("_from_structlog"):
-            event = self.record_event(logger, method, {"_record": event["_record"]})
-        result: Any = event
-        for processor in self.installation.logger.chain():
-            result = processor(logger, method, result)
-        return str(result)  # the chain ends in the renderer
-
-    def record_event(self, _logger: Any, _method: str, event: EventDict) -> EventDict:
-        record: logging.LogRecord = event["_record"]
-        exc_info = record.exc_info
-        event.update(
-            event=_RECORD,
-            severity=_severity_for(record.levelno),
-            code=Code.LIBRARY_LOG,
-            context={"logger": record.name},
-            exc=exc_info[1] if exc_info else None,
-            where=located(str(record.pathname), record.lineno or 0, record.funcName or "?"),
-        )
-        if "run_id" not in event:  # no run in this context: the one being worked on, if any
-            fallback = self.installation.current()
-            event["run_id"], event["trace"] = fallback.run_id, fallback.trace
-        return event
-
-    def emit(self, record: logging.LogRecord) -> None:
-        logger = self.installation.logger
-        if not logger.writes(_severity_for(record.levelno)):
-            return
-        try:
-            line = self.format(record)
-        except Exception as failure:  # noqa: BLE001  # a record must never break the job
-            context = {"error_type": type(failure).__name__}
-            message = "A library record could not be logged."
-            logger.emit(Severity.ERROR, Code.UNEXPECTED_EXCEPTION, message, context)
-            return
-        logger.write(line)
-
-    def handleError(self, record: logging.LogRecord) -> None:
-        """Never print logging's own "--- Logging error ---" text to stderr."""
-
-
-class _Installation:
-    """The logger the capture writes through, and what it replaced, to put back on uninstall."""
+class _Capture(logging.Handler):
+    """The root logger's one handler, the hooks, ``showwarning`` and the fd reader's callback."""
 
     def __init__(self, logger: JsonLogger) -> None:
-        self.logger = logger
-        self.replaced: list[tuple[object, str, object]] = []  # (owner, attribute, original)
-        self.root_level = logging.getLogger().level
-        self.fds: FdCapture | None = None
-        self.writer: FdWriter | None = None
+        super().__init__()
+        self.logger = logger  # a second install switches it
+        self.undo = contextlib.ExitStack()  # puts back what install replaced
+        self.writer: FdWriter | None = None  # the real stdout, once fds 1 and 2 are captured
         self.in_traceback: set[str] = set()  # the streams a printed traceback is being read on
+        formatter = structlog.stdlib.ProcessorFormatter(
+            processors=[self.record_line], use_get_message=False
+        )
+        self.setFormatter(formatter)
 
     def replace(self, owner: object, attribute: str, value: object) -> None:
-        self.replaced.append((owner, attribute, getattr(owner, attribute)))
+        self.undo.callback(setattr, owner, attribute, getattr(owner, attribute))
         setattr(owner, attribute, value)
 
-    def restore(self) -> None:
-        for owner, attribute, original in reversed(self.replaced):
-            setattr(owner, attribute, original)
-        logging.getLogger().setLevel(self.root_level)  # setLevel: loggers' level caches reset
-
     def current(self) -> JsonLogger:
-        """The logger for a hook, a warning or a captured line: bound to the run of the
-        calling context, else to the run being worked on, else the process's."""
+        """``logger`` bound to the context's run, else to the open one, else as it is."""
         bound = structlog.contextvars.get_contextvars()
         if bound.get("run_id") is not None:
             return self.logger.bind(run_id=bound["run_id"], trace=bound.get("trace"))
@@ -149,130 +84,118 @@ class _Installation:
             return self.logger.bind(run_id=_open_runs[-1].run_id, trace=_open_runs[-1].trace)
         return self.logger
 
+    def emit(self, record: logging.LogRecord) -> None:
+        """A record as one line, through structlog's ``ProcessorFormatter``; never raises."""
+        if self.logger.writes(_severity_for(record.levelno)):
+            try:
+                line = self.format(record)
+            except Exception as failure:  # noqa: BLE001  # a record must never break the job
+                message = "A library record could not be logged."
+                context = {"error_type": type(failure).__name__}
+                self.logger.emit(Severity.ERROR, Code.UNEXPECTED_EXCEPTION, message, context)
+            else:
+                self.logger.write(line)
+
+    def record_line(self, _logger: Any, _method: str, event: EventDict) -> str:
+        """The formatter's renderer: a record (structlog-wrapped or not) as its logger's name
+        and location, never its text or event (anyone's, even unformatted)."""
+        record: logging.LogRecord = event["_record"]  # a copy, its exc_info already cleared
+        exc_info = event.get("exc_info")
+        exc = exc_info[1] if isinstance(exc_info, tuple) else None
+        where = located(str(record.pathname), record.lineno or 0, record.funcName or "?")
+        event = {"severity": _severity_for(record.levelno), "code": Code.LIBRARY_LOG, "exc": exc}
+        context = {"logger": record.name}
+        return self.current().render(_RECORD, context=context, where=where, **event)
+
     def excepthook(
         self, exc_type: type[BaseException], exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._report(exc_type, exc, tb, "An exception escaped the program.")
+        args = threading.ExceptHookArgs([exc_type, exc, tb, None])
+        self.report("An exception escaped the program.", args)
 
     def threading_excepthook(self, args: threading.ExceptHookArgs) -> None:
-        if args.exc_type is not SystemExit:  # ignored, as Python's own hook does
-            message = "An exception escaped a thread."
-            thread = args.thread.name if args.thread else None
-            self._report(args.exc_type, args.exc_value, args.exc_traceback, message, thread)
+        if args.exc_type is not SystemExit:  # quiet, as Python's own hook is
+            self.report("An exception escaped a thread.", args)
 
     def unraisablehook(self, args: sys.UnraisableHookArgs) -> None:
-        message = "An exception was ignored (in a finaliser or a callback)."
-        self._report(args.exc_type, args.exc_value, args.exc_traceback, message)
+        self.report("An exception was ignored (in a finaliser or a callback).", args)
 
-    def _report(
-        self,
-        exc_type: type[BaseException],
-        exc: BaseException | None,
-        tb: TracebackType | None,
-        message: str,
-        thread: str | None = None,
-    ) -> None:
-        """An exception a hook was given: one ERROR entry with its frames and type."""
+    def report(self, message: str, args: threading.ExceptHookArgs | sys.UnraisableHookArgs) -> None:
+        """A hook's exception: one ERROR entry with its frames, its type and a thread's name."""
+        exc, tb = args.exc_value, args.exc_traceback
         if exc is not None and tb is not None:
             exc = exc.with_traceback(tb)
-        context = {"thread": thread} if thread else {}
-        context["error_type"] = exc_type.__name__
-        self.current().emit(
-            Severity.ERROR,
-            Code.UNEXPECTED_EXCEPTION,
-            message,
-            context,
-            exc=exc,
-            where=raised_at(tb),
-        )
+        thread = getattr(args, "thread", None)
+        context = {"thread": thread.name} if thread else {}
+        context["error_type"] = args.exc_type.__name__
+        code, where = Code.UNEXPECTED_EXCEPTION, raised_at(tb)
+        self.current().emit(Severity.ERROR, code, message, context, exc=exc, where=where)
 
-    def showwarning(  # warnings.showwarning's signature
-        self,
-        message: Warning | str,
-        category: type[Warning],
-        filename: str,
-        lineno: int,
-        file: TextIO | None = None,
-        line: str | None = None,
+    def showwarning(
+        self, _: object, category: type[Warning], filename: str, lineno: int, *__: object
     ) -> None:
-        """The warning's category and where it was issued, never its text."""
-        self.current().emit(
-            Severity.WARNING,
-            Code.LIBRARY_LOG,
-            "A warning was issued; its text is not logged (see error_type and sourceLocation).",
-            {"logger": "py.warnings", "error_type": category.__name__},
-            where=located(filename, lineno, "?"),
-        )
+        """warnings.showwarning: the category and where it was issued, never the text."""
+        context = {"logger": "py.warnings", "error_type": category.__name__}
+        where = located(filename, lineno, "?")
+        self.current().emit(Severity.WARNING, Code.LIBRARY_LOG, _WARNING, context, where=where)
 
     def fd_line(self, stream: str, text: str) -> None:
-        """A line written to fd 1 or 2 below the logger (the capture's reader thread). A printed
-        traceback is one entry, named by its last line (the exception's type)."""
+        """A line of fd 1 or 2; a printed traceback is one entry, typed by its last line."""
+        context = {"logger": stream}
         if stream in self.in_traceback:
             if not text.startswith((" ", "\t")):
                 self.in_traceback.discard(stream)
-                error_type = text.partition(":")[0].rpartition(".")[2].strip()
-                context = {"logger": stream, "error_type": error_type}
+                context["error_type"] = text.partition(":")[0].rpartition(".")[2].strip()
                 message = _TRACEBACK.format(stream)
                 self.current().emit(Severity.ERROR, Code.UNEXPECTED_EXCEPTION, message, context)
         elif text.startswith("Traceback (most recent call last):"):
             self.in_traceback.add(stream)
         elif text.strip():
             severity = Severity.INFO if stream == "stdout" else Severity.WARNING
-            context = {"logger": stream}
             self.current().emit(severity, Code.LIBRARY_LOG, _LINE.format(stream), context)
 
 
-_installed: _Installation | None = None
-
-
-def _library_loggers() -> list[logging.Logger]:
-    """The configured library loggers and every existing child of theirs, once each."""
-    found = {name: logging.getLogger(name) for name in LIBRARY_LOGGERS}
-    prefixes = tuple(f"{name}." for name in LIBRARY_LOGGERS)
-    for name, candidate in list(logging.Logger.manager.loggerDict.items()):
-        if name.startswith(prefixes) and isinstance(candidate, logging.Logger):
-            found[name] = candidate
-    return list(found.values())
+_installed: _Capture | None = None
 
 
 def install_process_logging(
     logger: JsonLogger, *, level: int = logging.INFO, capture_fds: bool = True
 ) -> None:
-    """Route everything the process writes through ``logger``'s JSON lines (docs/logging.md,
-    "Nothing else reaches the log"). A second call only switches the logger."""
+    """Route everything the process writes through ``logger``; a second call switches it."""
     global _installed
-    if _installed is not None:
-        _installed.logger = logger
-        logger.capture_to(_installed.writer)
-        return
-    installation = _Installation(logger)
-    for library in _library_loggers():  # functions-framework's dictConfig disables them
-        installation.replace(library, "handlers", [])
-        installation.replace(library, "propagate", True)
-        installation.replace(library, "disabled", False)
-    root = logging.getLogger()
-    installation.replace(root, "handlers", [_RecordHandler(installation)])
-    root.setLevel(level)
-    installation.replace(warnings, "showwarning", installation.showwarning)
-    installation.replace(sys, "excepthook", installation.excepthook)
-    installation.replace(threading, "excepthook", installation.threading_excepthook)
-    installation.replace(sys, "unraisablehook", installation.unraisablehook)
-    if capture_fds:
-        installation.fds = FdCapture(installation.fd_line)
-        installation.writer = FdWriter(installation.fds.install())
-        logger.capture_to(installation.writer)
-    _installed = installation
+    if _installed is None:
+        capture = _installed = _Capture(logger)
+        root = logging.getLogger()
+        capture.undo.callback(root.setLevel, root.level)  # setLevel: loggers' level caches reset
+        libraries = {name: logging.getLogger(name) for name in LIBRARY_LOGGERS}
+        prefixes = tuple(f"{name}." for name in LIBRARY_LOGGERS)
+        for name, candidate in list(logging.Logger.manager.loggerDict.items()):
+            if name.startswith(prefixes) and isinstance(candidate, logging.Logger):
+                libraries[name] = candidate  # a child (each once)
+        for library in libraries.values():  # functions-framework's dictConfig disables them
+            capture.replace(library, "handlers", [])
+            capture.replace(library, "propagate", True)
+            capture.replace(library, "disabled", False)
+        capture.replace(root, "handlers", [capture])
+        root.setLevel(level)
+        capture.replace(warnings, "showwarning", capture.showwarning)
+        capture.replace(sys, "excepthook", capture.excepthook)
+        capture.replace(threading, "excepthook", capture.threading_excepthook)
+        capture.replace(sys, "unraisablehook", capture.unraisablehook)
+        capture.undo.callback(lambda: capture.logger.capture_to(None))
+        if capture_fds:
+            fds = FdCapture(capture.fd_line)
+            capture.writer = FdWriter(fds.install())
+            capture.undo.callback(fds.uninstall)
+    _installed.logger = logger
+    logger.capture_to(_installed.writer)
 
 
 def uninstall_process_logging() -> None:
-    """Undo install_process_logging (tests): handlers, hooks and file descriptors."""
+    """Undo install_process_logging (tests): file descriptors, hooks and handlers."""
     global _installed
-    installation, _installed = _installed, None
-    if installation is None:
-        return
-    if installation.fds is not None:
-        installation.fds.uninstall()
-    installation.logger.capture_to(None)
-    installation.restore()
-    with contextlib.suppress(Exception):
-        sys.stdout.flush()
+    capture, _installed = _installed, None
+    if capture is not None:
+        capture.undo.close()
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()

@@ -1,8 +1,5 @@
-"""The processors of a line, for the job's lines and library records alike. The event dict holds
-``event`` (the message), ``severity``, ``code``, ``context`` (not yet allowed), ``exc``,
-``where``, ``run_id`` and ``trace``."""
-
-from __future__ import annotations
+"""The processors of a line. The event: ``event`` (the message), ``severity``, ``code``,
+``context`` (not yet allowed), ``exc``, ``where``, ``run_id`` and ``trace``."""
 
 import json
 from dataclasses import dataclass
@@ -25,27 +22,18 @@ ERROR_EVENT_TYPE = (
     "type.googleapis.com/google.devtools.clouderrorreporting.v1beta1.ReportedErrorEvent"
 )
 ALLOWED_CONTEXT_KEYS = frozenset(CONTEXT_FORMS)
-"""Context keys a caller may pass (``certexpiry.redact.CONTEXT_FORMS`` says each one's form);
-others are dropped and counted in ``dropped_keys``."""
+"""Context keys a caller may pass; others are dropped and counted in ``dropped_keys``."""
 
+_CODES = frozenset(Code)
 _ENCODE = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
-
-
-def enabled(min_severity: Severity) -> frozenset[Severity]:
-    """The severities a logger set to ``min_severity`` writes (Severity lists them in order)."""
-    levels = list(Severity)
-    return frozenset(levels[levels.index(min_severity) :])
-
 
 add_timestamp = structlog.processors.TimeStamper(fmt="%Y-%m-%dT%H:%M:%S.%fZ", key="timestamp")
 
 
 def allow_context(_logger: Any, _method: str, event: EventDict) -> EventDict:
-    """The caller's context through the allow-list: each value in its key's form, lists cut at
-    MAX_ITEMS (``truncated``, ``total_count``), other keys dropped and counted."""
+    """Each value in its key's form, lists cut at MAX_ITEMS, other keys dropped and counted."""
     kept: dict[str, object] = {}
-    dropped = 0
-    total = 0
+    dropped = total = 0
     for key, value in event["context"].items():
         if key not in CONTEXT_FORMS:
             dropped += 1
@@ -81,21 +69,17 @@ class Service:
     project: str | None = None
 
     def chain(self) -> list[Processor]:
-        """The processors, in order, ending in the renderer."""
         return [add_timestamp, allow_context, add_stack, self.cloud_logging, self.render]
 
     def cloud_logging(self, _logger: Any, _method: str, event: EventDict) -> EventDict:
-        """Cloud Logging's special fields (labels, trace, source location) and, on ERROR lines,
-        Error Reporting's (the event type, the service, reportLocation without a stack)."""
-        special: dict[str, object] = {
-            "logging.googleapis.com/labels": {"cron_run_id": event["run_id"], "function": self.name}
-        }
+        """Cloud Logging's special fields; on ERROR lines, Error Reporting's."""
+        labels = {"cron_run_id": event["run_id"], "function": self.name}
+        special: dict[str, object] = {"logging.googleapis.com/labels": labels}
         trace = event.get("trace")
         if trace is not None:
             if self.project:
-                special["logging.googleapis.com/trace"] = (
-                    f"projects/{self.project}/traces/{trace.trace_id}"
-                )
+                trace_name = f"projects/{self.project}/traces/{trace.trace_id}"
+                special["logging.googleapis.com/trace"] = trace_name
             if trace.span_id:
                 special["logging.googleapis.com/spanId"] = trace.span_id
             special["logging.googleapis.com/trace_sampled"] = trace.sampled
@@ -116,18 +100,16 @@ class Service:
         return event
 
     def render(self, _logger: Any, _method: str, event: EventDict) -> str:
-        """The JSON line: every text value scrubbed of registered secrets, then cut at
-        MAX_STRING (a cut secret would not be found). Keys are never scrubbed: they are the
-        format's, not data. A line stays far under Cloud Logging's 256 KB by construction:
-        texts of at most MAX_STRING, lists of MAX_ITEMS, a stack of MAX_STACK, a fixed set of
-        keys."""
+        """The JSON line, each text scrubbed before it is cut (a cut secret would not be found);
+        far under Cloud Logging's 256 KB by MAX_STRING, MAX_ITEMS, MAX_STACK and fixed keys."""
+        code = str(event["code"])
         entry: dict[str, object] = {
             "timestamp": event["timestamp"],
             "time": event["timestamp"],
             "severity": event["severity"].value,
             "message": self.clean(str(event["event"])),
             "cron_run_id": event["run_id"],
-            "error_code": code_value(event["code"]),
+            "error_code": code if code in _CODES else Code.UNEXPECTED_EXCEPTION.value,
             "context": self.clean(event["context"]),
         }
         if event.get("stack") is not None:
@@ -145,23 +127,3 @@ class Service:
         if isinstance(value, list):
             return [self.clean(item) for item in value]
         return value
-
-
-def code_value(code: object) -> str:
-    """The catalogue value of a code (given as a Code or its text); unknown ones are mapped."""
-    try:
-        return Code(str(code)).value
-    except ValueError:
-        return Code.UNEXPECTED_EXCEPTION.value
-
-
-def minimal_line(service: Service, run_id: str, severity: Severity, failure: Exception) -> str:
-    """An always-encodable entry for when building the real one failed."""
-    event: EventDict = {
-        "event": "log entry could not be built",
-        "severity": severity,
-        "code": Code.UNEXPECTED_EXCEPTION,
-        "context": {"error_type": allowed("error_type", type(failure).__name__)},
-        "run_id": run_id,
-    }
-    return service.render(None, "", service.cloud_logging(None, "", add_timestamp(None, "", event)))

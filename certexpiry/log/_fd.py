@@ -20,7 +20,7 @@ _OnLine = Callable[[str, str], None]
 
 
 def _unread(fd: int) -> int:
-    """Bytes waiting in the pipe ``fd`` (FIONREAD); 0 when the fd cannot be asked."""
+    """Bytes waiting in the pipe ``fd``; 0 when it cannot be asked."""
     answer = bytes(4)
     with contextlib.suppress(OSError):
         answer = fcntl.ioctl(fd, termios.FIONREAD, answer)
@@ -58,12 +58,9 @@ class _Stream:
 
 
 class _Reader(threading.Thread):
-    """One installation: fds 1 and 2 made pipes, and the daemon thread that reads them.
-
-    A drain bumps ``requested`` and wakes the thread for a round: read per pipe what FIONREAD
-    shows then (a writer that never pauses cannot hold it), pass partial lines as lines, set
-    ``served``. When a pipe ends (uninstall closes ``wake_w``, the exit hook fds 1 and 2), a last
-    round follows, then ``done``, and the thread closes the read ends."""
+    """One installation: fds 1 and 2 made pipes, and the daemon thread that reads them. A drain
+    asks for a round (``requested``): what FIONREAD shows then, partial lines as lines. An ended
+    pipe (``wake_w`` closed, or fds 1 and 2) gets a last round, then ``done``."""
 
     def __init__(self, on_line: _OnLine, max_line: int, idle_s: float) -> None:
         super().__init__(name=THREAD_NAME, daemon=True)
@@ -113,67 +110,40 @@ class _Reader(threading.Thread):
 
 
 class FdCapture:
-    """Everything written to fds 1 and 2 handed on as text lines: gRPC's C core, ``os.write``,
-    child processes and threads at exit write below ``sys.stdout``, so only the fds can keep
-    their plain text off the log. The fds become pipes (1 MiB where the system allows), read by
-    one daemon thread
-    (THREAD_NAME) that calls ``on_line(stream, text)`` (stream "stdout"/"stderr") per line: UTF-8,
-    errors replaced, a trailing "\\r" dropped, in pieces of ``max_line``; a partial line idle for
-    ``idle_flush_s`` goes on as a line. What on_line raises is counted in ``callback_failures``.
-    It must write to ``output_fd`` (the original fd 1), not to fds 1/2, nor wait for a lock that a
-    writer to fds 1/2 may hold (that writer may be waiting for the reader).
-
-    Fork: gunicorn's master imports us, then forks workers. A child's fds 1 and 2 are the same
-    pipes, which the parent's reader keeps reading (a second reader would split lines), so the
-    child (``os.register_at_fork``) runs none, and its ``drain`` waits until FIONREAD shows both
-    pipes empty. The parent's reader must outlive its children's writes; parent and child lines
-    may interleave beyond PIPE_BUF (4 KiB) a write. Reading in the parent is also what keeps the
-    worker safe: C code that logs while holding the GIL (gRPC's tracer does) blocks on a full
-    pipe, and a reader thread in the same process would need that GIL to drain it (measured: a
-    worker with its own reader hung under GRPC_TRACE=all). In one process with no fork, that
-    risk remains; the large pipe makes it need a megabyte of output in one burst.
-
-    Exit: an ``atexit`` hook flushes ``sys.stdout``/``sys.stderr``, points fds 1 and 2 at
-    /dev/null and drains. Not the originals: a daemon thread writing after the drain would put
-    plain text there (its bytes are lost instead). Not the pipes: with the reader gone, that
-    writer would fill one and block holding sys.stdout's lock, and the final flush would die.
-    """
+    """Everything written to fds 1 and 2 (gRPC's C core, ``os.write``, children, threads at exit
+    write below ``sys.stdout``) as ``on_line(stream, text)`` calls from one reader thread: UTF-8,
+    a trailing "\\r" dropped, in pieces of ``max_line``, a partial line idle ``idle_flush_s`` as
+    a line. on_line writes to ``output_fd`` (the original fd 1), never to fds 1/2, nor waits for
+    a lock their writer may hold. A forked child runs no reader (docs/logging.md, "Nothing else
+    reaches the log")."""
 
     def __init__(
         self, on_line: _OnLine, *, idle_flush_s: float = 0.2, max_line: int = 16_000
     ) -> None:
-        if not idle_flush_s > 0:
-            raise ValueError(f"idle_flush_s must be positive, not {idle_flush_s!r}")
-        if max_line < 1:
-            raise ValueError(f"max_line must be at least 1, not {max_line!r}")
         self.callback_failures = 0  # calls of on_line that raised (the line dropped, reader on)
         self._on_line, self._idle_flush_s, self._max_line = on_line, idle_flush_s, max_line
-        self._lock = threading.Lock()
         self._reader: _Reader | None = None
         os.register_at_fork(after_in_child=self.after_fork_in_child)  # keeps self alive for good
 
     @property
     def output_fd(self) -> int | None:
-        """The duplicate of the original fd 1 (the caller writes there) if installed, else None."""
-        reader = self._reader
-        return None if reader is None else reader.out
+        """The duplicate of the original fd 1 if installed, else None."""
+        return None if self._reader is None else self._reader.out
 
     def install(self) -> int:
-        """Capture fds 1 and 2 (see the class); return ``output_fd`` (again: the same fd)."""
-        with self._lock:
-            if self._reader is None:
-                self._reader = _Reader(self._deliver, self._max_line, self._idle_flush_s)
-                for stream in (sys.stdout, sys.stderr):  # line-buffered: or print() waits for 8 KiB
-                    if isinstance(stream, io.TextIOWrapper):
-                        with contextlib.suppress(OSError, ValueError):
-                            stream.reconfigure(line_buffering=True)
-                atexit.register(self._at_exit)
-            return self._reader.out
+        """Capture fds 1 and 2 (once); return ``output_fd``."""
+        if self._reader is None:
+            self._reader = _Reader(self._deliver, self._max_line, self._idle_flush_s)
+            for stream in (sys.stdout, sys.stderr):  # line-buffered: or print() waits for 8 KiB
+                if isinstance(stream, io.TextIOWrapper):
+                    with contextlib.suppress(OSError, ValueError):
+                        stream.reconfigure(line_buffering=True)
+            atexit.register(self._at_exit)
+        return self._reader.out
 
     def drain(self, timeout_s: float = 1.0) -> None:
-        """Wait (at most timeout_s) until what fds 1 and 2 got so far, a partial line included,
-        is handed to on_line; in a forked child, until FIONREAD shows both pipes empty. Returns
-        at once on the reader thread (it cannot wait for itself). Never raises."""
+        """Wait (at most timeout_s) until what fds 1 and 2 got so far is handed on (a forked
+        child: until the pipes are empty); at once on the reader thread. Never raises."""
         reader = self._reader
         if reader is None or reader is threading.current_thread():
             return
@@ -190,21 +160,18 @@ class FdCapture:
             reader.cond.wait_for(lambda: reader.done or reader.served >= target, timeout_s)
 
     def uninstall(self) -> None:
-        """For tests: hand on what is left and put the original fds 1 and 2 back. A reader stuck
-        in on_line for seconds is left to end on its own (it closes its pipes then)."""
-        with self._lock:
-            reader, self._reader = self._reader, None
-            if reader is not None:
-                os.dup2(reader.out, 1)
-                os.dup2(reader.err, 2)
-                os.close(reader.wake_w)  # the reader's signal for a last round (on_line may write)
-                reader.join(_WAIT_S)
-                _close([reader.out, reader.err])
-                atexit.unregister(self._at_exit)
+        """For tests: hand on what is left, put fds 1 and 2 back; a stuck reader ends alone."""
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            os.dup2(reader.out, 1)
+            os.dup2(reader.err, 2)
+            os.close(reader.wake_w)  # the reader's signal for a last round (on_line may write)
+            reader.join(_WAIT_S)
+            _close([reader.out, reader.err])
+            atexit.unregister(self._at_exit)
 
     def after_fork_in_child(self) -> None:
-        """In a forked child: a fresh lock (another thread may have held it); no reader here."""
-        self._lock = threading.Lock()
+        """In a forked child: no reader here (the parent's reads the pipes)."""
         if self._reader is not None:
             self._reader.forked_child = True
 
@@ -215,6 +182,8 @@ class FdCapture:
             self.callback_failures += 1
 
     def _at_exit(self) -> None:
+        """Fds 1 and 2 to /dev/null, then drain: not the originals (later bytes would reach them
+        as plain text), not the pipes (unread, a writer holding sys.stdout's lock would block)."""
         for stream in (sys.stdout, sys.stderr):  # what Python's streams hold goes to fds 1 and 2
             with contextlib.suppress(AttributeError, OSError, ValueError):  # None, broken, closed
                 stream.flush()

@@ -1,55 +1,42 @@
-"""``JsonLogger``: a structlog ``BoundLogger`` over the chain of ``_chain``, plus what structlog
-leaves to the application: the run id on every line, the severity filter, and a write that
-never raises and never waits long (a failed line is counted and reported by the next one)."""
+"""``JsonLogger``: a structlog ``BoundLogger`` over ``_chain``'s processors, with a run id on
+every line, a severity filter and ``_writer``'s bounded write."""
 
 from __future__ import annotations
 
+import copy
 import inspect
-import sys
-import threading
 import uuid
 from typing import Any, TextIO
 
 import structlog
-from structlog.types import Processor
 
 from certexpiry.codes import CATALOGUE, Code, Severity
-from certexpiry.log._chain import Service, enabled, minimal_line
-from certexpiry.log._stack import Where, call_site
+from certexpiry.log._chain import Service
+from certexpiry.log._stack import Where
 from certexpiry.log._trace import TraceContext
-from certexpiry.log._writer import WRITE_BUDGET_S, FdWriter, Output
+from certexpiry.log._writer import FdWriter, Output
 from certexpiry.redact import Secrets
 
 
 def new_invocation_id() -> str:
-    """A UUID for lines that belong to no run (yet): a process, or an invocation that never
-    reaches one (an invalid message or settings), so that every line carries a cron_run_id."""
+    """A UUID for lines of no run (yet): every line carries a cron_run_id."""
     return str(uuid.uuid4())
 
 
 def _caller() -> Where | None:
     """Where the logging method that called this was called from."""
     here = inspect.currentframe()
-    logging_method = here.f_back if here is not None else None
-    caller = logging_method.f_back if logging_method is not None else None
-    return call_site(caller) if caller is not None else None
-
-
-class _Shared:
-    """What a logger and every logger bound from it share."""
-
-    def __init__(self, service: Service, stream: TextIO | None, min_severity: Severity) -> None:
-        self.service = service
-        self.chain = service.chain()
-        self.output = Output(stream)
-        self.enabled = enabled(min_severity)
-        self.emitting: set[int] = set()  # threads inside a write: a stream that logs
-        self.captured: FdWriter | None = None  # the real stdout, once the process is captured
+    method = here.f_back if here is not None else None
+    caller = method.f_back if method is not None else None
+    return (
+        None
+        if caller is None
+        else Where(caller.f_code.co_filename, caller.f_lineno, caller.f_code.co_qualname)
+    )
 
 
 class JsonLogger:
-    """The job's own lines. Each carries ``run_id`` (as ``cron_run_id``) and ``trace``: ``bind``
-    a copy per run or request to set them; without a run id a logger stamps a UUID of its own."""
+    """The job's own lines, each with ``run_id`` (a UUID of its own if none) and ``trace``."""
 
     def __init__(
         self,
@@ -63,53 +50,49 @@ class JsonLogger:
         stream: TextIO | None = None,
         min_severity: Severity = Severity.DEBUG,
     ) -> None:
-        shared = _Shared(Service(secrets, service, version, project), stream, min_severity)
-        self._setup(shared, new_invocation_id() if run_id is None else run_id, trace)
+        self._service = Service(secrets, service, version, project)
+        self._chain = self._service.chain()
+        self._output = Output(stream)  # bound copies share these
+        levels = list(Severity)  # in order
+        self._enabled = frozenset(levels[levels.index(min_severity) :])
+        self._set_run(new_invocation_id() if run_id is None else run_id, trace)
 
-    def _setup(self, shared: _Shared, run_id: str, trace: TraceContext | None) -> None:
-        self._shared = shared
-        self.run_id = run_id
-        self.trace = trace
+    def _set_run(self, run_id: str, trace: TraceContext | None) -> None:
+        self.run_id, self.trace = run_id, trace
         # ReturnLogger hands the rendered line back, for write() to send out
         context = {"run_id": run_id, "trace": trace}
-        self._bound = structlog.BoundLogger(structlog.ReturnLogger(), shared.chain, context)
+        self._bound = structlog.BoundLogger(structlog.ReturnLogger(), self._chain, context)
 
     def bind(self, *, run_id: str | None = None, trace: TraceContext | None = None) -> JsonLogger:
         """A logger with this run id and/or trace (None keeps the current one)."""
-        bound = object.__new__(JsonLogger)
-        bound._setup(
-            self._shared,
-            self.run_id if run_id is None else run_id,
-            self.trace if trace is None else trace,
-        )
+        bound: JsonLogger = copy.copy(self)
+        run_id = self.run_id if run_id is None else run_id
+        bound._set_run(run_id, self.trace if trace is None else trace)
         return bound
 
     @property
     def secrets(self) -> Secrets:
         """The shared secret registry (register credentials on it)."""
-        return self._shared.service.secrets
+        return self._service.secrets
 
     @property
     def dropped(self) -> int:
-        """Lines dropped so far (stream failed or stalled), over the process's lifetime."""
-        return self._shared.output.dropped
+        """Lines dropped so far (stream failed or stalled)."""
+        return self._output.dropped
 
     def debug(self, code: Code, message: str, **context: object) -> None:
-        """Log a DEBUG entry."""
         self.emit(Severity.DEBUG, code, message, context, where=_caller())
 
     def info(self, code: Code, message: str, **context: object) -> None:
-        """Log an INFO entry."""
         self.emit(Severity.INFO, code, message, context, where=_caller())
 
     def warning(self, code: Code, message: str, **context: object) -> None:
-        """Log a WARNING entry."""
         self.emit(Severity.WARNING, code, message, context, where=_caller())
 
     def error(
         self, code: Code, message: str, *, exc: BaseException | None = None, **context: object
     ) -> None:
-        """Log an ERROR entry (Error Reporting); ``exc`` adds its frames as stack_trace."""
+        """An ERROR entry (Error Reporting); ``exc`` adds its frames as stack_trace."""
         self.emit(Severity.ERROR, code, message, context, exc=exc, where=_caller())
 
     def log(
@@ -121,7 +104,7 @@ class JsonLogger:
         exc: BaseException | None = None,
         **context: object,
     ) -> None:
-        """Log at ``severity``, by default the code's severity in the catalogue."""
+        """An entry at ``severity``, by default the code's severity in the catalogue."""
         known = CATALOGUE.get(code)
         chosen = severity or (known.severity if known is not None else Severity.ERROR)
         self.emit(chosen, code, message, context, exc=exc, where=_caller())
@@ -136,57 +119,36 @@ class JsonLogger:
         exc: BaseException | None = None,
         where: Where | None = None,
     ) -> None:
-        """Build and write one entry; never raises. The entry point the process capture
-        shares (it gives the location of a library record or a hook's exception)."""
-        if severity not in self._shared.enabled:
+        """Build and write one entry; never raises."""
+        if not self.writes(severity):
             return
         try:
-            line = self._bound.msg(
-                message, severity=severity, code=code, context=context, exc=exc, where=where
-            )
+            event = {"severity": severity, "code": code, "context": context, "exc": exc}
+            line = self.render(message, where=where, **event)
         except Exception as failure:  # noqa: BLE001  # logging must never take the job down
-            line = minimal_line(self._shared.service, self.run_id, severity, failure)
+            context = {"error_type": type(failure).__name__}  # and nothing of the input
+            event = {"severity": severity, "code": Code.UNEXPECTED_EXCEPTION, "context": context}
+            line = self.render("log entry could not be built", **event)
         self.write(line)
+
+    def render(self, message: str, **event: Any) -> str:
+        """One entry as its line, through the chain (which may raise): ``event`` holds its
+        ``severity``, ``code``, ``context``, ``exc`` and ``where``."""
+        return str(self._bound.msg(message, **event))
 
     def write(self, line: str) -> None:
         """Write one rendered line (after a drop notice if lines were dropped)."""
-        shared = self._shared
-        output = shared.output
-        thread = threading.get_ident()
-        # The stream itself logged (no recursion), or another thread's write stalls: dropped.
-        if thread in shared.emitting or not output.lock.acquire(timeout=WRITE_BUDGET_S):
-            output.count_drop()
-            return
-        shared.emitting.add(thread)
-        try:
-            fallback = shared.captured if shared.captured is not None else sys.stdout
-            pending = output.unreported
-            if pending:
-                notice = self._bound.msg(
-                    f"{pending} log line(s) were dropped: the log stream failed or stalled",
-                    severity=Severity.WARNING,
-                    code=Code.LOG_LINES_DROPPED,
-                    context={"lines_dropped": pending},
-                )
-                if not output.put(notice + "\n", fallback):
-                    output.count_drop()
-                    return
-                output.reported(pending)
-            if not output.put(line + "\n", fallback):
-                output.count_drop()
-        finally:
-            shared.emitting.discard(thread)
-            output.lock.release()
+        self._output.write(line, self._drop_notice)
+
+    def _drop_notice(self, count: int) -> str:
+        message = f"{count} log line(s) were dropped: the log stream failed or stalled"
+        notice = {"severity": Severity.WARNING, "code": Code.LOG_LINES_DROPPED}
+        return self.render(message, context={"lines_dropped": count}, **notice)
 
     def writes(self, severity: Severity) -> bool:
         """Whether this logger writes lines of ``severity`` (its min_severity)."""
-        return severity in self._shared.enabled
-
-    def chain(self) -> list[Processor]:
-        """The processor chain of this logger's lines (library records take it too)."""
-        return self._shared.chain
+        return severity in self._enabled
 
     def capture_to(self, writer: FdWriter | None) -> None:
-        """Write to ``writer`` (the real stdout) when no stream was given: the process
-        capture calls this, since fd 1 itself now leads back into the capture."""
-        self._shared.captured = writer
+        """Write to ``writer`` (the real stdout, once fd 1 leads into the capture) if no stream."""
+        self._output.captured = writer

@@ -1,11 +1,9 @@
-"""Where a line comes from: the call site, and an exception's frames and types without its
-message or source lines (someone else's text: psycopg quotes a row, a SyntaxError its input)."""
-
-from __future__ import annotations
+"""Where a line comes from: a location, and an exception's frames and types without its message
+or source lines (someone else's text: psycopg quotes a row, a SyntaxError its input)."""
 
 import os
 import traceback
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import NamedTuple
 
 from certexpiry.redact import WITHHELD
@@ -15,40 +13,36 @@ MAX_STACK = 16_000
 
 
 class Where(NamedTuple):
-    """A source location."""
-
     file: str
     line: int
     function: str
 
 
 def located(file: str, line: int, function: str) -> Where:
-    """A location someone else named (a library record's, a warning's, a frame's): the file
-    only if it exists, since a name given at run time could be anything."""
+    """A location someone else named: the file only if it exists (else it could be anything)."""
     return Where(file if os.path.isfile(file) else WITHHELD, line, function)
-
-
-def call_site(frame: FrameType) -> Where:
-    """Where a logging call was made."""
-    return Where(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_qualname)
 
 
 def raised_at(tb: TracebackType | None) -> Where | None:
     """The innermost frame of a traceback: where the exception was raised."""
     if tb is None:
         return None
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    code = tb.tb_frame.f_code
-    return located(code.co_filename, tb.tb_lineno, code.co_qualname)
+    *_, (frame, line) = traceback.walk_tb(tb)
+    return located(frame.f_code.co_filename, line, frame.f_code.co_qualname)
 
 
 def stack_trace(exc: BaseException) -> str:
-    """The traceback Python would print for ``exc``, every exception message left out."""
+    """The traceback Python would print, without messages; past MAX_STACK, head and tail."""
     lines: list[str] = []
     _walk(exc, lines, set())
     text = "".join(lines)
-    return text if len(text) <= MAX_STACK else cut_middle(text, MAX_STACK)
+    if len(text) <= MAX_STACK:
+        return text
+    head = text[: MAX_STACK // 4]
+    head = head[: head.rfind("\n") + 1]
+    tail = text[-(MAX_STACK * 3 // 4) :]
+    tail = tail[tail.find("\n") + 1 :]
+    return f"{head}  [... {len(text) - len(head) - len(tail)} characters omitted ...]\n{tail}"
 
 
 _CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
@@ -66,10 +60,8 @@ def _walk(exc: BaseException, lines: list[str], seen: set[int]) -> None:
         lines.append(_CONTEXT)
     if exc.__traceback__ is not None:
         lines.append("Traceback (most recent call last):\n")
-        frames = traceback.StackSummary.extract(
-            traceback.walk_tb(exc.__traceback__), lookup_lines=False
-        )
-        for frame in frames:
+        walked = traceback.walk_tb(exc.__traceback__)
+        for frame in traceback.StackSummary.extract(walked, lookup_lines=False):
             where = located(frame.filename, frame.lineno or 0, frame.name)
             lines.append(f'  File "{where.file}", line {where.line}, in {where.function}\n')
     cls = type(exc)  # as Python prints it: module.Class, builtins without a module
@@ -79,13 +71,3 @@ def _walk(exc: BaseException, lines: list[str], seen: set[int]) -> None:
         if isinstance(member, BaseException) and id(member) not in seen:
             lines.append("  +---- member of the group above:\n")
             _walk(member, lines, seen)
-
-
-def cut_middle(text: str, limit: int) -> str:
-    """Keep the head and the tail of a stack trace, on line boundaries; drop the middle."""
-    head = text[: limit // 4]
-    head = head[: head.rfind("\n") + 1]
-    tail = text[-(limit * 3 // 4) :]
-    tail = tail[tail.find("\n") + 1 :]
-    omitted = len(text) - len(head) - len(tail)
-    return f"{head}  [... {omitted} characters omitted ...]\n{tail}"

@@ -1,14 +1,15 @@
 """Whole lines out in bounded time, to a text stream or to a pipe or socket by its fd: a stalled
 log reader must not block the job (docs/logging.md, "Failures of the log itself")."""
 
-from __future__ import annotations
-
+import contextlib
 import math
 import os
 import select
 import stat
+import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import TextIO, cast
 
 WRITE_BUDGET_S = 0.05
@@ -22,15 +23,11 @@ def _is_pipe(fd: int) -> bool:
 
 
 class FdWriter:
-    """Bounded-time writes of whole lines to a file descriptor (pipe, socket or file): a pipe or
-    socket is written with ``poll`` and chunks of at most ``PIPE_BUF`` bytes. After a timeout the
-    writer is stalled and waits no more until a write succeeds; the part of a line not written
-    in time is kept as a tail and written before the next line, so lines stay whole."""
+    """Whole lines to an fd; to a pipe or socket after ``poll``, ``PIPE_BUF`` bytes a write. Stalled
+    after a timeout, it waits no more until a write succeeds; a line's unwritten part goes first."""
 
     def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.tail = b""
-        self.stalled = False
+        self.fd, self.tail, self.stalled = fd, b"", False
         self._poller: select.poll | None = None
         if _is_pipe(fd):
             self._poller = select.poll()
@@ -71,53 +68,62 @@ class FdWriter:
 
 
 class Output:
-    """Where a logger's lines go: a text stream, or (None) whatever
-    ``sys.stdout`` is at each line, unless the process's output is captured."""
+    """Where a logger's lines go, one at a time: its stream, else the real stdout once captured,
+    else ``sys.stdout`` as it is at each line; a line that does not go out is counted."""
 
     def __init__(self, target: TextIO | None) -> None:
         self.target = target
-        self.lock = threading.Lock()
-        self._count_lock = threading.Lock()
-        self.dropped = 0
-        self.unreported = 0
+        self.captured: FdWriter | None = None
+        self.dropped = self.unreported = 0
+        self._lock, self._count_lock = threading.Lock(), threading.Lock()
+        self._writing: set[int] = set()  # the threads inside a write
         self._stream: object = None  # the last text stream seen, and its bounded writer
         self._stream_writer: FdWriter | None = None
 
-    def count_drop(self) -> None:
-        """Count a dropped line; the next line that gets through reports it."""
-        with self._count_lock:
-            self.dropped += 1
-            self.unreported += 1
+    def write(self, line: str, notice: Callable[[int], str]) -> None:
+        """``line``, after ``notice(count)`` if lines were dropped; never raises. Dropped: a line
+        that fails, stalls, waits on another thread's write, or is logged by the stream itself."""
+        thread = threading.get_ident()
+        if thread in self._writing or not self._lock.acquire(timeout=WRITE_BUDGET_S):
+            self._count(1, 1)
+            return
+        self._writing.add(thread)
+        try:
+            if (pending := self.unreported) and not self._put(notice(pending)):
+                self._count(1, 1)
+                return
+            self._count(0, -pending)
+            if not self._put(line):
+                self._count(1, 1)
+        finally:
+            self._writing.discard(thread)
+            self._lock.release()
 
-    def reported(self, count: int) -> None:
-        """``count`` dropped lines were reported by a LOG_LINES_DROPPED line."""
+    def _count(self, dropped: int, unreported: int) -> None:
         with self._count_lock:
-            self.unreported -= count
+            self.dropped += dropped
+            self.unreported += unreported
 
-    def put(self, text: str, fallback: TextIO | FdWriter | None) -> bool:
-        """Write ``text`` (whole lines) to the target, or to ``fallback`` when the target is
-        None; False if it did not go out."""
-        target = self.target if self.target is not None else fallback
+    def _put(self, line: str) -> bool:
+        """Write one line; False if it did not go out."""
+        target = self.target if self.target is not None else self.captured or sys.stdout
         writer = target if isinstance(target, FdWriter) else self._writer_of(target)
         if writer is not None:
-            return writer.write(text.encode("utf-8", "backslashreplace"))
+            return writer.write(f"{line}\n".encode("utf-8", "backslashreplace"))
         try:
-            cast(TextIO, target).write(text)  # None fails like a broken stream
+            cast(TextIO, target).write(f"{line}\n")  # None fails like a broken stream
             cast(TextIO, target).flush()
         except Exception:  # noqa: BLE001  # whatever the stream raises, the line is dropped
             return False
         return True
 
     def _writer_of(self, stream: object) -> FdWriter | None:
-        """The bounded writer for a text stream over a pipe or a socket (the stream's own write
-        would block on a stalled reader), else None; remembered for the last stream seen."""
+        """The bounded writer of a text stream over a pipe or a socket, else None."""
         if stream is not self._stream:
             self._stream, self._stream_writer = stream, None
-            try:
+            with contextlib.suppress(Exception):  # no fileno (StringIO), closed: a plain stream
                 fd = stream.fileno()  # type: ignore[attr-defined]  # any stream, or none
                 if _is_pipe(fd):
                     stream.flush()  # type: ignore[attr-defined]  # what it buffered goes first
                     self._stream_writer = FdWriter(fd)
-            except Exception:  # noqa: BLE001  # no fileno (StringIO), closed: a plain stream
-                self._stream_writer = None
         return self._stream_writer

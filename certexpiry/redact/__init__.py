@@ -1,25 +1,19 @@
-"""What may leave the process: values by the form that shows they are not personal data.
-
-An allow-list: a value reaches a log line only if its form shows it cannot be personal data (a
-UUID, a SQLSTATE, a word the project defines, a number, a date, a name the database's catalog
-has); else it is withheld whole (``WITHHELD``). A name cannot be caught by a pattern, in any
-case or script, so free text from outside the project's code is never logged and nothing here
-tries to clean it. Secrets are the one thing removed by value, as the last net: every
-credential the process is given is registered and scrubbed from every line.
-
-This package imports nothing else of the runtime: the log, the errors and the store get what
-they need from it, passed in.
-"""
+"""What may leave the process: a value only in a form that shows it is not personal data, else
+``WITHHELD``; secrets scrubbed by value as the last net. Imports nothing else of the runtime.
+Why an allow-list: docs/decisions/0029-logging-by-allow-list.md."""
 
 from certexpiry.redact._forms import (
     CONTEXT_FORMS,
     WITHHELD,
+    WORDS,
+    BodyShape,
     CatalogName,
+    Words,
     allowed,
+    body_shape,
     is_sqlstate,
     is_uuid,
 )
-from certexpiry.redact._http import BodyShape, body_shape
 from certexpiry.redact._secrets import (
     MIN_SECRET_LENGTH,
     SECRET_MARK,
@@ -27,7 +21,6 @@ from certexpiry.redact._secrets import (
     credential_parts,
     shared_secrets,
 )
-from certexpiry.redact._words import WORDS, Words
 
 __all__ = [
     "CONTEXT_FORMS",

@@ -1,26 +1,22 @@
-"""The allow-list: for each context key a log line may carry, the form its value must have.
-
-A form takes a value and returns it as it may be logged, or ``WITHHELD`` when the value cannot
-show that it is not personal data. Forms check what a value is (its type, its shape, whether
-the catalog or the project's vocabulary has it), never what it is not: there is no pattern of
-names, e-mails or phone numbers here, because a deny-list always misses one.
-"""
+"""The allow-list: for each context key a log line may carry, the form its value must have. A
+form returns the value as it may be logged, or ``WITHHELD``; it checks what a value is (type,
+shape, a catalog or vocabulary that has it), never what it is not (no pattern of names). Here
+too, what the forms take: the project's words and a response body's structure."""
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import json
 import logging
 import math
 import re
 import threading
 import uuid
 import zoneinfo
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from datetime import date
-from functools import lru_cache
-
-from certexpiry.redact._http import BodyShape
-from certexpiry.redact._words import WORDS
+from functools import cache
 
 WITHHELD = "[withheld]"
 """What a value becomes when its form does not show it is safe to log."""
@@ -29,38 +25,85 @@ Form = Callable[[object], object]
 
 
 class CatalogName(str):
-    """A name of a constraint, table, column, schema, type or function that the database's
-    catalog was asked about and has (``certexpiry.error_names``): not a value a trigger wrote."""
+    """A name the database's catalog was asked about and has (``certexpiry.error_names``): a
+    constraint, table, column, schema, type or function, not a value a trigger wrote."""
 
     __slots__ = ()
 
 
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_SQLSTATE = re.compile(r"[0-9A-Z]{5}")
-
-
 def is_uuid(value: object) -> bool:
     """True for a UUID object or its canonical text."""
-    return isinstance(value, uuid.UUID) or (isinstance(value, str) and bool(_UUID.fullmatch(value)))
+    return isinstance(value, uuid.UUID) or _matches(
+        r"(?i)[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", value
+    )
 
 
 def is_sqlstate(value: object) -> bool:
     """True for a Postgres SQLSTATE (five digits or capitals), not a PostgREST PGRSTnnn code."""
-    return isinstance(value, str) and _SQLSTATE.fullmatch(value) is not None
+    return _matches("[0-9A-Z]{5}", value)
+
+
+def _matches(pattern: str, value: object) -> bool:
+    return isinstance(value, str) and re.fullmatch(pattern, value) is not None
+
+
+class Words:
+    """The words the project defines (operations, statuses, setting names): a lower-case word
+    has the form of "kari" too, so only those the project's code adds, from constants at import,
+    are logged; nothing read at run time."""
+
+    def __init__(self) -> None:
+        self._words: set[str] = set()
+
+    def add(self, words: Iterable[str]) -> None:
+        self._words.update(words)
+
+    def __contains__(self, word: object) -> bool:
+        return word in self._words
+
+
+WORDS = Words()
+"""The process's vocabulary."""
+
+
+class BodyShape(dict[str, object]):
+    """What ``body_shape`` kept of a body: only structure, so the log takes it as it is."""
+
+
+_JSON_TYPES = ("application/json", "application/problem+json", "application/vnd.pgrst.object+json")
+_KNOWN_TYPES = frozenset((*_JSON_TYPES, "text/plain", "text/html"))
+_KNOWN_KEYS = frozenset(("code", "message", "details", "hint", "error", "msg", "status"))
+
+
+def body_shape(body: str, content_type: str | None = None) -> BodyShape:
+    """A failed call's body by its structure, never its text (PostgREST quotes the row in
+    ``details``): content type (known ones), length, a JSON object's known keys, a count of the
+    others and a code-shaped ``code`` (the log's form decides if it is a known one)."""
+    shape = BodyShape(length=len(body))
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media:
+        shape["content_type"] = media if media in _KNOWN_TYPES else "other"
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        return shape
+    if isinstance(parsed, dict):
+        shape["keys"] = sorted(key for key in parsed if key in _KNOWN_KEYS)
+        shape["other_keys"] = sum(1 for key in parsed if key not in _KNOWN_KEYS)
+        if _matches("PGRST[0-9]{3}", code := parsed.get("code")) or is_sqlstate(code):
+            shape["code"] = code
+    return shape
 
 
 def _known_sqlstate(value: object) -> bool:
-    """A SQLSTATE Postgres defines: five capitals have the shape too, and a trigger may raise
-    any (``RAISE ... USING ERRCODE = 'KARIN'``). psycopg's table of them is the catalog."""
-    if not is_sqlstate(value):
-        return False
-    import psycopg.errors  # imported when a SQLSTATE is first logged
+    """A SQLSTATE Postgres defines: a trigger may raise any five capitals (``RAISE ... USING
+    ERRCODE = 'KARIN'``). psycopg's table is the catalog (imported when first needed)."""
+    import psycopg.errors
 
     try:
-        psycopg.errors.lookup(str(value))
+        return is_sqlstate(value) and bool(psycopg.errors.lookup(str(value)))
     except KeyError:
         return False
-    return True
 
 
 def _kept_if(test: Callable[[object], bool]) -> Form:
@@ -68,25 +111,9 @@ def _kept_if(test: Callable[[object], bool]) -> Form:
     return lambda value: value if test(value) else WITHHELD
 
 
-def _one_of(known: Callable[[], object]) -> Form:
-    """The form of strings in the collection ``known()`` returns (asked at each value)."""
-    return _kept_if(lambda value: isinstance(value, str) and value in known())  # type: ignore[operator]  # any container
-
-
-def _shaped(pattern: str) -> Form:
-    """The form of strings whose whole text has the shape of ``pattern``."""
-    compiled = re.compile(pattern)
-    return _kept_if(lambda value: isinstance(value, str) and bool(compiled.fullmatch(value)))
-
-
-def _first_of(*forms: Form) -> Form:
-    def first(value: object) -> object:
-        for form in forms:
-            if (found := form(value)) is not WITHHELD:
-                return found
-        return WITHHELD
-
-    return first
+def _one_of(known: Callable[[], Container[str]]) -> Form:
+    """The form of strings in what ``known()`` returns (asked at each value: it grows)."""
+    return _kept_if(lambda value: isinstance(value, str) and value in known())
 
 
 def _list_of(form: Form) -> Form:
@@ -103,9 +130,9 @@ def _uuid(value: object) -> object:
 
 
 def _number(value: object) -> object:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return WITHHELD
-    return int(value) if isinstance(value, int) else value if math.isfinite(value) else WITHHELD
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(value)  # an IntEnum as the number JSON has
+    return value if isinstance(value, float) and math.isfinite(value) else WITHHELD
 
 
 def _date(value: object) -> object:
@@ -113,10 +140,8 @@ def _date(value: object) -> object:
     if isinstance(value, date):
         return value.isoformat()[:10]
     if isinstance(value, str) and len(value) == 10:
-        try:
+        with contextlib.suppress(ValueError):
             return date.fromisoformat(value).isoformat()
-        except ValueError:
-            return WITHHELD
     return WITHHELD
 
 
@@ -125,11 +150,6 @@ def _word(value: object) -> object:
     if isinstance(value, enum.Enum):
         value = value.value
     return value if isinstance(value, str) and value in WORDS else WITHHELD
-
-
-@lru_cache(maxsize=1)
-def _zones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
 
 
 def _exception_names() -> set[str]:
@@ -150,7 +170,7 @@ def _cursor(value: object) -> object:
     return value if safe else WITHHELD
 
 
-_POSTGREST_CODE = _first_of(_shaped(r"PGRST[0-9]{3}"), _kept_if(_known_sqlstate))
+_postgrest_code = _kept_if(lambda value: _matches("PGRST[0-9]{3}", value) or _known_sqlstate(value))
 
 
 def _body(value: object) -> object:
@@ -159,7 +179,7 @@ def _body(value: object) -> object:
         return WITHHELD
     shape = dict(value)
     if "code" in shape:
-        shape["code"] = _POSTGREST_CODE(shape["code"])
+        shape["code"] = _postgrest_code(shape["code"])
     return shape
 
 
@@ -172,35 +192,34 @@ _NUMBERS = (  # noqa: SIM905  # see above
     " outbox_claimed outbox_oldest_age_s outbox_failed outbox_dropped"
 ).split()
 _CATALOG = "constraint_name schema_name table_name column_name datatype_name routine".split()  # noqa: SIM905  # see above
-# Text the project's code writes (a reason, a remediation): never a value read at run time; the
-# sources of these keys build them from literals and allowed values only.
-_OWN_TEXT = _kept_if(lambda value: isinstance(value, str))
-_MESSAGE_ID = _first_of(_shaped(r"[0-9]{1,32}"), _uuid)  # Pub/Sub's, or a local driver's UUID
+_MESSAGE_IDS = ("message_id", "published_message_id", "event_id", "execution_id")
+# A Pub/Sub topic or subscription: names an operator configured, not data the job reads.
+_TOPIC = r"projects/[a-z][a-z0-9-]{0,28}[a-z0-9]/(topics|subscriptions)/[A-Za-z][\w.~+%-]{2,254}"
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str)
+
 
 CONTEXT_FORMS: Mapping[str, Form] = {
     **dict.fromkeys(_NUMBERS, _number),
     **dict.fromkeys(_CATALOG, _kept_if(lambda value: isinstance(value, CatalogName))),
     **dict.fromkeys(("certification_id", "peer_mentor_id", "run_id"), _uuid),
-    **dict.fromkeys(
-        ("message_id", "published_message_id", "event_id", "execution_id"), _MESSAGE_ID
-    ),
+    # Pub/Sub's message ids are digits; a local driver's, UUIDs.
+    **dict.fromkeys(_MESSAGE_IDS, lambda v: v if _matches("[0-9]{1,32}", v) else _uuid(v)),
     **dict.fromkeys(("dry_run", "truncated"), _kept_if(lambda value: isinstance(value, bool))),
     **dict.fromkeys(("nightly_key", "today"), _date),
     **dict.fromkeys(("operation", "status", "outcome", "setting", "event_type"), _word),
-    **dict.fromkeys(("reason", "remediation", "hint"), _OWN_TEXT),
-    # A Pub/Sub topic or subscription: names an operator configured, not data the job reads.
-    **dict.fromkeys(
-        ("topic", "subscription"),
-        _shaped(
-            r"projects/[a-z][a-z0-9-]{0,28}[a-z0-9]/(?:topics|subscriptions)/[A-Za-z][\w.~+%-]{2,254}"
-        ),
-    ),
-    "details": _first_of(_list_of(_date), _OWN_TEXT),
+    # Text the project's code writes from literals and allowed values, never one read at run time.
+    **dict.fromkeys(("reason", "remediation", "hint"), _kept_if(_is_text)),
+    **dict.fromkeys(("topic", "subscription"), _kept_if(lambda value: _matches(_TOPIC, value))),
+    # The nights missed, or the project's own text.
+    "details": lambda value: value if _is_text(value) else _list_of(_date)(value),
     "sqlstate": _kept_if(_known_sqlstate),
-    "postgrest_code": _POSTGREST_CODE,
+    "postgrest_code": _postgrest_code,
     "missed_ids": _list_of(_uuid),
     "cursor": _cursor,
-    "timezone": _one_of(_zones),
+    "timezone": _one_of(cache(zoneinfo.available_timezones)),
     "error_type": _one_of(_exception_names),
     # A logger the process's code created, or one of the two streams.
     "logger": _one_of(lambda: {"stdout", "stderr", "root", *logging.Logger.manager.loggerDict}),

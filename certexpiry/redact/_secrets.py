@@ -1,8 +1,6 @@
 """The secret registry: credentials removed from every line by value, as the last net behind the
 allow-list (a credential could still be inside the project's own text, by mistake)."""
 
-from __future__ import annotations
-
 import json
 import re
 from urllib.parse import quote, unquote, urlsplit
@@ -20,27 +18,19 @@ class Secrets:
         self._values: list[str] = []
 
     def register(self, value: str) -> None:
-        """Register a credential: whole, each part of it (``credential_parts``), and each of
-        those as JSON and URL escaping write it. Surrounding whitespace is ignored."""
+        """A credential, whole and by part (``credential_parts``), also JSON- and URL-escaped."""
         forms = set(self._values)
         for part in credential_parts(value):
             if len(part) >= MIN_SECRET_LENGTH:
-                escaped = json.dumps(part)[1:-1]
-                forms |= {
-                    part,
-                    escaped,
-                    json.dumps(escaped)[1:-1],  # JSON text inside a JSON string, as a line has it
-                    json.dumps(part, ensure_ascii=False)[1:-1],
-                    quote(part, safe=""),
-                }
-        # Longest first, so a secret containing another is replaced whole.
-        self._values = sorted(forms, key=len, reverse=True)
+                escaped = json.dumps(part)[1:-1]  # and that in a JSON string, as a line has it
+                unescaped = json.dumps(part, ensure_ascii=False)[1:-1]
+                forms |= {part, escaped, json.dumps(escaped)[1:-1], unescaped, quote(part, safe="")}
+        self._values = sorted(forms, key=len, reverse=True)  # one holding another: whole
 
     def scrub(self, text: str) -> str:
         """``text`` with every registered value replaced."""
         for value in self._values:
-            if value in text:
-                text = text.replace(value, SECRET_MARK)
+            text = text.replace(value, SECRET_MARK)
         return text
 
 
@@ -48,20 +38,14 @@ _SHARED = Secrets()
 
 
 def shared_secrets() -> Secrets:
-    """The process's registry. Only the edges use it (main.py, the wiring, the CLI): they
-    register what they load and hand it to the logger; nothing below them reaches for it."""
+    """The process's registry, for the edges (main.py, the CLI) to register on and pass down."""
     return _SHARED
 
 
 def credential_parts(value: str) -> list[str]:
-    """The whole credential and each part of it that could be printed alone.
-
-    A connection URL: its user info, its password (raw and decoded) and, when the password
-    holds an unencoded ``@``, what libpq reads as the host (``tail@host``) and each piece
-    around the ``@``. A key=value connection string or any other non-URL value: each password
-    value and each bare word. A JWT: its payload and signature. A Supabase key: its part after
-    the prefix.
-    """
+    """The whole credential and each part that could be printed alone: a URL's (``_url_parts``);
+    a JWT's payload and signature; a Supabase key's part after its prefix; any other value's
+    password settings and bare words."""
     value = value.strip()
     parts = [value]
     if "://" in value:
@@ -82,11 +66,11 @@ def credential_parts(value: str) -> list[str]:
 
 
 def _url_parts(value: str) -> list[str]:
-    """Secret parts of a URL, read as urllib does (last ``@``) and as libpq does (first)."""
+    """A URL's user info and password (raw and decoded), read as urllib does (last ``@``, up to
+    ``?`` or ``#``) and as libpq does (first ``@``, up to the path: an unencoded ``@``, ``?`` or
+    ``#`` in a password makes the rest what libpq names the host)."""
     scheme_end = value.find("://") + 3
     authority = re.split(r"[/?#]", value[scheme_end:], maxsplit=1)[0]
-    # libpq takes the user info up to the last "@" before the path, unencoded "?" or "#" in a
-    # password included, where urllib stops the authority at them.
     raw = value[scheme_end:].split("/", 1)[0].rpartition("@")[0]
     parts = [raw, raw.partition(":")[2]] if raw else []
     if "@" not in authority:
@@ -101,7 +85,7 @@ def _url_parts(value: str) -> list[str]:
         parts += [password, unquote(password)]
     first_user, _, libpq_host = authority.partition("@")
     parts.append(first_user)
-    if "@" in libpq_host:  # an unencoded "@" in the password: libpq names the rest the host
+    if "@" in libpq_host:
         parts += [libpq_host, libpq_host.rsplit(":", 1)[0]]
         parts += userinfo.replace(":", "@").split("@")
     return parts

@@ -354,13 +354,6 @@ def test_python_text_streams_are_switched_to_line_buffering(
     assert capture.output_fd is None
 
 
-def test_the_arguments_are_checked(lines: Lines) -> None:
-    with pytest.raises(ValueError, match="idle_flush_s"):
-        FdCapture(lines, idle_flush_s=0)
-    with pytest.raises(ValueError, match="max_line"):
-        FdCapture(lines, max_line=0)
-
-
 def test_install_and_uninstall_leave_no_fd_behind(
     lines: Lines, make_capture: Callable[..., FdCapture]
 ) -> None:
