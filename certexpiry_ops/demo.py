@@ -38,7 +38,7 @@ from certexpiry_ops.console import Console
 from certexpiry_ops.embedded import default_data_dir, open_embedded
 from certexpiry_ops.ops import AuditEntry, OpsStore
 from certexpiry_ops.sender import SenderResult, drain
-from certexpiry_ops.usage import command_prefix
+from certexpiry_ops.usage import PROG
 
 SEPARATOR = "=" * 25 + " certexpiry demo: summary " + "=" * 25
 SHOWN_MESSAGES = 8  # delivered messages listed in the text summary (JSON has them all)
@@ -334,11 +334,12 @@ class _Summary:
         }
 
     def next_commands(self) -> list[tuple[str, str]]:
-        """The commands to try next, as they work from this shell (venv, environment)."""
+        """The commands to try next, as they work from any shell where `certexpiry` is installed
+        (README, "Install"): unsetting what would point them at another database."""
         where = self.options.data_dir
         run_id = self.printer.run_id() or "RUN_ID"
         unset = "".join(f"-u {name} " for name in _overriding_env())
-        prefix = (f"env {unset}" if unset else "") + command_prefix()
+        prefix = (f"env {unset}" if unset else "") + PROG
         dir_flag = "" if where == default_data_dir() else f" --data-dir {where}"
         commands = [
             (f"{prefix} nights{dir_flag}", ""),

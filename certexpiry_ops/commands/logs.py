@@ -117,6 +117,9 @@ def register(
         "first: one line each on a terminal, JSON lines when piped (or --json). Needs "
         "Application Default Credentials (gcloud auth application-default login) with "
         "roles/logging.viewer.",
+        epilog="examples:\n"
+        "  certexpiry logs RUN_ID --project P\n"
+        "  certexpiry logs RUN_ID --json | jq -c 'select(.severity == \"ERROR\")'",
     )
     logs.add_argument("run_id", metavar="RUN_ID")
     logs.add_argument("--project", help="Google Cloud project (default: $GOOGLE_CLOUD_PROJECT)")

@@ -105,7 +105,9 @@ def register(
         "transaction. Never writes the app's migration history. Idempotent. Refuses, before "
         "writing anything, when an applied migration's file was changed since. On a database "
         "without Supabase's roles (plain Postgres) it first applies supabase/local/bootstrap.sql.",
-        epilog=f"Example: DATABASE_URL=postgresql://... {PROG} migrate",
+        epilog="examples:\n"
+        "  DATABASE_URL=postgresql://... certexpiry migrate\n"
+        "  certexpiry migrate --json",
     )
     choice = migrate.add_mutually_exclusive_group()
     choice.add_argument(

@@ -86,6 +86,7 @@ def register(
         "since the first run ever is shown as missed (tonight, before its run: pending). "
         "Then the outbox backlog (undelivered, the oldest's age, failed, dropped); piped, it is "
         'the last line, {"outbox": {...}}.',
+        epilog="examples:\n  certexpiry nights\n  certexpiry nights --nights 30 --json",
     )
     nights.add_argument(
         "--nights",

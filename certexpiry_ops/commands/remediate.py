@@ -13,7 +13,14 @@ from certexpiry.reports import log_record_failures, remediation_for, report_miss
 from certexpiry_ops import demo_seed
 from certexpiry_ops.console import CliIO, Console
 from certexpiry_ops.target import Target, call_store, open_target
-from certexpiry_ops.usage import EXIT_MISSED, EXIT_OK, PROG, UsageError, parse_uuid
+from certexpiry_ops.usage import (
+    EXIT_MISSED,
+    EXIT_OK,
+    PROG,
+    NotFoundError,
+    UsageError,
+    parse_uuid,
+)
 
 
 def cmd_remediate(args: argparse.Namespace, cli_io: CliIO) -> int:
@@ -29,7 +36,7 @@ def cmd_remediate(args: argparse.Namespace, cli_io: CliIO) -> int:
         if run_id is not None:
             entry = call_store(target.ops.get_audit, run_id)
             if entry is None:
-                raise UsageError(f"no audit row for run {run_id}")
+                raise NotFoundError(f"no audit row for run {run_id}")
             targets = ids or list(entry.missed_ids)
         else:
             targets = ids
@@ -102,6 +109,10 @@ def register(
         "with --ids) through the same SQL as the sweep (remediate_auto_pauses; "
         "idempotent: only those still expired and active are touched), then re-run "
         "the monitoring query. Exit 1 if it still finds missed auto-pauses.",
+        epilog="examples:\n"
+        "  certexpiry remediate RUN_ID\n"
+        "  certexpiry remediate --ids ID,ID\n"
+        "  certexpiry remediate RUN_ID --drop-demo-trigger",
     )
     remediate.add_argument(
         "run_id", metavar="RUN_ID", nargs="?", help="the run whose missed_ids to remediate"

@@ -771,7 +771,7 @@ def test_the_cli_over_supabase_names_no_one(
 ) -> None:
     """Every command reaching the data through Supabase's HTTP API, answered with error bodies
     quoting every form of every name and the service-role key in the environment: no line
-    holds a planted value; each command fails as a connection problem (exit 2)."""
+    holds a planted value; each command fails as a connection problem (exit 4 or 2)."""
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.setenv("SUPABASE_URL", supabase_names)
     monkeypatch.setenv("SUPABASE_SERVICE_ROLE_KEY", SB_KEY)
@@ -794,7 +794,8 @@ _COMMANDS_ON_THE_DATA = (
 
 
 def _every_command_fails_and_leaks_nothing(commands: tuple[tuple[str, ...], ...]) -> None:
-    """Each command, as JSON and as text: exit 2, an error on stderr, no planted value in any
+    """Each command, as JSON and as text: exit 4 (the database failed or refused) or 2 (a
+    DATABASE_URL libpq cannot read: configuration), an error on stderr, no planted value in any
     line of either stream."""
     runs = [
         run_cli(*command, *output)
@@ -803,7 +804,7 @@ def _every_command_fails_and_leaks_nothing(commands: tuple[tuple[str, ...], ...]
     ]
     assert_no_leak([line for run in runs for line in run.lines])
     for run in runs:
-        assert run.code == 2, run.args
+        assert run.code in (2, 4), run.args
         assert run.err.strip(), run.args
 
 
@@ -819,8 +820,8 @@ def test_every_cli_command_prints_no_part_of_a_bad_dsn(
     dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every command that opens the database, given a DATABASE_URL libpq cannot use and that
-    holds a password or a secret fragment, as JSON and as text: exit 2, an error on stderr, no
-    part of the secret on either stream."""
+    holds a password or a secret fragment, as JSON and as text: exit 4 or 2, an error on
+    stderr, no part of the secret on either stream."""
     register_secret("Secret1x@Pa55wd", NON_URL_SECRET, PASSWORD)
     for name in ("SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY"):
         monkeypatch.delenv(name, raising=False)
