@@ -38,7 +38,7 @@ from certexpiry_ops.console import Console
 from certexpiry_ops.embedded import default_data_dir, open_embedded
 from certexpiry_ops.ops import AuditEntry, OpsStore
 from certexpiry_ops.sender import SenderResult, drain
-from certexpiry_ops.usage import PROG
+from certexpiry_ops.usage import EXIT_FAILED, EXIT_MISSED, EXIT_OK, PROG
 
 SEPARATOR = "=" * 25 + " certexpiry demo: summary " + "=" * 25
 SHOWN_MESSAGES = 8  # delivered messages listed in the text summary (JSON has them all)
@@ -198,10 +198,10 @@ class _Summary:
     def exit_code(self) -> int:
         codes = self.printer.codes()
         if "RUN_COMPLETED" not in codes and "DUPLICATE_DELIVERY" not in codes:
-            return 2
+            return EXIT_FAILED  # the run did not complete
         if self.audit is not None and self.audit.still_missed:
-            return 1
-        return 0
+            return EXIT_MISSED
+        return EXIT_OK
 
     def text(self) -> str:
         lines: list[str] = []

@@ -10,14 +10,30 @@ and nothing is byte-compiled (`--no-compile`). Measured with pip's cache warm on
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL_TIMEOUT_S = 600  # a cold pip cache downloads every wheel: a hang, not a slow run, fails
+
+
+@contextlib.contextmanager
+def private_dir(prefix: str) -> Iterator[Path]:
+    """A directory of the test's own, removed afterwards. Not pytest's tmp_path: pytest keeps a
+    user's last three numbered base directories and removes older ones when a session starts,
+    so on a machine where the same user runs other sessions a long test's tool install or
+    demo database can vanish under it."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def install_tool(where: Path) -> Path:

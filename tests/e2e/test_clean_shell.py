@@ -7,14 +7,17 @@ remediation, the `Next:` lines of run, check, plan, nights, audit and remediate,
 trigger's own hint), RUN_ID and the other placeholders filled in, and each is run by bash in an
 environment holding only the tool's install (tests/tool_install.py: the README's install) and
 DATABASE_URL: it must be found (no 127), run (no traceback) and exit with the code
-docs/operations.md documents for that state.
+docs/operations.md documents for that state. The demo too: run by the installed tool from
+outside the checkout, then every command its summary prints.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import re
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -24,10 +27,10 @@ from certexpiry.codes import CATALOGUE
 from certexpiry.reports import remediation_for
 from certexpiry_ops.cli import main
 from certexpiry_ops.console import CliIO
-from tests.clock import OrgDay
+from tests.clock import OrgDay, machine_org_day
 from tests.integration.test_cli import refuse_two, seed
 from tests.leak_plugin import register_lines
-from tests.tool_install import clean_env, in_clean_shell, install_tool
+from tests.tool_install import clean_env, in_clean_shell, install_tool, private_dir
 
 Conn = psycopg.Connection[tuple[object, ...]]
 
@@ -92,9 +95,17 @@ def printed(*args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def tool_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tool_bin() -> Iterator[Path]:
     """The README's install of the command, once for this module."""
-    return install_tool(tmp_path_factory.mktemp("tool") / "venv")
+    with private_dir("certexpiry-tool-") as where:
+        yield install_tool(where / "venv")
+
+
+@pytest.fixture
+def own_dir() -> Iterator[Path]:
+    """A directory for the shell's HOME and the demo's database (tests/tool_install.py)."""
+    with private_dir("certexpiry-shell-") as where:
+        yield where
 
 
 @pytest.fixture
@@ -121,7 +132,7 @@ def test_every_printed_hint_runs_in_a_clean_shell(
     database_url: str,
     db: Conn,
     org: OrgDay,
-    tmp_path: Path,
+    own_dir: Path,
 ) -> None:
     """The hints the program prints, filled in, each run in a shell with only the installed
     tool: found, no traceback, the documented exit code; then the runbook's fix in order."""
@@ -163,7 +174,7 @@ def test_every_printed_hint_runs_in_a_clean_shell(
     ):
         assert expected in hints, (expected, hints)
 
-    home = tmp_path / "home"
+    home = own_dir / "home"
     home.mkdir()
     env = clean_env(
         tool_bin, home, DATABASE_URL=database_url, ORG_TIMEZONE=org.timezone, NO_GCE_CHECK="True"
@@ -191,3 +202,52 @@ def test_every_printed_hint_runs_in_a_clean_shell(
         f"certexpiry audit show {run_id}",
     ):
         paste(step, AFTER_THE_FIX)
+
+
+# The demo's `Next:` commands, in the order it prints them, after `demo --with-failures`: what
+# each exits with at that point (the missed auto-pauses stay until the remediate that drops the
+# demo's trigger; the demo again is a duplicate with none left; then a fresh night with two).
+AFTER_THE_DEMO = {
+    "nights": 0,
+    "audit show": 1,
+    "plan": 0,
+    "check": 1,
+    "deliver": 0,
+    "remediate": 0,
+    "audit resolve": 0,
+    "demo": 0,
+}
+
+
+def test_the_demo_and_its_next_commands_run_from_the_installed_tool(
+    tool_bin: Path, own_dir: Path
+) -> None:
+    """`certexpiry demo --with-failures` run by the installed tool from outside the checkout,
+    then every command its summary prints, pasted in order: each found, no traceback, the
+    documented exit code (the last, a fresh demo with failures, 1 again)."""
+    org = machine_org_day()  # the demo brings its own database, on this machine's clock
+    home = own_dir / "home"
+    home.mkdir()
+    env = clean_env(tool_bin, home, ORG_TIMEZONE=org.timezone, XDG_RUNTIME_DIR=str(own_dir))
+    data_dir = own_dir / "pg"
+    demo = in_clean_shell(
+        f"certexpiry demo --data-dir {data_dir} --mentors 200 --with-failures --json", env, home
+    )
+    register_lines(demo.stdout.splitlines() + demo.stderr.splitlines(), "shell demo")
+    assert demo.returncode == 1, demo.stderr[-2000:]
+    summary = json.loads(demo.stdout.splitlines()[-1])
+    assert summary["still_missed"]
+    hints = summary["next"]
+    assert all(hint.startswith("certexpiry ") for hint in hints), hints
+    *steps, fresh = hints
+    assert fresh == f"certexpiry demo --fresh --with-failures --data-dir {data_dir}"
+    for hint in [*steps, fresh]:
+        key = command_of(hint)[1]
+        expected = 1 if hint == fresh else AFTER_THE_DEMO.get(key)
+        assert expected is not None, f"a new hint, {hint!r}: give its documented exit code"
+        done = in_clean_shell(hint, env, home)
+        register_lines(done.stdout.splitlines() + done.stderr.splitlines(), f"shell {key}")
+        shown = f"{hint}\n{done.stdout[-1500:]}\n{done.stderr[-1500:]}"
+        assert done.returncode != 127, shown
+        assert "Traceback" not in done.stdout + done.stderr, shown
+        assert done.returncode == expected, shown
