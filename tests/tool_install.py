@@ -4,8 +4,9 @@ extra installed, editable, into a virtualenv of its own, and a shell that knows 
 The documented form is `python3 -m venv T && T/bin/pip install -e "CHECKOUT[ops]"`. The tests
 make the same install (same resolver, same pins, the same editable project) a little faster:
 the virtualenv is made without its own pip, which the test's pip installs into by `--python`,
-and nothing is byte-compiled (`--no-compile`). Measured with pip's cache warm on the project's
-2-core machine, 2026-12-04: the documented form 30-46 s, this one 18 s (README, "Measured").
+and nothing is byte-compiled (`--no-compile`): 12-18 s where the documented form takes 35-51 s,
+pip's cache warm (README, "Measured"). CI's `make test` installs the same pins into .venv first,
+so its cache is warm too.
 """
 
 from __future__ import annotations
