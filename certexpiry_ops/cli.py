@@ -37,7 +37,7 @@ from certexpiry.redact import shared_secrets
 from certexpiry.settings import register_environment_secrets
 from certexpiry_ops.console import CliIO
 from certexpiry_ops.parser import build_parser, output_options_last
-from certexpiry_ops.schema import SUPABASE_DIR
+from certexpiry_ops.schema import MIGRATIONS_DIR
 from certexpiry_ops.usage import (
     EXIT_BROKEN_PIPE,
     EXIT_FAILED,
@@ -77,7 +77,7 @@ def _main(argv: Sequence[str], cli_io: CliIO) -> int:
         return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
     register_environment_secrets()  # before any command can fail or print
     try:
-        if not SUPABASE_DIR.is_dir():
+        if not MIGRATIONS_DIR.is_dir():  # not supabase/: site-packages has one, the client
             raise UsageError(NOT_A_CHECKOUT)
         return int(args.handler(args, cli_io))
     except UsageError as exc:  # NotFoundError and CommandFailed carry their own code

@@ -92,7 +92,7 @@ def test_an_install_without_the_checkout_says_how_to_install(
 ) -> None:
     """A non-editable install has no supabase/ beside it: exit 2 with the README's install, not
     a FileNotFoundError from the first migration read."""
-    monkeypatch.setattr(cli, "SUPABASE_DIR", tmp_path / "supabase")
+    monkeypatch.setattr(cli, "MIGRATIONS_DIR", tmp_path / "supabase" / "migrations")
     result = cli_on("audit", "list")
     assert result.code == EXIT_USAGE
     assert "pip install -e '.[ops]'" in result.err
