@@ -25,6 +25,7 @@ codes"): every failure ends here, in main, as its code and one `certexpiry: erro
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import warnings
@@ -77,9 +78,7 @@ def _main(argv: Sequence[str], cli_io: CliIO) -> int:
         return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
     register_environment_secrets()  # before any command can fail or print
     try:
-        if not MIGRATIONS_DIR.is_dir():  # not supabase/: site-packages has one, the client
-            raise UsageError(NOT_A_CHECKOUT)
-        return int(args.handler(args, cli_io))
+        return _run(args, cli_io)
     except UsageError as exc:  # NotFoundError and CommandFailed carry their own code
         cli_io.stderr.write(f"{PROG}: error: {exc}\n")
         return exc.exit_code
@@ -103,6 +102,17 @@ def _main(argv: Sequence[str], cli_io: CliIO) -> int:
     except KeyboardInterrupt:
         cli_io.stderr.write(f"{PROG}: interrupted\n")
         return EXIT_INTERRUPTED
+
+
+def _run(args: argparse.Namespace, cli_io: CliIO) -> int:
+    """The command, in the checkout it reads; its code, or a broken pipe if the reader of its
+    log lines went away while it worked (the Console lets the work finish)."""
+    if not MIGRATIONS_DIR.is_dir():  # not supabase/: site-packages has one, the client library
+        raise UsageError(NOT_A_CHECKOUT)
+    code = int(args.handler(args, cli_io))
+    if cli_io.stdout_closed:
+        raise BrokenPipeError
+    return code
 
 
 def _not_a_connection_string(exc: psycopg.Error) -> bool:

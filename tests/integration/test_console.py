@@ -136,6 +136,28 @@ def test_a_broken_pipe_ends_quietly_with_141(
     assert json.loads(first)["run_id"]
 
 
+class _ClosedPipe(io.StringIO):
+    """A stdout whose reader has gone: every write fails as a pipe's does."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_command_whose_reader_left_finishes_its_work_and_exits_141(
+    cli_on: Cli, database_url: str, db: Conn, org: OrgDay
+) -> None:
+    """Log lines (run, check) and results (plan, audit list) into a closed pipe: 141, nothing on
+    stderr; `run` still does the whole night (a sweep is not cut short by its reader)."""
+    seed(db, org)
+    for command in (["run", "--json"], ["check", "--format", "text"], ["plan"], ["audit", "list"]):
+        err = io.StringIO()
+        code = cli.main(command, cli_io=CliIO(stdout=_ClosedPipe(), stderr=err))
+        assert (code, err.getvalue()) == (EXIT_BROKEN_PIPE, ""), command
+    status = db.execute("select status from public.cron_audit_log").fetchall()
+    assert status == [("completed",)]
+    assert cli_on("check").code == EXIT_OK  # the night paused what was due
+
+
 def test_json_anywhere_on_the_line(cli_on: Cli, db: Conn, org: OrgDay) -> None:
     """--json (and --format) before the command, between command and subcommand, or after it:
     the same JSON lines; --format text anywhere gives the table."""
