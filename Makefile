@@ -5,7 +5,7 @@ venv:
 	@bash scripts/venv.sh
 
 demo: venv
-	@.venv/bin/python -m certexpiry demo
+	@.venv/bin/certexpiry demo
 
 test:
 	@bash scripts/test.sh

@@ -1,4 +1,4 @@
-"""`python -m certexpiry_ops`: the ops command line (also `certexpiry`, `certexpiry`)."""
+"""`python -m certexpiry_ops`: the ops command line, which is installed as `certexpiry`."""
 
 from __future__ import annotations
 

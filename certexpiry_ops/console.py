@@ -42,6 +42,8 @@ class CliIO:
     stdout: TextIO = field(default_factory=lambda: sys.stdout)
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
     logging_client: Callable[[str | None], Any] = _default_logging_client
+    # The reader of stdout went away (`| head`): set by the Console, read by cli.main (exit 141).
+    stdout_closed: bool = False
 
 
 def isatty(stream: object) -> bool:
@@ -117,12 +119,18 @@ class Console:
             self._segment = int((entry.get("context") or {}).get("segment") or self._segment)
         repeated_busy = code == "RUN_BUSY" and self._busy_shown
         self._busy_shown = code == "RUN_BUSY" or (self._busy_shown and code == "")
-        if repeated_busy:
+        if repeated_busy or self.io.stdout_closed:
             return
+        try:
+            self._show(entry, line, code)
+        except BrokenPipeError:
+            return  # the reader went away: the work goes on (a sweep is not cut short), unread
+
+    def _show(self, entry: Mapping[str, Any], line: str, code: str) -> None:
+        """The entry as JSON or rendered for a person, then the progress line."""
         if self.json:
             self._clear_progress()
-            self.io.stdout.write(line + "\n")
-            self.io.stdout.flush()
+            self._write(line)
         elif code == "RUN_BUSY" and self.progress:
             return  # the wait's countdown line says it
         elif code != "BATCH_DONE" or not self.progress:
@@ -130,17 +138,24 @@ class Console:
             self.out(render_entry(entry))
         self._show_progress()
 
+    def _write(self, text: str) -> None:
+        """One line on stdout; a broken pipe is noted for cli.main (exit 141) and raised."""
+        try:
+            self.io.stdout.write(text + "\n")
+            self.io.stdout.flush()
+        except BrokenPipeError:
+            self.io.stdout_closed = True
+            raise
+
     def out(self, text: str) -> None:
         """Text for a human (terminal mode only)."""
         if not self.json:
-            self.io.stdout.write(text + "\n")
-            self.io.stdout.flush()
+            self._write(text)
 
     def data(self, value: Mapping[str, Any]) -> None:
         """One JSON object on stdout (JSON mode only)."""
         if self.json:
-            self.io.stdout.write(json.dumps(value, default=json_default) + "\n")
-            self.io.stdout.flush()
+            self._write(json.dumps(value, default=json_default))
 
     def progress_line(self, text: str) -> None:
         """One status line on stderr, replaced by the next (terminal only; never on stdout)."""

@@ -43,7 +43,7 @@ from certexpiry_ops.demo_log import open_demo_log
 from certexpiry_ops.embedded import default_data_dir, open_embedded
 from certexpiry_ops.ops import AuditEntry, OpsStore
 from certexpiry_ops.sender import SenderResult, drain
-from certexpiry_ops.usage import EXIT_FAILED, EXIT_MISSED, EXIT_OK, command_prefix
+from certexpiry_ops.usage import EXIT_FAILED, EXIT_MISSED, EXIT_OK, PROG
 
 SEPARATOR = "=" * 25 + " certexpiry demo: summary " + "=" * 25
 SHOWN_MESSAGES = 8  # delivered messages listed in the text summary (JSON has them all)
@@ -217,7 +217,7 @@ class _Summary:
     def exit_code(self) -> int:
         codes = self.printer.codes()
         if "RUN_COMPLETED" not in codes and "DUPLICATE_DELIVERY" not in codes:
-            return EXIT_FAILED
+            return EXIT_FAILED  # the run did not complete
         if self.audit is not None and self.audit.still_missed:
             return EXIT_MISSED
         return EXIT_OK
@@ -369,11 +369,12 @@ class _Summary:
         }
 
     def next_commands(self) -> list[tuple[str, str]]:
-        """The commands to try next, as they work from this shell (venv, environment)."""
+        """The commands to try next, as they work from any shell where `certexpiry` is installed
+        (README, "Install"): unsetting what would point them at another database."""
         where = self.options.data_dir
         run_id = self.printer.run_id() or "RUN_ID"
         unset = "".join(f"-u {name} " for name in _overriding_env())
-        prefix = (f"env {unset}" if unset else "") + command_prefix()
+        prefix = (f"env {unset}" if unset else "") + PROG
         demo_flag = " --demo" + ("" if where == default_data_dir() else f" --data-dir {where}")
         dir_flag = "" if where == default_data_dir() else f" --data-dir {where}"
         commands = [

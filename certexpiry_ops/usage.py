@@ -1,7 +1,7 @@
 """What every command shares about talking to a person: the program name, the exit codes, and
 the exceptions that turn into `error: ...` on stderr with their exit code.
 
-The exit codes mean one thing each (docs/operations.md "Exit codes" is the table):
+The exit codes mean one thing each (docs/operations.md "Output and exit codes" is the table):
 
     0    ok
     1    missed auto-pauses remain (check, run, remediate)
@@ -15,23 +15,11 @@ The exit codes mean one thing each (docs/operations.md "Exit codes" is the table
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import sys
 from collections.abc import Callable
 from uuid import UUID
 
-PROG = "certexpiry"
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def command_prefix() -> str:
-    """How to call this CLI from the repository root in this shell: the venv's interpreter
-    when that is what runs now (a bare `python` there may lack psycopg), else PROG."""
-    venv = os.path.join(_ROOT, ".venv")
-    if os.path.abspath(sys.prefix) == venv:
-        return ".venv/bin/certexpiry"
-    return PROG
+PROG = "certexpiry"  # the installed command (pyproject [project.scripts]); every hint uses it
 
 
 EXIT_OK = 0

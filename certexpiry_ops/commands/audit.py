@@ -9,7 +9,7 @@ from typing import Any
 from certexpiry_ops.console import CliIO, Console, totals_text
 from certexpiry_ops.ops import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, AuditSummary
 from certexpiry_ops.target import call_store, open_target
-from certexpiry_ops.usage import EXIT_MISSED, EXIT_OK, PROG, UsageError, bounded_int, parse_uuid
+from certexpiry_ops.usage import EXIT_MISSED, EXIT_OK, PROG, NotFoundError, bounded_int, parse_uuid
 
 
 def entry_dict(entry: AuditSummary) -> dict[str, Any]:
@@ -55,7 +55,7 @@ def cmd_audit_show(args: argparse.Namespace, cli_io: CliIO) -> int:
     with open_target(args) as target:
         entry = call_store(target.ops.get_audit, run_id)
     if entry is None:
-        raise UsageError(f"no audit row for run {run_id}")
+        raise NotFoundError(f"no audit row for run {run_id}")
     still = {str(cert_id) for cert_id in entry.still_missed}
     console.data(entry_dict(entry))
     duration = f"{entry.duration_ms / 1000:.2f} s" if entry.duration_ms is not None else "-"
@@ -98,7 +98,7 @@ def cmd_audit_resolve(args: argparse.Namespace, cli_io: CliIO) -> int:
     with open_target(args) as target:
         result = call_store(target.ops.resolve_audit, run_id, force=args.force)
     if not result.found:
-        raise UsageError(f"no audit row for run {run_id}")
+        raise NotFoundError(f"no audit row for run {run_id}")
     console.data({"run_id": str(run_id), **result.model_dump()})
     if result.refused:
         cli_io.stderr.write(
@@ -125,6 +125,10 @@ def register(
         "audit",
         help="the cron_audit_log rows: list, show, resolve",
         description="Read the audit log (one row per run) and acknowledge remediated runs.",
+        epilog="examples:\n"
+        "  certexpiry audit list\n"
+        "  certexpiry audit show RUN_ID\n"
+        "  certexpiry audit resolve RUN_ID",
     )
     audit_commands = audit.add_subparsers(dest="audit_command", metavar="SUBCOMMAND", required=True)
     listing = audit_commands.add_parser(
@@ -133,6 +137,9 @@ def register(
         help="the newest runs, unresolved ones marked",
         description="The newest audit rows, newest first; '!' marks runs with missed "
         "auto-pauses not yet resolved.",
+        epilog="examples:\n"
+        "  certexpiry audit list --limit 50\n"
+        "  certexpiry --json audit list | jq -r 'select(.unresolved) | .run_id'",
     )
     listing.add_argument(
         "--limit",
@@ -147,6 +154,9 @@ def register(
         help="one run, with its missed IDs",
         description="One audit row: totals, missed certification IDs and which of them are "
         "still missed now. Exit 1 if any still is.",
+        epilog="examples:\n"
+        "  certexpiry audit show RUN_ID\n"
+        "  certexpiry audit show RUN_ID --json | jq .missed_ids",
     )
     show.add_argument("run_id", metavar="RUN_ID")
     show.set_defaults(handler=cmd_audit_show)
@@ -157,6 +167,9 @@ def register(
         description="Set resolved = true (and resolved_at) on a run's audit row. Refused (exit "
         "1) while any of the run's missed certifications is still expired and not "
         "paused, unless --force.",
+        epilog="examples:\n"
+        "  certexpiry audit resolve RUN_ID\n"
+        "  certexpiry audit resolve RUN_ID --force",
     )
     resolve.add_argument("run_id", metavar="RUN_ID")
     resolve.add_argument(

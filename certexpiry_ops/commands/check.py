@@ -45,5 +45,8 @@ def register(
         "auto-paused. Exit 1 if there are any. Then the outbox backlog (OUTBOX_BACKLOG: "
         "undelivered, claimed, the oldest's age, failed, dropped), as the night logs it; it "
         "does not change the exit code. Writes nothing.",
+        epilog="examples:\n"
+        "  certexpiry check\n"
+        "  certexpiry check --json | jq -c 'select(.error_code == \"MISSED_AUTO_PAUSE\")'",
     )
     check.set_defaults(handler=cmd_check)

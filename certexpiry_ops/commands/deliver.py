@@ -110,6 +110,7 @@ def register(
         "totals and the backlog. What it acknowledges is gone from the outbox for good, so it "
         "refuses a database that is not local (Unix socket, localhost) unless --allow-remote. "
         f"The backlog alone: `{PROG} check`.",
+        epilog="examples:\n  certexpiry deliver\n  certexpiry deliver --limit 10 --fail-every 5",
     )
     deliver.add_argument(
         "--limit",

@@ -51,6 +51,10 @@ def register(
         "--data-dir, which `logs RUN_ID --demo` reads. Always uses the embedded "
         "PostgreSQL: DATABASE_URL and SUPABASE_URL are ignored (and hidden from the "
         "function). Run it twice the same day to see that nothing new is sent.",
+        epilog="examples:\n"
+        "  certexpiry demo\n"
+        "  certexpiry demo --fresh --with-failures\n"
+        "  certexpiry demo --json | jq -c 'select(.summary)'",
     )
     demo.add_argument(
         "--data-dir",

@@ -15,7 +15,7 @@ from typing import Any
 from certexpiry_ops import demo_seed, schema
 from certexpiry_ops.console import CliIO, Console
 from certexpiry_ops.target import probe, resolve
-from certexpiry_ops.usage import EXIT_OK, PROG, UsageError
+from certexpiry_ops.usage import EXIT_OK, UsageError
 
 
 def cmd_export(args: argparse.Namespace, cli_io: CliIO) -> int:
@@ -82,7 +82,7 @@ def register(
         description="Copy each migration of this release that the app's folder does not hold "
         "yet into it, numbered after the app's newest, each marked with the job's own version "
         "on its first line. The app then pushes them with its own migrations.",
-        epilog=f"Example: {PROG} export-migrations ../peer-mentor-app/supabase/migrations",
+        epilog="examples:\n  certexpiry export-migrations ../peer-mentor-app/supabase/migrations",
     )
     export.add_argument("app_migrations", metavar="APP_MIGRATIONS_DIR")
     export.set_defaults(handler=cmd_export)
@@ -93,7 +93,7 @@ def register(
         description="Run supabase/uninstall.sql in one transaction: the job's trigger, column "
         "and indexes on certifications, its RPCs, its audit log and its schema go; the app's "
         "tables, grants, policies and default privileges are untouched.",
-        epilog=f"Example: DATABASE_URL=postgresql://... {PROG} uninstall --yes",
+        epilog="examples:\n  DATABASE_URL=postgresql://... certexpiry uninstall --yes",
     )
     uninstall.add_argument("--yes", action="store_true", help="really remove it")
     uninstall.set_defaults(handler=cmd_uninstall)

@@ -183,6 +183,10 @@ def register(
         "application-default login) with roles/logging.viewer; with --file from a file of the "
         "function's JSON log lines, with --demo from the one the demo keeps in its --data-dir. "
         "Exit 3 when no entry of the run is found.",
+        epilog="examples:\n"
+        "  certexpiry logs RUN_ID --demo\n"
+        "  certexpiry logs RUN_ID --project P\n"
+        "  certexpiry logs RUN_ID --file function.jsonl | jq -c 'select(.severity == \"ERROR\")'",
     )
     logs.add_argument("run_id", metavar="RUN_ID")
     logs.add_argument(

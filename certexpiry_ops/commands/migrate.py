@@ -285,8 +285,10 @@ def register(
         "database without Supabase's roles (plain Postgres) it first applies "
         "supabase/local/bootstrap.sql. A database ahead of this release (migrated by a newer "
         "one) gets nothing applied and a warning on stderr, exit 0.",
-        epilog=f"Examples: DATABASE_URL=postgresql://... {PROG} migrate --dry-run; "
-        f"{PROG} migrate status; {PROG} migrate --json",
+        epilog="examples:\n"
+        "  DATABASE_URL=postgresql://... certexpiry migrate --dry-run\n"
+        "  DATABASE_URL=postgresql://... certexpiry migrate\n"
+        "  certexpiry migrate status --demo",
     )
     migrate.add_argument(
         "--dry-run",

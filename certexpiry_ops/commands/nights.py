@@ -339,6 +339,8 @@ def register(
         f'"{DEFAULT_SCHEDULE}", in {SCHEDULE_ZONE_ENV}, default {DEFAULT_SCHEDULE_ZONE}: '
         "Terraform's var.schedule and var.time_zone). Then the outbox backlog. Piped: one "
         'object per night, then {"summary": {...}}, then {"outbox": {...}}.',
+        epilog="examples:\n  certexpiry nights --demo\n"
+        "  DATABASE_URL=postgresql://... certexpiry nights --nights 30 --json",
     )
     nights.add_argument(
         "--nights",

@@ -106,6 +106,10 @@ def register(
         "transaction it always rolls back, so the plan is what the run does, id for id. "
         "Settings (ORG_TIMEZONE, REMINDER_DAYS) are read as the function reads them. Best run "
         "when no run is in progress.",
+        epilog="examples:\n"
+        "  certexpiry plan --demo\n"
+        "  certexpiry plan --demo --date 2026-12-24 --ids 50\n"
+        "  certexpiry plan --demo --json --all | jq '.certifications_paused.count'",
     )
     plan.add_argument(
         "--date", metavar="YYYY-MM-DD", help="the organisation-local night (default: tonight)"

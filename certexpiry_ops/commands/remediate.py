@@ -110,6 +110,10 @@ def register(
         "with --ids) through the same SQL as the sweep (remediate_auto_pauses; "
         "idempotent: only those still expired and active are touched), then re-run "
         "the monitoring query. Exit 1 if it still finds missed auto-pauses.",
+        epilog="examples:\n"
+        "  certexpiry remediate RUN_ID\n"
+        "  certexpiry remediate --ids ID,ID\n"
+        "  certexpiry remediate RUN_ID --drop-demo-trigger",
     )
     remediate.add_argument(
         "run_id", metavar="RUN_ID", nargs="?", help="the run whose missed_ids to remediate"

@@ -149,6 +149,9 @@ def register(
         "nightly trigger, then every continuation, exactly as the deployed function "
         "handles them (settings from the environment, as the function reads them). "
         "A second run the same night is a no-op. Exit 1 if missed auto-pauses remain.",
+        epilog="examples:\n"
+        "  DATABASE_URL=postgresql://... certexpiry run\n"
+        "  certexpiry run --json | jq -c 'select(.severity != \"INFO\")'",
     )
     run.add_argument(
         "--max-invocations",

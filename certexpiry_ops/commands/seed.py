@@ -60,6 +60,9 @@ def register(
         description="Generate peer mentors and certifications (Norwegian-style fake people) into "
         "an empty database. Refuses a database that is not local (Unix socket, "
         "localhost, 127.0.0.1, ::1) unless --allow-remote.",
+        epilog="examples:\n"
+        "  certexpiry seed --mentors 200\n"
+        "  certexpiry seed --mentors 5000 --seed 7",
     )
     seed.add_argument(
         "--mentors", type=positive_int, default=5_000, help="mentors to generate (default 5000)"
