@@ -13,7 +13,7 @@ import pytest
 from psycopg.pq import TransactionStatus
 
 from certexpiry.errors import DatabaseError
-from certexpiry.pg_store import PgTransport, as_api_role, checked_names
+from certexpiry.store.postgres import PgTransport, as_api_role, checked_names
 from tests import faults
 
 Conn = psycopg.Connection[Any]
