@@ -201,7 +201,7 @@ def test_error_names_is_service_roles_alone(db: Conn) -> None:
     assert [r[0] for r in row] == [True, False, False]
 
 
-# -- the job's side: certexpiry.pg_store asks the database which names it may keep ------------
+# -- the job's side: certexpiry.store.postgres asks the database which names it may keep ------------
 
 RAISE_MADE_UP_NAMES = (
     "raise exception 'x for Kari Nordmann' using column = 'kari', "
