@@ -15,10 +15,11 @@ import pytest
 from certexpiry.codes import Code
 from certexpiry.errors import ContractError, StoreError
 from certexpiry.messages import PUBSUB_EVENT_TYPE
-from certexpiry.store import COUNT_KEYS, AuditRow, Counts, Duplicate, Owned, RpcStore
+from certexpiry.store import COUNT_KEYS, AuditRow, Counts, Duplicate, Owned, RpcStore, call
+from certexpiry.store import contract as store_contract
 from certexpiry.sweep import Outcome, handle_event
 from certexpiry.wiring import read_schema_version
-from certexpiry_ops.contract import ALL_ANSWERS, SIGNATURES
+from certexpiry_ops.contract import ALL_ANSWERS, OPS_ANSWERS, OPS_SIGNATURES, SIGNATURES
 from certexpiry_ops.fakes import FakeStore
 from certexpiry_ops.local import pubsub_event_data
 from certexpiry_ops.ops import OpsStore
@@ -321,6 +322,56 @@ def test_every_rpc_has_a_signature_an_answer_and_a_case_here() -> None:
     assert set(SIGNATURES) == set(ALL_ANSWERS) == set(VALID) == set(CALLS)
     assert {rpc for rpc, _, _ in RENAMES} == set(SIGNATURES)
     assert {rpc for rpc, *_ in UNKNOWN} | {rpc for rpc, *_ in NOT_A_FLAG} == set(SIGNATURES)
+
+
+def test_the_function_ships_only_its_own_rpcs() -> None:
+    """The runtime's contract lists the RPCs the function calls; the toolkit's lists the rest,
+    none twice, and each registry's answers are exactly its signatures (the function's are
+    what certexpiry/store/ deploys; the ops-only answers stay in certexpiry_ops)."""
+    assert set(store_contract.RPC_SIGNATURES) == set(store_contract.ANSWERS)
+    assert set(OPS_SIGNATURES) == set(OPS_ANSWERS)
+    assert not set(store_contract.RPC_SIGNATURES) & set(OPS_SIGNATURES)
+    assert set(store_contract.RPC_SIGNATURES) == {
+        "claim_nightly_run",
+        "claim_continuation",
+        "process_expiry_batch",
+        "handoff_run",
+        "complete_run",
+        "get_missed_auto_pauses",
+        "upsert_cron_audit",
+        "schema_version",
+        "outbox_backlog",
+    }
+    for answer in OPS_ANSWERS.values():
+        assert answer.signature is OPS_SIGNATURES[answer.rpc]
+
+
+def test_arguments_are_named_from_the_signature() -> None:
+    """A store method passes keyword arguments: each becomes the signature's `p_` name with its
+    JSON value; an argument the RPC lacks fails before anything is sent, and SQL_DEFAULT leaves
+    one out so that its SQL default applies."""
+    run = uuid.UUID(RUN)
+    assert store_contract.UPSERT_CRON_AUDIT.arguments(
+        {"run_id": run, "nightly_key": date(2026, 11, 28), "missed_ids": ("a",), "totals": {}}
+    ) == {
+        "p_run_id": RUN,
+        "p_nightly_key": "2026-11-28",
+        "p_missed_ids": ["a"],
+        "p_totals": {},
+    }
+    batch = store_contract.PROCESS_EXPIRY_BATCH
+    assert batch.arguments({"cursor": None, "failed_ahead": store_contract.SQL_DEFAULT}) == {
+        "p_cursor": None
+    }
+    transport = CannedTransport(VALID)
+    with pytest.raises(TypeError, match=r"handoff_run has no argument p_lease_s$"):
+        call(transport, store_contract.HANDOFF_RUN, run_id=run, segment=0, lease_s=120)
+    assert transport.calls == []
+    RpcStore(transport).process_batch(run, 0, None, 50, [7], 120, failed_ahead=("23514",))
+    RpcStore(transport).process_batch(run, 0, None, 50, [7], 120)
+    (_, passing), (_, plain) = transport.calls
+    assert passing["p_failed_ahead"] == ["23514"]
+    assert "p_failed_ahead" not in plain
 
 
 @pytest.mark.parametrize("rpc", sorted(VALID))
