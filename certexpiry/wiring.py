@@ -1,4 +1,4 @@
-"""Build the job's parts from the settings: the store adapter, the publisher and the logger.
+"""Build the job's parts from the settings: the store's transport, the publisher and the logger.
 
 Kept out of main.py so the CLI, the demo and the tests wire the job exactly as the deployed
 function does.

@@ -40,7 +40,7 @@ class Segment:
 def run_segment(job: Job, segment: Segment) -> Outcome:
     """The segment's batches, then a hand-off or the end of the run. Once the run is claimed,
     a night that cannot go on still reaches monitoring and its audit row (status failed): only
-    a transient failure, which Pub/Sub's redelivery resumes from the checkpoint, a publish
+    a transient failure, which Pub/Sub's redelivery resumes from the checkpoint, and a publish
     failure (the hand-off redelivered) end it without them."""
     try:
         return _sweep(job, segment)
