@@ -17,7 +17,7 @@ import functions_framework
 from werkzeug.exceptions import ServiceUnavailable
 
 from certexpiry.codes import Code
-from certexpiry.errors import SettingsError
+from certexpiry.errors import SchemaNotReady, SettingsError
 from certexpiry.log import (
     JsonLogger,
     install_process_logging,
@@ -28,7 +28,7 @@ from certexpiry.redact import shared_secrets
 from certexpiry.retry import retries_reported_to
 from certexpiry.settings import load_settings
 from certexpiry.sweep import Job, Outcome, handle_event, log_retry
-from certexpiry.wiring import SchemaNotReady, make_job, make_logger
+from certexpiry.wiring import make_job, make_logger
 
 _secrets = shared_secrets()
 _log: JsonLogger = make_logger(_secrets)

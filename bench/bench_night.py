@@ -80,10 +80,10 @@ from psycopg.conninfo import make_conninfo
 
 from certexpiry.log import JsonLogger
 from certexpiry.monitoring import monitor_and_audit
-from certexpiry.pg_store import PgTransport
 from certexpiry.redact import Secrets
 from certexpiry.settings import Settings
-from certexpiry.store import RpcStore
+from certexpiry.store import Owned, RpcStore
+from certexpiry.store.postgres import PgTransport
 from certexpiry_ops import embedded, schema
 
 TIMEZONE = "Europe/Oslo"
@@ -796,9 +796,9 @@ def run_project(url: str, template: Template) -> Variant:
         batch_ms: list[float] = []
         started = time.perf_counter()
         claim = store.claim_nightly_run(uuid.uuid4(), TIMEZONE, LEASE_S)
-        if not claim.owns_run:
-            raise RuntimeError(f"claim_nightly_run answered {claim.outcome!r}")
-        if claim.today is not None and claim.today != template.today:
+        if not isinstance(claim, Owned):
+            raise RuntimeError(f"claim_nightly_run answered {type(claim).__name__}")
+        if claim.today != template.today:
             raise RuntimeError(f"the claim's night is {claim.today}, the data's {template.today}")
         cursor = claim.cursor
         failures = 0

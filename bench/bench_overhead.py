@@ -30,18 +30,19 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from certexpiry.log import JsonLogger
-from certexpiry.pg_store import pg_store
 from certexpiry.redact import Secrets
 from certexpiry.settings import Settings
 from certexpiry.store import (
     AuditRow,
     BatchResult,
-    Claim,
     Completion,
+    ContinuationClaim,
     MissedReport,
+    NightlyClaim,
     OutboxBacklog,
     RpcStore,
 )
+from certexpiry.store.postgres import pg_store
 from certexpiry.sweep import Job, Outcome
 from certexpiry_ops import embedded, schema
 from certexpiry_ops.fakes import InMemoryPublisher
@@ -74,10 +75,10 @@ class TimedStore:
     def __init__(self, inner: RpcStore, timer: Timer) -> None:
         self.inner, self.timer = inner, timer
 
-    def claim_nightly_run(self, run_id: UUID, timezone: str, lease_s: int) -> Claim:
+    def claim_nightly_run(self, run_id: UUID, timezone: str, lease_s: int) -> NightlyClaim:
         return self.inner.claim_nightly_run(run_id, timezone, lease_s)
 
-    def claim_continuation(self, run_id: UUID, segment: int, lease_s: int) -> Claim:
+    def claim_continuation(self, run_id: UUID, segment: int, lease_s: int) -> ContinuationClaim:
         return self.inner.claim_continuation(run_id, segment, lease_s)
 
     def process_batch(

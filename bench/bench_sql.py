@@ -19,7 +19,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from bench.seed import seed_certifications
-from certexpiry.pg_store import as_api_role, pg_store
+from certexpiry.store.postgres import as_api_role, pg_store
 from certexpiry_ops import embedded, schema
 
 TODAY = date(2026, 11, 28)

@@ -52,6 +52,3 @@ class TimeBudget:
         if self.batches == 0:
             return True
         return self.elapsed_s() + self.next_batch_estimate_s() + self.reserve_s <= self.budget_s
-
-    def remaining_s(self) -> float:
-        return self.budget_s - self.elapsed_s()

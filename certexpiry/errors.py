@@ -7,8 +7,8 @@
     │   ├── RpcError          through Supabase's HTTP API: HTTP status, body, PostgREST code
     │   │   └── RpcTimeout    no answer in time
     │   ├── DatabaseError     through a direct Postgres connection: SQLSTATE
-    │   └── ContractError     an answer outside the typed SQL contract (certexpiry.contract)
-    ├── RunBusy               another invocation holds the run's lease: retry later
+    │   └── ContractError     an answer outside the typed SQL contract (certexpiry.store)
+    ├── SchemaNotReady        the database's schema is older than this release: answer 503
     └── PublishError          the continuation could not be published
 
 Each error knows its catalogued log code and the context fields it contributes, so the code
@@ -264,18 +264,11 @@ class ContractError(StoreError):
         }
 
 
-class RunBusy(CertexpiryError):
-    """Another invocation holds the run's lease: raising makes Pub/Sub redeliver later."""
+class SchemaNotReady(CertexpiryError):
+    """The database's schema is not the one this release needs (or could not be read); the
+    cause is already logged. The function answers 503 and checks again on the next delivery."""
 
-    code = Code.RUN_BUSY
-
-    def __init__(self, run_id: str, segment: int) -> None:
-        super().__init__(f"run {run_id} segment {segment} is held by a live invocation")
-        self.run_id = run_id
-        self.segment = segment
-
-    def log_context(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "segment": self.segment}
+    code = Code.SCHEMA_MISMATCH
 
 
 class PublishError(CertexpiryError):

@@ -8,7 +8,6 @@ backlog comes last: it is a report on the app's sender, and must not delay the n
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import date
 from uuid import UUID
 
@@ -16,15 +15,6 @@ from certexpiry.codes import Code
 from certexpiry.log import JsonLogger
 from certexpiry.reports import remediation_for, report_missed
 from certexpiry.store import AuditRow, MissedReport, OutboxBacklog, Store
-
-
-@dataclass(frozen=True)
-class MonitoringOutcome:
-    """What the end of the run found and wrote."""
-
-    report: MissedReport | None
-    audit_written: bool
-    backlog: OutboxBacklog | None = None  # None: the backlog query failed
 
 
 def monitor_and_audit(
@@ -39,7 +29,7 @@ def monitor_and_audit(
     duration_ms: int,
     missed_ids_limit: int,
     stopped: bool = False,
-) -> MonitoringOutcome:
+) -> None:
     """Run the monitoring query, warn about missed auto-pauses, upsert the audit row.
 
     `stopped`: the night stopped half-way (the sweep could not get past a batch); the row's
@@ -69,13 +59,11 @@ def monitor_and_audit(
         totals=dict(totals),
         duration_ms=duration_ms,
     )
-    audit_written = _write_audit(store, log, row)
-    return MonitoringOutcome(
-        report=report, audit_written=audit_written, backlog=report_backlog(store, log)
-    )
+    _write_audit(store, log, row)
+    report_backlog(store, log)
 
 
-def _write_audit(store: Store, log: JsonLogger, row: AuditRow) -> bool:
+def _write_audit(store: Store, log: JsonLogger, row: AuditRow) -> None:
     try:
         store.upsert_audit(row)
     except Exception as exc:  # noqa: BLE001  # the audit row is a report, not the work itself
@@ -85,14 +73,13 @@ def _write_audit(store: Store, log: JsonLogger, row: AuditRow) -> bool:
             error_type=type(exc).__name__,
             **_error_context(exc),
         )
-        return False
+        return
     log.info(
         Code.AUDIT_WRITTEN,
         "The cron_audit_log row for this run is written.",
         missed_pause_count=row.missed_pause_count,
         status=row.status,
     )
-    return True
 
 
 def report_backlog(store: Store, log: JsonLogger) -> OutboxBacklog | None:

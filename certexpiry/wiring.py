@@ -1,4 +1,4 @@
-"""Build the job's parts from the settings: the store adapter, the publisher and the logger.
+"""Build the job's parts from the settings: the store's transport, the publisher and the logger.
 
 Kept out of main.py so the CLI, the demo and the tests wire the job exactly as the deployed
 function does.
@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from certexpiry import __version__, contract
+from certexpiry import __version__
 from certexpiry.codes import Code
-from certexpiry.errors import CertexpiryError, DatabaseError, RpcError, SettingsError, StoreError
+from certexpiry.errors import DatabaseError, RpcError, SchemaNotReady, SettingsError, StoreError
 from certexpiry.log import JsonLogger
 from certexpiry.publisher import Publisher, PubSubPublisher
 from certexpiry.redact import Secrets
 from certexpiry.retry import DEFAULT_RETRY, RetryPolicy
 from certexpiry.settings import Settings
-from certexpiry.store import RpcStore, RpcTransport
+from certexpiry.store import RpcStore, RpcTransport, call, contract
+from certexpiry.store.answers import SchemaVersion
+from certexpiry.store.contract import RPC_SIGNATURES, Signatures
 from certexpiry.sweep import Job
 
 
@@ -40,24 +42,26 @@ def make_transport(
     *,
     connect_timeout_s: int | None = None,
     retry: RetryPolicy = DEFAULT_RETRY,
+    signatures: Signatures = RPC_SIGNATURES,
 ) -> RpcTransport:
     """Direct Postgres when DATABASE_URL is set, else Supabase's HTTP API. The function keeps
     each transport's own connect timeout and the default retry policy; the command line passes
-    its own, shorter ones."""
+    its own, shorter ones, and its own RPCs' signatures besides the function's."""
     if settings.database_url is not None:
-        from certexpiry.pg_store import CONNECT_TIMEOUT_S, PgTransport
+        from certexpiry.store.postgres import CONNECT_TIMEOUT_S, PgTransport
 
         return PgTransport(
             settings.database_url.get_secret_value(),
             connect_timeout_s=connect_timeout_s or CONNECT_TIMEOUT_S,
             statement_timeout_ms=int(settings.statement_timeout_s * 1000),
             retry=retry,
+            signatures=signatures,
         )
     if settings.supabase_url and settings.supabase_service_role_key is not None:
         import httpx
 
-        from certexpiry.supabase_store import CONNECT_TIMEOUT_S as HTTP_CONNECT_S
-        from certexpiry.supabase_store import READ_TIMEOUT_S, SupabaseTransport
+        from certexpiry.store.postgrest import CONNECT_TIMEOUT_S as HTTP_CONNECT_S
+        from certexpiry.store.postgrest import READ_TIMEOUT_S, SupabaseTransport
 
         return SupabaseTransport(
             settings.supabase_url,
@@ -70,18 +74,6 @@ def make_transport(
     )
 
 
-def make_store(settings: Settings) -> RpcStore:
-    """The sweep's store over the configured transport."""
-    return RpcStore(make_transport(settings))
-
-
-class SchemaNotReady(CertexpiryError):
-    """The database's schema is not the one this release needs (or could not be read); the
-    cause is already logged. The function answers 503 and checks again on the next delivery."""
-
-    code = Code.SCHEMA_MISMATCH
-
-
 # How each transport says "no such function": a database older than schema_version itself.
 _UNDEFINED_FUNCTION_SQLSTATE = "42883"
 _UNDEFINED_FUNCTION_POSTGREST = "PGRST202"
@@ -91,11 +83,9 @@ MIGRATE_COMMAND = (
 )
 
 
-def read_schema_version(transport: RpcTransport) -> contract.SchemaVersion:
+def read_schema_version(transport: RpcTransport) -> SchemaVersion:
     """The database's schema_version answer (StoreError / ContractError as any RPC)."""
-    return contract.SCHEMA_VERSION_ANSWER.parse(
-        transport.call(contract.SCHEMA_VERSION_ANSWER.rpc, {})
-    )
+    return call(transport, contract.SCHEMA_VERSION_ANSWER)
 
 
 def check_schema(transport: RpcTransport, log: JsonLogger) -> str:

@@ -17,11 +17,10 @@ from typing import Any, TextIO, cast
 from uuid import UUID
 
 from certexpiry import __version__
-from certexpiry.contract import OutboxBacklog
 from certexpiry.log import JsonLogger
 from certexpiry.redact import shared_secrets
 from certexpiry.settings import Settings
-from certexpiry.store import COUNT_KEYS
+from certexpiry.store import COUNT_KEYS, OutboxBacklog
 
 NO_RUN = "00000000-0000-0000-0000-000000000000"
 """The cron_run_id of the command line's lines that belong to no run (the nil UUID): never a run

@@ -120,10 +120,11 @@ def _without_env(names: tuple[str, ...]) -> Iterator[None]:
 def run_demo(options: DemoOptions, console: Console) -> int:
     """Run the demo; 0 when done and clean, 1 when missed auto-pauses remain, 4 when the night
     did not complete (it stopped half-way, or failed)."""
-    from certexpiry.pg_store import PgTransport
     from certexpiry.settings import load_settings
     from certexpiry.store import RpcStore
+    from certexpiry.store.postgres import PgTransport
     from certexpiry_ops import demo_seed
+    from certexpiry_ops.contract import SIGNATURES
     from certexpiry_ops.harness import FunctionProcess, follow_chain, function_env
     from certexpiry_ops.pubsub_fake import FakePubSub
 
@@ -132,7 +133,7 @@ def run_demo(options: DemoOptions, console: Console) -> int:
     today = datetime.now(ZoneInfo(timezone)).date()
     console.progress_line(f"demo: starting the embedded PostgreSQL in {options.data_dir}…")
     server, url = open_embedded(options.data_dir, fresh=options.fresh)
-    transport = PgTransport(url)
+    transport = PgTransport(url, signatures=SIGNATURES)
     store = RpcStore(transport)
     log_file = None
     try:

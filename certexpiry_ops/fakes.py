@@ -12,19 +12,29 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, get_args
 from uuid import UUID
 
-from certexpiry.contract import Counts
+from certexpiry.errors import ContractError
 from certexpiry.store import (
     AuditRow,
     BatchResult,
-    Claim,
+    Busy,
     ClaimOutcome,
+    Completed,
     Completion,
+    ContinuationClaim,
+    Counts,
+    Duplicate,
     MissedReport,
+    NightlyClaim,
     OutboxBacklog,
+    Owned,
+    Unknown,
 )
+from certexpiry.store.answers import ContinuationOutcome, NightlyOutcome
+
+_OUTCOMES = {"claim_nightly_run": NightlyOutcome, "claim_continuation": ContinuationOutcome}
 
 EMPTY_BACKLOG = OutboxBacklog(
     undelivered=0,
@@ -38,7 +48,8 @@ EMPTY_BACKLOG = OutboxBacklog(
 
 @dataclass
 class FakeStore:
-    """Answers claims with `claim_outcome`, serves `pages` of batch results, records calls."""
+    """Answers claims with `claim_outcome` (the contract's word for it, so a test names the
+    outcome it scripts), serves `pages` of batch results, records calls."""
 
     claim_outcome: ClaimOutcome = "started"
     pages: list[BatchResult] = field(
@@ -68,22 +79,50 @@ class FakeStore:
         if name in self.raises:
             raise self.raises[name]
 
-    def _claim(self, segment: int) -> Claim:
-        return Claim(
-            outcome=self.claim_outcome,
-            run_id=self.run_id,
-            segment=segment,
-            today=date(2026, 11, 28),
-            started_at=datetime.now(UTC),
+    def _claim(self, rpc: str, segment: int) -> Owned | Completed | Busy | Duplicate | Unknown:
+        """The scripted outcome as the port's value; one the RPC cannot answer is refused as
+        RpcStore refuses it (ContractError), so a test cannot hand the sweep what no store can.
+        A continuation of a run scripted as started or resumed is claimed."""
+        owning = ("started", "resumed", "claimed")
+        outcome = (
+            "claimed"
+            if rpc == "claim_continuation" and self.claim_outcome in owning
+            else self.claim_outcome
         )
+        if outcome not in get_args(_OUTCOMES[rpc]):
+            raise ContractError(rpc, ["outcome (literal_error)"])
+        today = date(2026, 11, 28)
+        match self.claim_outcome:
+            case "started" | "resumed" | "claimed":
+                return Owned(
+                    run_id=self.run_id,
+                    segment=segment,
+                    cursor=None,
+                    today=today,
+                    totals=Counts(),
+                    started_at=datetime.now(UTC),
+                    resumed=self.claim_outcome == "resumed",
+                )
+            case "completed":
+                return Completed(self.run_id, segment, today)
+            case "busy":
+                return Busy(self.run_id, segment)
+            case "duplicate":
+                return Duplicate(self.run_id, segment)
+            case "unknown":
+                return Unknown(self.run_id, segment)
 
-    def claim_nightly_run(self, run_id: UUID, timezone: str, lease_s: int) -> Claim:
+    def claim_nightly_run(self, run_id: UUID, timezone: str, lease_s: int) -> NightlyClaim:
         self._enter("claim_nightly_run", (run_id, timezone, lease_s))
-        return self._claim(0)
+        claim = self._claim("claim_nightly_run", 0)
+        assert not isinstance(claim, Duplicate | Unknown)  # noqa: S101  # refused in _claim
+        return claim
 
-    def claim_continuation(self, run_id: UUID, segment: int, lease_s: int) -> Claim:
+    def claim_continuation(self, run_id: UUID, segment: int, lease_s: int) -> ContinuationClaim:
         self._enter("claim_continuation", (run_id, segment, lease_s))
-        return self._claim(segment)
+        claim = self._claim("claim_continuation", segment)
+        assert not isinstance(claim, Completed)  # noqa: S101  # refused in _claim
+        return claim
 
     def process_batch(
         self,

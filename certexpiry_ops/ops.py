@@ -4,31 +4,31 @@ plan and the night history (acknowledging a missed night), and the outbox RPCs t
 
 Typed wrappers over the RPCs of supabase/schemas/70_ops_api.sql, over the same
 `RpcTransport` the sweep uses (direct Postgres or Supabase), so the command line touches data
-only through SQL API functions. Their answers are the contract's models (certexpiry.contract),
-checked on arrival: a shape the contract does not allow is a ContractError. Remediation itself
-and the monitoring query are the sweep's own RPCs (`RpcStore.remediate`,
-`RpcStore.missed_auto_pauses`).
+only through SQL API functions, called as the sweep calls its own (certexpiry.store.call).
+Their answers are the toolkit's contract's models (certexpiry_ops.contract), checked on
+arrival: a shape the contract does not allow is a ContractError. The monitoring query is the
+sweep's own RPC (`RpcStore.missed_auto_pauses`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, time
-from typing import Any, TypeVar
 from uuid import UUID
 
-from certexpiry import contract
-from certexpiry.contract import AuditEntry as AuditEntry
-from certexpiry.contract import AuditSummary as AuditSummary
-from certexpiry.contract import Night as Night
-from certexpiry.contract import NightAck as NightAck
-from certexpiry.contract import OutboxAcknowledged as OutboxAcknowledged
-from certexpiry.contract import OutboxClaim as OutboxClaim
-from certexpiry.contract import OutboxFailed as OutboxFailed
-from certexpiry.contract import OutboxMessage as OutboxMessage
-from certexpiry.contract import Plan as Plan
-from certexpiry.contract import Resolution as Resolution
-from certexpiry.store import RpcTransport
+from certexpiry.store import RecordFailure, RpcTransport, call, record_failures
+from certexpiry_ops import contract
+from certexpiry_ops.contract import AuditEntry as AuditEntry
+from certexpiry_ops.contract import AuditSummary as AuditSummary
+from certexpiry_ops.contract import Night as Night
+from certexpiry_ops.contract import NightAck as NightAck
+from certexpiry_ops.contract import OutboxAcknowledged as OutboxAcknowledged
+from certexpiry_ops.contract import OutboxClaim as OutboxClaim
+from certexpiry_ops.contract import OutboxFailed as OutboxFailed
+from certexpiry_ops.contract import OutboxMessage as OutboxMessage
+from certexpiry_ops.contract import Plan as Plan
+from certexpiry_ops.contract import Resolution as Resolution
 
 DEFAULT_LIST_LIMIT = 20
 MAX_LIST_LIMIT = 1000  # list_cron_audit's own cap
@@ -46,7 +46,13 @@ LATE_AFTER_S = 1800
 MAX_CLAIM = 1000  # claim_outbox's own caps
 MAX_VISIBILITY_S = 3600
 
-T = TypeVar("T")
+
+@dataclass(frozen=True)
+class Remediation:
+    """What a remediation paused, and the certifications it could not."""
+
+    counts: Mapping[str, int]
+    failures: Sequence[RecordFailure]
 
 
 class OpsStore:
@@ -55,35 +61,47 @@ class OpsStore:
     def __init__(self, transport: RpcTransport) -> None:
         self.transport = transport
 
-    def _call(self, answer: contract.Answer[T], params: Mapping[str, Any]) -> T:
-        return answer.parse(self.transport.call(answer.rpc, params))
-
     def list_audit(self, limit: int = DEFAULT_LIST_LIMIT) -> list[AuditSummary]:
         """The newest `limit` audit rows (1..1000), newest first, without their missed_ids."""
-        entries = self._call(contract.LIST_CRON_AUDIT, {"p_limit": limit})
+        entries: tuple[AuditSummary, ...] = call(
+            self.transport, contract.LIST_CRON_AUDIT, limit=limit
+        )
         return list(entries)
 
     def get_audit(self, run_id: UUID) -> AuditEntry | None:
         """One audit row with its missed_ids and still_missed; None if there is none."""
-        return self._call(contract.GET_CRON_AUDIT, {"p_run_id": str(run_id)})
+        return call(self.transport, contract.GET_CRON_AUDIT, run_id=run_id)
 
     def resolve_audit(self, run_id: UUID, *, force: bool = False) -> Resolution:
         """Mark a run resolved; refused (no write) while IDs are still missed, unless force."""
-        return self._call(contract.RESOLVE_CRON_AUDIT, {"p_run_id": str(run_id), "p_force": force})
+        return call(self.transport, contract.RESOLVE_CRON_AUDIT, run_id=run_id, force=force)
+
+    def remediate(
+        self, run_id: UUID | None, certification_ids: Sequence[str], timezone: str
+    ) -> Remediation:
+        """Auto-pause exactly these certifications (those still expired and active); their
+        auto_pause records carry `run_id`, or none (null) for a remediation outside a run."""
+        answer = call(
+            self.transport,
+            contract.REMEDIATE_AUTO_PAUSES,
+            run_id=run_id,
+            certification_ids=certification_ids,
+            timezone=timezone,
+        )
+        return Remediation(counts=answer.counts, failures=record_failures(answer.failures_detail))
 
     def plan(
         self, timezone: str, today: date | None, reminder_days: Sequence[int], ids_limit: int | None
     ) -> Plan:
         """What a run of `today` (None: today in `timezone`) would do; writes nothing. The lists
         hold the lowest `ids_limit` IDs (None: every one)."""
-        return self._call(
+        return call(
+            self.transport,
             contract.PLAN_NIGHT,
-            {
-                "p_timezone": timezone,
-                "p_today": today.isoformat() if today is not None else None,
-                "p_reminder_days": list(reminder_days),
-                "p_ids_limit": ids_limit,
-            },
+            timezone=timezone,
+            today=today,
+            reminder_days=reminder_days,
+            ids_limit=ids_limit,
         )
 
     def nights(
@@ -97,15 +115,14 @@ class OpsStore:
     ) -> list[Night]:
         """The last `nights` organisation-local nights (1..366), newest first; tonight is late
         `late_after_s` after the daily schedule (`schedule_time` in `schedule_zone`) fired."""
-        answer: tuple[Night, ...] = self._call(
+        answer = call(
+            self.transport,
             contract.NIGHT_HISTORY,
-            {
-                "p_timezone": timezone,
-                "p_nights": nights,
-                "p_schedule_time": schedule_time.isoformat(),
-                "p_schedule_zone": schedule_zone,
-                "p_late_after_s": late_after_s,
-            },
+            timezone=timezone,
+            nights=nights,
+            schedule_time=schedule_time,
+            schedule_zone=schedule_zone,
+            late_after_s=late_after_s,
         )
         return list(answer)
 
@@ -114,24 +131,23 @@ class OpsStore:
     ) -> list[NightAck]:
         """Acknowledge missed nights (kept for good), oldest first; a night that had a run or
         was not missed is answered as such and nothing is written for it."""
-        answer: tuple[NightAck, ...] = self._call(
+        answer = call(
+            self.transport,
             contract.ACKNOWLEDGE_MISSED_NIGHTS,
-            {
-                "p_nights": [night.isoformat() for night in nights],
-                "p_timezone": timezone,
-                "p_code": code,
-            },
+            nights=nights,
+            timezone=timezone,
+            code=code,
         )
         return list(answer)
 
     def claim_outbox(self, limit: int, visibility_s: int) -> OutboxClaim:
         """Up to `limit` undelivered messages, hidden from other claims for `visibility_s`."""
-        return self._call(contract.CLAIM_OUTBOX, {"p_limit": limit, "p_visibility_s": visibility_s})
+        return call(self.transport, contract.CLAIM_OUTBOX, limit=limit, visibility_s=visibility_s)
 
     def acknowledge_outbox(self, ids: Sequence[int]) -> OutboxAcknowledged:
         """These messages were delivered (idempotent)."""
-        return self._call(contract.ACKNOWLEDGE_OUTBOX, {"p_ids": list(ids)})
+        return call(self.transport, contract.ACKNOWLEDGE_OUTBOX, ids=ids)
 
     def fail_outbox(self, ids: Sequence[int], code: str) -> OutboxFailed:
         """These messages can never be delivered; `code` matches ^[a-z][a-z0-9_]{0,39}$."""
-        return self._call(contract.FAIL_OUTBOX, {"p_ids": list(ids), "p_code": code})
+        return call(self.transport, contract.FAIL_OUTBOX, ids=ids, code=code)

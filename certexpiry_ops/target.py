@@ -33,6 +33,7 @@ from certexpiry.retry import RetryPolicy
 from certexpiry.settings import Settings, load_settings
 from certexpiry.store import RpcStore, RpcTransport
 from certexpiry.wiring import make_transport
+from certexpiry_ops.contract import SIGNATURES
 from certexpiry_ops.embedded import open_embedded
 from certexpiry_ops.local import LOCAL_TOPIC
 from certexpiry_ops.ops import OpsStore
@@ -303,6 +304,7 @@ def open_target(args: argparse.Namespace, *, direct: bool = False) -> Iterator[T
                 settings,
                 connect_timeout_s=where.timeout_s,
                 retry=cli_retry(where.timeout_s),
+                signatures=SIGNATURES,
             ),
             where,
         )

@@ -1,10 +1,11 @@
 # The function's source archive: main.py, requirements.txt and the runtime
-# modules of certexpiry/, each named. An explicit allow-list rather than a
-# glob, so the ops toolkit (certexpiry_ops/: CLI, demo, embedded Postgres,
-# fakes), tests/, bench/, .venv/ or any file added to the repo later can never
-# reach production. A new runtime module is deployed once it is listed here;
-# tests/terraform/test_wiring.py fails until every module of certexpiry/ is
-# either listed or named as not deployed.
+# package certexpiry/ by directory (every .py file in it, subpackages too),
+# minus __main__.py. The package is the boundary: the ops toolkit
+# (certexpiry_ops/: CLI, demo, embedded Postgres, fakes), tests/, bench/ and
+# .venv/ live outside it, the runtime never imports the toolkit (an
+# import-linter contract in pyproject.toml), and
+# tests/terraform/test_terraform_cli.py renders this list and proves no
+# tooling is in it. A new runtime module is deployed without being listed.
 
 locals {
   # terraform/ sits next to main.py, requirements.txt and certexpiry/.
@@ -12,41 +13,13 @@ locals {
 
   source_top_level_files = ["main.py", "requirements.txt"]
 
-  # certexpiry/__main__.py is not listed: it only opens the ops command line.
-  runtime_modules = [
-    "__init__",
-    "budget",
-    "codes",
-    "contract",
-    "errors",
-    "log/__init__",
-    "log/_capture",
-    "log/_chain",
-    "log/_fd",
-    "log/_logger",
-    "log/_stack",
-    "log/_trace",
-    "log/_writer",
-    "messages",
-    "monitoring",
-    "pg_store",
-    "publisher",
-    "redact/__init__",
-    "redact/_forms",
-    "redact/_http",
-    "redact/_secrets",
-    "redact/_words",
-    "reports",
-    "retry",
-    "settings",
-    "store",
-    "supabase_store",
-    "sweep",
-    "wiring",
+  # certexpiry/__main__.py is left out: it only opens the ops command line.
+  runtime_not_deployed = ["__main__.py"]
+
+  runtime_files = [
+    for name in fileset("${local.repo_root}/certexpiry", "**/*.py") : "certexpiry/${name}"
+    if !contains(local.runtime_not_deployed, name)
   ]
 
-  source_files = sort(concat(
-    local.source_top_level_files,
-    [for module in local.runtime_modules : "certexpiry/${module}.py"],
-  ))
+  source_files = sort(concat(local.source_top_level_files, local.runtime_files))
 }

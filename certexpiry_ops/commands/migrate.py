@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from datetime import UTC
 from typing import Any
 
-from certexpiry.contract import SCHEMA_VERSION
+from certexpiry.store.contract import SCHEMA_VERSION
 from certexpiry_ops import demo_seed, schema
 from certexpiry_ops.console import CliIO, Console
 from certexpiry_ops.target import probe, resolve, started

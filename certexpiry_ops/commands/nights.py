@@ -18,8 +18,9 @@ from datetime import date, datetime, time, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from certexpiry.contract import NightAck, OutboxBacklog
+from certexpiry.store import OutboxBacklog
 from certexpiry_ops.console import CliIO, Console, age_text, backlog_text
+from certexpiry_ops.contract import NightAck
 from certexpiry_ops.ops import (
     DEFAULT_NIGHTS,
     DEFAULT_SCHEDULE,

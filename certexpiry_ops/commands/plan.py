@@ -6,8 +6,8 @@ import argparse
 from datetime import date
 from typing import Any
 
-from certexpiry.contract import PlanList
 from certexpiry_ops.console import CliIO, Console
+from certexpiry_ops.contract import PlanList
 from certexpiry_ops.ops import Plan
 from certexpiry_ops.target import call_store, open_target
 from certexpiry_ops.usage import EXIT_OK, PROG, UsageError, bounded_int

@@ -41,7 +41,7 @@ def cmd_remediate(args: argparse.Namespace, cli_io: CliIO) -> int:
         if args.drop_demo_trigger:
             _drop_demo_trigger(target, console)
         # The run's id is recorded on the auto_pause rows; without a run, none (null).
-        result = call_store(target.store.remediate, run_id, targets, settings.org_timezone)
+        result = call_store(target.ops.remediate, run_id, targets, settings.org_timezone)
         log_record_failures(log, result.failures)
         counts = {
             key: result.counts.get(key, 0)

@@ -298,7 +298,7 @@ def assert_all_json(lines: list[tuple[str, str]]) -> list[dict[str, Any]]:
 SITECUSTOMIZE = '''
 """Loaded by the function process (PYTHONPATH): noise with planted values at every batch."""
 import logging, os, sys, threading, traceback, warnings
-from certexpiry import pg_store
+from certexpiry.store import postgres as pg_store
 
 PLANT = os.environ["ATTACK_PLANT"]
 _call = pg_store.PgTransport.call
@@ -355,7 +355,7 @@ def noise(tmp_path: Path) -> dict[str, str]:
 FORMS_SITECUSTOMIZE = '''
 """Loaded by the function process (PYTHONPATH): issue 22's noise, with planted names."""
 import atexit, logging, os, sys, threading, time, traceback, warnings
-from certexpiry import pg_store
+from certexpiry.store import postgres as pg_store
 
 PLANT = os.environ["ATTACK_PLANT"]
 KINDS = set(os.environ.get("ATTACK_NOISE", "").split(","))

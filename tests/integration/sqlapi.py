@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from certexpiry.pg_store import as_api_role
+from certexpiry.store.postgres import as_api_role
 
 # The night the SQL tests run: 03:00 Oslo on 2026-11-28 (UTC+1 in winter), so the
 # organisation-local today is 2026-11-28.

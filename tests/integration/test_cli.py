@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from google.auth.exceptions import DefaultCredentialsError
 
-from certexpiry.pg_store import pg_store
+from certexpiry.store.postgres import pg_store
 from certexpiry_ops import demo_seed
 from certexpiry_ops.cli import main
 from certexpiry_ops.console import NO_RUN, CliIO

@@ -16,13 +16,14 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from certexpiry.contract import ANSWERS, RPC_SIGNATURES, AuditStatus
 from certexpiry.log import JsonLogger
-from certexpiry.pg_store import PgTransport, as_api_role
 from certexpiry.redact import Secrets
 from certexpiry.store import AuditRow, RpcStore
+from certexpiry.store.answers import AuditStatus
+from certexpiry.store.postgres import PgTransport, as_api_role
 from certexpiry.wiring import check_schema
 from certexpiry_ops import schema
+from certexpiry_ops.contract import ALL_ANSWERS, SIGNATURES
 from certexpiry_ops.ops import OpsStore
 from tests.seeding import add_cert, add_mentor
 
@@ -157,13 +158,13 @@ def _relations(db: Conn, kinds: str) -> set[str]:
 
 
 def test_signatures_match_pg_proc(db: Conn) -> None:
-    """RPC_SIGNATURES is every function of the exposed schemas, argument for argument in order,
+    """SIGNATURES is every function of the exposed schemas, argument for argument in order,
     each with IN arguments only and one jsonb value as its answer."""
     functions = _functions(db)
     names = [row[0] for row in functions]
     assert len(names) == len(set(names)), "an overloaded RPC: PostgREST cannot tell them apart"
     in_database = {row[0]: list(zip(row[2], row[3], strict=True)) for row in functions}
-    in_contract = {name: list(args.items()) for name, args in RPC_SIGNATURES.items()}
+    in_contract = {name: list(args.items()) for name, args in SIGNATURES.items()}
     assert in_database == in_contract
     for name, _, _, _, modes, returns, returns_set, kind, _, _ in functions:
         assert (modes, returns, returns_set, kind) == (None, "jsonb", False, "f"), name
@@ -195,7 +196,7 @@ JOB_CALLS: list[Callable[[RpcStore, OpsStore], object]] = [
     lambda s, o: s.complete(RUN, 0),
     lambda s, o: s.missed_auto_pauses("Europe/Oslo", None, limit=1000),
     lambda s, o: s.upsert_audit(AuditRow(RUN, 0, [], "completed", None, 1, {}, 1)),
-    lambda s, o: s.remediate(RUN, [], "Europe/Oslo"),
+    lambda s, o: o.remediate(RUN, [], "Europe/Oslo"),
     lambda s, o: o.list_audit(),
     lambda s, o: o.get_audit(RUN),
     lambda s, o: o.resolve_audit(RUN),
@@ -218,7 +219,7 @@ def test_arguments_the_job_omits_have_sql_defaults(db: Conn) -> None:
     for call in JOB_CALLS:
         with pytest.raises(_Recorded):
             call(RpcStore(transport), OpsStore(transport))
-    assert set(transport.sent) == set(RPC_SIGNATURES)
+    assert set(transport.sent) == set(SIGNATURES)
     for name, _, args, _, _, _, _, _, count, defaults in _functions(db):
         omitted = [i for i, arg in enumerate(args) if arg not in transport.sent[name]]
         assert all(i >= count - defaults for i in omitted), (name, omitted)
@@ -226,7 +227,7 @@ def test_arguments_the_job_omits_have_sql_defaults(db: Conn) -> None:
 
 @pytest.fixture
 def pg(database_url: str) -> Iterator[PgTransport]:
-    transport = PgTransport(database_url)
+    transport = PgTransport(database_url, signatures=SIGNATURES)
     yield transport
     transport.close()
 
@@ -239,7 +240,7 @@ def test_every_answer_shape_the_sql_gives_parses(db: Conn, pg: PgTransport) -> N
     seen: dict[str, list[Any]] = {}
 
     def call(rpc: str, **params: Any) -> Any:
-        answer = ANSWERS[rpc].parse(pg.call(rpc, params))
+        answer = ALL_ANSWERS[rpc].parse(pg.call(rpc, params))
         seen.setdefault(rpc, []).append(answer)
         return answer
 
@@ -359,7 +360,7 @@ def test_every_answer_shape_the_sql_gives_parses(db: Conn, pg: PgTransport) -> N
         None,
         None,
     )
-    assert set(seen) == set(RPC_SIGNATURES)
+    assert set(seen) == set(SIGNATURES)
 
 
 def test_every_function_is_executable_by_service_role_only(db: Conn) -> None:

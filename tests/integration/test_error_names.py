@@ -13,7 +13,7 @@ import pytest
 from psycopg.pq import TransactionStatus
 
 from certexpiry.errors import DatabaseError
-from certexpiry.pg_store import PgTransport, as_api_role, checked_names
+from certexpiry.store.postgres import PgTransport, as_api_role, checked_names
 from tests import faults
 
 Conn = psycopg.Connection[Any]
@@ -201,7 +201,7 @@ def test_error_names_is_service_roles_alone(db: Conn) -> None:
     assert [r[0] for r in row] == [True, False, False]
 
 
-# -- the job's side: certexpiry.pg_store asks the database which names it may keep ------------
+# -- the job's side: certexpiry.store.postgres asks the database which names it may keep ------------
 
 RAISE_MADE_UP_NAMES = (
     "raise exception 'x for Kari Nordmann' using column = 'kari', "

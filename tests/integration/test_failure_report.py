@@ -14,8 +14,8 @@ import psycopg
 import pytest
 from pydantic import ValidationError
 
-from certexpiry.contract import RecordFailure
 from certexpiry.errors import DIAGNOSTIC_NAMES
+from certexpiry.store.answers import RecordFailure
 from tests import faults
 from tests.integration.sqlapi import NOW, TODAY, claim, rpc, sweep_all
 from tests.seeding import add_cert

@@ -17,9 +17,10 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from certexpiry import contract
-from certexpiry.pg_store import as_api_role
+from certexpiry.store import contract
+from certexpiry.store.postgres import as_api_role
 from certexpiry_ops import catalog, schema
+from certexpiry_ops.contract import SIGNATURES
 from certexpiry_ops.harness import FunctionProcess, function_env
 from certexpiry_ops.pubsub_fake import FakePubSub
 from tests.chain import NIGHTLY
@@ -161,7 +162,7 @@ def _job_key(key: str) -> bool:
             "cron_audit_log",
             "next_action",
             "certifications_on_schedule_idx",
-            *(f"public.{name}(" for name in contract.RPC_SIGNATURES),
+            *(f"public.{name}(" for name in SIGNATURES),
         )
     )
 
@@ -233,7 +234,7 @@ def test_the_audit_log_is_for_service_role_and_ops_admins(app_url: str) -> None:
             _as(conn, MENTOR, "update public.cron_audit_log set resolved = false returning 1") == []
         )
         for who in (MENTOR, ANON, ADMIN):
-            for name in contract.RPC_SIGNATURES:
+            for name in SIGNATURES:
                 allowed = conn.execute(
                     "select has_function_privilege(%s, p.oid, 'EXECUTE') from pg_proc p"
                     " where p.proname = %s and p.pronamespace = 'public'::regnamespace",

@@ -16,12 +16,13 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from certexpiry import contract
 from certexpiry.codes import Code
+from certexpiry.errors import SchemaNotReady
 from certexpiry.log import JsonLogger
-from certexpiry.pg_store import PgTransport
 from certexpiry.redact import Secrets
-from certexpiry.wiring import SchemaNotReady, check_schema
+from certexpiry.store import contract
+from certexpiry.store.postgres import PgTransport
+from certexpiry.wiring import check_schema
 from certexpiry_ops import catalog, schema
 from certexpiry_ops.usage import EXIT_FAILED, EXIT_USAGE
 from tests.integration.test_cli import Result, invoke

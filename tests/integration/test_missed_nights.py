@@ -11,8 +11,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from certexpiry.pg_store import pg_store
 from certexpiry.store import RpcStore
+from certexpiry.store.postgres import pg_store
 from certexpiry.sweep import Outcome
 from tests.chain import in_process
 from tests.clock import OrgDay

@@ -11,9 +11,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from certexpiry.contract import Counts
 from certexpiry.errors import ContractError
-from certexpiry.pg_store import PgTransport, as_api_role
+from certexpiry.store import Counts
+from certexpiry.store.postgres import PgTransport, as_api_role
+from certexpiry_ops.contract import SIGNATURES
 from certexpiry_ops.ops import AuditEntry, OpsStore
 from tests.seeding import add_cert, add_mentor, status_of
 
@@ -39,7 +40,7 @@ def _today() -> date:
 
 @pytest.fixture
 def ops(database_url: str) -> Iterator[OpsStore]:
-    transport = PgTransport(database_url)
+    transport = PgTransport(database_url, signatures=SIGNATURES)
     yield OpsStore(transport)
     transport.close()
 

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from certexpiry.pg_store import as_api_role
+from certexpiry.store.postgres import as_api_role
 from tests.integration.sqlapi import TODAY
 from tests.seeding import add_cert, add_mentor
 

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from certexpiry.contract import PLAN_NIGHT, Plan
+from certexpiry_ops.contract import PLAN_NIGHT, Plan
 from tests.clock import OrgDay
 from tests.integration.test_cli import Cli, refuse_two, seed
 from tests.integration.test_cli import cli as cli  # the fixture, shared

@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from certexpiry.pg_store import as_api_role
+from certexpiry.store.postgres import as_api_role
 
 Conn = psycopg.Connection[Any]
 

@@ -12,8 +12,8 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from certexpiry.messages import PUBSUB_EVENT_TYPE
-from certexpiry.pg_store import pg_store
 from certexpiry.store import RpcStore
+from certexpiry.store.postgres import pg_store
 from certexpiry.sweep import Outcome, handle_event
 from certexpiry_ops.local import pubsub_event_data
 from tests import faults

@@ -18,9 +18,9 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from certexpiry.pg_store import PgTransport
 from certexpiry.retry import RetryPolicy
 from certexpiry.store import RpcStore
+from certexpiry.store.postgres import PgTransport
 from certexpiry_ops import embedded, schema
 from tests import faults
 from tests.chain import in_process

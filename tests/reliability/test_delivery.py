@@ -22,9 +22,9 @@ import psycopg
 import pytest
 
 from certexpiry.messages import PUBSUB_EVENT_TYPE
-from certexpiry.pg_store import pg_store
 from certexpiry.retry import RetryPolicy
 from certexpiry.store import RpcStore
+from certexpiry.store.postgres import pg_store
 from certexpiry.sweep import Job, Outcome, handle_event
 from certexpiry_ops.harness import FunctionProcess, function_env
 from certexpiry_ops.local import pubsub_event_data

@@ -33,13 +33,14 @@ import respx
 from certexpiry.errors import DatabaseError
 from certexpiry.log import WRITE_BUDGET_S, JsonLogger
 from certexpiry.messages import PUBSUB_EVENT_TYPE
-from certexpiry.pg_store import PgTransport, pg_store
 from certexpiry.publisher import Publisher, PubSubPublisher
 from certexpiry.redact import Secrets
 from certexpiry.retry import RetryPolicy
 from certexpiry.store import AuditRow, RpcStore, Store
-from certexpiry.supabase_store import SupabaseTransport
+from certexpiry.store.postgres import PgTransport, pg_store
+from certexpiry.store.postgrest import SupabaseTransport
 from certexpiry.sweep import Job, Outcome, handle_event
+from certexpiry_ops.contract import SIGNATURES
 from certexpiry_ops.local import LOCAL_TOPIC, pubsub_event_data
 from certexpiry_ops.pubsub_fake import FakePubSub
 from tests import faults, leak_plugin
@@ -194,7 +195,9 @@ class FakePostgrest:
     calls: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.pg = PgTransport(self.database_url, retry=RetryPolicy(attempts=1))
+        self.pg = PgTransport(
+            self.database_url, retry=RetryPolicy(attempts=1), signatures=SIGNATURES
+        )
         self.router = respx.Router(base_url=SUPABASE_URL, assert_all_called=False)
         self.router.post(path__regex=r"^/rest/v1/rpc/(?P<name>\w+)$").mock(side_effect=self._handle)
 

@@ -26,8 +26,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from certexpiry.messages import MAX_AGE, MAX_BODY_BYTES, PUBSUB_EVENT_TYPE
-from certexpiry.pg_store import pg_store
 from certexpiry.store import RpcStore
+from certexpiry.store.postgres import pg_store
 from certexpiry.sweep import Outcome, handle_event
 from certexpiry_ops.local import pubsub_event_data
 from tests.chain import NIGHTLY

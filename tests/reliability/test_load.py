@@ -26,8 +26,8 @@ import pytest
 
 from bench.seed import seed_certifications
 from certexpiry.log import JsonLogger
-from certexpiry.pg_store import pg_store
 from certexpiry.redact import Secrets
+from certexpiry.store.postgres import pg_store
 from certexpiry.sweep import Outcome
 from certexpiry_ops.fakes import InMemoryPublisher
 from tests import leak_plugin

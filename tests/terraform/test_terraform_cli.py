@@ -26,6 +26,7 @@ from tests.terraform.tfmodule import (
     terraform_binary,
 )
 
+RUNTIME = REPO_ROOT / "certexpiry"
 needs_terraform = pytest.mark.skipif(
     terraform_binary() is None,
     reason="terraform CLI not installed: fmt/validation/allow-list checks of terraform/ NOT run",
@@ -135,8 +136,8 @@ def test_real_values_pass_validation(tmp_path: Path, assignments: tuple[str, ...
 
 @needs_terraform
 def test_archive_holds_the_runtime_and_no_tooling(tmp_path: Path) -> None:
-    """The archive Terraform builds lists existing runtime files only: no certexpiry_ops, no
-    __main__, no tests or bench, and every listed file exists."""
+    """The archive Terraform builds is the runtime package by directory: every module of
+    certexpiry/ (subpackages too) but __main__, and no certexpiry_ops, tests or bench."""
     module = scratch_module(tmp_path, "source_files.tf")
     for path in REPO_ROOT.glob("certexpiry*/**/*.py"):
         target = tmp_path / path.relative_to(REPO_ROOT)
@@ -155,13 +156,17 @@ def test_archive_holds_the_runtime_and_no_tooling(tmp_path: Path) -> None:
     assert not [f for f in files if f.startswith(("certexpiry_ops", "tests", "bench"))]
     assert "certexpiry/__main__.py" not in files
     assert all((REPO_ROOT / f).is_file() for f in files), files
+    # Every runtime module, subpackages' too, is deployed without being listed anywhere.
+    runtime = {path.relative_to(REPO_ROOT).as_posix() for path in RUNTIME.rglob("*.py")}
+    assert set(files) == runtime - {"certexpiry/__main__.py"} | {"main.py", "requirements.txt"}
 
 
 @needs_terraform
 def test_the_archive_runs_without_the_tooling(tmp_path: Path) -> None:
     """main.py imports from an unpacked archive with no certexpiry_ops beside it, and loads none
     of the tooling's modules or libraries."""
-    module = scratch_module(tmp_path / "tf", "source_files.tf")
+    # The module sits beside the tree, as terraform/ does: it takes certexpiry/ by directory.
+    module = scratch_module(tmp_path, "source_files.tf")
     shutil.copytree(REPO_ROOT / "certexpiry", tmp_path / "certexpiry")
     for name in ("main.py", "requirements.txt"):
         shutil.copy(REPO_ROOT / name, tmp_path / name)
@@ -231,7 +236,7 @@ def test_the_default_service_version_changes_with_the_code_only(tmp_path: Path) 
     (tree / "docs" / "deploy.md").write_text("# deploy, reworded\n")
     (tree / "certexpiry" / "__main__.py").write_text("# changed\n", encoding="utf-8")
     assert _source_sha256(tree) == first
-    sweep = tree / "certexpiry" / "sweep.py"
+    sweep = tree / "certexpiry" / "sweep" / "invocation.py"
     sweep.write_text(sweep.read_text(encoding="utf-8") + "\n# changed\n", encoding="utf-8")
     assert _source_sha256(tree) != first
     main_tf = (TERRAFORM_DIR / "main.tf").read_text(encoding="utf-8")

@@ -235,22 +235,25 @@ def test_every_iam_grant_is_explained(tf: Module) -> None:
 NOT_DEPLOYED = {"__main__": "only opens the ops command line (certexpiry_ops)"}
 
 
-def test_source_archive_lists_every_runtime_module_and_nothing_else(tf: Module) -> None:
-    """The archive is main.py, requirements.txt and each runtime module by name (subpackages'
-    modules as package/module): a module added to certexpiry/ must be listed (or named as not
-    deployed), and no tooling is listed."""
+def test_source_archive_takes_the_runtime_package_and_nothing_else(tf: Module) -> None:
+    """The archive is main.py, requirements.txt and the runtime package certexpiry/ by directory
+    (its .py files, subpackages too), minus exactly the modules named as not deployed; no other
+    directory is globbed. test_terraform_cli.py renders the list and proves no tooling is in it."""
     archive = tf.data["archive_file"]["source"]
     assert "source_dir" not in archive
     assert "source_file" not in archive
     dynamic = archive["dynamic"][0]["source"]
     assert dynamic["for_each"] == "${toset(local.source_files)}"
     assert tf.locals["source_top_level_files"] == ["main.py", "requirements.txt"]
-    listed = set(tf.locals["runtime_modules"])
-    runtime = REPO_ROOT / "certexpiry"
-    on_disk = {p.relative_to(runtime).with_suffix("").as_posix() for p in runtime.rglob("*.py")}
-    assert listed == on_disk - set(NOT_DEPLOYED), listed ^ (on_disk - set(NOT_DEPLOYED))
-    tooling = {p.stem for p in (REPO_ROOT / "certexpiry_ops").rglob("*.py")}
-    assert not ({name.rpartition("/")[2] for name in listed} & tooling - {"__init__"}), listed
+    assert tf.locals["runtime_not_deployed"] == [f"{name}.py" for name in NOT_DEPLOYED]
+    runtime = tf.locals["runtime_files"]
+    assert 'fileset("${local.repo_root}/certexpiry", "**/*.py")' in runtime, runtime
+    assert "!contains(local.runtime_not_deployed, name)" in runtime, runtime
+    text = (TERRAFORM_DIR / "source_files.tf").read_text(encoding="utf-8")
+    assert text.count("fileset(") == 1, "only the runtime package is taken by directory"
+    assert tf.locals["source_files"] == (
+        "${sort(concat(local.source_top_level_files, local.runtime_files))}"
+    )
 
 
 def test_scheduler_publishes_the_nightly_message(tf: Module) -> None:

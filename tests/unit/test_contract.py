@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 
 from certexpiry.codes import Code
-from certexpiry.contract import ANSWERS, COUNT_KEYS, RPC_SIGNATURES, Counts
 from certexpiry.errors import ContractError, StoreError
 from certexpiry.messages import PUBSUB_EVENT_TYPE
-from certexpiry.store import AuditRow, RpcStore
+from certexpiry.store import COUNT_KEYS, AuditRow, Counts, Duplicate, Owned, RpcStore, call
+from certexpiry.store import contract as store_contract
 from certexpiry.sweep import Outcome, handle_event
 from certexpiry.wiring import read_schema_version
+from certexpiry_ops.contract import ALL_ANSWERS, OPS_ANSWERS, OPS_SIGNATURES, SIGNATURES
 from certexpiry_ops.fakes import FakeStore
 from certexpiry_ops.local import pubsub_event_data
 from certexpiry_ops.ops import OpsStore
@@ -191,7 +192,7 @@ CALLS: dict[str, Callable[[RpcStore, OpsStore], object]] = {
     "complete_run": lambda s, o: s.complete(uuid.UUID(RUN), 1),
     "get_missed_auto_pauses": lambda s, o: s.missed_auto_pauses("Europe/Oslo", None, limit=1000),
     "upsert_cron_audit": lambda s, o: s.upsert_audit(AUDIT),
-    "remediate_auto_pauses": lambda s, o: s.remediate(uuid.UUID(RUN), [CERT], "Europe/Oslo"),
+    "remediate_auto_pauses": lambda s, o: o.remediate(uuid.UUID(RUN), [CERT], "Europe/Oslo"),
     "list_cron_audit": lambda s, o: o.list_audit(5),
     "get_cron_audit": lambda s, o: o.get_audit(uuid.UUID(RUN)),
     "resolve_cron_audit": lambda s, o: o.resolve_audit(uuid.UUID(RUN)),
@@ -318,9 +319,59 @@ def _contract_error(rpc: str, answer: Any) -> ContractError:
 
 def test_every_rpc_has_a_signature_an_answer_and_a_case_here() -> None:
     """The contract lists each RPC once: signature, answer model, and these tests' cases."""
-    assert set(RPC_SIGNATURES) == set(ANSWERS) == set(VALID) == set(CALLS)
-    assert {rpc for rpc, _, _ in RENAMES} == set(RPC_SIGNATURES)
-    assert {rpc for rpc, *_ in UNKNOWN} | {rpc for rpc, *_ in NOT_A_FLAG} == set(RPC_SIGNATURES)
+    assert set(SIGNATURES) == set(ALL_ANSWERS) == set(VALID) == set(CALLS)
+    assert {rpc for rpc, _, _ in RENAMES} == set(SIGNATURES)
+    assert {rpc for rpc, *_ in UNKNOWN} | {rpc for rpc, *_ in NOT_A_FLAG} == set(SIGNATURES)
+
+
+def test_the_function_ships_only_its_own_rpcs() -> None:
+    """The runtime's contract lists the RPCs the function calls; the toolkit's lists the rest,
+    none twice, and each registry's answers are exactly its signatures (the function's are
+    what certexpiry/store/ deploys; the ops-only answers stay in certexpiry_ops)."""
+    assert set(store_contract.RPC_SIGNATURES) == set(store_contract.ANSWERS)
+    assert set(OPS_SIGNATURES) == set(OPS_ANSWERS)
+    assert not set(store_contract.RPC_SIGNATURES) & set(OPS_SIGNATURES)
+    assert set(store_contract.RPC_SIGNATURES) == {
+        "claim_nightly_run",
+        "claim_continuation",
+        "process_expiry_batch",
+        "handoff_run",
+        "complete_run",
+        "get_missed_auto_pauses",
+        "upsert_cron_audit",
+        "schema_version",
+        "outbox_backlog",
+    }
+    for answer in OPS_ANSWERS.values():
+        assert answer.signature is OPS_SIGNATURES[answer.rpc]
+
+
+def test_arguments_are_named_from_the_signature() -> None:
+    """A store method passes keyword arguments: each becomes the signature's `p_` name with its
+    JSON value; an argument the RPC lacks fails before anything is sent, and SQL_DEFAULT leaves
+    one out so that its SQL default applies."""
+    run = uuid.UUID(RUN)
+    assert store_contract.UPSERT_CRON_AUDIT.arguments(
+        {"run_id": run, "nightly_key": date(2026, 11, 28), "missed_ids": ("a",), "totals": {}}
+    ) == {
+        "p_run_id": RUN,
+        "p_nightly_key": "2026-11-28",
+        "p_missed_ids": ["a"],
+        "p_totals": {},
+    }
+    batch = store_contract.PROCESS_EXPIRY_BATCH
+    assert batch.arguments({"cursor": None, "failed_ahead": store_contract.SQL_DEFAULT}) == {
+        "p_cursor": None
+    }
+    transport = CannedTransport(VALID)
+    with pytest.raises(TypeError, match=r"handoff_run has no argument p_lease_s$"):
+        call(transport, store_contract.HANDOFF_RUN, run_id=run, segment=0, lease_s=120)
+    assert transport.calls == []
+    RpcStore(transport).process_batch(run, 0, None, 50, [7], 120, failed_ahead=("23514",))
+    RpcStore(transport).process_batch(run, 0, None, 50, [7], 120)
+    (_, passing), (_, plain) = transport.calls
+    assert passing["p_failed_ahead"] == ["23514"]
+    assert "p_failed_ahead" not in plain
 
 
 @pytest.mark.parametrize("rpc", sorted(VALID))
@@ -328,7 +379,7 @@ def test_each_valid_answer_parses_and_the_call_names_known_arguments(rpc: str) -
     """The scripted answers are valid; the job names only arguments of the signature."""
     ((operation, params),) = _call(rpc, VALID[rpc]).calls
     assert operation == rpc
-    assert set(params) <= set(RPC_SIGNATURES[rpc])
+    assert set(params) <= set(SIGNATURES[rpc])
 
 
 @pytest.mark.parametrize(("rpc", "path", "new"), RENAMES, ids=lambda v: str(v))
@@ -433,17 +484,13 @@ def test_claims_keep_what_each_outcome_carries() -> None:
     """A started run carries its cursor, totals and abandoned runs; a duplicate only its ids."""
     started = _call("claim_nightly_run", VALID["claim_nightly_run"])
     claim = RpcStore(started).claim_nightly_run(uuid.UUID(RUN), "Europe/Oslo", 120)
-    assert claim.outcome == "started"
-    assert claim.owns_run
+    assert isinstance(claim, Owned)
+    assert not claim.resumed
     assert claim.totals == Counts()
     assert [str(run) for run in claim.abandoned] == VALID["claim_nightly_run"]["abandoned"]
     assert [str(night) for night in claim.missed_nights] == ["2026-11-26", "2026-11-27"]
     duplicate = RpcStore(CannedTransport(VALID)).claim_continuation(uuid.UUID(RUN), 3, 120)
-    assert duplicate.outcome == "duplicate"
-    assert not duplicate.owns_run
-    assert duplicate.today is None
-    assert duplicate.cursor is None
-    assert duplicate.abandoned == ()
+    assert duplicate == Duplicate(uuid.UUID(RUN), 3)  # its ids, nothing else
 
 
 def test_fenced_answers_carry_no_counts() -> None:
@@ -495,7 +542,9 @@ def test_the_sweep_stops_on_an_answer_outside_the_contract() -> None:
 
 
 def test_the_sweep_never_takes_another_outcome_for_resumed() -> None:
-    """Even from a store that skips the contract, only `resumed` is logged as RUN_RESUMED."""
+    """A claim outcome claim_nightly_run cannot answer never reaches the sweep as another one:
+    the port has no value for it, and a store (the fake too) refuses it as outside the
+    contract, so only `resumed` is ever logged as RUN_RESUMED."""
     log = CapturedLog()
     handle_event(make_job(FakeStore(claim_outcome="claimed"), log), PUBSUB_EVENT_TYPE, NIGHTLY)
     assert log.codes() == ["DB_OPERATION_FAILED"]
@@ -506,7 +555,7 @@ def test_schema_version_is_the_newest_migration() -> None:
     """The version the runtime requires at cold start is the newest migration of this release
     that records itself in the job's ledger (an online index cannot); a merge that adds a
     migration without moving it (or a typo) fails here."""
-    from certexpiry.contract import SCHEMA_VERSION
+    from certexpiry.store.contract import SCHEMA_VERSION
     from certexpiry_ops import schema
 
     assert schema.required_version() == SCHEMA_VERSION
@@ -515,7 +564,8 @@ def test_schema_version_is_the_newest_migration() -> None:
 def test_the_schema_check_turns_an_unreadable_answer_into_one_error_line() -> None:
     """An answer outside the contract at cold start is logged with its code and the function is
     not ready (503), rather than an exception escaping the entry point."""
-    from certexpiry.wiring import SchemaNotReady, check_schema
+    from certexpiry.errors import SchemaNotReady
+    from certexpiry.wiring import check_schema
 
     log = CapturedLog()
     transport = CannedTransport({"schema_version": {"version": "1"}})

@@ -33,7 +33,6 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from certexpiry.codes import CATALOGUE, Code, Severity
-from certexpiry.contract import RPC_SIGNATURES  # its RPC names join the vocabulary at import
 from certexpiry.log import (
     ALLOWED_CONTEXT_KEYS,
     ERROR_EVENT_TYPE,
@@ -60,6 +59,9 @@ from certexpiry.redact import (
     allowed,
     body_shape,
     credential_parts,
+)
+from certexpiry.store.contract import (
+    RPC_SIGNATURES,  # the store adds its RPC names to the vocabulary
 )
 from tests.strategies import jwts, registered_secrets
 

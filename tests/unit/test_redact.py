@@ -13,9 +13,9 @@ from decimal import Decimal
 
 import pytest
 
-import certexpiry.contract
 import certexpiry.messages
 import certexpiry.settings
+import certexpiry.store.contract
 from certexpiry.redact import (
     CONTEXT_FORMS,
     WITHHELD,
@@ -306,7 +306,7 @@ def test_real_words_are_kept() -> None:
     for name in certexpiry.settings.Settings.model_fields:
         assert allowed("setting", name.upper()) == name.upper()
     assert allowed("setting", "SETTINGS") == "SETTINGS"
-    for rpc in certexpiry.contract.RPC_SIGNATURES:
+    for rpc in certexpiry.store.contract.RPC_SIGNATURES:
         assert allowed("operation", rpc) == rpc
     assert allowed("operation", "auto_pause") == "auto_pause"  # a failure's operation
     assert allowed("status", "monitoring_failed") == "monitoring_failed"  # an audit row's

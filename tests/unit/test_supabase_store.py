@@ -13,7 +13,7 @@ import respx
 from certexpiry.errors import RpcError, RpcTimeout
 from certexpiry.retry import RetryPolicy
 from certexpiry.store import RpcStore
-from certexpiry.supabase_store import SupabaseTransport
+from certexpiry.store.postgrest import SupabaseTransport
 
 URL = "https://abcdefghijklmnop.supabase.co"
 KEY = "sb_secret_TESTKEY_not_a_real_key_1234567890"

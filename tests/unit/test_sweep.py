@@ -22,7 +22,7 @@ from certexpiry.errors import (
 )
 from certexpiry.messages import PUBSUB_EVENT_TYPE, Resume
 from certexpiry.redact import body_shape
-from certexpiry.store import BatchResult, Claim, ClaimOutcome, MissedReport, RecordFailure
+from certexpiry.store import BatchResult, ClaimOutcome, MissedReport, Owned, RecordFailure
 from certexpiry.sweep import Outcome, handle_event
 from certexpiry_ops.fakes import FakeStore, InMemoryPublisher
 from certexpiry_ops.local import LOCAL_TOPIC, pubsub_event_data
@@ -88,7 +88,7 @@ def test_unexpected_exception_yields_stack_trace() -> None:
     assert "division by zero" not in json.dumps(entry)
     assert entry["context"]["error_type"] == "ZeroDivisionError"
     # The whole path, from the handler's top down to the frame that raised it.
-    assert trace.index(", in _run_segment\n") < trace.index(", in process_batch\n")
+    assert trace.index(", in run_segment\n") < trace.index(", in process_batch\n")
     assert trace.count('  File "') >= 3
 
 
@@ -388,8 +388,9 @@ class PoisonedNight(FakeStore):
         self.passed: list[int] = []
         self.checkpoint: str | None = None
 
-    def _claim(self, segment: int) -> Claim:
-        return replace(super()._claim(segment), cursor=self.checkpoint)
+    def _claim(self, rpc: str, segment: int) -> Any:
+        claim = super()._claim(rpc, segment)
+        return replace(claim, cursor=self.checkpoint) if isinstance(claim, Owned) else claim
 
     def process_batch(
         self,

@@ -20,13 +20,13 @@ import psycopg.errors
 import pytest
 import respx
 
-from certexpiry import pg_store
 from certexpiry.errors import DatabaseError
 from certexpiry.messages import PUBSUB_EVENT_TYPE
-from certexpiry.pg_store import PgTransport
 from certexpiry.retry import RetryPolicy, retries_reported_to
 from certexpiry.store import RpcStore, RpcTransport
-from certexpiry.supabase_store import SupabaseTransport
+from certexpiry.store import postgres as pg_store
+from certexpiry.store.postgres import PgTransport
+from certexpiry.store.postgrest import SupabaseTransport
 from certexpiry.sweep import Outcome, handle_event
 from certexpiry_ops.local import pubsub_event_data
 from tests.jobs import make_job
@@ -122,7 +122,7 @@ class RestartingDatabase:
 def restarting(monkeypatch: pytest.MonkeyPatch) -> Callable[..., RestartingDatabase]:
     """A PgTransport's connection replaced by a RestartingDatabase; the statement is the RPC's
     name (so the stand-in knows what is called)."""
-    monkeypatch.setattr(pg_store, "_rpc_statement", lambda operation, _names: operation)
+    monkeypatch.setattr(pg_store, "_rpc_statement", lambda operation, _signature, _names: operation)
 
     def make(transport: PgTransport, **failures: list[psycopg.Error]) -> RestartingDatabase:
         database = RestartingDatabase(failures)

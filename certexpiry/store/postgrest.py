@@ -1,4 +1,4 @@
-"""The Supabase adapter of the store: the same RPCs through PostgREST, with supabase-py.
+"""The PostgREST transport of the store (Supabase's HTTP API): the same RPCs, with supabase-py.
 
 supabase-py's APIError carries neither the HTTP status nor the raw body, and postgrest-py
 never retries a POST. So the client is given our own httpx.Client (HTTP/1.1, explicit
@@ -26,7 +26,7 @@ from certexpiry.errors import (
 )
 from certexpiry.redact import body_shape
 from certexpiry.retry import DEFAULT_RETRY, RetryPolicy
-from certexpiry.store import RpcStore
+from certexpiry.store.rpc import RpcStore
 
 READ_TIMEOUT_S = 30.0  # an RPC's answer; the connection has its own, shorter timeout
 CONNECT_TIMEOUT_S = 5.0

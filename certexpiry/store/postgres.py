@@ -1,4 +1,4 @@
-"""The direct-Postgres adapter of the store (psycopg 3), used with DATABASE_URL and locally.
+"""The Postgres transport of the store (psycopg 3), used with DATABASE_URL and locally.
 
 Each call runs in its own transaction shaped like PostgREST's: `set local role service_role`
 and `request.jwt.claims`, so the grants and row level security that production sees are the
@@ -11,17 +11,16 @@ import json
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from functools import lru_cache
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
-from certexpiry.contract import RPC_SIGNATURES
 from certexpiry.errors import DatabaseError
 from certexpiry.retry import DEFAULT_RETRY, RetryPolicy
-from certexpiry.store import RpcStore
+from certexpiry.store.contract import RPC_SIGNATURES, Signatures
+from certexpiry.store.rpc import RpcStore
 
 SERVICE_ROLE_CLAIMS = {"role": "service_role"}
 CONNECT_TIMEOUT_S = 10
@@ -44,14 +43,14 @@ def as_api_role(
         yield conn
 
 
-@lru_cache(maxsize=64)
-def _rpc_statement(operation: str, names: frozenset[str]) -> sql.Composed:
+def _rpc_statement(
+    operation: str, signature: Mapping[str, str], names: frozenset[str]
+) -> sql.Composed:
     """`select public.fn(p_a => %(p_a)s::type, ...)` for a known RPC and the arguments given.
 
     The arguments come in the signature's order; those not given take their SQL default, as
     they do through PostgREST. Names are never input: an unknown one is a programming error.
     """
-    signature = RPC_SIGNATURES[operation]
     unknown = names - signature.keys()
     if unknown:
         raise ValueError(f"{operation} has no argument {', '.join(sorted(unknown))}")
@@ -72,6 +71,9 @@ class PgTransport:
     claims, for the session), so that each call is one statement in its own transaction: one
     round trip, instead of five for begin, set role, set claims, call and commit.
 
+    `signatures` are the RPCs it may call (the function's; the toolkit adds its own, from
+    certexpiry_ops.contract): a statement is built from them, never from its input.
+
     A psycopg connection is not safe for concurrent transactions, so calls are serialised: a
     local functions-framework server handling concurrent requests shares one instance.
     """
@@ -83,8 +85,11 @@ class PgTransport:
         connect_timeout_s: int = CONNECT_TIMEOUT_S,
         statement_timeout_ms: int = 60_000,
         retry: RetryPolicy = DEFAULT_RETRY,
+        signatures: Signatures = RPC_SIGNATURES,
     ) -> None:
         self.conninfo = conninfo
+        self.signatures = signatures
+        self._statements: dict[tuple[str, frozenset[str]], sql.Composed] = {}
         self.retry = retry
         self.connect_timeout_s = connect_timeout_s
         self.statement_timeout_ms = statement_timeout_ms
@@ -108,8 +113,11 @@ class PgTransport:
         return self._conn
 
     def call(self, operation: str, params: Mapping[str, Any]) -> Any:
-        statement = _rpc_statement(operation, frozenset(params))
-        signature = RPC_SIGNATURES[operation]
+        signature = self.signatures[operation]
+        key = (operation, frozenset(params))
+        statement = self._statements.get(key)
+        if statement is None:
+            statement = self._statements[key] = _rpc_statement(operation, signature, key[1])
         values = {
             name: json.dumps(value) if signature[name] == "jsonb" and value is not None else value
             for name, value in params.items()
