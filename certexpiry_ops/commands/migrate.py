@@ -317,7 +317,8 @@ def register(
         "(this release's file, not in the database), unknown to this release (in the database "
         "only: a newer release migrated it), with when it was applied and whether its file "
         "changed since. Reads in a read-only transaction; a report, so exit 0 whatever it finds.",
-        epilog=f"Examples: DATABASE_URL=postgresql://... {PROG} migrate status; "
-        f"{PROG} migrate status --json | jq -r 'select(.state != \"applied\") | .version'",
+        epilog="examples:\n"
+        "  DATABASE_URL=postgresql://... certexpiry migrate status\n"
+        "  certexpiry migrate status --demo --json | jq -r 'select(.state != \"applied\")'",
     )
     status.set_defaults(handler=cmd_migrate_status)

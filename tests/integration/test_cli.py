@@ -49,6 +49,14 @@ class Result:
 Cli = Callable[..., Result]
 
 
+def errors_only(err: str) -> str:
+    """stderr without the line naming the target that every database command starts with
+    (`certexpiry: using ...`, certexpiry_ops.target), which is not an error."""
+    return "".join(
+        line for line in err.splitlines(keepends=True) if not line.startswith("certexpiry: using ")
+    )
+
+
 def invoke(*args: str, logging_client: Callable[[str | None], Any] | None = None) -> Result:
     """Run the CLI with captured (non-terminal) streams; every line is handed to the leak scan."""
     stdout, stderr = io.StringIO(), io.StringIO()
