@@ -534,7 +534,7 @@ def test_migrate_and_its_status_answer_help_with_examples() -> None:
     assert "status" in whole.out
     status = invoke("migrate", "status", "--help")
     assert status.code == 0
-    assert "Examples:" in status.out
+    assert "examples:" in status.out
     assert "migrate status --json" in status.out
 
 

@@ -133,6 +133,11 @@ def test_a_leaking_session_fails(tmp_path: Path, workers: list[str]) -> None:
         str(tmp_path / "pytest.ini"),
         "--rootdir",
         str(tmp_path),
+        # Its own base directory: a session on the default one resets /tmp/pytest-of-USER to
+        # 0700 when it starts, which under xdist races the embedded Postgres (run as its own
+        # user) that another worker's test is starting below it.
+        "--basetemp",
+        str(tmp_path / "inner"),
         *workers,
     ]
     leaking = subprocess.run(
