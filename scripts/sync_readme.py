@@ -1,4 +1,4 @@
-"""Rewrite the error-code tables (README.md, docs/logging.md) from certexpiry/codes.py."""
+"""Rewrite the error-code tables (README.md, docs/logging.md) from certexpiry/codes/_runbook.py."""
 
 from __future__ import annotations
 

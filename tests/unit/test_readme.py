@@ -1,4 +1,4 @@
-"""The README's error-code table is the catalogue in certexpiry/codes.py."""
+"""The README's error-code table is the catalogue in certexpiry/codes/_runbook.py."""
 
 from __future__ import annotations
 

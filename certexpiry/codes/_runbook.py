@@ -1,64 +1,14 @@
-"""Error-code catalogue: every log line carries one of these codes.
-
-Why a catalogue: the on-call runbook, the log-entry JSON Schema and the CLI that reads
-entries back all key on ``error_code``.  Keeping the code, its default severity, what it
-means and what to do about it in one table means the runbook (``runbook_markdown()``) is
-generated from the same source the code uses and cannot drift from it.
-"""
+"""The catalogue: each code's default severity, what the entry means and what the operator
+does; the on-call runbook table (``runbook_markdown``) is rendered from it, so the docs cannot
+drift from the code."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from enum import StrEnum
 from types import MappingProxyType
 from typing import NamedTuple
 
-
-class Severity(StrEnum):
-    """Cloud Logging severity names we emit (``WARNING``, not the spec's ``WARN``)."""
-
-    DEBUG = "DEBUG"
-    INFO = "INFO"
-    WARNING = "WARNING"
-    ERROR = "ERROR"
-
-
-class Code(StrEnum):
-    """Stable identifiers for everything the job reports; values equal names."""
-
-    RUN_STARTED = "RUN_STARTED"
-    RUN_RESUMED = "RUN_RESUMED"
-    SEGMENT_STARTED = "SEGMENT_STARTED"
-    BATCH_DONE = "BATCH_DONE"
-    BATCH_SHRUNK = "BATCH_SHRUNK"
-    ROW_FAILED_ALONE = "ROW_FAILED_ALONE"
-    TRANSIENT_RETRY = "TRANSIENT_RETRY"
-    CONTINUATION_PUBLISHED = "CONTINUATION_PUBLISHED"
-    CONTINUATION_PUBLISH_FAILED = "CONTINUATION_PUBLISH_FAILED"
-    DUPLICATE_DELIVERY = "DUPLICATE_DELIVERY"
-    RUN_FENCED = "RUN_FENCED"
-    RUN_BUSY = "RUN_BUSY"
-    RUN_ABANDONED = "RUN_ABANDONED"
-    NIGHTS_MISSED = "NIGHTS_MISSED"
-    MONITORING_CLEAN = "MONITORING_CLEAN"
-    MISSED_AUTO_PAUSE = "MISSED_AUTO_PAUSE"
-    MONITORING_FAILED = "MONITORING_FAILED"
-    AUDIT_WRITTEN = "AUDIT_WRITTEN"
-    AUDIT_FAILED = "AUDIT_FAILED"
-    OUTBOX_BACKLOG = "OUTBOX_BACKLOG"
-    RUN_COMPLETED = "RUN_COMPLETED"
-    RUN_STOPPED = "RUN_STOPPED"
-    SUPABASE_RPC_FAILED = "SUPABASE_RPC_FAILED"
-    SUPABASE_TIMEOUT = "SUPABASE_TIMEOUT"
-    DB_OPERATION_FAILED = "DB_OPERATION_FAILED"
-    INVALID_MESSAGE = "INVALID_MESSAGE"
-    INVALID_SETTINGS = "INVALID_SETTINGS"
-    UNEXPECTED_EXCEPTION = "UNEXPECTED_EXCEPTION"
-    LOG_LINES_DROPPED = "LOG_LINES_DROPPED"
-    LIBRARY_LOG = "LIBRARY_LOG"
-    REMEDIATION_DONE = "REMEDIATION_DONE"
-    # The database's schema (issue 13's block).
-    SCHEMA_MISMATCH = "SCHEMA_MISMATCH"
+from certexpiry.codes._names import Code, Severity
 
 
 class CodeInfo(NamedTuple):

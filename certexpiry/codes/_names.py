@@ -1,0 +1,53 @@
+"""The codes every log line carries, and their severities: the runtime's vocabulary for what
+happened (the catalogue in ``_runbook`` says what each means and what to do)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Severity(StrEnum):
+    """Cloud Logging severity names we emit (``WARNING``, not the spec's ``WARN``)."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+class Code(StrEnum):
+    """Stable identifiers for everything the job reports; values equal names."""
+
+    RUN_STARTED = "RUN_STARTED"
+    RUN_RESUMED = "RUN_RESUMED"
+    SEGMENT_STARTED = "SEGMENT_STARTED"
+    BATCH_DONE = "BATCH_DONE"
+    BATCH_SHRUNK = "BATCH_SHRUNK"
+    ROW_FAILED_ALONE = "ROW_FAILED_ALONE"
+    TRANSIENT_RETRY = "TRANSIENT_RETRY"
+    CONTINUATION_PUBLISHED = "CONTINUATION_PUBLISHED"
+    CONTINUATION_PUBLISH_FAILED = "CONTINUATION_PUBLISH_FAILED"
+    DUPLICATE_DELIVERY = "DUPLICATE_DELIVERY"
+    RUN_FENCED = "RUN_FENCED"
+    RUN_BUSY = "RUN_BUSY"
+    RUN_ABANDONED = "RUN_ABANDONED"
+    NIGHTS_MISSED = "NIGHTS_MISSED"
+    MONITORING_CLEAN = "MONITORING_CLEAN"
+    MISSED_AUTO_PAUSE = "MISSED_AUTO_PAUSE"
+    MONITORING_FAILED = "MONITORING_FAILED"
+    AUDIT_WRITTEN = "AUDIT_WRITTEN"
+    AUDIT_FAILED = "AUDIT_FAILED"
+    OUTBOX_BACKLOG = "OUTBOX_BACKLOG"
+    RUN_COMPLETED = "RUN_COMPLETED"
+    RUN_STOPPED = "RUN_STOPPED"
+    SUPABASE_RPC_FAILED = "SUPABASE_RPC_FAILED"
+    SUPABASE_TIMEOUT = "SUPABASE_TIMEOUT"
+    DB_OPERATION_FAILED = "DB_OPERATION_FAILED"
+    INVALID_MESSAGE = "INVALID_MESSAGE"
+    INVALID_SETTINGS = "INVALID_SETTINGS"
+    UNEXPECTED_EXCEPTION = "UNEXPECTED_EXCEPTION"
+    LOG_LINES_DROPPED = "LOG_LINES_DROPPED"
+    LIBRARY_LOG = "LIBRARY_LOG"
+    REMEDIATION_DONE = "REMEDIATION_DONE"
+    # The database's schema (issue 13's block).
+    SCHEMA_MISMATCH = "SCHEMA_MISMATCH"
