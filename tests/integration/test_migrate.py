@@ -535,7 +535,7 @@ def test_migrate_and_its_status_answer_help_with_examples() -> None:
     status = invoke("migrate", "status", "--help")
     assert status.code == 0
     assert "examples:" in status.out
-    assert "migrate status --json" in status.out
+    assert "migrate status --demo --json" in status.out
 
 
 @pytest.mark.parametrize("args", [("status",), ("--dry-run",)], ids=["status", "dry-run"])

@@ -4,6 +4,7 @@ failed one names host, port, database and user, never the password (exit 4)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import socket
 import threading
@@ -69,6 +70,9 @@ def _server(close_at_once: bool) -> Iterator[Server]:
     try:
         yield server
     finally:
+        # close() alone leaves the thread blocked in accept() on Linux; shutdown() wakes it.
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)
         listener.close()
         for conn in server.held:
             conn.close()
