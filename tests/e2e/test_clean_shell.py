@@ -36,7 +36,7 @@ Conn = psycopg.Connection[tuple[object, ...]]
 
 # Both tests use the module's one tool install: under xdist (`make test`) they run on one
 # worker (`--dist loadgroup`), so the install is made once.
-pytestmark = pytest.mark.xdist_group("clean_shell")
+pytestmark = [pytest.mark.xdist_group("clean_shell"), pytest.mark.long]
 
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 # `certexpiry` and what may follow it in a hint: words, ids, placeholders, flags. Prose after the

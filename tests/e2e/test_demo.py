@@ -80,6 +80,7 @@ def _split(stdout: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return entries, summary
 
 
+@pytest.mark.long
 def test_demo_runs_to_the_end_and_again_idempotently(
     tmp_path: Path, org: OrgDay, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -89,6 +89,7 @@ def demo_database(tmp_path: Path) -> Iterator[tuple[Path, str]]:
         server.stop()
 
 
+@pytest.mark.long
 def test_the_runbooks_run_on_the_demo_as_written(demo_database: tuple[Path, str]) -> None:
     """Every runbook command exits as the runbook says, on the demo, in order; the log of the
     stopped night shows the codes in the order "A night failed half-way" gives."""

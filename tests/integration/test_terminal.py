@@ -91,6 +91,7 @@ def no_json(shown: str) -> None:
     assert not [line for line in shown.splitlines() if line.lstrip().startswith("{")], shown
 
 
+@pytest.mark.long
 def test_every_command_is_human_on_a_terminal_and_json_when_piped(
     terminal: Shell, piped: Shell, db: Conn, database_url: str, org: OrgDay
 ) -> None:

@@ -263,6 +263,7 @@ class Instance:
                 stop(process)
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("variant", variants())
 def test_sigkill_at_random_points_then_recover(
     variant: str, db: Conn, database_url: str, pubsub: FakePubSub, org: OrgDay

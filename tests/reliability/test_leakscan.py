@@ -104,6 +104,7 @@ def test_the_allow_list_leaves_nothing_of_the_planted_data() -> None:
     assert stream.getvalue().count('"[withheld]"') == len(PLANTED) * (len(checked) + 1)
 
 
+@pytest.mark.long
 @pytest.mark.leak_scan_exempt("runs an inner session that leaks on purpose")
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one process", "two xdist workers"])
 def test_a_leaking_session_fails(tmp_path: Path, workers: list[str]) -> None:
