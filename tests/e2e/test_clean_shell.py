@@ -34,8 +34,8 @@ from tests.tool_install import clean_env, in_clean_shell, install_tool, private_
 
 Conn = psycopg.Connection[tuple[object, ...]]
 
-# Both tests use the module's one tool install: under xdist (`make test`) they run on one
-# worker (`--dist loadgroup`), so the install is made once.
+# Both tests use one tool install: under xdist (`make test`) they run on one worker
+# (`--dist loadgroup`), so the install is made once.
 pytestmark = [pytest.mark.xdist_group("clean_shell"), pytest.mark.long]
 
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -98,9 +98,11 @@ def printed(*args: str) -> str:
     return text
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tool_bin() -> Iterator[Path]:
-    """The README's install of the command, once for this module."""
+    """The README's install of the command, once per test process: both tests run on one
+    xdist worker (their group), and a module fixture there is set up again whenever another
+    module's test runs between them."""
     with private_dir("certexpiry-tool-") as where:
         yield install_tool(where / "venv")
 
