@@ -1,7 +1,7 @@
 """Install the job into a database: `supabase/migrations/`, recorded in the job's own ledger.
 
 One runner for everything that migrates: `certexpiry migrate` (a Supabase database URL, a plain
-Postgres, the embedded default), the demo and the test suite's template. The job is a guest in
+Postgres, the demo database), the demo and the test suite's template. The job is a guest in
 the app's database: the runner writes the job's objects and the job's ledger
 (`certexpiry.schema_migrations`) and nothing of the app's, never its migration history
 (`supabase_migrations`), so the app's own `supabase db push` keeps working. Each migration

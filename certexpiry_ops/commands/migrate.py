@@ -70,7 +70,7 @@ def cmd_migrate(args: argparse.Namespace, cli_io: CliIO) -> int:
     with _database(args) as (conninfo, embedded):
         host, where = _where(console, conninfo, embedded)
         try:
-            # The embedded default plays the app too (its fixture); a database named by
+            # The demo database plays the app too (its fixture); a database named by
             # DATABASE_URL must hold the app already: the migrations check its contract.
             result = schema.migrate(
                 conninfo, bootstrap=_bootstrap(args), app_fixture=embedded, on_apply=applying
@@ -275,9 +275,9 @@ def register(
         parents=[common, output],
         help="install or upgrade the job in the database (supabase/migrations/); "
         "`migrate status` lists every version",
-        description="Apply every migration of supabase/migrations/ not yet in the job's own "
-        "ledger (certexpiry.schema_migrations) to the database (DATABASE_URL: the app's "
-        "Supabase database or a plain Postgres holding the app's tables; else the embedded "
+        description="Apply every migration of supabase/migrations/ not yet in the job's own ledger "
+        "(certexpiry.schema_migrations) to the database (DATABASE_URL: the app's Supabase "
+        "database or a plain Postgres holding the app's tables; or with --demo the embedded "
         "one, with the app fixture), in order, each in its own transaction with a 1 s lock "
         "timeout, retried while the app holds a lock; the online index builds run outside a "
         "transaction. Never writes the app's migration history. Idempotent. Refuses, before "
