@@ -25,7 +25,7 @@ from certexpiry.store.postgres import PgTransport
 from certexpiry.wiring import check_schema
 from certexpiry_ops import catalog, schema
 from certexpiry_ops.usage import EXIT_FAILED, EXIT_USAGE
-from tests.integration.test_cli import Result, invoke
+from tests.integration.test_cli import Result, errors_only, invoke
 from tests.leak_plugin import register_secret
 
 Conn = psycopg.Connection[Any]
@@ -269,7 +269,7 @@ FUTURE = "29990101000000"  # a version a newer release would have written
 def status_rows(*args: str) -> list[dict[str, Any]]:
     result = invoke("migrate", "status", "--json", *args)
     assert result.code == 0, result.err
-    assert _beyond_the_target_line(result.err) == []
+    assert errors_only(result.err) == ""
     return [json.loads(line) for line in result.out.splitlines()]
 
 
@@ -447,7 +447,7 @@ def test_an_unknown_older_version_is_unknown_but_not_ahead(
     assert states(status_rows())["20200101000000"] == "unknown"
     result, done = migrate_json()
     assert (done["ahead"], done["unknown"]) == (False, ["20200101000000"])
-    assert _beyond_the_target_line(result.err) == []
+    assert errors_only(result.err) == ""
 
 
 def test_a_dry_run_on_a_plain_postgres_writes_nothing(
@@ -555,8 +555,3 @@ def test_status_and_dry_run_print_no_part_of_a_bad_dsn(
     assert secret not in result.err + result.out
     assert "cannot use the database" in result.err
     assert result.out == ""
-
-
-def _beyond_the_target_line(err: str) -> list[str]:
-    """stderr without the line naming the target every database command starts with."""
-    return [line for line in err.splitlines() if not line.startswith("certexpiry: using ")]
