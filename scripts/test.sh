@@ -25,7 +25,6 @@ echo "== mypy --strict"
 echo "== pytest (${PYTEST_WORKERS:-auto} workers)"
 set +e
 .venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 -n "${PYTEST_WORKERS:-auto}" \
-  --dist loadgroup \
   --cov --cov-branch --cov-report=term:skip-covered "$@"
 status=$?
 set -e
