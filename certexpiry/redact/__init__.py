@@ -11,6 +11,7 @@ from certexpiry.redact._forms import (
     Words,
     allowed,
     body_shape,
+    is_error_code,
     is_sqlstate,
     is_uuid,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "allowed",
     "body_shape",
     "credential_parts",
+    "is_error_code",
     "is_sqlstate",
     "is_uuid",
     "shared_secrets",

@@ -43,6 +43,11 @@ def is_sqlstate(value: object) -> bool:
     return _matches("[0-9A-Z]{5}", value)
 
 
+def is_error_code(value: object) -> bool:
+    """True for an error code a database call answers with: a SQLSTATE or PostgREST's PGRSTnnn."""
+    return is_sqlstate(value) or _matches("PGRST[0-9]{3}", value)
+
+
 def _matches(pattern: str, value: object) -> bool:
     return isinstance(value, str) and re.fullmatch(pattern, value) is not None
 
@@ -90,7 +95,7 @@ def body_shape(body: str, content_type: str | None = None) -> BodyShape:
     if isinstance(parsed, dict):
         shape["keys"] = sorted(key for key in parsed if key in _KNOWN_KEYS)
         shape["other_keys"] = sum(1 for key in parsed if key not in _KNOWN_KEYS)
-        if _matches("PGRST[0-9]{3}", code := parsed.get("code")) or is_sqlstate(code):
+        if is_error_code(code := parsed.get("code")):
             shape["code"] = code
     return shape
 

@@ -10,7 +10,6 @@ idempotent, so a retried POST is safe).
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -24,13 +23,12 @@ from certexpiry.errors import (
     RpcTimeout,
     is_transient_sqlstate,
 )
-from certexpiry.redact import body_shape
+from certexpiry.redact import body_shape, is_error_code
 from certexpiry.retry import DEFAULT_RETRY, RetryPolicy
 from certexpiry.store.rpc import RpcStore
 
 READ_TIMEOUT_S = 30.0  # an RPC's answer; the connection has its own, shorter timeout
 CONNECT_TIMEOUT_S = 5.0
-_CODE = re.compile(r"[0-9A-Z]{5}|PGRST[0-9]{3}")  # a SQLSTATE or PostgREST's own code
 
 
 def _text(value: Any) -> str | None:
@@ -107,7 +105,7 @@ class SupabaseTransport:
             operation,
             http_status=status,
             body=body,
-            postgrest_code=code if code is not None and _CODE.fullmatch(code) else None,
+            postgrest_code=code if is_error_code(code) else None,
             transient=transient,
         )
 
