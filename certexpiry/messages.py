@@ -78,7 +78,7 @@ class Resume(BaseModel):
 
 Message = Annotated[NightlyTrigger | Resume, Field(discriminator="kind")]
 _MESSAGE = TypeAdapter(Message)
-WORDS.add((PUBSUB_EVENT_TYPE, "on-schedule", "-infinity"))  # event_type; cursor parts
+WORDS.update((PUBSUB_EVENT_TYPE, "on-schedule", "-infinity"))  # event_type; cursor parts
 
 
 class Envelope(BaseModel):

@@ -190,5 +190,5 @@ def _reason(error: Mapping[str, object]) -> str:
     return f"invalid value ({error.get('type', 'unknown')})"
 
 
-WORDS.add(name.upper() for name in Settings.model_fields)
-WORDS.add(("SETTINGS", *SECRET_SETTINGS))
+WORDS.update(name.upper() for name in Settings.model_fields)
+WORDS.update(("SETTINGS", *SECRET_SETTINGS))

@@ -305,5 +305,5 @@ ALL_ANSWERS: Mapping[str, Answer[Any]] = {**ANSWERS, **OPS_ANSWERS}
 
 # The toolkit's words may be logged as they are (its operations, a night's state, an outbox
 # message's kind): its own constants, never a value read at run time.
-WORDS.add(OPS_SIGNATURES)
-WORDS.add(literal_words(NightState, NightAckOutcome, OutboxKind))
+WORDS.update(OPS_SIGNATURES)
+WORDS.update(literal_words(NightState, NightAckOutcome, OutboxKind))

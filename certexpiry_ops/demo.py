@@ -93,7 +93,8 @@ class _Printer:
                 self.console.entry(line)
             else:
                 severity = Severity.WARNING if stream == "stderr" else Severity.INFO
-                self.log.log(Code.LIBRARY_LOG, line, severity=severity, logger=f"function.{stream}")
+                message = "The function wrote a line that is not JSON; its text is not logged."
+                self.log.emit(severity, Code.LIBRARY_LOG, message, {"logger": stream})
 
     def codes(self) -> list[str]:
         return [str(entry.get("error_code")) for entry in self.entries]

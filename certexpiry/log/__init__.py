@@ -10,7 +10,6 @@ from certexpiry.log._capture import (
     uninstall_process_logging,
 )
 from certexpiry.log._chain import (
-    ALLOWED_CONTEXT_KEYS,
     ERROR_EVENT_TYPE,
     MAX_ITEMS,
     MAX_STRING,
@@ -22,7 +21,6 @@ from certexpiry.log._trace import TraceContext, trace_from_headers
 from certexpiry.log._writer import WRITE_BUDGET_S
 
 __all__ = [
-    "ALLOWED_CONTEXT_KEYS",
     "ERROR_EVENT_TYPE",
     "LIBRARY_LOGGERS",
     "MAX_ITEMS",

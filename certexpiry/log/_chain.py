@@ -21,8 +21,6 @@ TRUNCATION_MARK = "...[truncated]"
 ERROR_EVENT_TYPE = (
     "type.googleapis.com/google.devtools.clouderrorreporting.v1beta1.ReportedErrorEvent"
 )
-ALLOWED_CONTEXT_KEYS = frozenset(CONTEXT_FORMS)
-"""Context keys a caller may pass; others are dropped and counted in ``dropped_keys``."""
 
 _CODES = frozenset(Code)
 _ENCODE = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode

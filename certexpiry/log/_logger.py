@@ -10,7 +10,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from certexpiry.codes import CATALOGUE, Code, Severity
+from certexpiry.codes import Code, Severity
 from certexpiry.log._chain import Service
 from certexpiry.log._stack import Where
 from certexpiry.log._trace import TraceContext
@@ -94,20 +94,6 @@ class JsonLogger:
     ) -> None:
         """An ERROR entry (Error Reporting); ``exc`` adds its frames as stack_trace."""
         self.emit(Severity.ERROR, code, message, context, exc=exc, where=_caller())
-
-    def log(
-        self,
-        code: Code,
-        message: str,
-        *,
-        severity: Severity | None = None,
-        exc: BaseException | None = None,
-        **context: object,
-    ) -> None:
-        """An entry at ``severity``, by default the code's severity in the catalogue."""
-        known = CATALOGUE.get(code)
-        chosen = severity or (known.severity if known is not None else Severity.ERROR)
-        self.emit(chosen, code, message, context, exc=exc, where=_caller())
 
     def emit(
         self,

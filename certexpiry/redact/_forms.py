@@ -14,12 +14,17 @@ import re
 import threading
 import uuid
 import zoneinfo
-from collections.abc import Callable, Container, Iterable, Mapping
+from collections.abc import Callable, Container, Mapping
 from datetime import date
 from functools import cache
 
 WITHHELD = "[withheld]"
 """What a value becomes when its form does not show it is safe to log."""
+
+WORDS: set[str] = set()
+"""The words the project defines (operations, statuses, setting names), added by its modules
+from constants at import: a lower-case word has the form of "kari" too, so only these are
+logged, never a word read at run time."""
 
 Form = Callable[[object], object]
 
@@ -31,11 +36,18 @@ class CatalogName(str):
     __slots__ = ()
 
 
+class BodyShape(dict[str, object]):
+    """What ``body_shape`` kept of a body: only structure, so the log takes it as it is."""
+
+
+def _matches(pattern: str, value: object) -> bool:
+    return isinstance(value, str) and re.fullmatch(pattern, value) is not None
+
+
 def is_uuid(value: object) -> bool:
     """True for a UUID object or its canonical text."""
-    return isinstance(value, uuid.UUID) or _matches(
-        r"(?i)[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", value
-    )
+    hex_uuid = r"(?i)[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}"
+    return isinstance(value, uuid.UUID) or _matches(hex_uuid, value)
 
 
 def is_sqlstate(value: object) -> bool:
@@ -48,33 +60,6 @@ def is_error_code(value: object) -> bool:
     return is_sqlstate(value) or _matches("PGRST[0-9]{3}", value)
 
 
-def _matches(pattern: str, value: object) -> bool:
-    return isinstance(value, str) and re.fullmatch(pattern, value) is not None
-
-
-class Words:
-    """The words the project defines (operations, statuses, setting names): a lower-case word
-    has the form of "kari" too, so only those the project's code adds, from constants at import,
-    are logged; nothing read at run time."""
-
-    def __init__(self) -> None:
-        self._words: set[str] = set()
-
-    def add(self, words: Iterable[str]) -> None:
-        self._words.update(words)
-
-    def __contains__(self, word: object) -> bool:
-        return word in self._words
-
-
-WORDS = Words()
-"""The process's vocabulary."""
-
-
-class BodyShape(dict[str, object]):
-    """What ``body_shape`` kept of a body: only structure, so the log takes it as it is."""
-
-
 _JSON_TYPES = ("application/json", "application/problem+json", "application/vnd.pgrst.object+json")
 _KNOWN_TYPES = frozenset((*_JSON_TYPES, "text/plain", "text/html"))
 _KNOWN_KEYS = frozenset(("code", "message", "details", "hint", "error", "msg", "status"))
@@ -85,18 +70,15 @@ def body_shape(body: str, content_type: str | None = None) -> BodyShape:
     ``details``): content type (known ones), length, a JSON object's known keys, a count of the
     others and a code-shaped ``code`` (the log's form decides if it is a known one)."""
     shape = BodyShape(length=len(body))
-    media = (content_type or "").split(";", 1)[0].strip().lower()
-    if media:
+    if media := (content_type or "").split(";", 1)[0].strip().lower():
         shape["content_type"] = media if media in _KNOWN_TYPES else "other"
-    try:
+    with contextlib.suppress(ValueError, RecursionError):
         parsed = json.loads(body)
-    except (ValueError, RecursionError):
-        return shape
-    if isinstance(parsed, dict):
-        shape["keys"] = sorted(key for key in parsed if key in _KNOWN_KEYS)
-        shape["other_keys"] = sum(1 for key in parsed if key not in _KNOWN_KEYS)
-        if is_error_code(code := parsed.get("code")):
-            shape["code"] = code
+        if isinstance(parsed, dict):
+            shape["keys"] = sorted(key for key in parsed if key in _KNOWN_KEYS)
+            shape["other_keys"] = sum(1 for key in parsed if key not in _KNOWN_KEYS)
+            if is_error_code(code := parsed.get("code")):
+                shape["code"] = code
     return shape
 
 
@@ -105,10 +87,9 @@ def _known_sqlstate(value: object) -> bool:
     ERRCODE = 'KARIN'``). psycopg's table is the catalog (imported when first needed)."""
     import psycopg.errors
 
-    try:
+    with contextlib.suppress(KeyError):
         return is_sqlstate(value) and bool(psycopg.errors.lookup(str(value)))
-    except KeyError:
-        return False
+    return False
 
 
 def _kept_if(test: Callable[[object], bool]) -> Form:
@@ -152,8 +133,7 @@ def _date(value: object) -> object:
 
 def _word(value: object) -> object:
     """A word of the project's vocabulary, or a member of one of its enums."""
-    if isinstance(value, enum.Enum):
-        value = value.value
+    value = value.value if isinstance(value, enum.Enum) else value
     return value if isinstance(value, str) and value in WORDS else WITHHELD
 
 
@@ -182,10 +162,7 @@ def _body(value: object) -> object:
     """A body's structure (``body_shape``), its code checked like a PostgREST code."""
     if not isinstance(value, BodyShape):
         return WITHHELD
-    shape = dict(value)
-    if "code" in shape:
-        shape["code"] = _postgrest_code(shape["code"])
-    return shape
+    return {**value, **({"code": _postgrest_code(value["code"])} if "code" in value else {})}
 
 
 # The keys by form, written as words: a list literal of 25 names would fill a screen.
@@ -200,11 +177,7 @@ _CATALOG = "constraint_name schema_name table_name column_name datatype_name rou
 _MESSAGE_IDS = ("message_id", "published_message_id", "event_id", "execution_id")
 # A Pub/Sub topic or subscription: names an operator configured, not data the job reads.
 _TOPIC = r"projects/[a-z][a-z0-9-]{0,28}[a-z0-9]/(topics|subscriptions)/[A-Za-z][\w.~+%-]{2,254}"
-
-
-def _is_text(value: object) -> bool:
-    return isinstance(value, str)
-
+_text = _kept_if(lambda value: isinstance(value, str))
 
 CONTEXT_FORMS: Mapping[str, Form] = {
     **dict.fromkeys(_NUMBERS, _number),
@@ -216,10 +189,10 @@ CONTEXT_FORMS: Mapping[str, Form] = {
     **dict.fromkeys(("nightly_key", "today"), _date),
     **dict.fromkeys(("operation", "status", "outcome", "setting", "event_type"), _word),
     # Text the project's code writes from literals and allowed values, never one read at run time.
-    **dict.fromkeys(("reason", "remediation", "hint"), _kept_if(_is_text)),
+    **dict.fromkeys(("reason", "remediation", "hint"), _text),
     **dict.fromkeys(("topic", "subscription"), _kept_if(lambda value: _matches(_TOPIC, value))),
     # The nights missed, or the project's own text.
-    "details": lambda value: value if _is_text(value) else _list_of(_date)(value),
+    "details": lambda value: value if isinstance(value, str) else _list_of(_date)(value),
     "sqlstate": _kept_if(_known_sqlstate),
     "postgrest_code": _postgrest_code,
     "missed_ids": _list_of(_uuid),

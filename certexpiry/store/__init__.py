@@ -33,7 +33,7 @@ from certexpiry.store.rpc import RpcStore, RpcTransport, call, record_failures
 
 # The contract's words join the log's vocabulary here, where the store is wired to the privacy
 # layer, so the contract itself stays plain data that changes no global.
-WORDS.add(VOCABULARY)
+WORDS.update(VOCABULARY)
 
 __all__ = [
     "COUNT_KEYS",

@@ -25,8 +25,8 @@ from typing import Any
 import psycopg
 
 from certexpiry.codes import Code
-from certexpiry.log import ALLOWED_CONTEXT_KEYS, JsonLogger
-from certexpiry.redact import Secrets
+from certexpiry.log import JsonLogger
+from certexpiry.redact import CONTEXT_FORMS, Secrets
 from certexpiry_ops.harness import FunctionProcess, function_env
 from certexpiry_ops.pubsub_fake import FakePubSub
 from tests import faults
@@ -299,7 +299,7 @@ def test_the_outbox_age_metric_reads_the_age_the_function_logs(tmp_path: Path) -
     Logging skips an entry whose extraction fails), so the alert could never fire."""
     metric = _metrics(tmp_path)["outbox_oldest_age"]
     matches = compile_filter(metric["filter"])
-    assert set(OUTBOX_KEYS) <= ALLOWED_CONTEXT_KEYS
+    assert set(OUTBOX_KEYS) <= set(CONTEXT_FORMS)
     for age in (0, 3 * 86400 + 17):
         entry = _backlog_entry(
             outbox_undelivered=4 if age else 0,

@@ -32,9 +32,8 @@ import structlog
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from certexpiry.codes import CATALOGUE, Code, Severity
+from certexpiry.codes import Code, Severity
 from certexpiry.log import (
-    ALLOWED_CONTEXT_KEYS,
     ERROR_EVENT_TYPE,
     LIBRARY_LOGGERS,
     MAX_ITEMS,
@@ -218,19 +217,6 @@ def test_severities_and_min_severity(minimum: Severity, written: list[tuple[str,
     assert logger.dropped == 0
 
 
-def test_log_uses_the_catalogue_severity_by_default() -> None:
-    """log() takes the severity from the catalogue unless one is given; its location is the
-    caller's."""
-    logger, buffer = make()
-    logger.log(Code.RUN_FENCED, "x")
-    line = line_of_caller() - 1
-    logger.log(Code.RUN_FENCED, "x", severity=Severity.ERROR)
-    first, second = parse(buffer.getvalue())
-    assert first["severity"] == CATALOGUE[Code.RUN_FENCED].severity.value == "WARNING"
-    assert first[LOCATION]["line"] == str(line)
-    assert (second["severity"], second["@type"]) == ("ERROR", ERROR_EVENT_TYPE)
-
-
 def test_error_line_is_an_error_reporting_event() -> None:
     """ERROR lines carry @type and serviceContext, and reportLocation when there is no stack."""
     logger, buffer = make()
@@ -267,8 +253,7 @@ def test_codes_and_messages() -> None:
 def test_schema_allow_list_matches_the_code() -> None:
     """The schema's context keys are the allow-list plus the logger's own two keys."""
     names = SCHEMA["$defs"]["context"]["propertyNames"]["enum"]
-    assert set(names) == ALLOWED_CONTEXT_KEYS | {"dropped_keys", "reportLocation"}
-    assert set(CONTEXT_FORMS) == ALLOWED_CONTEXT_KEYS
+    assert set(names) == set(CONTEXT_FORMS) | {"dropped_keys", "reportLocation"}
     assert SCHEMA["properties"]["message"]["maxLength"] == MAX_STRING + len(TRUNCATION_MARK)
     assert set(SCHEMA["properties"]["error_code"]["enum"]) == {code.value for code in Code}
 

@@ -254,7 +254,7 @@ def test_message_ids_are_logged_only_in_their_form(value: str, logged: str) -> N
     stream = io.StringIO()
     logger = JsonLogger(secrets=Secrets(), stream=stream)
     error = InvalidMessage("the field kind is missing", value)
-    logger.log(error.code, "The message is not one this function accepts.", **error.log_context())
+    logger.error(error.code, "The message is not one this function accepts.", **error.log_context())
     entry = json.loads(stream.getvalue())
     assert entry["context"]["reason"] == "the field kind is missing"
     assert entry["context"]["message_id"] == logged
