@@ -35,17 +35,12 @@ class FdWriter:
 
     def write(self, data: bytes) -> bool:
         """Write ``data`` (whole or started); False if nothing of it could be written."""
+        deadline = time.monotonic() + (0.0 if self.stalled else WRITE_BUDGET_S)
         try:
-            deadline = time.monotonic() + (0.0 if self.stalled else WRITE_BUDGET_S)
-            if self.tail:
-                self.tail = self._drain(self.tail, deadline)
-                if self.tail:
-                    self.stalled = True
-                    return False
-            rest = self._drain(data, deadline)
+            self.tail = self._drain(self.tail, deadline)
+            rest = data if self.tail else self._drain(data, deadline)
         except OSError:  # broken pipe, closed fd: nothing more will get through
-            self.tail = b""
-            return False
+            self.tail, rest = b"", data
         self.stalled = bool(rest)
         if len(rest) == len(data):
             return False

@@ -12,7 +12,6 @@ from certexpiry.redact._forms import (
     body_shape,
     is_error_code,
     is_sqlstate,
-    is_uuid,
 )
 from certexpiry.redact._secrets import (
     MIN_SECRET_LENGTH,
@@ -36,6 +35,5 @@ __all__ = [
     "credential_parts",
     "is_error_code",
     "is_sqlstate",
-    "is_uuid",
     "shared_secrets",
 ]
