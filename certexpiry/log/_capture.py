@@ -167,12 +167,10 @@ def install_process_logging(
         capture = _installed = _Capture(logger)
         root = logging.getLogger()
         capture.undo.callback(root.setLevel, root.level)  # setLevel: loggers' level caches reset
-        libraries = {name: logging.getLogger(name) for name in LIBRARY_LOGGERS}
         prefixes = tuple(f"{name}." for name in LIBRARY_LOGGERS)
-        for name, candidate in list(logging.Logger.manager.loggerDict.items()):
-            if name.startswith(prefixes) and isinstance(candidate, logging.Logger):
-                libraries[name] = candidate  # a child (each once)
-        for library in libraries.values():  # functions-framework's dictConfig disables them
+        children = [name for name in logging.Logger.manager.loggerDict if name.startswith(prefixes)]
+        for name in {*LIBRARY_LOGGERS, *children}:  # functions-framework's dictConfig disables them
+            library = logging.getLogger(name)  # (a placeholder becomes the logger it stood for)
             capture.replace(library, "handlers", [])
             capture.replace(library, "propagate", True)
             capture.replace(library, "disabled", False)

@@ -50,24 +50,20 @@ class JsonLogger:
         stream: TextIO | None = None,
         min_severity: Severity = Severity.DEBUG,
     ) -> None:
+        self.run_id = new_invocation_id() if run_id is None else run_id
+        self.trace = trace
         self._service = Service(secrets, service, version, project)
-        self._chain = self._service.chain()
+        # ReturnLogger hands the rendered line back, for write() to send out
+        self._chain = structlog.BoundLogger(structlog.ReturnLogger(), self._service.chain(), {})
         self._output = Output(stream)  # bound copies share these
         levels = list(Severity)  # in order
         self._enabled = frozenset(levels[levels.index(min_severity) :])
-        self._set_run(new_invocation_id() if run_id is None else run_id, trace)
-
-    def _set_run(self, run_id: str, trace: TraceContext | None) -> None:
-        self.run_id, self.trace = run_id, trace
-        # ReturnLogger hands the rendered line back, for write() to send out
-        context = {"run_id": run_id, "trace": trace}
-        self._bound = structlog.BoundLogger(structlog.ReturnLogger(), self._chain, context)
 
     def bind(self, *, run_id: str | None = None, trace: TraceContext | None = None) -> JsonLogger:
         """A logger with this run id and/or trace (None keeps the current one)."""
-        bound: JsonLogger = copy.copy(self)
-        run_id = self.run_id if run_id is None else run_id
-        bound._set_run(run_id, self.trace if trace is None else trace)
+        bound = copy.copy(self)
+        bound.run_id = self.run_id if run_id is None else run_id
+        bound.trace = self.trace if trace is None else trace
         return bound
 
     @property
@@ -120,7 +116,7 @@ class JsonLogger:
     def render(self, message: str, **event: Any) -> str:
         """One entry as its line, through the chain (which may raise): ``event`` holds its
         ``severity``, ``code``, ``context``, ``exc`` and ``where``."""
-        return str(self._bound.msg(message, **event))
+        return str(self._chain.msg(message, run_id=self.run_id, trace=self.trace, **event))
 
     def write(self, line: str) -> None:
         """Write one rendered line (after a drop notice if lines were dropped)."""

@@ -27,6 +27,7 @@ from constants at import: a lower-case word has the form of "kari" too, so only 
 logged, never a word read at run time."""
 
 Form = Callable[[object], object]
+_LISTS = (list, tuple, set, frozenset)
 
 
 class CatalogName(str):
@@ -103,12 +104,8 @@ def _one_of(known: Callable[[], Container[str]]) -> Form:
 
 
 def _list_of(form: Form) -> Form:
-    def each(value: object) -> object:
-        if isinstance(value, (list, tuple, set, frozenset)):
-            return [form(item) for item in value]
-        return WITHHELD
-
-    return each
+    """The form of a list, tuple or set whose items each have ``form``."""
+    return lambda value: [form(item) for item in value] if isinstance(value, _LISTS) else WITHHELD
 
 
 def _uuid(value: object) -> object:
