@@ -77,12 +77,10 @@ class _Capture(logging.Handler):
 
     def current(self) -> JsonLogger:
         """``logger`` bound to the context's run, else to the open one, else as it is."""
-        bound = structlog.contextvars.get_contextvars()
-        if bound.get("run_id") is not None:
-            return self.logger.bind(run_id=bound["run_id"], trace=bound.get("trace"))
-        if _open_runs:
-            return self.logger.bind(run_id=_open_runs[-1].run_id, trace=_open_runs[-1].trace)
-        return self.logger
+        run = structlog.contextvars.get_contextvars()
+        if run.get("run_id") is None and _open_runs:
+            run = {"run_id": _open_runs[-1].run_id, "trace": _open_runs[-1].trace}
+        return self.logger.bind(run_id=run.get("run_id"), trace=run.get("trace"))
 
     def emit(self, record: logging.LogRecord) -> None:
         """A record as one line, through structlog's ``ProcessorFormatter``; never raises."""

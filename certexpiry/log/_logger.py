@@ -1,5 +1,4 @@
-"""``JsonLogger``: a structlog ``BoundLogger`` over ``_chain``'s processors, with a run id on
-every line, a severity filter and ``_writer``'s bounded write."""
+"""``JsonLogger``: the job's lines, each through ``_chain`` (run by structlog) to ``_writer``."""
 
 from __future__ import annotations
 
@@ -114,8 +113,7 @@ class JsonLogger:
         self.write(line)
 
     def render(self, message: str, **event: Any) -> str:
-        """One entry as its line, through the chain (which may raise): ``event`` holds its
-        ``severity``, ``code``, ``context``, ``exc`` and ``where``."""
+        """One entry (``event``: severity, code, context, exc, where) as its line; may raise."""
         return str(self._chain.msg(message, run_id=self.run_id, trace=self.trace, **event))
 
     def write(self, line: str) -> None:

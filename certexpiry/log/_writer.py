@@ -71,28 +71,23 @@ class Output:
         self.captured: FdWriter | None = None
         self.dropped = self.unreported = 0
         self._lock, self._count_lock = threading.Lock(), threading.Lock()
-        self._writing: set[int] = set()  # the threads inside a write
         self._stream: object = None  # the last text stream seen, and its bounded writer
         self._stream_writer: FdWriter | None = None
 
     def write(self, line: str, notice: Callable[[int], str]) -> None:
         """``line``, after ``notice(count)`` if lines were dropped; never raises. Dropped: a line
         that fails, stalls, waits on another thread's write, or is logged by the stream itself."""
-        thread = threading.get_ident()
-        if thread in self._writing or not self._lock.acquire(timeout=WRITE_BUDGET_S):
+        sent = False
+        if self._lock.acquire(timeout=WRITE_BUDGET_S):  # a line the stream logs waits for itself
+            try:
+                pending = self.unreported
+                if not pending or self._put(notice(pending)):
+                    self._count(0, -pending)
+                    sent = self._put(line)
+            finally:
+                self._lock.release()
+        if not sent:
             self._count(1, 1)
-            return
-        self._writing.add(thread)
-        try:
-            if (pending := self.unreported) and not self._put(notice(pending)):
-                self._count(1, 1)
-                return
-            self._count(0, -pending)
-            if not self._put(line):
-                self._count(1, 1)
-        finally:
-            self._writing.discard(thread)
-            self._lock.release()
 
     def _count(self, dropped: int, unreported: int) -> None:
         with self._count_lock:
@@ -105,12 +100,11 @@ class Output:
         writer = target if isinstance(target, FdWriter) else self._writer_of(target)
         if writer is not None:
             return writer.write(f"{line}\n".encode("utf-8", "backslashreplace"))
-        try:
+        with contextlib.suppress(Exception):  # whatever the stream raises, the line is dropped
             cast(TextIO, target).write(f"{line}\n")  # None fails like a broken stream
             cast(TextIO, target).flush()
-        except Exception:  # noqa: BLE001  # whatever the stream raises, the line is dropped
-            return False
-        return True
+            return True
+        return False
 
     def _writer_of(self, stream: object) -> FdWriter | None:
         """The bounded writer of a text stream over a pipe or a socket, else None."""
