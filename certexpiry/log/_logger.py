@@ -1,11 +1,9 @@
 """``JsonLogger``: the job's lines, each through ``_chain`` (run by structlog) to ``_writer``."""
 
-from __future__ import annotations
-
 import copy
 import inspect
 import uuid
-from typing import Any, TextIO
+from typing import Any, Self, TextIO
 
 import structlog
 
@@ -58,7 +56,7 @@ class JsonLogger:
         levels = list(Severity)  # in order
         self._enabled = frozenset(levels[levels.index(min_severity) :])
 
-    def bind(self, *, run_id: str | None = None, trace: TraceContext | None = None) -> JsonLogger:
+    def bind(self, *, run_id: str | None = None, trace: TraceContext | None = None) -> Self:
         """A logger with this run id and/or trace (None keeps the current one)."""
         bound = copy.copy(self)
         bound.run_id = self.run_id if run_id is None else run_id

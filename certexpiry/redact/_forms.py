@@ -3,8 +3,6 @@ form returns the value as it may be logged, or ``WITHHELD``; it checks what a va
 shape, a catalog or vocabulary that has it), never what it is not (no pattern of names). Here
 too, what the forms take: the project's words and a response body's structure."""
 
-from __future__ import annotations
-
 import contextlib
 import enum
 import json
