@@ -106,13 +106,13 @@ class Output:
             return True
         return False
 
-    def _writer_of(self, stream: object) -> FdWriter | None:
+    def _writer_of(self, stream: TextIO) -> FdWriter | None:
         """The bounded writer of a text stream over a pipe or a socket, else None."""
         if stream is not self._stream:
             self._stream, self._stream_writer = stream, None
-            with contextlib.suppress(Exception):  # no fileno (StringIO), closed: a plain stream
-                fd = stream.fileno()  # type: ignore[attr-defined]  # any stream, or none
+            with contextlib.suppress(Exception):  # no fileno (StringIO, None), closed: plain
+                fd = stream.fileno()
                 if _is_pipe(fd):
-                    stream.flush()  # type: ignore[attr-defined]  # what it buffered goes first
+                    stream.flush()  # what it buffered goes first
                     self._stream_writer = FdWriter(fd)
         return self._stream_writer
