@@ -5,10 +5,8 @@ The design, and why not google-cloud-logging's handler: docs/logging.md."""
 from certexpiry.log._capture import bind_run, install_process_logging, uninstall_process_logging
 from certexpiry.log._logger import JsonLogger, new_invocation_id
 from certexpiry.log._trace import TraceContext, trace_from_headers
-from certexpiry.log._writer import WRITE_BUDGET_S
 
 __all__ = [
-    "WRITE_BUDGET_S",
     "JsonLogger",
     "TraceContext",
     "bind_run",
