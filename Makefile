@@ -35,7 +35,8 @@ FAST_TESTS = tests/unit \
   tests/integration/test_ops_api.py tests/integration/test_plan.py \
   tests/integration/test_failure_report.py tests/integration/test_sweep.py
 test-fast: venv
-	XDG_RUNTIME_DIR=$${XDG_RUNTIME_DIR:-/tmp} .venv/bin/python -m pytest -q --durations=5 -n auto \
+	env -u PYTHONDONTWRITEBYTECODE XDG_RUNTIME_DIR=$${XDG_RUNTIME_DIR:-/tmp} \
+	  .venv/bin/python -m pytest -q --durations=5 -n auto \
 	  $(FAST_TESTS) $(ARGS)
 
 bench: venv

@@ -9,7 +9,7 @@
 #
 # Usage: scripts/checkov.sh [--install-only | extra checkov args]
 #   --install-only  install (or check) the venv and stop: scripts/test.sh runs this in the
-#                   background while the tests run, and the scan after them
+#                   background, then the scan, while the tests run
 #   CHECKOV_VENV=/path  use another venv location
 #   PYTHON=python3.12   interpreter used to create the venv
 # Exit status: checkov's (non-zero when any check fails), or pip's/venv's
