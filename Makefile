@@ -36,7 +36,7 @@ FAST_TESTS = tests/unit \
   tests/integration/test_failure_report.py tests/integration/test_sweep.py
 test-fast: venv
 	env -u PYTHONDONTWRITEBYTECODE XDG_RUNTIME_DIR=$${XDG_RUNTIME_DIR:-/tmp} \
-	  .venv/bin/python -m pytest -q --durations=5 -n auto \
+	  .venv/bin/python -m pytest -q --durations=5 -n auto --maxschedchunk 1 \
 	  $(FAST_TESTS) $(ARGS)
 
 bench: venv

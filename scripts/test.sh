@@ -29,11 +29,15 @@ echo "== import contracts (the runtime never imports the tooling)"
 echo "== mypy --strict: started, reported after the tests"
 .venv/bin/mypy >"$mypy_log" 2>&1 &
 mypy_pid=$!
-# Two workers on a 2-core machine (pytest-xdist; PYTEST_WORKERS=0 runs in one process): each
-# starts its own embedded Postgres; tests/leak_plugin.py adds up the workers' leak scans.
+# Two workers on a 2-core machine (pytest-xdist; PYTEST_WORKERS=0 runs in one process; three were
+# slower, 247 s against 223 s): each starts its own embedded Postgres; tests/leak_plugin.py adds
+# up the workers' leak scans. --maxschedchunk 1: a worker takes the next test from one list, the
+# long ones first (tests/conftest.py), so both end together (185 s; 236 s in xdist's default
+# chunks of a quarter of the list, the long tests all on one worker).
 echo "== pytest (${PYTEST_WORKERS:-auto} workers)"
 set +e
-.venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 -n "${PYTEST_WORKERS:-auto}" \
+.venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 \
+  -n "${PYTEST_WORKERS:-auto}" --maxschedchunk 1 \
   --cov --cov-branch --cov-report=term:skip-covered "$@"
 status=$?
 set -e

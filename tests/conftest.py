@@ -110,5 +110,7 @@ def pubsub() -> Iterator[FakePubSub]:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tests marked `long` first, the rest in their order: the workers of `make test`
     (pytest-xdist) take the longest first and end together, instead of one of them starting a
-    30 s test while the other has nothing left (longest-first scheduling)."""
+    30 s test while the other has nothing left (longest-first scheduling). Only with
+    `--maxschedchunk 1` (scripts/test.sh): by default xdist hands each worker a quarter of the
+    list at once, so the first worker got every long test and ran 67 s after the other ended."""
     items.sort(key=lambda item: item.get_closest_marker("long") is None)
