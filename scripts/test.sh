@@ -16,7 +16,8 @@ unset PYTHONDONTWRITEBYTECODE
 # them; their output and status are reported after the tests'.
 checkov_log=$(mktemp)
 mypy_log=$(mktemp)
-(bash scripts/checkov.sh --install-only && bash scripts/checkov.sh) >"$checkov_log" 2>&1 &
+(nice -n 19 bash scripts/checkov.sh --install-only && nice -n 19 bash scripts/checkov.sh) \
+  >"$checkov_log" 2>&1 &
 checkov_job=$!
 mypy_pid=
 trap 'kill $checkov_job $mypy_pid 2>/dev/null || true; rm -f "$checkov_log" "$mypy_log"' EXIT
@@ -27,7 +28,7 @@ echo "== ruff"
 echo "== import contracts (the runtime never imports the tooling)"
 .venv/bin/lint-imports
 echo "== mypy --strict: started, reported after the tests"
-.venv/bin/mypy >"$mypy_log" 2>&1 &
+nice -n 19 .venv/bin/mypy >"$mypy_log" 2>&1 &
 mypy_pid=$!
 # Two workers on a 2-core machine (pytest-xdist; PYTEST_WORKERS=0 runs in one process; three were
 # slower, 247 s against 223 s): each starts its own embedded Postgres; tests/leak_plugin.py adds
