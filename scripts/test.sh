@@ -13,7 +13,8 @@ unset PYTHONDONTWRITEBYTECODE
 
 # The tests leave a core idle about a third of the time (they wait on processes, the database
 # and the disk), so mypy and checkov (its own virtualenv: install, then the scan) run beside
-# them; their output and status are reported after the tests'.
+# them at the lowest CPU priority (the tests wait on neither); their output and status are
+# reported after the tests'.
 checkov_log=$(mktemp)
 mypy_log=$(mktemp)
 (nice -n 19 bash scripts/checkov.sh --install-only && nice -n 19 bash scripts/checkov.sh) \
