@@ -23,10 +23,10 @@ lint: check
 
 # The unit tests and the integration tests of the database's contract (the RPCs, the SQL rules,
 # grants, run state, the sweep: each test on its own copy of the embedded Postgres template),
-# without the coverage gates: about 30 s on a 2-core machine (README). Not here: the end-to-end,
-# reliability and Terraform suites, and the integration tests that start processes or servers,
-# install the job, compare schemas or run the longer nights (cli, demo_seed, embedded, install,
-# migrate, night_work, poisoned_rows, schema_equal, terminal): `make test` runs everything.
+# without the coverage gates: about 20 s on a 2-core machine (README, "Measured"). Not here: the
+# end-to-end, reliability and Terraform suites, and the integration tests that start processes or
+# servers, install the job, compare schemas or run the longer nights (cli, demo_seed, embedded,
+# install, migrate, night_work, poisoned_rows, schema_equal, terminal): `make test` runs them all.
 # ARGS goes to pytest (ARGS=--lf, ARGS='-k sweep').
 FAST_TESTS = tests/unit \
   tests/integration/test_contract.py tests/integration/test_sql_rules.py \
