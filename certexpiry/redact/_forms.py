@@ -157,7 +157,10 @@ def _body(value: object) -> object:
     """A body's structure (``body_shape``), its code checked like a PostgREST code."""
     if not isinstance(value, BodyShape):
         return WITHHELD
-    return {**value, **({"code": _postgrest_code(value["code"])} if "code" in value else {})}
+    shape = dict(value)
+    if "code" in shape:
+        shape["code"] = _postgrest_code(shape["code"])
+    return shape
 
 
 # The keys by form, written as words: a list literal of 25 names would fill a screen.
