@@ -54,9 +54,14 @@ def is_sqlstate(value: object) -> bool:
     return _matches("[0-9A-Z]{5}", value)
 
 
+def _is_postgrest_own_code(value: object) -> bool:
+    """True for a code PostgREST defines itself (PGRSTnnn), not one it passes on from Postgres."""
+    return _matches("PGRST[0-9]{3}", value)
+
+
 def is_error_code(value: object) -> bool:
     """True for an error code a database call answers with: a SQLSTATE or PostgREST's PGRSTnnn."""
-    return is_sqlstate(value) or _matches("PGRST[0-9]{3}", value)
+    return is_sqlstate(value) or _is_postgrest_own_code(value)
 
 
 _JSON_TYPES = ("application/json", "application/problem+json", "application/vnd.pgrst.object+json")
@@ -150,7 +155,7 @@ def _cursor(value: object) -> object:
     return value if safe else WITHHELD
 
 
-_postgrest_code = _kept_if(lambda value: _matches("PGRST[0-9]{3}", value) or _known_sqlstate(value))
+_postgrest_code = _kept_if(lambda value: _is_postgrest_own_code(value) or _known_sqlstate(value))
 
 
 def _body(value: object) -> object:
