@@ -42,16 +42,17 @@ set +e
   -n "${PYTEST_WORKERS:-auto}" --maxschedchunk 1 \
   --cov --cov-branch --cov-report=term:skip-covered "$@"
 status=$?
+# mypy's verdict is shown even when the tests failed: both are worth fixing before the next run.
+echo "== mypy --strict (ran beside the tests)"
+mypy_status=0
+wait "$mypy_pid" || mypy_status=$?
+cat "$mypy_log"
 set -e
 if [ $status -eq 5 ]; then
   echo "pytest collected no test: failing" >&2
   exit 1
 fi
 [ $status -eq 0 ] || exit $status
-echo "== mypy --strict (ran beside the tests)"
-mypy_status=0
-wait "$mypy_pid" || mypy_status=$?
-cat "$mypy_log"
 [ $mypy_status -eq 0 ] || exit $mypy_status
 echo "== 100% branch coverage: logging, redaction, monitoring, reports"
 .venv/bin/python -m coverage report --fail-under=100 \
