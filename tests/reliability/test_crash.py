@@ -75,6 +75,13 @@ DB_PASSWORD = (
 )
 END_OF_RUN_SLEEP_S = 0.04
 EFFECT_SLEEP_S = 0.004
+# A kill just after RUN_STARTED or SEGMENT_STARTED must land before that segment's batch ends:
+# its window is one batch (a few queued notifications). The test reads the function's lines in
+# threads, so on a loaded machine the kill comes tens of ms after the line (once, with the other
+# worker running a long test, after the whole last batch: the phase check failed). Until the kill,
+# these two points slow each queued notification this much more.
+START_WINDOW_SLEEP_S = 0.05
+_START_MODES = ("line:RUN_STARTED", "line:SEGMENT_STARTED")
 
 MODES = (
     "delay",
@@ -413,15 +420,26 @@ def _one_kill_point(
         finally:
             done.set()
 
-    thread = run_in_thread(drive)
-    if plan.mode == "delay":
-        killer.on_delay(plan.delay_s, done)
-    done.wait(120)
-    thread.join(10)
-    mid_chain = driver.died
-    if not killer.fired.wait(1.0):
-        killer._take()
-        killer.fire()  # the trigger was not reached: kill after the chain (still a valid point)
+    with contextlib.ExitStack() as start_window:
+        if plan.mode in _START_MODES:
+            start_window.enter_context(
+                faults.slow(
+                    db,
+                    "certexpiry.notification_outbox",
+                    START_WINDOW_SLEEP_S,
+                    events="insert",
+                    name="slow_start_window",
+                )
+            )
+        thread = run_in_thread(drive)
+        if plan.mode == "delay":
+            killer.on_delay(plan.delay_s, done)
+        done.wait(120)
+        thread.join(10)
+        mid_chain = driver.died
+        if not killer.fired.wait(1.0):
+            killer._take()
+            killer.fire()  # the trigger was not reached: kill after the chain (a valid point too)
     killed = function
     wait_for(lambda: killed._process is not None and killed._process.poll() is not None, 10)
     function.stop()  # reaps the killed child and drains its output
